@@ -1,0 +1,1 @@
+//! safe-backup: PostgreSQL backups that restore.
