@@ -1,1 +1,10 @@
 //! safe-backup: PostgreSQL backups that restore.
+//!
+//! # Layout
+//! - [`exit`]: stable exit codes and the one-line error report of every binary.
+//! - `conn`: libpq conventions (conninfo, URIs, PG* variables, pgpass, services, sslmode) over tokio-postgres.
+//! - `config`: the TOML configuration, layered defaults < file < environment < command line.
+//! - `server`: server versions and the version-specific SQL, as pure builders.
+//! - `coproc`: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
+
+pub mod exit;
