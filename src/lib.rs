@@ -7,4 +7,6 @@
 //! - `server`: server versions and the version-specific SQL, as pure builders.
 //! - `coproc`: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
 
+pub mod config;
 pub mod exit;
+pub mod server;
