@@ -20,7 +20,7 @@ impl ServerVersion {
         if self.0 >= 100000 {
             self.0 / 10000
         } else {
-            self.0 / 100
+            self.0 / 10000 * 10 + self.0 / 100 % 100
         }
     }
 
