@@ -2,9 +2,10 @@
 //!
 //! # Layout
 //! - [`exit`]: stable exit codes and the one-line error report of every binary.
-//! - `conn`: libpq conventions (conninfo, URIs, PG* variables, pgpass, services, sslmode) over tokio-postgres.
+//! - [`conn`]: libpq conventions (conninfo, URIs, PG* variables, pgpass, services, sslmode) over tokio-postgres.
 //! - `config`: the TOML configuration, layered defaults < file < environment < command line.
 //! - `server`: server versions and the version-specific SQL, as pure builders.
 //! - `coproc`: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
 
+pub mod conn;
 pub mod exit;
