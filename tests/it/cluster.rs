@@ -290,47 +290,17 @@ fn describe_output(output: &Output) -> String {
 /// Kill (SIGKILL) every process whose environment holds `SAFE_BACKUP_TEST_CLUSTER=<id>`,
 /// repeating until none is left (they may fork while we look). Returns how many were killed.
 pub fn kill_marked_processes(id: &str) -> usize {
-    let needle = format!("\0{MARKER_VAR}={id}\0").into_bytes();
-    let own_pid = std::process::id();
     let mut killed = 0;
     for _ in 0..20 {
         let mut found = 0;
-        let Ok(proc_entries) = fs::read_dir("/proc") else {
-            return killed;
-        };
-        for entry in proc_entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid == own_pid {
-                continue;
-            }
-            let Ok(environ) = fs::read(entry.path().join("environ")) else {
-                continue;
-            };
-            let mut haystack = Vec::with_capacity(environ.len() + 2);
-            haystack.push(0);
-            haystack.extend_from_slice(&environ);
-            haystack.push(0);
-            if haystack
-                .windows(needle.len())
-                .any(|w| w == needle.as_slice())
+        for pid in marked_processes(id) {
+            if nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
             {
-                let Ok(raw_pid) = i32::try_from(pid) else {
-                    continue;
-                };
-                if nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(raw_pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                )
-                .is_ok()
-                {
-                    found += 1;
-                }
+                found += 1;
             }
         }
         if found == 0 {
@@ -340,6 +310,42 @@ pub fn kill_marked_processes(id: &str) -> usize {
         std::thread::sleep(Duration::from_millis(50));
     }
     killed
+}
+
+/// Pids of live processes (not zombies) whose environment holds the marker of cluster `id`.
+pub fn marked_processes(id: &str) -> Vec<i32> {
+    let needle = format!("\0{MARKER_VAR}={id}\0").into_bytes();
+    let own_pid = std::process::id() as i32;
+    let Ok(proc_entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for entry in proc_entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == own_pid {
+            continue;
+        }
+        let Ok(environ) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let mut haystack = Vec::with_capacity(environ.len() + 2);
+        haystack.push(0);
+        haystack.extend_from_slice(&environ);
+        haystack.push(0);
+        if haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_slice())
+        {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 /// How a cluster is set up; `ClusterOptions::default()` archives WAL into `archive_dir()`.
