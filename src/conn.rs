@@ -287,7 +287,10 @@ impl Failure for ConnError {
             ),
             ConnError::Unsupported { origin, .. } => match origin {
                 Origin::Env(var) => Some(format!("unset {var}")),
-                _ => Some("remove it from the connection settings".to_owned()),
+                Origin::Service { file, line } => {
+                    Some(format!("remove it from {} (line {line})", file.display()))
+                }
+                Origin::Params => Some("remove it from the connection settings".to_owned()),
             },
             ConnError::ServiceNotFound { .. } => Some(
                 "define the service in ~/.pg_service.conf (or PGSERVICEFILE), or fix the service name"
@@ -1490,9 +1493,9 @@ impl ConnSettings {
                 builder
                     .with_client_auth_cert(certs, key)
                     .map_err(|e| ConnError::TlsFile {
-                        what: "client key",
-                        file: key_file.to_path_buf(),
-                        reason: e.to_string(),
+                        what: "client certificate",
+                        file: cert_file.to_path_buf(),
+                        reason: format!("{e} (with key {})", key_file.display()),
                     })?
             }
             None => builder.with_no_client_auth(),
@@ -1584,7 +1587,13 @@ fn load_certs(file: &Path, what: &'static str) -> Result<Vec<CertificateDer<'sta
         file: file.to_path_buf(),
         reason,
     };
-    let handle = fs::File::open(file).map_err(|e| tls_file(e.to_string()))?;
+    let handle = fs::File::open(file).map_err(|e| {
+        tls_file(if e.kind() == io::ErrorKind::NotFound {
+            "it does not exist".to_owned()
+        } else {
+            e.to_string()
+        })
+    })?;
     let certs = rustls_pemfile::certs(&mut io::BufReader::new(handle))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_file(e.to_string()))?;
