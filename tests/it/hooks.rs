@@ -580,3 +580,17 @@ fn config_is_found_from_any_working_directory() {
     assert_eq!(cluster.psql("SELECT label FROM backup"), "from config");
     run(&cluster, "pgpost", &["-c", &config]).assert_ok("pgpost");
 }
+
+#[test]
+fn a_standby_is_refused_with_a_hint() {
+    let primary = new_cluster();
+    let standby = primary.start_standby();
+    assert_eq!(standby.psql("SELECT pg_is_in_recovery()"), "t");
+    run(&standby, "pgpre", &["--fast"])
+        .assert_code(4, "pgpre on a standby")
+        .assert_stderr("the server is a standby")
+        .assert_stderr("hint: point pgpre at the primary");
+    run_with(&standby, "pgpost", &[], Duration::from_secs(10))
+        .assert_code(5, "pgpost on a standby");
+    assert!(coprocesses(&standby).is_empty());
+}
