@@ -60,6 +60,9 @@ pub enum SetupError {
     /// The connection string or environment.
     #[error(transparent)]
     Conn(#[from] ConnError),
+    /// `-d` carried a password, which every local user can read in `ps`.
+    #[error("refusing a password in -d/--dbname: the command line is visible to every local user")]
+    PasswordInArgv,
 }
 
 impl Failure for SetupError {
@@ -67,12 +70,16 @@ impl Failure for SetupError {
         match self {
             SetupError::Config(error) => error.exit_status(),
             SetupError::Conn(error) => error.exit_status(),
+            SetupError::PasswordInArgv => ExitStatus::Usage,
         }
     }
     fn hint(&self) -> Option<String> {
         match self {
             SetupError::Config(error) => error.hint(),
             SetupError::Conn(error) => error.hint(),
+            SetupError::PasswordInArgv => Some(
+                "put the password in ~/.pgpass (mode 0600), PGPASSFILE or PGPASSWORD".to_string(),
+            ),
         }
     }
 }
@@ -102,6 +109,9 @@ impl CommonArgs {
             .as_deref()
             .unwrap_or(&config.connection.conninfo);
         let mut params = ConnParams::parse(conninfo)?;
+        if self.conninfo.is_some() && params.get("password").is_some() {
+            return Err(SetupError::PasswordInArgv);
+        }
         if let Some(host) = &self.host {
             params.set("host", host)?;
         }

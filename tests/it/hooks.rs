@@ -37,11 +37,17 @@ impl Run {
 /// Runs `program` (pgpre or pgpost) against `cluster` with `args`; panics after `limit`.
 pub fn run_with(cluster: &Cluster, program: &str, args: &[&str], limit: Duration) -> Run {
     let mut command = cluster.command(binary(program));
+    command.args(args);
+    run_command(command, limit)
+}
+
+/// Runs a prepared command with captured output; panics after `limit`.
+pub fn run_command(mut command: std::process::Command, limit: Duration) -> Run {
     command
-        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let what = format!("{command:?}");
     let child = command.spawn().expect("spawn our binary");
     let pid = child.id() as i32;
     let (sender, receiver) = mpsc::channel();
@@ -64,9 +70,7 @@ pub fn run_with(cluster: &Cluster, program: &str, args: &[&str], limit: Duration
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            panic!(
-                "{program} {args:?} did not finish (or left its output pipes open) within {limit:?}"
-            );
+            panic!("{what} did not finish (or left its output pipes open) within {limit:?}");
         }
     }
 }
