@@ -6,5 +6,7 @@
 //! - `config`: the TOML configuration, layered defaults < file < environment < command line.
 //! - `server`: server versions and the version-specific SQL, as pure builders.
 //! - `coproc`: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
+//! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 
+pub mod dump;
 pub mod exit;

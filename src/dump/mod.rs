@@ -1,0 +1,23 @@
+//! `pgback`: pg_back's logical dump pipeline (globals, settings, hba/ident, createdb.sql,
+//! per-database pg_dump streamed through checksums, purge, hooks, standby replay pause).
+//!
+//! # Layout
+//! - [`values`]: typed config values (format, compression, file mode, keep, intervals), parsed strictly.
+//! - [`naming`]: pg_back-compatible file names and stamps.
+//! - [`select`]: which databases to dump.
+//! - [`acl`]: database `aclitem` parsing.
+//! - [`sql`]: quoting and the catalog queries, per server version.
+//! - [`createdb`]: the `<db>_<stamp>.createdb.sql` builder.
+//! - [`checksum`]: digests computed while writing, `sha256sum -c` compatible lines.
+//! - [`purge`]: which old backups to delete, and deleting them.
+//! - [`hooks`]: pre/post hooks split like a shell, run without one.
+
+pub mod acl;
+pub mod checksum;
+pub mod createdb;
+pub mod hooks;
+pub mod naming;
+pub mod purge;
+pub mod select;
+pub mod sql;
+pub mod values;
