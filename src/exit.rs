@@ -56,7 +56,11 @@ pub trait Failure: std::error::Error {
 
 /// Formats `program: message` (the whole `source()` chain on one line) and,
 /// when there is one, `hint: ...` on a second line.
-pub fn report(program: &str, error: &(dyn std::error::Error + 'static), hint: Option<&str>) -> String {
+pub fn report(
+    program: &str,
+    error: &(dyn std::error::Error + 'static),
+    hint: Option<&str>,
+) -> String {
     let mut line = format!("{program}: {error}");
     let mut source = error.source();
     while let Some(cause) = source {

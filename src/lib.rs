@@ -8,5 +8,7 @@
 //! - `coproc`: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 
+pub mod config;
 pub mod dump;
 pub mod exit;
+pub mod server;

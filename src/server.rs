@@ -1,0 +1,198 @@
+//! Server versions and the SQL that differs between them, as pure builders.
+
+use std::fmt;
+
+/// `server_version_num` of a server, e.g. 150018 or 90624.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion(pub u32);
+
+/// The oldest server with non-exclusive backups (`pg_start_backup(.., false)`).
+pub const OLDEST_SUPPORTED: ServerVersion = ServerVersion(90600);
+
+impl ServerVersion {
+    /// Parses `SHOW server_version_num`.
+    pub fn parse(text: &str) -> Option<ServerVersion> {
+        text.trim().parse().ok().map(ServerVersion)
+    }
+
+    /// The major version as PostgreSQL names it: 96 for 9.6, 15 for 15.x.
+    pub fn major(self) -> u32 {
+        if self.0 >= 100000 {
+            self.0 / 10000
+        } else {
+            self.0 / 10000 * 10 + self.0 / 100 % 100
+        }
+    }
+
+    /// Whether the hook pair can work with this server at all.
+    pub fn is_supported(self) -> bool {
+        self >= OLDEST_SUPPORTED
+    }
+
+    /// 15 renamed the backup functions to `pg_backup_start` / `pg_backup_stop`.
+    fn has_backup_start(self) -> bool {
+        self.0 >= 150000
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 >= 100000 {
+            write!(f, "{}.{}", self.0 / 10000, self.0 % 10000)
+        } else {
+            write!(
+                f,
+                "{}.{}.{}",
+                self.0 / 10000,
+                self.0 / 100 % 100,
+                self.0 % 100
+            )
+        }
+    }
+}
+
+/// Starts a non-exclusive backup. Parameters: `$1` label (text), `$2` fast checkpoint
+/// (bool). Returns one row: the start LSN as text.
+pub fn backup_start_sql(version: ServerVersion) -> &'static str {
+    if version.has_backup_start() {
+        "SELECT pg_backup_start($1::text, $2::boolean)::text"
+    } else {
+        "SELECT pg_start_backup($1::text, $2::boolean, false)::text"
+    }
+}
+
+/// Stops the non-exclusive backup of this session. Parameter `$1`: wait for WAL
+/// archiving (bool; ignored by 9.6, which always waits). Returns one row: stop LSN
+/// as text, `backup_label`, `tablespace_map` (NULL or empty without tablespaces).
+pub fn backup_stop_sql(version: ServerVersion) -> &'static str {
+    if version.has_backup_start() {
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop($1::boolean)"
+    } else if version.0 >= 100000 {
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, $1::boolean)"
+    } else {
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false) WHERE $1::boolean IS NOT NULL"
+    }
+}
+
+/// The functions a non-superuser must be allowed to execute, as GRANT statements.
+pub fn backup_grants(version: ServerVersion, role: &str) -> Vec<String> {
+    let role = quote_ident(role);
+    let functions: &[&str] = if version.has_backup_start() {
+        &["pg_backup_start(text, boolean)", "pg_backup_stop(boolean)"]
+    } else if version.0 >= 100000 {
+        &[
+            "pg_start_backup(text, boolean, boolean)",
+            "pg_stop_backup(boolean, boolean)",
+        ]
+    } else {
+        &[
+            "pg_start_backup(text, boolean, boolean)",
+            "pg_stop_backup(boolean)",
+        ]
+    };
+    functions
+        .iter()
+        .map(|function| format!("GRANT EXECUTE ON FUNCTION {function} TO {role};"))
+        .collect()
+}
+
+/// Session settings that would end or interrupt the held session, turned off.
+/// `idle_session_timeout` exists from 14 on.
+pub fn session_guard_sql(version: ServerVersion) -> &'static str {
+    if version.0 >= 140000 {
+        "SET statement_timeout = 0; SET lock_timeout = 0; \
+         SET idle_in_transaction_session_timeout = 0; SET idle_session_timeout = 0"
+    } else {
+        "SET statement_timeout = 0; SET lock_timeout = 0; \
+         SET idle_in_transaction_session_timeout = 0"
+    }
+}
+
+/// Quotes an SQL identifier: always double-quoted, inner quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal (standard_conforming_strings on): inner quotes doubled.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_print() {
+        assert_eq!(
+            ServerVersion::parse("150018\n"),
+            Some(ServerVersion(150018))
+        );
+        assert_eq!(ServerVersion::parse("fifteen"), None);
+        assert_eq!(ServerVersion(150018).to_string(), "15.18");
+        assert_eq!(ServerVersion(90624).to_string(), "9.6.24");
+        assert_eq!(ServerVersion(90624).major(), 96);
+        assert_eq!(ServerVersion(180001).major(), 18);
+        assert!(!ServerVersion(90520).is_supported());
+        assert!(ServerVersion(90600).is_supported());
+    }
+
+    #[test]
+    fn start_sql_by_version() {
+        for (num, function) in [
+            (90624, "pg_start_backup($1::text, $2::boolean, false)"),
+            (100023, "pg_start_backup($1::text, $2::boolean, false)"),
+            (140013, "pg_start_backup($1::text, $2::boolean, false)"),
+            (150000, "pg_backup_start($1::text, $2::boolean)"),
+            (180001, "pg_backup_start($1::text, $2::boolean)"),
+        ] {
+            assert!(
+                backup_start_sql(ServerVersion(num)).contains(function),
+                "{num}"
+            );
+        }
+    }
+
+    #[test]
+    fn stop_sql_by_version() {
+        assert!(backup_stop_sql(ServerVersion(90624)).contains("pg_stop_backup(false)"));
+        assert!(
+            backup_stop_sql(ServerVersion(100000)).contains("pg_stop_backup(false, $1::boolean)")
+        );
+        assert!(
+            backup_stop_sql(ServerVersion(149999)).contains("pg_stop_backup(false, $1::boolean)")
+        );
+        assert!(backup_stop_sql(ServerVersion(150000)).contains("pg_backup_stop($1::boolean)"));
+        for num in [90624, 120000, 170000] {
+            // Every builder binds exactly one parameter, so callers need not care.
+            assert!(backup_stop_sql(ServerVersion(num)).contains("$1"));
+            assert!(!backup_stop_sql(ServerVersion(num)).contains("$2"));
+        }
+    }
+
+    #[test]
+    fn grants_by_version() {
+        assert_eq!(
+            backup_grants(ServerVersion(150000), "back\"up"),
+            vec![
+                "GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean) TO \"back\"\"up\";",
+                "GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO \"back\"\"up\";",
+            ]
+        );
+        assert!(backup_grants(ServerVersion(100000), "b")[1]
+            .contains("pg_stop_backup(boolean, boolean)"));
+        assert!(backup_grants(ServerVersion(90600), "b")[1].contains("pg_stop_backup(boolean) "));
+    }
+
+    #[test]
+    fn session_guard_by_version() {
+        assert!(session_guard_sql(ServerVersion(140000)).contains("idle_session_timeout"));
+        assert!(!session_guard_sql(ServerVersion(130000)).contains("idle_session_timeout"));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b=c d"), "\"a\"\"b=c d\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}
