@@ -11,9 +11,11 @@
 //! - [`checksum`]: digests computed while writing, `sha256sum -c` compatible lines.
 //! - [`purge`]: which old backups to delete, and deleting them.
 //! - [`hooks`]: pre/post hooks split like a shell, run without one.
+//! - [`config`]: the `[dump]` section, per-database tables, flags layering, pg_back.conf conversion.
 
 pub mod acl;
 pub mod checksum;
+pub mod config;
 pub mod createdb;
 pub mod hooks;
 pub mod naming;
