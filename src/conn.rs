@@ -287,7 +287,10 @@ impl Failure for ConnError {
             ),
             ConnError::Unsupported { origin, .. } => match origin {
                 Origin::Env(var) => Some(format!("unset {var}")),
-                _ => Some("remove it from the connection settings".to_owned()),
+                Origin::Service { file, line } => {
+                    Some(format!("remove it from {} (line {line})", file.display()))
+                }
+                Origin::Params => Some("remove it from the connection settings".to_owned()),
             },
             ConnError::ServiceNotFound { .. } => Some(
                 "define the service in ~/.pg_service.conf (or PGSERVICEFILE), or fix the service name"
@@ -1490,9 +1493,9 @@ impl ConnSettings {
                 builder
                     .with_client_auth_cert(certs, key)
                     .map_err(|e| ConnError::TlsFile {
-                        what: "client key",
-                        file: key_file.to_path_buf(),
-                        reason: e.to_string(),
+                        what: "client certificate",
+                        file: cert_file.to_path_buf(),
+                        reason: format!("{e} (with key {})", key_file.display()),
                     })?
             }
             None => builder.with_no_client_auth(),
@@ -1584,7 +1587,13 @@ fn load_certs(file: &Path, what: &'static str) -> Result<Vec<CertificateDer<'sta
         file: file.to_path_buf(),
         reason,
     };
-    let handle = fs::File::open(file).map_err(|e| tls_file(e.to_string()))?;
+    let handle = fs::File::open(file).map_err(|e| {
+        tls_file(if e.kind() == io::ErrorKind::NotFound {
+            "it does not exist".to_owned()
+        } else {
+            e.to_string()
+        })
+    })?;
     let certs = rustls_pemfile::certs(&mut io::BufReader::new(handle))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_file(e.to_string()))?;
@@ -1982,4 +1991,799 @@ where
         let _ = sender.send(SessionEvent::Closed(end));
     });
     receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// An environment with nothing from the machine: no PG* variables, a temporary home,
+    /// and PGSYSCONFDIR pointing into it so /etc is never read.
+    fn test_env(home: &Path, vars: &[(&str, &str)]) -> Environment {
+        let mut map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        map.entry("PGSYSCONFDIR".to_owned())
+            .or_insert_with(|| home.join("etc").display().to_string());
+        Environment {
+            vars: map,
+            home: Some(home.to_path_buf()),
+            os_user: "alice".to_owned(),
+        }
+    }
+
+    fn resolve(conninfo: &str, env: &Environment) -> Result<ConnSettings, ConnError> {
+        ConnSettings::resolve(&ConnParams::parse(conninfo)?, env)
+    }
+
+    fn write_mode(path: &Path, text: &str, mode: u32) {
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    // --- keyword=value strings (pg_back's vectors) ---
+
+    #[test]
+    fn quoted_socket_host() {
+        let params = ConnParams::parse("host='/tmp'").unwrap();
+        assert_eq!(params.get("host"), Some("/tmp"));
+    }
+
+    #[test]
+    fn whitespace_around_equals_and_quoted_values() {
+        let params =
+            ConnParams::parse("host =  pg.local port\n = 5433 user=u1 dbname= 'silly name'")
+                .unwrap();
+        assert_eq!(params.values.len(), 4);
+        assert_eq!(params.get("host"), Some("pg.local"));
+        assert_eq!(params.get("port"), Some("5433"));
+        assert_eq!(params.get("user"), Some("u1"));
+        assert_eq!(params.get("dbname"), Some("silly name"));
+    }
+
+    #[test]
+    fn missing_equals_names_the_word() {
+        let error = ConnParams::parse("bad keyword = value").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "missing \"=\" after \"bad\" in connection info string"
+        );
+    }
+
+    #[test]
+    fn backslash_escapes_inside_and_outside_quotes() {
+        let parsed = parse_keyword_value(r"key='\' \\ \p' other_key=ab\ cd").unwrap();
+        assert_eq!(parsed, pairs(&[("key", r"' \ p"), ("other_key", "ab cd")]));
+    }
+
+    #[test]
+    fn keyword_without_value() {
+        assert!(matches!(
+            parse_keyword_value("novalue"),
+            Err(ConnError::MissingValue { keyword }) if keyword == "novalue"
+        ));
+    }
+
+    #[test]
+    fn unterminated_quote() {
+        assert!(matches!(
+            parse_keyword_value("key = 'no end quote"),
+            Err(ConnError::UnterminatedQuote)
+        ));
+    }
+
+    #[test]
+    fn empty_string_and_empty_values() {
+        assert!(ConnParams::parse("").unwrap().is_empty());
+        assert!(ConnParams::parse("   ").unwrap().is_empty());
+        let params = ConnParams::parse("dbname='' user=").unwrap();
+        assert_eq!(params.get("dbname"), Some(""));
+        assert_eq!(params.get("user"), Some(""));
+        // As in libpq, whitespace after "=" is skipped, so the next word is the value.
+        let params = ConnParams::parse("dbname= user=x").unwrap();
+        assert_eq!(params.get("dbname"), Some("user=x"));
+    }
+
+    #[test]
+    fn unknown_and_unsupported_keywords_are_refused_by_name() {
+        assert_eq!(
+            ConnParams::parse("hots=x").unwrap_err().to_string(),
+            "invalid connection option \"hots\""
+        );
+        for keyword in [
+            "gssencmode",
+            "krbsrvname",
+            "requirepeer",
+            "sslcrl",
+            "sslcompression",
+            "tcp_user_timeout",
+            "load_balance_hosts",
+            "require_auth",
+        ] {
+            let error = ConnParams::parse(&format!("{keyword}=1")).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("connection option \"{keyword}\" is not supported by safe-backup")
+            );
+            assert_eq!(error.exit_status(), ExitStatus::Usage);
+        }
+    }
+
+    #[test]
+    fn values_are_checked() {
+        for bad in [
+            "port=abc",
+            "port=0",
+            "port=70000",
+            "sslmode=maybe",
+            "channel_binding=sometimes",
+            "connect_timeout=soon",
+            "keepalives_idle=-1",
+            "hostaddr=db.example",
+            "target_session_attrs=whatever",
+        ] {
+            assert!(
+                matches!(ConnParams::parse(bad), Err(ConnError::InvalidValue { .. })),
+                "{bad}"
+            );
+        }
+        let error = ConnParams::parse("target_session_attrs=standby").unwrap_err();
+        assert!(error.to_string().contains("not supported by safe-backup"));
+        assert!(error.to_string().contains("\"standby\""));
+        assert!(ConnParams::parse("target_session_attrs=read-only port=5432,,5433").is_ok());
+    }
+
+    #[test]
+    fn set_overrides_and_validates() {
+        let mut params = ConnParams::parse("host=a port=1").unwrap();
+        params.set("host", "b").unwrap();
+        assert_eq!(params.get("host"), Some("b"));
+        assert!(params.set("sslcrl", "x").is_err());
+        assert!(params.set("nonsense", "x").is_err());
+    }
+
+    #[test]
+    fn dbname_holding_a_connection_string_is_expanded() {
+        let mut params = ConnParams::parse("user=u port=1").unwrap();
+        params
+            .set("dbname", "host=h dbname='my db' port=2")
+            .unwrap();
+        assert_eq!(params.get("host"), Some("h"));
+        assert_eq!(params.get("dbname"), Some("my db"));
+        assert_eq!(params.get("port"), Some("2"));
+        assert_eq!(params.get("user"), Some("u"));
+        params.set("dbname", "postgresql://other/db2").unwrap();
+        assert_eq!(params.get("host"), Some("other"));
+        assert_eq!(params.get("dbname"), Some("db2"));
+        // Within a connection string, dbname is literal (as in libpq).
+        let literal = ConnParams::parse(r"dbname='a=b'").unwrap();
+        assert_eq!(literal.get("dbname"), Some("a=b"));
+    }
+
+    // --- URIs ---
+
+    #[test]
+    fn uri_with_several_hosts_and_ports() {
+        let params = ConnParams::parse("postgresql://host1:123,host2:456/somedb").unwrap();
+        assert_eq!(params.get("host"), Some("host1,host2"));
+        assert_eq!(params.get("port"), Some("123,456"));
+        assert_eq!(params.get("dbname"), Some("somedb"));
+        let settings =
+            ConnSettings::resolve(&params, &test_env(Path::new("/nonexistent"), &[])).unwrap();
+        assert_eq!(
+            settings.hosts,
+            vec![
+                HostTarget::Tcp {
+                    host: "host1".into(),
+                    port: 123
+                },
+                HostTarget::Tcp {
+                    host: "host2".into(),
+                    port: 456
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn uri_with_ipv6_host() {
+        let params = ConnParams::parse("postgresql://[::1]:5433").unwrap();
+        assert_eq!(params.get("host"), Some("::1"));
+        assert_eq!(params.get("port"), Some("5433"));
+        assert_eq!(params.get("dbname"), None);
+        assert!(ConnParams::parse("postgresql://[::1:5433/db").is_err());
+    }
+
+    #[test]
+    fn uri_with_socket_directory_in_the_query() {
+        let params = ConnParams::parse("postgresql:///db?host=%2Ftmp").unwrap();
+        assert_eq!(params.get("host"), Some("/tmp"));
+        let settings =
+            ConnSettings::resolve(&params, &test_env(Path::new("/nonexistent"), &[])).unwrap();
+        assert_eq!(
+            settings.hosts,
+            vec![HostTarget::Socket {
+                dir: "/tmp".into(),
+                port: 5432
+            }]
+        );
+        assert_eq!(settings.dbname, "db");
+    }
+
+    #[test]
+    fn uri_user_password_and_percent_decoding() {
+        let params = ConnParams::parse(
+            "postgres://us%40er:p%40ss:w@db.example:6432/my%20db?application_name=a%26b&sslmode=verify-full",
+        )
+        .unwrap();
+        assert_eq!(params.get("user"), Some("us@er"));
+        assert_eq!(params.get("password"), Some("p@ss:w"));
+        assert_eq!(params.get("host"), Some("db.example"));
+        assert_eq!(params.get("port"), Some("6432"));
+        assert_eq!(params.get("dbname"), Some("my db"));
+        assert_eq!(params.get("application_name"), Some("a&b"));
+        assert_eq!(params.get("sslmode"), Some("verify-full"));
+        assert!(!format!("{params:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn uri_odds_and_ends() {
+        assert!(ConnParams::parse("postgresql://").unwrap().is_empty());
+        let params = ConnParams::parse("postgresql://:5433/db?ssl=true").unwrap();
+        assert_eq!(params.get("host"), None);
+        assert_eq!(params.get("port"), Some("5433"));
+        assert_eq!(params.get("sslmode"), Some("require"));
+        let socket = ConnParams::parse("postgresql://%2Fvar%2Frun%2Fpostgresql/db").unwrap();
+        assert_eq!(socket.get("host"), Some("/var/run/postgresql"));
+        assert!(matches!(
+            ConnParams::parse("postgresql://h/db?bogus=1"),
+            Err(ConnError::InvalidKeyword { .. })
+        ));
+        assert!(matches!(
+            ConnParams::parse("postgresql://h/db?sslmode"),
+            Err(ConnError::InvalidUri { .. })
+        ));
+        assert!(matches!(
+            ConnParams::parse("postgresql://h/d%zzb"),
+            Err(ConnError::InvalidUri { .. })
+        ));
+        assert!(matches!(
+            ConnParams::parse("postgresql://h/d%00b"),
+            Err(ConnError::InvalidUri { .. })
+        ));
+    }
+
+    #[test]
+    fn uri_errors_never_echo_the_password() {
+        let error = ConnParams::parse("postgresql://u:s3cret@h/db?x%zz=1").unwrap_err();
+        assert!(!error.to_string().contains("s3cret"));
+    }
+
+    // --- layering ---
+
+    #[test]
+    fn libpq_defaults() {
+        let home = tempfile::tempdir().unwrap();
+        let settings = resolve("host=db", &test_env(home.path(), &[])).unwrap();
+        assert_eq!(settings.user, "alice");
+        assert_eq!(settings.dbname, "alice");
+        assert_eq!(settings.sslmode, SslMode::Prefer);
+        assert_eq!(settings.passfile, Some(home.path().join(".pgpass")));
+        assert_eq!(
+            settings.sslrootcert,
+            Some(home.path().join(".postgresql/root.crt"))
+        );
+        assert!(settings.keepalives);
+        assert_eq!(settings.connect_timeout, None);
+        assert_eq!(settings.target_session_attrs, TargetSessionAttrs::Any);
+        assert_eq!(settings.channel_binding, ChannelBinding::Prefer);
+        assert!(settings.password.is_none());
+    }
+
+    #[test]
+    fn environment_fills_what_params_leave_out() {
+        let home = tempfile::tempdir().unwrap();
+        let env = test_env(
+            home.path(),
+            &[
+                ("PGHOST", "envhost"),
+                ("PGPORT", "6000"),
+                ("PGUSER", "bob"),
+                ("PGDATABASE", "envdb"),
+                ("PGSSLMODE", "require"),
+                ("PGAPPNAME", "envapp"),
+                ("PGCONNECT_TIMEOUT", "1"),
+                ("PGPASSWORD", "envsecret"),
+                ("PGOPTIONS", "-c work_mem=1MB"),
+                ("PGTARGETSESSIONATTRS", "read-write"),
+                ("PGCHANNELBINDING", "require"),
+            ],
+        );
+        let settings = resolve("host=explicit", &env).unwrap();
+        assert_eq!(
+            settings.hosts,
+            vec![HostTarget::Tcp {
+                host: "explicit".into(),
+                port: 6000
+            }]
+        );
+        assert_eq!(settings.user, "bob");
+        assert_eq!(settings.dbname, "envdb");
+        assert_eq!(settings.sslmode, SslMode::Require);
+        assert_eq!(settings.application_name.as_deref(), Some("envapp"));
+        // libpq: a timeout below 2 s counts as 2 s.
+        assert_eq!(settings.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(
+            settings.password.as_ref().map(Password::expose),
+            Some("envsecret")
+        );
+        assert_eq!(settings.options.as_deref(), Some("-c work_mem=1MB"));
+        assert_eq!(settings.target_session_attrs, TargetSessionAttrs::ReadWrite);
+        assert_eq!(settings.channel_binding, ChannelBinding::Require);
+    }
+
+    #[test]
+    fn fallback_application_name_loses_to_pgappname() {
+        let home = tempfile::tempdir().unwrap();
+        let params = "fallback_application_name=pgback";
+        let settings = resolve(params, &test_env(home.path(), &[])).unwrap();
+        assert_eq!(settings.application_name.as_deref(), Some("pgback"));
+        let env = test_env(home.path(), &[("PGAPPNAME", "mine")]);
+        let settings = resolve(params, &env).unwrap();
+        assert_eq!(settings.application_name.as_deref(), Some("mine"));
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let home = tempfile::tempdir().unwrap();
+        let env = test_env(home.path(), &[("PGSSLMODE", "bogus")]);
+        let error = resolve("", &env).unwrap_err();
+        assert!(error.to_string().contains("PGSSLMODE"), "{error}");
+        let env = test_env(home.path(), &[("PGGSSENCMODE", "require")]);
+        let error = resolve("", &env).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "connection option \"gssencmode\" is not supported by safe-backup (from environment variable PGGSSENCMODE)"
+        );
+        assert_eq!(error.hint().as_deref(), Some("unset PGGSSENCMODE"));
+    }
+
+    #[test]
+    fn ports_pair_with_hosts() {
+        let env = test_env(Path::new("/nonexistent"), &[]);
+        let settings = resolve("host=a,b,/sock port=7000", &env).unwrap();
+        assert_eq!(
+            settings.hosts,
+            vec![
+                HostTarget::Tcp {
+                    host: "a".into(),
+                    port: 7000
+                },
+                HostTarget::Tcp {
+                    host: "b".into(),
+                    port: 7000
+                },
+                HostTarget::Socket {
+                    dir: "/sock".into(),
+                    port: 7000
+                },
+            ]
+        );
+        let settings = resolve("host=a,b port=7000,", &env).unwrap();
+        assert_eq!(settings.hosts[1].port(), 5432);
+        assert_eq!(
+            resolve("host=a,b,c port=1,2", &env)
+                .unwrap_err()
+                .to_string(),
+            "could not match 2 port numbers to 3 hosts"
+        );
+    }
+
+    #[test]
+    fn hostaddr_alone_is_a_tcp_host_and_with_host_is_refused() {
+        let env = test_env(Path::new("/nonexistent"), &[]);
+        let settings = resolve("hostaddr=127.0.0.1 port=5", &env).unwrap();
+        assert_eq!(
+            settings.hosts,
+            vec![HostTarget::Tcp {
+                host: "127.0.0.1".into(),
+                port: 5
+            }]
+        );
+        assert!(matches!(
+            resolve("hostaddr=127.0.0.1 host=db", &env),
+            Err(ConnError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn default_socket_is_the_first_directory_holding_it() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let dirs = [first.path(), second.path()];
+        // No socket anywhere: the first directory.
+        assert_eq!(default_socket_dir(&dirs, 5432), first.path());
+        // A (fake) socket file only in the second one.
+        fs::write(second.path().join(".s.PGSQL.5433"), "").unwrap();
+        assert_eq!(default_socket_dir(&dirs, 5433), second.path());
+        assert_eq!(default_socket_dir(&dirs, 5432), first.path());
+    }
+
+    // --- service files ---
+
+    const SERVICES: &str = "\
+# comment
+[other]
+host=elsewhere
+
+[broken]
+bogus line, ignored unless this section is wanted
+
+[nightly]
+host = svc.example
+port=6543
+dbname=svcdb
+user=svcuser
+port=1111
+";
+
+    #[test]
+    fn service_beats_environment_and_params_beat_service() {
+        let home = tempfile::tempdir().unwrap();
+        fs::write(home.path().join(".pg_service.conf"), SERVICES).unwrap();
+        let env = test_env(
+            home.path(),
+            &[
+                ("PGSERVICE", "nightly"),
+                ("PGHOST", "envhost"),
+                ("PGUSER", "envuser"),
+            ],
+        );
+        let settings = resolve("user=explicit", &env).unwrap();
+        assert_eq!(
+            settings.hosts,
+            vec![HostTarget::Tcp {
+                host: "svc.example".into(),
+                port: 6543
+            }]
+        );
+        assert_eq!(settings.user, "explicit");
+        assert_eq!(settings.dbname, "svcdb");
+        assert_eq!(settings.service.as_deref(), Some("nightly"));
+        assert!(settings.describe().contains("service=nightly"));
+    }
+
+    #[test]
+    fn service_keyword_beats_pgservice_and_pgservicefile_is_used() {
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join("custom.conf");
+        fs::write(&file, SERVICES).unwrap();
+        let env = test_env(
+            home.path(),
+            &[
+                ("PGSERVICE", "missing"),
+                ("PGSERVICEFILE", file.to_str().unwrap()),
+            ],
+        );
+        let settings = resolve("service=other", &env).unwrap();
+        assert_eq!(settings.hosts[0].host_keyword(), "elsewhere");
+    }
+
+    #[test]
+    fn system_service_file_is_the_fallback() {
+        let home = tempfile::tempdir().unwrap();
+        let etc = home.path().join("etc");
+        fs::create_dir(&etc).unwrap();
+        fs::write(
+            home.path().join(".pg_service.conf"),
+            "[unrelated]\nhost=x\n",
+        )
+        .unwrap();
+        fs::write(etc.join("pg_service.conf"), SERVICES).unwrap();
+        let settings = resolve("service=nightly", &test_env(home.path(), &[])).unwrap();
+        assert_eq!(settings.hosts[0].host_keyword(), "svc.example");
+    }
+
+    #[test]
+    fn unknown_service_is_named() {
+        let home = tempfile::tempdir().unwrap();
+        fs::write(home.path().join(".pg_service.conf"), SERVICES).unwrap();
+        let error = resolve("service=nope", &test_env(home.path(), &[])).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.starts_with("definition of service \"nope\" not found"),
+            "{text}"
+        );
+        assert!(text.contains(".pg_service.conf"), "{text}");
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+    }
+
+    #[test]
+    fn service_file_errors_name_file_and_line() {
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join(".pg_service.conf");
+        fs::write(&file, "[s]\nhost=a\ngssencmode=disable\n").unwrap();
+        let error = resolve("service=s", &test_env(home.path(), &[])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "connection option \"gssencmode\" is not supported by safe-backup (from service file {}, line 3)",
+                file.display()
+            )
+        );
+        fs::write(&file, "[s]\nhost a\n").unwrap();
+        let error = resolve("service=s", &test_env(home.path(), &[])).unwrap_err();
+        assert!(error.to_string().contains("line 2"), "{error}");
+        fs::write(&file, "[s]\nservice=t\n").unwrap();
+        assert!(resolve("service=s", &test_env(home.path(), &[])).is_err());
+        fs::write(&file, "[s]\nport=x\n").unwrap();
+        let error = resolve("service=s", &test_env(home.path(), &[])).unwrap_err();
+        assert!(error.to_string().contains("line 2"), "{error}");
+    }
+
+    // --- pgpass ---
+
+    fn socket() -> HostTarget {
+        HostTarget::Socket {
+            dir: "/var/run/postgresql".into(),
+            port: 5432,
+        }
+    }
+
+    fn tcp(host: &str, port: u16) -> HostTarget {
+        HostTarget::Tcp {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn pgpass_lines() {
+        let exact = "db.example:5432:sales:bob:pw1";
+        assert_eq!(
+            pgpass_match(exact, "db.example", "5432", "sales", "bob").map(|p| p.0),
+            Some("pw1".into())
+        );
+        assert!(pgpass_match(exact, "db.example", "5433", "sales", "bob").is_none());
+        assert!(pgpass_match(exact, "db.example", "5432", "sales", "eve").is_none());
+        let wild = "*:*:*:bob:pw2";
+        assert_eq!(
+            pgpass_match(wild, "any", "1", "x", "bob").map(|p| p.0),
+            Some("pw2".into())
+        );
+        let escaped = r"h\:1:5432:d\\b:u:p\:w\\d:ignored";
+        assert_eq!(
+            pgpass_match(escaped, "h:1", "5432", r"d\b", "u").map(|p| p.0),
+            Some(r"p:w\d".into())
+        );
+        assert!(pgpass_match("# *:*:*:*:x", "h", "1", "d", "u").is_none());
+        assert!(pgpass_match("", "h", "1", "d", "u").is_none());
+        assert!(pgpass_match("h:1:d", "h", "1", "d", "u").is_none());
+    }
+
+    #[test]
+    fn pgpass_file_first_match_wins_and_localhost_matches_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pgpass");
+        write_mode(
+            &file,
+            "# comment\r\nlocalhost:5432:*:alice:sock\ndb:*:*:alice:first\ndb:*:*:alice:second\n*:*:*:*:fallback\n",
+            0o600,
+        );
+        assert_eq!(
+            pgpass_lookup(&file, &socket(), "x", "alice").map(|p| p.0),
+            Some("sock".into())
+        );
+        assert_eq!(
+            pgpass_lookup(&file, &tcp("db", 9999), "x", "alice").map(|p| p.0),
+            Some("first".into())
+        );
+        assert_eq!(
+            pgpass_lookup(&file, &tcp("other", 5432), "x", "alice").map(|p| p.0),
+            Some("fallback".into())
+        );
+        assert!(pgpass_lookup(&dir.path().join("missing"), &socket(), "x", "alice").is_none());
+    }
+
+    #[test]
+    fn pgpass_readable_by_others_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pgpass");
+        write_mode(&file, "*:*:*:*:secret\n", 0o644);
+        assert!(pgpass_lookup(&file, &socket(), "d", "u").is_none());
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(pgpass_lookup(&file, &socket(), "d", "u").is_none());
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(pgpass_lookup(&file, &socket(), "d", "u").is_some());
+        // A directory is not a password file.
+        assert!(pgpass_lookup(dir.path(), &socket(), "d", "u").is_none());
+    }
+
+    #[test]
+    fn explicit_password_wins_over_pgpass_and_empty_means_none() {
+        let home = tempfile::tempdir().unwrap();
+        write_mode(&home.path().join(".pgpass"), "*:*:*:*:frompass\n", 0o600);
+        let env = test_env(home.path(), &[]);
+        let settings = resolve("host=h password=given", &env).unwrap();
+        assert_eq!(
+            settings.password_for(&settings.hosts[0]).map(|p| p.0),
+            Some("given".into())
+        );
+        let settings = resolve("host=h password=", &env).unwrap();
+        assert_eq!(
+            settings.password_for(&settings.hosts[0]).map(|p| p.0),
+            Some("frompass".into())
+        );
+        let other = home.path().join("other");
+        write_mode(&other, "h:5432:alice:alice:viaparam\n", 0o600);
+        let settings = resolve(&format!("host=h passfile={}", other.display()), &env).unwrap();
+        assert_eq!(
+            settings.password_for(&settings.hosts[0]).map(|p| p.0),
+            Some("viaparam".into())
+        );
+    }
+
+    // --- secrets stay secret ---
+
+    #[test]
+    fn password_never_shows() {
+        let home = tempfile::tempdir().unwrap();
+        let env = test_env(home.path(), &[]);
+        let params = ConnParams::parse("host=h user=u password=hunter2 dbname=d").unwrap();
+        assert!(!format!("{params:?}").contains("hunter2"));
+        let settings = ConnSettings::resolve(&params, &env).unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        assert!(!settings.describe().contains("hunter2"));
+        let password = settings.password.clone().unwrap();
+        assert_eq!(password.to_string(), "********");
+        assert_eq!(format!("{password:?}"), "********");
+        assert_eq!(password.expose(), "hunter2");
+    }
+
+    #[test]
+    fn describe_is_a_conninfo_line() {
+        let env = test_env(Path::new("/nonexistent"), &[]);
+        let settings = resolve(
+            "host=/var/run/postgresql user=postgres dbname=postgres",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.describe(),
+            "host=/var/run/postgresql port=5432 user=postgres dbname=postgres"
+        );
+        let settings =
+            resolve("host=a,b port=1,2 dbname='my db' sslmode=verify-full", &env).unwrap();
+        assert_eq!(
+            settings.describe(),
+            "host=a,b port=1,2 user=alice dbname='my db' sslmode=verify-full"
+        );
+        // The described line parses back to the same settings.
+        let again = resolve(&settings.describe(), &env).unwrap();
+        assert_eq!(again.hosts, settings.hosts);
+        assert_eq!(again.dbname, "my db");
+    }
+
+    #[test]
+    fn libpq_env_carries_the_password_only_when_explicit() {
+        let home = tempfile::tempdir().unwrap();
+        let env = test_env(home.path(), &[]);
+        let settings = resolve(
+            "host=h port=6 user=u dbname=d application_name=pgback",
+            &env,
+        )
+        .unwrap();
+        let vars: HashMap<String, String> = settings.libpq_env().into_iter().collect();
+        assert_eq!(vars["PGHOST"], "h");
+        assert_eq!(vars["PGPORT"], "6");
+        assert_eq!(vars["PGUSER"], "u");
+        assert_eq!(vars["PGDATABASE"], "d");
+        assert_eq!(vars["PGSSLMODE"], "prefer");
+        assert_eq!(vars["PGAPPNAME"], "pgback");
+        assert_eq!(
+            vars["PGPASSFILE"],
+            home.path().join(".pgpass").display().to_string()
+        );
+        assert!(!vars.contains_key("PGPASSWORD"));
+        for name in vars.keys() {
+            assert!(LIBPQ_ENV_VARS.contains(&name.as_str()), "{name}");
+        }
+        let settings = resolve("host=h password=s3", &env).unwrap();
+        let vars: HashMap<String, String> = settings.libpq_env().into_iter().collect();
+        assert_eq!(vars["PGPASSWORD"], "s3");
+    }
+
+    #[test]
+    fn host_targets_display_like_libpq() {
+        assert_eq!(
+            tcp("127.0.0.1", 5432).to_string(),
+            "host \"127.0.0.1\" port 5432"
+        );
+        assert_eq!(
+            socket().to_string(),
+            "socket \"/var/run/postgresql/.s.PGSQL.5432\""
+        );
+    }
+
+    // --- connection failures (no server needed) ---
+
+    #[tokio::test]
+    async fn every_failed_host_is_named() {
+        let home = tempfile::tempdir().unwrap();
+        let env = test_env(home.path(), &[]);
+        // Port 1 on loopback is closed; the socket directory holds no socket.
+        let settings = resolve(
+            &format!(
+                "host=127.0.0.1,{} port=1 sslmode=disable",
+                home.path().display()
+            ),
+            &env,
+        )
+        .unwrap();
+        let Err(error) = settings.connect().await else {
+            panic!("connected to a closed port");
+        };
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "could not connect to server at host \"127.0.0.1\" port 1: Connection refused; "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "could not connect to server at socket \"{}/.s.PGSQL.1\": No such file or directory",
+                home.path().display()
+            )),
+            "{text}"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Connection);
+        let hint = error.hint().unwrap();
+        assert!(hint.contains("Unix socket"), "{hint}");
+    }
+
+    #[tokio::test]
+    async fn verify_full_without_root_certificate_names_the_file() {
+        let home = tempfile::tempdir().unwrap();
+        let env = test_env(home.path(), &[]);
+        let settings = resolve("host=127.0.0.1 port=1 sslmode=verify-full", &env).unwrap();
+        let Err(error) = settings.connect().await else {
+            panic!("connected without a root certificate");
+        };
+        assert!(
+            error.to_string().contains(".postgresql/root.crt"),
+            "{error}"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+        assert!(error.hint().unwrap().contains("sslrootcert"));
+    }
+
+    #[test]
+    fn connect_hints() {
+        let attempt = |kind| ConnError::Connect {
+            attempts: vec![ConnectAttempt {
+                target: tcp("db", 5432),
+                kind,
+                message: "x".into(),
+            }],
+            passfile: Some("/home/a/.pgpass".into()),
+        };
+        assert_eq!(
+            attempt(AttemptFailure::Unreachable).hint().as_deref(),
+            Some("check that the server runs and accepts TCP/IP connections on host db port 5432")
+        );
+        assert_eq!(
+            attempt(AttemptFailure::PasswordMissing).hint().as_deref(),
+            Some("set PGPASSWORD or add the host to /home/a/.pgpass (mode 0600)")
+        );
+        assert!(attempt(AttemptFailure::Server).hint().is_none());
+    }
 }

@@ -1,0 +1,640 @@
+//! The detached co-process: starts backup mode, holds the session, and stops it when `pgpost` says `done`.
+
+use futures_util::StreamExt;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_tokio::Signals;
+use tokio::time::{sleep_until, Duration, Instant};
+use tokio_postgres::Client;
+use tracing::{error, info, warn};
+
+use super::state::{BackupRow, BackupState, StateTable};
+use super::{BackupError, BackupOptions};
+use crate::conn::{ConnSettings, Session, SessionEvent};
+use crate::server::{self, ServerVersion};
+
+/// What the co-process tells `pgpre` through the handshake pipe.
+pub trait Handshake {
+    /// A warning for `pgpre` to print (e.g. archiving is off).
+    fn warn(&mut self, text: &str);
+    /// Backup mode is on and recorded; returns false when `pgpre` is gone.
+    fn started(&mut self, start_lsn: &str) -> bool;
+    /// The backup could not be started.
+    fn failed(&mut self, error: &BackupError);
+}
+
+/// The backend that holds backup mode, as recorded in the row.
+#[derive(Clone, Debug)]
+pub struct Holder {
+    /// Backend pid.
+    pub pid: i32,
+    /// Backend start time (text), so a reused pid is never taken for it.
+    pub backend_start: Option<String>,
+}
+
+/// A session in backup mode, recorded as `running`.
+struct HeldBackup {
+    session: Session,
+    version: ServerVersion,
+    holder: Holder,
+    label: String,
+    start_lsn: String,
+}
+
+/// Runs the co-process to the end. Returns Ok only when the backup completed.
+pub async fn run(
+    settings: &ConnSettings,
+    options: &BackupOptions,
+    handshake: &mut dyn Handshake,
+) -> Result<(), BackupError> {
+    let mut signals = Signals::new([SIGTERM, SIGINT])
+        .map_err(|error| BackupError::System(format!("cannot handle signals: {error}")))?;
+    let started = tokio::select! {
+        result = start(settings, options, handshake) => result,
+        Some(signal) = signals.next() => Err(BackupError::Coproc(format!(
+            "the co-process received {} while starting the backup", signal_name(signal)
+        ))),
+    };
+    let held = match started {
+        Ok(held) => held,
+        Err(error) => {
+            error!("{error}");
+            handshake.failed(&error);
+            return Err(error);
+        }
+    };
+    info!(
+        "backup {:?} running from {}, held by backend {}",
+        held.label, held.start_lsn, held.holder.pid
+    );
+    if !handshake.started(&held.start_lsn) {
+        let reason = "pgpre ended before it could report the start, so nobody knows of this backup";
+        return abort(held, options, reason.to_string()).await;
+    }
+    hold(held, settings, options, &mut signals).await
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGTERM => "SIGTERM",
+        SIGINT => "SIGINT",
+        _ => "a signal",
+    }
+}
+
+async fn server_version(client: &Client) -> Result<ServerVersion, BackupError> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await
+        .map_err(|e| BackupError::sql("reading the server version", e))?;
+    let text: String = row.get(0);
+    ServerVersion::parse(&text).ok_or_else(|| BackupError::Sql {
+        action: "reading the server version",
+        message: format!("unexpected server_version_num {text:?}"),
+        hint: None,
+        status: crate::exit::ExitStatus::Server,
+        code: None,
+    })
+}
+
+/// The GRANTs a non-superuser needs, as a hint.
+fn privilege_hint(version: ServerVersion, role: &str, table: &StateTable) -> String {
+    let mut grants = server::backup_grants(version, role);
+    grants.push(format!(
+        "and CREATE on the schema of {} (or create it once as its owner)",
+        table.display_name()
+    ));
+    format!("as a superuser, in this database: {}", grants.join(" "))
+}
+
+async fn start(
+    settings: &ConnSettings,
+    options: &BackupOptions,
+    handshake: &mut dyn Handshake,
+) -> Result<HeldBackup, BackupError> {
+    let session = settings.connect().await?;
+    let client = &session.client;
+    let version = server_version(client).await?;
+    if !version.is_supported() {
+        return Err(BackupError::UnsupportedVersion(version));
+    }
+    client
+        .batch_execute(server::session_guard_sql(version))
+        .await
+        .map_err(|e| BackupError::sql("preparing the session", e))?;
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), current_setting('archive_mode'), pg_backend_pid(), \
+             current_user::text",
+            &[],
+        )
+        .await
+        .map_err(|e| BackupError::sql("reading the server state", e))?;
+    let in_recovery: bool = row.get(0);
+    let archive_mode: String = row.get(1);
+    let pid: i32 = row.get(2);
+    let role: String = row.get(3);
+    if in_recovery {
+        return Err(BackupError::Standby);
+    }
+    if archive_mode == "off" {
+        let text = "archive_mode is off: the WAL written during the backup must be copied by \
+                    other means (pg_receivewal, or a snapshot that includes pg_wal)";
+        warn!("{text}");
+        handshake.warn(text);
+    }
+    let table = &options.table;
+    client
+        .query_one(&table.lock_sql(), &[])
+        .await
+        .map_err(|e| BackupError::sql("taking the advisory lock of the state table", e))?;
+    let label = if options.label.is_empty() {
+        default_label(client).await?
+    } else {
+        options.label.clone()
+    };
+    let result = start_locked(client, version, &label, options).await;
+    if let Err(error) = client.query_one(&table.unlock_sql(), &[]).await {
+        warn!("cannot release the advisory lock: {error}");
+    }
+    let (start_lsn, backend_start) = match result {
+        Ok(started) => started,
+        Err((error, owns_row)) => {
+            let error = error.with_privilege_hint(|| privilege_hint(version, &role, table));
+            if owns_row {
+                record_start_failure(settings, &session, options, &label, &error).await;
+            }
+            return Err(error);
+        }
+    };
+    client
+        .batch_execute(&table.listen_sql())
+        .await
+        .map_err(|e| BackupError::sql("listening for state changes", e))?;
+    Ok(HeldBackup {
+        session,
+        version,
+        holder: Holder { pid, backend_start },
+        label,
+        start_lsn,
+    })
+}
+
+async fn default_label(client: &Client) -> Result<String, BackupError> {
+    let row = client
+        .query_one(
+            "SELECT 'safe-backup ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+            &[],
+        )
+        .await
+        .map_err(|e| BackupError::sql("making the backup label", e))?;
+    Ok(row.get(0))
+}
+
+/// Under the advisory lock: table, take-over, start, `running`. The flag in the
+/// error says whether the row was already ours (so the failure is recorded there).
+async fn start_locked(
+    client: &Client,
+    version: ServerVersion,
+    label: &str,
+    options: &BackupOptions,
+) -> Result<(String, Option<String>), (BackupError, bool)> {
+    let table = &options.table;
+    ensure_table(client, table).await.map_err(|e| (e, false))?;
+    take_over(client, table).await.map_err(|e| (e, false))?;
+    let start_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+        [&label, &options.fast_checkpoint];
+    let start = client.query_one(server::backup_start_sql(version), &start_params);
+    let row = match options.start_timeout {
+        Some(limit) => tokio::time::timeout(limit, start).await.map_err(|_| {
+            let message = format!(
+                "the backup did not start within start_timeout ({} s): the checkpoint takes longer",
+                limit.as_secs()
+            );
+            (BackupError::Timeout(message), true)
+        })?,
+        None => start.await,
+    }
+    .map_err(|e| (BackupError::sql("starting the backup", e), true))?;
+    let start_lsn: String = row.get(0);
+    let row = client
+        .query_one(&table.set_running_sql(), &[&label, &start_lsn])
+        .await
+        .map_err(|e| (BackupError::sql("recording the backup as running", e), true))?;
+    let backend_start: Option<String> = row.get(0);
+    notify(client, table, BackupState::Running).await;
+    Ok((start_lsn, backend_start))
+}
+
+/// Creates the table (or adds our columns to safe-backup's) and the history table.
+async fn ensure_table(client: &Client, table: &StateTable) -> Result<(), BackupError> {
+    let columns: Vec<String> = client
+        .query(&table.columns_sql(), &[])
+        .await
+        .map_err(|e| BackupError::sql("inspecting the state table", e))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let ddl = if columns.is_empty() {
+        Some(table.create_sql())
+    } else {
+        table.upgrade_sql(&columns)
+    };
+    if let Some(ddl) = ddl {
+        info!(
+            "creating or upgrading the state table {}",
+            table.display_name()
+        );
+        client
+            .batch_execute(&ddl)
+            .await
+            .map_err(|e| BackupError::sql("creating the state table", e))?;
+    }
+    let history: bool = client
+        .query_one(&table.history_exists_sql(), &[])
+        .await
+        .map_err(|e| BackupError::sql("inspecting the history table", e))?
+        .get(0);
+    if !history {
+        client
+            .batch_execute(&table.create_history_sql())
+            .await
+            .map_err(|e| BackupError::sql("creating the history table", e))?;
+    }
+    Ok(())
+}
+
+/// Reads the row, if any.
+pub(crate) async fn read_row(
+    client: &Client,
+    table: &StateTable,
+) -> Result<Option<BackupRow>, tokio_postgres::Error> {
+    let Some(row) = client.query_opt(&table.read_sql(), &[]).await? else {
+        return Ok(None);
+    };
+    let state: String = row.get(0);
+    Ok(Some(BackupRow {
+        state: state.parse().unwrap_or(BackupState::Failed),
+        pid: row.get(1),
+        backend_start: row.get(2),
+        label: row.get(3),
+        start_lsn: row.get(4),
+        stop_lsn: row.get(5),
+        started_at: row.get(6),
+        finished_at: row.get(7),
+        backup_label: row.get(8),
+        tablespace_map: row.get(9),
+        error: row.get(10),
+        holder_alive: row.get(11),
+        holder_query: row.get(12),
+    }))
+}
+
+/// Sends the state-change notification; a failure only delays waiters until their re-read.
+pub(crate) async fn notify(client: &Client, table: &StateTable, state: BackupState) {
+    if let Err(error) = client.batch_execute(&table.notify_sql(state)).await {
+        warn!("cannot notify waiters: {error}");
+    }
+}
+
+/// Marks the unfinished backup of `holder` failed. Returns whether the row changed.
+pub(crate) async fn set_failed(
+    client: &Client,
+    table: &StateTable,
+    holder_pid: i32,
+    holder_backend_start: Option<&str>,
+    reason: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &table.set_failed_sql(),
+            &[&reason, &holder_pid, &holder_backend_start],
+        )
+        .await?;
+    if !rows.is_empty() {
+        notify(client, table, BackupState::Failed).await;
+    }
+    Ok(!rows.is_empty())
+}
+
+/// Ends an earlier backup still in the row: superseded when its holder lives
+/// (its session is then terminated), or gone when it does not.
+async fn take_over(client: &Client, table: &StateTable) -> Result<(), BackupError> {
+    let Some(row) = read_row(client, table)
+        .await
+        .map_err(|e| BackupError::sql("reading the state table", e))?
+    else {
+        return Ok(());
+    };
+    if row.state.is_final() {
+        return Ok(());
+    }
+    let Some(pid) = row.pid else {
+        return Ok(());
+    };
+    let reason = if row.holder_alive {
+        format!(
+            "superseded by a new backup: a later pgpre ended this one (its backend {pid} was terminated)"
+        )
+    } else {
+        "the co-process holding this backup is gone (its session ended, so the server ended \
+         backup mode)"
+            .to_string()
+    };
+    set_failed(client, table, pid, row.backend_start.as_deref(), &reason)
+        .await
+        .map_err(|e| BackupError::sql("recording the earlier backup as failed", e))?;
+    if row.holder_alive {
+        if let Some(backend_start) = &row.backend_start {
+            warn!("superseding the running backup held by backend {pid}");
+            client
+                .query(table.terminate_holder_sql(), &[&pid, backend_start])
+                .await
+                .map_err(|e| BackupError::sql("ending the earlier backup's session", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Records a backup that failed while starting: on the same session unless it
+/// is still busy (a start that timed out), else on a fresh one.
+async fn record_start_failure(
+    settings: &ConnSettings,
+    session: &Session,
+    options: &BackupOptions,
+    label: &str,
+    error: &BackupError,
+) {
+    let reason = error.to_string();
+    let sql = options.table.set_start_failed_sql();
+    let session_busy = matches!(error, BackupError::Timeout(_));
+    if !session_busy && session.client.query(&sql, &[&label, &reason]).await.is_ok() {
+        notify(&session.client, &options.table, BackupState::Failed).await;
+        return;
+    }
+    let recorded = match settings.connect().await {
+        Ok(fresh) => match fresh.client.query(&sql, &[&label, &reason]).await {
+            Ok(_) => {
+                notify(&fresh.client, &options.table, BackupState::Failed).await;
+                Ok(())
+            }
+            Err(error) => Err(error.to_string()),
+        },
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = recorded {
+        warn!("cannot record the failure in the state table: {error}");
+    }
+}
+
+/// Why the wait for `done` ended.
+enum WaitOutcome {
+    /// `pgpost` set `done`.
+    StopRequested,
+    /// Something else ended it: mark failed and end backup mode.
+    Abort(String),
+    /// The session is gone; the server has ended backup mode.
+    Lost(String),
+    /// The row no longer belongs to this backup, or was marked failed by someone else.
+    Disowned(String),
+}
+
+/// Holds backup mode until `done`, a timeout, a signal or a lost session.
+async fn hold(
+    mut held: HeldBackup,
+    settings: &ConnSettings,
+    options: &BackupOptions,
+    signals: &mut Signals,
+) -> Result<(), BackupError> {
+    let deadline = options.backup_timeout.map(|limit| Instant::now() + limit);
+    let outcome = wait_for_done(&mut held, options, signals, deadline).await;
+    match outcome {
+        WaitOutcome::StopRequested => stop(held, settings, options, signals, deadline).await,
+        WaitOutcome::Abort(reason) => abort(held, options, reason).await,
+        WaitOutcome::Lost(reason) => {
+            record_after_loss(settings, options, &held.holder, &reason).await;
+            Err(BackupError::Coproc(reason))
+        }
+        WaitOutcome::Disowned(reason) => {
+            warn!("{reason}");
+            Err(BackupError::Coproc(reason))
+        }
+    }
+}
+
+async fn wait_for_done(
+    held: &mut HeldBackup,
+    options: &BackupOptions,
+    signals: &mut Signals,
+    deadline: Option<Instant>,
+) -> WaitOutcome {
+    let mut recheck = tokio::time::interval(options.recheck_interval);
+    loop {
+        tokio::select! {
+            event = held.session.events.recv() => match event {
+                Some(SessionEvent::Notification(_)) => {}
+                Some(SessionEvent::Notice(notice)) => {
+                    info!("server notice: {}", notice.message());
+                    continue;
+                }
+                Some(SessionEvent::Closed(reason)) => return WaitOutcome::Lost(lost_reason(reason)),
+                None => return WaitOutcome::Lost(lost_reason(None)),
+            },
+            _ = recheck.tick() => {}
+            _ = sleep_until_option(deadline) => {
+                return WaitOutcome::Abort(format!(
+                    "backup_timeout ({} s) ran out before pgpost asked to stop the backup",
+                    options.backup_timeout.map_or(0, |limit| limit.as_secs())
+                ));
+            }
+            Some(signal) = signals.next() => {
+                return WaitOutcome::Abort(format!(
+                    "the co-process received {} while holding the backup", signal_name(signal)
+                ));
+            }
+        }
+        match read_row(&held.session.client, &options.table).await {
+            Ok(Some(row))
+                if row.pid != Some(held.holder.pid)
+                    || row.backend_start != held.holder.backend_start =>
+            {
+                return WaitOutcome::Disowned(
+                    "another backup took over the state table row; this one was superseded".into(),
+                );
+            }
+            Ok(Some(row)) => match row.state {
+                BackupState::Running => {}
+                BackupState::Done => return WaitOutcome::StopRequested,
+                BackupState::Complete | BackupState::Failed => {
+                    return WaitOutcome::Disowned(format!(
+                        "the backup was marked {} by someone else: {}",
+                        row.state,
+                        row.error.unwrap_or_default()
+                    ));
+                }
+            },
+            Ok(None) => {
+                return WaitOutcome::Abort("the state table row was deleted".into());
+            }
+            Err(error) if error.is_closed() => return WaitOutcome::Lost(lost_reason(None)),
+            Err(error) => {
+                if error.as_db_error().is_none() {
+                    return WaitOutcome::Lost(lost_reason(Some(error.to_string())));
+                }
+                warn!("cannot read the state table: {error}");
+            }
+        }
+    }
+}
+
+fn lost_reason(detail: Option<String>) -> String {
+    match detail {
+        Some(detail) if !detail.is_empty() => {
+            format!("the co-process lost its session ({detail}); the server ended backup mode")
+        }
+        _ => "the co-process lost its session; the server ended backup mode".to_string(),
+    }
+}
+
+async fn sleep_until_option(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Stops backup mode and stores the result.
+async fn stop(
+    held: HeldBackup,
+    settings: &ConnSettings,
+    options: &BackupOptions,
+    signals: &mut Signals,
+    deadline: Option<Instant>,
+) -> Result<(), BackupError> {
+    info!("stop requested; calling the stop function");
+    let client = &held.session.client;
+    let stop_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&options.wait_for_archive];
+    let stop = client.query_one(server::backup_stop_sql(held.version), &stop_params);
+    let interrupted = tokio::select! {
+        result = stop => match result {
+            Ok(row) => return complete(&held, options, row).await,
+            Err(error) if error.as_db_error().is_some() => {
+                // The session survives a failed statement: record it there.
+                let error = BackupError::sql("stopping the backup", error);
+                let reason = error.to_string();
+                if let Err(e) = set_failed(client, &options.table, held.holder.pid,
+                    held.holder.backend_start.as_deref(), &reason).await {
+                    warn!("cannot record the failure: {e}");
+                }
+                return Err(error);
+            }
+            Err(error) => lost_reason(Some(error.to_string())),
+        },
+        _ = sleep_until_option(deadline) => format!(
+            "backup_timeout ({} s) ran out while stopping the backup (waiting for WAL archiving?)",
+            options.backup_timeout.map_or(0, |limit| limit.as_secs())
+        ),
+        Some(signal) = signals.next() => format!(
+            "the co-process received {} while stopping the backup", signal_name(signal)
+        ),
+    };
+    // The session is busy or gone: closing it ends backup mode on the server.
+    let holder = held.holder.clone();
+    drop(held);
+    record_after_loss(settings, options, &holder, &interrupted).await;
+    Err(BackupError::Coproc(interrupted))
+}
+
+async fn complete(
+    held: &HeldBackup,
+    options: &BackupOptions,
+    row: tokio_postgres::Row,
+) -> Result<(), BackupError> {
+    let stop_lsn: String = row.get(0);
+    let backup_label: String = row.get(1);
+    let tablespace_map: Option<String> = row.get(2);
+    let client = &held.session.client;
+    let updated = client
+        .query(
+            &options.table.set_complete_sql(),
+            &[&stop_lsn, &backup_label, &tablespace_map],
+        )
+        .await
+        .map_err(|e| BackupError::sql("recording the completed backup", e))?;
+    if updated.is_empty() {
+        // Someone else changed the row: the label is only in our log now.
+        error!("the state table row changed under us; backup_label follows:\n{backup_label}");
+        return Err(BackupError::Coproc(
+            "the backup completed but the state table row was taken over".into(),
+        ));
+    }
+    notify(client, &options.table, BackupState::Complete).await;
+    info!("backup {:?} complete at {stop_lsn}", held.label);
+    Ok(())
+}
+
+/// Ends backup mode on a session that is still idle, and records the reason.
+async fn abort(
+    held: HeldBackup,
+    options: &BackupOptions,
+    reason: String,
+) -> Result<(), BackupError> {
+    warn!("ending the backup: {reason}");
+    let client = &held.session.client;
+    if let Err(error) = client
+        .query_one(server::backup_stop_sql(held.version), &[&false])
+        .await
+    {
+        warn!("cannot end backup mode cleanly: {error}");
+    }
+    if let Err(error) = set_failed(
+        client,
+        &options.table,
+        held.holder.pid,
+        held.holder.backend_start.as_deref(),
+        &reason,
+    )
+    .await
+    {
+        warn!("cannot record the failure: {error}");
+    }
+    Err(BackupError::Coproc(reason))
+}
+
+/// After the session is lost, records the failure on a fresh session, retrying
+/// for a while so that a restarting server still gets the reason.
+async fn record_after_loss(
+    settings: &ConnSettings,
+    options: &BackupOptions,
+    holder: &Holder,
+    reason: &str,
+) {
+    warn!("{reason}");
+    let give_up = Instant::now() + RECORD_RETRY_FOR;
+    loop {
+        match settings.connect().await {
+            Ok(fresh) => {
+                match set_failed(
+                    &fresh.client,
+                    &options.table,
+                    holder.pid,
+                    holder.backend_start.as_deref(),
+                    reason,
+                )
+                .await
+                {
+                    Ok(_) => return,
+                    Err(error) => warn!("cannot record the failure: {error}"),
+                }
+            }
+            Err(error) => warn!("cannot reconnect to record the failure: {error}"),
+        }
+        if Instant::now() >= give_up {
+            error!("giving up recording the failure; pgpost will find the co-process gone");
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// How long a co-process that lost its session keeps trying to record why.
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(60);

@@ -1,0 +1,497 @@
+//! pgpre / pgpost against real servers: the cycle, the failure paths of safe-backup's table, and bad input.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{binary, marked_processes, scratch_dir, Cluster, ClusterOptions};
+
+/// What a finished run of one of our binaries printed.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn assert_code(&self, code: i32, what: &str) -> &Self {
+        assert_eq!(self.code, code, "{what}: unexpected exit code\n{self:#?}");
+        self
+    }
+
+    pub fn assert_ok(&self, what: &str) -> &Self {
+        self.assert_code(0, what)
+    }
+
+    pub fn assert_stderr(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{self:#?}"
+        );
+        self
+    }
+}
+
+/// Runs `program` (pgpre or pgpost) against `cluster` with `args`; panics after `limit`.
+pub fn run_with(cluster: &Cluster, program: &str, args: &[&str], limit: Duration) -> Run {
+    let mut command = cluster.command(binary(program));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("spawn our binary");
+    let pid = child.id() as i32;
+    let (sender, receiver) = mpsc::channel();
+    // wait_with_output returns only when every holder of the pipes closed them:
+    // a co-process that kept them would make this time out.
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(limit) {
+        Ok(output) => {
+            let output = output.expect("wait for our binary");
+            Run {
+                code: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        }
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!(
+                "{program} {args:?} did not finish (or left its output pipes open) within {limit:?}"
+            );
+        }
+    }
+}
+
+/// Runs with a 60 s limit.
+pub fn run(cluster: &Cluster, program: &str, args: &[&str]) -> Run {
+    run_with(cluster, program, args, Duration::from_secs(60))
+}
+
+/// Polls `condition` every 100 ms until it holds; panics with `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Pids of the live co-processes started against this cluster.
+pub fn coprocesses(cluster: &Cluster) -> Vec<i32> {
+    marked_processes(cluster.marker())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|stat| stat.contains("(pgpre)") && !stat.contains(") Z "))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The one co-process; panics unless exactly one runs.
+pub fn the_coprocess(cluster: &Cluster) -> i32 {
+    let pids = coprocesses(cluster);
+    assert_eq!(pids.len(), 1, "expected one co-process, found {pids:?}");
+    pids[0]
+}
+
+fn state(cluster: &Cluster) -> String {
+    cluster.psql("SELECT state FROM backup")
+}
+
+fn signal(pid: i32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal the co-process");
+}
+
+/// A config file in `dir` with a short re-read interval, so ownership checks are quick.
+fn quick_config(dir: &Path, extra: &str) -> String {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, format!("[backup]\nrecheck_interval = 1\n{extra}")).expect("write config");
+    path.to_string_lossy().into_owned()
+}
+
+fn new_cluster() -> Cluster {
+    Cluster::start(ClusterOptions::default())
+}
+
+#[test]
+fn full_cycle_prints_the_label_and_records_history() {
+    let cluster = new_cluster();
+    let label = "nightly 'quoted' \"double\" é 日本";
+    let pre = run(&cluster, "pgpre", &["--fast", "--label", label]);
+    pre.assert_ok("pgpre");
+    let lsn = pre.stdout.trim();
+    assert!(lsn.contains('/'), "pgpre prints the start LSN: {pre:#?}");
+    // `running` is committed before pgpre exits: no race with a fast pgpost.
+    assert_eq!(state(&cluster), "running");
+    assert_eq!(cluster.psql("SELECT start_lsn FROM backup"), lsn);
+    assert_eq!(cluster.psql("SELECT label FROM backup"), label);
+    let post = run(&cluster, "pgpost", &[]);
+    post.assert_ok("pgpost");
+    assert!(post.stdout.starts_with("START WAL LOCATION: "), "{post:#?}");
+    assert!(post.stdout.contains(&format!("LABEL: {label}\n")), "{post:#?}");
+    // Byte for byte what the server returned.
+    assert_eq!(post.stdout, cluster.psql("SELECT backup_label FROM backup") + "\n");
+    assert_eq!(state(&cluster), "complete");
+    assert_eq!(
+        cluster.psql("SELECT state || ' ' || label FROM backup_history"),
+        format!("complete {label}")
+    );
+    wait_for("the co-process to exit", Duration::from_secs(10), || {
+        coprocesses(&cluster).is_empty()
+    });
+}
+
+#[test]
+fn pgpre_returns_at_once_while_the_coprocess_holds_the_backup() {
+    let cluster = new_cluster();
+    // Both pipes captured, as `lsn=$(pgpre 2>&1 | cat)` would: run() times out
+    // if the co-process kept either.
+    let pre = run_with(&cluster, "pgpre", &["--fast"], Duration::from_secs(20));
+    pre.assert_ok("pgpre");
+    let coprocess = the_coprocess(&cluster);
+    let stat = std::fs::read_to_string(format!("/proc/{coprocess}/stat")).expect("stat");
+    // Fields after the command: state ppid pgrp session.
+    let fields: Vec<&str> = stat.rsplit_once(") ").expect("stat").1.split(' ').collect();
+    assert_eq!(fields[3], coprocess.to_string(), "the co-process leads its own session");
+    let fds: Vec<_> = std::fs::read_dir(format!("/proc/{coprocess}/fd"))
+        .expect("fd dir")
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .collect();
+    assert!(
+        fds.iter().all(|target| !target.to_string_lossy().starts_with("pipe:")),
+        "the co-process keeps no pipe of its caller: {fds:?}"
+    );
+    assert_eq!(std::fs::read_link(format!("/proc/{coprocess}/cwd")).unwrap(), Path::new("/"));
+    assert_eq!(state(&cluster), "running");
+    run(&cluster, "pgpost", &[]).assert_ok("pgpost");
+}
+
+#[test]
+fn second_pgpre_supersedes_the_first() {
+    let cluster = new_cluster();
+    run(&cluster, "pgpre", &["--fast", "-l", "first"]).assert_ok("first pgpre");
+    let first = the_coprocess(&cluster);
+    run(&cluster, "pgpre", &["--fast", "-l", "second"]).assert_ok("second pgpre");
+    assert_eq!(cluster.psql("SELECT state || ' ' || label FROM backup"), "running second");
+    let history = cluster.psql("SELECT state || ' ' || label || ': ' || error FROM backup_history");
+    assert!(history.starts_with("failed first: superseded by a new backup"), "{history}");
+    wait_for("the first co-process to exit", Duration::from_secs(20), || {
+        !coprocesses(&cluster).contains(&first)
+    });
+    // The superseded co-process's late report did not touch the new row.
+    assert_eq!(state(&cluster), "running");
+    let post = run(&cluster, "pgpost", &[]);
+    post.assert_ok("pgpost");
+    assert!(post.stdout.contains("LABEL: second\n"), "{post:#?}");
+}
+
+#[test]
+fn backup_timeout_fails_the_backup_and_pgpost_reports_it_at_once() {
+    let cluster = new_cluster();
+    run(&cluster, "pgpre", &["--fast", "--backup-timeout", "2"]).assert_ok("pgpre");
+    wait_for("the backup to fail", Duration::from_secs(20), || state(&cluster) == "failed");
+    assert!(cluster.psql("SELECT error FROM backup").contains("backup_timeout (2 s)"));
+    let started = Instant::now();
+    run(&cluster, "pgpost", &[])
+        .assert_code(1, "pgpost after the timeout")
+        .assert_stderr("failed: backup_timeout (2 s) ran out");
+    assert!(started.elapsed() < Duration::from_secs(5), "pgpost reports at once");
+    // Backup mode ended: a new backup starts and completes.
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre again");
+    run(&cluster, "pgpost", &[]).assert_ok("pgpost again");
+}
+
+#[test]
+fn pgpost_without_any_backup() {
+    let cluster = new_cluster();
+    run(&cluster, "pgpost", &[])
+        .assert_code(5, "pgpost with no table")
+        .assert_stderr("pgpost: no backup in progress: the state table backup does not exist")
+        .assert_stderr("hint: start one with pgpre first");
+    // The table exists but its row is gone (as after a failed first pgpre.sh).
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
+    run(&cluster, "pgpost", &[]).assert_ok("pgpost");
+    cluster.psql("DELETE FROM backup");
+    run_with(&cluster, "pgpost", &[], Duration::from_secs(10))
+        .assert_code(5, "pgpost with an empty table")
+        .assert_stderr("the table backup is empty");
+}
+
+#[test]
+fn pgpost_never_overwrites_a_finished_backup() {
+    let cluster = new_cluster();
+    run(&cluster, "pgpre", &["--fast", "-l", "done-once"]).assert_ok("pgpre");
+    let first = run(&cluster, "pgpost", &[]);
+    first.assert_ok("pgpost");
+    let started = Instant::now();
+    run(&cluster, "pgpost", &[])
+        .assert_code(5, "second pgpost")
+        .assert_stderr("already completed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(state(&cluster), "complete");
+    let fetched = run(&cluster, "pgpost", &["--fetch"]);
+    fetched.assert_ok("pgpost --fetch");
+    assert_eq!(fetched.stdout, first.stdout);
+    // A failed row is reported, not overwritten.
+    cluster.psql("UPDATE backup SET state = 'failed', error = 'disk on fire'");
+    run(&cluster, "pgpost", &[])
+        .assert_code(1, "pgpost on a failed row")
+        .assert_stderr("backup \"done-once\" failed: disk on fire");
+    assert_eq!(state(&cluster), "failed");
+}
+
+#[test]
+fn sigkill_of_the_coprocess_is_detected_by_pgpost() {
+    let cluster = new_cluster();
+    run(&cluster, "pgpre", &["--fast", "-l", "killed"]).assert_ok("pgpre");
+    let coprocess = the_coprocess(&cluster);
+    signal(coprocess, nix::sys::signal::Signal::SIGKILL);
+    wait_for("the held backend to end", Duration::from_secs(10), || {
+        cluster.psql("SELECT count(*) FROM pg_stat_activity a JOIN backup b ON a.pid = b.pid") == "0"
+    });
+    run_with(&cluster, "pgpost", &[], Duration::from_secs(10))
+        .assert_code(1, "pgpost after SIGKILL")
+        .assert_stderr("the co-process holding the backup is gone");
+    assert_eq!(state(&cluster), "failed");
+    // The next pgpre takes over cleanly.
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre after SIGKILL");
+    run(&cluster, "pgpost", &[]).assert_ok("pgpost after SIGKILL");
+}
+
+#[test]
+fn sigterm_to_the_coprocess_fails_the_backup_and_ends_backup_mode() {
+    let cluster = new_cluster();
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
+    let coprocess = the_coprocess(&cluster);
+    signal(coprocess, nix::sys::signal::Signal::SIGTERM);
+    wait_for("the backup to fail", Duration::from_secs(10), || state(&cluster) == "failed");
+    assert!(cluster.psql("SELECT error FROM backup").contains("received SIGTERM"));
+    wait_for("the co-process to exit", Duration::from_secs(10), || {
+        coprocesses(&cluster).is_empty()
+    });
+    run(&cluster, "pgpost", &[])
+        .assert_code(1, "pgpost after SIGTERM")
+        .assert_stderr("received SIGTERM");
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre after SIGTERM");
+    run(&cluster, "pgpost", &[]).assert_ok("pgpost after SIGTERM");
+}
+
+#[test]
+fn server_restart_mid_backup_fails_the_backup() {
+    let mut cluster = new_cluster();
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
+    cluster.restart();
+    wait_for("the failure to be recorded", Duration::from_secs(30), || {
+        state(&cluster) == "failed"
+    });
+    let post = run_with(&cluster, "pgpost", &[], Duration::from_secs(10));
+    post.assert_code(1, "pgpost after a restart");
+    assert!(
+        post.stderr.contains("lost its session") || post.stderr.contains("is gone"),
+        "{post:#?}"
+    );
+    wait_for("the co-process to exit", Duration::from_secs(10), || {
+        coprocesses(&cluster).is_empty()
+    });
+}
+
+#[test]
+fn a_row_taken_over_by_someone_else_ends_the_coprocess() {
+    let cluster = new_cluster();
+    let dir = scratch_dir();
+    let config = quick_config(dir.path(), "");
+    run(&cluster, "pgpre", &["-c", &config, "--fast"]).assert_ok("pgpre");
+    cluster.psql("UPDATE backup SET pid = 1");
+    wait_for("the disowned co-process to exit", Duration::from_secs(10), || {
+        coprocesses(&cluster).is_empty()
+    });
+    run_with(&cluster, "pgpost", &["-c", &config], Duration::from_secs(10))
+        .assert_code(1, "pgpost on a foreign row")
+        .assert_stderr("is gone");
+}
+
+#[test]
+fn non_superuser_with_the_documented_grants() {
+    let cluster = new_cluster();
+    cluster.psql("CREATE ROLE backup LOGIN");
+    let denied = run(&cluster, "pgpre", &["--fast", "-U", "backup"]);
+    denied.assert_code(4, "pgpre without grants");
+    denied.assert_stderr("hint: as a superuser, in this database: GRANT");
+    // Exactly what the README documents for 15 and later.
+    cluster.psql(
+        "GRANT CREATE ON SCHEMA public TO backup; \
+         GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean) TO backup; \
+         GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO backup;",
+    );
+    run(&cluster, "pgpre", &["--fast", "-U", "backup"]).assert_ok("pgpre as backup");
+    let post = run(&cluster, "pgpost", &["-U", "backup"]);
+    post.assert_ok("pgpost as backup");
+    assert!(post.stdout.starts_with("START WAL LOCATION"));
+}
+
+#[test]
+fn bad_config_key_conninfo_and_host_are_clear_errors() {
+    let cluster = new_cluster();
+    let dir = scratch_dir();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[backup]\nfast_checkpoint = true\nlabell = \"x\"\n").unwrap();
+    let config = config.to_string_lossy().into_owned();
+    for program in ["pgpre", "pgpost"] {
+        let bad = run(&cluster, program, &["-c", &config]);
+        bad.assert_code(2, "unknown key");
+        bad.assert_stderr(&format!("{program}: {config}:3: backup.labell: unknown field"));
+        assert_eq!(bad.stderr.lines().count(), 2, "one line and a hint: {bad:#?}");
+    }
+    run(&cluster, "pgpre", &["-c", "/nonexistent/config.toml"])
+        .assert_code(2, "missing config")
+        .assert_stderr("/nonexistent/config.toml");
+    run(&cluster, "pgpre", &["-d", "host=/tmp bad"])
+        .assert_code(2, "bad conninfo")
+        .assert_stderr("bad");
+    run(&cluster, "pgpre", &["-d", "host=/tmp gssencmode=require"])
+        .assert_code(2, "unsupported keyword")
+        .assert_stderr("gssencmode");
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    for program in ["pgpre", "pgpost"] {
+        run_with(
+            &cluster,
+            program,
+            &["-h", "127.0.0.1", "-p", &closed_port],
+            Duration::from_secs(20),
+        )
+        .assert_code(3, "unreachable server")
+        .assert_stderr("127.0.0.1")
+        .assert_stderr("hint:");
+    }
+    assert!(coprocesses(&cluster).is_empty(), "no co-process left after failures");
+}
+
+#[test]
+fn output_dir_is_written_but_never_the_live_data_directory() {
+    let cluster = new_cluster();
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
+    let live = cluster.data_dir().to_string_lossy().into_owned();
+    run(&cluster, "pgpost", &["--output-dir", &live])
+        .assert_code(7, "pgpost into the live data dir")
+        .assert_stderr("data directory of a running server");
+    assert!(!cluster.data_dir().join("backup_label").exists());
+    // Nothing was stopped: the backup is still running and can be finished.
+    assert_eq!(state(&cluster), "running");
+    let dir = scratch_dir();
+    let out = dir.path().join("nightly");
+    let post = run(&cluster, "pgpost", &["--output-dir", out.to_str().unwrap(), "--json"]);
+    post.assert_ok("pgpost --output-dir --json");
+    let json: serde_json::Value = serde_json::from_str(&post.stdout).expect("json");
+    let written = std::fs::read_to_string(out.join("backup_label")).unwrap();
+    assert_eq!(json["backup_label"].as_str(), Some(written.as_str()));
+    assert_eq!(json["state"], "complete");
+    assert!(json["stop_lsn"].as_str().is_some_and(|lsn| lsn.contains('/')));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("backup_label")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn wal_level_minimal_is_reported_by_both_sides() {
+    let cluster = Cluster::start(
+        ClusterOptions::default()
+            .without_archive()
+            .conf("wal_level = minimal")
+            .conf("max_wal_senders = 0"),
+    );
+    run(&cluster, "pgpre", &["--fast"])
+        .assert_code(4, "pgpre on wal_level=minimal")
+        .assert_stderr("WAL level not sufficient")
+        .assert_stderr("hint: wal_level must be set to");
+    run_with(&cluster, "pgpost", &[], Duration::from_secs(10))
+        .assert_code(1, "pgpost after the failed start")
+        .assert_stderr("WAL level not sufficient");
+    assert!(coprocesses(&cluster).is_empty());
+}
+
+#[test]
+fn archive_mode_off_succeeds_with_a_warning() {
+    let cluster = Cluster::start(ClusterOptions::default().without_archive());
+    run(&cluster, "pgpre", &["--fast"])
+        .assert_ok("pgpre")
+        .assert_stderr("pgpre: warning: archive_mode is off");
+    run(&cluster, "pgpost", &[])
+        .assert_ok("pgpost")
+        .assert_stderr("pgpost: warning: archive_mode is off");
+}
+
+#[test]
+fn broken_archiving_is_reported_and_the_row_stays_the_truth() {
+    let cluster = Cluster::start(ClusterOptions::default().conf("archive_command = 'false'"));
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
+    run_with(&cluster, "pgpost", &["--stop-timeout", "6"], Duration::from_secs(30))
+        .assert_code(6, "pgpost while archiving fails")
+        .assert_stderr("waiting for WAL archiving")
+        .assert_stderr("it goes on");
+    assert_eq!(state(&cluster), "done");
+    // Archiving is repaired: the same backup completes and a new pgpost collects it.
+    let archive = cluster.archive_dir().to_string_lossy().into_owned();
+    cluster.psql(&format!(
+        "ALTER SYSTEM SET archive_command = 'cp %p {archive}/%f'; SELECT pg_reload_conf();"
+    ));
+    let post = run_with(&cluster, "pgpost", &[], Duration::from_secs(60));
+    post.assert_ok("pgpost after repair");
+    assert!(post.stdout.starts_with("START WAL LOCATION"));
+}
+
+#[test]
+fn tablespace_map_is_written_beside_backup_label() {
+    let cluster = new_cluster();
+    let location = cluster.data_dir().parent().unwrap().join("ts1");
+    std::fs::create_dir(&location).unwrap();
+    nix::unistd::chown(&location, cluster_owner(cluster.data_dir()), None).unwrap();
+    cluster.psql(&format!(
+        "CREATE TABLESPACE ts1 LOCATION '{}'",
+        location.display()
+    ));
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
+    let dir = scratch_dir();
+    run(&cluster, "pgpost", &["--output-dir", dir.path().to_str().unwrap()]).assert_ok("pgpost");
+    let map = std::fs::read_to_string(dir.path().join("tablespace_map")).expect("tablespace_map");
+    let oid = cluster.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'");
+    assert_eq!(map, format!("{oid} {}\n", location.display()));
+}
+
+fn cluster_owner(data_dir: &Path) -> Option<nix::unistd::Uid> {
+    use std::os::unix::fs::MetadataExt;
+    Some(nix::unistd::Uid::from_raw(std::fs::metadata(data_dir).ok()?.uid()))
+}
+
+#[test]
+fn config_is_found_from_any_working_directory() {
+    let cluster = new_cluster();
+    let dir = scratch_dir();
+    let config = quick_config(dir.path(), "fast_checkpoint = true\nlabel = \"from config\"\n");
+    let mut command = cluster.command(binary("pgpre"));
+    let output = command
+        .args(["-c", &config])
+        .current_dir("/")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(cluster.psql("SELECT label FROM backup"), "from config");
+    run(&cluster, "pgpost", &["-c", &config]).assert_ok("pgpost");
+}

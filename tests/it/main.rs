@@ -1,0 +1,7 @@
+//! The one integration test binary: tests over real PostgreSQL servers started by [`cluster`].
+//!
+//! Run with `cargo test --test it`; see `scripts/test` for installing PostgreSQL first.
+
+mod cluster;
+mod harness_selftest;
+mod hooks;
