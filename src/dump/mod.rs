@@ -11,6 +11,10 @@
 //! - [`checksum`]: digests computed while writing, `sha256sum -c` compatible lines.
 //! - [`purge`]: which old backups to delete, and deleting them.
 //! - [`hooks`]: pre/post hooks split like a shell, run without one.
+//! - [`tools`]: pg_dump/pg_dumpall paths, version probe parsing, argument vectors.
+//! - [`output`]: temp name + fsync + chmod + rename, checksum files.
+//! - [`standby`]: pausing and resuming WAL replay on a standby.
+//! - [`runner`]: the whole run, its errors, report and summary table.
 //! - [`config`]: the `[dump]` section, per-database tables, flags layering, pg_back.conf conversion.
 
 pub mod acl;
@@ -19,7 +23,11 @@ pub mod config;
 pub mod createdb;
 pub mod hooks;
 pub mod naming;
+pub mod output;
 pub mod purge;
+pub mod runner;
 pub mod select;
 pub mod sql;
+pub mod standby;
+pub mod tools;
 pub mod values;

@@ -55,13 +55,13 @@ pub fn group_backups<'a>(
     groups
 }
 
-/// The groups to delete: past the newest `keep`, those taken before `limit`; never the group
-/// of `current_stamp` (the run that is purging), whatever the settings say.
+/// The groups to delete: past the newest `keep`, those taken before `limit`; never a group
+/// whose stamp is in `protected` (the run that is purging), whatever the settings say.
 pub fn select_purge<'g>(
     groups: &'g [BackupGroup],
     keep: Keep,
     limit: DateTime<FixedOffset>,
-    current_stamp: Option<&str>,
+    protected: &[String],
 ) -> Vec<&'g BackupGroup> {
     let skip = match keep {
         Keep::All => return Vec::new(),
@@ -70,7 +70,7 @@ pub fn select_purge<'g>(
     groups
         .iter()
         .skip(skip)
-        .filter(|group| group.taken_at < limit && Some(group.stamp.as_str()) != current_stamp)
+        .filter(|group| group.taken_at < limit && !protected.contains(&group.stamp))
         .collect()
 }
 
@@ -92,7 +92,7 @@ pub fn purge_dir(
     dbname: &str,
     keep: Keep,
     limit: DateTime<FixedOffset>,
-    current_stamp: Option<&str>,
+    protected: &[String],
 ) -> Result<Vec<PathBuf>, Vec<PurgeError>> {
     let entries = std::fs::read_dir(dir).map_err(|source| {
         vec![PurgeError {
@@ -107,7 +107,7 @@ pub fn purge_dir(
     let groups = group_backups(names.iter().map(String::as_str), dbname);
     let mut removed = Vec::new();
     let mut errors = Vec::new();
-    for group in select_purge(&groups, keep, limit, current_stamp) {
+    for group in select_purge(&groups, keep, limit, protected) {
         for name in &group.names {
             let path = dir.join(name);
             let result = match std::fs::symlink_metadata(&path) {
@@ -158,14 +158,14 @@ mod tests {
         assert_eq!(groups.len(), 3);
         assert!(groups.iter().all(|g| g.names.len() == 2));
         let limit = now - Duration::minutes(90);
-        let left = |keep| groups.len() - select_purge(&groups, keep, limit, None).len();
+        let left = |keep| groups.len() - select_purge(&groups, keep, limit, &[]).len();
         assert_eq!(left(Keep::Newest(0)), 1);
         assert_eq!(left(Keep::Newest(1)), 1);
         assert_eq!(left(Keep::Newest(2)), 2);
         assert_eq!(left(Keep::Newest(3)), 3);
         assert_eq!(left(Keep::All), 3);
         // The oldest go first.
-        let purged = select_purge(&groups, Keep::Newest(0), limit, None);
+        let purged = select_purge(&groups, Keep::Newest(0), limit, &[]);
         assert_eq!(purged[0].stamp, groups[1].stamp);
     }
 
@@ -175,9 +175,9 @@ mod tests {
         let names = three_dumps(now);
         let groups = group_backups(names.iter().map(String::as_str), "db");
         let newest = groups[0].stamp.clone();
-        assert_eq!(select_purge(&groups, Keep::Newest(0), now, None).len(), 3);
+        assert_eq!(select_purge(&groups, Keep::Newest(0), now, &[]).len(), 3);
         assert_eq!(
-            select_purge(&groups, Keep::Newest(0), now, Some(&newest)).len(),
+            select_purge(&groups, Keep::Newest(0), now, &[newest]).len(),
             2
         );
     }
@@ -208,7 +208,7 @@ mod tests {
             "db",
             Keep::Newest(0),
             now - Duration::days(30),
-            Some(&new),
+            std::slice::from_ref(&new),
         )
         .unwrap();
         assert_eq!(removed.len(), 2);
