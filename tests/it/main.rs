@@ -3,5 +3,6 @@
 //! Run with `cargo test --test it`; see `scripts/test` for installing PostgreSQL first.
 
 mod cluster;
+mod dump;
 mod harness_selftest;
 mod hooks;
