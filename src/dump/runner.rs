@@ -786,6 +786,17 @@ fn purge(ctx: &Context, report: &RunReport) {
     }
 }
 
+/// The part of `backup_directory` before the directory holding `{dbname}`: `/b/{dbname}/x` ->
+/// `/b`; the whole path when there is no placeholder.
+pub fn fixed_backup_dir(backup_directory: &str) -> &str {
+    match backup_directory.find(naming::DBNAME_PLACEHOLDER) {
+        Some(at) => backup_directory[..at]
+            .rfind('/')
+            .map_or("", |slash| &backup_directory[..slash.max(1)]),
+        None => backup_directory,
+    }
+}
+
 /// Runs pgback until done or until `shutdown` resolves (SIGINT/SIGTERM). Replay is resumed and
 /// the post hook run on every path after the pre hook succeeded.
 pub async fn run(
@@ -844,18 +855,11 @@ async fn run_after_pre_hook(
     let pg_dumpall = tool_path(&dump.bin_directory, "pg_dumpall");
     let version = probe_pg_dump(&pg_dump).await?;
     tracing::info!("pg_dump {version} at {}", pg_dump.display());
-    output::ensure_dir(Path::new(
-        &dump
-            .backup_directory
-            .replace(naming::DBNAME_PLACEHOLDER, ""),
-    ))
-    .or_else(|e| {
-        if dump.backup_directory.contains(naming::DBNAME_PLACEHOLDER) {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
+    // The fixed part of the backup directory (before any `{dbname}`) must be writable up front.
+    let fixed = fixed_backup_dir(&dump.backup_directory);
+    if !fixed.is_empty() {
+        output::ensure_dir(Path::new(fixed))?;
+    }
     tracing::info!("connecting: {}", conn.describe());
     let session = conn.connect().await?;
     let client = Arc::new(session.client);
@@ -962,4 +966,58 @@ async fn run_after_pre_hook(
         tracing::warn!("the run failed: nothing purged");
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_part_of_the_backup_directory() {
+        assert_eq!(fixed_backup_dir("/b/{dbname}/x"), "/b");
+        assert_eq!(fixed_backup_dir("/b/x"), "/b/x");
+        assert_eq!(fixed_backup_dir("/{dbname}"), "/");
+        assert_eq!(fixed_backup_dir("{dbname}/x"), "");
+        assert_eq!(fixed_backup_dir("/b/db_{dbname}"), "/b");
+    }
+
+    #[test]
+    fn summary_names_the_failed_databases() {
+        let report = RunReport {
+            databases: vec![
+                DatabaseOutcome {
+                    name: "good".into(),
+                    files: vec![WrittenFile {
+                        path: "/b/good_s.dump".into(),
+                        checksum_path: Some("/b/good_s.dump.sha256".into()),
+                        bytes: 2048,
+                    }],
+                    duration: Duration::from_millis(1500),
+                    error: None,
+                },
+                DatabaseOutcome {
+                    name: "x=y z".into(),
+                    files: vec![],
+                    duration: Duration::ZERO,
+                    error: Some(DumpError::Locked("/b/x=y z.lock".into())),
+                },
+            ],
+            ..Default::default()
+        };
+        assert!(!report.success());
+        assert_eq!(report.failed_databases(), ["x=y z"]);
+        assert_eq!(
+            report.all_files(),
+            ["/b/good_s.dump", "/b/good_s.dump.sha256"]
+        );
+        let table = report.summary_table();
+        assert!(table.contains("good"), "{table}");
+        assert!(
+            table.contains("2.0 KiB") && table.contains("1.5s") && table.contains("ok"),
+            "{table}"
+        );
+        assert!(table.contains("FAILED: /b/x=y z.lock is locked"), "{table}");
+        assert!(table.ends_with("failed databases: \"x=y z\"\n"), "{table}");
+        assert_eq!(human_bytes(10), "10 B");
+    }
 }
