@@ -503,6 +503,48 @@ impl Cluster {
     }
 
     /// Run initdb with trust over the socket and scram-sha-256 over TCP.
+    /// A streaming standby of this cluster (pg_basebackup -R), started and in recovery.
+    /// Needs a `pg_basebackup` among the client tools that can talk to this server.
+    pub fn start_standby(&self) -> Cluster {
+        let base = scratch_dir();
+        let base_path = base.path().to_path_buf();
+        let data_dir = base_path.join("data");
+        let pg_basebackup = pg_binaries().client_tool("pg_basebackup");
+        let output = self
+            .server_command(&pg_basebackup)
+            .arg("-D")
+            .arg(&data_dir)
+            .args(["-R", "-X", "stream", "-c", "fast", "-U", self.superuser()])
+            .arg("-h")
+            .arg(&self.base_path)
+            .args(["-p", &self.port.to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", pg_basebackup.display()));
+        assert!(
+            output.status.success(),
+            "pg_basebackup for a standby failed: {}",
+            describe_output(&output)
+        );
+        let own_archive = base_path.join("archive");
+        create_server_dir(&own_archive);
+        let mut standby = Cluster {
+            id: unique_id(),
+            base_path: base_path.clone(),
+            base: Some(base),
+            log_file: base_path.join("server.log"),
+            data_dir,
+            archive_dir: own_archive,
+            port: 0,
+            password: self.password.clone(),
+            running: false,
+            version_num: 0,
+        };
+        standby.write_conf(&ClusterOptions::default().without_archive(), "standby");
+        standby.start_server(RECOVERY_TIMEOUT, "the standby");
+        standby.version_num = standby.query_version_num();
+        standby
+    }
+
     fn initdb(&mut self, opts: &ClusterOptions) {
         let pwfile = self.base_path.join("pwfile");
         fs::write(&pwfile, format!("{}\n", self.password))

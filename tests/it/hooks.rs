@@ -80,7 +80,10 @@ pub fn run(cluster: &Cluster, program: &str, args: &[&str]) -> Run {
 pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -115,7 +118,8 @@ fn signal(pid: i32, signal: nix::sys::signal::Signal) {
 /// A config file in `dir` with a short re-read interval, so ownership checks are quick.
 fn quick_config(dir: &Path, extra: &str) -> String {
     let path = dir.join("config.toml");
-    std::fs::write(&path, format!("[backup]\nrecheck_interval = 1\n{extra}")).expect("write config");
+    std::fs::write(&path, format!("[backup]\nrecheck_interval = 1\n{extra}"))
+        .expect("write config");
     path.to_string_lossy().into_owned()
 }
 
@@ -138,9 +142,12 @@ fn full_cycle_prints_the_label_and_records_history() {
     let post = run(&cluster, "pgpost", &[]);
     post.assert_ok("pgpost");
     assert!(post.stdout.starts_with("START WAL LOCATION: "), "{post:#?}");
-    assert!(post.stdout.contains(&format!("LABEL: {label}\n")), "{post:#?}");
+    assert!(
+        post.stdout.contains(&format!("LABEL: {label}\n")),
+        "{post:#?}"
+    );
     // Byte for byte what the server returned.
-    assert_eq!(post.stdout, cluster.psql("SELECT backup_label FROM backup") + "\n");
+    assert_eq!(post.stdout, cluster.psql("SELECT backup_label FROM backup"));
     assert_eq!(state(&cluster), "complete");
     assert_eq!(
         cluster.psql("SELECT state || ' ' || label FROM backup_history"),
@@ -162,17 +169,29 @@ fn pgpre_returns_at_once_while_the_coprocess_holds_the_backup() {
     let stat = std::fs::read_to_string(format!("/proc/{coprocess}/stat")).expect("stat");
     // Fields after the command: state ppid pgrp session.
     let fields: Vec<&str> = stat.rsplit_once(") ").expect("stat").1.split(' ').collect();
-    assert_eq!(fields[3], coprocess.to_string(), "the co-process leads its own session");
+    let own_session = nix::unistd::getsid(None).expect("getsid").to_string();
+    assert_ne!(
+        fields[3], own_session,
+        "the co-process left the caller's session"
+    );
+    assert_ne!(
+        fields[2], own_session,
+        "the co-process left the caller's process group"
+    );
     let fds: Vec<_> = std::fs::read_dir(format!("/proc/{coprocess}/fd"))
         .expect("fd dir")
         .flatten()
         .filter_map(|entry| std::fs::read_link(entry.path()).ok())
         .collect();
     assert!(
-        fds.iter().all(|target| !target.to_string_lossy().starts_with("pipe:")),
+        fds.iter()
+            .all(|target| !target.to_string_lossy().starts_with("pipe:")),
         "the co-process keeps no pipe of its caller: {fds:?}"
     );
-    assert_eq!(std::fs::read_link(format!("/proc/{coprocess}/cwd")).unwrap(), Path::new("/"));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{coprocess}/cwd")).unwrap(),
+        Path::new("/")
+    );
     assert_eq!(state(&cluster), "running");
     run(&cluster, "pgpost", &[]).assert_ok("pgpost");
 }
@@ -183,12 +202,20 @@ fn second_pgpre_supersedes_the_first() {
     run(&cluster, "pgpre", &["--fast", "-l", "first"]).assert_ok("first pgpre");
     let first = the_coprocess(&cluster);
     run(&cluster, "pgpre", &["--fast", "-l", "second"]).assert_ok("second pgpre");
-    assert_eq!(cluster.psql("SELECT state || ' ' || label FROM backup"), "running second");
+    assert_eq!(
+        cluster.psql("SELECT state || ' ' || label FROM backup"),
+        "running second"
+    );
     let history = cluster.psql("SELECT state || ' ' || label || ': ' || error FROM backup_history");
-    assert!(history.starts_with("failed first: superseded by a new backup"), "{history}");
-    wait_for("the first co-process to exit", Duration::from_secs(20), || {
-        !coprocesses(&cluster).contains(&first)
-    });
+    assert!(
+        history.starts_with("failed first: superseded by a new backup"),
+        "{history}"
+    );
+    wait_for(
+        "the first co-process to exit",
+        Duration::from_secs(20),
+        || !coprocesses(&cluster).contains(&first),
+    );
     // The superseded co-process's late report did not touch the new row.
     assert_eq!(state(&cluster), "running");
     let post = run(&cluster, "pgpost", &[]);
@@ -200,13 +227,20 @@ fn second_pgpre_supersedes_the_first() {
 fn backup_timeout_fails_the_backup_and_pgpost_reports_it_at_once() {
     let cluster = new_cluster();
     run(&cluster, "pgpre", &["--fast", "--backup-timeout", "2"]).assert_ok("pgpre");
-    wait_for("the backup to fail", Duration::from_secs(20), || state(&cluster) == "failed");
-    assert!(cluster.psql("SELECT error FROM backup").contains("backup_timeout (2 s)"));
+    wait_for("the backup to fail", Duration::from_secs(20), || {
+        state(&cluster) == "failed"
+    });
+    assert!(cluster
+        .psql("SELECT error FROM backup")
+        .contains("backup_timeout (2 s)"));
     let started = Instant::now();
     run(&cluster, "pgpost", &[])
         .assert_code(1, "pgpost after the timeout")
         .assert_stderr("failed: backup_timeout (2 s) ran out");
-    assert!(started.elapsed() < Duration::from_secs(5), "pgpost reports at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "pgpost reports at once"
+    );
     // Backup mode ended: a new backup starts and completes.
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre again");
     run(&cluster, "pgpost", &[]).assert_ok("pgpost again");
@@ -258,7 +292,8 @@ fn sigkill_of_the_coprocess_is_detected_by_pgpost() {
     let coprocess = the_coprocess(&cluster);
     signal(coprocess, nix::sys::signal::Signal::SIGKILL);
     wait_for("the held backend to end", Duration::from_secs(10), || {
-        cluster.psql("SELECT count(*) FROM pg_stat_activity a JOIN backup b ON a.pid = b.pid") == "0"
+        cluster.psql("SELECT count(*) FROM pg_stat_activity a JOIN backup b ON a.pid = b.pid")
+            == "0"
     });
     run_with(&cluster, "pgpost", &[], Duration::from_secs(10))
         .assert_code(1, "pgpost after SIGKILL")
@@ -275,8 +310,12 @@ fn sigterm_to_the_coprocess_fails_the_backup_and_ends_backup_mode() {
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     let coprocess = the_coprocess(&cluster);
     signal(coprocess, nix::sys::signal::Signal::SIGTERM);
-    wait_for("the backup to fail", Duration::from_secs(10), || state(&cluster) == "failed");
-    assert!(cluster.psql("SELECT error FROM backup").contains("received SIGTERM"));
+    wait_for("the backup to fail", Duration::from_secs(10), || {
+        state(&cluster) == "failed"
+    });
+    assert!(cluster
+        .psql("SELECT error FROM backup")
+        .contains("received SIGTERM"));
     wait_for("the co-process to exit", Duration::from_secs(10), || {
         coprocesses(&cluster).is_empty()
     });
@@ -292,9 +331,11 @@ fn server_restart_mid_backup_fails_the_backup() {
     let mut cluster = new_cluster();
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     cluster.restart();
-    wait_for("the failure to be recorded", Duration::from_secs(30), || {
-        state(&cluster) == "failed"
-    });
+    wait_for(
+        "the failure to be recorded",
+        Duration::from_secs(30),
+        || state(&cluster) == "failed",
+    );
     let post = run_with(&cluster, "pgpost", &[], Duration::from_secs(10));
     post.assert_code(1, "pgpost after a restart");
     assert!(
@@ -313,12 +354,19 @@ fn a_row_taken_over_by_someone_else_ends_the_coprocess() {
     let config = quick_config(dir.path(), "");
     run(&cluster, "pgpre", &["-c", &config, "--fast"]).assert_ok("pgpre");
     cluster.psql("UPDATE backup SET pid = 1");
-    wait_for("the disowned co-process to exit", Duration::from_secs(10), || {
-        coprocesses(&cluster).is_empty()
-    });
-    run_with(&cluster, "pgpost", &["-c", &config], Duration::from_secs(10))
-        .assert_code(1, "pgpost on a foreign row")
-        .assert_stderr("is gone");
+    wait_for(
+        "the disowned co-process to exit",
+        Duration::from_secs(10),
+        || coprocesses(&cluster).is_empty(),
+    );
+    run_with(
+        &cluster,
+        "pgpost",
+        &["-c", &config],
+        Duration::from_secs(10),
+    )
+    .assert_code(1, "pgpost on a foreign row")
+    .assert_stderr("is gone");
 }
 
 #[test]
@@ -345,13 +393,23 @@ fn bad_config_key_conninfo_and_host_are_clear_errors() {
     let cluster = new_cluster();
     let dir = scratch_dir();
     let config = dir.path().join("bad.toml");
-    std::fs::write(&config, "[backup]\nfast_checkpoint = true\nlabell = \"x\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[backup]\nfast_checkpoint = true\nlabell = \"x\"\n",
+    )
+    .unwrap();
     let config = config.to_string_lossy().into_owned();
     for program in ["pgpre", "pgpost"] {
         let bad = run(&cluster, program, &["-c", &config]);
         bad.assert_code(2, "unknown key");
-        bad.assert_stderr(&format!("{program}: {config}:3: backup.labell: unknown field"));
-        assert_eq!(bad.stderr.lines().count(), 2, "one line and a hint: {bad:#?}");
+        bad.assert_stderr(&format!(
+            "{program}: {config}:3: backup.labell: unknown field"
+        ));
+        assert_eq!(
+            bad.stderr.lines().count(),
+            2,
+            "one line and a hint: {bad:#?}"
+        );
     }
     run(&cluster, "pgpre", &["-c", "/nonexistent/config.toml"])
         .assert_code(2, "missing config")
@@ -379,7 +437,10 @@ fn bad_config_key_conninfo_and_host_are_clear_errors() {
         .assert_stderr("127.0.0.1")
         .assert_stderr("hint:");
     }
-    assert!(coprocesses(&cluster).is_empty(), "no co-process left after failures");
+    assert!(
+        coprocesses(&cluster).is_empty(),
+        "no co-process left after failures"
+    );
 }
 
 #[test]
@@ -395,15 +456,24 @@ fn output_dir_is_written_but_never_the_live_data_directory() {
     assert_eq!(state(&cluster), "running");
     let dir = scratch_dir();
     let out = dir.path().join("nightly");
-    let post = run(&cluster, "pgpost", &["--output-dir", out.to_str().unwrap(), "--json"]);
+    let post = run(
+        &cluster,
+        "pgpost",
+        &["--output-dir", out.to_str().unwrap(), "--json"],
+    );
     post.assert_ok("pgpost --output-dir --json");
     let json: serde_json::Value = serde_json::from_str(&post.stdout).expect("json");
     let written = std::fs::read_to_string(out.join("backup_label")).unwrap();
     assert_eq!(json["backup_label"].as_str(), Some(written.as_str()));
     assert_eq!(json["state"], "complete");
-    assert!(json["stop_lsn"].as_str().is_some_and(|lsn| lsn.contains('/')));
+    assert!(json["stop_lsn"]
+        .as_str()
+        .is_some_and(|lsn| lsn.contains('/')));
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(out.join("backup_label")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(out.join("backup_label"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -440,10 +510,15 @@ fn archive_mode_off_succeeds_with_a_warning() {
 fn broken_archiving_is_reported_and_the_row_stays_the_truth() {
     let cluster = Cluster::start(ClusterOptions::default().conf("archive_command = 'false'"));
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
-    run_with(&cluster, "pgpost", &["--stop-timeout", "6"], Duration::from_secs(30))
-        .assert_code(6, "pgpost while archiving fails")
-        .assert_stderr("waiting for WAL archiving")
-        .assert_stderr("it goes on");
+    run_with(
+        &cluster,
+        "pgpost",
+        &["--stop-timeout", "6"],
+        Duration::from_secs(30),
+    )
+    .assert_code(6, "pgpost while archiving fails")
+    .assert_stderr("waiting for WAL archiving")
+    .assert_stderr("it goes on");
     assert_eq!(state(&cluster), "done");
     // Archiving is repaired: the same backup completes and a new pgpost collects it.
     let archive = cluster.archive_dir().to_string_lossy().into_owned();
@@ -467,7 +542,12 @@ fn tablespace_map_is_written_beside_backup_label() {
     ));
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     let dir = scratch_dir();
-    run(&cluster, "pgpost", &["--output-dir", dir.path().to_str().unwrap()]).assert_ok("pgpost");
+    run(
+        &cluster,
+        "pgpost",
+        &["--output-dir", dir.path().to_str().unwrap()],
+    )
+    .assert_ok("pgpost");
     let map = std::fs::read_to_string(dir.path().join("tablespace_map")).expect("tablespace_map");
     let oid = cluster.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'");
     assert_eq!(map, format!("{oid} {}\n", location.display()));
@@ -475,14 +555,19 @@ fn tablespace_map_is_written_beside_backup_label() {
 
 fn cluster_owner(data_dir: &Path) -> Option<nix::unistd::Uid> {
     use std::os::unix::fs::MetadataExt;
-    Some(nix::unistd::Uid::from_raw(std::fs::metadata(data_dir).ok()?.uid()))
+    Some(nix::unistd::Uid::from_raw(
+        std::fs::metadata(data_dir).ok()?.uid(),
+    ))
 }
 
 #[test]
 fn config_is_found_from_any_working_directory() {
     let cluster = new_cluster();
     let dir = scratch_dir();
-    let config = quick_config(dir.path(), "fast_checkpoint = true\nlabel = \"from config\"\n");
+    let config = quick_config(
+        dir.path(),
+        "fast_checkpoint = true\nlabel = \"from config\"\n",
+    );
     let mut command = cluster.command(binary("pgpre"));
     let output = command
         .args(["-c", &config])
@@ -494,4 +579,18 @@ fn config_is_found_from_any_working_directory() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(cluster.psql("SELECT label FROM backup"), "from config");
     run(&cluster, "pgpost", &["-c", &config]).assert_ok("pgpost");
+}
+
+#[test]
+fn a_standby_is_refused_with_a_hint() {
+    let primary = new_cluster();
+    let standby = primary.start_standby();
+    assert_eq!(standby.psql("SELECT pg_is_in_recovery()"), "t");
+    run(&standby, "pgpre", &["--fast"])
+        .assert_code(4, "pgpre on a standby")
+        .assert_stderr("the server is a standby")
+        .assert_stderr("hint: point pgpre at the primary");
+    run_with(&standby, "pgpost", &[], Duration::from_secs(10))
+        .assert_code(5, "pgpost on a standby");
+    assert!(coprocesses(&standby).is_empty());
 }
