@@ -7,10 +7,12 @@
 //! - [`server`]: server versions and the version-specific SQL, as pure builders.
 //! - [`coproc`]: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
 //! - [`cli`]: command-line pieces shared by the binaries.
+//! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod coproc;
+pub mod dump;
 pub mod exit;
 pub mod server;

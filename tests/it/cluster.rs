@@ -134,7 +134,10 @@ pub fn binary(name: &str) -> PathBuf {
     let path = match name {
         "pgpre" => env!("CARGO_BIN_EXE_pgpre"),
         "pgpost" => env!("CARGO_BIN_EXE_pgpost"),
-        other => panic!("binary({other:?}): not a binary of this package (known: pgpre, pgpost)"),
+        "pgback" => env!("CARGO_BIN_EXE_pgback"),
+        other => {
+            panic!("binary({other:?}): not a binary of this package (known: pgpre, pgpost, pgback)")
+        }
     };
     PathBuf::from(path)
 }

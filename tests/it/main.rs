@@ -4,5 +4,6 @@
 
 mod cluster;
 mod conn;
+mod dump;
 mod harness_selftest;
 mod hooks;

@@ -1,0 +1,252 @@
+//! pg_back-compatible file names: `<dir>/<db>_<stamp>.<ext>`, the stamp in rfc3339 or legacy
+//! form, and database names made safe for a path.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
+
+use super::values::{Compression, Format, TimestampFormat};
+
+/// The legacy stamp, Go's `2006-01-02_15-04-05`.
+const LEGACY: &str = "%Y-%m-%d_%H-%M-%S";
+
+/// The placeholder `backup_directory` may contain.
+pub const DBNAME_PLACEHOLDER: &str = "{dbname}";
+
+/// Formats the time of a run as it appears in file names.
+pub fn format_stamp(format: TimestampFormat, when: &DateTime<FixedOffset>) -> String {
+    match format {
+        // Go's time.RFC3339: offset as +hh:mm, or Z in UTC; no fractional seconds.
+        TimestampFormat::Rfc3339 => when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        TimestampFormat::Legacy => when.format(LEGACY).to_string(),
+    }
+}
+
+/// The current local time, to the second, as a fixed offset.
+pub fn now() -> DateTime<FixedOffset> {
+    let now = Local::now();
+    let secs = now.timestamp();
+    now.timezone()
+        .timestamp_opt(secs, 0)
+        .single()
+        .unwrap_or(now)
+        .fixed_offset()
+}
+
+/// Reads a stamp back (either format; a legacy stamp is local time).
+pub fn parse_stamp(stamp: &str) -> Option<DateTime<FixedOffset>> {
+    // Go's RFC3339 layout always has seconds and no fraction; reject anything looser so that
+    // another database's name is never taken for a stamp.
+    if stamp.len() >= 20 && stamp.as_bytes().get(10) == Some(&b'T') && !stamp.contains('.') {
+        if let Ok(when) = DateTime::parse_from_rfc3339(stamp) {
+            return Some(when);
+        }
+    }
+    if stamp.len() == 19 {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(stamp, LEGACY) {
+            return Local
+                .from_local_datetime(&naive)
+                .earliest()
+                .map(|t| t.fixed_offset());
+        }
+    }
+    None
+}
+
+/// A database name as it appears in a file name: a leading `.` gets `_` prefixed (no hidden
+/// files) and `/` becomes `_` (no sub- or parent directories). Every other character is kept, as
+/// pg_back does, so existing backups keep matching.
+pub fn clean_db_name(dbname: &str) -> String {
+    let mut name = dbname.replace('/', "_");
+    if name.starts_with('.') {
+        name.insert(0, '_');
+    }
+    name
+}
+
+/// The extension of a dump in `format` (`dump`, `sql[.gz|.lz4|.zst]`, `tar`, `d`).
+pub fn dump_extension(format: Format, compression: &Compression) -> String {
+    match format {
+        Format::Custom => "dump".to_string(),
+        Format::Tar => "tar".to_string(),
+        Format::Directory => "d".to_string(),
+        Format::Plain => match compression.plain_suffix() {
+            Some(suffix) => format!("sql.{suffix}"),
+            None => "sql".to_string(),
+        },
+    }
+}
+
+/// The directory files of `dbname` go to: `backup_directory` with `{dbname}` replaced.
+pub fn backup_dir(backup_directory: &Path, dbname: &str) -> PathBuf {
+    let text = backup_directory.to_string_lossy();
+    if text.contains(DBNAME_PLACEHOLDER) {
+        PathBuf::from(text.replace(DBNAME_PLACEHOLDER, &clean_db_name(dbname)))
+    } else {
+        backup_directory.to_path_buf()
+    }
+}
+
+/// The file name `<db>_<stamp>.<ext>` (no directory).
+pub fn file_name(dbname: &str, stamp: &str, ext: &str) -> String {
+    format!("{}_{stamp}.{ext}", clean_db_name(dbname))
+}
+
+/// `<backup_directory with {dbname}>/<db>_<stamp>.<ext>`.
+pub fn dump_path(backup_directory: &Path, dbname: &str, stamp: &str, ext: &str) -> PathBuf {
+    backup_dir(backup_directory, dbname).join(file_name(dbname, stamp, ext))
+}
+
+/// The lock file of a database: `<dir>/<db>.lock`.
+pub fn lock_path(backup_directory: &Path, dbname: &str) -> PathBuf {
+    backup_dir(backup_directory, dbname).join(format!("{}.lock", clean_db_name(dbname)))
+}
+
+/// The name a file is written under until it is complete (then renamed). It keeps the final
+/// name as its prefix, so an interrupted run's leftover is grouped with its run by purge.
+pub fn temp_path(final_path: &Path) -> PathBuf {
+    let mut name = final_path.as_os_str().to_os_string();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// Splits a file name `<prefix>_<stamp>.<ext>` written for `dbname` into (stamp, ext); `None`
+/// when the name belongs to something else (another database whose name starts alike, a lock).
+pub fn split_name<'a>(file_name: &'a str, dbname: &str) -> Option<(&'a str, &'a str)> {
+    let prefix = clean_db_name(dbname);
+    let rest = file_name.strip_prefix(prefix.as_str())?.strip_prefix('_')?;
+    let (stamp, ext) = rest.split_once('.')?;
+    parse_stamp(stamp)?;
+    Some((stamp, ext))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn stamps_in_both_formats() {
+        let when = at("2024-03-05T07:08:09+01:00");
+        assert_eq!(
+            format_stamp(TimestampFormat::Rfc3339, &when),
+            "2024-03-05T07:08:09+01:00"
+        );
+        assert_eq!(
+            format_stamp(TimestampFormat::Legacy, &when),
+            "2024-03-05_07-08-09"
+        );
+        let utc = at("2024-03-05T07:08:09Z");
+        assert_eq!(
+            format_stamp(TimestampFormat::Rfc3339, &utc),
+            "2024-03-05T07:08:09Z"
+        );
+        assert_eq!(parse_stamp("2024-03-05T07:08:09+01:00"), Some(when));
+        assert!(parse_stamp("2024-03-05_07-08-09").is_some());
+        for bad in [
+            "",
+            "2024-03-05",
+            "2024-03-05T07:08:09.5Z",
+            "x2024-03-05_07-08-09",
+            "b_2024-03-05_07-08-09",
+        ] {
+            assert_eq!(parse_stamp(bad), None, "{bad}");
+        }
+        // now() round-trips through both formats.
+        let now = now();
+        assert_eq!(
+            parse_stamp(&format_stamp(TimestampFormat::Rfc3339, &now)),
+            Some(now)
+        );
+        assert_eq!(
+            parse_stamp(&format_stamp(TimestampFormat::Legacy, &now)).map(|t| t.timestamp()),
+            Some(now.timestamp())
+        );
+    }
+
+    #[test]
+    fn names_are_pg_back_compatible() {
+        let stamp = "2024-03-05T07:08:09Z";
+        let dir = Path::new("/var/backups/postgresql");
+        let ext = dump_extension(Format::Custom, &Compression::Default);
+        assert_eq!(
+            dump_path(dir, "app", stamp, &ext),
+            PathBuf::from("/var/backups/postgresql/app_2024-03-05T07:08:09Z.dump")
+        );
+        assert_eq!(
+            file_name("a/b", stamp, "tar"),
+            "a_b_2024-03-05T07:08:09Z.tar"
+        );
+        assert_eq!(
+            file_name("../etc", stamp, "d"),
+            "_.._etc_2024-03-05T07:08:09Z.d"
+        );
+        assert_eq!(
+            file_name(".hidden", stamp, "sql"),
+            "_.hidden_2024-03-05T07:08:09Z.sql"
+        );
+        assert_eq!(
+            file_name("a\"b", stamp, "dump"),
+            "a\"b_2024-03-05T07:08:09Z.dump"
+        );
+        assert_eq!(
+            file_name("x=y z", stamp, "dump"),
+            "x=y z_2024-03-05T07:08:09Z.dump"
+        );
+        assert_eq!(
+            file_name("line\nbreak", stamp, "dump"),
+            "line\nbreak_2024-03-05T07:08:09Z.dump"
+        );
+        assert_eq!(
+            file_name("név", stamp, "dump"),
+            "név_2024-03-05T07:08:09Z.dump"
+        );
+        assert_eq!(
+            file_name("it's", stamp, "dump"),
+            "it's_2024-03-05T07:08:09Z.dump"
+        );
+        assert_eq!(
+            dump_extension(Format::Plain, &Compression::Level(3)),
+            "sql.gz"
+        );
+        assert_eq!(dump_extension(Format::Plain, &Compression::Default), "sql");
+        assert_eq!(
+            dump_extension(Format::Directory, &Compression::Level(3)),
+            "d"
+        );
+        assert_eq!(dump_extension(Format::Tar, &Compression::Default), "tar");
+    }
+
+    #[test]
+    fn dbname_placeholder_in_the_directory() {
+        let dir = Path::new("/b/{dbname}/x");
+        assert_eq!(backup_dir(dir, "a/b"), PathBuf::from("/b/a_b/x"));
+        assert_eq!(lock_path(dir, ".h"), PathBuf::from("/b/_.h/x/_.h.lock"));
+        assert_eq!(
+            temp_path(Path::new("/b/a_s.dump")),
+            PathBuf::from("/b/a_s.dump.partial")
+        );
+    }
+
+    #[test]
+    fn split_names_only_of_the_database_asked() {
+        assert_eq!(
+            split_name("app_2024-03-05T07:08:09Z.dump.sha256", "app"),
+            Some(("2024-03-05T07:08:09Z", "dump.sha256"))
+        );
+        assert_eq!(
+            split_name("app_2024-03-05_07-08-09.createdb.sql", "app"),
+            Some(("2024-03-05_07-08-09", "createdb.sql"))
+        );
+        // Database `app_x` is not `app`.
+        assert_eq!(split_name("app_x_2024-03-05T07:08:09Z.dump", "app"), None);
+        assert_eq!(split_name("app.lock", "app"), None);
+        assert_eq!(
+            split_name("_.h_2024-03-05T07:08:09Z.dump", ".h"),
+            Some(("2024-03-05T07:08:09Z", "dump"))
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Writing result files safely: under a temporary name, checksummed while streaming, fsynced,
+//! chmodded, then renamed into place (and the directory fsynced), with the checksum file beside.
+
+use std::fs::DirBuilder;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncRead;
+
+use super::checksum::{checksum_line, copy_hashed, hash_file};
+use super::naming::temp_path;
+use super::values::{ChecksumAlgorithm, FileMode};
+
+/// A file (or dump directory) that is complete and in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Its final path.
+    pub path: PathBuf,
+    /// The checksum file beside it, when one was asked for.
+    pub checksum_path: Option<PathBuf>,
+    /// Bytes written (all files of a directory dump).
+    pub bytes: u64,
+}
+
+/// Writing `path` failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct OutputError {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
+    move |source| OutputError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates the backup directory (0700) when missing.
+pub fn ensure_dir(dir: &Path) -> Result<(), OutputError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(at(dir))
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn chmod(path: &Path, mode: FileMode, is_dir: bool) -> io::Result<()> {
+    if let FileMode::Chmod(bits) = mode {
+        // A directory needs x wherever r is granted, or it cannot be listed.
+        let bits = if is_dir {
+            bits | ((bits & 0o444) >> 2)
+        } else {
+            bits
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits))?;
+    }
+    Ok(())
+}
+
+/// Writes the checksum file `<path>.<algo>` (through a temporary name too). Names inside are
+/// relative to the checksum file's directory: `cd <dir> && sha256sum -c <file>.sha256`.
+fn write_checksum_file(
+    path: &Path,
+    algorithm: ChecksumAlgorithm,
+    lines: &str,
+    mode: FileMode,
+) -> Result<PathBuf, OutputError> {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".");
+    name.push(algorithm.name());
+    let checksum_path = PathBuf::from(name);
+    let tmp = temp_path(&checksum_path);
+    let result = (|| {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(lines.as_bytes())?;
+        file.sync_all()?;
+        chmod(&tmp, mode, false)?;
+        std::fs::rename(&tmp, &checksum_path)
+    })();
+    if let Err(source) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(OutputError {
+            path: checksum_path,
+            source,
+        });
+    }
+    Ok(checksum_path)
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Streams `reader` into `path`: temp name, digest while writing, fsync, chmod, rename.
+pub async fn write_streamed<R: AsyncRead + Unpin>(
+    path: &Path,
+    reader: &mut R,
+    algorithm: ChecksumAlgorithm,
+    mode: FileMode,
+    on_progress: impl FnMut(u64),
+) -> Result<WrittenFile, OutputError> {
+    let tmp = temp_path(path);
+    let result = async {
+        let std_file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut file = tokio::fs::File::from_std(std_file);
+        let (digest, bytes) = copy_hashed(reader, &mut file, algorithm, on_progress).await?;
+        file.sync_all().await?;
+        drop(file);
+        chmod(&tmp, mode, false)?;
+        std::fs::rename(&tmp, path)?;
+        fsync_dir(parent(path))?;
+        Ok::<_, io::Error>((digest, bytes))
+    }
+    .await;
+    let (digest, bytes) = match result {
+        Ok(done) => done,
+        Err(source) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(OutputError {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let checksum_path = match digest {
+        Some(hex) => Some(write_checksum_file(
+            path,
+            algorithm,
+            &checksum_line(&hex, &display_name(path)),
+            mode,
+        )?),
+        None => None,
+    };
+    Ok(WrittenFile {
+        path: path.to_path_buf(),
+        checksum_path,
+        bytes,
+    })
+}
+
+/// Writes a small file from memory, the same safe way.
+pub async fn write_bytes(
+    path: &Path,
+    bytes: &[u8],
+    algorithm: ChecksumAlgorithm,
+    mode: FileMode,
+) -> Result<WrittenFile, OutputError> {
+    let mut reader = bytes;
+    write_streamed(path, &mut reader, algorithm, mode, |_| {}).await
+}
+
+/// Finishes a directory dump that pg_dump wrote into `temp_path(path)`: fsync and checksum
+/// every file (listed in one checksum file as `<dir>/<file>`), chmod, rename.
+pub fn finish_directory(
+    path: &Path,
+    algorithm: ChecksumAlgorithm,
+    mode: FileMode,
+) -> Result<WrittenFile, OutputError> {
+    let tmp = temp_path(path);
+    let dir_name = display_name(path);
+    let mut lines = String::new();
+    let mut bytes = 0u64;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&tmp)
+        .map_err(at(&tmp))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(at(&tmp))?;
+    entries.sort();
+    for file in &entries {
+        let meta = std::fs::metadata(file).map_err(at(file))?;
+        bytes += meta.len();
+        std::fs::File::open(file)
+            .and_then(|f| f.sync_all())
+            .map_err(at(file))?;
+        if let Some(hex) = hash_file(file, algorithm).map_err(at(file))? {
+            lines.push_str(&checksum_line(
+                &hex,
+                &format!("{dir_name}/{}", display_name(file)),
+            ));
+        }
+        chmod(file, mode, false).map_err(at(file))?;
+    }
+    chmod(&tmp, mode, true).map_err(at(&tmp))?;
+    fsync_dir(&tmp).map_err(at(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(at(path))?;
+    fsync_dir(parent(path)).map_err(at(path))?;
+    let checksum_path = if algorithm == ChecksumAlgorithm::None {
+        None
+    } else {
+        Some(write_checksum_file(path, algorithm, &lines, mode)?)
+    };
+    Ok(WrittenFile {
+        path: path.to_path_buf(),
+        checksum_path,
+        bytes,
+    })
+}
+
+/// Removes what an interrupted write left under the temporary name.
+pub fn remove_partial(path: &Path) {
+    let tmp = temp_path(path);
+    match std::fs::symlink_metadata(&tmp) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Err(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn streamed_files_land_with_mode_and_checksum() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a b_stamp.dump");
+        let written = write_bytes(
+            &path,
+            b"abc",
+            ChecksumAlgorithm::Sha256,
+            FileMode::Chmod(0o640),
+        )
+        .await
+        .unwrap();
+        assert_eq!(written.bytes, 3);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+        let sums = std::fs::read_to_string(tmp.path().join("a b_stamp.dump.sha256")).unwrap();
+        assert_eq!(
+            sums,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  a b_stamp.dump\n"
+        );
+        assert!(!temp_path(&path).exists());
+        // Never overwrites a leftover temp file silently.
+        std::fs::write(temp_path(&tmp.path().join("x")), b"old").unwrap();
+        assert!(write_bytes(
+            &tmp.path().join("x"),
+            b"new",
+            ChecksumAlgorithm::None,
+            FileMode::Unchanged
+        )
+        .await
+        .is_err());
+    }
+
+    #[test]
+    fn directory_dumps_list_every_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("db_s.d");
+        std::fs::create_dir(temp_path(&path)).unwrap();
+        std::fs::write(temp_path(&path).join("toc.dat"), b"toc").unwrap();
+        std::fs::write(temp_path(&path).join("3001.dat.gz"), b"data").unwrap();
+        let written =
+            finish_directory(&path, ChecksumAlgorithm::Sha1, FileMode::Chmod(0o600)).unwrap();
+        assert_eq!(written.bytes, 7);
+        let sums = std::fs::read_to_string(written.checksum_path.unwrap()).unwrap();
+        let names: Vec<&str> = sums
+            .lines()
+            .map(|l| l.split_once("  ").unwrap().1)
+            .collect();
+        assert_eq!(names, ["db_s.d/3001.dat.gz", "db_s.d/toc.dat"]);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Standby replay pause: pause WAL replay once no AccessExclusiveLock is held (so dumps see one
+//! consistent state), wait until it is really paused (13+), and resume it.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::sql;
+use crate::exit::{ExitStatus, Failure};
+
+/// Replay could not be paused or resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum StandbyError {
+    /// The pause query failed.
+    #[error("could not pause WAL replay: {0}")]
+    Pause(#[source] tokio_postgres::Error),
+    /// No moment without an AccessExclusiveLock, or replay never reached `paused`, in time.
+    #[error("WAL replay could not be paused within {0:?}")]
+    Timeout(Duration),
+    /// The resume query failed: replay stays paused until someone resumes it.
+    #[error("could not resume WAL replay (run SELECT pg_wal_replay_resume() on the standby): {0}")]
+    Resume(#[source] tokio_postgres::Error),
+}
+
+impl Failure for StandbyError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            StandbyError::Timeout(_) => ExitStatus::Timeout,
+            _ => ExitStatus::Server,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            StandbyError::Timeout(_) => {
+                Some("raise dump.pause_timeout (-T), or dump from the primary".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How often the pause is retried while an AccessExclusiveLock is held.
+const RETRY: Duration = Duration::from_secs(10);
+/// How often the pause state is read while replay is stopping.
+const STATE_POLL: Duration = Duration::from_millis(200);
+
+/// Pauses replay; returns once replay is paused (13+: `pg_get_wal_replay_pause_state()` says
+/// `paused`), or an error when `timeout` ends first. Before returning an error after a pause
+/// was requested, the caller still has to resume.
+pub async fn pause_replay(
+    client: &tokio_postgres::Client,
+    server_version_num: i32,
+    timeout: Duration,
+) -> Result<(), StandbyError> {
+    let deadline = Instant::now() + timeout;
+    let pause = sql::pause_replay_query(server_version_num);
+    loop {
+        let rows = client
+            .query(&pause, &[])
+            .await
+            .map_err(StandbyError::Pause)?;
+        if !rows.is_empty() {
+            break;
+        }
+        tracing::info!(
+            "an AccessExclusiveLock is held on the standby: retrying the replay pause in {RETRY:?}"
+        );
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(StandbyError::Timeout(timeout));
+        }
+        tokio::time::sleep(RETRY.min(deadline - now)).await;
+    }
+    if let Some(state) = sql::replay_pause_state_query(server_version_num) {
+        loop {
+            let row = client
+                .query_one(state, &[])
+                .await
+                .map_err(StandbyError::Pause)?;
+            let paused: Option<bool> = row.try_get(0).map_err(StandbyError::Pause)?;
+            if paused == Some(true) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(StandbyError::Timeout(timeout));
+            }
+            tokio::time::sleep(STATE_POLL).await;
+        }
+    }
+    tracing::info!("WAL replay paused");
+    Ok(())
+}
+
+/// Resumes replay.
+pub async fn resume_replay(
+    client: &tokio_postgres::Client,
+    server_version_num: i32,
+) -> Result<(), StandbyError> {
+    client
+        .query(&sql::resume_replay_query(server_version_num), &[])
+        .await
+        .map_err(StandbyError::Resume)?;
+    tracing::info!("WAL replay resumed");
+    Ok(())
+}

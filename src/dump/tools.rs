@@ -1,0 +1,220 @@
+//! The client tools pgback runs (pg_dump, pg_dumpall): where they are, their version (probed
+//! once to gate options), and the argument vectors, built by pure functions.
+
+use std::path::{Path, PathBuf};
+
+use super::config::DatabaseDumpSettings;
+use super::values::Format;
+
+/// A tool's path: in `bin_directory` when set, else looked up on PATH.
+pub fn tool_path(bin_directory: &str, tool: &str) -> PathBuf {
+    if bin_directory.is_empty() {
+        PathBuf::from(tool)
+    } else {
+        Path::new(bin_directory).join(tool)
+    }
+}
+
+/// A tool version as `major * 10000 + minor` (9.6.3 -> 90603 style is not needed: majors from
+/// 10 on have one number, older ones two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ToolVersion {
+    /// 15 for 15.4; 9 for 9.6.
+    pub major: u32,
+    /// 4 for 15.4; 6 for 9.6.
+    pub minor: u32,
+}
+
+impl std::fmt::Display for ToolVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// Reads `pg_dump (PostgreSQL) 15.4 (Debian 15.4-1)` or `pg_dump (PostgreSQL) 17beta1`.
+pub fn parse_tool_version(output: &str) -> Option<ToolVersion> {
+    let line = output.lines().next()?;
+    let word = line
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut numbers = word
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().ok());
+    let major = numbers.next()??;
+    let minor = if word[major.to_string().len()..].starts_with('.') {
+        numbers.next().flatten().unwrap_or(0)
+    } else {
+        0
+    };
+    Some(ToolVersion { major, minor })
+}
+
+/// The oldest pg_dump pgback runs (as pg_back).
+pub const MIN_PG_DUMP: ToolVersion = ToolVersion { major: 8, minor: 4 };
+
+/// pg_dump's arguments for one database (the database itself goes in `PGDATABASE`). Output:
+/// stdout for every format but directory, which is written to `directory_target`.
+pub fn pg_dump_args(
+    settings: &DatabaseDumpSettings,
+    version: ToolVersion,
+    directory_target: Option<&Path>,
+) -> Vec<String> {
+    let mut args = vec![format!("-F{}", settings.format.letter()), "-w".to_string()];
+    if settings.format == Format::Directory {
+        if let Some(target) = directory_target {
+            args.push(format!("--file={}", target.display()));
+        }
+        // pg_dump -j needs 9.3+.
+        if settings.parallel_backup_jobs > 1 && version >= (ToolVersion { major: 9, minor: 3 }) {
+            args.push(format!("--jobs={}", settings.parallel_backup_jobs));
+        }
+    }
+    for (flag, values) in [
+        ("--schema", &settings.schemas),
+        ("--exclude-schema", &settings.exclude_schemas),
+        ("--table", &settings.tables),
+        ("--exclude-table", &settings.exclude_tables),
+    ] {
+        for value in values {
+            args.push(format!("{flag}={value}"));
+        }
+    }
+    match settings.with_blobs {
+        Some(true) => args.push("-b".into()),
+        // -B appeared in pg_dump 10.
+        Some(false) if version.major >= 10 => args.push("-B".into()),
+        _ => {}
+    }
+    if let Some(level) = settings.compress_level.pg_dump_arg() {
+        if settings.format != Format::Tar {
+            args.push(format!("--compress={level}"));
+        }
+    }
+    args.extend(settings.pg_dump_options.iter().cloned());
+    args
+}
+
+/// pg_dumpall's arguments for the globals (roles, tablespaces), to stdout; the connection comes
+/// from the environment, the database to connect to from `-l`.
+pub fn pg_dumpall_args(
+    maintenance_db: &str,
+    no_role_passwords: bool,
+    version: ToolVersion,
+) -> Vec<String> {
+    let mut args = vec![
+        "-g".to_string(),
+        "-w".to_string(),
+        format!("--database={}", conninfo_dbname(maintenance_db)),
+    ];
+    // --no-role-passwords appeared in 10.
+    if no_role_passwords && version.major >= 10 {
+        args.push("--no-role-passwords".into());
+    }
+    args
+}
+
+/// `dbname='...'`: a connection string holding only the database name, quoted so that any name
+/// (with `=`, spaces, quotes) stays a name.
+pub fn conninfo_dbname(dbname: &str) -> String {
+    format!(
+        "dbname='{}'",
+        dbname.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::config::DumpConfig;
+    use crate::dump::values::Compression;
+
+    #[test]
+    fn versions() {
+        let v = |s| parse_tool_version(s);
+        assert_eq!(
+            v("pg_dump (PostgreSQL) 15.4 (Debian 15.4-1.pgdg120+1)"),
+            Some(ToolVersion {
+                major: 15,
+                minor: 4
+            })
+        );
+        assert_eq!(
+            v("pg_dump (PostgreSQL) 9.6.24"),
+            Some(ToolVersion { major: 9, minor: 6 })
+        );
+        assert_eq!(
+            v("pg_dump (PostgreSQL) 17beta1"),
+            Some(ToolVersion {
+                major: 17,
+                minor: 0
+            })
+        );
+        assert_eq!(
+            v("pg_dump (PostgreSQL) 8.3.1"),
+            Some(ToolVersion { major: 8, minor: 3 })
+        );
+        assert!(v("pg_dump (PostgreSQL) 8.3.1").unwrap() < MIN_PG_DUMP);
+        assert_eq!(v("garbage"), None);
+        assert_eq!(v(""), None);
+    }
+
+    #[test]
+    fn pg_dump_argv() {
+        let mut dump = DumpConfig::default();
+        let v15 = ToolVersion {
+            major: 15,
+            minor: 4,
+        };
+        assert_eq!(
+            pg_dump_args(&dump.for_database("x"), v15, None),
+            ["-Fc", "-w"]
+        );
+        dump.format = Format::Directory;
+        dump.parallel_backup_jobs = 4;
+        dump.compress_level = Compression::Level(5);
+        dump.pg_dump_options = "--no-owner".into();
+        let mut s = dump.for_database("x");
+        s.schemas = vec!["-evil schema".into()];
+        s.with_blobs = Some(false);
+        assert_eq!(
+            pg_dump_args(&s, v15, Some(Path::new("/b/x.d.partial"))),
+            [
+                "-Fd",
+                "-w",
+                "--file=/b/x.d.partial",
+                "--jobs=4",
+                "--schema=-evil schema",
+                "-B",
+                "--compress=5",
+                "--no-owner"
+            ]
+        );
+        s.format = Format::Tar;
+        assert_eq!(
+            pg_dump_args(&s, ToolVersion { major: 9, minor: 6 }, None),
+            ["-Ft", "-w", "--schema=-evil schema", "--no-owner"]
+        );
+    }
+
+    #[test]
+    fn pg_dumpall_argv() {
+        let v15 = ToolVersion {
+            major: 15,
+            minor: 0,
+        };
+        assert_eq!(
+            pg_dumpall_args("post'gres", true, v15),
+            [
+                "-g",
+                "-w",
+                "--database=dbname='post\\'gres'",
+                "--no-role-passwords"
+            ]
+        );
+        assert_eq!(
+            pg_dumpall_args("postgres", true, ToolVersion { major: 9, minor: 6 }).len(),
+            3
+        );
+    }
+}
