@@ -42,6 +42,11 @@ pub struct CommonArgs {
     #[arg(long, env = "SAFE_BACKUP_TABLE", value_name = "TABLE")]
     pub table: Option<String>,
 
+    /// Name of the backup, so several can run at once, each with its own pgpre and
+    /// pgpost [config: backup.name; default: default]
+    #[arg(short = 'n', long, env = "SAFE_BACKUP_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+
     /// More log output on stderr (-v info, -vv debug)
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
