@@ -109,6 +109,17 @@ impl CommonArgs {
             }
             config.backup.table = table.clone();
         }
+        if let Some(name) = &self.name {
+            if let Err(message) = crate::coproc::state::validate_name(name) {
+                return Err(ConfigError::Value {
+                    path: "command line".into(),
+                    key: "--name".into(),
+                    message,
+                }
+                .into());
+            }
+            config.backup.name = name.clone();
+        }
         let conninfo = self
             .conninfo
             .as_deref()

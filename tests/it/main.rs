@@ -7,3 +7,4 @@ mod conn;
 mod dump;
 mod harness_selftest;
 mod hooks;
+mod named;
