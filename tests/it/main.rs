@@ -4,3 +4,4 @@
 
 mod cluster;
 mod harness_selftest;
+mod restore;
