@@ -8,3 +8,4 @@ mod dump;
 mod harness_selftest;
 mod hooks;
 mod named;
+mod restore;
