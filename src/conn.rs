@@ -1785,6 +1785,19 @@ fn load_service(name: &str, env: &Environment) -> Result<ServiceValues, ConnErro
     })
 }
 
+/// Runs every parser that reads untrusted text (conninfo strings and URIs, the
+/// layering onto an empty environment, a pgpass line, a service file) on `text`.
+/// The entry point of the `fuzz/` targets; none of them may panic.
+#[doc(hidden)]
+pub fn fuzz_parsers(text: &str) {
+    if let Ok(params) = ConnParams::parse(text) {
+        let _ = ConnSettings::resolve(&params, &Environment::default());
+        let _ = format!("{params:?}");
+    }
+    let _ = pgpass_match(text, "localhost", "5432", "db", "user");
+    let _ = parse_service_file(text, "svc", Path::new("fuzz"));
+}
+
 /// The `[name]` section of a service file, `None` if the file does not define it. Only the
 /// wanted section is checked, like libpq; within it the first value of a keyword wins.
 fn parse_service_file(

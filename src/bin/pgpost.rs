@@ -61,15 +61,9 @@ fn main() -> ExitCode {
         output_dir: cli.output_dir,
         fetch: cli.fetch,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match safe_backup::coproc::runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            let error = BackupError::System(format!("cannot start the async runtime: {error}"));
-            return fail("pgpost", &error);
-        }
+        Err(error) => return fail("pgpost", &error),
     };
     let mut progress = |line: &str| eprintln!("pgpost: {line}");
     let completed =

@@ -8,7 +8,7 @@ use safe_backup::cli::{fail, CommonArgs};
 use safe_backup::config::DEFAULT_CONFIG;
 use safe_backup::conn::ConnSettings;
 use safe_backup::coproc::post;
-use safe_backup::coproc::{spawn, BackupError, BackupOptions};
+use safe_backup::coproc::{spawn, BackupOptions};
 
 /// Start a non-exclusive PostgreSQL backup and hand its session to a detached
 /// co-process, which holds backup mode until `pgpost` stops it.
@@ -110,15 +110,9 @@ fn main() -> ExitCode {
 
 /// `pgpre --list`: one line per backup name.
 fn list(settings: &ConnSettings, options: &BackupOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match safe_backup::coproc::runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            let error = BackupError::System(format!("cannot start the async runtime: {error}"));
-            return fail("pgpre", &error);
-        }
+        Err(error) => return fail("pgpre", &error),
     };
     let backups = match runtime.block_on(post::list_backups(settings, options)) {
         Ok(backups) => backups,

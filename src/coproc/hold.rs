@@ -270,15 +270,23 @@ async fn with_table_lock<T>(
     Ok(result)
 }
 
-/// Creates the table (or adds our columns to safe-backup's) and the history table.
-async fn ensure_table(client: &Client, table: &StateTable) -> Result<(), BackupError> {
-    let columns: Vec<String> = client
+/// The state table's columns; empty when the table does not exist.
+pub(crate) async fn table_columns(
+    client: &Client,
+    table: &StateTable,
+) -> Result<Vec<String>, BackupError> {
+    Ok(client
         .query(&table.columns_sql(), &[])
         .await
         .map_err(|e| BackupError::sql("inspecting the state table", e))?
         .iter()
         .map(|row| row.get(0))
-        .collect();
+        .collect())
+}
+
+/// Creates the table (or adds our columns to safe-backup's) and the history table.
+async fn ensure_table(client: &Client, table: &StateTable) -> Result<(), BackupError> {
+    let columns = table_columns(client, table).await?;
     let ddl = if columns.is_empty() {
         Some(table.create_sql())
     } else {

@@ -44,6 +44,15 @@ pub struct BackupOptions {
     pub log_file: Option<PathBuf>,
 }
 
+/// The single-threaded runtime every binary runs its async work on (small, and
+/// the co-process stays one thread).
+pub fn runtime() -> Result<tokio::runtime::Runtime, BackupError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| BackupError::System(format!("cannot start the async runtime: {error}")))
+}
+
 fn seconds(value: u64) -> Option<Duration> {
     (value > 0).then(|| Duration::from_secs(value))
 }

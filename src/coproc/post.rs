@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 use tokio_postgres::Client;
 
-use super::hold::{notify, prepare_session, read_row, set_failed};
+use super::hold::{notify, prepare_session, read_row, set_failed, table_columns};
 use super::output;
 use super::state::{BackupRow, BackupState, ADDED_COLUMNS};
 use super::{BackupError, BackupOptions};
@@ -153,13 +153,7 @@ fn failed(row: &BackupRow) -> BackupError {
 /// Makes sure the table exists with our columns.
 async fn check_table(client: &Client, options: &BackupOptions) -> Result<(), BackupError> {
     let table = &options.table;
-    let columns: Vec<String> = client
-        .query(&table.columns_sql(), &[])
-        .await
-        .map_err(|e| BackupError::sql("inspecting the state table", e))?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let columns = table_columns(client, table).await?;
     if columns.is_empty() {
         return Err(BackupError::NoBackup(format!(
             "the state table {} does not exist in this database",
@@ -321,12 +315,7 @@ pub async fn list_backups(
 ) -> Result<Vec<BackupSummary>, BackupError> {
     let session = settings.connect().await?;
     let client = &session.client;
-    let exists = !client
-        .query(&options.table.columns_sql(), &[])
-        .await
-        .map_err(|e| BackupError::sql("inspecting the state table", e))?
-        .is_empty();
-    if !exists {
+    if table_columns(client, &options.table).await?.is_empty() {
         return Ok(Vec::new());
     }
     let rows = client

@@ -108,13 +108,9 @@ fn coprocess_main(
         .with_max_level(tracing::Level::INFO)
         .try_init();
     tracing::info!("co-process {} started", std::process::id());
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
-            let error = BackupError::System(format!("cannot start the async runtime: {error}"));
             handshake.failed(&error);
             return error.exit_status().code();
         }
