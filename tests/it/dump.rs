@@ -382,7 +382,24 @@ fn failures_before_dumping_have_their_exit_codes() {
     let output = run(pgback(&source, &["-c", &config.display().to_string()]));
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("dump.backup_dir"),
+        String::from_utf8_lossy(&output.stderr)
+            .contains(&format!("{}:2: dump.backup_dir", config.display())),
+        "{}",
+        text(&output)
+    );
+    // A per-database key too, and the same file is read by pgpre (one config file).
+    std::fs::write(
+        &config,
+        "[backup]\ntable = \"snap\"\n[dump.databases.\"my db\"]\nformat = \"tar\"\ncolour = 1\n",
+    )
+    .unwrap();
+    let output = run(pgback(&source, &["-c", &config.display().to_string()]));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!(
+            "{}:5: dump.databases.\"my db\".colour",
+            config.display()
+        )),
         "{}",
         text(&output)
     );
