@@ -415,9 +415,19 @@ async fn run_to_file(
         program: program.to_string(),
         source,
     })?;
+    let written = match written {
+        Ok(written) => written,
+        Err(e) => {
+            // Writing failed (disk full...): pg_dump then failed on the closed pipe, which is
+            // not the cause worth reporting. The temporary file is gone already.
+            output::remove_partial(path);
+            ctx.track(path, false);
+            return Err(e.into());
+        }
+    };
     if !status.success() {
         // The streamed file was renamed already when stdout ended: a failed dump must not stay.
-        if let Ok(Some(file)) = &written {
+        if let Some(file) = &written {
             let _ = std::fs::remove_file(&file.path);
             if let Some(sum) = &file.checksum_path {
                 let _ = std::fs::remove_file(sum);
@@ -431,13 +441,6 @@ async fn run_to_file(
             stderr,
         });
     }
-    let written = match written {
-        Ok(written) => written,
-        Err(e) => {
-            ctx.track(path, false);
-            return Err(e.into());
-        }
-    };
     let result = if directory {
         let path = path.to_path_buf();
         let mode = ctx.dump.backup_file_mode;
