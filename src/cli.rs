@@ -153,13 +153,21 @@ impl CommonArgs {
 
 /// Installs the stderr logger: warnings by default, more with -v.
 pub fn init_logging(verbose: u8) {
+    init_logging_with(verbose, std::io::stderr);
+}
+
+/// [`init_logging`] through `writer` (pgback: one that does not tear its progress spinners).
+pub fn init_logging_with<W>(verbose: u8, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let level = match verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_max_level(level)
         .without_time()
         .with_target(false)

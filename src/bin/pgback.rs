@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::cli::{fail, init_logging, ServerArgs, SetupError};
+use safe_backup::cli::{fail, init_logging_with, ServerArgs, SetupError};
 use safe_backup::config::{Config, ConfigError, DEFAULT_CONFIG};
 use safe_backup::dump::config::{convert_pg_back_config, DumpFlags};
+use safe_backup::dump::progress::Progress;
 use safe_backup::dump::runner::{run, RunError, RunSettings};
 use safe_backup::dump::values::{
     ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
@@ -142,13 +143,17 @@ impl Cli {
     }
 
     /// `[dump]` of the config file with the flags applied, and the connection.
-    fn settings(&self) -> Result<RunSettings, SetupError> {
+    fn settings(&self, progress: Progress) -> Result<RunSettings, SetupError> {
         let (config, _path) = Config::load(self.config.as_deref())?;
         let mut dump = config.dump;
         dump.apply_flags(&self.flags());
         dump.validate("command line")?;
         let conn = self.server.resolve(&config.connection, "pgback")?;
-        Ok(RunSettings { dump, conn })
+        Ok(RunSettings {
+            dump,
+            conn,
+            progress,
+        })
     }
 }
 
@@ -190,8 +195,9 @@ fn main() -> ExitCode {
             Err(error) => fail("pgback", &error),
         };
     }
-    init_logging(cli.verbose + 1);
-    let settings = match cli.settings() {
+    let progress = Progress::for_stderr();
+    init_logging_with(cli.verbose + 1, progress.log_writer());
+    let settings = match cli.settings(progress) {
         Ok(settings) => settings,
         Err(error) => return fail("pgback", &error),
     };
