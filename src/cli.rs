@@ -29,6 +29,11 @@ pub struct CommonArgs {
     #[arg(long, env = "SAFE_BACKUP_TABLE", value_name = "TABLE")]
     pub table: Option<String>,
 
+    /// Name of the backup, so several can run at once, each with its own pgpre and
+    /// pgpost [config: backup.name; default: default]
+    #[arg(short = 'n', long, env = "SAFE_BACKUP_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+
     /// More log output on stderr (-v info, -vv debug)
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -145,6 +150,17 @@ impl CommonArgs {
                 .into());
             }
             config.backup.table = table.clone();
+        }
+        if let Some(name) = &self.name {
+            if let Err(message) = crate::coproc::state::validate_name(name) {
+                return Err(ConfigError::Value {
+                    path: "command line".into(),
+                    key: "--name".into(),
+                    message,
+                }
+                .into());
+            }
+            config.backup.name = name.clone();
         }
         let settings = self.server.resolve(&config.connection, application_name)?;
         Ok((config, settings))

@@ -61,6 +61,8 @@ pub struct BackupConfig {
     pub log_file: String,
     /// Seconds between slow re-reads of the state table behind LISTEN/NOTIFY.
     pub recheck_interval: u64,
+    /// Which backup (row) pgpre and pgpost work on; several can run at once.
+    pub name: String,
 }
 
 impl Default for BackupConfig {
@@ -76,6 +78,7 @@ impl Default for BackupConfig {
             table: "backup".to_string(),
             log_file: String::new(),
             recheck_interval: 10,
+            name: crate::coproc::state::DEFAULT_NAME.to_string(),
         }
     }
 }
@@ -186,6 +189,9 @@ impl Config {
                 "backup.recheck_interval",
                 "must be at least 1 second",
             ));
+        }
+        if let Err(message) = crate::coproc::state::validate_name(&self.backup.name) {
+            return Err(invalid("backup.name", &message));
         }
         if self.backup.label.contains('\n') || self.backup.label.contains('\0') {
             return Err(invalid("backup.label", "must be a single line"));

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use safe_backup::cli::{fail, CommonArgs};
 use safe_backup::config::DEFAULT_CONFIG;
-use safe_backup::coproc::{spawn, BackupOptions};
+use safe_backup::conn::ConnSettings;
+use safe_backup::coproc::post;
+use safe_backup::coproc::{spawn, BackupError, BackupOptions};
 
 /// Start a non-exclusive PostgreSQL backup and hand its session to a detached
 /// co-process, which holds backup mode until `pgpost` stops it.
@@ -48,6 +50,10 @@ struct Cli {
     #[arg(long, env = "SAFE_BACKUP_WAIT_FOR_ARCHIVE", value_name = "BOOL")]
     wait_for_archive: Option<bool>,
 
+    /// List the backups in the state table (one line per name) and exit
+    #[arg(long)]
+    list: bool,
+
     /// Log file of the co-process [config: backup.log_file]
     #[arg(long, env = "SAFE_BACKUP_LOG_FILE", value_name = "FILE")]
     log_file: Option<PathBuf>,
@@ -77,6 +83,9 @@ fn main() -> ExitCode {
     backup.backup_timeout = cli.backup_timeout.unwrap_or(backup.backup_timeout);
     backup.wait_for_archive = cli.wait_for_archive.unwrap_or(backup.wait_for_archive);
     let mut options = BackupOptions::from_config(&backup);
+    if cli.list {
+        return list(&settings, &options);
+    }
     if let Some(log_file) = cli.log_file {
         options.log_file = Some(log_file);
     }
@@ -97,4 +106,40 @@ fn main() -> ExitCode {
         }
         Err(error) => fail("pgpre", &error),
     }
+}
+
+/// `pgpre --list`: one line per backup name.
+fn list(settings: &ConnSettings, options: &BackupOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let error = BackupError::System(format!("cannot start the async runtime: {error}"));
+            return fail("pgpre", &error);
+        }
+    };
+    let backups = match runtime.block_on(post::list_backups(settings, options)) {
+        Ok(backups) => backups,
+        Err(error) => return fail("pgpre", &error),
+    };
+    println!("name\tstate\tholder\tstart_lsn\tstarted_at\tlabel\terror");
+    for backup in backups {
+        let holder = match (backup.state.as_str(), backup.holder_alive) {
+            ("running" | "done", true) => "alive",
+            ("running" | "done", false) => "gone",
+            _ => "-",
+        };
+        println!(
+            "{}\t{}\t{holder}\t{}\t{}\t{}\t{}",
+            backup.name,
+            backup.state,
+            backup.start_lsn,
+            backup.started_at,
+            backup.label,
+            backup.error
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -199,7 +199,10 @@ async fn start_locked(
     options: &BackupOptions,
 ) -> Result<(String, Option<String>), (BackupError, bool)> {
     let table = &options.table;
-    ensure_table(client, table).await.map_err(|e| (e, false))?;
+    with_table_lock(client, table, ensure_table(client, table))
+        .await
+        .map_err(|e| (BackupError::sql("locking the state table", e), false))?
+        .map_err(|e| (e, false))?;
     take_over(client, table).await.map_err(|e| (e, false))?;
     let start_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
         [&label, &options.fast_checkpoint];
@@ -216,13 +219,30 @@ async fn start_locked(
     }
     .map_err(|e| (BackupError::sql("starting the backup", e), true))?;
     let start_lsn: String = row.get(0);
-    let row = client
-        .query_one(&table.set_running_sql(), &[&label, &start_lsn])
-        .await
-        .map_err(|e| (BackupError::sql("recording the backup as running", e), true))?;
+    let set_running_sql = table.set_running_sql();
+    let row = with_table_lock(
+        client,
+        table,
+        client.query_one(&set_running_sql, &[&label, &start_lsn]),
+    )
+    .await
+    .and_then(|inserted| inserted)
+    .map_err(|e| (BackupError::sql("recording the backup as running", e), true))?;
     let backend_start: Option<String> = row.get(0);
     notify(client, table, BackupState::Running).await;
     Ok((start_lsn, backend_start))
+}
+
+/// Runs `work` while holding the table-wide advisory lock (DDL, row creation).
+async fn with_table_lock<T>(
+    client: &Client,
+    table: &StateTable,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, tokio_postgres::Error> {
+    client.query_one(&table.table_lock_sql(), &[]).await?;
+    let result = work.await;
+    client.query_one(&table.table_unlock_sql(), &[]).await?;
+    Ok(result)
 }
 
 /// Creates the table (or adds our columns to safe-backup's) and the history table.
@@ -367,12 +387,29 @@ async fn record_start_failure(
     let reason = error.to_string();
     let sql = options.table.set_start_failed_sql();
     let session_busy = matches!(error, BackupError::Timeout(_));
-    if !session_busy && session.client.query(&sql, &[&label, &reason]).await.is_ok() {
+    if !session_busy
+        && matches!(
+            with_table_lock(
+                &session.client,
+                &options.table,
+                session.client.query(&sql, &[&label, &reason])
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    {
         notify(&session.client, &options.table, BackupState::Failed).await;
         return;
     }
     let recorded = match settings.connect().await {
-        Ok(fresh) => match fresh.client.query(&sql, &[&label, &reason]).await {
+        Ok(fresh) => match with_table_lock(
+            &fresh.client,
+            &options.table,
+            fresh.client.query(&sql, &[&label, &reason]),
+        )
+        .await
+        .and_then(|inserted| inserted)
+        {
             Ok(_) => {
                 notify(&fresh.client, &options.table, BackupState::Failed).await;
                 Ok(())

@@ -52,7 +52,7 @@ impl BackupOptions {
     /// Resolves the `[backup]` section; an empty label becomes `safe-backup <UTC time>`.
     pub fn from_config(config: &BackupConfig) -> BackupOptions {
         BackupOptions {
-            table: StateTable::new(&config.schema, &config.table),
+            table: StateTable::new(&config.schema, &config.table, &config.name),
             label: config.label.clone(),
             fast_checkpoint: config.fast_checkpoint,
             start_timeout: seconds(config.start_timeout),

@@ -293,3 +293,55 @@ async fn archive_wait_message(client: &Client) -> String {
         _ => "waiting for WAL archiving to finish".to_string(),
     }
 }
+
+/// One line of `pgpre --list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupSummary {
+    /// Backup name.
+    pub name: String,
+    /// Its state.
+    pub state: String,
+    /// Its label.
+    pub label: String,
+    /// Start LSN, if started.
+    pub start_lsn: String,
+    /// Start time.
+    pub started_at: String,
+    /// Why it failed, if it did.
+    pub error: String,
+    /// Whether the holding session still exists.
+    pub holder_alive: bool,
+}
+
+/// Every backup name in the state table (none when the table does not exist).
+pub async fn list_backups(
+    settings: &ConnSettings,
+    options: &BackupOptions,
+) -> Result<Vec<BackupSummary>, BackupError> {
+    let session = settings.connect().await?;
+    let client = &session.client;
+    let exists = !client
+        .query(&options.table.columns_sql(), &[])
+        .await
+        .map_err(|e| BackupError::sql("inspecting the state table", e))?
+        .is_empty();
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(&options.table.list_sql(), &[])
+        .await
+        .map_err(|e| BackupError::sql("listing backups", e))?;
+    Ok(rows
+        .iter()
+        .map(|row| BackupSummary {
+            name: row.get(0),
+            state: row.get(1),
+            label: row.get(2),
+            start_lsn: row.get(3),
+            started_at: row.get(4),
+            error: row.get(5),
+            holder_alive: row.get(6),
+        })
+        .collect())
+}

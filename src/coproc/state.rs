@@ -1,7 +1,8 @@
 //! The state table shared with safe-backup's `pgpre.sh`/`pgpost.sh`, and the SQL that reads and moves it.
 //!
-//! One row (`id = 1`) holds the backup in progress; every finished backup is
-//! also appended to `<table>_history`. Each state change is followed by a
+//! One row per backup name (`default` unless `--name` says otherwise; the
+//! `default` row is safe-backup's `id = 1`) holds the backup in progress; every
+//! finished backup is also appended to `<table>_history`. Each state change is followed by a
 //! `NOTIFY` on [`StateTable::channel`].
 
 use std::fmt;
@@ -94,13 +95,31 @@ pub struct BackupRow {
 pub struct StateTable {
     schema: Option<String>,
     table: String,
+    name: String,
+}
+
+/// The backup name used when none is given.
+pub const DEFAULT_NAME: &str = "default";
+
+/// Checks a backup name: 1 to 63 characters of `A-Z a-z 0-9 _ . -`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters long".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err("may hold only letters, digits, '_', '.' and '-'".into());
+    }
+    Ok(())
 }
 
 /// The columns safe-backup's bash scripts create.
 pub const ORIGINAL_COLUMNS: [&str; 5] = ["id", "state", "pid", "backup_label", "tablespace_map"];
 
 /// The columns we add, with their types, in order.
-pub const ADDED_COLUMNS: [(&str, &str); 7] = [
+pub const ADDED_COLUMNS: [(&str, &str); 8] = [
     ("label", "text"),
     ("start_lsn", "pg_lsn"),
     ("stop_lsn", "pg_lsn"),
@@ -108,18 +127,31 @@ pub const ADDED_COLUMNS: [(&str, &str); 7] = [
     ("finished_at", "timestamptz"),
     ("error", "text"),
     ("backend_start", "timestamptz"),
+    ("name", "text NOT NULL DEFAULT 'default'"),
 ];
 
 /// First key of the advisory lock that serializes `pgpre` calls ("safe" in ASCII-ish).
 const LOCK_CLASS: i32 = 0x7361_6665;
 
 impl StateTable {
-    /// A table named `table` in `schema` (empty: the first schema on the search_path).
-    pub fn new(schema: &str, table: &str) -> StateTable {
+    /// The row `name` of a table named `table` in `schema` (empty: the first
+    /// schema on the search_path). `name` must pass [`validate_name`].
+    pub fn new(schema: &str, table: &str, name: &str) -> StateTable {
         StateTable {
             schema: (!schema.is_empty()).then(|| schema.to_string()),
             table: table.to_string(),
+            name: name.to_string(),
         }
+    }
+
+    /// The backup name this table handle works on.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `name = '<name>'`, the row selector.
+    fn row(&self) -> String {
+        format!("name = {}", quote_literal(&self.name))
     }
 
     fn qualify(&self, name: &str) -> String {
@@ -176,16 +208,32 @@ impl StateTable {
         )
     }
 
-    /// Takes the advisory lock that serializes `pgpre` calls on this table.
+    /// Takes the advisory lock that serializes `pgpre` calls for this backup name.
     pub fn lock_sql(&self) -> String {
+        format!(
+            "SELECT pg_advisory_lock({LOCK_CLASS}, hashtext({}))",
+            quote_literal(&format!("{}/{}", self.display_name(), self.name))
+        )
+    }
+
+    /// Releases the lock of [`StateTable::lock_sql`].
+    pub fn unlock_sql(&self) -> String {
+        format!(
+            "SELECT pg_advisory_unlock({LOCK_CLASS}, hashtext({}))",
+            quote_literal(&format!("{}/{}", self.display_name(), self.name))
+        )
+    }
+
+    /// Takes the brief table-wide lock around DDL and row creation.
+    pub fn table_lock_sql(&self) -> String {
         format!(
             "SELECT pg_advisory_lock({LOCK_CLASS}, hashtext({}))",
             quote_literal(&self.display_name())
         )
     }
 
-    /// Releases the lock of [`StateTable::lock_sql`].
-    pub fn unlock_sql(&self) -> String {
+    /// Releases the lock of [`StateTable::table_lock_sql`].
+    pub fn table_unlock_sql(&self) -> String {
         format!(
             "SELECT pg_advisory_unlock({LOCK_CLASS}, hashtext({}))",
             quote_literal(&self.display_name())
@@ -218,8 +266,10 @@ impl StateTable {
                END IF; \
              END $safe_backup$; \
              CREATE TABLE IF NOT EXISTS {table} (\
-               id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1), \
-               state {type_sql} NOT NULL, pid integer, backup_label text, tablespace_map text{added})",
+               id integer PRIMARY KEY DEFAULT 1, \
+               state {type_sql} NOT NULL, pid integer, backup_label text, tablespace_map text{added}); \
+             CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} (name)",
+            index = quote_ident(&format!("{}_name_key", self.table)),
             type_text = quote_literal(&self.type_sql()),
             type_sql = self.type_sql(),
             table = self.table_sql(),
@@ -230,22 +280,61 @@ impl StateTable {
         )
     }
 
-    /// Adds the columns missing from an existing (e.g. safe-backup's) table.
+    /// Adds the columns missing from an existing (e.g. safe-backup's) table. When
+    /// `name` is new, safe-backup's one-row guards (`CHECK (id = 1)`, the unique
+    /// index on `((1))`) are dropped so that other names get rows; its row stays,
+    /// as the `default` backup with `id = 1`.
     pub fn upgrade_sql(&self, existing: &[String]) -> Option<String> {
         let missing: Vec<String> = ADDED_COLUMNS
             .iter()
             .filter(|(name, _)| !existing.iter().any(|column| column == name))
             .map(|(name, kind)| format!("ADD COLUMN IF NOT EXISTS {name} {kind}"))
             .collect();
-        (!missing.is_empty())
-            .then(|| format!("ALTER TABLE {} {}", self.table_sql(), missing.join(", ")))
+        if missing.is_empty() {
+            return None;
+        }
+        let mut sql = format!("ALTER TABLE {} {}", self.table_sql(), missing.join(", "));
+        if !existing.iter().any(|column| column == "name") {
+            let table = quote_literal(&self.table_sql());
+            sql.push_str(&format!(
+                "; DO $safe_backup$ DECLARE guard record; BEGIN \
+                   FOR guard IN SELECT conname FROM pg_constraint \
+                     WHERE conrelid = {table}::regclass AND contype = 'c' \
+                       AND pg_get_constraintdef(oid) LIKE '%id = 1%' LOOP \
+                     EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {table}, guard.conname); \
+                   END LOOP; \
+                   FOR guard IN SELECT indexrelid::regclass::text AS index FROM pg_index \
+                     WHERE indrelid = {table}::regclass AND indexprs IS NOT NULL \
+                       AND pg_get_indexdef(indexrelid) LIKE '%((1))%' LOOP \
+                     EXECUTE 'DROP INDEX ' || guard.index; \
+                   END LOOP; \
+                 END $safe_backup$; \
+                 CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {} (name)",
+                self.table_sql(),
+                index = quote_ident(&format!("{}_name_key", self.table)),
+            ));
+        }
+        Some(sql)
+    }
+
+    /// Lists every backup name with its state, for `pgpre --list`.
+    pub fn list_sql(&self) -> String {
+        format!(
+            "SELECT b.name, b.state::text, coalesce(b.label, ''), coalesce(b.start_lsn::text, ''), \
+               coalesce(b.started_at::text, ''), coalesce(b.error, ''), a.pid IS NOT NULL \
+             FROM {} b LEFT JOIN pg_stat_activity a ON a.pid = b.pid \
+               AND (a.backend_start = b.backend_start OR a.backend_start IS NULL) \
+             ORDER BY b.name",
+            self.table_sql()
+        )
     }
 
     /// Creates the history of finished backups.
     pub fn create_history_sql(&self) -> String {
         format!(
             "CREATE TABLE IF NOT EXISTS {} (label text, state {} NOT NULL, start_lsn pg_lsn, \
-             stop_lsn pg_lsn, started_at timestamptz, finished_at timestamptz, error text, pid integer)",
+             stop_lsn pg_lsn, started_at timestamptz, finished_at timestamptz, error text, pid integer, \
+             name text)",
             self.history_sql(),
             self.type_sql()
         )
@@ -259,8 +348,9 @@ impl StateTable {
                b.tablespace_map, b.error, a.pid IS NOT NULL, a.query \
              FROM {} b LEFT JOIN pg_stat_activity a ON a.pid = b.pid \
                AND (a.backend_start = b.backend_start OR a.backend_start IS NULL) \
-             WHERE b.id = 1",
-            self.table_sql()
+             WHERE b.{}",
+            self.table_sql(),
+            self.row()
         )
     }
 
@@ -268,26 +358,39 @@ impl StateTable {
     /// Parameters: `$1` label, `$2` start LSN (text).
     pub fn set_running_sql(&self) -> String {
         format!(
-            "INSERT INTO {table} AS b (id, state, pid, backend_start, label, start_lsn, started_at, \
+            "INSERT INTO {table} AS b (id, name, state, pid, backend_start, label, start_lsn, started_at, \
                finished_at, stop_lsn, backup_label, tablespace_map, error) \
-             VALUES (1, 'running', pg_backend_pid(), \
+             VALUES ({id}, {name}, 'running', pg_backend_pid(), \
                (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()), \
                $1::text, $2::text::pg_lsn, now(), NULL, NULL, NULL, NULL, NULL) \
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, pid = excluded.pid, \
+             ON CONFLICT (name) DO UPDATE SET state = excluded.state, pid = excluded.pid, \
                backend_start = excluded.backend_start, label = excluded.label, \
                start_lsn = excluded.start_lsn, started_at = excluded.started_at, \
                finished_at = NULL, stop_lsn = NULL, backup_label = NULL, tablespace_map = NULL, \
                error = NULL \
              RETURNING b.backend_start::text",
-            table = self.table_sql()
+            table = self.table_sql(),
+            id = self.row_id_sql(),
+            name = quote_literal(&self.name),
+        )
+    }
+
+    /// The id of this name's row: its existing id, else the next free one (the
+    /// first row gets 1, as safe-backup's). Run under [`StateTable::table_lock_sql`].
+    fn row_id_sql(&self) -> String {
+        format!(
+            "coalesce((SELECT id FROM {table} WHERE {row}), (SELECT max(id) + 1 FROM {table}), 1)",
+            table = self.table_sql(),
+            row = self.row()
         )
     }
 
     /// `pgpost`: asks the holder to stop. Returns a row only when the state was `running`.
     pub fn request_stop_sql(&self) -> String {
         format!(
-            "UPDATE {} SET state = 'done' WHERE id = 1 AND state = 'running' RETURNING pid",
-            self.table_sql()
+            "UPDATE {} SET state = 'done' WHERE {} AND state = 'running' RETURNING pid",
+            self.table_sql(),
+            self.row()
         )
     }
 
@@ -295,8 +398,8 @@ impl StateTable {
     fn with_history(&self, update: String) -> String {
         format!(
             "WITH finished AS ({update} RETURNING label, state, start_lsn, stop_lsn, started_at, \
-               finished_at, error, pid) \
-             INSERT INTO {} (label, state, start_lsn, stop_lsn, started_at, finished_at, error, pid) \
+               finished_at, error, pid, name) \
+             INSERT INTO {} (label, state, start_lsn, stop_lsn, started_at, finished_at, error, pid, name) \
              SELECT * FROM finished RETURNING state::text",
             self.history_sql()
         )
@@ -309,8 +412,9 @@ impl StateTable {
         self.with_history(format!(
             "UPDATE {} SET state = 'complete', stop_lsn = $1::text::pg_lsn, backup_label = $2::text, \
                tablespace_map = $3::text, finished_at = now(), error = NULL \
-             WHERE id = 1 AND pid = pg_backend_pid() AND state IN ('running', 'done')",
-            self.table_sql()
+             WHERE {} AND pid = pg_backend_pid() AND state IN ('running', 'done')",
+            self.table_sql(),
+            self.row()
         ))
     }
 
@@ -320,27 +424,30 @@ impl StateTable {
     pub fn set_failed_sql(&self) -> String {
         self.with_history(format!(
             "UPDATE {} SET state = 'failed', error = $1::text, finished_at = now() \
-             WHERE id = 1 AND pid = $2::integer \
+             WHERE {} AND pid = $2::integer \
                AND backend_start IS NOT DISTINCT FROM $3::text::timestamptz \
                AND state IN ('running', 'done')",
-            self.table_sql()
+            self.table_sql(),
+            self.row()
         ))
     }
 
     /// Records a backup that failed before it started (so `pgpost` reports it).
-    /// Parameters: `$1` label, `$2` error.
+    /// Parameters: `$1` label, `$2` error. Run under [`StateTable::table_lock_sql`].
     pub fn set_start_failed_sql(&self) -> String {
         self.with_history(format!(
-            "INSERT INTO {table} AS b (id, state, pid, backend_start, label, started_at, finished_at, error) \
-             VALUES (1, 'failed', pg_backend_pid(), \
+            "INSERT INTO {table} AS b (id, name, state, pid, backend_start, label, started_at, finished_at, error) \
+             VALUES ({id}, {name}, 'failed', pg_backend_pid(), \
                (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()), \
                $1::text, now(), now(), $2::text) \
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, pid = excluded.pid, \
+             ON CONFLICT (name) DO UPDATE SET state = excluded.state, pid = excluded.pid, \
                backend_start = excluded.backend_start, label = excluded.label, \
                start_lsn = NULL, stop_lsn = NULL, started_at = excluded.started_at, \
                finished_at = excluded.finished_at, backup_label = NULL, tablespace_map = NULL, \
                error = excluded.error",
-            table = self.table_sql()
+            table = self.table_sql(),
+            id = self.row_id_sql(),
+            name = quote_literal(&self.name),
         ))
     }
 
@@ -358,7 +465,7 @@ mod tests {
 
     #[test]
     fn default_table_matches_safe_backup_names() {
-        let table = StateTable::new("", "backup");
+        let table = StateTable::new("", "backup", "default");
         assert_eq!(table.table_sql(), "\"backup\"");
         assert_eq!(table.type_sql(), "\"backup_state\"");
         assert_eq!(table.history_sql(), "\"backup_history\"");
@@ -368,11 +475,14 @@ mod tests {
 
     #[test]
     fn names_with_any_characters_are_quoted() {
-        let table = StateTable::new("ops \"x\"", "snap'shot");
+        let table = StateTable::new("ops \"x\"", "snap'shot", "default");
         assert_eq!(table.table_sql(), "\"ops \"\"x\"\"\".\"snap'shot\"");
         assert!(table
-            .lock_sql()
+            .table_lock_sql()
             .contains("hashtext('ops \"x\".snap''shot')"));
+        assert!(table
+            .lock_sql()
+            .contains("hashtext('ops \"x\".snap''shot/default')"));
         assert!(table
             .columns_sql()
             .contains("to_regclass('\"ops \"\"x\"\"\".\"snap''shot\"')"));
@@ -381,13 +491,13 @@ mod tests {
 
     #[test]
     fn channel_is_cut_to_an_identifier() {
-        let table = StateTable::new("s", &"t".repeat(100));
+        let table = StateTable::new("s", &"t".repeat(100), "default");
         assert_eq!(table.channel().len(), 63);
     }
 
     #[test]
     fn create_includes_original_and_added_columns() {
-        let sql = StateTable::new("", "backup").create_sql();
+        let sql = StateTable::new("", "backup", "default").create_sql();
         assert!(sql.contains(
             "CREATE TYPE \"backup_state\" AS ENUM ('running', 'done', 'complete', 'failed')"
         ));
@@ -406,7 +516,7 @@ mod tests {
 
     #[test]
     fn upgrade_adds_only_missing_columns() {
-        let table = StateTable::new("", "backup");
+        let table = StateTable::new("", "backup", "default");
         let original: Vec<String> = ORIGINAL_COLUMNS.iter().map(|c| c.to_string()).collect();
         let sql = table.upgrade_sql(&original).unwrap();
         assert!(sql.starts_with("ALTER TABLE \"backup\" ADD COLUMN IF NOT EXISTS label text"));
@@ -418,7 +528,7 @@ mod tests {
 
     #[test]
     fn finishing_statements_guard_the_owner_and_record_history() {
-        let table = StateTable::new("", "backup");
+        let table = StateTable::new("", "backup", "default");
         let complete = table.set_complete_sql();
         assert!(complete.contains("pid = pg_backend_pid() AND state IN ('running', 'done')"));
         assert!(complete.contains("INSERT INTO \"backup_history\""));
@@ -427,6 +537,50 @@ mod tests {
         assert!(failed.contains("backend_start IS NOT DISTINCT FROM $3"));
         assert!(failed.contains("state IN ('running', 'done')"));
         assert!(table.request_stop_sql().contains("state = 'running'"));
+    }
+
+    #[test]
+    fn rows_are_selected_by_name() {
+        let table = StateTable::new("", "backup", "vol-2.data");
+        assert!(table.read_sql().ends_with("WHERE b.name = 'vol-2.data'"));
+        assert!(table
+            .request_stop_sql()
+            .contains("WHERE name = 'vol-2.data' AND state = 'running'"));
+        assert!(table.set_running_sql().contains("ON CONFLICT (name)"));
+        assert!(table.set_running_sql().contains(
+            "coalesce((SELECT id FROM \"backup\" WHERE name = 'vol-2.data'), (SELECT max(id) + 1 FROM \"backup\"), 1)"
+        ));
+        assert!(table
+            .set_failed_sql()
+            .contains("WHERE name = 'vol-2.data' AND pid = $2"));
+        assert!(table
+            .set_complete_sql()
+            .contains("WHERE name = 'vol-2.data' AND pid = pg_backend_pid()"));
+        assert_ne!(
+            table.lock_sql(),
+            StateTable::new("", "backup", "other").lock_sql()
+        );
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("default").is_ok());
+        assert!(validate_name("vol-2.data_x").is_ok());
+        for bad in ["", "a b", "x'y", "ä", &"n".repeat(64)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn upgrading_safe_backups_table_drops_its_one_row_guards() {
+        let table = StateTable::new("", "backup", "default");
+        let original: Vec<String> = ORIGINAL_COLUMNS.iter().map(|c| c.to_string()).collect();
+        let sql = table.upgrade_sql(&original).unwrap();
+        assert!(sql.contains("ADD COLUMN IF NOT EXISTS name text NOT NULL DEFAULT 'default'"));
+        assert!(sql.contains("DROP CONSTRAINT"));
+        assert!(sql.contains(
+            "CREATE UNIQUE INDEX IF NOT EXISTS \"backup_name_key\" ON \"backup\" (name)"
+        ));
     }
 
     #[test]

@@ -7,3 +7,5 @@ mod conn;
 mod dump;
 mod harness_selftest;
 mod hooks;
+mod named;
+mod restore;
