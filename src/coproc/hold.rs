@@ -46,6 +46,7 @@ pub async fn run(
     options: &BackupOptions,
     handshake: &mut dyn Handshake,
 ) -> Result<(), BackupError> {
+    let settings = &with_keepalive_defaults(settings);
     let mut signals = Signals::new([SIGTERM, SIGINT])
         .map_err(|error| BackupError::System(format!("cannot handle signals: {error}")))?;
     let started = tokio::select! {
@@ -73,6 +74,23 @@ pub async fn run(
     hold(held, settings, options, &mut signals).await
 }
 
+/// The held session must notice a dead network within about a minute, not the
+/// kernel's default two hours: keepalives after 30 s idle, every 10 s, 3 probes,
+/// unless the connection string says otherwise.
+fn with_keepalive_defaults(settings: &ConnSettings) -> ConnSettings {
+    let mut settings = settings.clone();
+    if settings.keepalives {
+        settings
+            .keepalives_idle
+            .get_or_insert(Duration::from_secs(30));
+        settings
+            .keepalives_interval
+            .get_or_insert(Duration::from_secs(10));
+        settings.keepalives_retries.get_or_insert(3);
+    }
+    settings
+}
+
 fn signal_name(signal: i32) -> &'static str {
     match signal {
         SIGTERM => "SIGTERM",
@@ -96,6 +114,20 @@ async fn server_version(client: &Client) -> Result<ServerVersion, BackupError> {
     })
 }
 
+/// Checks the server version and turns off the timeouts a role or database may
+/// set (`statement_timeout`, `idle_session_timeout`, ...) for this long-lived session.
+pub(crate) async fn prepare_session(client: &Client) -> Result<ServerVersion, BackupError> {
+    let version = server_version(client).await?;
+    if !version.is_supported() {
+        return Err(BackupError::UnsupportedVersion(version));
+    }
+    client
+        .batch_execute(server::session_guard_sql(version))
+        .await
+        .map_err(|e| BackupError::sql("preparing the session", e))?;
+    Ok(version)
+}
+
 /// The GRANTs a non-superuser needs, as a hint.
 fn privilege_hint(version: ServerVersion, role: &str, table: &StateTable) -> String {
     let mut grants = server::backup_grants(version, role);
@@ -113,14 +145,7 @@ async fn start(
 ) -> Result<HeldBackup, BackupError> {
     let session = settings.connect().await?;
     let client = &session.client;
-    let version = server_version(client).await?;
-    if !version.is_supported() {
-        return Err(BackupError::UnsupportedVersion(version));
-    }
-    client
-        .batch_execute(server::session_guard_sql(version))
-        .await
-        .map_err(|e| BackupError::sql("preparing the session", e))?;
+    let version = prepare_session(client).await?;
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(), current_setting('archive_mode'), pg_backend_pid(), \

@@ -33,6 +33,15 @@ pub fn prepare_output_dir(dir: &Path) -> Result<(), BackupError> {
     if is_live_data_dir(dir) {
         return Err(BackupError::LiveDataDir(dir.to_path_buf()));
     }
+    // Find out now, before the backup is stopped, whether we can write here.
+    let probe = dir.join(format!(".safe-backup-probe.{}", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)
+        .map_err(output_error(dir))?;
+    fs::remove_file(&probe).map_err(output_error(dir))?;
     Ok(())
 }
 
@@ -70,6 +79,18 @@ pub fn write_backup_files(
     Ok(written)
 }
 
+/// Run as root (as snapshot hooks often are), gives `file` the owner of `dir`:
+/// a `backup_label` owned by root in a copy owned by `postgres` would stop the
+/// restored server from reading it.
+fn adopt_directory_owner(file: &File, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let owner = fs::metadata(dir)?;
+    std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
+}
+
 /// Temp name, 0600, write, fsync, rename: never a half-written file under the final name.
 fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, BackupError> {
     let target = dir.join(name);
@@ -80,6 +101,7 @@ fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, B
             .create_new(true)
             .mode(0o600)
             .open(&temp)?;
+        adopt_directory_owner(&file, dir)?;
         file.write_all(contents.as_bytes())?;
         file.sync_all()?;
         fs::rename(&temp, &target)
@@ -119,6 +141,25 @@ mod tests {
             2,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn files_take_the_directory_owner_when_run_as_root() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            return; // Only root can give files away; CI runs as root.
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        nix::unistd::chown(dir.path(), Some(nobody), None).unwrap();
+        write_backup_files(dir.path(), "label", Some("16384 /x\n")).unwrap();
+        for name in ["backup_label", "tablespace_map"] {
+            assert_eq!(
+                fs::metadata(dir.path().join(name)).unwrap().uid(),
+                65534,
+                "{name}"
+            );
+        }
     }
 
     #[test]

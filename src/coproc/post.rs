@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 use tokio_postgres::Client;
 
-use super::hold::{notify, read_row, set_failed};
+use super::hold::{notify, prepare_session, read_row, set_failed};
 use super::output;
 use super::state::{BackupRow, BackupState, ADDED_COLUMNS};
 use super::{BackupError, BackupOptions};
@@ -49,6 +49,7 @@ pub async fn finish(
     let mut session = settings.connect().await?;
     let client = &session.client;
     let table = &options.table;
+    prepare_session(client).await?;
     check_table(client, options).await?;
     client
         .batch_execute(&table.listen_sql())

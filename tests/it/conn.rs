@@ -100,11 +100,14 @@ fn passwords_never_reach_errors_or_argv() {
     let coprocess = crate::hooks::the_coprocess(&cluster);
     let cmdline = std::fs::read(format!("/proc/{coprocess}/cmdline")).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(cluster.password()));
-    run_tcp(
+    let json = run_tcp(
         &cluster,
         "pgpost",
         &["--json"],
         &[("PGPASSWORD", cluster.password())],
-    )
-    .assert_ok("pgpost");
+    );
+    json.assert_ok("pgpost --json");
+    assert!(json.stdout.contains("\"backup_label\""));
+    assert!(!json.stdout.contains(cluster.password()));
+    assert!(!json.stderr.contains(cluster.password()));
 }

@@ -5,6 +5,7 @@
 mod cluster;
 mod conn;
 mod dump;
+mod faults;
 mod harness_selftest;
 mod hooks;
 mod named;
