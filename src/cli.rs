@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ConnectionConfig};
 use crate::conn::{ConnError, ConnParams, ConnSettings, Environment};
 use crate::exit::{ExitStatus, Failure};
 
@@ -17,22 +17,9 @@ pub struct CommonArgs {
     #[arg(long)]
     pub print_default_config: bool,
 
-    /// Connection string or URI, e.g. "host=db1 user=backup" or postgresql://backup@db1/postgres
-    /// (libpq conventions: PG* variables, ~/.pgpass, pg_service.conf, sslmode)
-    #[arg(short = 'd', long = "dbname", value_name = "CONNINFO")]
-    pub conninfo: Option<String>,
-
-    /// Server host or socket directory (overrides the connection string)
-    #[arg(short = 'h', long, value_name = "HOST")]
-    pub host: Option<String>,
-
-    /// Server port (overrides the connection string)
-    #[arg(short = 'p', long, value_name = "PORT")]
-    pub port: Option<u16>,
-
-    /// User name (overrides the connection string)
-    #[arg(short = 'U', long, value_name = "USER")]
-    pub username: Option<String>,
+    /// How to reach the server.
+    #[command(flatten)]
+    pub server: ServerArgs,
 
     /// Schema of the state table [config: backup.schema; default: first on search_path]
     #[arg(long, env = "SAFE_BACKUP_SCHEMA", value_name = "SCHEMA")]
@@ -54,6 +41,61 @@ pub struct CommonArgs {
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// The connection flags of every binary (`pgpre`, `pgpost`, `pgback`): a connection string
+/// and single keys overriding it.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServerArgs {
+    /// Connection string or URI, e.g. "host=db1 user=backup" or postgresql://backup@db1/postgres
+    /// (libpq conventions: PG* variables, ~/.pgpass, pg_service.conf, sslmode)
+    #[arg(short = 'd', long = "dbname", value_name = "CONNINFO")]
+    pub conninfo: Option<String>,
+
+    /// Server host or socket directory (overrides the connection string)
+    #[arg(short = 'h', long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Server port (overrides the connection string)
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// User name (overrides the connection string)
+    #[arg(short = 'U', long, value_name = "USER")]
+    pub username: Option<String>,
+}
+
+impl ServerArgs {
+    /// Resolves the connection with libpq's rules: `-d` (else the config's `conninfo`), then
+    /// `-h/-p/-U`, then PG* variables, services and defaults. `application_name` names the
+    /// program when the user did not. A password in `-d` is refused.
+    pub fn resolve(
+        &self,
+        connection: &ConnectionConfig,
+        application_name: &str,
+    ) -> Result<ConnSettings, SetupError> {
+        let conninfo = self.conninfo.as_deref().unwrap_or(&connection.conninfo);
+        let mut params = ConnParams::parse(conninfo)?;
+        if self.conninfo.is_some() && params.get("password").is_some() {
+            return Err(SetupError::PasswordInArgv);
+        }
+        if let Some(host) = &self.host {
+            params.set("host", host)?;
+        }
+        if let Some(port) = self.port {
+            params.set("port", &port.to_string())?;
+        }
+        if let Some(user) = &self.username {
+            params.set("user", user)?;
+        }
+        if params.get("application_name").is_none() {
+            params.set("fallback_application_name", application_name)?;
+        }
+        Ok(ConnSettings::resolve(
+            &params,
+            &Environment::from_process(),
+        )?)
+    }
 }
 
 /// The configuration or connection settings could not be built.
@@ -120,33 +162,21 @@ impl CommonArgs {
             }
             config.backup.name = name.clone();
         }
-        let conninfo = self
-            .conninfo
-            .as_deref()
-            .unwrap_or(&config.connection.conninfo);
-        let mut params = ConnParams::parse(conninfo)?;
-        if self.conninfo.is_some() && params.get("password").is_some() {
-            return Err(SetupError::PasswordInArgv);
-        }
-        if let Some(host) = &self.host {
-            params.set("host", host)?;
-        }
-        if let Some(port) = self.port {
-            params.set("port", &port.to_string())?;
-        }
-        if let Some(user) = &self.username {
-            params.set("user", user)?;
-        }
-        if params.get("application_name").is_none() {
-            params.set("fallback_application_name", application_name)?;
-        }
-        let settings = ConnSettings::resolve(&params, &Environment::from_process())?;
+        let settings = self.server.resolve(&config.connection, application_name)?;
         Ok((config, settings))
     }
 }
 
 /// Installs the stderr logger: warnings by default, more with -v.
 pub fn init_logging(verbose: u8) {
+    init_logging_with(verbose, std::io::stderr);
+}
+
+/// [`init_logging`] through `writer` (pgback: one that does not tear its progress spinners).
+pub fn init_logging_with<W>(verbose: u8, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let level = match verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
@@ -154,7 +184,7 @@ pub fn init_logging(verbose: u8) {
     };
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level)
         .without_time()

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::dump::config::DumpConfig;
 use crate::exit::{ExitStatus, Failure};
 
 /// The documented default configuration, as shipped.
@@ -24,6 +25,8 @@ pub struct Config {
     pub connection: ConnectionConfig,
     /// The physical hook pair (`pgpre` / `pgpost`).
     pub backup: BackupConfig,
+    /// The logical dump pipeline (`pgback`).
+    pub dump: DumpConfig,
 }
 
 /// `[connection]`: the server to back up.
@@ -89,6 +92,7 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
     /// The file is not valid TOML or has a key or value we do not accept.
@@ -104,9 +108,9 @@ pub enum ConfigError {
     /// A value is well-typed but not acceptable.
     #[error("{path}: invalid value for {key}: {message}")]
     Value {
-        /// The file (or "command line").
+        /// The file (or "command line", or `file:line` for a converted pg_back.conf).
         path: PathBuf,
-        /// The key, as `section.key`.
+        /// The key, as `section.key` (`dump.databases."name".key` for a per-database one).
         key: String,
         /// What is wrong.
         message: String,
@@ -120,7 +124,7 @@ impl Failure for ConfigError {
     fn hint(&self) -> Option<String> {
         match self {
             ConfigError::Invalid { .. } | ConfigError::Value { .. } => {
-                Some("pgpre --print-default-config shows every key with its default".to_string())
+                Some("--print-default-config shows every key with its default".to_string())
             }
             ConfigError::Read { .. } => None,
         }
@@ -154,7 +158,7 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|error| {
             let line = error
                 .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+                .map(|span| line_of(text, span.start))
                 .unwrap_or(1);
             let message = error.message().trim().replace('\n', " ");
             let message = match key_at_line(text, line) {
@@ -192,8 +196,13 @@ impl Config {
         if self.backup.label.contains('\n') || self.backup.label.contains('\0') {
             return Err(invalid("backup.label", "must be a single line"));
         }
-        Ok(())
+        self.dump.validate(&path.display().to_string())
     }
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// The dotted `section.key` assigned on 1-based `line`, for error messages.
@@ -208,6 +217,9 @@ fn key_at_line(text: &str, line: usize) -> Option<String> {
                 .to_string();
         }
         if number + 1 == line {
+            if content.starts_with('[') || content.starts_with('#') {
+                return None;
+            }
             let (key, _) = content.split_once('=')?;
             let key = key.trim();
             return Some(if section.is_empty() {
@@ -292,6 +304,26 @@ mod tests {
         assert!(config.backup.fast_checkpoint);
         assert_eq!(config.backup.backup_timeout, 30);
         assert_eq!(config.backup.table, "snap");
+    }
+
+    #[test]
+    fn dump_errors_name_file_line_and_nested_key() {
+        let text = "[connection]\n\n[dump]\njobs = 2\n\n[dump.databases.\"a b\"]\nformat = \"tar\"\ncolour = 1\n";
+        let error = parse(text).unwrap_err().to_string();
+        assert!(error.starts_with("test.toml:8: "), "{error}");
+        assert!(error.contains("dump.databases.\"a b\".colour"), "{error}");
+        let error = parse("[dump]\n# comment\nformat = \"zip\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("test.toml:3: dump.format: "), "{error}");
+        let error = parse("[dump.databases.app]\nparallel_backup_jobs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "test.toml: invalid value for dump.databases.\"app\".parallel_backup_jobs: must be at least 1"
+        );
+        assert!(parse("[dump]\njobs = 0\n").is_err());
     }
 
     #[test]

@@ -1,21 +1,19 @@
 //! `pgback`: pg_back's logical dump pipeline: globals, settings, hba/ident, createdb.sql and one
 //! pg_dump per database, streamed through checksums, then purge.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::cli::{fail, init_logging};
-use safe_backup::config::{DEFAULT_CONFIG, DEFAULT_CONFIG_PATH};
-use safe_backup::conn::{ConnParams, ConnSettings, Environment};
-use safe_backup::dump::config::{
-    convert_pg_back_config, DumpFlags, PgbackFile, DEFAULT_DUMP_CONFIG,
-};
+use safe_backup::cli::{fail, init_logging_with, ServerArgs, SetupError};
+use safe_backup::config::{Config, ConfigError, DEFAULT_CONFIG};
+use safe_backup::dump::config::{convert_pg_back_config, DumpFlags};
+use safe_backup::dump::progress::Progress;
 use safe_backup::dump::runner::{run, RunError, RunSettings};
 use safe_backup::dump::values::{
     ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
 };
-use safe_backup::exit::{ExitStatus, Failure};
+use safe_backup::exit::ExitStatus;
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident
 /// files and a createdb.sql per database; checksum while writing; purge old backups.
@@ -38,18 +36,9 @@ struct Cli {
     /// Print the TOML equivalent of a pg_back.conf and exit
     #[arg(long, value_name = "PG_BACK_CONF")]
     convert_pg_back_config: Option<PathBuf>,
-    /// Connection string or URI (then -h/-p/-U override single keys)
-    #[arg(short = 'd', long = "dbname", value_name = "CONNINFO")]
-    conninfo: Option<String>,
-    /// Server host or socket directory
-    #[arg(short = 'h', long, value_name = "HOST")]
-    host: Option<String>,
-    /// Server port
-    #[arg(short = 'p', long, value_name = "PORT")]
-    port: Option<u16>,
-    /// Role to connect as
-    #[arg(short = 'U', long, value_name = "USER")]
-    username: Option<String>,
+    /// How to reach the server: -d CONNINFO, -h, -p, -U (libpq conventions)
+    #[command(flatten)]
+    server: ServerArgs,
     /// Directory of pg_dump and pg_dumpall [config: dump.bin_directory]
     #[arg(short = 'B', long, value_name = "DIR")]
     bin_directory: Option<String>,
@@ -153,54 +142,19 @@ impl Cli {
         }
     }
 
-    fn settings(&self) -> Result<RunSettings, Box<dyn FailureBox>> {
-        let file = match &self.config {
-            Some(path) => PgbackFile::load(path)?,
-            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
-                PgbackFile::load(Path::new(DEFAULT_CONFIG_PATH))?
-            }
-            None => PgbackFile::default(),
-        };
-        let mut dump = file.dump;
+    /// `[dump]` of the config file with the flags applied, and the connection.
+    fn settings(&self, progress: Progress) -> Result<RunSettings, SetupError> {
+        let (config, _path) = Config::load(self.config.as_deref())?;
+        let mut dump = config.dump;
         dump.apply_flags(&self.flags());
         dump.validate("command line")?;
-        let conninfo = self
-            .conninfo
-            .as_deref()
-            .unwrap_or(&file.connection.conninfo);
-        let mut params = ConnParams::parse(conninfo)?;
-        if let Some(host) = &self.host {
-            params.set("host", host)?;
-        }
-        if let Some(port) = self.port {
-            params.set("port", &port.to_string())?;
-        }
-        if let Some(user) = &self.username {
-            params.set("user", user)?;
-        }
-        if params.get("application_name").is_none() {
-            params.set("fallback_application_name", "pgback")?;
-        }
-        let conn = ConnSettings::resolve(&params, &Environment::from_process())?;
-        Ok(RunSettings { dump, conn })
+        let conn = self.server.resolve(&config.connection, "pgback")?;
+        Ok(RunSettings {
+            dump,
+            conn,
+            progress,
+        })
     }
-}
-
-/// Any library failure, boxed for the one place that reports it.
-trait FailureBox: Failure + Send + Sync + 'static {}
-impl<T: Failure + Send + Sync + 'static> FailureBox for T {}
-impl<T: Failure + Send + Sync + 'static> From<T> for Box<dyn FailureBox> {
-    fn from(error: T) -> Self {
-        Box::new(error)
-    }
-}
-
-fn report(error: &dyn FailureBox) -> ExitCode {
-    eprintln!(
-        "{}",
-        safe_backup::exit::report("pgback", error, error.hint().as_deref())
-    );
-    error.exit_status().into()
 }
 
 async fn shutdown_signal() {
@@ -223,12 +177,12 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_default_config {
-        print!("{DEFAULT_CONFIG}\n{DEFAULT_DUMP_CONFIG}");
+        print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
     if let Some(path) = &cli.convert_pg_back_config {
         let converted = std::fs::read_to_string(path)
-            .map_err(|source| safe_backup::dump::config::DumpConfigError::Read {
+            .map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
             })
@@ -241,10 +195,11 @@ fn main() -> ExitCode {
             Err(error) => fail("pgback", &error),
         };
     }
-    init_logging(cli.verbose + 1);
-    let settings = match cli.settings() {
+    let progress = Progress::for_stderr();
+    init_logging_with(cli.verbose + 1, progress.log_writer());
+    let settings = match cli.settings(progress) {
         Ok(settings) => settings,
-        Err(error) => return report(error.as_ref()),
+        Err(error) => return fail("pgback", &error),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,10 +1,11 @@
 //! `[dump]` configuration of `pgback`: pg_back's keys (snake_case, pg_back's names), per-database
 //! tables `[dump.databases."name"]`, strict values, the layering of command-line flags over
-//! per-database tables, and `--convert-pg-back-config`.
+//! per-database tables, and `--convert-pg-back-config`. The section is part of
+//! [`crate::config::Config`]; its errors are [`ConfigError`]s.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -13,10 +14,7 @@ use super::values::{
     ChecksumAlgorithm, Compression, FileMode, Format, InvalidValue, Keep, PurgeInterval, Seconds,
     TimestampFormat,
 };
-use crate::exit::{ExitStatus, Failure};
-
-/// The documented defaults of `[dump]`, as shipped (merged into `config.toml` later).
-pub const DEFAULT_DUMP_CONFIG: &str = include_str!("../../config.dump.toml");
+use crate::config::ConfigError;
 
 /// A value type read from TOML as a string (or an integer where that is natural) through its
 /// strict `FromStr`, and written back as a string.
@@ -276,140 +274,9 @@ pub struct DatabaseDumpSettings {
     pub with_blobs: Option<bool>,
 }
 
-/// A `[dump]` configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum DumpConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Not TOML, an unknown key, or a value of the wrong type.
-    #[error("{path}:{line}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong, naming the key where known.
-        message: String,
-    },
-    /// A value that parses but cannot be used.
-    #[error("{origin}: invalid value for {key}: {message}")]
-    Value {
-        /// The file, or "command line".
-        origin: String,
-        /// `dump.key` or `dump.databases."name".key`.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-impl Failure for DumpConfigError {
-    fn exit_status(&self) -> ExitStatus {
-        ExitStatus::Usage
-    }
-    fn hint(&self) -> Option<String> {
-        match self {
-            DumpConfigError::Read { .. } => None,
-            _ => Some("pgback --print-default-config shows every key with its default".into()),
-        }
-    }
-}
-
-/// The file `pgback` reads: the crate's `config.toml` sections it uses. (`[backup]` belongs to
-/// pgpre/pgpost and is only checked to be a table.)
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct PgbackFile {
-    /// `[connection]`.
-    pub connection: ConnectionSection,
-    /// `[backup]`, not used by pgback.
-    #[serde(skip_serializing)]
-    pub backup: Option<toml::Table>,
-    /// `[dump]`.
-    pub dump: DumpConfig,
-}
-
-/// `[connection]` as pgback reads it.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ConnectionSection {
-    /// libpq conninfo or URI.
-    pub conninfo: String,
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// The dotted key assigned on `line` (1-based), for error messages.
-fn key_at_line(text: &str, line: usize) -> Option<String> {
-    let mut section = String::new();
-    for (number, content) in text.lines().enumerate() {
-        let content = content.trim();
-        if content.starts_with('[') {
-            section = content
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string();
-        }
-        if number + 1 == line {
-            let key = content.split('=').next()?.trim();
-            if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
-                return None;
-            }
-            return Some(if section.is_empty() {
-                key.to_string()
-            } else {
-                format!("{section}.{key}")
-            });
-        }
-    }
-    None
-}
-
-impl PgbackFile {
-    /// Parses and validates the TOML text of `path`.
-    pub fn parse(text: &str, path: &Path) -> Result<PgbackFile, DumpConfigError> {
-        let file: PgbackFile = toml::from_str(text).map_err(|error| {
-            let line = error
-                .span()
-                .map(|span| line_of(text, span.start))
-                .unwrap_or(1);
-            let message = error.message().trim().replace('\n', " ");
-            let message = match key_at_line(text, line) {
-                Some(key) => format!("{key}: {message}"),
-                None => message,
-            };
-            DumpConfigError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                message,
-            }
-        })?;
-        file.dump.validate(&path.display().to_string())?;
-        Ok(file)
-    }
-
-    /// Reads `path`.
-    pub fn load(path: &Path) -> Result<PgbackFile, DumpConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DumpConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        PgbackFile::parse(&text, path)
-    }
-}
-
-fn split_options(origin: &str, key: &str, text: &str) -> Result<Vec<String>, DumpConfigError> {
-    shell_words::split(text).map_err(|e| DumpConfigError::Value {
-        origin: origin.to_string(),
+fn split_options(origin: &str, key: &str, text: &str) -> Result<Vec<String>, ConfigError> {
+    shell_words::split(text).map_err(|e| ConfigError::Value {
+        path: origin.into(),
         key: key.to_string(),
         message: format!("{text:?}: {e}"),
     })
@@ -425,9 +292,9 @@ fn db_key(name: &str, key: &str) -> String {
 
 impl DumpConfig {
     /// Checks what types alone cannot; `origin` names the file in errors.
-    pub fn validate(&self, origin: &str) -> Result<(), DumpConfigError> {
-        let invalid = |key: String, message: &str| DumpConfigError::Value {
-            origin: origin.to_string(),
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: &str| ConfigError::Value {
+            path: origin.into(),
             key,
             message: message.to_string(),
         };
@@ -606,7 +473,7 @@ fn is_off(value: &str) -> bool {
 
 /// Reads pg_back.conf (INI-like: `key = value`, `# comments`, `[dbname]` sections) and returns
 /// the equivalent TOML (`[connection]` and `[dump]`).
-pub fn convert_pg_back_config(text: &str, path: &Path) -> Result<String, DumpConfigError> {
+pub fn convert_pg_back_config(text: &str, path: &Path) -> Result<String, ConfigError> {
     let origin = path.display().to_string();
     let mut dump = DumpConfig::default();
     let mut conn: Vec<(String, String)> = Vec::new();
@@ -616,7 +483,7 @@ pub fn convert_pg_back_config(text: &str, path: &Path) -> Result<String, DumpCon
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        let fail = |message: String| DumpConfigError::Invalid {
+        let fail = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: number + 1,
             message,
@@ -639,8 +506,8 @@ pub fn convert_pg_back_config(text: &str, path: &Path) -> Result<String, DumpCon
             }
         }
         let parsed = |key_name: &str, result: Result<(), InvalidValue>| {
-            result.map_err(|e| DumpConfigError::Value {
-                origin: format!("{origin}:{}", number + 1),
+            result.map_err(|e| ConfigError::Value {
+                path: format!("{origin}:{}", number + 1).into(),
                 key: key_name.to_string(),
                 message: e.to_string(),
             })
@@ -792,13 +659,22 @@ pub fn convert_pg_back_config(text: &str, path: &Path) -> Result<String, DumpCon
         .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
         .collect::<Vec<_>>()
         .join(" ");
-    let file = PgbackFile {
-        connection: ConnectionSection { conninfo },
-        backup: None,
+    /// The two sections a conversion produces.
+    #[derive(Serialize)]
+    struct Converted {
+        connection: ConvertedConnection,
+        dump: DumpConfig,
+    }
+    #[derive(Serialize)]
+    struct ConvertedConnection {
+        conninfo: String,
+    }
+    let file = Converted {
+        connection: ConvertedConnection { conninfo },
         dump,
     };
-    let body = toml::to_string(&file).map_err(|e| DumpConfigError::Value {
-        origin,
+    let body = toml::to_string(&file).map_err(|e| ConfigError::Value {
+        path: origin.into(),
         key: "dump".into(),
         message: e.to_string(),
     })?;
@@ -811,18 +687,16 @@ pub fn convert_pg_back_config(text: &str, path: &Path) -> Result<String, DumpCon
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, DEFAULT_CONFIG};
     use std::time::Duration;
 
-    fn parse(text: &str) -> Result<PgbackFile, DumpConfigError> {
-        PgbackFile::parse(text, Path::new("test.toml"))
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
     }
 
     #[test]
-    fn shipped_fragment_parses_to_the_defaults() {
-        assert_eq!(
-            parse(DEFAULT_DUMP_CONFIG).unwrap().dump,
-            DumpConfig::default()
-        );
+    fn shipped_section_parses_to_the_defaults() {
+        assert_eq!(parse(DEFAULT_CONFIG).unwrap().dump, DumpConfig::default());
         assert_eq!(parse("").unwrap().dump, DumpConfig::default());
     }
 
@@ -883,6 +757,10 @@ pg_dump_options = "--no-owner --exclude-table-data='big table'"
             ("[dump]\nunknown_key = 1", "dump.unknown_key"),
             ("[dump]\njobs = -1", "dump.jobs"),
             ("[dump.databases.x]\ncolour = 1", "dump.databases.x.colour"),
+            (
+                "[dump.databases.\"x\"]\ncolour = 1",
+                "dump.databases.\"x\".colour",
+            ),
         ] {
             let error = parse(text).unwrap_err().to_string();
             assert!(error.contains(key), "{text}: {error}");

@@ -13,6 +13,7 @@
 //! - [`hooks`]: pre/post hooks split like a shell, run without one.
 //! - [`tools`]: pg_dump/pg_dumpall paths, version probe parsing, argument vectors.
 //! - [`output`]: temp name + fsync + chmod + rename, checksum files.
+//! - [`progress`]: spinners on a terminal, periodic log lines otherwise.
 //! - [`standby`]: pausing and resuming WAL replay on a standby.
 //! - [`runner`]: the whole run, its errors, report and summary table.
 //! - [`config`]: the `[dump]` section, per-database tables, flags layering, pg_back.conf conversion.
@@ -24,6 +25,7 @@ pub mod createdb;
 pub mod hooks;
 pub mod naming;
 pub mod output;
+pub mod progress;
 pub mod purge;
 pub mod runner;
 pub mod select;

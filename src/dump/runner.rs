@@ -17,6 +17,7 @@ use super::createdb::{createdb_script, DatabaseDefinition, RoleSettings};
 use super::hooks::{run_hook, HookError, HookKind, HookOutcome};
 use super::naming::{self, backup_dir, dump_extension, dump_path, lock_path};
 use super::output::{self, OutputError, WrittenFile};
+use super::progress::Progress;
 use super::purge::purge_dir;
 use super::select::{select_databases, ListedDatabase, SelectionRules};
 use super::sql;
@@ -266,6 +267,8 @@ pub struct RunSettings {
     pub dump: DumpConfig,
     /// The resolved connection (its dbname is the maintenance database).
     pub conn: ConnSettings,
+    /// Where the progress of running dumps goes.
+    pub progress: Progress,
 }
 
 struct Context {
@@ -277,6 +280,7 @@ struct Context {
     run_stamp: String,
     stamps: Mutex<BTreeSet<String>>,
     partials: Mutex<BTreeSet<PathBuf>>,
+    progress: Progress,
 }
 
 impl Context {
@@ -389,23 +393,13 @@ async fn run_to_file(
         let Some(mut stdout) = stdout else {
             return Ok(None);
         };
-        let started = Instant::now();
-        let mut last_log = Instant::now();
+        let mut progress = ctx.progress.start(&label_owned);
         output::write_streamed(
             path,
             &mut stdout,
             checksum,
             ctx.dump.backup_file_mode,
-            |total| {
-                if last_log.elapsed() >= Duration::from_secs(10) {
-                    last_log = Instant::now();
-                    tracing::info!(
-                        "[{label_owned}] {} written in {:.0}s",
-                        human_bytes(total),
-                        started.elapsed().as_secs_f64()
-                    );
-                }
-            },
+            |total| progress.update(total),
         )
         .await
         .map(Some)
@@ -415,9 +409,19 @@ async fn run_to_file(
         program: program.to_string(),
         source,
     })?;
+    let written = match written {
+        Ok(written) => written,
+        Err(e) => {
+            // Writing failed (disk full...): pg_dump then failed on the closed pipe, which is
+            // not the cause worth reporting. The temporary file is gone already.
+            output::remove_partial(path);
+            ctx.track(path, false);
+            return Err(e.into());
+        }
+    };
     if !status.success() {
         // The streamed file was renamed already when stdout ended: a failed dump must not stay.
-        if let Ok(Some(file)) = &written {
+        if let Some(file) = &written {
             let _ = std::fs::remove_file(&file.path);
             if let Some(sum) = &file.checksum_path {
                 let _ = std::fs::remove_file(sum);
@@ -431,13 +435,6 @@ async fn run_to_file(
             stderr,
         });
     }
-    let written = match written {
-        Ok(written) => written,
-        Err(e) => {
-            ctx.track(path, false);
-            return Err(e.into());
-        }
-    };
     let result = if directory {
         let path = path.to_path_buf();
         let mode = ctx.dump.backup_file_mode;
@@ -803,7 +800,11 @@ pub async fn run(
     settings: RunSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
-    let RunSettings { dump, conn } = settings;
+    let RunSettings {
+        dump,
+        conn,
+        progress,
+    } = settings;
     let hook_timeout = dump.hook_timeout.0;
     if !dump.pre_backup_hook.is_empty() {
         run_hook(
@@ -816,7 +817,7 @@ pub async fn run(
         .map_err(RunError::PreHook)?;
     }
     let post_hook = dump.post_backup_hook.clone();
-    let result = run_after_pre_hook(dump, conn, shutdown).await;
+    let result = run_after_pre_hook(dump, conn, progress, shutdown).await;
     if post_hook.is_empty() {
         return result;
     }
@@ -849,6 +850,7 @@ pub async fn run(
 async fn run_after_pre_hook(
     dump: DumpConfig,
     conn: ConnSettings,
+    progress: Progress,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     let pg_dump = tool_path(&dump.bin_directory, "pg_dump");
@@ -924,6 +926,7 @@ async fn run_after_pre_hook(
         version,
         stamps: Mutex::new(BTreeSet::new()),
         partials: Mutex::new(BTreeSet::new()),
+        progress,
     });
     let mut paused = false;
     let work = async {

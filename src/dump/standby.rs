@@ -39,8 +39,16 @@ impl Failure for StandbyError {
     }
 }
 
-/// How often the pause is retried while an AccessExclusiveLock is held.
+/// How often the pause is retried while an AccessExclusiveLock is held (pg_back's interval).
 const RETRY: Duration = Duration::from_secs(10);
+/// The shortest retry interval, for short pause timeouts.
+const MIN_RETRY: Duration = Duration::from_millis(500);
+
+/// The retry interval for `timeout`: pg_back's 10 s, but at least three tries within a short
+/// timeout (so `-T 3` retries every second instead of trying once).
+pub fn retry_interval(timeout: Duration) -> Duration {
+    RETRY.min(timeout / 3).max(MIN_RETRY)
+}
 /// How often the pause state is read while replay is stopping.
 const STATE_POLL: Duration = Duration::from_millis(200);
 
@@ -53,6 +61,7 @@ pub async fn pause_replay(
     timeout: Duration,
 ) -> Result<(), StandbyError> {
     let deadline = Instant::now() + timeout;
+    let retry = retry_interval(timeout);
     let pause = sql::pause_replay_query(server_version_num);
     loop {
         let rows = client
@@ -63,13 +72,13 @@ pub async fn pause_replay(
             break;
         }
         tracing::info!(
-            "an AccessExclusiveLock is held on the standby: retrying the replay pause in {RETRY:?}"
+            "an AccessExclusiveLock is held on the standby: retrying the replay pause in {retry:?}"
         );
         let now = Instant::now();
         if now >= deadline {
             return Err(StandbyError::Timeout(timeout));
         }
-        tokio::time::sleep(RETRY.min(deadline - now)).await;
+        tokio::time::sleep(retry.min(deadline - now)).await;
     }
     if let Some(state) = sql::replay_pause_state_query(server_version_num) {
         loop {
@@ -102,4 +111,21 @@ pub async fn resume_replay(
         .map_err(StandbyError::Resume)?;
     tracing::info!("WAL replay resumed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_interval_shrinks_with_the_timeout() {
+        assert_eq!(retry_interval(Duration::from_secs(3600)), RETRY);
+        assert_eq!(retry_interval(Duration::from_secs(30)), RETRY);
+        assert_eq!(
+            retry_interval(Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(retry_interval(Duration::from_secs(1)), MIN_RETRY);
+        assert_eq!(retry_interval(Duration::ZERO), MIN_RETRY);
+    }
 }

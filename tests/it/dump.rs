@@ -382,7 +382,24 @@ fn failures_before_dumping_have_their_exit_codes() {
     let output = run(pgback(&source, &["-c", &config.display().to_string()]));
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("dump.backup_dir"),
+        String::from_utf8_lossy(&output.stderr)
+            .contains(&format!("{}:2: dump.backup_dir", config.display())),
+        "{}",
+        text(&output)
+    );
+    // A per-database key too, and the same file is read by pgpre (one config file).
+    std::fs::write(
+        &config,
+        "[backup]\ntable = \"snap\"\n[dump.databases.\"my db\"]\nformat = \"tar\"\ncolour = 1\n",
+    )
+    .unwrap();
+    let output = run(pgback(&source, &["-c", &config.display().to_string()]));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!(
+            "{}:5: dump.databases.\"my db\".colour",
+            config.display()
+        )),
         "{}",
         text(&output)
     );
@@ -426,4 +443,342 @@ fn a_standby_is_paused_during_the_dumps_and_resumed_after() {
     assert!(files_in(out_dir.path())
         .iter()
         .any(|n| n.starts_with("app_") && n.ends_with(".dump")));
+}
+
+/// Polls `check` every 200 ms until it returns true; panics with `what` after `limit`.
+fn wait_for(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A primary with database `app` (table `t`) and a streaming standby that has it.
+fn primary_and_standby() -> (Cluster, Cluster) {
+    let primary = Cluster::start(ClusterOptions::default());
+    primary.psql("CREATE DATABASE app");
+    primary
+        .try_psql_in(
+            "app",
+            "CREATE TABLE t(i int); INSERT INTO t SELECT generate_series(1, 100)",
+        )
+        .unwrap();
+    let standby = primary.start_standby();
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "the standby catching up",
+        || standby.try_psql_in("app", "SELECT count(*) FROM t") == Ok("100".to_string()),
+    );
+    (primary, standby)
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop (the tests run as root).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root: {}",
+            text(&out)
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_database_leaves_no_partial_file_and_purges_nothing() {
+    let source = Cluster::start(ClusterOptions::default());
+    source.psql("CREATE DATABASE small; CREATE DATABASE big");
+    // About 10 MB of incompressible-ish text, dumped as plain SQL: far more than the 2 MB disk.
+    source
+        .try_psql_in(
+            "big",
+            "CREATE TABLE t(i int, s text); \
+             INSERT INTO t SELECT g, md5(random()::text) || md5(random()::text) \
+             FROM generate_series(1, 150000) g",
+        )
+        .unwrap();
+    let disk = Tmpfs::mount("2m");
+    let dir = disk.path();
+    let old = dir.join("small_2001-01-01T00:00:00Z.sql");
+    std::fs::write(&old, b"old").unwrap();
+    let output = run(pgback(
+        &source,
+        &[
+            "-b",
+            &dir.display().to_string(),
+            "-F",
+            "plain",
+            "-S",
+            "sha256",
+            "-P",
+            "1",
+            "small",
+            "big",
+        ],
+    ));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("failed: \"big\""), "{stderr}");
+    assert!(
+        stderr.contains("No space left on device"),
+        "the cause is the full disk, not pg_dump's broken pipe: {stderr}"
+    );
+    let names = files_in(dir);
+    assert!(
+        !names.iter().any(|n| n.contains(".partial")),
+        "no partial file: {names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("big_") && !n.ends_with(".lock")),
+        "no half file of big: {names:?}"
+    );
+    assert!(old.exists(), "a failed run must not purge: {names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("small_")
+            && n.ends_with(".sql")
+            && *n != "small_2001-01-01T00:00:00Z.sql"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn sigterm_during_a_dump_on_a_standby_resumes_replay_and_tells_the_post_hook() {
+    let (_primary, standby) = primary_and_standby();
+    // A pg_dump that is still busy when the signal comes: the real one, started late.
+    let bin = tempfile::tempdir().unwrap();
+    let real = cluster::pg_binaries().client_tool("pg_dump");
+    let real_dumpall = cluster::pg_binaries().client_tool("pg_dumpall");
+    std::os::unix::fs::symlink(&real_dumpall, bin.path().join("pg_dumpall")).unwrap();
+    let wrapper = bin.path().join("pg_dump");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] || sleep 600\nexec '{}' \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let hook_out = out_dir.path().join("hook.txt");
+    let hook = format!(
+        "sh -c 'printf %s \"$PGBACK_STATUS\" > {}'",
+        hook_out.display()
+    );
+    let mut child = pgback_with_bin(
+        &standby,
+        &bin.path().display().to_string(),
+        &[
+            "-b",
+            &out_dir.path().join("dumps").display().to_string(),
+            "--post-backup-hook",
+            &hook,
+            "app",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("starting pgback");
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "replay paused by pgback",
+        || standby.psql("SELECT pg_is_wal_replay_paused()") == "t",
+    );
+    // The dump of app has started (its lock file exists) and is sleeping.
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "pg_dump of app started",
+        || out_dir.path().join("dumps/app.lock").exists(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pgback did not exit within 30 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success(), "{stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(standby.psql("SELECT pg_is_wal_replay_paused()"), "f");
+    assert_eq!(std::fs::read_to_string(&hook_out).unwrap(), "failure");
+    let dumps = files_in(&out_dir.path().join("dumps"));
+    assert!(
+        !dumps
+            .iter()
+            .any(|n| n.contains(".partial") || n.ends_with(".dump")),
+        "{dumps:?}"
+    );
+}
+
+#[test]
+fn a_held_access_exclusive_lock_ends_in_the_pause_timeout() {
+    let (primary, standby) = primary_and_standby();
+    // A session on the primary holding an AccessExclusiveLock, replicated to the standby.
+    let psql = cluster::pg_binaries().client_tool("psql");
+    let mut holder = primary
+        .command(&psql)
+        .args(["-X", "-A", "-t", "-q", "-d", "dbname=app"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting psql");
+    {
+        use std::io::Write;
+        let stdin = holder.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN;\nLOCK TABLE t IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
+            .unwrap();
+        stdin.flush().unwrap();
+    }
+    let locks = "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock'";
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the AccessExclusiveLock replicated to the standby",
+        || standby.psql(locks) != "0",
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let output = run(pgback(
+        &standby,
+        &[
+            "-v",
+            "-T",
+            "3",
+            "-b",
+            &out_dir.path().display().to_string(),
+            "app",
+        ],
+    ));
+    let elapsed = started.elapsed();
+    // Release the lock (closing stdin ends the session, rolling back).
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    assert_eq!(output.status.code(), Some(6), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("AccessExclusiveLock is held"),
+        "retried: {stderr}"
+    );
+    assert!(
+        stderr.contains("WAL replay could not be paused within 3s"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(
+        elapsed >= std::time::Duration::from_secs(3)
+            && elapsed < std::time::Duration::from_secs(20),
+        "{elapsed:?}"
+    );
+    assert_eq!(standby.psql("SELECT pg_is_wal_replay_paused()"), "f");
+    assert!(
+        !files_in(out_dir.path())
+            .iter()
+            .any(|n| n.starts_with("app_")),
+        "nothing dumped"
+    );
+}
+
+#[test]
+fn a_non_superuser_gets_warnings_and_globals_without_passwords() {
+    let source = Cluster::start(ClusterOptions::default());
+    source.psql(
+        "CREATE ROLE app LOGIN PASSWORD 'secret-app'; CREATE ROLE other LOGIN PASSWORD 'secret-other'; \
+         CREATE DATABASE appdb OWNER app; REVOKE ALL ON DATABASE appdb FROM PUBLIC; \
+         GRANT CONNECT ON DATABASE appdb TO app",
+    );
+    assert_eq!(
+        source.psql("SELECT pg_has_role('app', 'pg_read_all_settings', 'MEMBER')"),
+        "f"
+    );
+    source
+        .try_psql_in(
+            "appdb",
+            "SET ROLE app; CREATE TABLE t(i int primary key, s text); \
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100) g",
+        )
+        .unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = run(pgback(
+        &source,
+        &[
+            "-U",
+            "app",
+            "-S",
+            "sha256",
+            "-b",
+            &out_dir.path().display().to_string(),
+            "appdb",
+        ],
+    ));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for prefix in ["pg_settings", "hba_file", "ident_file"] {
+        assert!(
+            stderr.contains(&format!("{prefix} not saved")),
+            "{prefix}: {stderr}"
+        );
+    }
+    let names = files_in(out_dir.path());
+    for prefix in ["pg_settings_", "hba_file_", "ident_file_"] {
+        assert!(!names.iter().any(|n| n.starts_with(prefix)), "{names:?}");
+    }
+    let globals = std::fs::read_to_string(find(out_dir.path(), "pg_globals_", ".sql")).unwrap();
+    assert!(globals.contains("CREATE ROLE app;"), "{globals}");
+    assert!(
+        !globals.contains("PASSWORD") && !globals.contains("SCRAM"),
+        "{globals}"
+    );
+    find(out_dir.path(), "appdb_", ".dump");
+    find(out_dir.path(), "appdb_", ".createdb.sql");
 }
