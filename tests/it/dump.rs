@@ -238,11 +238,16 @@ fn every_format_restores_with_checksums_and_createdb() {
     assert_eq!(target.psql(settings), source.psql(settings));
     assert!(source.psql(settings).contains("app.filter=a=b c"));
 
-    // The other formats of one database restore too.
+    // The other formats of one database restore too; -J reaches pg_dump as --jobs for the
+    // directory format only (the wrapper logs pg_dump's arguments).
+    let args_log = out_dir.path().join("pg_dump_args.log");
+    let bin = wrapped_pg_dump(&format!("echo \"$*\" >> '{}'", args_log.display()));
     for (format, suffix) in [("plain", ".sql"), ("tar", ".tar"), ("directory", ".d")] {
         let fmt_dir = tempfile::tempdir().unwrap();
-        let output = run(pgback(
+        let _ = std::fs::remove_file(&args_log);
+        let output = run(pgback_with_bin(
             &source,
+            &bin.path().display().to_string(),
             &[
                 "-b",
                 &fmt_dir.path().display().to_string(),
@@ -256,6 +261,12 @@ fn every_format_restores_with_checksums_and_createdb() {
             ],
         ));
         assert!(output.status.success(), "{format}: {}", text(&output));
+        let logged = std::fs::read_to_string(&args_log).unwrap();
+        assert_eq!(
+            logged.contains("--jobs=2"),
+            format == "directory",
+            "{format}: pg_dump got {logged}"
+        );
         let dump = find(fmt_dir.path(), "x=y z_", suffix);
         let sums = find(fmt_dir.path(), "x=y z_", &format!("{suffix}.sha1"));
         let out = Command::new("sha1sum")
@@ -781,4 +792,28 @@ fn a_non_superuser_gets_warnings_and_globals_without_passwords() {
     );
     find(out_dir.path(), "appdb_", ".dump");
     find(out_dir.path(), "appdb_", ".createdb.sql");
+}
+
+/// A bin directory with the real `pg_dumpall` and a `pg_dump` shell wrapper: `prelude` (sh
+/// lines, skipped for `--version`) runs first, then the real pg_dump is exec'd.
+fn wrapped_pg_dump(prelude: &str) -> tempfile::TempDir {
+    let bin = tempfile::tempdir().unwrap();
+    let real = cluster::pg_binaries().client_tool("pg_dump");
+    let real_dumpall = cluster::pg_binaries().client_tool("pg_dumpall");
+    std::os::unix::fs::symlink(&real_dumpall, bin.path().join("pg_dumpall")).unwrap();
+    let wrapper = bin.path().join("pg_dump");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" != --version ]; then\n{prelude}\nfi\nexec '{}' \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    bin
 }
