@@ -817,3 +817,107 @@ fn wrapped_pg_dump(prelude: &str) -> tempfile::TempDir {
     .unwrap();
     bin
 }
+
+/// `oid:md5` of every large object of `db`, in oid order.
+fn large_objects(cluster: &Cluster, db: &str) -> String {
+    cluster
+        .try_psql_in(
+            db,
+            "SELECT count(*) || '|' || coalesce(string_agg(oid::text || ':' || md5(lo_get(oid)), ',' \
+             ORDER BY oid), '') FROM pg_largeobject_metadata",
+        )
+        .unwrap()
+}
+
+/// `pg_restore -l` of a dump.
+fn toc(dump: &Path) -> String {
+    let out = Command::new(cluster::pg_binaries().client_tool("pg_restore"))
+        .arg("-l")
+        .arg(dump)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_restore -l: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn large_objects_restore_and_with_blobs_false_leaves_them_out() {
+    let source = Cluster::start(ClusterOptions::default());
+    source.psql("CREATE DATABASE lo; CREATE DATABASE nolo");
+    // Three large objects per database: every byte value (4 KiB), text (3.2 KiB), empty.
+    for db in ["lo", "nolo"] {
+        source
+            .try_psql_in(
+                db,
+                "SELECT lo_from_bytea(0, decode(string_agg(lpad(to_hex(g % 256), 2, '0'), '' ORDER BY g), 'hex')) \
+                 FROM generate_series(0, 4095) g; \
+                 SELECT lo_from_bytea(0, convert_to(repeat(md5('pgback'), 100), 'UTF8')); \
+                 SELECT lo_from_bytea(0, '')",
+            )
+            .unwrap();
+    }
+    let expected = large_objects(&source, "lo");
+    assert!(expected.starts_with("3|"), "{expected}");
+    assert!(
+        expected.contains(":d41d8cd98f00b204e9800998ecf8427e"),
+        "the empty object: {expected}"
+    );
+    let target = Cluster::start(ClusterOptions::default());
+    let out_dir = tempfile::tempdir().unwrap();
+    let config = out_dir.path().join("config.toml");
+    std::fs::write(&config, "[dump.databases.\"nolo\"]\nwith_blobs = false\n").unwrap();
+
+    for (format, suffix) in [("custom", ".dump"), ("plain", ".sql")] {
+        let dir = out_dir.path().join(format);
+        let output = run(pgback(
+            &source,
+            &[
+                "-c",
+                &config.display().to_string(),
+                "-b",
+                &dir.display().to_string(),
+                "-F",
+                format,
+                "lo",
+                "nolo",
+            ],
+        ));
+        assert!(output.status.success(), "{format}: {}", text(&output));
+        let dump = find(&dir, "lo_", suffix);
+        let nolo = find(&dir, "nolo_", suffix);
+        if format == "custom" {
+            let with = toc(&dump);
+            assert_eq!(
+                with.lines().filter(|l| l.contains(" BLOB ")).count(),
+                3,
+                "the custom dump of lo lists its large objects:\n{with}"
+            );
+            let without = toc(&nolo);
+            assert!(
+                !without.contains("BLOB"),
+                "with_blobs = false: no BLOB entries in the dump of nolo:\n{without}"
+            );
+        } else {
+            let sql = std::fs::read_to_string(&nolo).unwrap();
+            assert!(
+                !sql.contains("lo_create") && !sql.contains("lo_open"),
+                "with_blobs = false: no large objects in the plain dump of nolo"
+            );
+        }
+        for (db, source_db, restored_objects) in [
+            (format!("lo_{format}"), "lo", expected.clone()),
+            (format!("nolo_{format}"), "nolo", "0|".to_string()),
+        ] {
+            target.psql(&format!("CREATE DATABASE {db}"));
+            let createdb = out_dir.path().join("empty.sql");
+            std::fs::write(&createdb, "SELECT 1;\n").unwrap();
+            let file = if source_db == "lo" { &dump } else { &nolo };
+            restore(&target, file, &createdb, &db);
+            assert_eq!(
+                large_objects(&target, &db),
+                restored_objects,
+                "large objects of {db} restored from the {format} dump"
+            );
+        }
+    }
+}
