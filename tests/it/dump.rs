@@ -921,3 +921,95 @@ fn large_objects_restore_and_with_blobs_false_leaves_them_out() {
         }
     }
 }
+
+#[test]
+fn templates_are_dumped_only_with_the_flag_and_template0_never() {
+    let source = Cluster::start(ClusterOptions::default());
+    source.psql(
+        "CREATE DATABASE tpl IS_TEMPLATE true ALLOW_CONNECTIONS true; \
+         ALTER DATABASE template0 ALLOW_CONNECTIONS true",
+    );
+    source
+        .try_psql_in(
+            "tpl",
+            "CREATE TABLE t(i int primary key, s text); \
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100) g",
+        )
+        .unwrap();
+    // template0 accepts connections here, so only pgback's own rule keeps it out.
+    assert_eq!(
+        source.psql(
+            "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database \
+             WHERE datistemplate AND datallowconn"
+        ),
+        "template0,template1,tpl"
+    );
+    let dumped = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = files_in(dir)
+            .into_iter()
+            .filter(|n| n.ends_with(".dump"))
+            .map(|n| n[..n.rfind('_').unwrap()].to_string())
+            .collect();
+        names.dedup();
+        names
+    };
+
+    let plain_dir = tempfile::tempdir().unwrap();
+    let output = run(pgback(
+        &source,
+        &["--dump-only", "-b", &plain_dir.path().display().to_string()],
+    ));
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        dumped(plain_dir.path()),
+        ["postgres"],
+        "no templates by default"
+    );
+
+    for flag in ["-t", "--with-templates"] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = run(pgback(
+            &source,
+            &[flag, "-b", &dir.path().display().to_string()],
+        ));
+        assert!(output.status.success(), "{flag}: {}", text(&output));
+        assert_eq!(
+            dumped(dir.path()),
+            ["postgres", "template1", "tpl"],
+            "{flag}: templates but template0"
+        );
+        if flag == "-t" {
+            // The template restores, and is a template again.
+            let target = Cluster::start(ClusterOptions::default());
+            restore(
+                &target,
+                &find(dir.path(), "tpl_", ".dump"),
+                &find(dir.path(), "tpl_", ".createdb.sql"),
+                "tpl",
+            );
+            assert_eq!(
+                checksum_of_table(&target, "tpl"),
+                checksum_of_table(&source, "tpl")
+            );
+            assert_eq!(
+                target.psql("SELECT datistemplate FROM pg_database WHERE datname = 'tpl'"),
+                "t"
+            );
+        }
+    }
+
+    // Named explicitly, template0 is still left out.
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(pgback(
+        &source,
+        &[
+            "--dump-only",
+            "-b",
+            &dir.path().display().to_string(),
+            "template0",
+            "tpl",
+        ],
+    ));
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(dumped(dir.path()), ["tpl"], "{}", text(&output));
+}
