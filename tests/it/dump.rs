@@ -1013,3 +1013,101 @@ fn templates_are_dumped_only_with_the_flag_and_template0_never() {
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(dumped(dir.path()), ["tpl"], "{}", text(&output));
 }
+
+/// `flock <file> sleep 60` in its own process group, killed (group and all) on drop.
+struct HeldLock {
+    child: std::process::Child,
+}
+
+impl HeldLock {
+    fn hold(file: &Path) -> HeldLock {
+        use std::os::unix::process::CommandExt as _;
+        let child = Command::new("flock")
+            .arg(file)
+            .args(["sleep", "60"])
+            .process_group(0)
+            .spawn()
+            .expect("running flock (util-linux)");
+        let lock = HeldLock { child };
+        wait_for(
+            std::time::Duration::from_secs(10),
+            "flock holding the lock file",
+            || {
+                file.exists()
+                    && !Command::new("flock")
+                        .arg("-n")
+                        .arg(file)
+                        .arg("true")
+                        .status()
+                        .expect("running flock -n")
+                        .success()
+            },
+        );
+        lock
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_locked_database_fails_alone_and_nothing_is_purged() {
+    let source = Cluster::start(ClusterOptions::default());
+    source.psql("CREATE DATABASE busy; CREATE DATABASE free");
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path();
+    let old_busy = dir.join("busy_2001-01-01T00:00:00Z.dump");
+    let old_free = dir.join("free_2001-01-01T00:00:00Z.dump");
+    std::fs::write(&old_busy, b"old").unwrap();
+    std::fs::write(&old_free, b"old").unwrap();
+    let lock_file = dir.join("busy.lock");
+    let held = HeldLock::hold(&lock_file);
+    let args = ["-b", &dir.display().to_string(), "-P", "1", "busy", "free"].map(String::from);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run(pgback(&source, &args));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is locked by another pgback run",
+            lock_file.display()
+        )),
+        "the message names the lock: {stderr}"
+    );
+    assert!(stderr.contains("failed: \"busy\""), "{stderr}");
+    let names = files_in(dir);
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("busy_") && *n != "busy_2001-01-01T00:00:00Z.dump"),
+        "nothing of busy written: {names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("free_")
+            && n.ends_with(".dump")
+            && *n != "free_2001-01-01T00:00:00Z.dump"),
+        "free dumped: {names:?}"
+    );
+    assert!(
+        old_busy.exists() && old_free.exists(),
+        "a failed run must not purge: {names:?}"
+    );
+
+    // Released, the same run succeeds and purges.
+    drop(held);
+    let output = run(pgback(&source, &args));
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        !old_busy.exists() && !old_free.exists(),
+        "{:?}",
+        files_in(dir)
+    );
+    find(dir, "busy_", ".dump");
+}
