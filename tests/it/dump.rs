@@ -1111,3 +1111,61 @@ fn a_locked_database_fails_alone_and_nothing_is_purged() {
     );
     find(dir, "busy_", ".dump");
 }
+
+#[test]
+fn a_failing_dump_on_a_standby_resumes_replay() {
+    let (primary, standby) = primary_and_standby();
+    primary.psql("CREATE DATABASE bad");
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "the standby getting database bad",
+        || standby.try_psql_in("bad", "SELECT 1") == Ok("1".to_string()),
+    );
+    let bin = wrapped_pg_dump(
+        "if [ \"$PGDATABASE\" = bad ]; then echo 'wrapper: no dump of bad' >&2; exit 1; fi",
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = run(pgback_with_bin(
+        &standby,
+        &bin.path().display().to_string(),
+        &[
+            "-v",
+            "-b",
+            &out_dir.path().display().to_string(),
+            "app",
+            "bad",
+        ],
+    ));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WAL replay paused"), "{stderr}");
+    assert!(stderr.contains("WAL replay resumed"), "{stderr}");
+    assert!(
+        stderr.contains("[bad]") && stderr.contains("wrapper: no dump of bad"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed: \"bad\""), "{stderr}");
+    assert_eq!(standby.psql("SELECT pg_is_wal_replay_paused()"), "f");
+    let names = files_in(out_dir.path());
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("app_") && n.ends_with(".dump")),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("bad_") && n.ends_with(".dump")),
+        "{names:?}"
+    );
+    // Replay really goes on: a change on the primary reaches the standby.
+    primary
+        .try_psql_in("app", "INSERT INTO t VALUES (101)")
+        .unwrap();
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "the standby replaying after pgback",
+        || standby.try_psql_in("app", "SELECT count(*) FROM t") == Ok("101".to_string()),
+    );
+}
