@@ -89,11 +89,14 @@ fn passwords_never_reach_errors_or_argv() {
     in_argv.assert_code(2, "password in -d");
     in_argv.assert_stderr("refusing a password in -d");
     assert!(!in_argv.stderr.contains(secret), "{in_argv:#?}");
-    // With PGPASSWORD the co-process runs, and its command line holds no secret.
+    // With PGPASSWORD the co-process runs, and neither its command line nor its
+    // log (at info level) holds the secret.
+    let logs = crate::cluster::scratch_dir();
+    let log_file = logs.path().join("coprocess.log");
     run_tcp(
         &cluster,
         "pgpre",
-        &[],
+        &["--log-file", log_file.to_str().unwrap()],
         &[("PGPASSWORD", cluster.password())],
     )
     .assert_ok("pgpre");
@@ -107,6 +110,9 @@ fn passwords_never_reach_errors_or_argv() {
         &[("PGPASSWORD", cluster.password())],
     );
     json.assert_ok("pgpost --json");
+    let log = std::fs::read_to_string(&log_file).expect("co-process log");
+    assert!(log.contains("complete"), "{log}");
+    assert!(!log.contains(cluster.password()), "{log}");
     assert!(json.stdout.contains("\"backup_label\""));
     assert!(!json.stdout.contains(cluster.password()));
     assert!(!json.stderr.contains(cluster.password()));
