@@ -499,29 +499,48 @@ impl Cluster {
         cluster
     }
 
-    /// Run initdb with trust over the socket and scram-sha-256 over TCP.
-    /// A streaming standby of this cluster (pg_basebackup -R), started and in recovery.
-    /// Needs a `pg_basebackup` among the client tools that can talk to this server.
-    pub fn start_standby(&self) -> Cluster {
+    /// A streaming standby of this cluster, started and in recovery.
+    ///
+    /// Made from a cold copy, with the server binaries alone: this cluster is stopped (fast),
+    /// its data directory copied, and started again on the same port. The copy gets
+    /// `primary_conninfo` (this cluster's socket) and `standby.signal` (12+) or a
+    /// `recovery.conf` with `standby_mode = on` (10, 11). No `pg_basebackup` is needed, so
+    /// this works for every major whatever client tools are installed (Debian's 15 refuses
+    /// 16+ servers).
+    pub fn start_standby(&mut self) -> Cluster {
         let base = scratch_dir();
         let base_path = base.path().to_path_buf();
         let data_dir = base_path.join("data");
-        let pg_basebackup = pg_binaries().client_tool("pg_basebackup");
-        let output = self
-            .server_command(&pg_basebackup)
-            .arg("-D")
-            .arg(&data_dir)
-            .args(["-R", "-X", "stream", "-c", "fast", "-U", self.superuser()])
-            .arg("-h")
-            .arg(&self.base_path)
-            .args(["-p", &self.port.to_string()])
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", pg_basebackup.display()));
-        assert!(
-            output.status.success(),
-            "pg_basebackup for a standby failed: {}",
-            describe_output(&output)
+        let was_running = self.running;
+        if was_running {
+            self.stop();
+        }
+        self.copy_data_dir(&data_dir);
+        if was_running {
+            self.restart();
+        }
+        let major = read_major_version(&data_dir);
+        let primary_conninfo = format!(
+            "host={} port={} user={} application_name=standby",
+            self.base_path.display(),
+            self.port,
+            self.superuser()
         );
+        if major >= 12 {
+            append_to_file(
+                &data_dir.join("postgresql.conf"),
+                &format!("primary_conninfo = {}\n", conf_quote(&primary_conninfo)),
+            );
+            append_to_file(&data_dir.join("standby.signal"), "");
+        } else {
+            append_to_file(
+                &data_dir.join("recovery.conf"),
+                &format!(
+                    "standby_mode = 'on'\nprimary_conninfo = {}\n",
+                    conf_quote(&primary_conninfo)
+                ),
+            );
+        }
         let own_archive = base_path.join("archive");
         create_server_dir(&own_archive);
         let mut standby = Cluster {
@@ -539,9 +558,27 @@ impl Cluster {
         standby.write_conf(&ClusterOptions::default().without_archive(), "standby");
         standby.start_server(RECOVERY_TIMEOUT, "the standby");
         standby.version_num = standby.query_version_num();
+        self.wait_for_streaming_standby(&standby);
         standby
     }
 
+    /// Wait until this cluster streams WAL to `standby` (`pg_stat_replication`).
+    fn wait_for_streaming_standby(&self, standby: &Cluster) {
+        let deadline = Instant::now() + RECOVERY_TIMEOUT;
+        let sql = "SELECT count(*) FROM pg_stat_replication \
+                   WHERE application_name = 'standby' AND state = 'streaming'";
+        while self.psql(sql) != "1" {
+            assert!(
+                Instant::now() < deadline,
+                "the standby did not start streaming within {}s\n--- standby log ---\n{}",
+                RECOVERY_TIMEOUT.as_secs(),
+                tail(&standby.server_log(), 60)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Run initdb with trust over the socket and scram-sha-256 over TCP.
     fn initdb(&mut self, opts: &ClusterOptions) {
         let pwfile = self.base_path.join("pwfile");
         fs::write(&pwfile, format!("{}\n", self.password))
