@@ -556,7 +556,18 @@ fn broken_archiving_is_reported_and_the_row_stays_the_truth() {
     cluster.psql(&format!(
         "ALTER SYSTEM SET archive_command = 'cp %p {archive}/%f'; SELECT pg_reload_conf();"
     ));
-    let post = run_with(&cluster, "pgpost", &[], Duration::from_secs(60));
+    // Before 14, a reload does not wake an archiver that gave up after three failures: it
+    // retries at its 60 s wake-up or when a WAL segment is completed. Complete one once the
+    // new command is in effect, so the test does not sleep a minute (harmless on 14+).
+    wait_for(
+        "the repaired archive_command to be in effect",
+        Duration::from_secs(10),
+        || cluster.psql("SHOW archive_command") != "false",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    cluster.psql("SELECT txid_current(); SELECT pg_switch_wal();");
+    // The 60 s wake-up is the fallback should the archiver miss the nudge.
+    let post = run_with(&cluster, "pgpost", &[], Duration::from_secs(90));
     post.assert_ok("pgpost after repair");
     assert!(post.stdout.starts_with("START WAL LOCATION"));
 }
