@@ -464,9 +464,11 @@ fn bad_config_key_conninfo_and_host_are_clear_errors() {
         .assert_stderr("127.0.0.1")
         .assert_stderr("hint:");
     }
-    assert!(
-        coprocesses(&cluster).is_empty(),
-        "no co-process left after failures"
+    // A co-process that reported its failure exits a moment later.
+    wait_for(
+        "no co-process left after failures",
+        Duration::from_secs(10),
+        || coprocesses(&cluster).is_empty(),
     );
 }
 
@@ -523,7 +525,11 @@ fn wal_level_minimal_is_reported_by_both_sides() {
     run_with(&cluster, "pgpost", &[], Duration::from_secs(10))
         .assert_code(1, "pgpost after the failed start")
         .assert_stderr("WAL level not sufficient");
-    assert!(coprocesses(&cluster).is_empty());
+    wait_for(
+        "the failed co-process to exit",
+        Duration::from_secs(10),
+        || coprocesses(&cluster).is_empty(),
+    );
 }
 
 #[test]
@@ -634,5 +640,9 @@ fn a_standby_is_refused_with_a_hint() {
         .assert_stderr("hint: point pgpre at the primary");
     run_with(&standby, "pgpost", &[], Duration::from_secs(10))
         .assert_code(5, "pgpost on a standby");
-    assert!(coprocesses(&standby).is_empty());
+    wait_for(
+        "the refused co-process to exit",
+        Duration::from_secs(10),
+        || coprocesses(&standby).is_empty(),
+    );
 }
