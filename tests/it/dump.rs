@@ -422,7 +422,7 @@ fn failures_before_dumping_have_their_exit_codes() {
 
 #[test]
 fn a_standby_is_paused_during_the_dumps_and_resumed_after() {
-    let primary = Cluster::start(ClusterOptions::default());
+    let mut primary = Cluster::start(ClusterOptions::default());
     primary.psql("CREATE DATABASE app");
     primary
         .try_psql_in(
@@ -467,7 +467,7 @@ fn wait_for(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> b
 
 /// A primary with database `app` (table `t`) and a streaming standby that has it.
 fn primary_and_standby() -> (Cluster, Cluster) {
-    let primary = Cluster::start(ClusterOptions::default());
+    let mut primary = Cluster::start(ClusterOptions::default());
     primary.psql("CREATE DATABASE app");
     primary
         .try_psql_in(
