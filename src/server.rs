@@ -113,9 +113,15 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Quotes an SQL string literal (standard_conforming_strings on): inner quotes doubled.
+/// Quotes an SQL string literal: `'` doubled; with a backslash, an `E''` literal with
+/// backslashes doubled, so the result means the same whatever `standard_conforming_strings` is.
 pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    let doubled = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", doubled.replace('\\', "\\\\"))
+    } else {
+        format!("'{doubled}'")
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +200,6 @@ mod tests {
     fn quoting() {
         assert_eq!(quote_ident("a\"b=c d"), "\"a\"\"b=c d\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b'c"), "E'a\\\\b''c'");
     }
 }

@@ -178,6 +178,11 @@ async fn start(
         options.label.clone()
     };
     let result = start_locked(client, version, &label, options).await;
+    if let Err((BackupError::Timeout(_), _)) = &result {
+        // The start function still runs on our session: cancel it, so that backup
+        // mode never begins and the session is free for the unlock below.
+        cancel_backend(settings, pid).await;
+    }
     if let Err(error) = client.query_one(&table.unlock_sql(), &[]).await {
         warn!("cannot release the advisory lock: {error}");
     }
@@ -202,6 +207,22 @@ async fn start(
         label,
         start_lsn,
     })
+}
+
+/// Cancels the statement running on backend `pid`, from a fresh session.
+async fn cancel_backend(settings: &ConnSettings, pid: i32) {
+    let cancelled = match settings.connect().await {
+        Ok(fresh) => fresh
+            .client
+            .query_one("SELECT pg_cancel_backend($1)", &[&pid])
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = cancelled {
+        warn!("cannot cancel the start function: {error}");
+    }
 }
 
 async fn default_label(client: &Client) -> Result<String, BackupError> {

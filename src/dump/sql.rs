@@ -1,21 +1,7 @@
 //! SQL text of `pgback`: quoting of identifiers and literals, and the catalog queries, built per
 //! server version by pure functions.
 
-/// Quotes an identifier always (`"` doubled), so that any name is safe and keeps its case.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Quotes a string literal: `'` doubled; with a backslash, an `E''` literal with backslashes
-/// doubled, so the result means the same whatever `standard_conforming_strings` is.
-pub fn quote_literal(value: &str) -> String {
-    let doubled = value.replace('\'', "''");
-    if value.contains('\\') {
-        format!("E'{}'", doubled.replace('\\', "\\\\"))
-    } else {
-        format!("'{doubled}'")
-    }
-}
+pub use crate::server::{quote_ident, quote_literal};
 
 /// Reads the server version, superuser status and recovery state of the session.
 pub const SERVER_INFO: &str = "SELECT current_setting('server_version_num')::int4, \

@@ -1009,15 +1009,24 @@ impl Cluster {
     /// Start a TPC-B-like write load (`pgbench -n -c <clients> -j <jobs> -T 600`) and return
     /// once it has committed at least one transaction (panics after 60 s).
     pub fn start_pgbench_load(&self, clients: u32, jobs: u32) -> LoadHandle {
+        self.start_pgbench(
+            &["-c", &clients.to_string(), "-j", &jobs.to_string()],
+            "SELECT count(*) FROM pgbench_history",
+        )
+    }
+
+    /// Runs `pgbench -n -T 600 <args>` (e.g. `-f script`) until stopped, and returns once
+    /// `progress_sql` (a count) has changed, so the load is really writing.
+    pub fn start_pgbench(&self, args: &[&str], progress_sql: &str) -> LoadHandle {
         let pgbench = pg_binaries().client_tool("pgbench");
         let stderr_path = self.base_path.join(format!("pgbench-{}.err", unique_id()));
         let stderr_file = fs::File::create(&stderr_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", stderr_path.display()));
-        let before = self.pgbench_history_rows();
+        let before = self.psql(progress_sql);
         let child = self
             .command(&pgbench)
             .args(["-n", "-T", "600"])
-            .args(["-c", &clients.to_string(), "-j", &jobs.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr_file)
@@ -1028,11 +1037,11 @@ impl Cluster {
             stderr_path,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.pgbench_history_rows() <= before {
+        while self.psql(progress_sql) == before {
             load.assert_running();
             assert!(
                 Instant::now() < deadline,
-                "pgbench committed nothing within 60 s; its stderr:\n{}",
+                "pgbench {args:?} committed nothing within 60 s; its stderr:\n{}",
                 load.stderr()
             );
             std::thread::sleep(Duration::from_millis(50));

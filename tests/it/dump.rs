@@ -588,24 +588,7 @@ fn a_full_disk_fails_the_database_leaves_no_partial_file_and_purges_nothing() {
 fn sigterm_during_a_dump_on_a_standby_resumes_replay_and_tells_the_post_hook() {
     let (_primary, standby) = primary_and_standby();
     // A pg_dump that is still busy when the signal comes: the real one, started late.
-    let bin = tempfile::tempdir().unwrap();
-    let real = cluster::pg_binaries().client_tool("pg_dump");
-    let real_dumpall = cluster::pg_binaries().client_tool("pg_dumpall");
-    std::os::unix::fs::symlink(&real_dumpall, bin.path().join("pg_dumpall")).unwrap();
-    let wrapper = bin.path().join("pg_dump");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = --version ] || sleep 600\nexec '{}' \"$@\"\n",
-            real.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let bin = wrapped_pg_dump("sleep 600");
     let out_dir = tempfile::tempdir().unwrap();
     let hook_out = out_dir.path().join("hook.txt");
     let hook = format!(

@@ -329,3 +329,40 @@ fn a_cut_network_fails_the_backup() {
         std::fs::metadata(format!("/proc/{coprocess}")).is_ok() || coprocesses(&cluster).is_empty()
     );
 }
+
+#[test]
+fn start_timeout_fails_the_start_and_records_why() {
+    // A spread checkpoint over plenty of dirty buffers takes most of checkpoint_timeout.
+    let cluster = Cluster::start(
+        ClusterOptions::default()
+            .conf("checkpoint_timeout = '60s'")
+            .conf("checkpoint_completion_target = 0.9"),
+    );
+    cluster.pgbench_init(3);
+    cluster.psql("UPDATE pgbench_accounts SET filler = 'dirty'");
+    let started = std::time::Instant::now();
+    run_with(
+        &cluster,
+        "pgpre",
+        &["--spread", "--start-timeout", "2", "-l", "slow start"],
+        Duration::from_secs(90),
+    )
+    .assert_code(6, "pgpre whose checkpoint outlasts start_timeout")
+    .assert_stderr("did not start within start_timeout (2 s)");
+    // The start function was cancelled, not waited for to the end of the checkpoint.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "pgpre took {:?} to give up after a 2 s start_timeout",
+        started.elapsed()
+    );
+    assert_eq!(
+        cluster.psql("SELECT state || ' ' || label FROM backup"),
+        "failed slow start"
+    );
+    run(&cluster, "pgpost", &[])
+        .assert_code(1, "pgpost after a start timeout")
+        .assert_stderr("start_timeout");
+    wait_for("the co-process to exit", Duration::from_secs(10), || {
+        coprocesses(&cluster).is_empty()
+    });
+}

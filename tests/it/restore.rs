@@ -8,7 +8,7 @@
 //! invariant and the marker row. Every wait is bounded and panics with the programs' output.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -227,90 +227,6 @@ fn copy_live_tree(src: &Path, dest: &Path) {
     );
 }
 
-/// A pgbench-like custom load: `clients` sessions running `script` until killed.
-#[derive(Debug)]
-struct CustomLoad {
-    child: Option<std::process::Child>,
-    stderr_path: PathBuf,
-}
-
-impl CustomLoad {
-    /// Start `pgbench -n -f <script>` and return once `progress_sql` (a count) has grown.
-    fn start(
-        source: &Cluster,
-        script: &Path,
-        clients: u32,
-        work_dir: &Path,
-        progress_sql: &str,
-    ) -> Self {
-        let pgbench = cluster::pg_binaries().client_tool("pgbench");
-        let stderr_path = work_dir.join("custom-load.stderr");
-        let stderr = fs::File::create(&stderr_path)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", stderr_path.display()));
-        let before = source.psql(progress_sql);
-        let child = source
-            .command(&pgbench)
-            .args(["-n", "-T", "600", "-c", &clients.to_string(), "-f"])
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("running {}: {e}", pgbench.display()));
-        let mut load = CustomLoad {
-            child: Some(child),
-            stderr_path,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while source.psql(progress_sql) == before {
-            load.assert_running();
-            assert!(
-                Instant::now() < deadline,
-                "the custom pgbench load committed nothing within 60 s; its stderr:\n{}",
-                load.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        load
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        let child = self
-            .child
-            .as_mut()
-            .expect("the custom load was already stopped");
-        if let Some(status) = child.try_wait().expect("polling the pgbench process") {
-            panic!(
-                "the custom pgbench load exited early ({status}); its stderr:\n{}",
-                self.stderr()
-            );
-        }
-    }
-
-    /// Kill the load; panics when it had already failed.
-    fn stop(mut self) {
-        self.assert_running();
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for CustomLoad {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// The checks every restored copy must pass: recovery went through `backup_label` (renamed
 /// to `backup_label.old` at its end, byte for byte what pgpost printed), `pg_amcheck` is
 /// clean, the pgbench invariant holds with at least `committed_transactions`, and the marker
@@ -424,11 +340,8 @@ fn hot_copy_with_a_relocated_tablespace_restores_under_load() {
                         (SELECT count(*) FROM ts_history)";
 
     let pgbench_load = source.start_pgbench_load(2, 1);
-    let ts_load = CustomLoad::start(
-        &source,
-        &script,
-        2,
-        work.path(),
+    let ts_load = source.start_pgbench(
+        &["-c", "2", "-f", script.to_str().expect("script path")],
         "SELECT count(*) FROM ts_history",
     );
     let start_lsn = run_pgpre(&source, work.path());
