@@ -152,7 +152,7 @@ impl CommonArgs {
             config.backup.table = table.clone();
         }
         if let Some(name) = &self.name {
-            if let Err(message) = crate::coproc::state::validate_name(name) {
+            if let Err(message) = crate::backup::state::validate_name(name) {
                 return Err(ConfigError::Value {
                     path: "command line".into(),
                     key: "--name".into(),

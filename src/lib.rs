@@ -5,14 +5,14 @@
 //! - [`conn`]: libpq conventions (conninfo, URIs, PG* variables, pgpass, services, sslmode) over tokio-postgres.
 //! - [`config`]: the TOML configuration, layered defaults < file < environment < command line.
 //! - [`server`]: server versions and the version-specific SQL, as pure builders.
-//! - [`coproc`]: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
+//! - [`backup`]: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
 //! - [`cli`]: command-line pieces shared by the binaries.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod conn;
-pub mod coproc;
 pub mod dump;
 pub mod exit;
 pub mod server;

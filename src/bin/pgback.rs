@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use safe_backup::cli::{fail, init_logging_with, ServerArgs, SetupError};
-use safe_backup::config::{Config, ConfigError, DEFAULT_CONFIG};
-use safe_backup::dump::config::{convert_pg_back_config, DumpFlags};
-use safe_backup::dump::progress::Progress;
-use safe_backup::dump::runner::{run, RunError, RunSettings};
-use safe_backup::dump::values::{
+use safe_backup::config::dump::{convert_pg_back_config, DumpFlags};
+use safe_backup::config::values::{
     ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
 };
+use safe_backup::config::{Config, ConfigError, DEFAULT_CONFIG};
+use safe_backup::dump::progress::Progress;
+use safe_backup::dump::runner::{run, RunError, RunSettings};
 use safe_backup::exit::ExitStatus;
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use safe_backup::backup::post::{self, PostRequest};
+use safe_backup::backup::{BackupError, BackupOptions};
 use safe_backup::cli::{fail, init_logging, CommonArgs};
 use safe_backup::config::DEFAULT_CONFIG;
-use safe_backup::coproc::post::{self, PostRequest};
-use safe_backup::coproc::{BackupError, BackupOptions};
 
 /// Stop the backup that `pgpre` started, once the snapshot or copy is done.
 ///
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         output_dir: cli.output_dir,
         fetch: cli.fetch,
     };
-    let runtime = match safe_backup::coproc::runtime() {
+    let runtime = match safe_backup::backup::runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail("pgpost", &error),
     };

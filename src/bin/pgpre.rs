@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use safe_backup::backup::post;
+use safe_backup::backup::{spawn, BackupOptions};
 use safe_backup::cli::{fail, CommonArgs};
 use safe_backup::config::DEFAULT_CONFIG;
 use safe_backup::conn::ConnSettings;
-use safe_backup::coproc::post;
-use safe_backup::coproc::{spawn, BackupOptions};
 
 /// Start a non-exclusive PostgreSQL backup and hand its session to a detached
 /// co-process, which holds backup mode until `pgpost` stops it.
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
 
 /// `pgpre --list`: one line per backup name.
 fn list(settings: &ConnSettings, options: &BackupOptions) -> ExitCode {
-    let runtime = match safe_backup::coproc::runtime() {
+    let runtime = match safe_backup::backup::runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail("pgpre", &error),
     };

@@ -2,7 +2,6 @@
 //! per-database pg_dump streamed through checksums, purge, hooks, standby replay pause).
 //!
 //! # Layout
-//! - [`values`]: typed config values (format, compression, file mode, keep, intervals), parsed strictly.
 //! - [`naming`]: pg_back-compatible file names and stamps.
 //! - [`select`]: which databases to dump.
 //! - [`acl`]: database `aclitem` parsing.
@@ -16,11 +15,9 @@
 //! - [`progress`]: spinners on a terminal, periodic log lines otherwise.
 //! - [`standby`]: pausing and resuming WAL replay on a standby.
 //! - [`runner`]: the whole run, its errors, report and summary table.
-//! - [`config`]: the `[dump]` section, per-database tables, flags layering, pg_back.conf conversion.
 
 pub mod acl;
 pub mod checksum;
-pub mod config;
 pub mod createdb;
 pub mod hooks;
 pub mod naming;
@@ -32,4 +29,3 @@ pub mod select;
 pub mod sql;
 pub mod standby;
 pub mod tools;
-pub mod values;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
 
-use super::values::{Compression, Format, TimestampFormat};
+use crate::config::values::{Compression, Format, TimestampFormat};
 
 /// The legacy stamp, Go's `2006-01-02_15-04-05`.
 const LEGACY: &str = "%Y-%m-%d_%H-%M-%S";

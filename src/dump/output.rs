@@ -10,7 +10,7 @@ use tokio::io::AsyncRead;
 
 use super::checksum::{checksum_line, copy_hashed, hash_file};
 use super::naming::temp_path;
-use super::values::{ChecksumAlgorithm, FileMode};
+use crate::config::values::{ChecksumAlgorithm, FileMode};
 
 /// A file (or dump directory) that is complete and in place.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, FixedOffset};
 
 use super::naming;
-use super::values::Keep;
+use crate::config::values::Keep;
 
 /// One backup of a database: every file sharing a stamp (dump, checksum, createdb.sql, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub fn purge_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::values::TimestampFormat;
+    use crate::config::values::TimestampFormat;
     use chrono::Duration;
 
     fn three_dumps(now: DateTime<FixedOffset>) -> Vec<String> {

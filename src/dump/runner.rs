@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Semaphore;
 
-use super::config::DumpConfig;
 use super::createdb::{createdb_script, DatabaseDefinition, RoleSettings};
 use super::hooks::{run_hook, HookError, HookKind, HookOutcome};
 use super::naming::{self, backup_dir, dump_extension, dump_path, lock_path};
@@ -23,7 +22,8 @@ use super::select::{select_databases, ListedDatabase, SelectionRules};
 use super::sql;
 use super::standby::{self, StandbyError};
 use super::tools::{self, pg_dump_args, pg_dumpall_args, tool_path, ToolVersion, MIN_PG_DUMP};
-use super::values::{ChecksumAlgorithm, Format};
+use crate::config::dump::DumpConfig;
+use crate::config::values::{ChecksumAlgorithm, Format};
 use crate::conn::{ConnError, ConnSettings, LIBPQ_ENV_VARS};
 use crate::exit::{ExitStatus, Failure};
 
@@ -747,7 +747,11 @@ fn purge(ctx: &Context, report: &RunReport) {
         .lock()
         .map(|s| s.iter().cloned().collect())
         .unwrap_or_default();
-    let mut targets: Vec<(String, super::values::Keep, super::values::PurgeInterval)> = report
+    let mut targets: Vec<(
+        String,
+        crate::config::values::Keep,
+        crate::config::values::PurgeInterval,
+    )> = report
         .databases
         .iter()
         .map(|d| {

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::config::DatabaseDumpSettings;
-use super::values::Format;
+use crate::config::dump::DatabaseDumpSettings;
+use crate::config::values::Format;
 
 /// A tool's path: in `bin_directory` when set, else looked up on PATH.
 pub fn tool_path(bin_directory: &str, tool: &str) -> PathBuf {
@@ -126,8 +126,8 @@ pub fn conninfo_dbname(dbname: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::config::DumpConfig;
-    use crate::dump::values::Compression;
+    use crate::config::dump::DumpConfig;
+    use crate::config::values::Compression;
 
     #[test]
     fn versions() {

@@ -4,15 +4,18 @@
 //! embedded here and printed by `--print-default-config`. A test parses it, so
 //! the documented defaults and [`Config::default`] cannot drift apart.
 
+pub mod dump;
+pub mod values;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::dump::config::DumpConfig;
 use crate::exit::{ExitStatus, Failure};
+use dump::DumpConfig;
 
 /// The documented default configuration, as shipped.
-pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../config.toml");
 
 /// Where the configuration is looked up when no `-c/--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/safe-backup/config.toml";
@@ -78,7 +81,7 @@ impl Default for BackupConfig {
             table: "backup".to_string(),
             log_file: String::new(),
             recheck_interval: 10,
-            name: crate::coproc::state::DEFAULT_NAME.to_string(),
+            name: crate::backup::state::DEFAULT_NAME.to_string(),
         }
     }
 }
@@ -190,7 +193,7 @@ impl Config {
                 "must be at least 1 second",
             ));
         }
-        if let Err(message) = crate::coproc::state::validate_name(&self.backup.name) {
+        if let Err(message) = crate::backup::state::validate_name(&self.backup.name) {
             return Err(invalid("backup.name", &message));
         }
         if self.backup.label.contains('\n') || self.backup.label.contains('\0') {
