@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use crate::cluster::{binary, scratch_dir, Cluster, ClusterOptions};
-use crate::hooks::{coprocesses, run_command, Run};
+use crate::matrix::hooks::{coprocesses, run_command, Run};
 
 /// Runs `program` over TCP (password authentication) with extra environment.
 fn run_tcp(cluster: &Cluster, program: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
@@ -100,7 +100,7 @@ fn passwords_never_reach_errors_or_argv() {
         &[("PGPASSWORD", cluster.password())],
     )
     .assert_ok("pgpre");
-    let coprocess = crate::hooks::the_coprocess(&cluster);
+    let coprocess = crate::matrix::hooks::the_coprocess(&cluster);
     let cmdline = std::fs::read(format!("/proc/{coprocess}/cmdline")).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(cluster.password()));
     let json = run_tcp(

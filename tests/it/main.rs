@@ -1,12 +1,11 @@
-//! The one integration test binary: tests over real PostgreSQL servers started by [`cluster`].
+//! The one integration test binary: tests over real PostgreSQL servers started by [`cluster`],
+//! running our binaries only through [`util`].
 //!
 //! Run with `cargo test --test it`; see `scripts/test` for installing PostgreSQL first.
+//! `cargo test --test it -- matrix::` runs the version-matrix tests alone.
 
 mod cluster;
 mod conn;
 mod dump;
-mod faults;
 mod harness_selftest;
-mod hooks;
-mod named;
-mod restore;
+mod matrix;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::cluster::{binary, Cluster, ClusterOptions};
-use crate::hooks::{coprocesses, run, run_command, wait_for};
+use crate::matrix::hooks::{coprocesses, run, run_command, wait_for};
 
 #[test]
 fn two_names_run_at_once_and_each_pgpost_ends_only_its_own() {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cluster::{binary, pg_binaries, scratch_dir, Cluster, ClusterOptions};
-use crate::hooks::{coprocesses, run, run_command, run_with, the_coprocess, wait_for};
+use crate::matrix::hooks::{coprocesses, run, run_command, run_with, the_coprocess, wait_for};
 
 fn state(cluster: &Cluster) -> String {
     cluster.psql("SELECT state FROM backup")

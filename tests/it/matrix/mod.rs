@@ -1,0 +1,10 @@
+//! The version matrix: every test in this module runs against each PostgreSQL major 10 to 18.
+//!
+//! `scripts/test` runs `cargo test --test it -- matrix::` once per major with `PG_BINDIR`
+//! pointing at that major's server; a test joins the matrix by living here. Everything else in
+//! `tests/it/` runs on the default server only (Debian's 15 in CI).
+
+mod faults;
+pub mod hooks;
+mod named;
+mod restore;
