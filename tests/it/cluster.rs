@@ -129,19 +129,6 @@ pub fn pg_binaries() -> &'static PgBinaries {
     })
 }
 
-/// Path of one of this package's binaries, built by cargo for the integration tests.
-pub fn binary(name: &str) -> PathBuf {
-    let path = match name {
-        "pgpre" => env!("CARGO_BIN_EXE_pgpre"),
-        "pgpost" => env!("CARGO_BIN_EXE_pgpost"),
-        "pgback" => env!("CARGO_BIN_EXE_pgback"),
-        other => {
-            panic!("binary({other:?}): not a binary of this package (known: pgpre, pgpost, pgback)")
-        }
-    };
-    PathBuf::from(path)
-}
-
 /// The OS user the servers run as: `postgres` when the tests run as root, else the current user.
 #[derive(Debug, Clone, Copy)]
 struct ServerUser {
@@ -762,10 +749,11 @@ impl Cluster {
         command
     }
 
-    /// A command for a client program (psql, pgbench, the crate's binaries, anything the code
-    /// under test forks): clean libpq environment (only PATH and HOME kept, then PGHOST,
-    /// PGPORT, PGUSER, PGDATABASE for this cluster's socket) plus the cluster's marker, so
-    /// dropping the cluster kills whatever it left behind. Runs as the test's own user.
+    /// A command for a client program (psql, pgbench, anything the code under test forks; our
+    /// binaries run through `util::TestCommand`, which starts here): clean libpq environment
+    /// (only PATH and HOME kept, then PGHOST, PGPORT, PGUSER, PGDATABASE for this cluster's
+    /// socket) plus the cluster's marker, so dropping the cluster kills whatever it left
+    /// behind. Runs as the test's own user.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut command = Command::new(program);
         command.env_clear();

@@ -3,20 +3,20 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use crate::cluster::{binary, scratch_dir, Cluster, ClusterOptions};
-use crate::matrix::hooks::{coprocesses, run_command, Run};
+use crate::cluster::{scratch_dir, Cluster, ClusterOptions};
+use crate::util::{coprocesses, the_coprocess, Run, TestCommand};
 
 /// Runs `program` over TCP (password authentication) with extra environment.
 fn run_tcp(cluster: &Cluster, program: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = cluster.command(binary(program));
-    command
+    let mut command = TestCommand::new(cluster, program)
         .env("PGHOST", "127.0.0.1")
         .args(["--fast"].iter().filter(|_| program == "pgpre"))
-        .args(args);
+        .args(args)
+        .limit(Duration::from_secs(30));
     for (key, value) in env {
-        command.env(key, value);
+        command = command.env(key, value);
     }
-    run_command(command, Duration::from_secs(30))
+    command.run()
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn passwords_never_reach_errors_or_argv() {
         &[("PGPASSWORD", cluster.password())],
     )
     .assert_ok("pgpre");
-    let coprocess = crate::matrix::hooks::the_coprocess(&cluster);
+    let coprocess = the_coprocess(&cluster);
     let cmdline = std::fs::read(format!("/proc/{coprocess}/cmdline")).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(cluster.password()));
     let json = run_tcp(

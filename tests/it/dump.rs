@@ -3,8 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::util::{wait_for, TestCommand, Tmpfs};
 
 const ODD_NAMES: [&str; 4] = ["a\"b", "x=y z", ".hidden", "név"];
 
@@ -19,8 +23,11 @@ fn conninfo_db(name: &str) -> String {
     )
 }
 
+/// How long one pgback run may take.
+const PGBACK_LIMIT: Duration = Duration::from_secs(180);
+
 /// pgback against `cluster`, with pg_dump from the cluster's client tools.
-fn pgback(cluster: &Cluster, args: &[&str]) -> Command {
+fn pgback(cluster: &Cluster, args: &[&str]) -> TestCommand {
     let pg_dump = cluster::pg_binaries().client_tool("pg_dump");
     let bindir = pg_dump
         .parent()
@@ -30,18 +37,14 @@ fn pgback(cluster: &Cluster, args: &[&str]) -> Command {
     pgback_with_bin(cluster, &bindir, args)
 }
 
-fn pgback_with_bin(cluster: &Cluster, bindir: &str, args: &[&str]) -> Command {
-    let mut command = cluster.command(cluster::binary("pgback"));
-    command
+fn pgback_with_bin(cluster: &Cluster, bindir: &str, args: &[&str]) -> TestCommand {
+    TestCommand::new(cluster, "pgback")
         .args(["-d", &cluster.conninfo_socket(), "-B", bindir])
-        .args(args);
-    command
+        .args(args)
+        .limit(PGBACK_LIMIT)
 }
 
-fn run(mut command: Command) -> Output {
-    command.output().expect("running pgback")
-}
-
+/// What a local tool (sha256sum, `pg_restore -l`) printed, for assertion messages.
 fn text(output: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -106,17 +109,14 @@ fn checksum_of_table(cluster: &Cluster, db: &str) -> String {
 
 fn restore(target: &Cluster, dump: &Path, createdb: &Path, db: &str) {
     let psql = cluster::pg_binaries().client_tool("psql");
-    let out = target
-        .command(&psql)
+    let out = TestCommand::program(target, &psql)
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-f"])
         .arg(createdb)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "createdb.sql: {}", text(&out));
+        .run();
+    out.assert_ok("createdb.sql");
     let name = dump.file_name().unwrap().to_string_lossy().into_owned();
     let out = if name.ends_with(".sql") {
-        target
-            .command(&psql)
+        TestCommand::program(target, &psql)
             .args([
                 "-X",
                 "-q",
@@ -127,17 +127,16 @@ fn restore(target: &Cluster, dump: &Path, createdb: &Path, db: &str) {
                 "-f",
             ])
             .arg(dump)
-            .output()
-            .unwrap()
+            .limit(PGBACK_LIMIT)
+            .run()
     } else {
-        target
-            .command(cluster::pg_binaries().client_tool("pg_restore"))
+        TestCommand::program(target, cluster::pg_binaries().client_tool("pg_restore"))
             .args(["--exit-on-error", "-d", &conninfo_db(db)])
             .arg(dump)
-            .output()
-            .unwrap()
+            .limit(PGBACK_LIMIT)
+            .run()
     };
-    assert!(out.status.success(), "restoring {name}: {}", text(&out));
+    out.assert_ok(&format!("restoring {name}"));
 }
 
 #[test]
@@ -150,11 +149,12 @@ fn every_format_restores_with_checksums_and_createdb() {
     let dir = out_dir.path().display().to_string();
 
     // Custom format for every database, globals and the rest, sha256.
-    let output = run(pgback(
+    let output = pgback(
         &source,
         &["-b", &dir, "-S", "sha256", "-j", "2", "--uniform-timestamp"],
-    ));
-    assert!(output.status.success(), "{}", text(&output));
+    )
+    .run();
+    assert_eq!(output.code, 0, "{output}");
     let names = files_in(out_dir.path());
     for prefix in [
         "pg_globals_",
@@ -177,7 +177,7 @@ fn every_format_restores_with_checksums_and_createdb() {
         "{names:?}"
     );
     assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = &output.stderr;
     assert!(
         stderr.contains("database") && stderr.contains("ok"),
         "{stderr}"
@@ -196,13 +196,11 @@ fn every_format_restores_with_checksums_and_createdb() {
     // but the script must run).
     let psql = cluster::pg_binaries().client_tool("psql");
     let globals = find(out_dir.path(), "pg_globals_", ".sql");
-    let out = target
-        .command(&psql)
+    TestCommand::program(&target, &psql)
         .args(["-X", "-q", "-f"])
         .arg(&globals)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+        .run()
+        .assert_ok("psql -f globals");
 
     // Restore each odd-named database from its custom dump and createdb.sql.
     for db in ODD_NAMES {
@@ -245,7 +243,7 @@ fn every_format_restores_with_checksums_and_createdb() {
     for (format, suffix) in [("plain", ".sql"), ("tar", ".tar"), ("directory", ".d")] {
         let fmt_dir = tempfile::tempdir().unwrap();
         let _ = std::fs::remove_file(&args_log);
-        let output = run(pgback_with_bin(
+        let output = pgback_with_bin(
             &source,
             &bin.path().display().to_string(),
             &[
@@ -259,8 +257,9 @@ fn every_format_restores_with_checksums_and_createdb() {
                 "sha1",
                 "x=y z",
             ],
-        ));
-        assert!(output.status.success(), "{format}: {}", text(&output));
+        )
+        .run();
+        assert_eq!(output.code, 0, "{format}: {output}");
         let logged = std::fs::read_to_string(&args_log).unwrap();
         assert_eq!(
             logged.contains("--jobs=2"),
@@ -309,7 +308,7 @@ fn one_failing_database_fails_the_run_without_purging_and_tells_the_post_hook() 
         "sh -c 'printf \"%s|%s|%s\" \"$PGBACK_STATUS\" \"$PGBACK_FAILED_DATABASES\" \"$PGBACK_FILES\" > {}'",
         hook_out.display()
     );
-    let output = run(pgback(
+    let output = pgback(
         &source,
         &[
             "-c",
@@ -321,9 +320,10 @@ fn one_failing_database_fails_the_run_without_purging_and_tells_the_post_hook() 
             "good",
             "bad",
         ],
-    ));
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    )
+    .run();
+    assert_eq!(output.code, 1, "{output}");
+    let stderr = &output.stderr;
     assert!(
         stderr.contains("[bad]") && stderr.contains("no_such_table"),
         "{stderr}"
@@ -341,7 +341,7 @@ fn one_failing_database_fails_the_run_without_purging_and_tells_the_post_hook() 
     assert!(told.contains("good_"), "{told}");
 
     // Without the failing database the run succeeds and purges the old file.
-    let output = run(pgback(
+    let output = pgback(
         &source,
         &[
             "-c",
@@ -350,8 +350,9 @@ fn one_failing_database_fails_the_run_without_purging_and_tells_the_post_hook() 
             &dir.display().to_string(),
             "good",
         ],
-    ));
-    assert!(output.status.success(), "{}", text(&output));
+    )
+    .run();
+    assert_eq!(output.code, 0, "{output}");
     assert!(!old.exists(), "a successful run purges");
 }
 
@@ -362,41 +363,30 @@ fn failures_before_dumping_have_their_exit_codes() {
     let dir = out_dir.path().display().to_string();
 
     // A failing pre hook: nothing dumped, exit 1.
-    let output = run(pgback(&source, &["-b", &dir, "--pre-backup-hook", "false"]));
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("pre-backup hook"),
-        "{}",
-        text(&output)
-    );
+    let output = pgback(&source, &["-b", &dir, "--pre-backup-hook", "false"]).run();
+    assert_eq!(output.code, 1, "{output}");
+    assert!(output.stderr.contains("pre-backup hook"), "{output}");
     assert!(files_in(out_dir.path()).is_empty());
 
     // Missing pg_dump: usage error with a hint.
-    let output = run(pgback_with_bin(&source, "/nonexistent/bin", &["-b", &dir]));
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("hint:"),
-        "{}",
-        text(&output)
-    );
+    let output = pgback_with_bin(&source, "/nonexistent/bin", &["-b", &dir]).run();
+    assert_eq!(output.code, 2, "{output}");
+    assert!(output.stderr.contains("hint:"), "{output}");
 
     // Unreachable server: connection error.
-    let output = run(pgback(
-        &source,
-        &["-b", &dir, "-h", "/nonexistent/socket/dir"],
-    ));
-    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    let output = pgback(&source, &["-b", &dir, "-h", "/nonexistent/socket/dir"]).run();
+    assert_eq!(output.code, 3, "{output}");
 
     // Unknown config key: usage error naming it.
     let config = out_dir.path().join("bad.toml");
     std::fs::write(&config, "[dump]\nbackup_dir = \"/x\"\n").unwrap();
-    let output = run(pgback(&source, &["-c", &config.display().to_string()]));
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let output = pgback(&source, &["-c", &config.display().to_string()]).run();
+    assert_eq!(output.code, 2, "{output}");
     assert!(
-        String::from_utf8_lossy(&output.stderr)
+        output
+            .stderr
             .contains(&format!("{}:2: dump.backup_dir", config.display())),
-        "{}",
-        text(&output)
+        "{output}"
     );
     // A per-database key too, and the same file is read by pgpre (one config file).
     std::fs::write(
@@ -404,49 +394,32 @@ fn failures_before_dumping_have_their_exit_codes() {
         "[backup]\ntable = \"snap\"\n[dump.databases.\"my db\"]\nformat = \"tar\"\ncolour = 1\n",
     )
     .unwrap();
-    let output = run(pgback(&source, &["-c", &config.display().to_string()]));
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let output = pgback(&source, &["-c", &config.display().to_string()]).run();
+    assert_eq!(output.code, 2, "{output}");
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains(&format!(
+        output.stderr.contains(&format!(
             "{}:5: dump.databases.\"my db\".colour",
             config.display()
         )),
-        "{}",
-        text(&output)
+        "{output}"
     );
 
     // Invalid flag value.
-    let output = run(pgback(&source, &["-m", "08170"]));
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let output = pgback(&source, &["-m", "08170"]).run();
+    assert_eq!(output.code, 2, "{output}");
 }
 
 #[test]
 fn a_standby_is_paused_during_the_dumps_and_resumed_after() {
-    let mut primary = Cluster::start(ClusterOptions::default());
-    primary.psql("CREATE DATABASE app");
-    primary
-        .try_psql_in(
-            "app",
-            "CREATE TABLE t(i int); INSERT INTO t SELECT generate_series(1, 100)",
-        )
-        .unwrap();
-    let standby = primary.start_standby();
-    // Wait for the standby to have the database.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while standby.try_psql_in("app", "SELECT count(*) FROM t") != Ok("100".to_string()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "standby never caught up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let (_primary, standby) = primary_and_standby();
     let out_dir = tempfile::tempdir().unwrap();
-    let output = run(pgback(
+    let output = pgback(
         &standby,
         &["-v", "-b", &out_dir.path().display().to_string(), "app"],
-    ));
-    assert!(output.status.success(), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    )
+    .run();
+    assert_eq!(output.code, 0, "{output}");
+    let stderr = &output.stderr;
     assert!(stderr.contains("WAL replay paused"), "{stderr}");
     assert!(stderr.contains("WAL replay resumed"), "{stderr}");
     assert_eq!(standby.psql("SELECT pg_is_wal_replay_paused()"), "f");
@@ -454,15 +427,6 @@ fn a_standby_is_paused_during_the_dumps_and_resumed_after() {
     assert!(files_in(out_dir.path())
         .iter()
         .any(|n| n.starts_with("app_") && n.ends_with(".dump")));
-}
-
-/// Polls `check` every 200 ms until it returns true; panics with `what` after `limit`.
-fn wait_for(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !check() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
 }
 
 /// A primary with database `app` (table `t`) and a streaming standby that has it.
@@ -476,53 +440,10 @@ fn primary_and_standby() -> (Cluster, Cluster) {
         )
         .unwrap();
     let standby = primary.start_standby();
-    wait_for(
-        std::time::Duration::from_secs(60),
-        "the standby catching up",
-        || standby.try_psql_in("app", "SELECT count(*) FROM t") == Ok("100".to_string()),
-    );
+    wait_for("the standby catching up", Duration::from_secs(60), || {
+        standby.try_psql_in("app", "SELECT count(*) FROM t") == Ok("100".to_string())
+    });
     (primary, standby)
-}
-
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop (the tests run as root).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs needs root: {}",
-            text(&out)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
 }
 
 #[test]
@@ -542,7 +463,7 @@ fn a_full_disk_fails_the_database_leaves_no_partial_file_and_purges_nothing() {
     let dir = disk.path();
     let old = dir.join("small_2001-01-01T00:00:00Z.sql");
     std::fs::write(&old, b"old").unwrap();
-    let output = run(pgback(
+    let output = pgback(
         &source,
         &[
             "-b",
@@ -556,9 +477,10 @@ fn a_full_disk_fails_the_database_leaves_no_partial_file_and_purges_nothing() {
             "small",
             "big",
         ],
-    ));
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    )
+    .run();
+    assert_eq!(output.code, 1, "{output}");
+    let stderr = &output.stderr;
     assert!(stderr.contains("failed: \"big\""), "{stderr}");
     assert!(
         stderr.contains("No space left on device"),
@@ -595,7 +517,7 @@ fn sigterm_during_a_dump_on_a_standby_resumes_replay_and_tells_the_post_hook() {
         "sh -c 'printf %s \"$PGBACK_STATUS\" > {}'",
         hook_out.display()
     );
-    let mut child = pgback_with_bin(
+    let pgback = pgback_with_bin(
         &standby,
         &bin.path().display().to_string(),
         &[
@@ -606,42 +528,21 @@ fn sigterm_during_a_dump_on_a_standby_resumes_replay_and_tells_the_post_hook() {
             "app",
         ],
     )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("starting pgback");
-    wait_for(
-        std::time::Duration::from_secs(30),
-        "replay paused by pgback",
-        || standby.psql("SELECT pg_is_wal_replay_paused()") == "t",
-    );
+    .spawn();
+    wait_for("replay paused by pgback", Duration::from_secs(30), || {
+        standby.psql("SELECT pg_is_wal_replay_paused()") == "t"
+    });
     // The dump of app has started (its lock file exists) and is sleeping.
-    wait_for(
-        std::time::Duration::from_secs(30),
-        "pg_dump of app started",
-        || out_dir.path().join("dumps/app.lock").exists(),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("pgback did not exit within 30 s of SIGTERM");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!status.success(), "{stderr}");
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    wait_for("pg_dump of app started", Duration::from_secs(30), || {
+        out_dir.path().join("dumps/app.lock").exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    pgback.signal(Signal::SIGTERM);
+    // Within 30 s of SIGTERM, or the run fails naming the limit.
+    let output = pgback.finish_within(Duration::from_secs(30));
+    let stderr = &output.stderr;
+    assert_ne!(output.code, 0, "{stderr}");
+    assert_eq!(output.code, 1, "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_eq!(standby.psql("SELECT pg_is_wal_replay_paused()"), "f");
     assert_eq!(std::fs::read_to_string(&hook_out).unwrap(), "failure");
@@ -677,13 +578,13 @@ fn a_held_access_exclusive_lock_ends_in_the_pause_timeout() {
     }
     let locks = "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock'";
     wait_for(
-        std::time::Duration::from_secs(30),
         "the AccessExclusiveLock replicated to the standby",
+        Duration::from_secs(30),
         || standby.psql(locks) != "0",
     );
     let out_dir = tempfile::tempdir().unwrap();
-    let started = std::time::Instant::now();
-    let output = run(pgback(
+    let started = Instant::now();
+    let output = pgback(
         &standby,
         &[
             "-v",
@@ -693,13 +594,14 @@ fn a_held_access_exclusive_lock_ends_in_the_pause_timeout() {
             &out_dir.path().display().to_string(),
             "app",
         ],
-    ));
+    )
+    .run();
     let elapsed = started.elapsed();
     // Release the lock (closing stdin ends the session, rolling back).
     drop(holder.stdin.take());
     let _ = holder.wait();
-    assert_eq!(output.status.code(), Some(6), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.code, 6, "{output}");
+    let stderr = &output.stderr;
     assert!(
         stderr.contains("AccessExclusiveLock is held"),
         "retried: {stderr}"
@@ -710,8 +612,7 @@ fn a_held_access_exclusive_lock_ends_in_the_pause_timeout() {
     );
     assert!(stderr.contains("hint:"), "{stderr}");
     assert!(
-        elapsed >= std::time::Duration::from_secs(3)
-            && elapsed < std::time::Duration::from_secs(20),
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(20),
         "{elapsed:?}"
     );
     assert_eq!(standby.psql("SELECT pg_is_wal_replay_paused()"), "f");
@@ -743,7 +644,7 @@ fn a_non_superuser_gets_warnings_and_globals_without_passwords() {
         )
         .unwrap();
     let out_dir = tempfile::tempdir().unwrap();
-    let output = run(pgback(
+    let output = pgback(
         &source,
         &[
             "-U",
@@ -754,9 +655,10 @@ fn a_non_superuser_gets_warnings_and_globals_without_passwords() {
             &out_dir.path().display().to_string(),
             "appdb",
         ],
-    ));
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    )
+    .run();
+    assert_eq!(output.code, 0, "{output}");
+    let stderr = &output.stderr;
     for prefix in ["pg_settings", "hba_file", "ident_file"] {
         assert!(
             stderr.contains(&format!("{prefix} not saved")),
@@ -852,7 +754,7 @@ fn large_objects_restore_and_with_blobs_false_leaves_them_out() {
 
     for (format, suffix) in [("custom", ".dump"), ("plain", ".sql")] {
         let dir = out_dir.path().join(format);
-        let output = run(pgback(
+        let output = pgback(
             &source,
             &[
                 "-c",
@@ -864,8 +766,9 @@ fn large_objects_restore_and_with_blobs_false_leaves_them_out() {
                 "lo",
                 "nolo",
             ],
-        ));
-        assert!(output.status.success(), "{format}: {}", text(&output));
+        )
+        .run();
+        assert_eq!(output.code, 0, "{format}: {output}");
         let dump = find(&dir, "lo_", suffix);
         let nolo = find(&dir, "nolo_", suffix);
         if format == "custom" {
@@ -938,11 +841,12 @@ fn templates_are_dumped_only_with_the_flag_and_template0_never() {
     };
 
     let plain_dir = tempfile::tempdir().unwrap();
-    let output = run(pgback(
+    let output = pgback(
         &source,
         &["--dump-only", "-b", &plain_dir.path().display().to_string()],
-    ));
-    assert!(output.status.success(), "{}", text(&output));
+    )
+    .run();
+    assert_eq!(output.code, 0, "{output}");
     assert_eq!(
         dumped(plain_dir.path()),
         ["postgres"],
@@ -951,11 +855,8 @@ fn templates_are_dumped_only_with_the_flag_and_template0_never() {
 
     for flag in ["-t", "--with-templates"] {
         let dir = tempfile::tempdir().unwrap();
-        let output = run(pgback(
-            &source,
-            &[flag, "-b", &dir.path().display().to_string()],
-        ));
-        assert!(output.status.success(), "{flag}: {}", text(&output));
+        let output = pgback(&source, &[flag, "-b", &dir.path().display().to_string()]).run();
+        assert_eq!(output.code, 0, "{flag}: {output}");
         assert_eq!(
             dumped(dir.path()),
             ["postgres", "template1", "tpl"],
@@ -983,7 +884,7 @@ fn templates_are_dumped_only_with_the_flag_and_template0_never() {
 
     // Named explicitly, template0 is still left out.
     let dir = tempfile::tempdir().unwrap();
-    let output = run(pgback(
+    let output = pgback(
         &source,
         &[
             "--dump-only",
@@ -992,9 +893,10 @@ fn templates_are_dumped_only_with_the_flag_and_template0_never() {
             "template0",
             "tpl",
         ],
-    ));
-    assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(dumped(dir.path()), ["tpl"], "{}", text(&output));
+    )
+    .run();
+    assert_eq!(output.code, 0, "{output}");
+    assert_eq!(dumped(dir.path()), ["tpl"], "{output}");
 }
 
 /// `flock <file> sleep 60` in its own process group, killed (group and all) on drop.
@@ -1013,8 +915,8 @@ impl HeldLock {
             .expect("running flock (util-linux)");
         let lock = HeldLock { child };
         wait_for(
-            std::time::Duration::from_secs(10),
             "flock holding the lock file",
+            Duration::from_secs(10),
             || {
                 file.exists()
                     && !Command::new("flock")
@@ -1054,9 +956,9 @@ fn a_locked_database_fails_alone_and_nothing_is_purged() {
     let held = HeldLock::hold(&lock_file);
     let args = ["-b", &dir.display().to_string(), "-P", "1", "busy", "free"].map(String::from);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = run(pgback(&source, &args));
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = pgback(&source, &args).run();
+    assert_eq!(output.code, 1, "{output}");
+    let stderr = &output.stderr;
     assert!(
         stderr.contains(&format!(
             "{} is locked by another pgback run",
@@ -1085,8 +987,8 @@ fn a_locked_database_fails_alone_and_nothing_is_purged() {
 
     // Released, the same run succeeds and purges.
     drop(held);
-    let output = run(pgback(&source, &args));
-    assert!(output.status.success(), "{}", text(&output));
+    let output = pgback(&source, &args).run();
+    assert_eq!(output.code, 0, "{output}");
     assert!(
         !old_busy.exists() && !old_free.exists(),
         "{:?}",
@@ -1100,15 +1002,15 @@ fn a_failing_dump_on_a_standby_resumes_replay() {
     let (primary, standby) = primary_and_standby();
     primary.psql("CREATE DATABASE bad");
     wait_for(
-        std::time::Duration::from_secs(60),
         "the standby getting database bad",
+        Duration::from_secs(60),
         || standby.try_psql_in("bad", "SELECT 1") == Ok("1".to_string()),
     );
     let bin = wrapped_pg_dump(
         "if [ \"$PGDATABASE\" = bad ]; then echo 'wrapper: no dump of bad' >&2; exit 1; fi",
     );
     let out_dir = tempfile::tempdir().unwrap();
-    let output = run(pgback_with_bin(
+    let output = pgback_with_bin(
         &standby,
         &bin.path().display().to_string(),
         &[
@@ -1118,9 +1020,10 @@ fn a_failing_dump_on_a_standby_resumes_replay() {
             "app",
             "bad",
         ],
-    ));
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    )
+    .run();
+    assert_eq!(output.code, 1, "{output}");
+    let stderr = &output.stderr;
     assert!(stderr.contains("WAL replay paused"), "{stderr}");
     assert!(stderr.contains("WAL replay resumed"), "{stderr}");
     assert!(
@@ -1147,8 +1050,8 @@ fn a_failing_dump_on_a_standby_resumes_replay() {
         .try_psql_in("app", "INSERT INTO t VALUES (101)")
         .unwrap();
     wait_for(
-        std::time::Duration::from_secs(60),
         "the standby replaying after pgback",
+        Duration::from_secs(60),
         || standby.try_psql_in("app", "SELECT count(*) FROM t") == Ok("101".to_string()),
     );
 }

@@ -114,7 +114,7 @@ fn archiving_can_be_turned_off() {
 #[test]
 fn crate_binaries_are_built() {
     for name in ["pgpre", "pgpost"] {
-        let path = cluster::binary(name);
+        let path = crate::util::binary(name);
         assert!(path.is_file(), "{} is missing", path.display());
     }
 }

@@ -9,3 +9,4 @@ mod conn;
 mod dump;
 mod harness_selftest;
 mod matrix;
+mod util;

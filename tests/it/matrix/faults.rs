@@ -2,16 +2,17 @@
 
 use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cluster::{binary, pg_binaries, scratch_dir, Cluster, ClusterOptions};
-use crate::matrix::hooks::{coprocesses, run, run_command, run_with, the_coprocess, wait_for};
+use nix::sys::signal::Signal;
 
-fn state(cluster: &Cluster) -> String {
-    cluster.psql("SELECT state FROM backup")
-}
+use crate::cluster::{pg_binaries, scratch_dir, Cluster, ClusterOptions};
+use crate::util::{
+    backup_row, backup_state, coprocesses, holding_session_connected, run, the_coprocess, wait_for,
+    TestCommand, Tmpfs,
+};
 
 #[test]
 fn pg_terminate_backend_of_the_held_session_fails_the_backup() {
@@ -21,11 +22,9 @@ fn pg_terminate_backend_of_the_held_session_fails_the_backup() {
     wait_for(
         "the failure to be recorded",
         Duration::from_secs(20),
-        || state(&cluster) == "failed",
+        || backup_state(&cluster) == "failed",
     );
-    assert!(cluster
-        .psql("SELECT error FROM backup")
-        .contains("lost its session"));
+    assert!(backup_row(&cluster, "error").contains("lost its session"));
     run(&cluster, "pgpost", &[])
         .assert_code(1, "pgpost after pg_terminate_backend")
         .assert_stderr("lost its session");
@@ -48,87 +47,45 @@ fn timeouts_set_on_the_role_do_not_end_the_held_session() {
     }
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(state(&cluster), "running");
+    assert_eq!(backup_state(&cluster), "running");
     let post = run(&cluster, "pgpost", &[]);
     post.assert_ok("pgpost after the role's timeouts ran out");
     assert!(post.stdout.starts_with("START WAL LOCATION"));
 }
 
-/// A small tmpfs mounted for one test, unmounted on drop.
-struct SmallDisk {
-    path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = scratch_dir();
-        let path = dir.path().join("disk");
-        std::fs::create_dir(&path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .expect("run mount (the tests run as root)");
-        assert!(status.success(), "mounting a tmpfs needs root");
-        SmallDisk { path, _dir: dir }
-    }
-
-    fn fill(&self) {
-        let mut filler = std::fs::File::create(self.path.join("filler")).unwrap();
-        let block = vec![0u8; 4096];
-        while filler.write_all(&block).is_ok() {}
-    }
-
-    fn remount_read_only(&self) {
-        let status = Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(&self.path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
 #[test]
 fn read_only_output_dir_is_refused_before_anything_stops() {
     let cluster = Cluster::start(ClusterOptions::default());
-    let disk = SmallDisk::mount("1m");
+    let disk = Tmpfs::mount("1m");
     disk.remount_read_only();
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     run(
         &cluster,
         "pgpost",
-        &["--output-dir", disk.path.to_str().unwrap()],
+        &["--output-dir", disk.path().to_str().unwrap()],
     )
     .assert_code(7, "read-only output dir")
     .assert_stderr("Read-only file system");
-    assert_eq!(state(&cluster), "running", "nothing was stopped");
+    assert_eq!(backup_state(&cluster), "running", "nothing was stopped");
     run(&cluster, "pgpost", &[]).assert_ok("pgpost without the output dir");
 }
 
 #[test]
 fn full_disk_keeps_the_backup_retrievable_and_leaves_no_half_file() {
     let cluster = Cluster::start(ClusterOptions::default());
-    let disk = SmallDisk::mount("64k");
+    let disk = Tmpfs::mount("64k");
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     // Room for the probe file, none for the label.
     disk.fill();
     let full = run(
         &cluster,
         "pgpost",
-        &["--output-dir", disk.path.to_str().unwrap()],
+        &["--output-dir", disk.path().to_str().unwrap()],
     );
     full.assert_code(7, "full output dir");
     full.assert_stderr("No space left on device");
     full.assert_stderr("pgpost --fetch --output-dir");
-    let leftovers: Vec<_> = std::fs::read_dir(&disk.path)
+    let leftovers: Vec<_> = std::fs::read_dir(disk.path())
         .unwrap()
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
@@ -138,7 +95,11 @@ fn full_disk_keeps_the_backup_retrievable_and_leaves_no_half_file() {
         leftovers.is_empty(),
         "half-written files left: {leftovers:?}"
     );
-    assert_eq!(state(&cluster), "complete", "the backup itself completed");
+    assert_eq!(
+        backup_state(&cluster),
+        "complete",
+        "the backup itself completed"
+    );
     let elsewhere = scratch_dir();
     let fetched = run(
         &cluster,
@@ -195,13 +156,9 @@ fn sigkill_of_pgpre_while_it_waits_leaves_no_unknown_backup() {
     run(&cluster, "pgpre", &["--fast"]).assert_ok("first pgpre");
     run(&cluster, "pgpost", &[]).assert_ok("first pgpost");
     let lock = TableLock::take(&cluster);
-    let mut pgpre = cluster
-        .command(binary("pgpre"))
+    let pgpre = TestCommand::new(&cluster, "pgpre")
         .args(["--fast", "-l", "orphan"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     wait_for(
         "the co-process to block on the table",
         Duration::from_secs(20),
@@ -210,17 +167,15 @@ fn sigkill_of_pgpre_while_it_waits_leaves_no_unknown_backup() {
                 == "1"
         },
     );
-    pgpre.kill().unwrap();
-    pgpre.wait().unwrap();
+    pgpre.signal(Signal::SIGKILL);
+    pgpre.finish();
     drop(lock);
     wait_for(
         "the orphan backup to be failed",
         Duration::from_secs(20),
-        || cluster.psql("SELECT state || ' ' || label FROM backup") == "failed orphan",
+        || backup_row(&cluster, "state || ' ' || label") == "failed orphan",
     );
-    assert!(cluster
-        .psql("SELECT error FROM backup")
-        .contains("pgpre ended before it could report"));
+    assert!(backup_row(&cluster, "error").contains("pgpre ended before it could report"));
     wait_for("the co-process to exit", Duration::from_secs(10), || {
         coprocesses(&cluster).is_empty()
     });
@@ -232,8 +187,7 @@ fn only_the_backup_role_can_change_the_state_table() {
     let cluster = Cluster::start(ClusterOptions::default());
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     cluster.psql("CREATE ROLE intruder LOGIN");
-    let output = cluster
-        .command(pg_binaries().client_tool("psql"))
+    let output = TestCommand::program(&cluster, pg_binaries().client_tool("psql"))
         .args([
             "-X",
             "-U",
@@ -241,11 +195,10 @@ fn only_the_backup_role_can_change_the_state_table() {
             "-c",
             "UPDATE backup SET state = 'done'",
         ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("permission denied"));
-    assert_eq!(state(&cluster), "running");
+        .run();
+    assert_ne!(output.code, 0, "{output}");
+    assert!(output.stderr.contains("permission denied"), "{output}");
+    assert_eq!(backup_state(&cluster), "running");
     run(&cluster, "pgpost", &[]).assert_ok("pgpost");
 }
 
@@ -303,8 +256,7 @@ impl Proxy {
 fn a_cut_network_fails_the_backup() {
     let cluster = Cluster::start(ClusterOptions::default());
     let proxy = Proxy::start(cluster.port());
-    let mut pgpre = cluster.command(binary("pgpre"));
-    pgpre
+    TestCommand::new(&cluster, "pgpre")
         .env("PGHOST", "127.0.0.1")
         .env("PGPORT", proxy.port.to_string())
         .env("PGPASSWORD", cluster.password())
@@ -312,19 +264,22 @@ fn a_cut_network_fails_the_backup() {
             "--fast",
             "-d",
             "keepalives_idle=1 keepalives_interval=1 keepalives_count=2",
-        ]);
-    run_command(pgpre, Duration::from_secs(30)).assert_ok("pgpre through the proxy");
+        ])
+        .limit(Duration::from_secs(30))
+        .run()
+        .assert_ok("pgpre through the proxy");
     let coprocess = the_coprocess(&cluster);
     proxy.cut();
     // The server loses the held session; pgpost (over the socket) finds the holder gone.
     wait_for("the held backend to end", Duration::from_secs(20), || {
-        cluster.psql("SELECT count(*) FROM pg_stat_activity a JOIN backup b ON a.pid = b.pid")
-            == "0"
+        !holding_session_connected(&cluster)
     });
-    run_with(&cluster, "pgpost", &[], Duration::from_secs(20))
+    TestCommand::new(&cluster, "pgpost")
+        .limit(Duration::from_secs(20))
+        .run()
         .assert_code(1, "pgpost after the cut")
         .assert_stderr("failed");
-    assert_eq!(state(&cluster), "failed");
+    assert_eq!(backup_state(&cluster), "failed");
     assert!(
         std::fs::metadata(format!("/proc/{coprocess}")).is_ok() || coprocesses(&cluster).is_empty()
     );
@@ -341,14 +296,12 @@ fn start_timeout_fails_the_start_and_records_why() {
     cluster.pgbench_init(3);
     cluster.psql("UPDATE pgbench_accounts SET filler = 'dirty'");
     let started = std::time::Instant::now();
-    run_with(
-        &cluster,
-        "pgpre",
-        &["--spread", "--start-timeout", "2", "-l", "slow start"],
-        Duration::from_secs(90),
-    )
-    .assert_code(6, "pgpre whose checkpoint outlasts start_timeout")
-    .assert_stderr("did not start within start_timeout (2 s)");
+    TestCommand::new(&cluster, "pgpre")
+        .args(["--spread", "--start-timeout", "2", "-l", "slow start"])
+        .limit(Duration::from_secs(90))
+        .run()
+        .assert_code(6, "pgpre whose checkpoint outlasts start_timeout")
+        .assert_stderr("did not start within start_timeout (2 s)");
     // The start function was cancelled, not waited for to the end of the checkpoint.
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -356,7 +309,7 @@ fn start_timeout_fails_the_start_and_records_why() {
         started.elapsed()
     );
     assert_eq!(
-        cluster.psql("SELECT state || ' ' || label FROM backup"),
+        backup_row(&cluster, "state || ' ' || label"),
         "failed slow start"
     );
     run(&cluster, "pgpost", &[])

@@ -1,131 +1,15 @@
 //! pgpre / pgpost against real servers: the cycle, the failure paths of safe-backup's table, and bad input.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{binary, marked_processes, scratch_dir, Cluster, ClusterOptions};
+use nix::sys::signal::Signal;
 
-/// What a finished run of one of our binaries printed.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn assert_code(&self, code: i32, what: &str) -> &Self {
-        assert_eq!(self.code, code, "{what}: unexpected exit code\n{self:#?}");
-        self
-    }
-
-    pub fn assert_ok(&self, what: &str) -> &Self {
-        self.assert_code(0, what)
-    }
-
-    pub fn assert_stderr(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}\n{self:#?}"
-        );
-        self
-    }
-
-    pub fn assert_stderr_any(&self, needles: &[&str]) -> &Self {
-        assert!(
-            needles.iter().any(|needle| self.stderr.contains(needle)),
-            "stderr lacks all of {needles:?}\n{self:#?}"
-        );
-        self
-    }
-}
-
-/// Runs `program` (pgpre or pgpost) against `cluster` with `args`; panics after `limit`.
-pub fn run_with(cluster: &Cluster, program: &str, args: &[&str], limit: Duration) -> Run {
-    let mut command = cluster.command(binary(program));
-    command.args(args);
-    run_command(command, limit)
-}
-
-/// Runs a prepared command with captured output; panics after `limit`.
-pub fn run_command(mut command: std::process::Command, limit: Duration) -> Run {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let what = format!("{command:?}");
-    let child = command.spawn().expect("spawn our binary");
-    let pid = child.id() as i32;
-    let (sender, receiver) = mpsc::channel();
-    // wait_with_output returns only when every holder of the pipes closed them:
-    // a co-process that kept them would make this time out.
-    std::thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(limit) {
-        Ok(output) => {
-            let output = output.expect("wait for our binary");
-            Run {
-                code: output.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }
-        }
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            panic!("{what} did not finish (or left its output pipes open) within {limit:?}");
-        }
-    }
-}
-
-/// Runs with a 60 s limit.
-pub fn run(cluster: &Cluster, program: &str, args: &[&str]) -> Run {
-    run_with(cluster, program, args, Duration::from_secs(60))
-}
-
-/// Polls `condition` every 100 ms until it holds; panics with `what` after `limit`.
-pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Pids of the live co-processes started against this cluster.
-pub fn coprocesses(cluster: &Cluster) -> Vec<i32> {
-    marked_processes(cluster.marker())
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|stat| stat.contains("(pgpre)") && !stat.contains(") Z "))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// The one co-process; panics unless exactly one runs.
-pub fn the_coprocess(cluster: &Cluster) -> i32 {
-    let pids = coprocesses(cluster);
-    assert_eq!(pids.len(), 1, "expected one co-process, found {pids:?}");
-    pids[0]
-}
-
-fn state(cluster: &Cluster) -> String {
-    cluster.psql("SELECT state FROM backup")
-}
-
-fn signal(pid: i32, signal: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal the co-process");
-}
+use crate::cluster::{scratch_dir, Cluster, ClusterOptions};
+use crate::util::{
+    backup_row, backup_state, coprocesses, holding_session_connected, run, send_signal,
+    the_coprocess, wait_for, TestCommand,
+};
 
 /// A config file in `dir` with a short re-read interval, so ownership checks are quick.
 fn quick_config(dir: &Path, extra: &str) -> String {
@@ -148,9 +32,9 @@ fn full_cycle_prints_the_label_and_records_history() {
     let lsn = pre.stdout.trim();
     assert!(lsn.contains('/'), "pgpre prints the start LSN: {pre:#?}");
     // `running` is committed before pgpre exits: no race with a fast pgpost.
-    assert_eq!(state(&cluster), "running");
-    assert_eq!(cluster.psql("SELECT start_lsn FROM backup"), lsn);
-    assert_eq!(cluster.psql("SELECT label FROM backup"), label);
+    assert_eq!(backup_state(&cluster), "running");
+    assert_eq!(backup_row(&cluster, "start_lsn"), lsn);
+    assert_eq!(backup_row(&cluster, "label"), label);
     let post = run(&cluster, "pgpost", &[]);
     post.assert_ok("pgpost");
     assert!(post.stdout.starts_with("START WAL LOCATION: "), "{post:#?}");
@@ -159,8 +43,8 @@ fn full_cycle_prints_the_label_and_records_history() {
         "{post:#?}"
     );
     // Byte for byte what the server returned.
-    assert_eq!(post.stdout, cluster.psql("SELECT backup_label FROM backup"));
-    assert_eq!(state(&cluster), "complete");
+    assert_eq!(post.stdout, backup_row(&cluster, "backup_label"));
+    assert_eq!(backup_state(&cluster), "complete");
     assert_eq!(
         cluster.psql("SELECT state || ' ' || label FROM backup_history"),
         format!("complete {label}")
@@ -175,7 +59,10 @@ fn pgpre_returns_at_once_while_the_coprocess_holds_the_backup() {
     let cluster = new_cluster();
     // Both pipes captured, as `lsn=$(pgpre 2>&1 | cat)` would: run() times out
     // if the co-process kept either.
-    let pre = run_with(&cluster, "pgpre", &["--fast"], Duration::from_secs(20));
+    let pre = TestCommand::new(&cluster, "pgpre")
+        .args(["--fast"])
+        .limit(Duration::from_secs(20))
+        .run();
     pre.assert_ok("pgpre");
     let coprocess = the_coprocess(&cluster);
     let stat = std::fs::read_to_string(format!("/proc/{coprocess}/stat")).expect("stat");
@@ -204,7 +91,7 @@ fn pgpre_returns_at_once_while_the_coprocess_holds_the_backup() {
         std::fs::read_link(format!("/proc/{coprocess}/cwd")).unwrap(),
         Path::new("/")
     );
-    assert_eq!(state(&cluster), "running");
+    assert_eq!(backup_state(&cluster), "running");
     run(&cluster, "pgpost", &[]).assert_ok("pgpost");
 }
 
@@ -215,7 +102,7 @@ fn second_pgpre_supersedes_the_first() {
     let first = the_coprocess(&cluster);
     run(&cluster, "pgpre", &["--fast", "-l", "second"]).assert_ok("second pgpre");
     assert_eq!(
-        cluster.psql("SELECT state || ' ' || label FROM backup"),
+        backup_row(&cluster, "state || ' ' || label"),
         "running second"
     );
     let history = cluster.psql("SELECT state || ' ' || label || ': ' || error FROM backup_history");
@@ -229,7 +116,7 @@ fn second_pgpre_supersedes_the_first() {
         || !coprocesses(&cluster).contains(&first),
     );
     // The superseded co-process's late report did not touch the new row.
-    assert_eq!(state(&cluster), "running");
+    assert_eq!(backup_state(&cluster), "running");
     let post = run(&cluster, "pgpost", &[]);
     post.assert_ok("pgpost");
     assert!(post.stdout.contains("LABEL: second\n"), "{post:#?}");
@@ -240,11 +127,9 @@ fn backup_timeout_fails_the_backup_and_pgpost_reports_it_at_once() {
     let cluster = new_cluster();
     run(&cluster, "pgpre", &["--fast", "--backup-timeout", "2"]).assert_ok("pgpre");
     wait_for("the backup to fail", Duration::from_secs(20), || {
-        state(&cluster) == "failed"
+        backup_state(&cluster) == "failed"
     });
-    assert!(cluster
-        .psql("SELECT error FROM backup")
-        .contains("backup_timeout (2 s)"));
+    assert!(backup_row(&cluster, "error").contains("backup_timeout (2 s)"));
     let started = Instant::now();
     run(&cluster, "pgpost", &[])
         .assert_code(1, "pgpost after the timeout")
@@ -269,7 +154,9 @@ fn pgpost_without_any_backup() {
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     run(&cluster, "pgpost", &[]).assert_ok("pgpost");
     cluster.psql("DELETE FROM backup");
-    run_with(&cluster, "pgpost", &[], Duration::from_secs(10))
+    TestCommand::new(&cluster, "pgpost")
+        .limit(Duration::from_secs(10))
+        .run()
         .assert_code(5, "pgpost with an empty table")
         .assert_stderr("the table backup is empty");
 }
@@ -285,7 +172,7 @@ fn pgpost_never_overwrites_a_finished_backup() {
         .assert_code(5, "second pgpost")
         .assert_stderr("already completed");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(state(&cluster), "complete");
+    assert_eq!(backup_state(&cluster), "complete");
     let fetched = run(&cluster, "pgpost", &["--fetch"]);
     fetched.assert_ok("pgpost --fetch");
     assert_eq!(fetched.stdout, first.stdout);
@@ -294,7 +181,7 @@ fn pgpost_never_overwrites_a_finished_backup() {
     run(&cluster, "pgpost", &[])
         .assert_code(1, "pgpost on a failed row")
         .assert_stderr("backup \"done-once\" failed: disk on fire");
-    assert_eq!(state(&cluster), "failed");
+    assert_eq!(backup_state(&cluster), "failed");
 }
 
 #[test]
@@ -302,15 +189,16 @@ fn sigkill_of_the_coprocess_is_detected_by_pgpost() {
     let cluster = new_cluster();
     run(&cluster, "pgpre", &["--fast", "-l", "killed"]).assert_ok("pgpre");
     let coprocess = the_coprocess(&cluster);
-    signal(coprocess, nix::sys::signal::Signal::SIGKILL);
+    send_signal(coprocess, Signal::SIGKILL);
     wait_for("the held backend to end", Duration::from_secs(10), || {
-        cluster.psql("SELECT count(*) FROM pg_stat_activity a JOIN backup b ON a.pid = b.pid")
-            == "0"
+        !holding_session_connected(&cluster)
     });
-    run_with(&cluster, "pgpost", &[], Duration::from_secs(10))
+    TestCommand::new(&cluster, "pgpost")
+        .limit(Duration::from_secs(10))
+        .run()
         .assert_code(1, "pgpost after SIGKILL")
         .assert_stderr("the co-process holding the backup is gone");
-    assert_eq!(state(&cluster), "failed");
+    assert_eq!(backup_state(&cluster), "failed");
     // The next pgpre takes over cleanly.
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre after SIGKILL");
     run(&cluster, "pgpost", &[]).assert_ok("pgpost after SIGKILL");
@@ -321,13 +209,11 @@ fn sigterm_to_the_coprocess_fails_the_backup_and_ends_backup_mode() {
     let cluster = new_cluster();
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     let coprocess = the_coprocess(&cluster);
-    signal(coprocess, nix::sys::signal::Signal::SIGTERM);
+    send_signal(coprocess, Signal::SIGTERM);
     wait_for("the backup to fail", Duration::from_secs(10), || {
-        state(&cluster) == "failed"
+        backup_state(&cluster) == "failed"
     });
-    assert!(cluster
-        .psql("SELECT error FROM backup")
-        .contains("received SIGTERM"));
+    assert!(backup_row(&cluster, "error").contains("received SIGTERM"));
     wait_for("the co-process to exit", Duration::from_secs(10), || {
         coprocesses(&cluster).is_empty()
     });
@@ -346,9 +232,11 @@ fn server_restart_mid_backup_fails_the_backup() {
     wait_for(
         "the failure to be recorded",
         Duration::from_secs(30),
-        || state(&cluster) == "failed",
+        || backup_state(&cluster) == "failed",
     );
-    let post = run_with(&cluster, "pgpost", &[], Duration::from_secs(10));
+    let post = TestCommand::new(&cluster, "pgpost")
+        .limit(Duration::from_secs(10))
+        .run();
     post.assert_code(1, "pgpost after a restart");
     assert!(
         post.stderr.contains("lost its session") || post.stderr.contains("is gone"),
@@ -371,14 +259,12 @@ fn a_row_taken_over_by_someone_else_ends_the_coprocess() {
         Duration::from_secs(10),
         || coprocesses(&cluster).is_empty(),
     );
-    run_with(
-        &cluster,
-        "pgpost",
-        &["-c", &config],
-        Duration::from_secs(10),
-    )
-    .assert_code(1, "pgpost on a foreign row")
-    .assert_stderr("is gone");
+    TestCommand::new(&cluster, "pgpost")
+        .args(["-c", &config])
+        .limit(Duration::from_secs(10))
+        .run()
+        .assert_code(1, "pgpost on a foreign row")
+        .assert_stderr("is gone");
 }
 
 #[test]
@@ -458,15 +344,13 @@ fn bad_config_key_conninfo_and_host_are_clear_errors() {
         .port()
         .to_string();
     for program in ["pgpre", "pgpost"] {
-        run_with(
-            &cluster,
-            program,
-            &["-h", "127.0.0.1", "-p", &closed_port],
-            Duration::from_secs(20),
-        )
-        .assert_code(3, "unreachable server")
-        .assert_stderr("127.0.0.1")
-        .assert_stderr("hint:");
+        TestCommand::new(&cluster, program)
+            .args(["-h", "127.0.0.1", "-p", &closed_port])
+            .limit(Duration::from_secs(20))
+            .run()
+            .assert_code(3, "unreachable server")
+            .assert_stderr("127.0.0.1")
+            .assert_stderr("hint:");
     }
     // A co-process that reported its failure exits a moment later.
     wait_for(
@@ -486,7 +370,7 @@ fn output_dir_is_written_but_never_the_live_data_directory() {
         .assert_stderr("data directory of a running server");
     assert!(!cluster.data_dir().join("backup_label").exists());
     // Nothing was stopped: the backup is still running and can be finished.
-    assert_eq!(state(&cluster), "running");
+    assert_eq!(backup_state(&cluster), "running");
     let dir = scratch_dir();
     let out = dir.path().join("nightly");
     let post = run(
@@ -526,7 +410,9 @@ fn wal_level_minimal_is_reported_by_both_sides() {
             "hint: wal_level must be set to",
             "hint: \"wal_level\" must be set to",
         ]);
-    run_with(&cluster, "pgpost", &[], Duration::from_secs(10))
+    TestCommand::new(&cluster, "pgpost")
+        .limit(Duration::from_secs(10))
+        .run()
         .assert_code(1, "pgpost after the failed start")
         .assert_stderr("WAL level not sufficient");
     wait_for(
@@ -551,16 +437,14 @@ fn archive_mode_off_succeeds_with_a_warning() {
 fn broken_archiving_is_reported_and_the_row_stays_the_truth() {
     let cluster = Cluster::start(ClusterOptions::default().conf("archive_command = 'false'"));
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
-    run_with(
-        &cluster,
-        "pgpost",
-        &["--stop-timeout", "6"],
-        Duration::from_secs(30),
-    )
-    .assert_code(6, "pgpost while archiving fails")
-    .assert_stderr("waiting for WAL archiving")
-    .assert_stderr("it goes on");
-    assert_eq!(state(&cluster), "done");
+    TestCommand::new(&cluster, "pgpost")
+        .args(["--stop-timeout", "6"])
+        .limit(Duration::from_secs(30))
+        .run()
+        .assert_code(6, "pgpost while archiving fails")
+        .assert_stderr("waiting for WAL archiving")
+        .assert_stderr("it goes on");
+    assert_eq!(backup_state(&cluster), "done");
     // Archiving is repaired: the same backup completes and a new pgpost collects it.
     let archive = cluster.archive_dir().to_string_lossy().into_owned();
     cluster.psql(&format!(
@@ -577,7 +461,9 @@ fn broken_archiving_is_reported_and_the_row_stays_the_truth() {
     std::thread::sleep(Duration::from_millis(200));
     cluster.psql("SELECT txid_current(); SELECT pg_switch_wal();");
     // The 60 s wake-up is the fallback should the archiver miss the nudge.
-    let post = run_with(&cluster, "pgpost", &[], Duration::from_secs(90));
+    let post = TestCommand::new(&cluster, "pgpost")
+        .limit(Duration::from_secs(90))
+        .run();
     post.assert_ok("pgpost after repair");
     assert!(post.stdout.starts_with("START WAL LOCATION"));
 }
@@ -620,16 +506,12 @@ fn config_is_found_from_any_working_directory() {
         dir.path(),
         "fast_checkpoint = true\nlabel = \"from config\"\n",
     );
-    let mut command = cluster.command(binary("pgpre"));
-    let output = command
+    TestCommand::new(&cluster, "pgpre")
         .args(["-c", &config])
         .current_dir("/")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    assert_eq!(cluster.psql("SELECT label FROM backup"), "from config");
+        .run()
+        .assert_ok("pgpre from /");
+    assert_eq!(backup_row(&cluster, "label"), "from config");
     run(&cluster, "pgpost", &["-c", &config]).assert_ok("pgpost");
 }
 
@@ -642,7 +524,9 @@ fn a_standby_is_refused_with_a_hint() {
         .assert_code(4, "pgpre on a standby")
         .assert_stderr("the server is a standby")
         .assert_stderr("hint: point pgpre at the primary");
-    run_with(&standby, "pgpost", &[], Duration::from_secs(10))
+    TestCommand::new(&standby, "pgpost")
+        .limit(Duration::from_secs(10))
+        .run()
         .assert_code(5, "pgpost on a standby");
     wait_for(
         "the refused co-process to exit",

@@ -5,6 +5,6 @@
 //! `tests/it/` runs on the default server only (Debian's 15 in CI).
 
 mod faults;
-pub mod hooks;
+mod hooks;
 mod named;
 mod restore;

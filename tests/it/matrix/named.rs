@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::cluster::{binary, Cluster, ClusterOptions};
-use crate::matrix::hooks::{coprocesses, run, run_command, wait_for};
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::util::{backup_row, coprocesses, run, wait_for, TestCommand};
 
 #[test]
 fn two_names_run_at_once_and_each_pgpost_ends_only_its_own() {
@@ -87,9 +87,10 @@ fn twenty_pgpre_at_once_leave_exactly_one_running_backup() {
     let cluster = Cluster::start(ClusterOptions::default());
     let handles: Vec<_> = (0..20)
         .map(|index| {
-            let mut command = cluster.command(binary("pgpre"));
-            command.args(["--fast", "-l", &format!("call {index}")]);
-            std::thread::spawn(move || run_command(command, Duration::from_secs(120)))
+            let command = TestCommand::new(&cluster, "pgpre")
+                .args(["--fast", "-l", &format!("call {index}")])
+                .limit(Duration::from_secs(120));
+            std::thread::spawn(move || command.run())
         })
         .collect();
     let runs: Vec<_> = handles
@@ -139,7 +140,7 @@ fn twenty_pgpre_at_once_leave_exactly_one_running_backup() {
         Duration::from_secs(30),
         || coprocesses(&cluster).len() == 1,
     );
-    let label = cluster.psql("SELECT label FROM backup");
+    let label = backup_row(&cluster, "label");
     let post = run(&cluster, "pgpost", &[]);
     post.assert_ok("pgpost");
     assert!(post.stdout.contains(&format!("LABEL: {label}\n")));

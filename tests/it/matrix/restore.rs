@@ -9,10 +9,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::util::TestCommand;
 
 /// How long `pgpre` and `pgpost` may run before the test kills them and fails.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -20,86 +21,24 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the archiver may take to archive the segment holding the marker row.
 const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a finished program left behind: its exit status and both output streams.
-#[derive(Debug)]
-struct ProgramRun {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl ProgramRun {
-    fn describe(&self) -> String {
-        format!(
-            "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Run `command` with stdout/stderr captured in files under `work_dir`; kill it and panic
-/// (with what it printed so far) when it runs longer than `timeout`.
-fn run_bounded(mut command: Command, what: &str, work_dir: &Path, timeout: Duration) -> ProgramRun {
-    let stdout_path = work_dir.join(format!("{what}.stdout"));
-    let stderr_path = work_dir.join(format!("{what}.stderr"));
-    let create = |path: &Path| {
-        fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
-    };
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(create(&stdout_path))
-        .stderr(create(&stderr_path))
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-    let read = |path: &Path| {
-        fs::read(path)
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
-    };
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
-        {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what} did not exit within {} s\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                timeout.as_secs(),
-                read(&stdout_path),
-                read(&stderr_path)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    ProgramRun {
-        status,
-        stdout: read(&stdout_path),
-        stderr: read(&stderr_path),
-    }
-}
-
 /// `pgpre --fast` with a co-process log in `work_dir`; asserts exit 0 and returns the start LSN.
 fn run_pgpre(source: &Cluster, work_dir: &Path) -> String {
     let log_file = work_dir.join("coprocess.log");
-    let mut command = source.command(cluster::binary("pgpre"));
-    command.arg("--fast").arg("--log-file").arg(&log_file);
-    let run = run_bounded(command, "pgpre", work_dir, HOOK_TIMEOUT);
+    let run = TestCommand::new(source, "pgpre")
+        .arg("--fast")
+        .arg("--log-file")
+        .arg(&log_file)
+        .limit(HOOK_TIMEOUT)
+        .run();
     let co_process_log = fs::read_to_string(&log_file).unwrap_or_default();
     assert!(
-        run.status.success(),
-        "pgpre --fast failed: {}\n--- co-process log ---\n{co_process_log}",
-        run.describe()
+        run.code == 0,
+        "pgpre --fast failed: {run}\n--- co-process log ---\n{co_process_log}"
     );
     let start_lsn = run.stdout.trim().to_string();
     assert!(
         is_lsn(&start_lsn),
-        "pgpre printed {start_lsn:?}, not an LSN: {}",
-        run.describe()
+        "pgpre printed {start_lsn:?}, not an LSN: {run}"
     );
     start_lsn
 }
@@ -107,34 +46,26 @@ fn run_pgpre(source: &Cluster, work_dir: &Path) -> String {
 /// `pgpost --output-dir <copy>`; asserts exit 0, a `backup_label` on stdout that names
 /// `start_lsn`, and the same bytes in `<copy>/backup_label` (mode 0600). Returns stdout.
 fn run_pgpost(source: &Cluster, copy: &Path, start_lsn: &str, work_dir: &Path) -> String {
-    let mut command = source.command(cluster::binary("pgpost"));
-    command
+    let run = TestCommand::new(source, "pgpost")
         .arg("--output-dir")
         .arg(copy)
-        .args(["--stop-timeout", &HOOK_TIMEOUT.as_secs().to_string()]);
-    let run = run_bounded(
-        command,
-        "pgpost",
-        work_dir,
-        HOOK_TIMEOUT + Duration::from_secs(10),
-    );
+        .args(["--stop-timeout", &HOOK_TIMEOUT.as_secs().to_string()])
+        .limit(HOOK_TIMEOUT + Duration::from_secs(10))
+        .run();
     let co_process_log = fs::read_to_string(work_dir.join("coprocess.log")).unwrap_or_default();
     assert!(
-        run.status.success(),
-        "pgpost --output-dir {} failed: {}\n--- co-process log ---\n{co_process_log}",
-        copy.display(),
-        run.describe()
+        run.code == 0,
+        "pgpost --output-dir {} failed: {run}\n--- co-process log ---\n{co_process_log}",
+        copy.display()
     );
     assert!(
         run.stdout.starts_with("START WAL LOCATION"),
-        "pgpost's stdout is not a backup_label: {}",
-        run.describe()
+        "pgpost's stdout is not a backup_label: {run}"
     );
     assert!(
         run.stdout
             .starts_with(&format!("START WAL LOCATION: {start_lsn} ")),
-        "backup_label does not start at pgpre's LSN {start_lsn}: {}",
-        run.describe()
+        "backup_label does not start at pgpre's LSN {start_lsn}: {run}"
     );
     let label_path = copy.join("backup_label");
     let written = fs::read_to_string(&label_path)
