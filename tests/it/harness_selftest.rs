@@ -2,9 +2,10 @@
 //! clean up after themselves, and a cold copy restores through the archive-recovery plumbing.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::util::{wait_for, TestCommand};
 
 #[test]
 fn cluster_answers_over_socket_with_trust_and_over_tcp_with_password() {
@@ -119,6 +120,39 @@ fn crate_binaries_are_built() {
     }
 }
 
+#[test]
+fn a_run_past_its_limit_fails_naming_the_command_and_kills_its_process_group() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    // A child in the background (same process group), its pid on stdout, then a long wait.
+    let overrun = std::panic::catch_unwind(|| {
+        TestCommand::program(&cluster, "/bin/sh")
+            .args(["-c", "sleep 300 & echo $!; sleep 300"])
+            .limit(Duration::from_secs(1))
+            .run()
+    });
+    let payload = overrun.expect_err("a run past its limit must fail the test");
+    let message = payload
+        .downcast_ref::<String>()
+        .expect("the panic message is a String");
+    assert!(
+        message.starts_with(
+            "sh -c \"sleep 300 & echo $!; sleep 300\" did not finish within its time limit of 1s"
+        ),
+        "{message}"
+    );
+    let background: u32 = message
+        .split("--- stdout so far ---\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in the output so far: {message}"));
+    wait_for(
+        "the background child to be killed with its group",
+        Duration::from_secs(10),
+        || is_dead(background),
+    );
+}
+
 /// /proc/<pid> is gone or a zombie.
 fn is_dead(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -162,11 +196,11 @@ fn drop_stops_the_server_kills_marked_processes_and_removes_the_directory() {
 
     drop(cluster);
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(is_dead(pid) && is_dead(postmaster_pid)) {
-        assert!(Instant::now() < deadline, "processes survived the drop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        "the processes to die with the cluster (they survived the drop)",
+        Duration::from_secs(10),
+        || is_dead(pid) && is_dead(postmaster_pid),
+    );
     assert!(
         !socket_dir.exists(),
         "{} was not removed",
@@ -195,14 +229,11 @@ fn pgbench_load_keeps_its_invariant_and_a_cold_copy_restores_from_the_archive() 
 
     // Push a segment through archive_command, so the restore has something to fetch.
     source.psql("CREATE TABLE marker AS SELECT 42 AS answer; SELECT pg_switch_wal()");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while source.psql("SELECT archived_count FROM pg_stat_archiver") == "0" {
-        assert!(
-            Instant::now() < deadline,
-            "archive_command archived nothing"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        "archive_command to archive something",
+        Duration::from_secs(30),
+        || source.psql("SELECT archived_count FROM pg_stat_archiver") != "0",
+    );
     assert!(std::fs::read_dir(source.archive_dir())
         .expect("listing the archive")
         .next()
