@@ -12,6 +12,12 @@
 //! Secrets never leave through `Debug`, `Display`, [`ConnSettings::describe`] or an error
 //! message; child processes get them through [`ConnSettings::libpq_env`].
 
+mod env;
+mod error;
+mod settings;
+#[cfg(test)]
+mod testing;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs;
@@ -30,10 +36,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
-use crate::exit::{ExitStatus, Failure};
+use error::classify;
+use settings::{socket_file, DEFAULT_PORT};
 
-/// libpq's default port.
-pub const DEFAULT_PORT: u16 = 5432;
+pub use env::Environment;
+pub use error::{AttemptFailure, ConnError, ConnectAttempt, Origin};
+pub use settings::{
+    ChannelBinding, ConnSettings, HostTarget, Password, SslMode, TargetSessionAttrs,
+};
 
 /// Socket directories tried, in order, when no host is given (Debian's first, then upstream's).
 pub const DEFAULT_SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
@@ -148,193 +158,6 @@ const UNSUPPORTED: &[(&str, Option<&str>)] = &[
     ("oauth_scope", None),
     ("tty", None),
 ];
-
-/// Where a value came from, so that an error can say where to fix it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// The connection string, the URI, or a command-line setting.
-    Params,
-    /// An environment variable.
-    Env(String),
-    /// A line of a service file.
-    Service { file: PathBuf, line: usize },
-}
-
-impl fmt::Display for Origin {
-    /// A suffix for error messages: empty for explicit params.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Params => Ok(()),
-            Origin::Env(var) => write!(f, " (from environment variable {var})"),
-            Origin::Service { file, line } => {
-                write!(f, " (from service file {}, line {line})", file.display())
-            }
-        }
-    }
-}
-
-/// Why a connection could not even be attempted, or why every attempt failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnError {
-    #[error("missing \"=\" after \"{keyword}\" in connection info string")]
-    MissingEquals { keyword: String },
-    #[error("missing value after \"{keyword}\" in connection info string")]
-    MissingValue { keyword: String },
-    #[error("unterminated quoted string in connection info string")]
-    UnterminatedQuote,
-    #[error("invalid connection URI: {reason}")]
-    InvalidUri { reason: String },
-    #[error("invalid connection option \"{keyword}\"{origin}")]
-    InvalidKeyword { keyword: String, origin: Origin },
-    #[error("connection option \"{keyword}\" is not supported by safe-backup{origin}")]
-    Unsupported { keyword: String, origin: Origin },
-    /// `value` is never a password: passwords are not validated.
-    #[error("invalid value \"{value}\" for connection option \"{keyword}\"{origin}: {reason}")]
-    InvalidValue {
-        keyword: String,
-        value: String,
-        origin: Origin,
-        reason: String,
-    },
-    #[error("could not match {ports} port numbers to {hosts} hosts")]
-    PortCount { ports: usize, hosts: usize },
-    #[error("could not determine the user name to connect as: give user or set PGUSER")]
-    NoUser,
-    #[error("could not read service file {}: {source}", file.display())]
-    ServiceFileRead { file: PathBuf, source: io::Error },
-    #[error("syntax error in service file {}, line {line}: {reason}", file.display())]
-    ServiceFileSyntax {
-        file: PathBuf,
-        line: usize,
-        reason: String,
-    },
-    #[error("definition of service \"{service}\" not found (looked in {searched})")]
-    ServiceNotFound { service: String, searched: String },
-    #[error("could not use {what} file {}: {reason}", file.display())]
-    TlsFile {
-        what: &'static str,
-        file: PathBuf,
-        reason: String,
-    },
-    #[error("sslmode={sslmode} needs a root certificate file, and none was given (no home directory for ~/.postgresql/root.crt)")]
-    NoRootCert { sslmode: SslMode },
-    #[error("could not set up TLS: {0}")]
-    TlsSetup(String),
-    #[error("{}", describe_attempts(attempts))]
-    Connect {
-        attempts: Vec<ConnectAttempt>,
-        /// The password file that was consulted, for the hint.
-        passfile: Option<PathBuf>,
-    },
-}
-
-/// One failed attempt to reach one host.
-#[derive(Debug, Clone)]
-pub struct ConnectAttempt {
-    /// The host or socket that was tried.
-    pub target: HostTarget,
-    /// What kind of failure it was, for the exit code and the hint.
-    pub kind: AttemptFailure,
-    /// libpq-like text of the failure (`Connection refused`, `FATAL: ...`); never a password.
-    pub message: String,
-}
-
-/// The kinds of connection failure a user can act on differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptFailure {
-    /// Could not open the socket: refused, no route, unknown host, no such socket file.
-    Unreachable,
-    /// `connect_timeout` ran out.
-    Timeout,
-    /// The server asked for a password and none was given or found in the password file.
-    PasswordMissing,
-    /// The server refused the password or the authentication method.
-    AuthFailed,
-    /// The TLS handshake failed or the server refused TLS that `sslmode` requires.
-    Tls,
-    /// The server answered with some other error (no such database, too many clients, ...).
-    Server,
-    /// Anything else.
-    Other,
-}
-
-fn describe_attempts(attempts: &[ConnectAttempt]) -> String {
-    if attempts.is_empty() {
-        return "no host to connect to".to_owned();
-    }
-    attempts
-        .iter()
-        .map(|a| format!("could not connect to server at {}: {}", a.target, a.message))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl Failure for ConnError {
-    fn exit_status(&self) -> ExitStatus {
-        match self {
-            ConnError::Connect { .. } => ExitStatus::Connection,
-            _ => ExitStatus::Usage,
-        }
-    }
-
-    fn hint(&self) -> Option<String> {
-        match self {
-            ConnError::MissingEquals { .. }
-            | ConnError::MissingValue { .. }
-            | ConnError::UnterminatedQuote => Some(
-                "write keyword=value pairs separated by spaces; quote values with spaces as 'a value'"
-                    .to_owned(),
-            ),
-            ConnError::Unsupported { origin, .. } => match origin {
-                Origin::Env(var) => Some(format!("unset {var}")),
-                Origin::Service { file, line } => {
-                    Some(format!("remove it from {} (line {line})", file.display()))
-                }
-                Origin::Params => Some("remove it from the connection settings".to_owned()),
-            },
-            ConnError::ServiceNotFound { .. } => Some(
-                "define the service in ~/.pg_service.conf (or PGSERVICEFILE), or fix the service name"
-                    .to_owned(),
-            ),
-            ConnError::NoRootCert { .. } => Some(
-                "set sslrootcert (or PGSSLROOTCERT) to the CA file, or use sslmode=require".to_owned(),
-            ),
-            ConnError::TlsFile { what, .. } if *what == "root certificate" => Some(
-                "set sslrootcert (or PGSSLROOTCERT) to the CA file, or use sslmode=require".to_owned(),
-            ),
-            ConnError::Connect { attempts, passfile } => {
-                let attempt = attempts.last()?;
-                let passfile = passfile
-                    .as_ref()
-                    .map_or_else(|| "~/.pgpass".to_owned(), |p| p.display().to_string());
-                match attempt.kind {
-                    AttemptFailure::Unreachable | AttemptFailure::Timeout => {
-                        Some(match &attempt.target {
-                            HostTarget::Tcp { host, port } => format!(
-                                "check that the server runs and accepts TCP/IP connections on host {host} port {port}"
-                            ),
-                            HostTarget::Socket { .. } => format!(
-                                "check that the server runs locally and accepts connections on Unix socket {}",
-                                attempt.target.socket_path().unwrap_or_default().display()
-                            ),
-                        })
-                    }
-                    AttemptFailure::PasswordMissing => Some(format!(
-                        "set PGPASSWORD or add the host to {passfile} (mode 0600)"
-                    )),
-                    AttemptFailure::AuthFailed => Some(format!(
-                        "check the user name, the password (PGPASSWORD or {passfile}) and the server's pg_hba.conf"
-                    )),
-                    AttemptFailure::Tls => Some(
-                        "check sslmode, sslrootcert and the server's certificate".to_owned(),
-                    ),
-                    AttemptFailure::Server | AttemptFailure::Other => None,
-                }
-            }
-            _ => None,
-        }
-    }
-}
 
 /// How to look up a keyword: supported, a real libpq keyword we refuse, or not libpq's at all.
 fn check_keyword(keyword: &str, origin: &Origin) -> Result<(), ConnError> {
@@ -666,235 +489,6 @@ fn parse_uri(rest: &str) -> Result<Vec<(String, String)>, ConnError> {
     Ok(pairs)
 }
 
-/// The process environment as libpq sees it; injectable for tests.
-#[derive(Clone, Debug, Default)]
-pub struct Environment {
-    /// Environment variables (only the `PG*` ones matter).
-    pub vars: HashMap<String, String>,
-    /// The home directory, for `~/.pgpass`, `~/.pg_service.conf` and `~/.postgresql/`.
-    pub home: Option<PathBuf>,
-    /// The operating-system user name, libpq's default user.
-    pub os_user: String,
-}
-
-impl Environment {
-    /// Reads the real environment, the home directory (`$HOME`, else the password database)
-    /// and the user name of the effective uid.
-    pub fn from_process() -> Environment {
-        let vars: HashMap<String, String> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        let account = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten();
-        let home = vars
-            .get("HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| account.as_ref().map(|a| a.dir.clone()));
-        let os_user = account
-            .map(|a| a.name)
-            .or_else(|| vars.get("USER").cloned())
-            .unwrap_or_default();
-        Environment {
-            vars,
-            home,
-            os_user,
-        }
-    }
-
-    fn var(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str)
-    }
-}
-
-/// A password, kept out of every log line and error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Password {
-        Password(secret.into())
-    }
-
-    /// The secret itself, for the wire or a child's environment only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("********")
-    }
-}
-
-impl fmt::Display for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("********")
-    }
-}
-
-/// libpq's `sslmode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SslMode {
-    /// Never TLS.
-    Disable,
-    /// libpq tries without TLS first; safe-backup treats it as `prefer` (tokio-postgres has no
-    /// "plain first" mode, and trying TLS first is the safer of the two).
-    Allow,
-    /// TLS when the server offers it (libpq's default).
-    Prefer,
-    /// TLS or nothing; the certificate is checked only when a root certificate file exists
-    /// (libpq's backward-compatible behaviour).
-    Require,
-    /// TLS with the server's chain verified against `sslrootcert`; the host name is not checked.
-    VerifyCa,
-    /// TLS with the chain and the host name verified.
-    VerifyFull,
-}
-
-impl SslMode {
-    /// The libpq spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Allow => "allow",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-}
-
-impl std::str::FromStr for SslMode {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Ok(match s {
-            "disable" => SslMode::Disable,
-            "allow" => SslMode::Allow,
-            "prefer" => SslMode::Prefer,
-            "require" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" => SslMode::VerifyFull,
-            _ => return Err(()),
-        })
-    }
-}
-
-impl fmt::Display for SslMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// libpq's `target_session_attrs`, as far as tokio-postgres supports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TargetSessionAttrs {
-    /// Any server will do.
-    Any,
-    /// Skip servers that are read-only (standbys, `default_transaction_read_only`).
-    ReadWrite,
-    /// Skip servers that accept writes.
-    ReadOnly,
-}
-
-impl TargetSessionAttrs {
-    /// The libpq spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetSessionAttrs::Any => "any",
-            TargetSessionAttrs::ReadWrite => "read-write",
-            TargetSessionAttrs::ReadOnly => "read-only",
-        }
-    }
-}
-
-/// libpq's `channel_binding` (SCRAM over TLS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChannelBinding {
-    /// Never use channel binding.
-    Disable,
-    /// Use it when the server and the TLS connection allow (libpq's default).
-    Prefer,
-    /// Refuse to authenticate without it.
-    Require,
-}
-
-impl ChannelBinding {
-    /// The libpq spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelBinding::Disable => "disable",
-            ChannelBinding::Prefer => "prefer",
-            ChannelBinding::Require => "require",
-        }
-    }
-}
-
-impl std::str::FromStr for ChannelBinding {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Ok(match s {
-            "disable" => ChannelBinding::Disable,
-            "prefer" => ChannelBinding::Prefer,
-            "require" => ChannelBinding::Require,
-            _ => return Err(()),
-        })
-    }
-}
-
-/// One server to try: a TCP host or a Unix-socket directory.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostTarget {
-    /// A host name or IP address.
-    Tcp { host: String, port: u16 },
-    /// A directory holding the socket `.s.PGSQL.<port>`.
-    Socket { dir: PathBuf, port: u16 },
-}
-
-impl HostTarget {
-    /// The port (for a socket: the number in the socket file's name).
-    pub fn port(&self) -> u16 {
-        match self {
-            HostTarget::Tcp { port, .. } | HostTarget::Socket { port, .. } => *port,
-        }
-    }
-
-    /// The value libpq's `host` keyword takes for this target.
-    pub fn host_keyword(&self) -> String {
-        match self {
-            HostTarget::Tcp { host, .. } => host.clone(),
-            HostTarget::Socket { dir, .. } => dir.display().to_string(),
-        }
-    }
-
-    /// The socket file, for a socket target.
-    pub fn socket_path(&self) -> Option<PathBuf> {
-        match self {
-            HostTarget::Tcp { .. } => None,
-            HostTarget::Socket { dir, port } => Some(socket_file(dir, *port)),
-        }
-    }
-}
-
-fn socket_file(dir: &Path, port: u16) -> PathBuf {
-    dir.join(format!(".s.PGSQL.{port}"))
-}
-
-impl fmt::Display for HostTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HostTarget::Tcp { host, port } => write!(f, "host \"{host}\" port {port}"),
-            HostTarget::Socket { dir, port } => {
-                write!(f, "socket \"{}\"", socket_file(dir, *port).display())
-            }
-        }
-    }
-}
-
 /// The first of `candidates` that holds the socket for `port`, else the first candidate.
 fn default_socket_dir(candidates: &[&Path], port: u16) -> PathBuf {
     candidates
@@ -906,52 +500,6 @@ fn default_socket_dir(candidates: &[&Path], port: u16) -> PathBuf {
             |d| d.to_path_buf(),
         )
 }
-
-/// Fully resolved settings: explicit params > service file (PGSERVICE or `service=`) >
-/// PG* environment > libpq defaults.
-#[derive(Clone, Debug)]
-pub struct ConnSettings {
-    /// The servers to try, in order; the first that accepts the session wins.
-    pub hosts: Vec<HostTarget>,
-    /// The role to log in as.
-    pub user: String,
-    /// The database to connect to.
-    pub dbname: String,
-    /// A password given explicitly (param, service file or `PGPASSWORD`); otherwise the
-    /// password file is consulted for each host.
-    pub password: Option<Password>,
-    /// The password file (`passfile`, `PGPASSFILE` or `~/.pgpass`), whether or not it exists.
-    pub passfile: Option<PathBuf>,
-    /// How TLS is used on TCP connections; sockets never use TLS.
-    pub sslmode: SslMode,
-    /// CA file for verifying the server (`~/.postgresql/root.crt` by default).
-    pub sslrootcert: Option<PathBuf>,
-    /// Client certificate, used when the file exists (`~/.postgresql/postgresql.crt` by default).
-    pub sslcert: Option<PathBuf>,
-    /// Client key for `sslcert` (`~/.postgresql/postgresql.key` by default).
-    pub sslkey: Option<PathBuf>,
-    /// Shown in `pg_stat_activity`.
-    pub application_name: Option<String>,
-    /// Limit for each host's attempt; `None` waits indefinitely.
-    pub connect_timeout: Option<Duration>,
-    /// TCP keepalives, so that a dead peer is noticed during a long backup.
-    pub keepalives: bool,
-    /// Idle time before the first keepalive probe.
-    pub keepalives_idle: Option<Duration>,
-    /// Time between probes.
-    pub keepalives_interval: Option<Duration>,
-    /// Probes lost before the connection is considered dead.
-    pub keepalives_retries: Option<u32>,
-    /// Command-line options sent to the server at startup (`-c name=value ...`).
-    pub options: Option<String>,
-    /// Which kind of server to accept among the hosts.
-    pub target_session_attrs: TargetSessionAttrs,
-    /// SCRAM channel binding.
-    pub channel_binding: ChannelBinding,
-    /// The service whose definition was applied, if any.
-    pub service: Option<String>,
-}
-
 /// A service definition: keyword -> (value, the file and line that set it).
 type ServiceValues = HashMap<String, (String, Origin)>;
 
@@ -1524,63 +1072,6 @@ fn quote_conninfo(value: &str) -> String {
     quoted
 }
 
-/// The message and kind of a failed tokio-postgres connect, libpq-like.
-fn classify(error: &tokio_postgres::Error) -> (AttemptFailure, String) {
-    if let Some(db) = error.as_db_error() {
-        let kind = match db.code().code() {
-            // invalid_password, invalid_authorization_specification
-            "28P01" | "28000" => AttemptFailure::AuthFailed,
-            _ => AttemptFailure::Server,
-        };
-        return (kind, format!("{}: {}", db.severity(), db.message()));
-    }
-    let top = error.to_string();
-    let mut chain = Vec::new();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        chain.push(cause.to_string());
-        if let Some(io) = cause.downcast_ref::<io::Error>() {
-            let text = strip_os_error(&io.to_string());
-            if top.starts_with("error performing TLS handshake") {
-                return (AttemptFailure::Tls, format!("TLS handshake failed: {text}"));
-            }
-            let kind = if io.kind() == io::ErrorKind::TimedOut {
-                AttemptFailure::Timeout
-            } else {
-                AttemptFailure::Unreachable
-            };
-            return (kind, text);
-        }
-        source = cause.source();
-    }
-    let detail = chain.join(": ");
-    // tokio-postgres reports a password it needs but was not given only as a configuration
-    // error with this text; there is no code to inspect.
-    if detail.contains("password missing") {
-        return (
-            AttemptFailure::PasswordMissing,
-            "the server requested a password, and none was given or found in the password file"
-                .to_owned(),
-        );
-    }
-    if top.starts_with("error performing TLS handshake") {
-        return (AttemptFailure::Tls, format!("TLS: {detail}"));
-    }
-    let message = if detail.is_empty() {
-        top
-    } else {
-        format!("{top}: {detail}")
-    };
-    (AttemptFailure::Other, message)
-}
-
-fn strip_os_error(text: &str) -> String {
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_owned(),
-        _ => text.to_owned(),
-    }
-}
-
 fn load_certs(file: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, ConnError> {
     let tls_file = |reason: String| ConnError::TlsFile {
         what,
@@ -2009,32 +1500,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::testing::{resolve, socket, tcp, test_env, write_mode};
+    use crate::exit::{ExitStatus, Failure as _};
     use std::os::unix::fs::PermissionsExt as _;
-
-    /// An environment with nothing from the machine: no PG* variables, a temporary home,
-    /// and PGSYSCONFDIR pointing into it so /etc is never read.
-    fn test_env(home: &Path, vars: &[(&str, &str)]) -> Environment {
-        let mut map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        map.entry("PGSYSCONFDIR".to_owned())
-            .or_insert_with(|| home.join("etc").display().to_string());
-        Environment {
-            vars: map,
-            home: Some(home.to_path_buf()),
-            os_user: "alice".to_owned(),
-        }
-    }
-
-    fn resolve(conninfo: &str, env: &Environment) -> Result<ConnSettings, ConnError> {
-        ConnSettings::resolve(&ConnParams::parse(conninfo)?, env)
-    }
-
-    fn write_mode(path: &Path, text: &str, mode: u32) {
-        fs::write(path, text).unwrap();
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -2042,14 +1510,27 @@ mod tests {
             .collect()
     }
 
-    // --- keyword=value strings (pg_back's vectors) ---
+    const SERVICES: &str = "\
+# comment
+[other]
+host=elsewhere
+
+[broken]
+bogus line, ignored unless this section is wanted
+
+[nightly]
+host = svc.example
+port=6543
+dbname=svcdb
+user=svcuser
+port=1111
+";
 
     #[test]
     fn quoted_socket_host() {
         let params = ConnParams::parse("host='/tmp'").unwrap();
         assert_eq!(params.get("host"), Some("/tmp"));
     }
-
     #[test]
     fn whitespace_around_equals_and_quoted_values() {
         let params =
@@ -2061,7 +1542,6 @@ mod tests {
         assert_eq!(params.get("user"), Some("u1"));
         assert_eq!(params.get("dbname"), Some("silly name"));
     }
-
     #[test]
     fn missing_equals_names_the_word() {
         let error = ConnParams::parse("bad keyword = value").unwrap_err();
@@ -2070,13 +1550,11 @@ mod tests {
             "missing \"=\" after \"bad\" in connection info string"
         );
     }
-
     #[test]
     fn backslash_escapes_inside_and_outside_quotes() {
         let parsed = parse_keyword_value(r"key='\' \\ \p' other_key=ab\ cd").unwrap();
         assert_eq!(parsed, pairs(&[("key", r"' \ p"), ("other_key", "ab cd")]));
     }
-
     #[test]
     fn keyword_without_value() {
         assert!(matches!(
@@ -2084,7 +1562,6 @@ mod tests {
             Err(ConnError::MissingValue { keyword }) if keyword == "novalue"
         ));
     }
-
     #[test]
     fn unterminated_quote() {
         assert!(matches!(
@@ -2092,7 +1569,6 @@ mod tests {
             Err(ConnError::UnterminatedQuote)
         ));
     }
-
     #[test]
     fn empty_string_and_empty_values() {
         assert!(ConnParams::parse("").unwrap().is_empty());
@@ -2104,7 +1580,6 @@ mod tests {
         let params = ConnParams::parse("dbname= user=x").unwrap();
         assert_eq!(params.get("dbname"), Some("user=x"));
     }
-
     #[test]
     fn unknown_and_unsupported_keywords_are_refused_by_name() {
         assert_eq!(
@@ -2129,7 +1604,6 @@ mod tests {
             assert_eq!(error.exit_status(), ExitStatus::Usage);
         }
     }
-
     #[test]
     fn values_are_checked() {
         for bad in [
@@ -2153,7 +1627,6 @@ mod tests {
         assert!(error.to_string().contains("\"standby\""));
         assert!(ConnParams::parse("target_session_attrs=read-only port=5432,,5433").is_ok());
     }
-
     #[test]
     fn set_overrides_and_validates() {
         let mut params = ConnParams::parse("host=a port=1").unwrap();
@@ -2162,7 +1635,6 @@ mod tests {
         assert!(params.set("sslcrl", "x").is_err());
         assert!(params.set("nonsense", "x").is_err());
     }
-
     #[test]
     fn dbname_holding_a_connection_string_is_expanded() {
         let mut params = ConnParams::parse("user=u port=1").unwrap();
@@ -2180,9 +1652,6 @@ mod tests {
         let literal = ConnParams::parse(r"dbname='a=b'").unwrap();
         assert_eq!(literal.get("dbname"), Some("a=b"));
     }
-
-    // --- URIs ---
-
     #[test]
     fn uri_with_several_hosts_and_ports() {
         let params = ConnParams::parse("postgresql://host1:123,host2:456/somedb").unwrap();
@@ -2205,7 +1674,6 @@ mod tests {
             ]
         );
     }
-
     #[test]
     fn uri_with_ipv6_host() {
         let params = ConnParams::parse("postgresql://[::1]:5433").unwrap();
@@ -2214,7 +1682,6 @@ mod tests {
         assert_eq!(params.get("dbname"), None);
         assert!(ConnParams::parse("postgresql://[::1:5433/db").is_err());
     }
-
     #[test]
     fn uri_with_socket_directory_in_the_query() {
         let params = ConnParams::parse("postgresql:///db?host=%2Ftmp").unwrap();
@@ -2230,7 +1697,6 @@ mod tests {
         );
         assert_eq!(settings.dbname, "db");
     }
-
     #[test]
     fn uri_user_password_and_percent_decoding() {
         let params = ConnParams::parse(
@@ -2246,7 +1712,6 @@ mod tests {
         assert_eq!(params.get("sslmode"), Some("verify-full"));
         assert!(!format!("{params:?}").contains("p@ss"));
     }
-
     #[test]
     fn uri_odds_and_ends() {
         assert!(ConnParams::parse("postgresql://").unwrap().is_empty());
@@ -2273,15 +1738,11 @@ mod tests {
             Err(ConnError::InvalidUri { .. })
         ));
     }
-
     #[test]
     fn uri_errors_never_echo_the_password() {
         let error = ConnParams::parse("postgresql://u:s3cret@h/db?x%zz=1").unwrap_err();
         assert!(!error.to_string().contains("s3cret"));
     }
-
-    // --- layering ---
-
     #[test]
     fn libpq_defaults() {
         let home = tempfile::tempdir().unwrap();
@@ -2300,7 +1761,6 @@ mod tests {
         assert_eq!(settings.channel_binding, ChannelBinding::Prefer);
         assert!(settings.password.is_none());
     }
-
     #[test]
     fn environment_fills_what_params_leave_out() {
         let home = tempfile::tempdir().unwrap();
@@ -2342,7 +1802,6 @@ mod tests {
         assert_eq!(settings.target_session_attrs, TargetSessionAttrs::ReadWrite);
         assert_eq!(settings.channel_binding, ChannelBinding::Require);
     }
-
     #[test]
     fn fallback_application_name_loses_to_pgappname() {
         let home = tempfile::tempdir().unwrap();
@@ -2353,7 +1812,6 @@ mod tests {
         let settings = resolve(params, &env).unwrap();
         assert_eq!(settings.application_name.as_deref(), Some("mine"));
     }
-
     #[test]
     fn bad_environment_values_name_the_variable() {
         let home = tempfile::tempdir().unwrap();
@@ -2368,7 +1826,6 @@ mod tests {
         );
         assert_eq!(error.hint().as_deref(), Some("unset PGGSSENCMODE"));
     }
-
     #[test]
     fn ports_pair_with_hosts() {
         let env = test_env(Path::new("/nonexistent"), &[]);
@@ -2399,7 +1856,6 @@ mod tests {
             "could not match 2 port numbers to 3 hosts"
         );
     }
-
     #[test]
     fn hostaddr_alone_is_a_tcp_host_and_with_host_is_refused() {
         let env = test_env(Path::new("/nonexistent"), &[]);
@@ -2416,7 +1872,6 @@ mod tests {
             Err(ConnError::Unsupported { .. })
         ));
     }
-
     #[test]
     fn default_socket_is_the_first_directory_holding_it() {
         let first = tempfile::tempdir().unwrap();
@@ -2429,25 +1884,6 @@ mod tests {
         assert_eq!(default_socket_dir(&dirs, 5433), second.path());
         assert_eq!(default_socket_dir(&dirs, 5432), first.path());
     }
-
-    // --- service files ---
-
-    const SERVICES: &str = "\
-# comment
-[other]
-host=elsewhere
-
-[broken]
-bogus line, ignored unless this section is wanted
-
-[nightly]
-host = svc.example
-port=6543
-dbname=svcdb
-user=svcuser
-port=1111
-";
-
     #[test]
     fn service_beats_environment_and_params_beat_service() {
         let home = tempfile::tempdir().unwrap();
@@ -2473,7 +1909,6 @@ port=1111
         assert_eq!(settings.service.as_deref(), Some("nightly"));
         assert!(settings.describe().contains("service=nightly"));
     }
-
     #[test]
     fn service_keyword_beats_pgservice_and_pgservicefile_is_used() {
         let home = tempfile::tempdir().unwrap();
@@ -2489,7 +1924,6 @@ port=1111
         let settings = resolve("service=other", &env).unwrap();
         assert_eq!(settings.hosts[0].host_keyword(), "elsewhere");
     }
-
     #[test]
     fn system_service_file_is_the_fallback() {
         let home = tempfile::tempdir().unwrap();
@@ -2504,7 +1938,6 @@ port=1111
         let settings = resolve("service=nightly", &test_env(home.path(), &[])).unwrap();
         assert_eq!(settings.hosts[0].host_keyword(), "svc.example");
     }
-
     #[test]
     fn unknown_service_is_named() {
         let home = tempfile::tempdir().unwrap();
@@ -2518,7 +1951,6 @@ port=1111
         assert!(text.contains(".pg_service.conf"), "{text}");
         assert_eq!(error.exit_status(), ExitStatus::Usage);
     }
-
     #[test]
     fn service_file_errors_name_file_and_line() {
         let home = tempfile::tempdir().unwrap();
@@ -2541,23 +1973,6 @@ port=1111
         let error = resolve("service=s", &test_env(home.path(), &[])).unwrap_err();
         assert!(error.to_string().contains("line 2"), "{error}");
     }
-
-    // --- pgpass ---
-
-    fn socket() -> HostTarget {
-        HostTarget::Socket {
-            dir: "/var/run/postgresql".into(),
-            port: 5432,
-        }
-    }
-
-    fn tcp(host: &str, port: u16) -> HostTarget {
-        HostTarget::Tcp {
-            host: host.into(),
-            port,
-        }
-    }
-
     #[test]
     fn pgpass_lines() {
         let exact = "db.example:5432:sales:bob:pw1";
@@ -2581,7 +1996,6 @@ port=1111
         assert!(pgpass_match("", "h", "1", "d", "u").is_none());
         assert!(pgpass_match("h:1:d", "h", "1", "d", "u").is_none());
     }
-
     #[test]
     fn pgpass_file_first_match_wins_and_localhost_matches_sockets() {
         let dir = tempfile::tempdir().unwrap();
@@ -2605,7 +2019,6 @@ port=1111
         );
         assert!(pgpass_lookup(&dir.path().join("missing"), &socket(), "x", "alice").is_none());
     }
-
     #[test]
     fn pgpass_readable_by_others_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
@@ -2619,7 +2032,6 @@ port=1111
         // A directory is not a password file.
         assert!(pgpass_lookup(dir.path(), &socket(), "d", "u").is_none());
     }
-
     #[test]
     fn explicit_password_wins_over_pgpass_and_empty_means_none() {
         let home = tempfile::tempdir().unwrap();
@@ -2643,9 +2055,6 @@ port=1111
             Some("viaparam".into())
         );
     }
-
-    // --- secrets stay secret ---
-
     #[test]
     fn password_never_shows() {
         let home = tempfile::tempdir().unwrap();
@@ -2660,7 +2069,6 @@ port=1111
         assert_eq!(format!("{password:?}"), "********");
         assert_eq!(password.expose(), "hunter2");
     }
-
     #[test]
     fn describe_is_a_conninfo_line() {
         let env = test_env(Path::new("/nonexistent"), &[]);
@@ -2684,7 +2092,6 @@ port=1111
         assert_eq!(again.hosts, settings.hosts);
         assert_eq!(again.dbname, "my db");
     }
-
     #[test]
     fn libpq_env_carries_the_password_only_when_explicit() {
         let home = tempfile::tempdir().unwrap();
@@ -2713,21 +2120,6 @@ port=1111
         let vars: HashMap<String, String> = settings.libpq_env().into_iter().collect();
         assert_eq!(vars["PGPASSWORD"], "s3");
     }
-
-    #[test]
-    fn host_targets_display_like_libpq() {
-        assert_eq!(
-            tcp("127.0.0.1", 5432).to_string(),
-            "host \"127.0.0.1\" port 5432"
-        );
-        assert_eq!(
-            socket().to_string(),
-            "socket \"/var/run/postgresql/.s.PGSQL.5432\""
-        );
-    }
-
-    // --- connection failures (no server needed) ---
-
     #[tokio::test]
     async fn every_failed_host_is_named() {
         let home = tempfile::tempdir().unwrap();
@@ -2762,7 +2154,6 @@ port=1111
         let hint = error.hint().unwrap();
         assert!(hint.contains("Unix socket"), "{hint}");
     }
-
     #[tokio::test]
     async fn verify_full_without_root_certificate_names_the_file() {
         let home = tempfile::tempdir().unwrap();
@@ -2777,26 +2168,5 @@ port=1111
         );
         assert_eq!(error.exit_status(), ExitStatus::Usage);
         assert!(error.hint().unwrap().contains("sslrootcert"));
-    }
-
-    #[test]
-    fn connect_hints() {
-        let attempt = |kind| ConnError::Connect {
-            attempts: vec![ConnectAttempt {
-                target: tcp("db", 5432),
-                kind,
-                message: "x".into(),
-            }],
-            passfile: Some("/home/a/.pgpass".into()),
-        };
-        assert_eq!(
-            attempt(AttemptFailure::Unreachable).hint().as_deref(),
-            Some("check that the server runs and accepts TCP/IP connections on host db port 5432")
-        );
-        assert_eq!(
-            attempt(AttemptFailure::PasswordMissing).hint().as_deref(),
-            Some("set PGPASSWORD or add the host to /home/a/.pgpass (mode 0600)")
-        );
-        assert!(attempt(AttemptFailure::Server).hint().is_none());
     }
 }
