@@ -8,8 +8,8 @@ use std::path::Path;
 
 use crate::conn::env::Environment;
 use crate::conn::error::ConnError;
+use crate::conn::params::ConnParams;
 use crate::conn::settings::{ConnSettings, HostTarget};
-use crate::conn::ConnParams;
 
 /// An environment with nothing from the machine: no PG* variables, a temporary home,
 /// and PGSYSCONFDIR pointing into it so /etc is never read.
