@@ -15,6 +15,8 @@
 mod env;
 mod error;
 mod params;
+mod pgpass;
+mod service;
 mod settings;
 #[cfg(test)]
 mod testing;
@@ -22,7 +24,7 @@ mod uri;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, BufRead as _};
+use std::io;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +40,9 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
 use error::classify;
-use params::{check_keyword, check_value, parse_port, SUPPORTED, UNSUPPORTED};
+use params::{check_value, parse_port, SUPPORTED, UNSUPPORTED};
+use pgpass::pgpass_match;
+use service::{load_service, parse_service_file, ServiceValues};
 use settings::{socket_file, DEFAULT_PORT};
 
 pub use env::Environment;
@@ -51,12 +55,6 @@ pub use settings::{
 /// Socket directories tried, in order, when no host is given (Debian's first, then upstream's).
 pub const DEFAULT_SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
 
-/// System-wide service files tried when `PGSYSCONFDIR` is not set (Debian's, then a plain one).
-const DEFAULT_SYSCONF_SERVICE_FILES: &[&str] = &[
-    "/etc/postgresql-common/pg_service.conf",
-    "/etc/pg_service.conf",
-];
-
 /// The first of `candidates` that holds the socket for `port`, else the first candidate.
 fn default_socket_dir(candidates: &[&Path], port: u16) -> PathBuf {
     candidates
@@ -68,9 +66,6 @@ fn default_socket_dir(candidates: &[&Path], port: u16) -> PathBuf {
             |d| d.to_path_buf(),
         )
 }
-/// A service definition: keyword -> (value, the file and line that set it).
-type ServiceValues = HashMap<String, (String, Origin)>;
-
 /// The layered view of one keyword: params > service > environment.
 struct Layers<'a> {
     params: &'a ConnParams,
@@ -312,15 +307,6 @@ impl ConnSettings {
             channel_binding,
             service: service_name,
         })
-    }
-
-    /// The password for one host: the explicit one, else the matching password-file line.
-    pub fn password_for(&self, target: &HostTarget) -> Option<Password> {
-        if let Some(password) = self.password.as_ref().filter(|p| !p.0.is_empty()) {
-            return Some(password.clone());
-        }
-        let passfile = self.passfile.as_ref()?;
-        pgpass_lookup(passfile, target, &self.dbname, &self.user)
     }
 
     /// Connects to the first host that accepts, trying them in order like libpq. When every
@@ -683,53 +669,6 @@ impl ServerCertVerifier for ChainOnlyVerifier {
     }
 }
 
-/// Service files in libpq's order: `PGSERVICEFILE` or `~/.pg_service.conf`, then
-/// `PGSYSCONFDIR/pg_service.conf` (or the distribution's default). The first file that
-/// defines the service is used alone.
-fn service_files(env: &Environment) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    match env.var("PGSERVICEFILE").filter(|v| !v.is_empty()) {
-        Some(file) => files.push(PathBuf::from(file)),
-        None => {
-            if let Some(home) = &env.home {
-                files.push(home.join(".pg_service.conf"));
-            }
-        }
-    }
-    match env.var("PGSYSCONFDIR").filter(|v| !v.is_empty()) {
-        Some(dir) => files.push(Path::new(dir).join("pg_service.conf")),
-        None => files.extend(DEFAULT_SYSCONF_SERVICE_FILES.iter().map(PathBuf::from)),
-    }
-    files
-}
-
-fn load_service(name: &str, env: &Environment) -> Result<ServiceValues, ConnError> {
-    let files = service_files(env);
-    for file in &files {
-        let text = match fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(ConnError::ServiceFileRead {
-                    file: file.clone(),
-                    source,
-                })
-            }
-        };
-        if let Some(values) = parse_service_file(&text, name, file)? {
-            return Ok(values);
-        }
-    }
-    Err(ConnError::ServiceNotFound {
-        service: name.to_owned(),
-        searched: files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
-}
-
 /// Runs every parser that reads untrusted text (conninfo strings and URIs, the
 /// layering onto an empty environment, a pgpass line, a service file) on `text`.
 /// The entry point of the `fuzz/` targets; none of them may panic.
@@ -741,151 +680,6 @@ pub fn fuzz_parsers(text: &str) {
     }
     let _ = pgpass_match(text, "localhost", "5432", "db", "user");
     let _ = parse_service_file(text, "svc", Path::new("fuzz"));
-}
-
-/// The `[name]` section of a service file, `None` if the file does not define it. Only the
-/// wanted section is checked, like libpq; within it the first value of a keyword wins.
-fn parse_service_file(
-    text: &str,
-    name: &str,
-    file: &Path,
-) -> Result<Option<ServiceValues>, ConnError> {
-    let mut values: Option<ServiceValues> = None;
-    let mut in_group = false;
-    for (index, raw) in text.lines().enumerate() {
-        let line_no = index + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(group) = line.strip_prefix('[') {
-            in_group = group.strip_suffix(']') == Some(name);
-            if in_group && values.is_none() {
-                values = Some(HashMap::new());
-            }
-            continue;
-        }
-        if !in_group {
-            continue;
-        }
-        let syntax = |reason: String| ConnError::ServiceFileSyntax {
-            file: file.to_path_buf(),
-            line: line_no,
-            reason,
-        };
-        let (keyword, value) = line
-            .split_once('=')
-            .ok_or_else(|| syntax("expected keyword=value".to_owned()))?;
-        let keyword = keyword.trim();
-        let value = value.trim();
-        if keyword == "service" {
-            return Err(syntax(
-                "nested service specifications not supported".to_owned(),
-            ));
-        }
-        let origin = Origin::Service {
-            file: file.to_path_buf(),
-            line: line_no,
-        };
-        check_keyword(keyword, &origin)?;
-        if let Some(values) = values.as_mut() {
-            values
-                .entry(keyword.to_owned())
-                .or_insert_with(|| (value.to_owned(), origin));
-        }
-    }
-    Ok(values)
-}
-
-/// Looks `target` up in a password file. A missing file gives nothing; a file that is not a
-/// regular file or that others may read is ignored with a warning, like libpq.
-fn pgpass_lookup(file: &Path, target: &HostTarget, dbname: &str, user: &str) -> Option<Password> {
-    let meta = match fs::metadata(file) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!(file = %file.display(), "password file ignored: {e}");
-            return None;
-        }
-    };
-    if !meta.is_file() {
-        tracing::warn!(file = %file.display(), "password file ignored: not a regular file");
-        return None;
-    }
-    if meta.mode() & 0o077 != 0 {
-        tracing::warn!(
-            file = %file.display(),
-            "password file ignored: it has group or world access; permissions should be u=rw (0600) or less"
-        );
-        return None;
-    }
-    let handle = match fs::File::open(file) {
-        Ok(handle) => handle,
-        Err(e) => {
-            tracing::warn!(file = %file.display(), "password file ignored: {e}");
-            return None;
-        }
-    };
-    // libpq matches a socket connection against "localhost".
-    let host = match target {
-        HostTarget::Tcp { host, .. } => host.as_str(),
-        HostTarget::Socket { .. } => "localhost",
-    };
-    let port = target.port().to_string();
-    for line in io::BufReader::new(handle).lines() {
-        let Ok(line) = line else {
-            tracing::warn!(file = %file.display(), "password file: stopped at an unreadable line");
-            return None;
-        };
-        if let Some(password) = pgpass_match(&line, host, &port, dbname, user) {
-            return Some(password);
-        }
-    }
-    None
-}
-
-/// One `hostname:port:database:username:password` line against a connection. `*` matches
-/// anything; `\:` and `\\` are a literal colon and backslash.
-fn pgpass_match(line: &str, host: &str, port: &str, dbname: &str, user: &str) -> Option<Password> {
-    let line = line.trim_end_matches(['\r', '\n']);
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let mut rest = line;
-    for wanted in [host, port, dbname, user] {
-        rest = pgpass_field_matches(rest, wanted)?;
-    }
-    // The rest is the password, up to an unescaped ':'.
-    let mut password = String::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ':' => break,
-            '\\' => match chars.next() {
-                Some(escaped) => password.push(escaped),
-                None => password.push('\\'),
-            },
-            c => password.push(c),
-        }
-    }
-    Some(Password(password))
-}
-
-/// If the field at the start of `rest` matches `wanted`, what follows its ':'.
-fn pgpass_field_matches<'a>(rest: &'a str, wanted: &str) -> Option<&'a str> {
-    if let Some(after) = rest.strip_prefix("*:") {
-        return Some(after);
-    }
-    let mut field = String::new();
-    let mut chars = rest.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            ':' => return (field == wanted).then(|| &rest[i + 1..]),
-            '\\' => field.push(chars.next().map_or('\\', |(_, c)| c)),
-            c => field.push(c),
-        }
-    }
-    None
 }
 
 /// An open connection whose Connection future is spawned on the current tokio runtime.
@@ -954,25 +748,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::testing::{resolve, socket, tcp, test_env, write_mode};
+    use crate::conn::testing::{resolve, test_env};
     use crate::exit::{ExitStatus, Failure as _};
-    use std::os::unix::fs::PermissionsExt as _;
-
-    const SERVICES: &str = "\
-# comment
-[other]
-host=elsewhere
-
-[broken]
-bogus line, ignored unless this section is wanted
-
-[nightly]
-host = svc.example
-port=6543
-dbname=svcdb
-user=svcuser
-port=1111
-";
 
     #[test]
     fn libpq_defaults() {
@@ -1114,177 +891,6 @@ port=1111
         fs::write(second.path().join(".s.PGSQL.5433"), "").unwrap();
         assert_eq!(default_socket_dir(&dirs, 5433), second.path());
         assert_eq!(default_socket_dir(&dirs, 5432), first.path());
-    }
-    #[test]
-    fn service_beats_environment_and_params_beat_service() {
-        let home = tempfile::tempdir().unwrap();
-        fs::write(home.path().join(".pg_service.conf"), SERVICES).unwrap();
-        let env = test_env(
-            home.path(),
-            &[
-                ("PGSERVICE", "nightly"),
-                ("PGHOST", "envhost"),
-                ("PGUSER", "envuser"),
-            ],
-        );
-        let settings = resolve("user=explicit", &env).unwrap();
-        assert_eq!(
-            settings.hosts,
-            vec![HostTarget::Tcp {
-                host: "svc.example".into(),
-                port: 6543
-            }]
-        );
-        assert_eq!(settings.user, "explicit");
-        assert_eq!(settings.dbname, "svcdb");
-        assert_eq!(settings.service.as_deref(), Some("nightly"));
-        assert!(settings.describe().contains("service=nightly"));
-    }
-    #[test]
-    fn service_keyword_beats_pgservice_and_pgservicefile_is_used() {
-        let home = tempfile::tempdir().unwrap();
-        let file = home.path().join("custom.conf");
-        fs::write(&file, SERVICES).unwrap();
-        let env = test_env(
-            home.path(),
-            &[
-                ("PGSERVICE", "missing"),
-                ("PGSERVICEFILE", file.to_str().unwrap()),
-            ],
-        );
-        let settings = resolve("service=other", &env).unwrap();
-        assert_eq!(settings.hosts[0].host_keyword(), "elsewhere");
-    }
-    #[test]
-    fn system_service_file_is_the_fallback() {
-        let home = tempfile::tempdir().unwrap();
-        let etc = home.path().join("etc");
-        fs::create_dir(&etc).unwrap();
-        fs::write(
-            home.path().join(".pg_service.conf"),
-            "[unrelated]\nhost=x\n",
-        )
-        .unwrap();
-        fs::write(etc.join("pg_service.conf"), SERVICES).unwrap();
-        let settings = resolve("service=nightly", &test_env(home.path(), &[])).unwrap();
-        assert_eq!(settings.hosts[0].host_keyword(), "svc.example");
-    }
-    #[test]
-    fn unknown_service_is_named() {
-        let home = tempfile::tempdir().unwrap();
-        fs::write(home.path().join(".pg_service.conf"), SERVICES).unwrap();
-        let error = resolve("service=nope", &test_env(home.path(), &[])).unwrap_err();
-        let text = error.to_string();
-        assert!(
-            text.starts_with("definition of service \"nope\" not found"),
-            "{text}"
-        );
-        assert!(text.contains(".pg_service.conf"), "{text}");
-        assert_eq!(error.exit_status(), ExitStatus::Usage);
-    }
-    #[test]
-    fn service_file_errors_name_file_and_line() {
-        let home = tempfile::tempdir().unwrap();
-        let file = home.path().join(".pg_service.conf");
-        fs::write(&file, "[s]\nhost=a\ngssencmode=disable\n").unwrap();
-        let error = resolve("service=s", &test_env(home.path(), &[])).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "connection option \"gssencmode\" is not supported by safe-backup (from service file {}, line 3)",
-                file.display()
-            )
-        );
-        fs::write(&file, "[s]\nhost a\n").unwrap();
-        let error = resolve("service=s", &test_env(home.path(), &[])).unwrap_err();
-        assert!(error.to_string().contains("line 2"), "{error}");
-        fs::write(&file, "[s]\nservice=t\n").unwrap();
-        assert!(resolve("service=s", &test_env(home.path(), &[])).is_err());
-        fs::write(&file, "[s]\nport=x\n").unwrap();
-        let error = resolve("service=s", &test_env(home.path(), &[])).unwrap_err();
-        assert!(error.to_string().contains("line 2"), "{error}");
-    }
-    #[test]
-    fn pgpass_lines() {
-        let exact = "db.example:5432:sales:bob:pw1";
-        assert_eq!(
-            pgpass_match(exact, "db.example", "5432", "sales", "bob").map(|p| p.0),
-            Some("pw1".into())
-        );
-        assert!(pgpass_match(exact, "db.example", "5433", "sales", "bob").is_none());
-        assert!(pgpass_match(exact, "db.example", "5432", "sales", "eve").is_none());
-        let wild = "*:*:*:bob:pw2";
-        assert_eq!(
-            pgpass_match(wild, "any", "1", "x", "bob").map(|p| p.0),
-            Some("pw2".into())
-        );
-        let escaped = r"h\:1:5432:d\\b:u:p\:w\\d:ignored";
-        assert_eq!(
-            pgpass_match(escaped, "h:1", "5432", r"d\b", "u").map(|p| p.0),
-            Some(r"p:w\d".into())
-        );
-        assert!(pgpass_match("# *:*:*:*:x", "h", "1", "d", "u").is_none());
-        assert!(pgpass_match("", "h", "1", "d", "u").is_none());
-        assert!(pgpass_match("h:1:d", "h", "1", "d", "u").is_none());
-    }
-    #[test]
-    fn pgpass_file_first_match_wins_and_localhost_matches_sockets() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pgpass");
-        write_mode(
-            &file,
-            "# comment\r\nlocalhost:5432:*:alice:sock\ndb:*:*:alice:first\ndb:*:*:alice:second\n*:*:*:*:fallback\n",
-            0o600,
-        );
-        assert_eq!(
-            pgpass_lookup(&file, &socket(), "x", "alice").map(|p| p.0),
-            Some("sock".into())
-        );
-        assert_eq!(
-            pgpass_lookup(&file, &tcp("db", 9999), "x", "alice").map(|p| p.0),
-            Some("first".into())
-        );
-        assert_eq!(
-            pgpass_lookup(&file, &tcp("other", 5432), "x", "alice").map(|p| p.0),
-            Some("fallback".into())
-        );
-        assert!(pgpass_lookup(&dir.path().join("missing"), &socket(), "x", "alice").is_none());
-    }
-    #[test]
-    fn pgpass_readable_by_others_is_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("pgpass");
-        write_mode(&file, "*:*:*:*:secret\n", 0o644);
-        assert!(pgpass_lookup(&file, &socket(), "d", "u").is_none());
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(pgpass_lookup(&file, &socket(), "d", "u").is_none());
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(pgpass_lookup(&file, &socket(), "d", "u").is_some());
-        // A directory is not a password file.
-        assert!(pgpass_lookup(dir.path(), &socket(), "d", "u").is_none());
-    }
-    #[test]
-    fn explicit_password_wins_over_pgpass_and_empty_means_none() {
-        let home = tempfile::tempdir().unwrap();
-        write_mode(&home.path().join(".pgpass"), "*:*:*:*:frompass\n", 0o600);
-        let env = test_env(home.path(), &[]);
-        let settings = resolve("host=h password=given", &env).unwrap();
-        assert_eq!(
-            settings.password_for(&settings.hosts[0]).map(|p| p.0),
-            Some("given".into())
-        );
-        let settings = resolve("host=h password=", &env).unwrap();
-        assert_eq!(
-            settings.password_for(&settings.hosts[0]).map(|p| p.0),
-            Some("frompass".into())
-        );
-        let other = home.path().join("other");
-        write_mode(&other, "h:5432:alice:alice:viaparam\n", 0o600);
-        let settings = resolve(&format!("host=h passfile={}", other.display()), &env).unwrap();
-        assert_eq!(
-            settings.password_for(&settings.hosts[0]).map(|p| p.0),
-            Some("viaparam".into())
-        );
     }
     #[tokio::test]
     async fn every_failed_host_is_named() {
