@@ -16,19 +16,18 @@ mod env;
 mod error;
 mod params;
 mod pgpass;
+mod resolve;
 mod service;
 mod settings;
 #[cfg(test)]
 mod testing;
 mod uri;
 
-use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -40,10 +39,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
 use error::classify;
-use params::{check_value, parse_port, SUPPORTED, UNSUPPORTED};
 use pgpass::pgpass_match;
-use service::{load_service, parse_service_file, ServiceValues};
-use settings::{socket_file, DEFAULT_PORT};
+use service::parse_service_file;
 
 pub use env::Environment;
 pub use error::{AttemptFailure, ConnError, ConnectAttempt, Origin};
@@ -52,263 +49,7 @@ pub use settings::{
     ChannelBinding, ConnSettings, HostTarget, Password, SslMode, TargetSessionAttrs,
 };
 
-/// Socket directories tried, in order, when no host is given (Debian's first, then upstream's).
-pub const DEFAULT_SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
-
-/// The first of `candidates` that holds the socket for `port`, else the first candidate.
-fn default_socket_dir(candidates: &[&Path], port: u16) -> PathBuf {
-    candidates
-        .iter()
-        .find(|dir| socket_file(dir, port).exists())
-        .or(candidates.first())
-        .map_or_else(
-            || PathBuf::from(DEFAULT_SOCKET_DIRS[0]),
-            |d| d.to_path_buf(),
-        )
-}
-/// The layered view of one keyword: params > service > environment.
-struct Layers<'a> {
-    params: &'a ConnParams,
-    service: ServiceValues,
-    env: &'a Environment,
-}
-
-impl Layers<'_> {
-    /// The value for a keyword and where it came from. An empty environment variable counts as
-    /// unset, like libpq's callers usually expect; an empty explicit value is kept.
-    fn get(&self, keyword: &str) -> Option<(String, Origin)> {
-        if let Some(value) = self.params.get(keyword) {
-            return Some((value.to_owned(), Origin::Params));
-        }
-        if let Some((value, origin)) = self.service.get(keyword) {
-            return Some((value.clone(), origin.clone()));
-        }
-        let var = SUPPORTED
-            .iter()
-            .find(|(k, _)| *k == keyword)
-            .and_then(|(_, var)| *var)?;
-        self.env
-            .var(var)
-            .map(|value| (value.to_owned(), Origin::Env(var.to_owned())))
-    }
-
-    /// A non-empty value, validated (values from the environment and service files were not
-    /// checked on the way in).
-    fn value(&self, keyword: &str) -> Result<Option<(String, Origin)>, ConnError> {
-        match self.get(keyword) {
-            Some((value, origin)) if !value.is_empty() => {
-                check_value(keyword, &value, &origin)?;
-                Ok(Some((value, origin)))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    fn string(&self, keyword: &str) -> Result<Option<String>, ConnError> {
-        Ok(self.value(keyword)?.map(|(v, _)| v))
-    }
-
-    fn seconds(&self, keyword: &str) -> Result<Option<u64>, ConnError> {
-        match self.value(keyword)? {
-            None => Ok(None),
-            Some((value, origin)) => {
-                value
-                    .trim()
-                    .parse::<u64>()
-                    .map(Some)
-                    .map_err(|_| ConnError::InvalidValue {
-                        keyword: keyword.to_owned(),
-                        value,
-                        origin,
-                        reason: "expected a non-negative integer".to_owned(),
-                    })
-            }
-        }
-    }
-}
-
 impl ConnSettings {
-    /// Layers explicit params, the service file, the environment and libpq's defaults.
-    ///
-    /// Precedence follows libpq's `conninfo_add_defaults`: the service definition is applied
-    /// to every keyword the params left unset *before* the environment is consulted, so a
-    /// service value beats a `PG*` variable (and `PGSERVICE` itself is just the fallback for
-    /// `service=`).
-    pub fn resolve(params: &ConnParams, env: &Environment) -> Result<ConnSettings, ConnError> {
-        // A PG* variable for an option we don't implement would change what libpq does;
-        // refuse it rather than connect differently than the user asked.
-        for (keyword, var) in UNSUPPORTED {
-            if let Some(var) = var {
-                if env.var(var).is_some_and(|v| !v.is_empty()) {
-                    return Err(ConnError::Unsupported {
-                        keyword: (*keyword).to_owned(),
-                        origin: Origin::Env((*var).to_owned()),
-                    });
-                }
-            }
-        }
-        let service_name = params
-            .get("service")
-            .filter(|s| !s.is_empty())
-            .or_else(|| env.var("PGSERVICE").filter(|s| !s.is_empty()))
-            .map(str::to_owned);
-        let service = match &service_name {
-            Some(name) => load_service(name, env)?,
-            None => HashMap::new(),
-        };
-        let layers = Layers {
-            params,
-            service,
-            env,
-        };
-
-        let port_spec = layers.value("port")?;
-        let ports: Vec<u16> = match &port_spec {
-            None => vec![DEFAULT_PORT],
-            Some((value, _)) => value
-                .split(',')
-                .map(|p| parse_port(p).unwrap_or(DEFAULT_PORT))
-                .collect(),
-        };
-        let host = layers.value("host")?;
-        let hostaddr = layers.value("hostaddr")?;
-        let host_list = match (host, hostaddr) {
-            (Some((_, host_origin)), Some((_, addr_origin))) => {
-                return Err(ConnError::Unsupported {
-                    keyword: "hostaddr together with host".to_owned(),
-                    origin: if addr_origin == Origin::Params {
-                        host_origin
-                    } else {
-                        addr_origin
-                    },
-                })
-            }
-            (Some((value, _)), None) | (None, Some((value, _))) => {
-                value.split(',').map(|h| h.trim().to_owned()).collect()
-            }
-            (None, None) => vec![String::new()],
-        };
-        if ports.len() != 1 && ports.len() != host_list.len() {
-            return Err(ConnError::PortCount {
-                ports: ports.len(),
-                hosts: host_list.len(),
-            });
-        }
-        let socket_dirs: Vec<&Path> = DEFAULT_SOCKET_DIRS.iter().map(Path::new).collect();
-        let hosts = host_list
-            .iter()
-            .enumerate()
-            .map(|(i, host)| {
-                let port = if ports.len() == 1 { ports[0] } else { ports[i] };
-                if host.is_empty() {
-                    HostTarget::Socket {
-                        dir: default_socket_dir(&socket_dirs, port),
-                        port,
-                    }
-                } else if host.starts_with('/') {
-                    HostTarget::Socket {
-                        dir: PathBuf::from(host),
-                        port,
-                    }
-                } else {
-                    HostTarget::Tcp {
-                        host: host.clone(),
-                        port,
-                    }
-                }
-            })
-            .collect();
-
-        let user = match layers.string("user")? {
-            Some(user) => user,
-            None if !env.os_user.is_empty() => env.os_user.clone(),
-            None => return Err(ConnError::NoUser),
-        };
-        let dbname = layers.string("dbname")?.unwrap_or_else(|| user.clone());
-        let password = layers.string("password")?.map(Password);
-        let home_file = |parts: &[&str]| {
-            env.home.as_ref().map(|h| {
-                let mut path = h.clone();
-                path.extend(parts);
-                path
-            })
-        };
-        let passfile = layers
-            .string("passfile")?
-            .map(PathBuf::from)
-            .or_else(|| home_file(&[".pgpass"]));
-        let sslmode = match layers.value("sslmode")? {
-            Some((value, _)) => value.parse().unwrap_or(SslMode::Prefer),
-            None => SslMode::Prefer,
-        };
-        let sslrootcert = layers
-            .string("sslrootcert")?
-            .map(PathBuf::from)
-            .or_else(|| home_file(&[".postgresql", "root.crt"]));
-        let sslcert = layers
-            .string("sslcert")?
-            .map(PathBuf::from)
-            .or_else(|| home_file(&[".postgresql", "postgresql.crt"]));
-        let sslkey = layers
-            .string("sslkey")?
-            .map(PathBuf::from)
-            .or_else(|| home_file(&[".postgresql", "postgresql.key"]));
-        let application_name = match layers.string("application_name")? {
-            Some(name) => Some(name),
-            None => layers.string("fallback_application_name")?,
-        };
-        // libpq: zero or negative waits forever; anything below 2 s counts as 2 s.
-        let connect_timeout = match layers.value("connect_timeout")? {
-            None => None,
-            Some((value, _)) => match value.trim().parse::<i64>() {
-                Ok(secs) if secs > 0 => Some(Duration::from_secs(secs.max(2).unsigned_abs())),
-                _ => None,
-            },
-        };
-        let keepalives = match layers.value("keepalives")? {
-            None => true,
-            Some((value, _)) => value.trim().parse::<i64>() != Ok(0),
-        };
-        let keepalives_idle = layers.seconds("keepalives_idle")?.map(Duration::from_secs);
-        let keepalives_interval = layers
-            .seconds("keepalives_interval")?
-            .map(Duration::from_secs);
-        let keepalives_retries = layers
-            .seconds("keepalives_count")?
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-        let options = layers.string("options")?;
-        let target_session_attrs = match layers.string("target_session_attrs")?.as_deref() {
-            Some("read-write") => TargetSessionAttrs::ReadWrite,
-            Some("read-only") => TargetSessionAttrs::ReadOnly,
-            _ => TargetSessionAttrs::Any,
-        };
-        let channel_binding = match layers.value("channel_binding")? {
-            Some((value, _)) => value.parse().unwrap_or(ChannelBinding::Prefer),
-            None => ChannelBinding::Prefer,
-        };
-        Ok(ConnSettings {
-            hosts,
-            user,
-            dbname,
-            password,
-            passfile,
-            sslmode,
-            sslrootcert,
-            sslcert,
-            sslkey,
-            application_name,
-            connect_timeout,
-            keepalives,
-            keepalives_idle,
-            keepalives_interval,
-            keepalives_retries,
-            options,
-            target_session_attrs,
-            channel_binding,
-            service: service_name,
-        })
-    }
-
     /// Connects to the first host that accepts, trying them in order like libpq. When every
     /// host fails, the error names each attempt.
     pub async fn connect(&self) -> Result<Session, ConnError> {
@@ -747,151 +488,9 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::conn::testing::{resolve, test_env};
     use crate::exit::{ExitStatus, Failure as _};
 
-    #[test]
-    fn libpq_defaults() {
-        let home = tempfile::tempdir().unwrap();
-        let settings = resolve("host=db", &test_env(home.path(), &[])).unwrap();
-        assert_eq!(settings.user, "alice");
-        assert_eq!(settings.dbname, "alice");
-        assert_eq!(settings.sslmode, SslMode::Prefer);
-        assert_eq!(settings.passfile, Some(home.path().join(".pgpass")));
-        assert_eq!(
-            settings.sslrootcert,
-            Some(home.path().join(".postgresql/root.crt"))
-        );
-        assert!(settings.keepalives);
-        assert_eq!(settings.connect_timeout, None);
-        assert_eq!(settings.target_session_attrs, TargetSessionAttrs::Any);
-        assert_eq!(settings.channel_binding, ChannelBinding::Prefer);
-        assert!(settings.password.is_none());
-    }
-    #[test]
-    fn environment_fills_what_params_leave_out() {
-        let home = tempfile::tempdir().unwrap();
-        let env = test_env(
-            home.path(),
-            &[
-                ("PGHOST", "envhost"),
-                ("PGPORT", "6000"),
-                ("PGUSER", "bob"),
-                ("PGDATABASE", "envdb"),
-                ("PGSSLMODE", "require"),
-                ("PGAPPNAME", "envapp"),
-                ("PGCONNECT_TIMEOUT", "1"),
-                ("PGPASSWORD", "envsecret"),
-                ("PGOPTIONS", "-c work_mem=1MB"),
-                ("PGTARGETSESSIONATTRS", "read-write"),
-                ("PGCHANNELBINDING", "require"),
-            ],
-        );
-        let settings = resolve("host=explicit", &env).unwrap();
-        assert_eq!(
-            settings.hosts,
-            vec![HostTarget::Tcp {
-                host: "explicit".into(),
-                port: 6000
-            }]
-        );
-        assert_eq!(settings.user, "bob");
-        assert_eq!(settings.dbname, "envdb");
-        assert_eq!(settings.sslmode, SslMode::Require);
-        assert_eq!(settings.application_name.as_deref(), Some("envapp"));
-        // libpq: a timeout below 2 s counts as 2 s.
-        assert_eq!(settings.connect_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(
-            settings.password.as_ref().map(Password::expose),
-            Some("envsecret")
-        );
-        assert_eq!(settings.options.as_deref(), Some("-c work_mem=1MB"));
-        assert_eq!(settings.target_session_attrs, TargetSessionAttrs::ReadWrite);
-        assert_eq!(settings.channel_binding, ChannelBinding::Require);
-    }
-    #[test]
-    fn fallback_application_name_loses_to_pgappname() {
-        let home = tempfile::tempdir().unwrap();
-        let params = "fallback_application_name=pgback";
-        let settings = resolve(params, &test_env(home.path(), &[])).unwrap();
-        assert_eq!(settings.application_name.as_deref(), Some("pgback"));
-        let env = test_env(home.path(), &[("PGAPPNAME", "mine")]);
-        let settings = resolve(params, &env).unwrap();
-        assert_eq!(settings.application_name.as_deref(), Some("mine"));
-    }
-    #[test]
-    fn bad_environment_values_name_the_variable() {
-        let home = tempfile::tempdir().unwrap();
-        let env = test_env(home.path(), &[("PGSSLMODE", "bogus")]);
-        let error = resolve("", &env).unwrap_err();
-        assert!(error.to_string().contains("PGSSLMODE"), "{error}");
-        let env = test_env(home.path(), &[("PGGSSENCMODE", "require")]);
-        let error = resolve("", &env).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "connection option \"gssencmode\" is not supported by safe-backup (from environment variable PGGSSENCMODE)"
-        );
-        assert_eq!(error.hint().as_deref(), Some("unset PGGSSENCMODE"));
-    }
-    #[test]
-    fn ports_pair_with_hosts() {
-        let env = test_env(Path::new("/nonexistent"), &[]);
-        let settings = resolve("host=a,b,/sock port=7000", &env).unwrap();
-        assert_eq!(
-            settings.hosts,
-            vec![
-                HostTarget::Tcp {
-                    host: "a".into(),
-                    port: 7000
-                },
-                HostTarget::Tcp {
-                    host: "b".into(),
-                    port: 7000
-                },
-                HostTarget::Socket {
-                    dir: "/sock".into(),
-                    port: 7000
-                },
-            ]
-        );
-        let settings = resolve("host=a,b port=7000,", &env).unwrap();
-        assert_eq!(settings.hosts[1].port(), 5432);
-        assert_eq!(
-            resolve("host=a,b,c port=1,2", &env)
-                .unwrap_err()
-                .to_string(),
-            "could not match 2 port numbers to 3 hosts"
-        );
-    }
-    #[test]
-    fn hostaddr_alone_is_a_tcp_host_and_with_host_is_refused() {
-        let env = test_env(Path::new("/nonexistent"), &[]);
-        let settings = resolve("hostaddr=127.0.0.1 port=5", &env).unwrap();
-        assert_eq!(
-            settings.hosts,
-            vec![HostTarget::Tcp {
-                host: "127.0.0.1".into(),
-                port: 5
-            }]
-        );
-        assert!(matches!(
-            resolve("hostaddr=127.0.0.1 host=db", &env),
-            Err(ConnError::Unsupported { .. })
-        ));
-    }
-    #[test]
-    fn default_socket_is_the_first_directory_holding_it() {
-        let first = tempfile::tempdir().unwrap();
-        let second = tempfile::tempdir().unwrap();
-        let dirs = [first.path(), second.path()];
-        // No socket anywhere: the first directory.
-        assert_eq!(default_socket_dir(&dirs, 5432), first.path());
-        // A (fake) socket file only in the second one.
-        fs::write(second.path().join(".s.PGSQL.5433"), "").unwrap();
-        assert_eq!(default_socket_dir(&dirs, 5433), second.path());
-        assert_eq!(default_socket_dir(&dirs, 5432), first.path());
-    }
     #[tokio::test]
     async fn every_failed_host_is_named() {
         let home = tempfile::tempdir().unwrap();
