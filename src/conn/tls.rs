@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -29,34 +30,24 @@ impl ConnSettings {
                 let file = self.sslrootcert.as_deref().ok_or(ConnError::NoRootCert {
                     sslmode: self.sslmode,
                 })?;
-                let roots = load_roots(file)?;
-                let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider.clone(),
-                )
-                .build()
-                .map_err(|e| ConnError::TlsSetup(e.to_string()))?;
+                let webpki = webpki_verifier(file, &provider)?;
                 if self.sslmode == SslMode::VerifyFull {
                     webpki
                 } else {
-                    Arc::new(ChainOnlyVerifier(webpki))
+                    Arc::new(LibpqVerifier {
+                        provider: provider.clone(),
+                        chain: Some(webpki),
+                    })
                 }
             }
             // libpq: with a root certificate file present, even require/prefer verify the
             // chain (but not the host name).
-            _ => match root_file {
-                Some(file) => {
-                    let roots = load_roots(file)?;
-                    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                        Arc::new(roots),
-                        provider.clone(),
-                    )
-                    .build()
-                    .map_err(|e| ConnError::TlsSetup(e.to_string()))?;
-                    Arc::new(ChainOnlyVerifier(webpki))
-                }
-                None => Arc::new(AnyCertVerifier(provider.clone())),
-            },
+            _ => Arc::new(LibpqVerifier {
+                provider: provider.clone(),
+                chain: root_file
+                    .map(|file| webpki_verifier(file, &provider))
+                    .transpose()?,
+            }),
         };
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -109,6 +100,17 @@ fn load_certs(file: &Path, what: &'static str) -> Result<Vec<CertificateDer<'sta
     Ok(certs)
 }
 
+/// rustls' standard verifier (chain and host name) over the root certificates in `file`.
+fn webpki_verifier(
+    file: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, ConnError> {
+    let roots = load_roots(file)?;
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| ConnError::TlsSetup(e.to_string()))
+}
+
 fn load_roots(file: &Path) -> Result<RootCertStore, ConnError> {
     let certs = load_certs(file, "root certificate")?;
     let mut roots = RootCertStore::empty();
@@ -145,23 +147,40 @@ fn load_key(file: &Path) -> Result<PrivateKeyDer<'static>, ConnError> {
         .ok_or_else(|| key_file("no PEM private key in it".to_owned()))
 }
 
-/// `sslmode=require` without a root certificate: encryption only. Handshake signatures are
-/// still verified, so the peer must hold the key of the certificate it shows.
+/// The certificate checks libpq makes and rustls' own verifier does not. Without `chain`:
+/// `sslmode=require` (or `prefer`) with no root certificate, encryption only. With it: the chain
+/// must lead to a trusted root, but the host name is not checked (`verify-ca`, or
+/// `require`/`prefer` with a root certificate file). Handshake signatures are verified either
+/// way, so the peer must hold the key of the certificate it shows.
 #[derive(Debug)]
-struct AnyCertVerifier(Arc<CryptoProvider>);
+struct LibpqVerifier {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
+}
 
-impl ServerCertVerifier for AnyCertVerifier {
+impl ServerCertVerifier for LibpqVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        // webpki checks the chain before the name, so a name error means the chain is good.
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
+    // The same checks as WebPkiServerVerifier's, with the same provider's algorithms.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
@@ -172,7 +191,7 @@ impl ServerCertVerifier for AnyCertVerifier {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -186,68 +205,119 @@ impl ServerCertVerifier for AnyCertVerifier {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `sslmode=verify-ca`: the chain must lead to a trusted root; the name is not checked.
-#[derive(Debug)]
-struct ChainOnlyVerifier(Arc<rustls::client::WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnlyVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        // webpki checks the chain before the name, so a name error means the chain is good.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName
-                | rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::conn::testing::{resolve, test_env};
     use crate::exit::{ExitStatus, Failure as _};
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    /// Runs `openssl` in `dir` with `args` split at spaces (no shell); the tests need it to
+    /// make certificates.
+    fn openssl(dir: &Path, args: &str) {
+        let output = Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl is needed to make test certificates: {e}"));
+        assert!(
+            output.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+
+    /// A CA named `name` in `dir`: returns its certificate file.
+    fn make_ca(dir: &Path, name: &str) -> PathBuf {
+        openssl(
+            dir,
+            &format!(
+                "req -x509 {EC_KEY} -days 2 -subj /CN={name} -keyout {name}.key -out {name}.crt \
+                 -addext basicConstraints=critical,CA:TRUE \
+                 -addext keyUsage=critical,keyCertSign,cRLSign"
+            ),
+        );
+        dir.join(format!("{name}.crt"))
+    }
+
+    /// A server certificate for `host`, signed by the CA `ca` made by [`make_ca`].
+    fn make_server_cert(dir: &Path, ca: &str, host: &str) -> CertificateDer<'static> {
+        let extensions = format!(
+            "subjectAltName=DNS:{host}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        );
+        fs::write(dir.join("server.ext"), extensions).unwrap();
+        openssl(
+            dir,
+            &format!("req -new {EC_KEY} -subj /CN={host} -keyout server.key -out server.csr"),
+        );
+        openssl(
+            dir,
+            &format!(
+                "x509 -req -in server.csr -CA {ca}.crt -CAkey {ca}.key -CAcreateserial -days 2 \
+                 -extfile server.ext -out server.crt"
+            ),
+        );
+        load_certs(&dir.join("server.crt"), "server certificate")
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn verifiers_check_what_each_sslmode_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_ca(dir.path(), "root");
+        let stranger = make_ca(dir.path(), "stranger");
+        let server = make_server_cert(dir.path(), "root", "db.example");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let accepts = |verifier: &dyn ServerCertVerifier, host: &str| {
+            let name = ServerName::try_from(host.to_owned()).unwrap();
+            verifier
+                .verify_server_cert(&server, &[], &name, &[], UnixTime::now())
+                .is_ok()
+        };
+        // verify-full: chain and name.
+        let full = webpki_verifier(&root, &provider).unwrap();
+        assert!(accepts(&*full, "db.example"));
+        assert!(!accepts(&*full, "other.example"));
+        // verify-ca (or require with a root file): the chain, not the name.
+        let chain_only = LibpqVerifier {
+            provider: provider.clone(),
+            chain: Some(full.clone()),
+        };
+        assert!(accepts(&chain_only, "db.example"));
+        assert!(accepts(&chain_only, "other.example"));
+        let wrong_root = LibpqVerifier {
+            provider: provider.clone(),
+            chain: Some(webpki_verifier(&stranger, &provider).unwrap()),
+        };
+        assert!(!accepts(&wrong_root, "db.example"));
+        // require without a root file: any certificate.
+        let any = LibpqVerifier {
+            provider: provider.clone(),
+            chain: None,
+        };
+        assert!(accepts(&any, "other.example"));
+        // Handshake signatures: the same algorithms as rustls' own verifier.
+        assert_eq!(
+            any.supported_verify_schemes(),
+            full.supported_verify_schemes()
+        );
+        assert!(!any.supported_verify_schemes().is_empty());
+    }
 
     #[tokio::test]
     async fn verify_full_without_root_certificate_names_the_file() {
