@@ -8,6 +8,7 @@
 //! - [`backup`]: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
 //! - [`cli`]: command-line pieces shared by the binaries.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
+//! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load.
 
 pub mod backup;
 pub mod cli;
@@ -15,4 +16,5 @@ pub mod config;
 pub mod conn;
 pub mod dump;
 pub mod exit;
+pub mod restore;
 pub mod server;
