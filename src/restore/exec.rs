@@ -210,17 +210,27 @@ pub async fn run_tool(
     fed
 }
 
-/// Runs `producer | consumer` (a decompressor into psql) without a shell: the producer's stdout
-/// is copied into the consumer's stdin. When both fail, both are reported.
+/// Runs `producer | consumer` (a decompressor into psql) without a shell: `input` goes to the
+/// producer's stdin, the producer's stdout is copied into the consumer's stdin. When both
+/// fail, both are reported.
 pub async fn run_piped(
     producer: &ToolCommand,
     consumer: &ToolCommand,
+    input: Input,
     conn: &ConnSettings,
     label: &str,
 ) -> Result<(), ToolError> {
     let mut first = command(producer, conn);
-    first.stdin(Stdio::null()).stdout(Stdio::piped());
+    first
+        .stdin(match input {
+            Input::Null => Stdio::null(),
+            _ => Stdio::piped(),
+        })
+        .stdout(Stdio::piped());
     let mut first = spawn(producer, first)?;
+    let producer_name = producer.name();
+    let first_stdin = first.stdin.take();
+    let feed_producer = feed(first_stdin, input, &producer_name);
     let mut second = command(consumer, conn);
     second.stdin(Stdio::piped());
     let mut second = spawn(consumer, second)?;
@@ -235,7 +245,8 @@ pub async fn run_piped(
     };
     let first_stderr = first.stderr.take();
     let second_stderr = second.stderr.take();
-    let (pumped, first_err, second_err, first_status, second_status) = tokio::join!(
+    let (fed, pumped, first_err, second_err, first_status, second_status) = tokio::join!(
+        feed_producer,
         pump,
         keep_stderr(first_stderr, label),
         keep_stderr(second_stderr, label),
@@ -250,7 +261,7 @@ pub async fn run_piped(
             second: Box::new(b),
         }),
         (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
-        (Ok(()), Ok(())) => pumped,
+        (Ok(()), Ok(())) => fed.and(pumped),
     }
 }
 
@@ -273,6 +284,86 @@ pub async fn tool_version(program: &std::path::Path) -> Result<String, std::io::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::{ConnParams, Environment};
+
+    fn conn() -> ConnSettings {
+        let params = ConnParams::parse("host=/nonexistent user=nobody dbname=none").unwrap();
+        ConnSettings::resolve(&params, &Environment::default()).unwrap()
+    }
+
+    fn sh(script: &str, args: &[&str]) -> ToolCommand {
+        let mut argv = vec!["-c".to_string(), script.to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        ToolCommand::new(PathBuf::from("sh"), argv)
+    }
+
+    /// The decryption seam end to end: a stream (here gzip bytes from memory) through a
+    /// decompressor into a consumer, nothing written but what the consumer writes.
+    #[tokio::test]
+    async fn streams_flow_through_a_pipeline_and_failures_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let script = "SELECT 1;\n".repeat(10_000);
+        let mut gzip = std::process::Command::new("gzip")
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = gzip.stdin.take().unwrap();
+        let writer = std::thread::spawn({
+            let script = script.clone();
+            move || std::io::Write::write_all(&mut stdin, script.as_bytes())
+        });
+        let compressed = gzip.wait_with_output().unwrap().stdout;
+        writer.join().unwrap().unwrap();
+        let out = tmp.path().join("out.sql");
+        let out_arg = out.display().to_string();
+        let gunzip = ToolCommand::new(PathBuf::from("gzip"), vec!["-dc".into()]);
+        run_piped(
+            &gunzip,
+            &sh("cat > \"$0\"", &[&out_arg]),
+            Input::Stream(Box::new(std::io::Cursor::new(compressed))),
+            &conn(),
+            "test",
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), script);
+
+        // The consumer fails: its own error, with its stderr.
+        let error = run_piped(
+            &gunzip,
+            &sh("echo 'psql: ERROR: boom' >&2; exit 3", &[]),
+            Input::Bytes(b"not gzip".to_vec()),
+            &conn(),
+            "test",
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("boom"), "{error}");
+        // Bytes on stdin, and the exit status of a lone tool.
+        run_tool(
+            &sh("test \"$(cat)\" = abc", &[]),
+            &conn(),
+            Input::Bytes(b"abc".to_vec()),
+            "t",
+        )
+        .await
+        .unwrap();
+        let error = run_tool(&sh("exit 4", &[]), &conn(), Input::Null, "t")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ToolError::Failed { .. }), "{error}");
+        let error = run_tool(
+            &ToolCommand::new(PathBuf::from("/nonexistent/psql"), vec![]),
+            &conn(),
+            Input::Null,
+            "t",
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(error, ToolError::Spawn { .. }), "{error}");
+    }
 
     #[test]
     fn command_lines_quote_every_word() {

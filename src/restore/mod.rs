@@ -9,6 +9,12 @@
 //! `hba_file` and `ident_file` are never applied; the summary names them. `--dry-run` stops
 //! after the plan.
 //!
+//! Encrypted sets (age) are refused for now ([`set::SetError::Encrypted`]). The seam for them:
+//! verify the ciphertext against its checksum file, then restore from a decrypting
+//! `AsyncRead` passed as [`exec::Input::Stream`] to the command of
+//! [`plan::stream_load_step`] (and to psql for the globals and createdb.sql as
+//! [`exec::Input::Stream`] too), so that no plaintext is written to disk.
+//!
 //! # Layout
 //! - [`set`]: dump sets in a directory, picking one, selecting databases by glob.
 //! - [`verify`]: checksum files read back and checked.
@@ -500,7 +506,9 @@ async fn restore_database(db: &DatabasePlan, conn: &ConnSettings) -> DatabaseOut
     let result = async {
         run_sql(&db.prepare, conn, &db.name).await?;
         match &db.load.decompress {
-            Some(decompress) => run_piped(decompress, &db.load.command, conn, &db.name).await,
+            Some(decompress) => {
+                run_piped(decompress, &db.load.command, Input::Null, conn, &db.name).await
+            }
             None => run_tool(&db.load.command, conn, Input::Null, &db.name).await,
         }
     }

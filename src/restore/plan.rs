@@ -228,6 +228,46 @@ pub fn load_step(
     }
 }
 
+/// The load step of a dump that arrives as a stream on stdin instead of a file: the seam for
+/// encrypted sets, whose decrypting reader is fed to the command as
+/// [`Input::Stream`](super::exec::Input::Stream) (to the decompressor's stdin for a compressed
+/// plain dump), so that no plaintext reaches the disk. pg_restore reads a custom or tar dump
+/// from stdin with one job (it cannot restore in parallel from a pipe); a directory dump is
+/// no stream (`None`): its files would be decrypted one by one.
+pub fn stream_load_step(
+    settings: &CommandSettings,
+    dbname: &str,
+    format: DumpFormat,
+    clean: bool,
+) -> Option<LoadStep> {
+    match format {
+        DumpFormat::Directory => None,
+        DumpFormat::Plain(compression) => Some(LoadStep {
+            decompress: compression
+                .decompressor()
+                .map(|program| ToolCommand::new(PathBuf::from(program), vec!["-dc".into()])),
+            command: psql_command(settings, dbname, None),
+        }),
+        DumpFormat::Custom | DumpFormat::Tar => {
+            let mut args = vec![
+                "-d".to_string(),
+                conninfo_dbname(dbname),
+                "-w".into(),
+                "--exit-on-error".into(),
+            ];
+            if clean {
+                args.push("--clean".into());
+                args.push("--if-exists".into());
+            }
+            args.push(format!("--format={}", format.name()));
+            Some(LoadStep {
+                decompress: None,
+                command: ToolCommand::new(tool_path(&settings.bin_directory, "pg_restore"), args),
+            })
+        }
+    }
+}
+
 /// `CREATE DATABASE <db> TEMPLATE template0;`, for a set without createdb.sql.
 pub fn bare_create_database(dbname: &str) -> String {
     format!(
@@ -459,6 +499,38 @@ mod tests {
         assert_eq!(restore_jobs(DumpFormat::Custom, 4, v(16, 2)), (4, None));
         assert_eq!(restore_jobs(DumpFormat::Directory, 0, v(16, 2)), (1, None));
         assert_eq!(restore_jobs(DumpFormat::Tar, 1, v(16, 2)), (1, None));
+    }
+
+    #[test]
+    fn streamed_loads_for_encrypted_sets() {
+        let v15 = Some(ToolVersion {
+            major: 15,
+            minor: 4,
+        });
+        let custom = stream_load_step(&settings(4, v15), "b1", DumpFormat::Custom, false).unwrap();
+        assert_eq!(
+            custom.command.args,
+            [
+                "-d",
+                "dbname='b1'",
+                "-w",
+                "--exit-on-error",
+                "--format=custom"
+            ]
+        );
+        let gz = stream_load_step(
+            &settings(4, v15),
+            "b1",
+            DumpFormat::Plain(PlainCompression::Zstd),
+            false,
+        )
+        .unwrap();
+        assert_eq!(gz.decompress.unwrap().args, ["-dc"]);
+        assert_eq!(gz.command.args.last().map(String::as_str), Some("-"));
+        assert_eq!(
+            stream_load_step(&settings(4, v15), "b1", DumpFormat::Directory, false),
+            None
+        );
     }
 
     #[test]

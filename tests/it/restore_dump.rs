@@ -531,4 +531,31 @@ fn refusals_a_changed_byte_a_missing_file_and_dry_runs_touch_nothing() {
         );
     }
     assert_eq!(server_catalog(&target), server_catalog(&source));
+
+    // A database that fails to load is named; the next one is restored all the same. (A set
+    // without checksum files, written by hand: nothing to verify, no createdb.sql.)
+    let hand = backups.path().join("by-hand");
+    std::fs::create_dir(&hand).unwrap();
+    for (name, sql) in [
+        ("pg_globals_2024-01-01T00:00:00Z.sql", "SELECT 1;\n"),
+        ("bad_2024-01-01T00:00:01Z.sql", "CREATE TABLE broken (;\n"),
+        (
+            "good_2024-01-01T00:00:02Z.sql",
+            "CREATE TABLE fine (i int);\n",
+        ),
+    ] {
+        std::fs::write(hand.join(name), sql).unwrap();
+    }
+    let report = run(settings(&target, &hand)).unwrap();
+    let summary = report.summary();
+    assert!(!report.success(), "{summary}");
+    assert_eq!(report.failed_databases(), ["bad"], "{summary}");
+    assert!(summary.contains("failed databases: \"bad\""), "{summary}");
+    assert!(summary.contains("syntax error"), "{summary}");
+    assert!(summary.contains("nothing could be verified"), "{summary}");
+    assert!(
+        summary.contains("\"good\" has no createdb.sql"),
+        "{summary}"
+    );
+    assert!(database_catalog(&target, "good").contains("fine 0:"));
 }
