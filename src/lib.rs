@@ -8,6 +8,8 @@
 //! - [`backup`]: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
 //! - [`cli`]: command-line pieces shared by the binaries.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
+//! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load.
+//! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
 
 pub mod backup;
 pub mod cli;
@@ -15,4 +17,6 @@ pub mod config;
 pub mod conn;
 pub mod dump;
 pub mod exit;
+pub mod metrics;
+pub mod restore;
 pub mod server;

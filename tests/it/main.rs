@@ -9,4 +9,5 @@ mod conn;
 mod dump;
 mod harness_selftest;
 mod matrix;
+mod restore_dump;
 mod util;
