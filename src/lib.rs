@@ -15,4 +15,5 @@ pub mod config;
 pub mod conn;
 pub mod dump;
 pub mod exit;
+pub mod process;
 pub mod server;
