@@ -12,7 +12,7 @@ use safe_backup::config::values::{
 };
 use safe_backup::config::{Config, ConfigError, DEFAULT_CONFIG};
 use safe_backup::dump::progress::Progress;
-use safe_backup::dump::runner::{run, RunError, RunSettings};
+use safe_backup::dump::run::{run, RunError, RunSettings};
 use safe_backup::exit::ExitStatus;
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident

@@ -188,6 +188,16 @@ pub enum FileMode {
     Unchanged,
 }
 
+impl FileMode {
+    /// The permission bits to set, `None` for no chmod.
+    pub fn bits(self) -> Option<u32> {
+        match self {
+            FileMode::Chmod(bits) => Some(bits),
+            FileMode::Unchanged => None,
+        }
+    }
+}
+
 impl Default for FileMode {
     fn default() -> Self {
         FileMode::Chmod(0o600)

@@ -1505,7 +1505,7 @@ impl ConnSettings {
 }
 
 /// Quotes a conninfo value when it needs it.
-fn quote_conninfo(value: &str) -> String {
+pub fn quote_conninfo(value: &str) -> String {
     if !value.is_empty()
         && !value
             .chars()
