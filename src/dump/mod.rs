@@ -20,10 +20,12 @@
 //! - [`database`]: one database's dump and createdb.sql.
 //! - [`server_files`]: globals, settings, hba/ident.
 //! - [`run`]: the whole run, in the README's order.
+//! - [`cli`]: pgback's command line, and the one call the binary makes.
 
 pub mod acl;
 pub mod catalog;
 pub mod checksum;
+pub mod cli;
 pub mod context;
 pub mod createdb;
 pub mod database;
