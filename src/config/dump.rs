@@ -335,18 +335,36 @@ fn either(with: Option<bool>, without: bool) -> Option<bool> {
     }
 }
 
-/// The value of a `--with-x` flag's variable, as the flag's default. A variable is not given as
-/// clap's `env` there: clap would take it for a conflict with the later `--without-x` flag.
-/// Leaked: clap keeps defaults as `&'static str`, and this runs once per parse.
-fn env_default(name: &str) -> Option<&'static str> {
-    std::env::var(name)
+/// A boolean flag that can be told "not given" from false: `--flag` is true, `--flag=BOOL`
+/// (or its variable) says which, absent is `None`.
+fn toggle(arg: clap::Arg) -> clap::Arg {
+    arg.value_name("BOOL")
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+        .value_parser(parse_bool)
+}
+
+/// The positive flag of a `--with-x` / `--without-x` pair: a [`toggle`] whose `variable` is read
+/// as its default. Not clap's `env`: clap would take the variable for a conflict with a later
+/// `--without-x`, which must win over it.
+fn negatable(arg: clap::Arg, variable: &str) -> clap::Arg {
+    // Leaked: clap keeps defaults as `&'static str`; this runs once per parse.
+    let value = std::env::var(variable)
         .ok()
-        .map(|value| &*Box::leak(value.into_boxed_str()))
+        .map(|value| &*Box::leak(value.into_boxed_str()));
+    toggle(arg).default_value(value).hide_default_value(true)
 }
 
 /// The flags of `pgback` that override `[dump]`; each also comes from a `PGBACK_<KEY>` variable
 /// named after its config key. `None` (or empty) = neither given.
 #[derive(Clone, Debug, Default, PartialEq, clap::Args)]
+#[command(
+    mut_arg("with_templates", |arg| negatable(arg, "PGBACK_WITH_TEMPLATES")),
+    mut_arg("dump_only", toggle),
+    mut_arg("with_role_passwords", |arg| negatable(arg, "PGBACK_WITH_ROLE_PASSWORDS")),
+    mut_arg("uniform_timestamp", toggle)
+)]
 pub struct DumpFlags {
     /// Databases to dump, in this order (default: all) [config: dump.include_dbs]
     #[arg(value_name = "DBNAME")]
@@ -432,60 +450,23 @@ pub struct DumpFlags {
     pub exclude_dbs: Option<Vec<String>>,
     /// Dump templates too (never template0) [config: dump.with_templates] [env:
     /// PGBACK_WITH_TEMPLATES]
-    #[arg(
-        short = 't',
-        long,
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = parse_bool,
-        default_value = env_default("PGBACK_WITH_TEMPLATES"),
-        hide_default_value = true,
-        overrides_with = "without_templates"
-    )]
+    #[arg(short = 't', long, overrides_with = "without_templates")]
     pub with_templates: Option<bool>,
     /// Do not dump templates
     #[arg(long)]
     pub without_templates: bool,
     /// Only the databases: no globals, settings, hba/ident, createdb.sql [config: dump.dump_only]
-    #[arg(
-        long,
-        env = "PGBACK_DUMP_ONLY",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = parse_bool
-    )]
+    #[arg(long, env = "PGBACK_DUMP_ONLY")]
     pub dump_only: Option<bool>,
     /// Keep role passwords in the globals (superuser only) [config: dump.with_role_passwords]
     /// [env: PGBACK_WITH_ROLE_PASSWORDS]
-    #[arg(
-        long,
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = parse_bool,
-        default_value = env_default("PGBACK_WITH_ROLE_PASSWORDS"),
-        hide_default_value = true,
-        overrides_with = "without_role_passwords"
-    )]
+    #[arg(long, overrides_with = "without_role_passwords")]
     pub with_role_passwords: Option<bool>,
     /// Leave role passwords out of the globals
     #[arg(long)]
     pub without_role_passwords: bool,
     /// One stamp (the run's start) for every file [config: dump.uniform_timestamp]
-    #[arg(
-        long,
-        env = "PGBACK_UNIFORM_TIMESTAMP",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = parse_bool
-    )]
+    #[arg(long, env = "PGBACK_UNIFORM_TIMESTAMP")]
     pub uniform_timestamp: Option<bool>,
     /// How long to wait for replay to pause on a standby, seconds [config: dump.pause_timeout]
     #[arg(
