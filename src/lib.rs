@@ -19,4 +19,5 @@ pub mod dump;
 pub mod exit;
 pub mod metrics;
 pub mod restore;
+pub mod process;
 pub mod server;

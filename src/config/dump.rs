@@ -1,91 +1,17 @@
 //! `[dump]` configuration of `pgback`: pg_back's keys (snake_case, pg_back's names), per-database
-//! tables `[dump.databases."name"]`, strict values, the layering of command-line flags over
-//! per-database tables, and `--convert-pg-back-config`. The section is part of
+//! tables `[dump.databases."name"]`, and the one place where the layers meet: defaults < file <
+//! environment (`PGBACK_*`) < command line ([`DumpConfig::layered`]). The section is part of
 //! [`crate::config::Config`]; its errors are [`ConfigError`]s.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::Path;
 
-use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::values::{
-    ChecksumAlgorithm, Compression, FileMode, Format, InvalidValue, Keep, PurgeInterval, Seconds,
-    TimestampFormat,
+    parse_bool, text, text_opt, ChecksumAlgorithm, Compression, FileMode, Format, Keep,
+    PurgeInterval, Seconds, TimestampFormat,
 };
 use crate::config::ConfigError;
-
-/// A value type read from TOML as a string (or an integer where that is natural) through its
-/// strict `FromStr`, and written back as a string.
-pub trait ConfigValue: std::str::FromStr<Err = InvalidValue> + fmt::Display {
-    /// An integer in the TOML file; by default read like its decimal text.
-    fn from_int(n: i64) -> Result<Self, InvalidValue> {
-        n.to_string().parse()
-    }
-}
-
-impl ConfigValue for Format {}
-impl ConfigValue for Compression {}
-impl ConfigValue for Keep {}
-impl ConfigValue for PurgeInterval {}
-impl ConfigValue for Seconds {}
-impl ConfigValue for ChecksumAlgorithm {}
-impl ConfigValue for TimestampFormat {}
-impl ConfigValue for FileMode {
-    /// TOML `0o600` arrives as 384: take it as the mode itself.
-    fn from_int(n: i64) -> Result<Self, InvalidValue> {
-        match n {
-            n if n < 0 => Ok(FileMode::Unchanged),
-            0..=0o7777 => Ok(FileMode::Chmod(n as u32)),
-            _ => Err(InvalidValue {
-                value: format!("{n:o} (octal)"),
-                expected: "an octal mode from 0000 to 7777, or a negative number for no chmod",
-            }),
-        }
-    }
-}
-
-/// Serde adapter for [`ConfigValue`] fields.
-pub struct Strict<T>(pub T);
-
-struct StrictVisitor<T>(std::marker::PhantomData<T>);
-
-impl<T: ConfigValue> Visitor<'_> for StrictVisitor<T> {
-    type Value = T;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string or an integer")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        v.parse().map_err(E::custom)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-        T::from_int(v).map_err(E::custom)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-        let n = i64::try_from(v).map_err(|_| E::custom(format!("{v} is too large")))?;
-        T::from_int(n).map_err(E::custom)
-    }
-}
-
-fn strict<'de, D: Deserializer<'de>, T: ConfigValue>(d: D) -> Result<T, D::Error> {
-    d.deserialize_any(StrictVisitor(std::marker::PhantomData))
-}
-
-fn strict_opt<'de, D: Deserializer<'de>, T: ConfigValue>(d: D) -> Result<Option<T>, D::Error> {
-    strict(d).map(Some)
-}
-
-fn as_text<S: Serializer, T: fmt::Display>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(value)
-}
-
-fn as_text_opt<S: Serializer, T: fmt::Display>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(value) => s.collect_str(value),
-        None => s.serialize_none(),
-    }
-}
 
 /// `[dump]`: everything `pgback` reads from the configuration file.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -96,10 +22,10 @@ pub struct DumpConfig {
     /// Where files go; may hold `{dbname}`.
     pub backup_directory: String,
     /// `rfc3339` or `legacy` stamps in file names.
-    #[serde(deserialize_with = "strict", serialize_with = "as_text")]
+    #[serde(with = "text")]
     pub timestamp_format: TimestampFormat,
     /// Mode of every file written; negative = no chmod.
-    #[serde(deserialize_with = "strict", serialize_with = "as_text")]
+    #[serde(with = "text")]
     pub backup_file_mode: FileMode,
     /// Databases to dump, in this order; empty = all.
     pub include_dbs: Vec<String>,
@@ -114,26 +40,26 @@ pub struct DumpConfig {
     /// One stamp for all files of a run (the run's start) instead of each file's own time.
     pub uniform_timestamp: bool,
     /// pg_dump format.
-    #[serde(deserialize_with = "strict", serialize_with = "as_text")]
+    #[serde(with = "text")]
     pub format: Format,
     /// pg_dump -j for the directory format.
     pub parallel_backup_jobs: u32,
     /// pg_dump -Z.
-    #[serde(deserialize_with = "strict", serialize_with = "as_text")]
+    #[serde(with = "text")]
     pub compress_level: Compression,
     /// Databases dumped at once.
     pub jobs: u32,
     /// How long to wait for replay to pause on a standby.
-    #[serde(deserialize_with = "strict", serialize_with = "as_text")]
+    #[serde(with = "text")]
     pub pause_timeout: Seconds,
     /// Age past which backups are purged: days, or a duration like `12h`.
-    #[serde(deserialize_with = "strict", serialize_with = "as_text")]
+    #[serde(with = "text")]
     pub purge_older_than: PurgeInterval,
     /// Newest backups kept whatever their age; `all` disables purge.
-    #[serde(deserialize_with = "strict", serialize_with = "as_text")]
+    #[serde(with = "text")]
     pub purge_min_keep: Keep,
     /// Checksum files beside each file.
-    #[serde(deserialize_with = "strict", serialize_with = "as_text")]
+    #[serde(with = "text")]
     pub checksum_algorithm: ChecksumAlgorithm,
     /// More pg_dump options, split like a shell would.
     pub pg_dump_options: String,
@@ -142,7 +68,7 @@ pub struct DumpConfig {
     /// Command run after everything, on every path once the pre hook ran.
     pub post_backup_hook: String,
     /// How long a hook may run.
-    #[serde(deserialize_with = "strict", serialize_with = "as_text")]
+    #[serde(with = "text")]
     pub hook_timeout: Seconds,
     /// Per-database overrides, `[dump.databases."name"]`.
     pub databases: BTreeMap<String, DatabaseOverrides>,
@@ -183,42 +109,22 @@ impl Default for DumpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseOverrides {
     /// pg_dump format.
-    #[serde(
-        deserialize_with = "strict_opt",
-        serialize_with = "as_text_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "text_opt", skip_serializing_if = "Option::is_none")]
     pub format: Option<Format>,
     /// pg_dump -j (directory format).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel_backup_jobs: Option<u32>,
     /// pg_dump -Z.
-    #[serde(
-        deserialize_with = "strict_opt",
-        serialize_with = "as_text_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "text_opt", skip_serializing_if = "Option::is_none")]
     pub compress_level: Option<Compression>,
     /// Checksum algorithm.
-    #[serde(
-        deserialize_with = "strict_opt",
-        serialize_with = "as_text_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "text_opt", skip_serializing_if = "Option::is_none")]
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
     /// Purge age.
-    #[serde(
-        deserialize_with = "strict_opt",
-        serialize_with = "as_text_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "text_opt", skip_serializing_if = "Option::is_none")]
     pub purge_older_than: Option<PurgeInterval>,
     /// Purge keep.
-    #[serde(
-        deserialize_with = "strict_opt",
-        serialize_with = "as_text_opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "text_opt", skip_serializing_if = "Option::is_none")]
     pub purge_min_keep: Option<Keep>,
     /// Role pg_dump connects as for this database.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -283,7 +189,7 @@ fn split_options(origin: &str, key: &str, text: &str) -> Result<Vec<String>, Con
 }
 
 /// The `dump.databases."name"` prefix of a per-database key.
-fn db_key(name: &str, key: &str) -> String {
+pub(crate) fn db_key(name: &str, key: &str) -> String {
     format!(
         "dump.databases.\"{}\".{key}",
         name.replace('\\', "\\\\").replace('"', "\\\"")
@@ -362,8 +268,17 @@ impl DumpConfig {
         }
     }
 
-    /// Applies command-line flags actually given: they win over the file, per-database tables
-    /// included.
+    /// `[dump]` as a run uses it: the defaults and the file (`self`, read over the defaults)
+    /// under the environment and the command line (`flags`, where clap put a flag over its
+    /// `PGBACK_*` variable), checked. A flag or variable also wins over per-database tables.
+    pub fn layered(mut self, flags: &DumpFlags) -> Result<DumpConfig, ConfigError> {
+        self.apply_flags(flags);
+        self.validate("command line")?;
+        Ok(self)
+    }
+
+    /// Applies the flags (and variables) actually given: they win over the file, per-database
+    /// tables included.
     pub fn apply_flags(&mut self, flags: &DumpFlags) {
         macro_rules! layer {
             ($field:ident) => {
@@ -395,299 +310,186 @@ impl DumpConfig {
         global!(pause_timeout);
         global!(pre_backup_hook);
         global!(post_backup_hook);
-        global!(with_templates);
         global!(dump_only);
-        global!(with_role_passwords);
         global!(uniform_timestamp);
+        global!(exclude_dbs);
+        if let Some(value) = either(flags.with_templates, flags.without_templates) {
+            self.with_templates = value;
+        }
+        if let Some(value) = either(flags.with_role_passwords, flags.without_role_passwords) {
+            self.with_role_passwords = value;
+        }
         if !flags.include_dbs.is_empty() {
             self.include_dbs = flags.include_dbs.clone();
         }
-        if let Some(exclude) = &flags.exclude_dbs {
-            self.exclude_dbs = exclude.clone();
-        }
     }
 }
 
-/// Command-line flags that override `[dump]`; `None` = not given.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A `--with-x[=BOOL]` / `--without-x` pair: clap keeps only the later of the two flags, so
+/// `--without-x` given means false; otherwise the positive one (flag or variable), if any.
+fn either(with: Option<bool>, without: bool) -> Option<bool> {
+    if without {
+        Some(false)
+    } else {
+        with
+    }
+}
+
+/// A boolean flag that can be told "not given" from false: `--flag` is true, `--flag=BOOL`
+/// (or its variable) says which, absent is `None`.
+fn toggle(arg: clap::Arg) -> clap::Arg {
+    arg.value_name("BOOL")
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+        .value_parser(parse_bool)
+}
+
+/// The positive flag of a `--with-x` / `--without-x` pair: a [`toggle`] whose `variable` is read
+/// as its default. Not clap's `env`: clap would take the variable for a conflict with a later
+/// `--without-x`, which must win over it.
+fn negatable(arg: clap::Arg, variable: &str) -> clap::Arg {
+    // Leaked: clap keeps defaults as `&'static str`; this runs once per parse.
+    let value = std::env::var(variable)
+        .ok()
+        .map(|value| &*Box::leak(value.into_boxed_str()));
+    toggle(arg).default_value(value).hide_default_value(true)
+}
+
+/// The flags of `pgback` that override `[dump]`; each also comes from a `PGBACK_<KEY>` variable
+/// named after its config key. `None` (or empty) = neither given.
+#[derive(Clone, Debug, Default, PartialEq, clap::Args)]
+#[command(
+    mut_arg("with_templates", |arg| negatable(arg, "PGBACK_WITH_TEMPLATES")),
+    mut_arg("dump_only", toggle),
+    mut_arg("with_role_passwords", |arg| negatable(arg, "PGBACK_WITH_ROLE_PASSWORDS")),
+    mut_arg("uniform_timestamp", toggle)
+)]
 pub struct DumpFlags {
-    /// -B
-    pub bin_directory: Option<String>,
-    /// -b
-    pub backup_directory: Option<String>,
-    /// -m
-    pub backup_file_mode: Option<FileMode>,
-    /// positional names
+    /// Databases to dump, in this order (default: all) [config: dump.include_dbs]
+    #[arg(value_name = "DBNAME")]
     pub include_dbs: Vec<String>,
-    /// -D (comma-separated)
-    pub exclude_dbs: Option<Vec<String>>,
-    /// -t / --without-templates
-    pub with_templates: Option<bool>,
-    /// --dump-only
-    pub dump_only: Option<bool>,
-    /// --with[out]-role-passwords
-    pub with_role_passwords: Option<bool>,
-    /// --uniform-timestamp
-    pub uniform_timestamp: Option<bool>,
-    /// -F
+    /// Directory of pg_dump and pg_dumpall [config: dump.bin_directory]
+    #[arg(short = 'B', long, env = "PGBACK_BIN_DIRECTORY", value_name = "DIR")]
+    pub bin_directory: Option<String>,
+    /// Where files go; may hold {dbname} [config: dump.backup_directory]
+    #[arg(short = 'b', long, env = "PGBACK_BACKUP_DIRECTORY", value_name = "DIR")]
+    pub backup_directory: Option<String>,
+    /// Mode of the files, octal; negative = no chmod [config: dump.backup_file_mode]
+    #[arg(
+        short = 'm',
+        long,
+        env = "PGBACK_BACKUP_FILE_MODE",
+        value_name = "MODE",
+        allow_hyphen_values = true
+    )]
+    pub backup_file_mode: Option<FileMode>,
+    /// plain|p, custom|c, tar|t, directory|d [config: dump.format]
+    #[arg(short = 'F', long, env = "PGBACK_FORMAT", value_name = "FORMAT")]
     pub format: Option<Format>,
-    /// -J
+    /// pg_dump -j for the directory format [config: dump.parallel_backup_jobs]
+    #[arg(
+        short = 'J',
+        long,
+        env = "PGBACK_PARALLEL_BACKUP_JOBS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub parallel_backup_jobs: Option<u32>,
-    /// -Z
+    /// -1..9, or gzip|lz4|zstd|none[:level] [config: dump.compress_level]
+    #[arg(
+        short = 'Z',
+        long = "compress",
+        env = "PGBACK_COMPRESS_LEVEL",
+        value_name = "LEVEL",
+        allow_hyphen_values = true
+    )]
     pub compress_level: Option<Compression>,
-    /// -j
+    /// Databases dumped at once [config: dump.jobs]
+    #[arg(
+        short = 'j',
+        long,
+        env = "PGBACK_JOBS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub jobs: Option<u32>,
-    /// -T
-    pub pause_timeout: Option<Seconds>,
-    /// -P
-    pub purge_older_than: Option<PurgeInterval>,
-    /// -K
-    pub purge_min_keep: Option<Keep>,
-    /// -S
+    /// none, sha1, sha224, sha256, sha384, sha512 [config: dump.checksum_algorithm]
+    #[arg(
+        short = 'S',
+        long = "checksum-algo",
+        env = "PGBACK_CHECKSUM_ALGORITHM",
+        value_name = "ALGO"
+    )]
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
-    /// --pre-backup-hook
+    /// Purge backups older than DAYS, or a duration like 12h [config: dump.purge_older_than]
+    #[arg(
+        short = 'P',
+        long,
+        env = "PGBACK_PURGE_OLDER_THAN",
+        value_name = "DAYS"
+    )]
+    pub purge_older_than: Option<PurgeInterval>,
+    /// Newest backups always kept; `all` = no purge [config: dump.purge_min_keep]
+    #[arg(
+        short = 'K',
+        long,
+        env = "PGBACK_PURGE_MIN_KEEP",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub purge_min_keep: Option<Keep>,
+    /// Databases never dumped, comma-separated [config: dump.exclude_dbs]
+    #[arg(
+        short = 'D',
+        long,
+        env = "PGBACK_EXCLUDE_DBS",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    pub exclude_dbs: Option<Vec<String>>,
+    /// Dump templates too (never template0) [config: dump.with_templates] [env:
+    /// PGBACK_WITH_TEMPLATES]
+    #[arg(short = 't', long, overrides_with = "without_templates")]
+    pub with_templates: Option<bool>,
+    /// Do not dump templates
+    #[arg(long)]
+    pub without_templates: bool,
+    /// Only the databases: no globals, settings, hba/ident, createdb.sql [config: dump.dump_only]
+    #[arg(long, env = "PGBACK_DUMP_ONLY")]
+    pub dump_only: Option<bool>,
+    /// Keep role passwords in the globals (superuser only) [config: dump.with_role_passwords]
+    /// [env: PGBACK_WITH_ROLE_PASSWORDS]
+    #[arg(long, overrides_with = "without_role_passwords")]
+    pub with_role_passwords: Option<bool>,
+    /// Leave role passwords out of the globals
+    #[arg(long)]
+    pub without_role_passwords: bool,
+    /// One stamp (the run's start) for every file [config: dump.uniform_timestamp]
+    #[arg(long, env = "PGBACK_UNIFORM_TIMESTAMP")]
+    pub uniform_timestamp: Option<bool>,
+    /// How long to wait for replay to pause on a standby, seconds [config: dump.pause_timeout]
+    #[arg(
+        short = 'T',
+        long,
+        env = "PGBACK_PAUSE_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub pause_timeout: Option<Seconds>,
+    /// Command run first (split like a shell, run without one) [config: dump.pre_backup_hook]
+    #[arg(long, env = "PGBACK_PRE_BACKUP_HOOK", value_name = "COMMAND")]
     pub pre_backup_hook: Option<String>,
-    /// --post-backup-hook
+    /// Command run last, on every path after the pre hook [config: dump.post_backup_hook]
+    #[arg(long, env = "PGBACK_POST_BACKUP_HOOK", value_name = "COMMAND")]
     pub post_backup_hook: Option<String>,
-}
-
-/// pg_back.conf keys pgback does not implement; a conversion stops on them unless they are off.
-const UNSUPPORTED_PG_BACK_KEYS: &[&str] = &[
-    "encrypt",
-    "cipher_pass",
-    "cipher_public_key",
-    "cipher_private_key",
-    "encrypt_keep_source",
-    "upload",
-    "upload_prefix",
-    "purge_remote",
-    "delete_uploaded",
-];
-
-fn is_off(value: &str) -> bool {
-    matches!(
-        value.trim().to_ascii_lowercase().as_str(),
-        "" | "false" | "no" | "off" | "0" | "none"
-    )
-}
-
-/// Reads pg_back.conf (INI-like: `key = value`, `# comments`, `[dbname]` sections) and returns
-/// the equivalent TOML (`[connection]` and `[dump]`).
-pub fn convert_pg_back_config(text: &str, path: &Path) -> Result<String, ConfigError> {
-    let origin = path.display().to_string();
-    let mut dump = DumpConfig::default();
-    let mut conn: Vec<(String, String)> = Vec::new();
-    let mut section: Option<String> = None;
-    for (number, raw_line) in text.lines().enumerate() {
-        let line = raw_line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        let fail = |message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line: number + 1,
-            message,
-        };
-        if let Some(name) = line.strip_prefix('[') {
-            let name = name
-                .strip_suffix(']')
-                .ok_or_else(|| fail(format!("unterminated section {line:?}")))?;
-            section = Some(name.trim().to_string());
-            continue;
-        }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| fail(format!("expected key = value, found {line:?}")))?;
-        let key = key.trim();
-        let mut value = value.trim();
-        for quote in ['"', '\''] {
-            if value.len() >= 2 && value.starts_with(quote) && value.ends_with(quote) {
-                value = &value[1..value.len() - 1];
-            }
-        }
-        let parsed = |key_name: &str, result: Result<(), InvalidValue>| {
-            result.map_err(|e| ConfigError::Value {
-                path: format!("{origin}:{}", number + 1).into(),
-                key: key_name.to_string(),
-                message: e.to_string(),
-            })
-        };
-        let list = |v: &str| -> Vec<String> {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        match &section {
-            Some(db) => {
-                let entry = dump.databases.entry(db.clone()).or_default();
-                let name = db_key(db, key);
-                match key {
-                    "format" => parsed(&name, value.parse().map(|v| entry.format = Some(v)))?,
-                    "parallel_backup_jobs" => parsed(
-                        &name,
-                        value
-                            .parse::<u32>()
-                            .map(|v| entry.parallel_backup_jobs = Some(v))
-                            .map_err(|_| InvalidValue {
-                                value: value.into(),
-                                expected: "a number >= 1",
-                            }),
-                    )?,
-                    "compress_level" => {
-                        parsed(&name, value.parse().map(|v| entry.compress_level = Some(v)))?
-                    }
-                    "checksum_algorithm" => parsed(
-                        &name,
-                        value.parse().map(|v| entry.checksum_algorithm = Some(v)),
-                    )?,
-                    "purge_older_than" => parsed(
-                        &name,
-                        value.parse().map(|v| entry.purge_older_than = Some(v)),
-                    )?,
-                    "purge_min_keep" => {
-                        parsed(&name, value.parse().map(|v| entry.purge_min_keep = Some(v)))?
-                    }
-                    "user" => entry.user = Some(value.to_string()),
-                    "schemas" => entry.schemas = list(value),
-                    "exclude_schemas" => entry.exclude_schemas = list(value),
-                    "tables" => entry.tables = list(value),
-                    "exclude_tables" => entry.exclude_tables = list(value),
-                    "pg_dump_options" => entry.pg_dump_options = Some(value.to_string()),
-                    "with_blobs" => parsed(
-                        &name,
-                        super::values::parse_bool(value).map(|v| entry.with_blobs = Some(v)),
-                    )?,
-                    _ => return Err(fail(format!("unknown key {key:?} in section [{db}]"))),
-                }
-            }
-            None => {
-                let name = format!("dump.{key}");
-                match key {
-                    "host" | "port" | "user" | "dbname" => {
-                        if !value.is_empty() {
-                            conn.push((key.to_string(), value.to_string()));
-                        }
-                    }
-                    "bin_directory" => dump.bin_directory = value.to_string(),
-                    "backup_directory" => dump.backup_directory = value.to_string(),
-                    "timestamp_format" => {
-                        parsed(&name, value.parse().map(|v| dump.timestamp_format = v))?
-                    }
-                    "backup_file_mode" => {
-                        parsed(&name, value.parse().map(|v| dump.backup_file_mode = v))?
-                    }
-                    "include_dbs" => dump.include_dbs = list(value),
-                    "exclude_dbs" => dump.exclude_dbs = list(value),
-                    "with_templates" => parsed(
-                        &name,
-                        super::values::parse_bool(value).map(|v| dump.with_templates = v),
-                    )?,
-                    "dump_only" => parsed(
-                        &name,
-                        super::values::parse_bool(value).map(|v| dump.dump_only = v),
-                    )?,
-                    "with_role_passwords" => parsed(
-                        &name,
-                        super::values::parse_bool(value).map(|v| dump.with_role_passwords = v),
-                    )?,
-                    "uniform_timestamp" => parsed(
-                        &name,
-                        super::values::parse_bool(value).map(|v| dump.uniform_timestamp = v),
-                    )?,
-                    "format" => parsed(&name, value.parse().map(|v| dump.format = v))?,
-                    "parallel_backup_jobs" | "jobs" => {
-                        let n = value.parse::<u32>().ok().filter(|n| *n >= 1);
-                        parsed(
-                            &name,
-                            n.map(|n| {
-                                if key == "jobs" {
-                                    dump.jobs = n
-                                } else {
-                                    dump.parallel_backup_jobs = n
-                                }
-                            })
-                            .ok_or(InvalidValue {
-                                value: value.into(),
-                                expected: "a number >= 1",
-                            }),
-                        )?
-                    }
-                    "compress_level" => {
-                        parsed(&name, value.parse().map(|v| dump.compress_level = v))?
-                    }
-                    "pause_timeout" => {
-                        parsed(&name, value.parse().map(|v| dump.pause_timeout = v))?
-                    }
-                    "purge_older_than" => {
-                        parsed(&name, value.parse().map(|v| dump.purge_older_than = v))?
-                    }
-                    "purge_min_keep" => {
-                        parsed(&name, value.parse().map(|v| dump.purge_min_keep = v))?
-                    }
-                    "checksum_algorithm" => {
-                        parsed(&name, value.parse().map(|v| dump.checksum_algorithm = v))?
-                    }
-                    "pg_dump_options" => dump.pg_dump_options = value.to_string(),
-                    "pre_backup_hook" => dump.pre_backup_hook = value.to_string(),
-                    "post_backup_hook" => dump.post_backup_hook = value.to_string(),
-                    k if UNSUPPORTED_PG_BACK_KEYS.contains(&k)
-                        || k.starts_with("s3_")
-                        || k.starts_with("sftp_")
-                        || k.starts_with("gcs_")
-                        || k.starts_with("azure_")
-                        || k.starts_with("b2_") =>
-                    {
-                        // Settings of encryption and upload do nothing while those are off.
-                        let switch =
-                            matches!(k, "encrypt" | "upload" | "purge_remote" | "delete_uploaded");
-                        if switch && !is_off(value) {
-                            return Err(fail(format!(
-                                "{key} is not supported by pgback yet (no encryption or upload): remove it to convert"
-                            )));
-                        }
-                    }
-                    _ => return Err(fail(format!("unknown key {key:?}"))),
-                }
-            }
-        }
-    }
-    dump.validate(&origin)?;
-    let conninfo = conn
-        .iter()
-        .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    /// The two sections a conversion produces.
-    #[derive(Serialize)]
-    struct Converted {
-        connection: ConvertedConnection,
-        dump: DumpConfig,
-    }
-    #[derive(Serialize)]
-    struct ConvertedConnection {
-        conninfo: String,
-    }
-    let file = Converted {
-        connection: ConvertedConnection { conninfo },
-        dump,
-    };
-    let body = toml::to_string(&file).map_err(|e| ConfigError::Value {
-        path: origin.into(),
-        key: "dump".into(),
-        message: e.to_string(),
-    })?;
-    Ok(format!(
-        "# Converted from {} by pgback --convert-pg-back-config.\n{body}",
-        path.display()
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Config, DEFAULT_CONFIG};
+    use clap::Parser;
+    use std::path::Path;
     use std::time::Duration;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -792,71 +594,81 @@ pg_dump_options = "--no-owner --exclude-table-data='big table'"
         assert_eq!(dump.jobs, 3);
     }
 
+    /// Held by the tests that parse flags: one of them sets PGBACK_* variables.
+    static ENVIRONMENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// pgback's flags alone.
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        dump: DumpFlags,
+    }
+
     #[test]
-    fn converts_pg_back_conf() {
-        let conf = r#"
-# pg_back configuration
-bin_directory = /usr/lib/postgresql/15/bin
-backup_directory = /srv/backups/{dbname}
-timestamp_format = legacy
-host = /var/run/postgresql
-port = 5433
-user = backup
-format = custom
-compress_level = 6
-jobs = 2
-purge_older_than = 7
-purge_min_keep = 2
-checksum_algorithm = sha256
-backup_file_mode = 0640
-include_dbs = app, reports
-exclude_dbs = scratch
-pre_backup_hook = "/usr/local/bin/notify 'starting backup'"
-encrypt = false
-upload = none
-
-[app]
-format = directory
-parallel_backup_jobs = 4
-schemas = public, sales
-with_blobs = true
-"#;
-        let toml_text = convert_pg_back_config(conf, Path::new("pg_back.conf")).unwrap();
-        let file = parse(&toml_text).unwrap();
-        assert_eq!(
-            file.connection.conninfo,
-            "host='/var/run/postgresql' port='5433' user='backup'"
-        );
-        let dump = file.dump;
-        assert_eq!(dump.timestamp_format, TimestampFormat::Legacy);
-        assert_eq!(dump.backup_file_mode, FileMode::Chmod(0o640));
-        assert_eq!(dump.include_dbs, ["app", "reports"]);
-        assert_eq!(dump.checksum_algorithm, ChecksumAlgorithm::Sha256);
-        assert_eq!(dump.purge_min_keep, Keep::Newest(2));
-        assert_eq!(
-            dump.pre_backup_hook,
-            "/usr/local/bin/notify 'starting backup'"
-        );
-        let app = dump.for_database("app");
-        assert_eq!(
-            (app.format, app.parallel_backup_jobs),
-            (Format::Directory, 4)
-        );
-        assert_eq!(app.schemas, ["public", "sales"]);
-        assert_eq!(app.with_blobs, Some(true));
-
-        for (bad, says) in [
-            ("compress_level = 12", "dump.compress_level"),
-            ("colour = blue", "unknown key"),
-            ("[db]\ncolour = blue", "unknown key"),
-            ("encrypt = true", "not supported"),
-            ("purge_min_keep = -10", "dump.purge_min_keep"),
-            ("just words", "expected key = value"),
-        ] {
-            let error = convert_pg_back_config(bad, Path::new("pg_back.conf"))
-                .unwrap_err()
-                .to_string();
-            assert!(error.contains(says), "{bad}: {error}");
+    fn defaults_then_file_then_environment_then_flags() {
+        let _environment = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        let variables = [
+            ("PGBACK_FORMAT", "tar"),
+            ("PGBACK_JOBS", "3"),
+            ("PGBACK_WITH_TEMPLATES", "false"),
+            ("PGBACK_WITH_ROLE_PASSWORDS", "true"),
+            ("PGBACK_DUMP_ONLY", "yes"),
+            ("PGBACK_EXCLUDE_DBS", "a,b"),
+        ];
+        for (name, value) in variables {
+            std::env::set_var(name, value);
         }
+        let flags = Flags::try_parse_from(["pgback", "-j", "4", "--without-role-passwords"]);
+        std::env::set_var("PGBACK_JOBS", "0");
+        let invalid = Flags::try_parse_from(["pgback"]).map(|_| ());
+        for (name, _) in variables {
+            std::env::remove_var(name);
+        }
+        let flags = flags.unwrap().dump;
+        let file = parse(
+            "[dump]\nformat = \"directory\"\njobs = 2\ncompress_level = 5\n\
+             with_templates = true\n[dump.databases.app]\nformat = \"plain\"",
+        )
+        .unwrap()
+        .dump;
+        let dump = file.layered(&flags).unwrap();
+        // Set nowhere: the default.
+        assert_eq!(dump.checksum_algorithm, ChecksumAlgorithm::None);
+        assert_eq!(dump.backup_directory, "/var/backups/postgresql");
+        // In the file only: the file.
+        assert_eq!(dump.compress_level, Compression::Level(5));
+        // File and environment: the environment, per-database tables included.
+        assert_eq!(dump.format, Format::Tar);
+        assert_eq!(dump.for_database("app").format, Format::Tar);
+        assert!(!dump.with_templates);
+        assert_eq!(dump.exclude_dbs, ["a", "b"]);
+        // Environment over the default.
+        assert!(dump.dump_only);
+        // File, environment and flag: the flag (a negation too).
+        assert_eq!(dump.jobs, 4);
+        assert!(!dump.with_role_passwords);
+        // A variable is checked like its flag.
+        let error = invalid.unwrap_err().to_string();
+        assert!(error.contains("--jobs"), "{error}");
+    }
+
+    #[test]
+    fn with_and_without_flags_the_later_wins() {
+        let _environment = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        let parse_flags = |args: &[&str]| {
+            let argv = std::iter::once("pgback").chain(args.iter().copied());
+            let flags = Flags::try_parse_from(argv).unwrap().dump;
+            let mut dump = DumpConfig::default();
+            dump.apply_flags(&flags);
+            (dump.with_templates, dump.dump_only, dump.include_dbs)
+        };
+        assert_eq!(
+            parse_flags(&["-t", "app"]),
+            (true, false, vec!["app".into()])
+        );
+        assert!(!parse_flags(&["-t", "--without-templates"]).0);
+        assert!(parse_flags(&["--without-templates", "-t"]).0);
+        assert!(parse_flags(&["--dump-only", "app"]).1);
+        assert_eq!(parse_flags(&[]), (false, false, vec![]));
     }
 }

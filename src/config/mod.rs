@@ -5,6 +5,7 @@
 //! the documented defaults and [`Config::default`] cannot drift apart.
 
 pub mod dump;
+pub mod pg_back;
 pub mod values;
 
 use std::path::{Path, PathBuf};

@@ -1,10 +1,13 @@
-//! Typed configuration values of `pgback` (format, compression, file mode, keep, purge interval,
-//! checksum algorithm, timestamp format), each parsed strictly: a bad value is an error, never a
-//! silent default.
+//! Typed configuration values (format, compression, file mode, keep, purge interval, durations,
+//! checksum algorithm, timestamp format, booleans), each parsed strictly: a bad value is an
+//! error, never a silent default. Also the serde adapter that reads them from TOML through that
+//! same parser and writes them back as text ([`text`], [`text_opt`]).
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+use serde::de::{self, Visitor};
 
 /// A value that does not parse; the config layer adds the key it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -186,6 +189,16 @@ pub enum FileMode {
     Chmod(u32),
     /// No chmod.
     Unchanged,
+}
+
+impl FileMode {
+    /// The permission bits to set, `None` for no chmod.
+    pub fn bits(self) -> Option<u32> {
+        match self {
+            FileMode::Chmod(bits) => Some(bits),
+            FileMode::Unchanged => None,
+        }
+    }
 }
 
 impl Default for FileMode {
@@ -470,6 +483,96 @@ pub fn parse_bool(s: &str) -> Result<bool, InvalidValue> {
         "true" | "yes" | "on" | "1" | "t" | "y" => Ok(true),
         "false" | "no" | "off" | "0" | "f" | "n" => Ok(false),
         _ => Err(InvalidValue::new(s, "true or false")),
+    }
+}
+
+/// A value type read from TOML as a string (or an integer where that is natural) through its
+/// strict `FromStr`, and written back as a string.
+pub trait ConfigValue: FromStr<Err = InvalidValue> + fmt::Display {
+    /// An integer in the TOML file; by default read like its decimal text.
+    fn from_int(n: i64) -> Result<Self, InvalidValue> {
+        n.to_string().parse()
+    }
+}
+
+impl ConfigValue for Format {}
+impl ConfigValue for Compression {}
+impl ConfigValue for Keep {}
+impl ConfigValue for PurgeInterval {}
+impl ConfigValue for Seconds {}
+impl ConfigValue for ChecksumAlgorithm {}
+impl ConfigValue for TimestampFormat {}
+impl ConfigValue for FileMode {
+    /// TOML `0o600` arrives as 384: take it as the mode itself.
+    fn from_int(n: i64) -> Result<Self, InvalidValue> {
+        match n {
+            n if n < 0 => Ok(FileMode::Unchanged),
+            0..=0o7777 => Ok(FileMode::Chmod(n as u32)),
+            _ => Err(InvalidValue {
+                value: format!("{n:o} (octal)"),
+                expected: "an octal mode from 0000 to 7777, or a negative number for no chmod",
+            }),
+        }
+    }
+}
+
+struct StrictVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: ConfigValue> Visitor<'_> for StrictVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string or an integer")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        T::from_int(v).map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        let n = i64::try_from(v).map_err(|_| E::custom(format!("{v} is too large")))?;
+        T::from_int(n).map_err(E::custom)
+    }
+}
+
+/// `#[serde(with = "text")]`: a [`ConfigValue`] read from TOML through its strict parser (a
+/// string, or an integer where that is natural) and written back as its text.
+pub mod text {
+    use super::{fmt, ConfigValue, StrictVisitor};
+    use serde::{Deserializer, Serializer};
+
+    /// Reads the value through its strict parser.
+    pub fn deserialize<'de, D: Deserializer<'de>, T: ConfigValue>(d: D) -> Result<T, D::Error> {
+        d.deserialize_any(StrictVisitor(std::marker::PhantomData))
+    }
+
+    /// Writes the value as its text.
+    pub fn serialize<S: Serializer, T: fmt::Display>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+}
+
+/// [`text`] for an optional key.
+pub mod text_opt {
+    use super::{fmt, ConfigValue};
+    use serde::{Deserializer, Serializer};
+
+    /// Reads the value through its strict parser.
+    pub fn deserialize<'de, D: Deserializer<'de>, T: ConfigValue>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        super::text::deserialize(d).map(Some)
+    }
+
+    /// Writes the value as its text.
+    pub fn serialize<S: Serializer, T: fmt::Display>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => s.collect_str(value),
+            None => s.serialize_none(),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::acl::{parse_acl_item, AclError};
-use super::sql::{quote_ident, quote_literal};
+use crate::server::{quote_ident, quote_literal};
 
 /// The catalog facts about one database.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -243,6 +243,15 @@ pub fn createdb_script(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_ident("PUBLIC"), "\"PUBLIC\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b'c"), "E'a\\\\b''c'");
+        assert_eq!(quote_literal("x=y\nz"), "'x=y\nz'");
+    }
 
     fn testdb() -> DatabaseDefinition {
         DatabaseDefinition {

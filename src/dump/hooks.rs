@@ -1,12 +1,12 @@
 //! Pre- and post-backup hooks: a command line split like a shell would (quotes, backslashes)
 //! but run without one, told the outcome through `PGBACK_*` environment variables.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::exit::{ExitStatus, Failure};
+use crate::process::{run_child, ChildError, ChildName, Finished};
 
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,55 +39,26 @@ pub enum HookError {
         /// What the splitter said.
         reason: String,
     },
-    /// The program could not be started.
-    #[error("{kind}: cannot run {program:?}: {source}")]
-    Spawn {
+    /// The program could not be started, failed (its last stderr lines kept) or ran too long.
+    #[error("{kind}: {source}")]
+    Run {
         /// Which hook.
         kind: HookKind,
-        /// The program.
-        program: String,
-        /// Why.
+        /// What happened to the program.
         #[source]
-        source: std::io::Error,
+        source: ChildError,
     },
-    /// The program exited non-zero or by a signal.
-    #[error("{kind}: {program:?} failed ({status}){}", stderr_suffix(.stderr))]
-    Failed {
-        /// Which hook.
-        kind: HookKind,
-        /// The program.
-        program: String,
-        /// How it ended.
-        status: std::process::ExitStatus,
-        /// The last lines it wrote on stderr.
-        stderr: String,
-    },
-    /// The hook ran longer than the timeout and was killed.
-    #[error("{kind}: {program:?} did not finish within {timeout:?}")]
-    Timeout {
-        /// Which hook.
-        kind: HookKind,
-        /// The program.
-        program: String,
-        /// The configured limit.
-        timeout: Duration,
-    },
-}
-
-fn stderr_suffix(stderr: &str) -> String {
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(": {stderr}")
-    }
 }
 
 impl Failure for HookError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             HookError::Split { .. } => ExitStatus::Usage,
-            HookError::Timeout { .. } => ExitStatus::Timeout,
-            HookError::Spawn { .. } | HookError::Failed { .. } => ExitStatus::BackupFailed,
+            HookError::Run {
+                source: ChildError::Timeout { .. },
+                ..
+            } => ExitStatus::Timeout,
+            HookError::Run { .. } => ExitStatus::BackupFailed,
         }
     }
 
@@ -96,10 +67,11 @@ impl Failure for HookError {
             HookError::Split { .. } => Some(
                 "hooks are split like a shell would but run without one: balance the quotes".into(),
             ),
-            HookError::Spawn { .. } => {
-                Some("give the hook's full path, or fix its permissions".into())
-            }
-            _ => None,
+            HookError::Run {
+                source: ChildError::Spawn { .. },
+                ..
+            } => Some("give the hook's full path, or fix its permissions".into()),
+            HookError::Run { .. } => None,
         }
     }
 }
@@ -168,74 +140,25 @@ pub async fn run_hook(
     timeout: Duration,
 ) -> Result<(), HookError> {
     let argv = split_command(kind, command)?;
-    let program = argv[0].clone();
+    let program = &argv[0];
     tracing::info!("running {kind}: {program}");
-    let mut child = tokio::process::Command::new(&program)
-        .args(&argv[1..])
-        .envs(outcome.env(kind))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| HookError::Spawn {
-            kind,
-            program: program.clone(),
-            source,
-        })?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let log_stdout = async {
-        if let Some(out) = stdout {
-            let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!("[{kind}] {line}");
-            }
+    let mut child = tokio::process::Command::new(program);
+    child.args(&argv[1..]).envs(outcome.env(kind));
+    let label = kind.to_string();
+    let log_stdout = |out| async move {
+        let mut lines = BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!("[{kind}] {line}");
         }
     };
-    let keep_stderr = async {
-        let mut kept: Vec<String> = Vec::new();
-        if let Some(err) = stderr {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::warn!("[{kind}] {line}");
-                kept.push(line);
-                if kept.len() > 20 {
-                    kept.remove(0);
-                }
-            }
-        }
-        kept.join("\n")
+    let name = ChildName {
+        program: &format!("{program:?}"),
+        label: &label,
     };
-    let run = async {
-        let ((), stderr, status) = tokio::join!(log_stdout, keep_stderr, child.wait());
-        (stderr, status)
-    };
-    let (stderr, status) = match tokio::time::timeout(timeout, run).await {
-        Ok(result) => result,
-        Err(_) => {
-            return Err(HookError::Timeout {
-                kind,
-                program,
-                timeout,
-            });
-        }
-    };
-    let status = status.map_err(|source| HookError::Spawn {
-        kind,
-        program: program.clone(),
-        source,
-    })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(HookError::Failed {
-            kind,
-            program,
-            status,
-            stderr,
-        })
-    }
+    run_child(child, name, Some(timeout), log_stdout)
+        .await
+        .and_then(Finished::success)
+        .map_err(|source| HookError::Run { kind, source })
 }
 
 #[cfg(test)]
@@ -280,41 +203,24 @@ mod tests {
 
     #[tokio::test]
     async fn runs_without_a_shell_and_reports_failure() {
-        let ok = run_hook(
-            HookKind::Pre,
-            "true",
-            &HookOutcome::default(),
-            Duration::from_secs(10),
-        )
-        .await;
-        assert!(ok.is_ok());
-        let failed = run_hook(
-            HookKind::Post,
-            "sh -c 'echo boom >&2; exit 3'",
-            &HookOutcome::default(),
-            Duration::from_secs(10),
-        )
-        .await;
-        match failed {
-            Err(HookError::Failed { stderr, .. }) => assert_eq!(stderr, "boom"),
+        let run = |kind, command, timeout| async move {
+            run_hook(kind, command, &HookOutcome::default(), timeout)
+                .await
+                .map_err(|e| match e {
+                    HookError::Run { source, .. } => source,
+                    other => panic!("{other:?}"),
+                })
+        };
+        let long = Duration::from_secs(10);
+        assert!(run(HookKind::Pre, "true", long).await.is_ok());
+        match run(HookKind::Post, "sh -c 'echo boom >&2; exit 3'", long).await {
+            Err(ChildError::Failed { stderr, .. }) => assert_eq!(stderr, "boom"),
             other => panic!("{other:?}"),
         }
-        let missing = run_hook(
-            HookKind::Pre,
-            "/nonexistent/hook",
-            &HookOutcome::default(),
-            Duration::from_secs(10),
-        )
-        .await;
-        assert!(matches!(missing, Err(HookError::Spawn { .. })));
-        let slow = run_hook(
-            HookKind::Pre,
-            "sleep 5",
-            &HookOutcome::default(),
-            Duration::from_millis(100),
-        )
-        .await;
-        assert!(matches!(slow, Err(HookError::Timeout { .. })));
+        let missing = run(HookKind::Pre, "/nonexistent/hook", long).await;
+        assert!(matches!(missing, Err(ChildError::Spawn { .. })));
+        let slow = run(HookKind::Pre, "sleep 5", Duration::from_millis(100)).await;
+        assert!(matches!(slow, Err(ChildError::Timeout { .. })));
     }
 
     #[tokio::test]

@@ -13,6 +13,15 @@ const LEGACY: &str = "%Y-%m-%d_%H-%M-%S";
 /// The placeholder `backup_directory` may contain.
 pub const DBNAME_PLACEHOLDER: &str = "{dbname}";
 
+/// The prefix of the globals dump, `pg_globals_<stamp>.sql`.
+pub const GLOBALS: &str = "pg_globals";
+/// The prefix of the applied settings, `pg_settings_<stamp>.out`.
+pub const SETTINGS: &str = "pg_settings";
+/// The server files saved as `<setting>_<stamp>.out`, by the setting naming them.
+pub const CONFIG_FILES: [&str; 2] = ["hba_file", "ident_file"];
+/// The server-level files, by prefix.
+pub const SERVER_FILES: [&str; 4] = [GLOBALS, SETTINGS, CONFIG_FILES[0], CONFIG_FILES[1]];
+
 /// Formats the time of a run as it appears in file names.
 pub fn format_stamp(format: TimestampFormat, when: &DateTime<FixedOffset>) -> String {
     match format {
@@ -84,6 +93,17 @@ pub fn backup_dir(backup_directory: &Path, dbname: &str) -> PathBuf {
         PathBuf::from(text.replace(DBNAME_PLACEHOLDER, &clean_db_name(dbname)))
     } else {
         backup_directory.to_path_buf()
+    }
+}
+
+/// The part of `backup_directory` before the directory holding `{dbname}`: `/b/{dbname}/x` ->
+/// `/b`; the whole path when there is no placeholder. It must exist before anything is dumped.
+pub fn fixed_backup_dir(backup_directory: &str) -> &str {
+    match backup_directory.find(DBNAME_PLACEHOLDER) {
+        Some(at) => backup_directory[..at]
+            .rfind('/')
+            .map_or("", |slash| &backup_directory[..slash.max(1)]),
+        None => backup_directory,
     }
 }
 
@@ -176,48 +196,30 @@ mod tests {
             dump_path(dir, "app", stamp, &ext),
             PathBuf::from("/var/backups/postgresql/app_2024-03-05T07:08:09Z.dump")
         );
-        assert_eq!(
-            file_name("a/b", stamp, "tar"),
-            "a_b_2024-03-05T07:08:09Z.tar"
-        );
-        assert_eq!(
-            file_name("../etc", stamp, "d"),
-            "_.._etc_2024-03-05T07:08:09Z.d"
-        );
-        assert_eq!(
-            file_name(".hidden", stamp, "sql"),
-            "_.hidden_2024-03-05T07:08:09Z.sql"
-        );
-        assert_eq!(
-            file_name("a\"b", stamp, "dump"),
-            "a\"b_2024-03-05T07:08:09Z.dump"
-        );
-        assert_eq!(
-            file_name("x=y z", stamp, "dump"),
-            "x=y z_2024-03-05T07:08:09Z.dump"
-        );
-        assert_eq!(
-            file_name("line\nbreak", stamp, "dump"),
-            "line\nbreak_2024-03-05T07:08:09Z.dump"
-        );
-        assert_eq!(
-            file_name("név", stamp, "dump"),
-            "név_2024-03-05T07:08:09Z.dump"
-        );
-        assert_eq!(
-            file_name("it's", stamp, "dump"),
-            "it's_2024-03-05T07:08:09Z.dump"
-        );
-        assert_eq!(
-            dump_extension(Format::Plain, &Compression::Level(3)),
-            "sql.gz"
-        );
-        assert_eq!(dump_extension(Format::Plain, &Compression::Default), "sql");
-        assert_eq!(
-            dump_extension(Format::Directory, &Compression::Level(3)),
-            "d"
-        );
-        assert_eq!(dump_extension(Format::Tar, &Compression::Default), "tar");
+        for (dbname, ext, name) in [
+            ("a/b", "tar", "a_b_2024-03-05T07:08:09Z.tar"),
+            ("../etc", "d", "_.._etc_2024-03-05T07:08:09Z.d"),
+            (".hidden", "sql", "_.hidden_2024-03-05T07:08:09Z.sql"),
+            ("a\"b", "dump", "a\"b_2024-03-05T07:08:09Z.dump"),
+            ("x=y z", "dump", "x=y z_2024-03-05T07:08:09Z.dump"),
+            (
+                "line\nbreak",
+                "dump",
+                "line\nbreak_2024-03-05T07:08:09Z.dump",
+            ),
+            ("név", "dump", "név_2024-03-05T07:08:09Z.dump"),
+            ("it's", "dump", "it's_2024-03-05T07:08:09Z.dump"),
+        ] {
+            assert_eq!(file_name(dbname, stamp, ext), name);
+        }
+        for (format, compression, ext) in [
+            (Format::Plain, Compression::Level(3), "sql.gz"),
+            (Format::Plain, Compression::Default, "sql"),
+            (Format::Directory, Compression::Level(3), "d"),
+            (Format::Tar, Compression::Default, "tar"),
+        ] {
+            assert_eq!(dump_extension(format, &compression), ext);
+        }
     }
 
     #[test]
@@ -229,6 +231,15 @@ mod tests {
             temp_path(Path::new("/b/a_s.dump")),
             PathBuf::from("/b/a_s.dump.partial")
         );
+    }
+
+    #[test]
+    fn fixed_part_of_the_backup_directory() {
+        assert_eq!(fixed_backup_dir("/b/{dbname}/x"), "/b");
+        assert_eq!(fixed_backup_dir("/b/x"), "/b/x");
+        assert_eq!(fixed_backup_dir("/{dbname}"), "/");
+        assert_eq!(fixed_backup_dir("{dbname}/x"), "");
+        assert_eq!(fixed_backup_dir("/b/db_{dbname}"), "/b");
     }
 
     #[test]

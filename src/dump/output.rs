@@ -1,9 +1,8 @@
 //! Writing result files safely: under a temporary name, checksummed while streaming, fsynced,
 //! chmodded, then renamed into place (and the directory fsynced), with the checksum file beside.
 
-use std::fs::DirBuilder;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncRead;
@@ -11,6 +10,7 @@ use tokio::io::AsyncRead;
 use super::checksum::{checksum_line, copy_hashed, hash_file};
 use super::naming::temp_path;
 use crate::config::values::{ChecksumAlgorithm, FileMode};
+use crate::process::{create_private_dir, directory_of, write_atomically, AtomicFile, FileOptions};
 
 /// A file (or dump directory) that is complete and in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,25 +43,22 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
 
 /// Creates the backup directory (0700) when missing.
 pub fn ensure_dir(dir: &Path) -> Result<(), OutputError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(at(dir))
+    create_private_dir(dir).map_err(at(dir))
 }
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn parent(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
+fn file_options(mode: FileMode) -> FileOptions {
+    FileOptions {
+        mode: mode.bits(),
+        adopt_dir_owner: false,
+    }
 }
 
 fn chmod(path: &Path, mode: FileMode, is_dir: bool) -> io::Result<()> {
-    if let FileMode::Chmod(bits) = mode {
+    if let Some(bits) = mode.bits() {
         // A directory needs x wherever r is granted, or it cannot be listed.
         let bits = if is_dir {
             bits | ((bits & 0o444) >> 2)
@@ -85,26 +82,13 @@ fn write_checksum_file(
     name.push(".");
     name.push(algorithm.name());
     let checksum_path = PathBuf::from(name);
-    let tmp = temp_path(&checksum_path);
-    let result = (|| {
-        use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(lines.as_bytes())?;
-        file.sync_all()?;
-        chmod(&tmp, mode, false)?;
-        std::fs::rename(&tmp, &checksum_path)
-    })();
-    if let Err(source) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(OutputError {
-            path: checksum_path,
-            source,
-        });
-    }
+    write_atomically(
+        &checksum_path,
+        &temp_path(&checksum_path),
+        lines.as_bytes(),
+        file_options(mode),
+    )
+    .map_err(at(&checksum_path))?;
     Ok(checksum_path)
 }
 
@@ -122,33 +106,16 @@ pub async fn write_streamed<R: AsyncRead + Unpin>(
     mode: FileMode,
     on_progress: impl FnMut(u64),
 ) -> Result<WrittenFile, OutputError> {
-    let tmp = temp_path(path);
-    let result = async {
-        let std_file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut file = tokio::fs::File::from_std(std_file);
-        let (digest, bytes) = copy_hashed(reader, &mut file, algorithm, on_progress).await?;
-        file.sync_all().await?;
+    let (digest, bytes) = async {
+        let atomic = AtomicFile::create(path, &temp_path(path), file_options(mode))?;
+        let mut file = tokio::fs::File::from_std(atomic.file().try_clone()?);
+        let copied = copy_hashed(reader, &mut file, algorithm, on_progress).await?;
         drop(file);
-        chmod(&tmp, mode, false)?;
-        std::fs::rename(&tmp, path)?;
-        fsync_dir(parent(path))?;
-        Ok::<_, io::Error>((digest, bytes))
+        atomic.commit()?;
+        Ok::<_, io::Error>(copied)
     }
-    .await;
-    let (digest, bytes) = match result {
-        Ok(done) => done,
-        Err(source) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(OutputError {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
+    .await
+    .map_err(at(path))?;
     let checksum_path = match digest {
         Some(hex) => Some(write_checksum_file(
             path,
@@ -210,7 +177,7 @@ pub fn finish_directory(
     chmod(&tmp, mode, true).map_err(at(&tmp))?;
     fsync_dir(&tmp).map_err(at(&tmp))?;
     std::fs::rename(&tmp, path).map_err(at(path))?;
-    fsync_dir(parent(path)).map_err(at(path))?;
+    fsync_dir(directory_of(path)).map_err(at(path))?;
     let checksum_path = if algorithm == ChecksumAlgorithm::None {
         None
     } else {

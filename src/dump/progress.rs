@@ -1,13 +1,28 @@
 //! Progress of the running dumps: a spinner per database (bytes, rate, elapsed) when stderr is a
 //! terminal, otherwise a log line per database every 10 s. Log lines and spinners share stderr
-//! through [`Progress::log_writer`], which clears the spinners while a line is printed.
+//! through [`Progress::log_writer`], which clears the spinners while a line is printed. Sizes are
+//! shown by [`human_bytes`].
 
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::runner::human_bytes;
+/// A size as people read it: `10 B`, `1.5 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+        if value < 1024.0 || unit == "TiB" {
+            return if unit == "B" {
+                format!("{bytes} B")
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+        value /= 1024.0;
+    }
+    format!("{bytes} B")
+}
 
 /// How often the non-terminal reporter logs a running dump.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);

@@ -1,5 +1,5 @@
 //! Purge: which old backups of a database to delete (pg_back's semantics, decided by a pure
-//! function) and deleting them.
+//! function), deleting them, and what a successful run purges.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, FixedOffset};
 
 use super::naming;
-use crate::config::values::Keep;
+use crate::config::dump::DumpConfig;
+use crate::config::values::{Keep, PurgeInterval};
 
 /// One backup of a database: every file sharing a stamp (dump, checksum, createdb.sql, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +129,67 @@ pub fn purge_dir(
     }
 }
 
+/// What one purge works on: the files of one database (or server-level file prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeTarget {
+    /// The database name or server-level prefix (`pg_globals`...).
+    pub name: String,
+    /// Newest backups kept whatever their age.
+    pub keep: Keep,
+    /// Age past which the others go.
+    pub older_than: PurgeInterval,
+}
+
+/// What a successful run purges: each database it dumped, by its own settings, and unless
+/// `dump_only`, the server-level files by the global ones.
+pub fn purge_targets<'a>(
+    dump: &DumpConfig,
+    databases: impl IntoIterator<Item = &'a str>,
+) -> Vec<PurgeTarget> {
+    let mut targets: Vec<PurgeTarget> = databases
+        .into_iter()
+        .map(|name| {
+            let settings = dump.for_database(name);
+            PurgeTarget {
+                name: name.to_string(),
+                keep: settings.purge_min_keep,
+                older_than: settings.purge_older_than,
+            }
+        })
+        .collect();
+    if !dump.dump_only {
+        targets.extend(naming::SERVER_FILES.iter().map(|prefix| PurgeTarget {
+            name: prefix.to_string(),
+            keep: dump.purge_min_keep,
+            older_than: dump.purge_older_than,
+        }));
+    }
+    targets
+}
+
+/// Purges every target in its directory, never touching the stamps in `protected` (the run's
+/// own); what is removed is logged, what cannot be is a warning.
+pub fn purge(dump: &DumpConfig, targets: &[PurgeTarget], protected: &[String]) {
+    let base = Path::new(&dump.backup_directory);
+    for target in targets {
+        let limit = naming::now()
+            - chrono::Duration::from_std(target.older_than.0).unwrap_or(chrono::Duration::MAX);
+        let dir = naming::backup_dir(base, &target.name);
+        match purge_dir(&dir, &target.name, target.keep, limit, protected) {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::info!("purged {}", path.display());
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +253,36 @@ mod tests {
         let groups = group_backups(names, "db");
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].stamp, "2021-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn databases_by_their_settings_then_server_files() {
+        let mut dump: DumpConfig = toml::from_str(
+            "purge_min_keep = 2\n[databases.app]\npurge_min_keep = \"all\"\npurge_older_than = \"1h\"",
+        )
+        .unwrap();
+        let targets = purge_targets(&dump, ["app", "other"]);
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "app",
+                "other",
+                "pg_globals",
+                "pg_settings",
+                "hba_file",
+                "ident_file"
+            ]
+        );
+        assert_eq!(targets[0].keep, Keep::All);
+        assert_eq!(
+            targets[0].older_than.0,
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(targets[1].keep, Keep::Newest(2));
+        assert_eq!(targets[5].older_than, PurgeInterval::default());
+        dump.dump_only = true;
+        assert_eq!(purge_targets(&dump, ["app"]).len(), 1);
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::sql;
+use super::catalog;
 use crate::exit::{ExitStatus, Failure};
+use crate::server::ServerVersion;
 
 /// Replay could not be paused or resumed.
 #[derive(Debug, thiserror::Error)]
@@ -57,20 +58,15 @@ const STATE_POLL: Duration = Duration::from_millis(200);
 /// was requested, the caller still has to resume.
 pub async fn pause_replay(
     client: &tokio_postgres::Client,
-    server_version_num: i32,
+    version: ServerVersion,
     timeout: Duration,
 ) -> Result<(), StandbyError> {
     let deadline = Instant::now() + timeout;
     let retry = retry_interval(timeout);
-    let pause = sql::pause_replay_query(server_version_num);
-    loop {
-        let rows = client
-            .query(&pause, &[])
-            .await
-            .map_err(StandbyError::Pause)?;
-        if !rows.is_empty() {
-            break;
-        }
+    while !catalog::request_replay_pause(client, version)
+        .await
+        .map_err(StandbyError::Pause)?
+    {
         tracing::info!(
             "an AccessExclusiveLock is held on the standby: retrying the replay pause in {retry:?}"
         );
@@ -80,16 +76,11 @@ pub async fn pause_replay(
         }
         tokio::time::sleep(retry.min(deadline - now)).await;
     }
-    if let Some(state) = sql::replay_pause_state_query(server_version_num) {
-        loop {
-            let row = client
-                .query_one(state, &[])
-                .await
-                .map_err(StandbyError::Pause)?;
-            let paused: Option<bool> = row.try_get(0).map_err(StandbyError::Pause)?;
-            if paused == Some(true) {
-                break;
-            }
+    if catalog::reports_replay_pause_state(version) {
+        while !catalog::replay_is_paused(client)
+            .await
+            .map_err(StandbyError::Pause)?
+        {
             if Instant::now() >= deadline {
                 return Err(StandbyError::Timeout(timeout));
             }
@@ -103,10 +94,9 @@ pub async fn pause_replay(
 /// Resumes replay.
 pub async fn resume_replay(
     client: &tokio_postgres::Client,
-    server_version_num: i32,
+    version: ServerVersion,
 ) -> Result<(), StandbyError> {
-    client
-        .query(&sql::resume_replay_query(server_version_num), &[])
+    catalog::resume_replay(client, version)
         .await
         .map_err(StandbyError::Resume)?;
     tracing::info!("WAL replay resumed");

@@ -3,8 +3,89 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio::io::AsyncReadExt;
+
 use crate::config::dump::DatabaseDumpSettings;
 use crate::config::values::Format;
+use crate::conn::quote_conninfo;
+use crate::process::{run_child, ChildError, ChildName};
+
+/// pg_dump cannot be run, or is too old.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use {program}: {reason}")]
+pub struct UnusableTool {
+    /// The program.
+    pub program: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// The client tools of a run, found and probed.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// pg_dump's path.
+    pub pg_dump: PathBuf,
+    /// pg_dumpall's path.
+    pub pg_dumpall: PathBuf,
+    /// pg_dump's version (pg_dumpall comes with it).
+    pub version: ToolVersion,
+}
+
+impl Tools {
+    /// Finds the tools in `bin_directory` (empty: on PATH) and probes `pg_dump --version`.
+    pub async fn find(bin_directory: &str) -> Result<Tools, UnusableTool> {
+        let pg_dump = tool_path(bin_directory, "pg_dump");
+        let version = probe_pg_dump(&pg_dump).await?;
+        tracing::info!("pg_dump {version} at {}", pg_dump.display());
+        Ok(Tools {
+            pg_dump,
+            pg_dumpall: tool_path(bin_directory, "pg_dumpall"),
+            version,
+        })
+    }
+}
+
+/// Why `pg_dump --version` did not answer.
+fn probe_failure(error: ChildError) -> String {
+    match error {
+        ChildError::Spawn { source, .. } => source.to_string(),
+        ChildError::Failed { status, .. } => format!("--version failed ({status})"),
+        timeout @ ChildError::Timeout { .. } => timeout.to_string(),
+    }
+}
+
+/// Runs `pg_dump --version`: it must run and be at least [`MIN_PG_DUMP`].
+pub async fn probe_pg_dump(program: &Path) -> Result<ToolVersion, UnusableTool> {
+    let fail = |reason: String| UnusableTool {
+        program: program.to_path_buf(),
+        reason,
+    };
+    let mut command = tokio::process::Command::new(program);
+    command.arg("--version");
+    let shown = program.display().to_string();
+    let name = ChildName {
+        program: &shown,
+        label: "pg_dump",
+    };
+    let read_all = |mut stdout: tokio::process::ChildStdout| async move {
+        let mut text = Vec::new();
+        stdout.read_to_end(&mut text).await.map(|_| text)
+    };
+    let output = run_child(command, name, None, read_all)
+        .await
+        .and_then(|finished| finished.success())
+        .map_err(|error| fail(probe_failure(error)))?;
+    let output = output.map_err(|error| fail(error.to_string()))?;
+    let text = String::from_utf8_lossy(&output);
+    let version = parse_tool_version(&text)
+        .ok_or_else(|| fail(format!("unreadable version {:?}", text.trim())))?;
+    if version < MIN_PG_DUMP {
+        return Err(fail(format!(
+            "version {version} is older than {MIN_PG_DUMP}"
+        )));
+    }
+    Ok(version)
+}
 
 /// A tool's path: in `bin_directory` when set, else looked up on PATH.
 pub fn tool_path(bin_directory: &str, tool: &str) -> PathBuf {
@@ -114,13 +195,10 @@ pub fn pg_dumpall_args(
     args
 }
 
-/// `dbname='...'`: a connection string holding only the database name, quoted so that any name
-/// (with `=`, spaces, quotes) stays a name.
+/// `dbname=...`: a connection string holding only the database name, quoted where needed so
+/// that any name (with spaces, quotes, backslashes) stays a name.
 pub fn conninfo_dbname(dbname: &str) -> String {
-    format!(
-        "dbname='{}'",
-        dbname.replace('\\', "\\\\").replace('\'', "\\'")
-    )
+    format!("dbname={}", quote_conninfo(dbname))
 }
 
 #[cfg(test)]

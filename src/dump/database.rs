@@ -1,0 +1,127 @@
+//! One database's dump: take its lock, run pg_dump into `<db>_<stamp>.<ext>` (streamed through
+//! the checksum), then write its `createdb.sql`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::catalog;
+use super::context::{RunContext, ToolOutput};
+use super::createdb::createdb_script;
+use super::lock::lock_database;
+use super::naming::{backup_dir, dump_extension, dump_path, lock_path, temp_path};
+use super::output::{self, WrittenFile};
+use super::report::{DatabaseOutcome, DumpError};
+use super::tools::pg_dump_args;
+use crate::config::values::{ChecksumAlgorithm, Format};
+use crate::process::ChildName;
+use crate::server::ServerVersion;
+
+/// Dumps `dbname`; the outcome says what was written and whether it failed.
+pub async fn dump_database(
+    ctx: Arc<RunContext>,
+    client: Arc<tokio_postgres::Client>,
+    server_version: ServerVersion,
+    dbname: String,
+) -> DatabaseOutcome {
+    let started = Instant::now();
+    let mut files = Vec::new();
+    let result = dump_files(&ctx, &client, server_version, &dbname, &mut files).await;
+    let duration = started.elapsed();
+    match &result {
+        Ok(()) => tracing::info!("[{dbname}] done in {:.1}s", duration.as_secs_f64()),
+        Err(e) => tracing::error!("[{dbname}] failed: {e}"),
+    }
+    DatabaseOutcome {
+        name: dbname,
+        files,
+        duration,
+        error: result.err(),
+    }
+}
+
+async fn dump_files(
+    ctx: &RunContext,
+    client: &tokio_postgres::Client,
+    server_version: ServerVersion,
+    dbname: &str,
+    files: &mut Vec<WrittenFile>,
+) -> Result<(), DumpError> {
+    let settings = ctx.dump.for_database(dbname);
+    let base = Path::new(&ctx.dump.backup_directory);
+    output::ensure_dir(&backup_dir(base, dbname))?;
+    let _lock = lock_database(&lock_path(base, dbname))?;
+    if settings.format != Format::Directory && settings.parallel_backup_jobs > 1 {
+        tracing::warn!(
+            "[{dbname}] parallel_backup_jobs applies to the directory format only: ignored"
+        );
+    }
+    let stamp = ctx.stamp();
+    let ext = dump_extension(settings.format, &settings.compress_level);
+    let path = dump_path(base, dbname, &stamp, &ext);
+    let directory = settings.format == Format::Directory;
+    let temp = temp_path(&path);
+    let args = pg_dump_args(
+        &settings,
+        ctx.tools.version,
+        directory.then_some(temp.as_path()),
+    );
+    let mut command = ctx.command(&ctx.tools.pg_dump, dbname, settings.user.as_deref());
+    command.args(&args);
+    tracing::info!("[{dbname}] dumping to {}", path.display());
+    let name = ChildName {
+        program: "pg_dump",
+        label: dbname,
+    };
+    let out = ToolOutput {
+        path: &path,
+        checksum: settings.checksum_algorithm,
+        directory,
+    };
+    files.extend(ctx.run_to_file(command, name, out).await?);
+    if !ctx.dump.dump_only {
+        let createdb = createdb_file(
+            ctx,
+            client,
+            server_version,
+            dbname,
+            &stamp,
+            settings.checksum_algorithm,
+        );
+        files.push(createdb.await?);
+    }
+    Ok(())
+}
+
+/// `<db>_<stamp>.createdb.sql`, from the catalog.
+async fn createdb_file(
+    ctx: &RunContext,
+    client: &tokio_postgres::Client,
+    server_version: ServerVersion,
+    dbname: &str,
+    stamp: &str,
+    checksum: ChecksumAlgorithm,
+) -> Result<WrittenFile, DumpError> {
+    let catalog_error = |e: tokio_postgres::Error| DumpError::Catalog(e.to_string());
+    let definition = catalog::database_definition(client, server_version, dbname)
+        .await
+        .map_err(catalog_error)?;
+    let settings = catalog::database_settings(client, dbname)
+        .await
+        .map_err(catalog_error)?;
+    let script =
+        createdb_script(&definition, &settings).map_err(|e| DumpError::Catalog(e.to_string()))?;
+    let path = dump_path(
+        Path::new(&ctx.dump.backup_directory),
+        dbname,
+        stamp,
+        "createdb.sql",
+    );
+    Ok(output::write_bytes(
+        &path,
+        script.as_bytes(),
+        checksum,
+        ctx.dump.backup_file_mode,
+    )
+    .await?)
+}

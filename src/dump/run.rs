@@ -1,0 +1,260 @@
+//! The pgback run, in order: the pre hook; pg_dump's probe; the connection; the selection of
+//! databases; on a standby, the replay pause; the server-level files (globals, settings,
+//! hba/ident); the databases, `jobs` at a time; the replay resumed; the purge after a success;
+//! and the post hook, on every path once the pre hook succeeded.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::catalog::{self, CatalogError};
+use super::context::RunContext;
+use super::database::dump_database;
+use super::hooks::{run_hook, HookError, HookKind, HookOutcome};
+use super::naming::fixed_backup_dir;
+use super::output::{self, OutputError};
+use super::progress::Progress;
+use super::purge::{purge, purge_targets};
+use super::report::RunReport;
+use super::select::{select_databases, SelectionRules};
+use super::server_files::save_server_files;
+use super::standby::{self, StandbyError};
+use super::tools::{Tools, UnusableTool};
+use crate::config::dump::DumpConfig;
+use crate::conn::{ConnError, ConnSettings};
+use crate::exit::{ExitStatus, Failure};
+use crate::server::ServerVersion;
+
+/// A failure that stops the whole run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The pre hook failed: nothing was dumped.
+    #[error(transparent)]
+    PreHook(HookError),
+    /// pg_dump could not be run or is unusable.
+    #[error(transparent)]
+    Tool(#[from] UnusableTool),
+    /// The server could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnError),
+    /// A query of the run (not of one database) failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The backup directory cannot be used.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// Replay could not be paused.
+    #[error(transparent)]
+    Standby(#[from] StandbyError),
+    /// SIGINT or SIGTERM.
+    #[error("interrupted by a signal")]
+    Interrupted,
+}
+
+impl Failure for RunError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            RunError::PreHook(e) => e.exit_status(),
+            RunError::Tool(_) => ExitStatus::Usage,
+            RunError::Connect(e) => e.exit_status(),
+            RunError::Catalog(_) => ExitStatus::Server,
+            RunError::Output(_) => ExitStatus::Output,
+            RunError::Standby(e) => e.exit_status(),
+            RunError::Interrupted => ExitStatus::BackupFailed,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            RunError::PreHook(e) => e.hint(),
+            RunError::Tool(_) => Some(
+                "install PostgreSQL's client tools, or point dump.bin_directory (-B) at them"
+                    .into(),
+            ),
+            RunError::Connect(e) => e.hint(),
+            RunError::Standby(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// Everything the run needs.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// `[dump]` with every layer applied.
+    pub dump: DumpConfig,
+    /// The resolved connection (its dbname is the maintenance database).
+    pub conn: ConnSettings,
+    /// Where the progress of running dumps goes.
+    pub progress: Progress,
+}
+
+/// Runs pgback until done or until `shutdown` resolves (SIGINT/SIGTERM). Replay is resumed and
+/// the post hook run on every path after the pre hook succeeded.
+pub async fn run(
+    settings: RunSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, RunError> {
+    let RunSettings {
+        dump,
+        conn,
+        progress,
+    } = settings;
+    let hook_timeout = dump.hook_timeout.0;
+    if !dump.pre_backup_hook.is_empty() {
+        run_hook(
+            HookKind::Pre,
+            &dump.pre_backup_hook,
+            &HookOutcome::default(),
+            hook_timeout,
+        )
+        .await
+        .map_err(RunError::PreHook)?;
+    }
+    let post_hook = dump.post_backup_hook.clone();
+    let result = dump_and_purge(dump, conn, progress, shutdown).await;
+    if post_hook.is_empty() {
+        return result;
+    }
+    let hook = run_hook(
+        HookKind::Post,
+        &post_hook,
+        &hook_outcome(&result),
+        hook_timeout,
+    )
+    .await;
+    match (result, hook) {
+        (Ok(mut report), Err(e)) => {
+            tracing::error!("{e}");
+            report.post_hook_error = Some(e.to_string());
+            Ok(report)
+        }
+        (Err(e), Err(hook)) => {
+            tracing::error!("{hook}");
+            Err(e)
+        }
+        (result, Ok(())) => result,
+    }
+}
+
+/// What the post hook is told.
+fn hook_outcome(result: &Result<RunReport, RunError>) -> HookOutcome {
+    match result {
+        Ok(report) => HookOutcome {
+            success: Some(report.success()),
+            files: report.all_files(),
+            failed_databases: report.failed_databases(),
+        },
+        Err(_) => HookOutcome {
+            success: Some(false),
+            ..Default::default()
+        },
+    }
+}
+
+/// Everything between the hooks.
+async fn dump_and_purge(
+    dump: DumpConfig,
+    conn: ConnSettings,
+    progress: Progress,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, RunError> {
+    let tools = Tools::find(&dump.bin_directory).await?;
+    // The fixed part of the backup directory (before any `{dbname}`) must be writable up front.
+    let fixed = fixed_backup_dir(&dump.backup_directory);
+    if !fixed.is_empty() {
+        output::ensure_dir(Path::new(fixed))?;
+    }
+    tracing::info!("connecting: {}", conn.describe());
+    let client = Arc::new(conn.connect().await?.client);
+    let server = catalog::server_info(&client).await?;
+    let listed = catalog::list_databases(&client).await?;
+    let selection = select_databases(
+        &listed,
+        &SelectionRules {
+            include: dump.include_dbs.clone(),
+            exclude: dump.exclude_dbs.clone(),
+            with_templates: dump.with_templates,
+        },
+    );
+    let mut report = RunReport::default();
+    for missing in &selection.missing {
+        report.warn(format!("database {missing:?} does not exist: skipped"));
+    }
+    let ctx = Arc::new(RunContext::new(dump, conn, tools, progress));
+    let mut paused = false;
+    let work = async {
+        if server.in_recovery {
+            paused = true;
+            standby::pause_replay(&client, server.version, ctx.dump.pause_timeout.0).await?;
+        }
+        if !ctx.dump.dump_only {
+            save_server_files(&ctx, &client, &server, &mut report).await;
+        }
+        let databases = selection.databases;
+        dump_databases(&ctx, &client, server.version, databases, &mut report).await;
+        Ok::<(), RunError>(())
+    };
+    let outcome = tokio::select! {
+        result = work => result,
+        () = shutdown => Err(RunError::Interrupted),
+    };
+    if paused {
+        if let Err(e) = standby::resume_replay(&client, server.version).await {
+            tracing::error!("{e}");
+            if outcome.is_ok() {
+                report.server_errors.push(e.to_string());
+            }
+        }
+    }
+    ctx.remove_partials();
+    outcome?;
+    if report.success() {
+        let dumped = report.databases.iter().map(|d| d.name.as_str());
+        purge(&ctx.dump, &purge_targets(&ctx.dump, dumped), &ctx.stamps());
+    } else {
+        tracing::warn!("the run failed: nothing purged");
+    }
+    Ok(report)
+}
+
+/// Dumps `databases`, `jobs` at a time, in order; a dropped future (signal) aborts every dump
+/// and kills its pg_dump.
+async fn dump_databases(
+    ctx: &Arc<RunContext>,
+    client: &Arc<tokio_postgres::Client>,
+    version: ServerVersion,
+    databases: Vec<String>,
+    report: &mut RunReport,
+) {
+    let semaphore = Arc::new(Semaphore::new(ctx.dump.jobs.max(1) as usize));
+    let mut tasks = Vec::new();
+    for dbname in databases {
+        let semaphore = semaphore.clone();
+        let ctx = ctx.clone();
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            dump_database(ctx, client, version, dbname).await
+        }));
+    }
+    // Abort every task if this future is dropped (signal): their children are killed on drop.
+    struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            for handle in &self.0 {
+                handle.abort();
+            }
+        }
+    }
+    let _guard = AbortOnDrop(tasks.iter().map(|t| t.abort_handle()).collect());
+    for task in tasks {
+        match task.await {
+            Ok(outcome) => report.databases.push(outcome),
+            Err(e) => report
+                .server_errors
+                .push(format!("internal: a dump task ended: {e}")),
+        }
+    }
+}

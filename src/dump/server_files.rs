@@ -1,0 +1,144 @@
+//! The server-level files: the globals (`pg_dumpall -g`), the settings applied from the
+//! configuration files, and the files named by `hba_file` and `ident_file`. What cannot be read
+//! is a warning; what cannot be written fails the run.
+
+use std::path::Path;
+
+use super::catalog::{self, FileSetting, ServerInfo};
+use super::context::{RunContext, ToolOutput};
+use super::naming::{backup_dir, dump_path, CONFIG_FILES, GLOBALS, SETTINGS};
+use super::output::{self, WrittenFile};
+use super::report::{DumpError, RunReport};
+use super::tools::pg_dumpall_args;
+use crate::process::ChildName;
+use crate::server::quote_literal;
+
+/// Writes every server-level file, recording the outcome in `report`.
+pub async fn save_server_files(
+    ctx: &RunContext,
+    client: &tokio_postgres::Client,
+    server: &ServerInfo,
+    report: &mut RunReport,
+) {
+    let globals = save_globals(ctx, server.superuser).await;
+    if let Err(e) = &globals {
+        tracing::error!("[{GLOBALS}] {e}");
+    }
+    record(report, GLOBALS, globals);
+    let mut texts: Vec<(&str, Result<String, String>)> = Vec::new();
+    if let Some(settings) = catalog::file_settings(client, server.version).await {
+        let text = settings
+            .map(|s| settings_text(&s))
+            .map_err(|e| e.to_string());
+        texts.push((SETTINGS, text));
+    }
+    for setting in CONFIG_FILES {
+        let text = catalog::server_file(client, setting)
+            .await
+            .map(|file| {
+                format!(
+                    "# path: {}\n{}",
+                    file.path,
+                    file.contents.unwrap_or_default()
+                )
+            })
+            .map_err(|e| e.to_string());
+        texts.push((setting, text));
+    }
+    for (prefix, text) in texts {
+        match text {
+            Ok(text) => {
+                let written = save_text(ctx, prefix, &text).await;
+                record(report, prefix, written.map(Some));
+            }
+            Err(e) => report.warn(format!("{prefix} not saved: {e}")),
+        }
+    }
+}
+
+fn record(report: &mut RunReport, prefix: &str, written: Result<Option<WrittenFile>, DumpError>) {
+    match written {
+        Ok(file) => report.server_files.extend(file),
+        Err(e) => report.server_errors.push(format!("{prefix}: {e}")),
+    }
+}
+
+/// `pg_globals_<stamp>.sql`: roles and tablespaces, without role passwords unless asked for
+/// and readable (superuser).
+async fn save_globals(ctx: &RunContext, superuser: bool) -> Result<Option<WrittenFile>, DumpError> {
+    let base = Path::new(&ctx.dump.backup_directory);
+    let path = dump_path(base, GLOBALS, &ctx.stamp(), "sql");
+    let no_passwords = !superuser || !ctx.dump.with_role_passwords;
+    let mut command = ctx.command(&ctx.tools.pg_dumpall, &ctx.conn.dbname, None);
+    command.args(pg_dumpall_args(
+        &ctx.conn.dbname,
+        no_passwords,
+        ctx.tools.version,
+    ));
+    output::ensure_dir(&backup_dir(base, GLOBALS))?;
+    let name = ChildName {
+        program: "pg_dumpall",
+        label: GLOBALS,
+    };
+    let out = ToolOutput {
+        path: &path,
+        checksum: ctx.dump.checksum_algorithm,
+        directory: false,
+    };
+    ctx.run_to_file(command, name, out).await
+}
+
+/// `pg_settings_<stamp>.out`: one `name = 'value'` line per applied setting.
+fn settings_text(settings: &[FileSetting]) -> String {
+    settings
+        .iter()
+        .map(|s| {
+            format!(
+                "{} = {}\n",
+                s.name,
+                quote_literal(s.value.as_deref().unwrap_or_default())
+            )
+        })
+        .collect()
+}
+
+/// `<prefix>_<stamp>.out` holding `text`.
+async fn save_text(ctx: &RunContext, prefix: &str, text: &str) -> Result<WrittenFile, DumpError> {
+    let base = Path::new(&ctx.dump.backup_directory);
+    let path = dump_path(base, prefix, &ctx.stamp(), "out");
+    output::ensure_dir(&backup_dir(base, prefix))?;
+    let written = output::write_bytes(
+        &path,
+        text.as_bytes(),
+        ctx.dump.checksum_algorithm,
+        ctx.dump.backup_file_mode,
+    );
+    Ok(written.await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_name_equals_literal_lines() {
+        let settings = [
+            FileSetting {
+                name: "work_mem".into(),
+                value: Some("64MB".into()),
+            },
+            FileSetting {
+                name: "search_path".into(),
+                value: Some("\"$user\", public's".into()),
+            },
+            FileSetting {
+                name: "hidden".into(),
+                value: None,
+            },
+        ];
+        assert_eq!(
+            settings_text(&settings),
+            "work_mem = '64MB'\nsearch_path = '\"$user\", public''s'\nhidden = ''\n"
+        );
+    }
+}
