@@ -166,37 +166,3 @@ impl CommonArgs {
         Ok((config, settings))
     }
 }
-
-/// Installs the stderr logger: warnings by default, more with -v.
-pub fn init_logging(verbose: u8) {
-    init_logging_with(verbose, std::io::stderr);
-}
-
-/// [`init_logging`] through `writer` (pgback: one that does not tear its progress spinners).
-pub fn init_logging_with<W>(verbose: u8, writer: W)
-where
-    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
-{
-    let level = match verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        _ => tracing::Level::DEBUG,
-    };
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(level)
-        .without_time()
-        .with_target(false)
-        .try_init();
-}
-
-/// Prints a failure as one line (`program: message`) plus `hint:`, returns its exit code.
-pub fn fail<E: Failure + 'static>(program: &str, error: &E) -> std::process::ExitCode {
-    eprintln!(
-        "{}",
-        crate::exit::report(program, error, error.hint().as_deref())
-    );
-    error.exit_status().into()
-}

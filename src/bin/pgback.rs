@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::cli::{fail, init_logging_with, ServerArgs, SetupError};
+use safe_backup::cli::{ServerArgs, SetupError};
 use safe_backup::config::dump::{convert_pg_back_config, DumpFlags};
 use safe_backup::config::values::{
     ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
@@ -13,7 +13,7 @@ use safe_backup::config::values::{
 use safe_backup::config::{Config, ConfigError, DEFAULT_CONFIG};
 use safe_backup::dump::progress::Progress;
 use safe_backup::dump::runner::{run, RunError, RunSettings};
-use safe_backup::exit::ExitStatus;
+use safe_backup::exit::{fail, init_logging_with, ExitStatus};
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident
 /// files and a createdb.sql per database; checksum while writing; purge old backups.

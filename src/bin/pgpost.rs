@@ -7,20 +7,22 @@ use std::process::ExitCode;
 use clap::Parser;
 use safe_backup::backup::post::{self, PostRequest};
 use safe_backup::backup::{BackupError, BackupOptions};
-use safe_backup::cli::{fail, init_logging, CommonArgs};
+use safe_backup::cli::CommonArgs;
 use safe_backup::config::DEFAULT_CONFIG;
+use safe_backup::exit::{exit_codes_help, fail, init_logging};
 
 /// Stop the backup that `pgpre` started, once the snapshot or copy is done.
 ///
 /// Waits (event-driven) until the co-process has called the stop function,
 /// then prints backup_label byte for byte on stdout. Exits 0 only when the
 /// backup is complete.
-///
-/// Exit codes: 0 complete, 1 failed (or the co-process died), 2 usage/config,
-/// 3 connection, 4 server unusable, 5 no backup in progress, 6 timeout,
-/// 7 output directory, 70 internal.
 #[derive(Parser, Debug)]
-#[command(name = "pgpost", version, disable_help_flag = true)]
+#[command(
+    name = "pgpost",
+    version,
+    disable_help_flag = true,
+    after_help = exit_codes_help()
+)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,

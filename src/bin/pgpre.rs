@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use safe_backup::backup::post;
 use safe_backup::backup::{spawn, BackupOptions};
-use safe_backup::cli::{fail, CommonArgs};
+use safe_backup::cli::CommonArgs;
 use safe_backup::config::DEFAULT_CONFIG;
 use safe_backup::conn::ConnSettings;
+use safe_backup::exit::{exit_codes_help, fail};
 
 /// Start a non-exclusive PostgreSQL backup and hand its session to a detached
 /// co-process, which holds backup mode until `pgpost` stops it.
@@ -16,11 +17,13 @@ use safe_backup::conn::ConnSettings;
 /// Prints the start LSN on stdout and exits 0 once the backup is running and
 /// recorded in the state table, so `lsn=$(pgpre)` returns at once. Run the
 /// snapshot or copy next, then `pgpost`.
-///
-/// Exit codes: 0 running, 1 failed, 2 usage/config, 3 connection, 4 server
-/// unusable (privilege, standby, wal_level), 6 timeout, 7 log file, 70 internal.
 #[derive(Parser, Debug)]
-#[command(name = "pgpre", version, disable_help_flag = true)]
+#[command(
+    name = "pgpre",
+    version,
+    disable_help_flag = true,
+    after_help = exit_codes_help()
+)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
