@@ -15,6 +15,7 @@ pub mod state;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::backup::limit;
 use crate::config::BackupConfig;
 use crate::conn::ConnError;
 use crate::exit::{ExitStatus, Failure};
@@ -53,10 +54,6 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, BackupError> {
         .map_err(|error| BackupError::System(format!("cannot start the async runtime: {error}")))
 }
 
-fn seconds(value: u64) -> Option<Duration> {
-    (value > 0).then(|| Duration::from_secs(value))
-}
-
 impl BackupOptions {
     /// Resolves the `[backup]` section; an empty label becomes `safe-backup <UTC time>`.
     pub fn from_config(config: &BackupConfig) -> BackupOptions {
@@ -64,12 +61,12 @@ impl BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
             label: config.label.clone(),
             fast_checkpoint: config.fast_checkpoint,
-            start_timeout: seconds(config.start_timeout),
-            backup_timeout: seconds(config.backup_timeout),
+            start_timeout: limit(config.start_timeout),
+            backup_timeout: limit(config.backup_timeout),
             wait_for_archive: config.wait_for_archive,
-            stop_timeout: seconds(config.stop_timeout),
-            recheck_interval: Duration::from_secs(config.recheck_interval.max(1)),
-            log_file: (!config.log_file.is_empty()).then(|| PathBuf::from(&config.log_file)),
+            stop_timeout: limit(config.stop_timeout),
+            recheck_interval: config.recheck_interval.0.max(Duration::from_secs(1)),
+            log_file: (!config.log_file.as_os_str().is_empty()).then(|| config.log_file.clone()),
         }
     }
 }

@@ -98,23 +98,6 @@ pub struct StateTable {
     name: String,
 }
 
-/// The backup name used when none is given.
-pub const DEFAULT_NAME: &str = "default";
-
-/// Checks a backup name: 1 to 63 characters of `A-Z a-z 0-9 _ . -`.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 63 {
-        return Err("must be 1 to 63 characters long".into());
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
-        return Err("may hold only letters, digits, '_', '.' and '-'".into());
-    }
-    Ok(())
-}
-
 /// The columns safe-backup's bash scripts create.
 pub const ORIGINAL_COLUMNS: [&str; 5] = ["id", "state", "pid", "backup_label", "tablespace_map"];
 
@@ -135,7 +118,7 @@ const LOCK_CLASS: i32 = 0x7361_6665;
 
 impl StateTable {
     /// The row `name` of a table named `table` in `schema` (empty: the first
-    /// schema on the search_path). `name` must pass [`validate_name`].
+    /// schema on the search_path). `name` must pass [`crate::config::backup::validate_name`].
     pub fn new(schema: &str, table: &str, name: &str) -> StateTable {
         StateTable {
             schema: (!schema.is_empty()).then(|| schema.to_string()),
@@ -560,15 +543,6 @@ mod tests {
             table.lock_sql(),
             StateTable::new("", "backup", "other").lock_sql()
         );
-    }
-
-    #[test]
-    fn names_are_validated() {
-        assert!(validate_name("default").is_ok());
-        assert!(validate_name("vol-2.data_x").is_ok());
-        for bad in ["", "a b", "x'y", "ä", &"n".repeat(64)] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::cli::{ServerArgs, SetupError};
+use safe_backup::cli::ServerArgs;
 use safe_backup::config::dump::{convert_pg_back_config, DumpFlags};
 use safe_backup::config::values::{
     ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
 };
-use safe_backup::config::{Config, ConfigError, DEFAULT_CONFIG};
+use safe_backup::config::{Config, ConfigError, SetupError, DEFAULT_CONFIG};
 use safe_backup::dump::progress::Progress;
 use safe_backup::dump::runner::{run, RunError, RunSettings};
 use safe_backup::exit::{fail, init_logging_with, ExitStatus};
@@ -148,7 +148,7 @@ impl Cli {
         let mut dump = config.dump;
         dump.apply_flags(&self.flags());
         dump.validate("command line")?;
-        let conn = self.server.resolve(&config.connection, "pgback")?;
+        let conn = config.connection.resolve(&self.server, "pgback")?;
         Ok(RunSettings {
             dump,
             conn,

@@ -1,64 +1,28 @@
 //! `pgpost`: stops the backup held by the co-process and prints `backup_label`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use safe_backup::backup::post::{self, PostRequest};
 use safe_backup::backup::{BackupError, BackupOptions};
-use safe_backup::cli::CommonArgs;
-use safe_backup::config::DEFAULT_CONFIG;
-use safe_backup::exit::{exit_codes_help, fail, init_logging};
-
-/// Stop the backup that `pgpre` started, once the snapshot or copy is done.
-///
-/// Waits (event-driven) until the co-process has called the stop function,
-/// then prints backup_label byte for byte on stdout. Exits 0 only when the
-/// backup is complete.
-#[derive(Parser, Debug)]
-#[command(
-    name = "pgpost",
-    version,
-    disable_help_flag = true,
-    after_help = exit_codes_help()
-)]
-struct Cli {
-    #[command(flatten)]
-    common: CommonArgs,
-
-    /// Also write backup_label and tablespace_map (mode 0600, fsynced) into DIR,
-    /// e.g. the snapshot's data directory; never the live one
-    #[arg(short = 'o', long, value_name = "DIR")]
-    output_dir: Option<PathBuf>,
-
-    /// Print label, LSNs, times, backup_label and tablespace_map as JSON
-    #[arg(long)]
-    json: bool,
-
-    /// Do not stop anything: print the last complete backup again
-    #[arg(long)]
-    fetch: bool,
-
-    /// Seconds to wait for the backup to complete; 0 = no limit [config: backup.stop_timeout]
-    #[arg(long, env = "SAFE_BACKUP_STOP_TIMEOUT", value_name = "SECONDS")]
-    stop_timeout: Option<u64>,
-}
+use safe_backup::cli::Pgpost;
+use safe_backup::config::{Config, DEFAULT_CONFIG};
+use safe_backup::exit::{fail, init_logging};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Pgpost::parse();
     if cli.common.print_default_config {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
     init_logging(cli.common.verbose);
-    let (config, settings) = match cli.common.resolve("pgpost") {
+    let resolved = Config::for_hooks(&cli.common, None, Some(&cli.stop), "pgpost");
+    let (config, settings) = match resolved {
         Ok(resolved) => resolved,
         Err(error) => return fail("pgpost", &error),
     };
-    let mut backup = config.backup;
-    backup.stop_timeout = cli.stop_timeout.unwrap_or(backup.stop_timeout);
-    let options = BackupOptions::from_config(&backup);
+    let options = BackupOptions::from_config(&config.backup);
     let request = PostRequest {
         output_dir: cli.output_dir,
         fetch: cli.fetch,
