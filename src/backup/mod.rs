@@ -1,16 +1,28 @@
-//! The co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
+//! The physical hook pair: `pgpre`, the co-process that holds a non-exclusive backup, and
+//! `pgpost`.
 //!
-//! - [`state`]: the state table and its SQL.
+//! In dependency order:
+//! - [`row`]: what a state-table row holds: states, the decoded row, unusable rows.
+//! - [`table`]: the state table: its SQL and its I/O (rows decoded by name).
+//! - [`files`]: writing `backup_label` / `tablespace_map` safely.
+//! - `wait`: what wakes a wait loop, the slow re-read, deadlines.
+//! - [`hold`]: the detached co-process: start, wait for `done`, stop.
 //! - [`spawn`]: `pgpre`'s fork, detach and handshake pipe.
-//! - [`hold`]: the detached co-process: start, wait, stop.
 //! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
-//! - [`output`]: writing `backup_label` / `tablespace_map` safely.
+//! - [`list`]: `pgpre --list`.
+//! - [`report`]: what pgpre and pgpost print when they succeed.
+//! - [`command`]: `pgpre` and `pgpost` from parsed flags to exit code.
 
+pub mod command;
+pub mod files;
 pub mod hold;
-pub mod output;
+pub mod list;
 pub mod post;
+pub mod report;
+pub mod row;
 pub mod spawn;
-pub mod state;
+pub mod table;
+pub(crate) mod wait;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +32,7 @@ use crate::config::BackupConfig;
 use crate::conn::ConnError;
 use crate::exit::{ExitStatus, Failure};
 use crate::server::ServerVersion;
-use state::StateTable;
+use table::{InvalidRow, StateTable};
 
 /// Everything the hook pair needs besides the connection, resolved from config and flags.
 #[derive(Clone, Debug)]
@@ -55,7 +67,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, BackupError> {
 }
 
 impl BackupOptions {
-    /// Resolves the `[backup]` section; an empty label becomes `safe-backup <UTC time>`.
+    /// Resolves the `[backup]` section (an empty label becomes `safe-backup <UTC time>` when
+    /// the backup starts).
     pub fn from_config(config: &BackupConfig) -> BackupOptions {
         BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
@@ -137,6 +150,9 @@ pub enum BackupError {
         "refusing to write into {0}: it is the data directory of a running server (postmaster.pid)"
     )]
     LiveDataDir(PathBuf),
+    /// The state table holds a row pgpre and pgpost never write.
+    #[error(transparent)]
+    InvalidRow(#[from] InvalidRow),
     /// Setting up the process (fork, pipe, runtime, signals) failed.
     #[error("{0}")]
     System(String),
@@ -149,7 +165,9 @@ impl Failure for BackupError {
             BackupError::Sql { status, .. } | BackupError::Reported { status, .. } => *status,
             BackupError::UnsupportedVersion(_) | BackupError::Standby => ExitStatus::Server,
             BackupError::NoBackup(_) => ExitStatus::NoBackup,
-            BackupError::Failed { .. } | BackupError::Coproc(_) => ExitStatus::BackupFailed,
+            BackupError::Failed { .. } | BackupError::Coproc(_) | BackupError::InvalidRow(_) => {
+                ExitStatus::BackupFailed
+            }
             BackupError::Timeout(_) => ExitStatus::Timeout,
             BackupError::Output { .. } | BackupError::LiveDataDir(_) => ExitStatus::Output,
             BackupError::System(_) => ExitStatus::Internal,
@@ -164,6 +182,7 @@ impl Failure for BackupError {
                 "point pgpre at the primary; backups from a standby are not supported yet".into(),
             ),
             BackupError::NoBackup(_) => Some("start one with pgpre first".into()),
+            BackupError::InvalidRow(invalid) => Some(invalid.hint()),
             BackupError::LiveDataDir(_) => Some(
                 "write backup_label into the copy or snapshot, never into the live data directory"
                     .into(),

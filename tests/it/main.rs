@@ -10,3 +10,4 @@ mod harness_selftest;
 mod hooks;
 mod named;
 mod restore;
+mod state_table;

@@ -1,0 +1,56 @@
+//! The state table as someone else may leave it: NULLs and unknown states.
+
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::hooks::{coprocesses, run, Run};
+
+/// A finished backup of the default name, so the table exists with a `complete` row.
+fn cluster_with_a_complete_backup() -> Cluster {
+    let cluster = Cluster::start(ClusterOptions::default());
+    run(&cluster, "pgpre", &["--fast", "-l", "by hand"]).assert_ok("pgpre");
+    run(&cluster, "pgpost", &[]).assert_ok("pgpost");
+    cluster
+}
+
+fn assert_names(run: &Run, what: &str, needles: &[&str]) {
+    for needle in needles {
+        run.assert_stderr(needle);
+    }
+    assert_eq!(
+        run.stderr.lines().count(),
+        2,
+        "{what}: one line + hint\n{run:#?}"
+    );
+}
+
+#[test]
+fn an_unknown_state_is_an_error_naming_it() {
+    let cluster = cluster_with_a_complete_backup();
+    // A newer tool (or a person) added a state this one does not know.
+    cluster.psql("ALTER TYPE backup_state ADD VALUE 'paused'");
+    cluster.psql("UPDATE backup SET state = 'paused'");
+    let post = run(&cluster, "pgpost", &[]);
+    post.assert_code(1, "pgpost on an unknown state");
+    assert_names(&post, "pgpost", &["unknown state \"paused\"", "hint: "]);
+    let list = run(&cluster, "pgpre", &["--list"]);
+    list.assert_code(1, "pgpre --list on an unknown state");
+    list.assert_stderr("unknown state \"paused\"");
+    // pgpre does not take over a row it cannot read, and leaves it as it is.
+    run(&cluster, "pgpre", &["--fast"])
+        .assert_code(1, "pgpre on an unknown state")
+        .assert_stderr("unknown state \"paused\"");
+    assert_eq!(cluster.psql("SELECT state FROM backup"), "paused");
+    assert!(coprocesses(&cluster).is_empty());
+}
+
+#[test]
+fn a_null_state_is_an_error_naming_the_column() {
+    let cluster = cluster_with_a_complete_backup();
+    cluster.psql("ALTER TABLE backup ALTER COLUMN state DROP NOT NULL");
+    cluster.psql("UPDATE backup SET state = NULL");
+    let post = run(&cluster, "pgpost", &[]);
+    post.assert_code(1, "pgpost on a NULL state");
+    assert_names(&post, "pgpost", &["column state is NULL"]);
+    run(&cluster, "pgpre", &["--list"])
+        .assert_code(1, "pgpre --list on a NULL state")
+        .assert_stderr("column state is NULL");
+}
