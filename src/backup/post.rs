@@ -100,7 +100,7 @@ pub async fn finish(
             }
         }
     };
-    let backup_label = row.backup_label.as_deref().unwrap_or_default();
+    let backup_label = row.complete_label(&table.display_name())?;
     if archive_mode == "off" {
         progress(
             "warning: archive_mode is off: the WAL between start_lsn and stop_lsn must be \

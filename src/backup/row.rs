@@ -88,8 +88,8 @@ pub struct BackupRow {
     pub holder_query: Option<String>,
 }
 
-/// A row that pgpre and pgpost never write: a NULL where a value must be, or a state this
-/// version does not know.
+/// A row that pgpre and pgpost never write: a NULL where a value must be, a state this
+/// version does not know, or a complete backup without its `backup_label`.
 #[derive(Debug, thiserror::Error)]
 #[error("the state table {table} holds an unusable row for backup {name:?}: {problem}")]
 pub struct InvalidRow {
@@ -118,17 +118,39 @@ pub enum RowProblem {
         /// The decoding error.
         message: String,
     },
+    /// A `complete` row whose `backup_label` is NULL or empty.
+    #[error("column backup_label is NULL in a complete backup, and without it the copy cannot be restored")]
+    NoBackupLabel,
 }
 
 impl InvalidRow {
     /// What the user can do about it.
     pub fn hint(&self) -> String {
-        format!(
-            "someone changed the row by hand: set its state to running, done, complete or \
-             failed, or delete it (DELETE FROM {} WHERE name = {})",
-            self.table,
-            quote_literal(&self.name)
-        )
+        match self.problem {
+            RowProblem::NoBackupLabel => {
+                "take a new backup (pgpre, snapshot, pgpost): this one cannot be restored".into()
+            }
+            _ => format!(
+                "someone changed the row by hand: set its state to running, done, complete or \
+                 failed, or delete it (DELETE FROM {} WHERE name = {})",
+                self.table,
+                quote_literal(&self.name)
+            ),
+        }
+    }
+}
+
+impl BackupRow {
+    /// The `backup_label` of a complete backup; an error when it is missing.
+    pub fn complete_label(&self, table: &str) -> Result<&str, InvalidRow> {
+        match self.backup_label.as_deref() {
+            Some(label) if !label.is_empty() => Ok(label),
+            _ => Err(InvalidRow {
+                table: table.to_string(),
+                name: self.name.clone(),
+                problem: RowProblem::NoBackupLabel,
+            }),
+        }
     }
 }
 

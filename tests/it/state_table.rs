@@ -1,4 +1,4 @@
-//! The state table as someone else may leave it: NULLs and unknown states.
+//! The state table as someone else may leave it: NULLs, unknown states, no backup_label.
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::hooks::{coprocesses, run, Run};
@@ -53,4 +53,16 @@ fn a_null_state_is_an_error_naming_the_column() {
     run(&cluster, "pgpre", &["--list"])
         .assert_code(1, "pgpre --list on a NULL state")
         .assert_stderr("column state is NULL");
+}
+
+#[test]
+fn a_complete_row_without_backup_label_is_an_error() {
+    let cluster = cluster_with_a_complete_backup();
+    cluster.psql("UPDATE backup SET backup_label = NULL");
+    for args in [&["--fetch"][..], &["--fetch", "--json"]] {
+        let post = run(&cluster, "pgpost", args);
+        post.assert_code(1, "pgpost --fetch without backup_label");
+        assert_eq!(post.stdout, "", "nothing printed: {post:#?}");
+        assert_names(&post, "pgpost --fetch", &["backup_label is NULL"]);
+    }
 }
