@@ -20,7 +20,7 @@ pub fn pgpre(cli: &Pgpre) -> ExitCode {
         Ok(resolved) => resolved,
         Err(error) => return fail("pgpre", &error),
     };
-    let mut options = BackupOptions::from_config(&config.backup);
+    let mut options = BackupOptions::from_config(&config.backup, cli.common.verbose);
     let result = if cli.list {
         runtime()
             .and_then(|runtime| runtime.block_on(list::list_backups(&settings, &options)))
@@ -53,7 +53,7 @@ pub fn pgpost(cli: &Pgpost) -> ExitCode {
         Ok(resolved) => resolved,
         Err(error) => return fail("pgpost", &error),
     };
-    let options = BackupOptions::from_config(&config.backup);
+    let options = BackupOptions::from_config(&config.backup, cli.common.verbose);
     let request = post::PostRequest {
         output_dir: cli.output_dir.clone(),
         fetch: cli.fetch,

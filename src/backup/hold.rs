@@ -636,7 +636,7 @@ mod tests {
     use futures_util::stream;
 
     fn options(recheck_secs: u64, backup_timeout_secs: u64) -> BackupOptions {
-        let mut options = BackupOptions::from_config(&BackupConfig::default());
+        let mut options = BackupOptions::from_config(&BackupConfig::default(), 0);
         options.recheck_interval = Duration::from_secs(recheck_secs);
         options.backup_timeout =
             (backup_timeout_secs > 0).then(|| Duration::from_secs(backup_timeout_secs));

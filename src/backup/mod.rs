@@ -55,6 +55,8 @@ pub struct BackupOptions {
     pub recheck_interval: Duration,
     /// Log file of the co-process.
     pub log_file: Option<PathBuf>,
+    /// The co-process's log level: info, debug with `-v`, trace with `-vv`.
+    pub log_level: tracing::Level,
 }
 
 /// The single-threaded runtime every binary runs its async work on (small, and
@@ -68,8 +70,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, BackupError> {
 
 impl BackupOptions {
     /// Resolves the `[backup]` section (an empty label becomes `safe-backup <UTC time>` when
-    /// the backup starts).
-    pub fn from_config(config: &BackupConfig) -> BackupOptions {
+    /// the backup starts) and the `-v` count.
+    pub fn from_config(config: &BackupConfig, verbose: u8) -> BackupOptions {
         BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
             label: config.label.clone(),
@@ -80,6 +82,11 @@ impl BackupOptions {
             stop_timeout: limit(config.stop_timeout),
             recheck_interval: config.recheck_interval.0.max(Duration::from_secs(1)),
             log_file: (!config.log_file.as_os_str().is_empty()).then(|| config.log_file.clone()),
+            log_level: match verbose {
+                0 => tracing::Level::INFO,
+                1 => tracing::Level::DEBUG,
+                _ => tracing::Level::TRACE,
+            },
         }
     }
 }

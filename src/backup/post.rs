@@ -272,7 +272,7 @@ mod tests {
     use crate::config::BackupConfig;
 
     fn options(stop_timeout_secs: u64) -> BackupOptions {
-        let mut options = BackupOptions::from_config(&BackupConfig::default());
+        let mut options = BackupOptions::from_config(&BackupConfig::default(), 0);
         options.stop_timeout = Some(Duration::from_secs(stop_timeout_secs));
         options
     }

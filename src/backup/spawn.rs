@@ -105,7 +105,7 @@ fn coprocess_main(
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(options.log_level)
         .try_init();
     tracing::info!("co-process {} started", std::process::id());
     let runtime = match super::runtime() {

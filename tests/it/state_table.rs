@@ -1,7 +1,10 @@
-//! The state table as someone else may leave it: NULLs, unknown states, no backup_label.
+//! The state table as someone else may leave it (NULLs, unknown states, no backup_label), and
+//! what -v does to the co-process's log.
 
-use crate::cluster::{Cluster, ClusterOptions};
-use crate::hooks::{coprocesses, run, Run};
+use std::time::Duration;
+
+use crate::cluster::{binary, scratch_dir, Cluster, ClusterOptions};
+use crate::hooks::{coprocesses, run, run_command, wait_for, Run};
 
 /// A finished backup of the default name, so the table exists with a `complete` row.
 fn cluster_with_a_complete_backup() -> Cluster {
@@ -65,4 +68,35 @@ fn a_complete_row_without_backup_label_is_an_error() {
         assert_eq!(post.stdout, "", "nothing printed: {post:#?}");
         assert_names(&post, "pgpost --fetch", &["backup_label is NULL"]);
     }
+}
+
+#[test]
+fn verbose_reaches_the_coprocess_log() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    let logs = scratch_dir();
+    let mut levels = Vec::new();
+    for (run_number, verbose) in [&[][..], &["-v"], &["-vv"]].into_iter().enumerate() {
+        let log_file = logs.path().join(format!("coprocess{run_number}.log"));
+        // Over TCP with a password, which no log level may show.
+        let mut pgpre = cluster.command(binary("pgpre"));
+        pgpre
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPASSWORD", cluster.password())
+            .args(["--fast", "--log-file", log_file.to_str().unwrap()])
+            .args(verbose);
+        run_command(pgpre, Duration::from_secs(60)).assert_ok("pgpre");
+        run(&cluster, "pgpost", &[]).assert_ok("pgpost");
+        wait_for("the co-process to exit", Duration::from_secs(10), || {
+            coprocesses(&cluster).is_empty()
+        });
+        let log = std::fs::read_to_string(&log_file).expect("co-process log");
+        assert!(log.contains(" INFO "), "{log}");
+        assert!(!log.contains(cluster.password()), "{log}");
+        levels.push((log.contains(" DEBUG "), log.contains(" TRACE ")));
+    }
+    assert_eq!(
+        levels,
+        [(false, false), (true, false), (true, true)],
+        "-v adds debug lines to the co-process log, -vv trace lines"
+    );
 }
