@@ -1,12 +1,76 @@
-//! Command-line pieces shared by the binaries: config and connection flags, and the layering onto the config file.
+//! Command-line definitions (clap) of `pgpre` and `pgpost`, and the connection flags `pgback` shares.
+//!
+//! Definitions only: what a flag means for a config section is decided where the section is
+//! ([`crate::config`]), so that the binaries never copy a flag into the config by hand. Every
+//! override is an `Option`; an `env = ...` variable fills it when the flag is absent.
 
 use std::path::PathBuf;
 
-use crate::config::{Config, ConfigError, ConnectionConfig};
-use crate::conn::{ConnError, ConnParams, ConnSettings, Environment};
-use crate::exit::{ExitStatus, Failure};
+use crate::config::values::Seconds;
 
-/// Flags every binary takes: where the config is and how to reach the server.
+/// Start a non-exclusive PostgreSQL backup and hand its session to a detached
+/// co-process, which holds backup mode until `pgpost` stops it.
+///
+/// Prints the start LSN on stdout and exits 0 once the backup is running and
+/// recorded in the state table, so `lsn=$(pgpre)` returns at once. Run the
+/// snapshot or copy next, then `pgpost`.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "pgpre",
+    version,
+    disable_help_flag = true,
+    after_help = crate::exit::exit_codes_help()
+)]
+pub struct Pgpre {
+    /// Config file, connection, backup name and verbosity.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// pgpre's `[backup]` keys.
+    #[command(flatten)]
+    pub start: StartArgs,
+
+    /// List the backups in the state table (one line per name) and exit
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// Stop the backup that `pgpre` started, once the snapshot or copy is done.
+///
+/// Waits (event-driven) until the co-process has called the stop function,
+/// then prints backup_label byte for byte on stdout. Exits 0 only when the
+/// backup is complete.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "pgpost",
+    version,
+    disable_help_flag = true,
+    after_help = crate::exit::exit_codes_help()
+)]
+pub struct Pgpost {
+    /// Config file, connection, backup name and verbosity.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Also write backup_label and tablespace_map (mode 0600, fsynced) into DIR,
+    /// e.g. the snapshot's data directory; never the live one
+    #[arg(short = 'o', long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Print label, LSNs, times, backup_label and tablespace_map as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// Do not stop anything: print the last complete backup again
+    #[arg(long)]
+    pub fetch: bool,
+
+    /// pgpost's `[backup]` keys.
+    #[command(flatten)]
+    pub stop: StopArgs,
+}
+
+/// Flags every hook binary takes: where the config is, how to reach the server, which backup.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
     /// Configuration file [default: /etc/safe-backup/config.toml when it exists]
@@ -21,20 +85,12 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub server: ServerArgs,
 
-    /// Schema of the state table [config: backup.schema; default: first on search_path]
-    #[arg(long, env = "SAFE_BACKUP_SCHEMA", value_name = "SCHEMA")]
-    pub schema: Option<String>,
+    /// Which backup, and its state table.
+    #[command(flatten)]
+    pub backup: BackupArgs,
 
-    /// Name of the state table [config: backup.table; default: backup]
-    #[arg(long, env = "SAFE_BACKUP_TABLE", value_name = "TABLE")]
-    pub table: Option<String>,
-
-    /// Name of the backup, so several can run at once, each with its own pgpre and
-    /// pgpost [config: backup.name; default: default]
-    #[arg(short = 'n', long, env = "SAFE_BACKUP_NAME", value_name = "NAME")]
-    pub name: Option<String>,
-
-    /// More log output on stderr (-v info, -vv debug)
+    /// More log output: -v info, -vv debug on stderr; pgpre's co-process log gets
+    /// debug (-v) and trace (-vv) lines
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
@@ -65,138 +121,81 @@ pub struct ServerArgs {
     pub username: Option<String>,
 }
 
-impl ServerArgs {
-    /// Resolves the connection with libpq's rules: `-d` (else the config's `conninfo`), then
-    /// `-h/-p/-U`, then PG* variables, services and defaults. `application_name` names the
-    /// program when the user did not. A password in `-d` is refused.
-    pub fn resolve(
-        &self,
-        connection: &ConnectionConfig,
-        application_name: &str,
-    ) -> Result<ConnSettings, SetupError> {
-        let conninfo = self.conninfo.as_deref().unwrap_or(&connection.conninfo);
-        let mut params = ConnParams::parse(conninfo)?;
-        if self.conninfo.is_some() && params.get("password").is_some() {
-            return Err(SetupError::PasswordInArgv);
-        }
-        if let Some(host) = &self.host {
-            params.set("host", host)?;
-        }
-        if let Some(port) = self.port {
-            params.set("port", &port.to_string())?;
-        }
-        if let Some(user) = &self.username {
-            params.set("user", user)?;
-        }
-        if params.get("application_name").is_none() {
-            params.set("fallback_application_name", application_name)?;
-        }
-        Ok(ConnSettings::resolve(
-            &params,
-            &Environment::from_process(),
-        )?)
+/// The `[backup]` keys both hook binaries take: which backup and where its state table is.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BackupArgs {
+    /// Schema of the state table [config: backup.schema; default: first on search_path]
+    #[arg(long, env = "SAFE_BACKUP_SCHEMA", value_name = "SCHEMA")]
+    pub schema: Option<String>,
+
+    /// Name of the state table [config: backup.table; default: backup]
+    #[arg(long, env = "SAFE_BACKUP_TABLE", value_name = "TABLE")]
+    pub table: Option<String>,
+
+    /// Name of the backup, so several can run at once, each with its own pgpre and
+    /// pgpost [config: backup.name; default: default]
+    #[arg(short = 'n', long, env = "SAFE_BACKUP_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// The `[backup]` keys only `pgpre` takes: how the backup starts and how long it is held.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct StartArgs {
+    /// Backup label [config: backup.label; default: "safe-backup <UTC time>"]
+    #[arg(short = 'l', long, env = "SAFE_BACKUP_LABEL")]
+    pub label: Option<String>,
+
+    /// Immediate checkpoint [config: backup.fast_checkpoint]
+    #[arg(long, conflicts_with = "spread")]
+    pub fast: bool,
+
+    /// Spread checkpoint, the default (as PostgreSQL and pgpre.sh)
+    #[arg(long)]
+    pub spread: bool,
+
+    /// Seconds to wait for the backup to start; 0 = no limit [config: backup.start_timeout]
+    #[arg(long, env = "SAFE_BACKUP_START_TIMEOUT", value_name = "SECONDS")]
+    pub start_timeout: Option<Seconds>,
+
+    /// Seconds the co-process holds backup mode before failing it; 0 = no limit
+    /// [config: backup.backup_timeout]
+    #[arg(long, env = "SAFE_BACKUP_BACKUP_TIMEOUT", value_name = "SECONDS")]
+    pub backup_timeout: Option<Seconds>,
+
+    /// Whether the stop waits for WAL archiving [config: backup.wait_for_archive]
+    #[arg(long, env = "SAFE_BACKUP_WAIT_FOR_ARCHIVE", value_name = "BOOL")]
+    pub wait_for_archive: Option<bool>,
+
+    /// Log file of the co-process [config: backup.log_file]
+    #[arg(long, env = "SAFE_BACKUP_LOG_FILE", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// The `[backup]` keys only `pgpost` takes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct StopArgs {
+    /// Seconds to wait for the backup to complete; 0 = no limit [config: backup.stop_timeout]
+    #[arg(long, env = "SAFE_BACKUP_STOP_TIMEOUT", value_name = "SECONDS")]
+    pub stop_timeout: Option<Seconds>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Pgpre::command().debug_assert();
+        Pgpost::command().debug_assert();
     }
-}
 
-/// The configuration or connection settings could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// The config file.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The connection string or environment.
-    #[error(transparent)]
-    Conn(#[from] ConnError),
-    /// `-d` carried a password, which every local user can read in `ps`.
-    #[error("refusing a password in -d/--dbname: the command line is visible to every local user")]
-    PasswordInArgv,
-}
-
-impl Failure for SetupError {
-    fn exit_status(&self) -> ExitStatus {
-        match self {
-            SetupError::Config(error) => error.exit_status(),
-            SetupError::Conn(error) => error.exit_status(),
-            SetupError::PasswordInArgv => ExitStatus::Usage,
+    #[test]
+    fn help_ends_with_the_exit_codes() {
+        for mut command in [Pgpre::command(), Pgpost::command()] {
+            let help = command.render_long_help().to_string();
+            assert!(help.contains("Exit codes"), "{help}");
+            assert!(help.contains("  70  internal error"), "{help}");
         }
     }
-    fn hint(&self) -> Option<String> {
-        match self {
-            SetupError::Config(error) => error.hint(),
-            SetupError::Conn(error) => error.hint(),
-            SetupError::PasswordInArgv => Some(
-                "put the password in ~/.pgpass (mode 0600), PGPASSFILE or PGPASSWORD".to_string(),
-            ),
-        }
-    }
-}
-
-impl CommonArgs {
-    /// Loads the config file and applies these flags on top of it; resolves the
-    /// connection with libpq's rules. `application_name` names the program when
-    /// the user did not.
-    pub fn resolve(&self, application_name: &str) -> Result<(Config, ConnSettings), SetupError> {
-        let (mut config, _path) = Config::load(self.config.as_deref())?;
-        if let Some(schema) = &self.schema {
-            config.backup.schema = schema.clone();
-        }
-        if let Some(table) = &self.table {
-            if table.is_empty() {
-                return Err(ConfigError::Value {
-                    path: "command line".into(),
-                    key: "--table".into(),
-                    message: "must not be empty".into(),
-                }
-                .into());
-            }
-            config.backup.table = table.clone();
-        }
-        if let Some(name) = &self.name {
-            if let Err(message) = crate::backup::state::validate_name(name) {
-                return Err(ConfigError::Value {
-                    path: "command line".into(),
-                    key: "--name".into(),
-                    message,
-                }
-                .into());
-            }
-            config.backup.name = name.clone();
-        }
-        let settings = self.server.resolve(&config.connection, application_name)?;
-        Ok((config, settings))
-    }
-}
-
-/// Installs the stderr logger: warnings by default, more with -v.
-pub fn init_logging(verbose: u8) {
-    init_logging_with(verbose, std::io::stderr);
-}
-
-/// [`init_logging`] through `writer` (pgback: one that does not tear its progress spinners).
-pub fn init_logging_with<W>(verbose: u8, writer: W)
-where
-    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
-{
-    let level = match verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        _ => tracing::Level::DEBUG,
-    };
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(level)
-        .without_time()
-        .with_target(false)
-        .try_init();
-}
-
-/// Prints a failure as one line (`program: message`) plus `hint:`, returns its exit code.
-pub fn fail<E: Failure + 'static>(program: &str, error: &E) -> std::process::ExitCode {
-    eprintln!(
-        "{}",
-        crate::exit::report(program, error, error.hint().as_deref())
-    );
-    error.exit_status().into()
 }

@@ -1,8 +1,9 @@
-//! Stable exit codes and the one-line error report every binary prints.
+//! Exit codes (the one table), the one-line error report, and the stderr log of every binary.
 //!
-//! Every library error type implements [`Failure`], so a binary can map any
-//! failure to an exit code and an optional `hint:` line without matching on
-//! message text.
+//! Every library error type implements [`Failure`], so a binary can map any failure to an exit
+//! code and an optional `hint:` line without matching on message text. [`EXIT_CODES`] is the
+//! only list of the codes: `--help` renders it ([`exit_codes_help`]) and a test holds the
+//! README's table to it.
 
 use std::fmt::Write as _;
 
@@ -31,11 +32,80 @@ pub enum ExitStatus {
     Internal = 70,
 }
 
+/// One exit code as the user reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct ExitCodeDoc {
+    /// The status.
+    pub status: ExitStatus,
+    /// What it means, as the README and `--help` say it.
+    pub meaning: &'static str,
+}
+
+/// Every exit code with its meaning, in order: the one table behind `--help` and the README.
+pub const EXIT_CODES: [ExitCodeDoc; 9] = [
+    ExitCodeDoc {
+        status: ExitStatus::Success,
+        meaning: "success: pgpre's backup is running / pgpost's backup is complete",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::BackupFailed,
+        meaning: "the backup failed (the row says `failed`, the co-process died, the stop failed)",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::Usage,
+        meaning: "bad command line, configuration file or connection string",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::Connection,
+        meaning: "the server could not be reached or refused the login",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::Server,
+        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, \
+                  version < 9.6",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::NoBackup,
+        meaning: "pgpost: no backup in progress (no table, empty table, last backup already \
+                  finished)",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::Timeout,
+        meaning: "a timeout ran out (start, stop)",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::Output,
+        meaning: "an output file or directory could not be written, or is the live data directory",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::Internal,
+        meaning: "internal error",
+    },
+];
+
 impl ExitStatus {
     /// The numeric process exit code.
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// The status with this numeric code, if it is one of [`EXIT_CODES`].
+    pub fn from_code(code: u8) -> Option<ExitStatus> {
+        EXIT_CODES
+            .iter()
+            .map(|doc| doc.status)
+            .find(|status| status.code() == code)
+    }
+}
+
+/// The exit-code table as `--help` shows it (clap's `after_help` of every binary).
+pub fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes (the same for every binary):\n");
+    for doc in EXIT_CODES {
+        let meaning = doc.meaning.replace('`', "");
+        let _ = writeln!(text, "  {:>2}  {meaning}", doc.status.code());
+    }
+    text
 }
 
 impl From<ExitStatus> for std::process::ExitCode {
@@ -78,6 +148,41 @@ pub fn report(
     out
 }
 
+/// Prints a failure as one line (`program: message`) plus `hint:`, returns its exit code.
+pub fn fail<E: Failure + 'static>(program: &str, error: &E) -> std::process::ExitCode {
+    eprintln!("{}", report(program, error, error.hint().as_deref()));
+    error.exit_status().into()
+}
+
+/// The log level of `-v` counts: warnings by default, `-v` info, `-vv` debug.
+pub fn log_level(verbose: u8) -> tracing::Level {
+    match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    }
+}
+
+/// Installs the stderr logger at [`log_level`].
+pub fn init_logging(verbose: u8) {
+    init_logging_with(verbose, std::io::stderr);
+}
+
+/// [`init_logging`] through `writer` (pgback: one that does not tear its progress spinners).
+pub fn init_logging_with<W>(verbose: u8, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(log_level(verbose))
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +207,46 @@ mod tests {
         assert_eq!(ExitStatus::Usage.code(), 2);
         assert_eq!(ExitStatus::NoBackup.code(), 5);
         assert_eq!(ExitStatus::Internal.code(), 70);
+        for doc in EXIT_CODES {
+            assert_eq!(ExitStatus::from_code(doc.status.code()), Some(doc.status));
+        }
+        assert_eq!(ExitStatus::from_code(8), None);
+    }
+
+    /// The README's exit-code table lists exactly [`EXIT_CODES`], in order, with their meanings.
+    #[test]
+    fn readme_lists_the_same_exit_codes() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("### Exit codes")
+            .nth(1)
+            .expect("README has an \"Exit codes\" section");
+        let rows: Vec<(u8, &str)> = section
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|line| {
+                let mut cells = line.trim_matches('|').split('|').map(str::trim);
+                let code = cells.next()?.parse().ok()?;
+                Some((code, cells.next()?))
+            })
+            .collect();
+        let table: Vec<(u8, &str)> = EXIT_CODES
+            .iter()
+            .map(|doc| (doc.status.code(), doc.meaning))
+            .collect();
+        assert_eq!(rows, table);
+    }
+
+    #[test]
+    fn help_lists_every_code() {
+        let help = exit_codes_help();
+        assert_eq!(help.lines().count(), EXIT_CODES.len() + 1);
+        assert!(
+            help.contains("\n   5  pgpost: no backup in progress"),
+            "{help}"
+        );
+        assert!(help.contains("\n  70  internal error\n"), "{help}");
+        assert!(!help.contains('`'), "{help}");
     }
 }

@@ -1,12 +1,14 @@
 //! safe-backup: PostgreSQL backups that restore.
 //!
 //! # Layout
-//! - [`exit`]: stable exit codes and the one-line error report of every binary.
+//! In dependency order: each module uses only those above it.
+//! - [`exit`]: the exit-code table, `Failure`, the one-line report and the stderr log.
+//! - [`server`]: `ServerVersion`, the one version type, and the version-specific SQL, as pure builders.
 //! - [`conn`]: libpq conventions (conninfo, URIs, PG* variables, pgpass, services, sslmode) over tokio-postgres.
-//! - [`config`]: the TOML configuration, layered defaults < file < environment < command line.
-//! - [`server`]: server versions and the version-specific SQL, as pure builders.
-//! - [`backup`]: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
-//! - [`cli`]: command-line pieces shared by the binaries.
+//! - [`cli`]: clap definitions of `pgpre` and `pgpost`, and the connection flags of every binary
+//!   (their value types come from `config::values`, which uses nothing of the crate).
+//! - [`config`]: the TOML configuration, each section layered defaults < file < environment < command line.
+//! - [`backup`]: `pgpre`, the co-process that holds a non-exclusive backup, and `pgpost`.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 //! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load.
 //! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
@@ -18,6 +20,6 @@ pub mod conn;
 pub mod dump;
 pub mod exit;
 pub mod metrics;
-pub mod restore;
 pub mod process;
+pub mod restore;
 pub mod server;

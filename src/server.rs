@@ -1,4 +1,6 @@
 //! Server versions and the SQL that differs between them, as pure builders.
+//!
+//! [`ServerVersion`] is the one version type of the crate: the hook pair's and `pgback`'s.
 
 use std::fmt;
 
@@ -13,6 +15,11 @@ impl ServerVersion {
     /// Parses `SHOW server_version_num`.
     pub fn parse(text: &str) -> Option<ServerVersion> {
         text.trim().parse().ok().map(ServerVersion)
+    }
+
+    /// `server_version_num` as a number, e.g. 150018.
+    pub fn num(self) -> u32 {
+        self.0
     }
 
     /// The major version as PostgreSQL names it: 96 for 9.6, 15 for 15.x.
@@ -32,6 +39,14 @@ impl ServerVersion {
     /// 15 renamed the backup functions to `pg_backup_start` / `pg_backup_stop`.
     fn has_backup_start(self) -> bool {
         self.0 >= 150000
+    }
+}
+
+/// `current_setting('server_version_num')::int4`, as `pgback` reads it; negative is no version.
+impl TryFrom<i32> for ServerVersion {
+    type Error = std::num::TryFromIntError;
+    fn try_from(num: i32) -> Result<ServerVersion, Self::Error> {
+        u32::try_from(num).map(ServerVersion)
     }
 }
 
@@ -141,6 +156,11 @@ mod tests {
         assert_eq!(ServerVersion(180001).major(), 18);
         assert!(!ServerVersion(90520).is_supported());
         assert!(ServerVersion(90600).is_supported());
+        assert_eq!(
+            ServerVersion::try_from(170002).map(ServerVersion::num),
+            Ok(170002)
+        );
+        assert!(ServerVersion::try_from(-1).is_err());
     }
 
     #[test]

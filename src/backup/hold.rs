@@ -1,15 +1,16 @@
 //! The detached co-process: starts backup mode, holds the session, and stops it when `pgpost` says `done`.
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_tokio::Signals;
-use tokio::time::{sleep_until, Duration, Instant};
+use tokio::time::{Duration, Instant};
 use tokio_postgres::Client;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::state::{BackupRow, BackupState, StateTable};
+use super::table::{self, BackupState, ReadError, StateTable};
+use super::wait::{sleep_until_option, SessionWatch, Wake, Watch};
 use super::{BackupError, BackupOptions};
-use crate::conn::{ConnSettings, Session, SessionEvent};
+use crate::conn::{ConnSettings, Session};
 use crate::server::{self, ServerVersion};
 
 /// What the co-process tells `pgpre` through the handshake pipe.
@@ -100,11 +101,11 @@ fn signal_name(signal: i32) -> &'static str {
 }
 
 async fn server_version(client: &Client) -> Result<ServerVersion, BackupError> {
-    let row = client
+    let text: String = client
         .query_one("SELECT current_setting('server_version_num')", &[])
         .await
+        .and_then(|row| row.try_get(0))
         .map_err(|e| BackupError::sql("reading the server version", e))?;
-    let text: String = row.get(0);
     ServerVersion::parse(&text).ok_or_else(|| BackupError::Sql {
         action: "reading the server version",
         message: format!("unexpected server_version_num {text:?}"),
@@ -118,6 +119,7 @@ async fn server_version(client: &Client) -> Result<ServerVersion, BackupError> {
 /// set (`statement_timeout`, `idle_session_timeout`, ...) for this long-lived session.
 pub(crate) async fn prepare_session(client: &Client) -> Result<ServerVersion, BackupError> {
     let version = server_version(client).await?;
+    debug!("server version {version}");
     if !version.is_supported() {
         return Err(BackupError::UnsupportedVersion(version));
     }
@@ -148,16 +150,19 @@ async fn start(
     let version = prepare_session(client).await?;
     let row = client
         .query_one(
-            "SELECT pg_is_in_recovery(), current_setting('archive_mode'), pg_backend_pid(), \
-             current_user::text",
+            "SELECT pg_is_in_recovery() AS in_recovery, \
+               current_setting('archive_mode') AS archive_mode, pg_backend_pid() AS pid, \
+               current_user::text AS role",
             &[],
         )
         .await
         .map_err(|e| BackupError::sql("reading the server state", e))?;
-    let in_recovery: bool = row.get(0);
-    let archive_mode: String = row.get(1);
-    let pid: i32 = row.get(2);
-    let role: String = row.get(3);
+    let column_error = |e| BackupError::sql("reading the server state", e);
+    let in_recovery: bool = row.try_get("in_recovery").map_err(column_error)?;
+    let archive_mode: String = row.try_get("archive_mode").map_err(column_error)?;
+    let pid: i32 = row.try_get("pid").map_err(column_error)?;
+    let role: String = row.try_get("role").map_err(column_error)?;
+    debug!("connected as {role:?}, backend {pid}, archive_mode {archive_mode}");
     if in_recovery {
         return Err(BackupError::Standby);
     }
@@ -226,14 +231,14 @@ async fn cancel_backend(settings: &ConnSettings, pid: i32) {
 }
 
 async fn default_label(client: &Client) -> Result<String, BackupError> {
-    let row = client
+    client
         .query_one(
             "SELECT 'safe-backup ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
             &[],
         )
         .await
-        .map_err(|e| BackupError::sql("making the backup label", e))?;
-    Ok(row.get(0))
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| BackupError::sql("making the backup label", e))
 }
 
 /// Under the advisory lock: table, take-over, start, `running`. The flag in the
@@ -245,7 +250,7 @@ async fn start_locked(
     options: &BackupOptions,
 ) -> Result<(String, Option<String>), (BackupError, bool)> {
     let table = &options.table;
-    with_table_lock(client, table, ensure_table(client, table))
+    table::with_table_lock(client, table, table::ensure(client, table))
         .await
         .map_err(|e| (BackupError::sql("locking the state table", e), false))?
         .map_err(|e| (e, false))?;
@@ -253,7 +258,7 @@ async fn start_locked(
     let start_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
         [&label, &options.fast_checkpoint];
     let start = client.query_one(server::backup_start_sql(version), &start_params);
-    let row = match options.start_timeout {
+    let start_lsn: String = match options.start_timeout {
         Some(limit) => tokio::time::timeout(limit, start).await.map_err(|_| {
             let message = format!(
                 "the backup did not start within start_timeout ({} s): the checkpoint takes longer",
@@ -263,140 +268,26 @@ async fn start_locked(
         })?,
         None => start.await,
     }
+    .and_then(|row| row.try_get(0))
     .map_err(|e| (BackupError::sql("starting the backup", e), true))?;
-    let start_lsn: String = row.get(0);
     let set_running_sql = table.set_running_sql();
-    let row = with_table_lock(
+    let backend_start: Option<String> = table::with_table_lock(
         client,
         table,
         client.query_one(&set_running_sql, &[&label, &start_lsn]),
     )
     .await
     .and_then(|inserted| inserted)
+    .and_then(|row| row.try_get(0))
     .map_err(|e| (BackupError::sql("recording the backup as running", e), true))?;
-    let backend_start: Option<String> = row.get(0);
-    notify(client, table, BackupState::Running).await;
+    table::notify(client, table, BackupState::Running).await;
     Ok((start_lsn, backend_start))
-}
-
-/// Runs `work` while holding the table-wide advisory lock (DDL, row creation).
-async fn with_table_lock<T>(
-    client: &Client,
-    table: &StateTable,
-    work: impl std::future::Future<Output = T>,
-) -> Result<T, tokio_postgres::Error> {
-    client.query_one(&table.table_lock_sql(), &[]).await?;
-    let result = work.await;
-    client.query_one(&table.table_unlock_sql(), &[]).await?;
-    Ok(result)
-}
-
-/// The state table's columns; empty when the table does not exist.
-pub(crate) async fn table_columns(
-    client: &Client,
-    table: &StateTable,
-) -> Result<Vec<String>, BackupError> {
-    Ok(client
-        .query(&table.columns_sql(), &[])
-        .await
-        .map_err(|e| BackupError::sql("inspecting the state table", e))?
-        .iter()
-        .map(|row| row.get(0))
-        .collect())
-}
-
-/// Creates the table (or adds our columns to safe-backup's) and the history table.
-async fn ensure_table(client: &Client, table: &StateTable) -> Result<(), BackupError> {
-    let columns = table_columns(client, table).await?;
-    let ddl = if columns.is_empty() {
-        Some(table.create_sql())
-    } else {
-        table.upgrade_sql(&columns)
-    };
-    if let Some(ddl) = ddl {
-        info!(
-            "creating or upgrading the state table {}",
-            table.display_name()
-        );
-        client
-            .batch_execute(&ddl)
-            .await
-            .map_err(|e| BackupError::sql("creating the state table", e))?;
-    }
-    let history: bool = client
-        .query_one(&table.history_exists_sql(), &[])
-        .await
-        .map_err(|e| BackupError::sql("inspecting the history table", e))?
-        .get(0);
-    if !history {
-        client
-            .batch_execute(&table.create_history_sql())
-            .await
-            .map_err(|e| BackupError::sql("creating the history table", e))?;
-    }
-    Ok(())
-}
-
-/// Reads the row, if any.
-pub(crate) async fn read_row(
-    client: &Client,
-    table: &StateTable,
-) -> Result<Option<BackupRow>, tokio_postgres::Error> {
-    let Some(row) = client.query_opt(&table.read_sql(), &[]).await? else {
-        return Ok(None);
-    };
-    let state: String = row.get(0);
-    Ok(Some(BackupRow {
-        state: state.parse().unwrap_or(BackupState::Failed),
-        pid: row.get(1),
-        backend_start: row.get(2),
-        label: row.get(3),
-        start_lsn: row.get(4),
-        stop_lsn: row.get(5),
-        started_at: row.get(6),
-        finished_at: row.get(7),
-        backup_label: row.get(8),
-        tablespace_map: row.get(9),
-        error: row.get(10),
-        holder_alive: row.get(11),
-        holder_query: row.get(12),
-    }))
-}
-
-/// Sends the state-change notification; a failure only delays waiters until their re-read.
-pub(crate) async fn notify(client: &Client, table: &StateTable, state: BackupState) {
-    if let Err(error) = client.batch_execute(&table.notify_sql(state)).await {
-        warn!("cannot notify waiters: {error}");
-    }
-}
-
-/// Marks the unfinished backup of `holder` failed. Returns whether the row changed.
-pub(crate) async fn set_failed(
-    client: &Client,
-    table: &StateTable,
-    holder_pid: i32,
-    holder_backend_start: Option<&str>,
-    reason: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &table.set_failed_sql(),
-            &[&reason, &holder_pid, &holder_backend_start],
-        )
-        .await?;
-    if !rows.is_empty() {
-        notify(client, table, BackupState::Failed).await;
-    }
-    Ok(!rows.is_empty())
 }
 
 /// Ends an earlier backup still in the row: superseded when its holder lives
 /// (its session is then terminated), or gone when it does not.
 async fn take_over(client: &Client, table: &StateTable) -> Result<(), BackupError> {
-    let Some(row) = read_row(client, table)
-        .await
-        .map_err(|e| BackupError::sql("reading the state table", e))?
-    else {
+    let Some(row) = table::read_row(client, table).await? else {
         return Ok(());
     };
     if row.state.is_final() {
@@ -414,7 +305,7 @@ async fn take_over(client: &Client, table: &StateTable) -> Result<(), BackupErro
          backup mode)"
             .to_string()
     };
-    set_failed(client, table, pid, row.backend_start.as_deref(), &reason)
+    table::set_failed(client, table, pid, row.backend_start.as_deref(), &reason)
         .await
         .map_err(|e| BackupError::sql("recording the earlier backup as failed", e))?;
     if row.holder_alive {
@@ -443,7 +334,7 @@ async fn record_start_failure(
     let session_busy = matches!(error, BackupError::Timeout(_));
     if !session_busy
         && matches!(
-            with_table_lock(
+            table::with_table_lock(
                 &session.client,
                 &options.table,
                 session.client.query(&sql, &[&label, &reason])
@@ -452,11 +343,11 @@ async fn record_start_failure(
             Ok(Ok(_))
         )
     {
-        notify(&session.client, &options.table, BackupState::Failed).await;
+        table::notify(&session.client, &options.table, BackupState::Failed).await;
         return;
     }
     let recorded = match settings.connect().await {
-        Ok(fresh) => match with_table_lock(
+        Ok(fresh) => match table::with_table_lock(
             &fresh.client,
             &options.table,
             fresh.client.query(&sql, &[&label, &reason]),
@@ -465,7 +356,7 @@ async fn record_start_failure(
         .and_then(|inserted| inserted)
         {
             Ok(_) => {
-                notify(&fresh.client, &options.table, BackupState::Failed).await;
+                table::notify(&fresh.client, &options.table, BackupState::Failed).await;
                 Ok(())
             }
             Err(error) => Err(error.to_string()),
@@ -478,6 +369,7 @@ async fn record_start_failure(
 }
 
 /// Why the wait for `done` ended.
+#[derive(Debug, PartialEq)]
 enum WaitOutcome {
     /// `pgpost` set `done`.
     StopRequested,
@@ -497,7 +389,11 @@ async fn hold(
     signals: &mut Signals,
 ) -> Result<(), BackupError> {
     let deadline = options.backup_timeout.map(|limit| Instant::now() + limit);
-    let outcome = wait_for_done(&mut held, options, signals, deadline).await;
+    let mut watch = SessionWatch {
+        session: &mut held.session,
+        table: &options.table,
+    };
+    let outcome = wait_for_done(&mut watch, &held.holder, options, signals, deadline).await;
     match outcome {
         WaitOutcome::StopRequested => stop(held, settings, options, signals, deadline).await,
         WaitOutcome::Abort(reason) => abort(held, options, reason).await,
@@ -512,48 +408,26 @@ async fn hold(
     }
 }
 
+/// Re-reads the row on every NOTIFY and `recheck_interval` after the last read, until it
+/// says `done`, belongs to someone else, or the deadline, a signal or the session's end comes.
 async fn wait_for_done(
-    held: &mut HeldBackup,
+    watch: &mut impl Watch,
+    holder: &Holder,
     options: &BackupOptions,
-    signals: &mut Signals,
+    signals: &mut (impl Stream<Item = i32> + Unpin),
     deadline: Option<Instant>,
 ) -> WaitOutcome {
-    let mut recheck = tokio::time::interval(options.recheck_interval);
     loop {
-        tokio::select! {
-            event = held.session.events.recv() => match event {
-                Some(SessionEvent::Notification(_)) => {}
-                Some(SessionEvent::Notice(notice)) => {
-                    info!("server notice: {}", notice.message());
-                    continue;
-                }
-                Some(SessionEvent::Closed(reason)) => return WaitOutcome::Lost(lost_reason(reason)),
-                None => return WaitOutcome::Lost(lost_reason(None)),
-            },
-            _ = recheck.tick() => {}
-            _ = sleep_until_option(deadline) => {
-                return WaitOutcome::Abort(format!(
-                    "backup_timeout ({} s) ran out before pgpost asked to stop the backup",
-                    options.backup_timeout.map_or(0, |limit| limit.as_secs())
-                ));
-            }
-            Some(signal) = signals.next() => {
-                return WaitOutcome::Abort(format!(
-                    "the co-process received {} while holding the backup", signal_name(signal)
-                ));
-            }
-        }
-        match read_row(&held.session.client, &options.table).await {
+        match watch.read_row().await {
             Ok(Some(row))
-                if row.pid != Some(held.holder.pid)
-                    || row.backend_start != held.holder.backend_start =>
+                if row.pid != Some(holder.pid) || row.backend_start != holder.backend_start =>
             {
                 return WaitOutcome::Disowned(
                     "another backup took over the state table row; this one was superseded".into(),
                 );
             }
             Ok(Some(row)) => match row.state {
-                BackupState::Running => {}
+                BackupState::Running => debug!("the backup is running; waiting for pgpost"),
                 BackupState::Done => return WaitOutcome::StopRequested,
                 BackupState::Complete | BackupState::Failed => {
                     return WaitOutcome::Disowned(format!(
@@ -566,12 +440,41 @@ async fn wait_for_done(
             Ok(None) => {
                 return WaitOutcome::Abort("the state table row was deleted".into());
             }
-            Err(error) if error.is_closed() => return WaitOutcome::Lost(lost_reason(None)),
-            Err(error) => {
-                if error.as_db_error().is_none() {
-                    return WaitOutcome::Lost(lost_reason(Some(error.to_string())));
+            Err(ReadError::Invalid(invalid)) => return WaitOutcome::Disowned(invalid.to_string()),
+            Err(ReadError::Sql(error)) if error.is_closed() => {
+                return WaitOutcome::Lost(lost_reason(None))
+            }
+            Err(ReadError::Sql(error)) if error.as_db_error().is_none() => {
+                return WaitOutcome::Lost(lost_reason(Some(error.to_string())));
+            }
+            Err(ReadError::Sql(error)) => warn!("cannot read the state table: {error}"),
+        }
+        let recheck = tokio::time::sleep(options.recheck_interval);
+        tokio::pin!(recheck);
+        loop {
+            // Biased: at the deadline the deadline wins, whatever else is ready.
+            tokio::select! {
+                biased;
+                () = sleep_until_option(deadline) => {
+                    return WaitOutcome::Abort(format!(
+                        "backup_timeout ({} s) ran out before pgpost asked to stop the backup",
+                        options.backup_timeout.map_or(0, |limit| limit.as_secs())
+                    ));
                 }
-                warn!("cannot read the state table: {error}");
+                Some(signal) = signals.next() => {
+                    return WaitOutcome::Abort(format!(
+                        "the co-process received {} while holding the backup", signal_name(signal)
+                    ));
+                }
+                wake = watch.wake() => match wake {
+                    Wake::Changed => {
+                        debug!("notified of a state change");
+                        break;
+                    }
+                    Wake::Notice(text) => info!("server notice: {text}"),
+                    Wake::Closed(reason) => return WaitOutcome::Lost(lost_reason(reason)),
+                },
+                () = &mut recheck => break,
             }
         }
     }
@@ -583,13 +486,6 @@ fn lost_reason(detail: Option<String>) -> String {
             format!("the co-process lost its session ({detail}); the server ended backup mode")
         }
         _ => "the co-process lost its session; the server ended backup mode".to_string(),
-    }
-}
-
-async fn sleep_until_option(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -612,7 +508,7 @@ async fn stop(
                 // The session survives a failed statement: record it there.
                 let error = BackupError::sql("stopping the backup", error);
                 let reason = error.to_string();
-                if let Err(e) = set_failed(client, &options.table, held.holder.pid,
+                if let Err(e) = table::set_failed(client, &options.table, held.holder.pid,
                     held.holder.backend_start.as_deref(), &reason).await {
                     warn!("cannot record the failure: {e}");
                 }
@@ -640,9 +536,10 @@ async fn complete(
     options: &BackupOptions,
     row: tokio_postgres::Row,
 ) -> Result<(), BackupError> {
-    let stop_lsn: String = row.get(0);
-    let backup_label: String = row.get(1);
-    let tablespace_map: Option<String> = row.get(2);
+    let column = |e| BackupError::sql("reading the stop function's result", e);
+    let stop_lsn: String = row.try_get("lsn").map_err(column)?;
+    let backup_label: String = row.try_get("labelfile").map_err(column)?;
+    let tablespace_map: Option<String> = row.try_get("spcmapfile").map_err(column)?;
     let client = &held.session.client;
     let updated = client
         .query(
@@ -658,7 +555,7 @@ async fn complete(
             "the backup completed but the state table row was taken over".into(),
         ));
     }
-    notify(client, &options.table, BackupState::Complete).await;
+    table::notify(client, &options.table, BackupState::Complete).await;
     info!("backup {:?} complete at {stop_lsn}", held.label);
     Ok(())
 }
@@ -677,7 +574,7 @@ async fn abort(
     {
         warn!("cannot end backup mode cleanly: {error}");
     }
-    if let Err(error) = set_failed(
+    if let Err(error) = table::set_failed(
         client,
         &options.table,
         held.holder.pid,
@@ -704,7 +601,7 @@ async fn record_after_loss(
     loop {
         match settings.connect().await {
             Ok(fresh) => {
-                match set_failed(
+                match table::set_failed(
                     &fresh.client,
                     &options.table,
                     holder.pid,
@@ -729,3 +626,123 @@ async fn record_after_loss(
 
 /// How long a co-process that lost its session keeps trying to record why.
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::table::RowProblem;
+    use crate::backup::wait::script::{row, Script, Step};
+    use crate::config::BackupConfig;
+    use futures_util::stream;
+
+    fn options(recheck_secs: u64, backup_timeout_secs: u64) -> BackupOptions {
+        let mut options = BackupOptions::from_config(&BackupConfig::default(), 0);
+        options.recheck_interval = Duration::from_secs(recheck_secs);
+        options.backup_timeout =
+            (backup_timeout_secs > 0).then(|| Duration::from_secs(backup_timeout_secs));
+        options
+    }
+
+    /// The holder the scripted rows name.
+    fn holder() -> Holder {
+        let row = row(BackupState::Running);
+        Holder {
+            pid: row.pid.unwrap_or_default(),
+            backend_start: row.backend_start,
+        }
+    }
+
+    async fn wait(script: &mut Script, options: &BackupOptions) -> WaitOutcome {
+        wait_with(script, options, &mut stream::pending()).await
+    }
+
+    async fn wait_with(
+        script: &mut Script,
+        options: &BackupOptions,
+        signals: &mut (impl Stream<Item = i32> + Unpin),
+    ) -> WaitOutcome {
+        let deadline = options.backup_timeout.map(|limit| Instant::now() + limit);
+        wait_for_done(script, &holder(), options, signals, deadline).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backup_timeout_ends_the_wait_at_the_deadline() {
+        let mut script = Script::new(row(BackupState::Running));
+        let outcome = wait(&mut script, &options(10, 35)).await;
+        assert_eq!(
+            outcome,
+            WaitOutcome::Abort(
+                "backup_timeout (35 s) ran out before pgpost asked to stop the backup".into()
+            )
+        );
+        assert_eq!(script.elapsed(), Duration::from_secs(35));
+        assert_eq!(
+            script.read_secs(),
+            [0, 10, 20, 30],
+            "one slow re-read per interval"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missed_notify_is_caught_by_the_next_reread() {
+        let mut script = Script::new(row(BackupState::Running))
+            .then(15, Step::Row(Some(row(BackupState::Done))));
+        assert_eq!(
+            wait(&mut script, &options(10, 3600)).await,
+            WaitOutcome::StopRequested
+        );
+        assert_eq!(script.elapsed(), Duration::from_secs(20));
+        assert_eq!(script.read_secs(), [0, 10, 20]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notify_rereads_at_once() {
+        let mut script = Script::new(row(BackupState::Running))
+            .then(4, Step::Row(Some(row(BackupState::Done))))
+            .notify_at(4);
+        assert_eq!(
+            wait(&mut script, &options(10, 3600)).await,
+            WaitOutcome::StopRequested
+        );
+        assert_eq!(script.read_secs(), [0, 4]);
+    }
+
+    /// A re-read that takes longer than the interval is followed by a full interval, not by
+    /// a burst of reads making up for the ticks it missed.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reread_does_not_make_reads_pile_up() {
+        let mut script = Script::new(row(BackupState::Running)).reads_take(25);
+        let outcome = wait(&mut script, &options(10, 100)).await;
+        assert!(matches!(outcome, WaitOutcome::Abort(_)), "{outcome:?}");
+        assert_eq!(script.read_secs(), [0, 35, 70]);
+        assert_eq!(script.elapsed(), Duration::from_secs(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_or_someone_elses_row_ends_the_wait() {
+        let mut script = Script::new(row(BackupState::Running));
+        let outcome = wait_with(&mut script, &options(10, 0), &mut stream::iter([SIGTERM])).await;
+        assert_eq!(
+            outcome,
+            WaitOutcome::Abort("the co-process received SIGTERM while holding the backup".into())
+        );
+        let mut taken = row(BackupState::Running);
+        taken.pid = Some(4242);
+        let mut script = Script::new(row(BackupState::Running)).then(5, Step::Row(Some(taken)));
+        let outcome = wait(&mut script, &options(10, 3600)).await;
+        assert!(matches!(&outcome, WaitOutcome::Disowned(why) if why.contains("superseded")));
+        let paused = Step::Invalid(RowProblem::UnknownState("paused".into()));
+        let mut script = Script::new(row(BackupState::Running)).then(5, paused);
+        let outcome = wait(&mut script, &options(10, 3600)).await;
+        assert!(
+            matches!(&outcome, WaitOutcome::Disowned(why) if why.contains("unknown state \"paused\"")),
+            "{outcome:?}"
+        );
+        let mut script = Script::new(row(BackupState::Running)).then(5, Step::Row(None));
+        let outcome = wait(&mut script, &options(10, 3600)).await;
+        assert_eq!(
+            outcome,
+            WaitOutcome::Abort("the state table row was deleted".into())
+        );
+    }
+}

@@ -1,25 +1,38 @@
-//! The co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
+//! The physical hook pair: `pgpre`, the co-process that holds a non-exclusive backup, and
+//! `pgpost`.
 //!
-//! - [`state`]: the state table and its SQL.
+//! In dependency order:
+//! - [`row`]: what a state-table row holds: states, the decoded row, unusable rows.
+//! - [`table`]: the state table: its SQL and its I/O (rows decoded by name).
+//! - [`files`]: writing `backup_label` / `tablespace_map` safely.
+//! - `wait`: what wakes a wait loop, the slow re-read, deadlines.
+//! - [`hold`]: the detached co-process: start, wait for `done`, stop.
 //! - [`spawn`]: `pgpre`'s fork, detach and handshake pipe.
-//! - [`hold`]: the detached co-process: start, wait, stop.
 //! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
-//! - [`output`]: writing `backup_label` / `tablespace_map` safely.
+//! - [`list`]: `pgpre --list`.
+//! - [`report`]: what pgpre and pgpost print when they succeed.
+//! - [`command`]: `pgpre` and `pgpost` from parsed flags to exit code.
 
+pub mod command;
+pub mod files;
 pub mod hold;
-pub mod output;
+pub mod list;
 pub mod post;
+pub mod report;
+pub mod row;
 pub mod spawn;
-pub mod state;
+pub mod table;
+pub(crate) mod wait;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::backup::limit;
 use crate::config::BackupConfig;
 use crate::conn::ConnError;
 use crate::exit::{ExitStatus, Failure};
 use crate::server::ServerVersion;
-use state::StateTable;
+use table::{InvalidRow, StateTable};
 
 /// Everything the hook pair needs besides the connection, resolved from config and flags.
 #[derive(Clone, Debug)]
@@ -42,6 +55,8 @@ pub struct BackupOptions {
     pub recheck_interval: Duration,
     /// Log file of the co-process.
     pub log_file: Option<PathBuf>,
+    /// The co-process's log level: info, debug with `-v`, trace with `-vv`.
+    pub log_level: tracing::Level,
 }
 
 /// The single-threaded runtime every binary runs its async work on (small, and
@@ -53,23 +68,25 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, BackupError> {
         .map_err(|error| BackupError::System(format!("cannot start the async runtime: {error}")))
 }
 
-fn seconds(value: u64) -> Option<Duration> {
-    (value > 0).then(|| Duration::from_secs(value))
-}
-
 impl BackupOptions {
-    /// Resolves the `[backup]` section; an empty label becomes `safe-backup <UTC time>`.
-    pub fn from_config(config: &BackupConfig) -> BackupOptions {
+    /// Resolves the `[backup]` section (an empty label becomes `safe-backup <UTC time>` when
+    /// the backup starts) and the `-v` count.
+    pub fn from_config(config: &BackupConfig, verbose: u8) -> BackupOptions {
         BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
             label: config.label.clone(),
             fast_checkpoint: config.fast_checkpoint,
-            start_timeout: seconds(config.start_timeout),
-            backup_timeout: seconds(config.backup_timeout),
+            start_timeout: limit(config.start_timeout),
+            backup_timeout: limit(config.backup_timeout),
             wait_for_archive: config.wait_for_archive,
-            stop_timeout: seconds(config.stop_timeout),
-            recheck_interval: Duration::from_secs(config.recheck_interval.max(1)),
-            log_file: (!config.log_file.is_empty()).then(|| PathBuf::from(&config.log_file)),
+            stop_timeout: limit(config.stop_timeout),
+            recheck_interval: config.recheck_interval.0.max(Duration::from_secs(1)),
+            log_file: (!config.log_file.as_os_str().is_empty()).then(|| config.log_file.clone()),
+            log_level: match verbose {
+                0 => tracing::Level::INFO,
+                1 => tracing::Level::DEBUG,
+                _ => tracing::Level::TRACE,
+            },
         }
     }
 }
@@ -140,6 +157,9 @@ pub enum BackupError {
         "refusing to write into {0}: it is the data directory of a running server (postmaster.pid)"
     )]
     LiveDataDir(PathBuf),
+    /// The state table holds a row pgpre and pgpost never write.
+    #[error(transparent)]
+    InvalidRow(#[from] InvalidRow),
     /// Setting up the process (fork, pipe, runtime, signals) failed.
     #[error("{0}")]
     System(String),
@@ -152,7 +172,9 @@ impl Failure for BackupError {
             BackupError::Sql { status, .. } | BackupError::Reported { status, .. } => *status,
             BackupError::UnsupportedVersion(_) | BackupError::Standby => ExitStatus::Server,
             BackupError::NoBackup(_) => ExitStatus::NoBackup,
-            BackupError::Failed { .. } | BackupError::Coproc(_) => ExitStatus::BackupFailed,
+            BackupError::Failed { .. } | BackupError::Coproc(_) | BackupError::InvalidRow(_) => {
+                ExitStatus::BackupFailed
+            }
             BackupError::Timeout(_) => ExitStatus::Timeout,
             BackupError::Output { .. } | BackupError::LiveDataDir(_) => ExitStatus::Output,
             BackupError::System(_) => ExitStatus::Internal,
@@ -167,6 +189,7 @@ impl Failure for BackupError {
                 "point pgpre at the primary; backups from a standby are not supported yet".into(),
             ),
             BackupError::NoBackup(_) => Some("start one with pgpre first".into()),
+            BackupError::InvalidRow(invalid) => Some(invalid.hint()),
             BackupError::LiveDataDir(_) => Some(
                 "write backup_label into the copy or snapshot, never into the live data directory"
                     .into(),

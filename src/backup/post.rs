@@ -3,14 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep, Instant};
 use tokio_postgres::Client;
 
-use super::hold::{notify, prepare_session, read_row, set_failed, table_columns};
-use super::output;
-use super::state::{BackupRow, BackupState, ADDED_COLUMNS};
+use super::files;
+use super::hold::prepare_session;
+use super::table::{self, BackupRow, BackupState, StateTable, ADDED_COLUMNS};
+use super::wait::{sleep_until_option, SessionWatch, Wake, Watch};
 use super::{BackupError, BackupOptions};
-use crate::conn::{ConnSettings, SessionEvent};
+use crate::conn::ConnSettings;
 
 /// What `pgpost` was asked to do besides stopping.
 #[derive(Clone, Debug, Default)]
@@ -44,7 +45,7 @@ pub async fn finish(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Completed, BackupError> {
     if let Some(dir) = &request.output_dir {
-        output::prepare_output_dir(dir)?;
+        files::prepare_output_dir(dir)?;
     }
     let mut session = settings.connect().await?;
     let client = &session.client;
@@ -58,47 +59,48 @@ pub async fn finish(
     let archive_mode: String = client
         .query_one("SELECT current_setting('archive_mode')", &[])
         .await
-        .map_err(|e| BackupError::sql("reading archive_mode", e))?
-        .get(0);
-    let row = read(client, options).await?.ok_or_else(|| {
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| BackupError::sql("reading archive_mode", e))?;
+    let row = table::read_row(client, table).await?.ok_or_else(|| {
         BackupError::NoBackup(format!("the table {} is empty", table.display_name()))
     })?;
-    let row = if request.fetch {
-        match row.state {
-            BackupState::Complete => row,
-            state => {
-                return Err(BackupError::NoBackup(format!(
-                    "the last backup ({}) is {state}, not complete",
-                    describe(&row)
-                )))
-            }
+    let row = match row.state {
+        BackupState::Complete if request.fetch => row,
+        state if request.fetch => {
+            return Err(BackupError::NoBackup(format!(
+                "the last backup ({}) is {state}, not complete",
+                describe(&row)
+            )))
         }
-    } else {
-        match row.state {
-            BackupState::Complete => {
-                return Err(BackupError::NoBackup(format!(
-                    "the last backup ({}) already completed at {}; pgpost --fetch prints it again",
-                    describe(&row),
-                    row.finished_at.as_deref().unwrap_or("?")
-                )))
+        BackupState::Complete => {
+            return Err(BackupError::NoBackup(format!(
+                "the last backup ({}) already completed at {}; pgpost --fetch prints it again",
+                describe(&row),
+                row.finished_at.as_deref().unwrap_or("?")
+            )))
+        }
+        BackupState::Failed => return Err(failed(&row)),
+        BackupState::Running | BackupState::Done if !row.holder_alive => {
+            return Err(mark_gone(client, options, &row).await)
+        }
+        state => {
+            if state == BackupState::Running {
+                table::request_stop(client, table).await?;
             }
-            BackupState::Failed => return Err(failed(&row)),
-            BackupState::Running | BackupState::Done if !row.holder_alive => {
-                return Err(mark_gone(client, options, &row).await)
-            }
-            BackupState::Running => {
-                let asked = client
-                    .query(&table.request_stop_sql(), &[])
-                    .await
-                    .map_err(|e| BackupError::sql("asking the co-process to stop", e))?;
-                if !asked.is_empty() {
-                    notify(client, table, BackupState::Done).await;
+            let mut watch = SessionWatch {
+                session: &mut session,
+                table,
+            };
+            match wait_for_outcome(&mut watch, options, progress).await? {
+                Ended::Complete(row) => row,
+                Ended::Failed(row) => return Err(failed(&row)),
+                Ended::HolderGone(row) => {
+                    return Err(mark_gone(&session.client, options, &row).await)
                 }
-                wait_for_outcome(&mut session, options, progress).await?
             }
-            BackupState::Done => wait_for_outcome(&mut session, options, progress).await?,
         }
     };
+    let backup_label = row.complete_label(&table.display_name())?;
     if archive_mode == "off" {
         progress(
             "warning: archive_mode is off: the WAL between start_lsn and stop_lsn must be \
@@ -106,7 +108,7 @@ pub async fn finish(
         );
     }
     let files = match &request.output_dir {
-        Some(dir) => write_files(dir, &row, table)?,
+        Some(dir) => write_files(dir, backup_label, row.tablespace_map.as_deref(), table)?,
         None => Vec::new(),
     };
     Ok(Completed { row, files })
@@ -114,25 +116,23 @@ pub async fn finish(
 
 fn write_files(
     dir: &Path,
-    row: &BackupRow,
-    table: &super::state::StateTable,
+    backup_label: &str,
+    tablespace_map: Option<&str>,
+    table: &StateTable,
 ) -> Result<Vec<PathBuf>, BackupError> {
-    let label = row.backup_label.as_deref().unwrap_or_default();
-    output::write_backup_files(dir, label, row.tablespace_map.as_deref()).map_err(|error| {
-        match error {
-            BackupError::Output { path, source } => BackupError::Output {
-                path,
-                source: std::io::Error::new(
-                    source.kind(),
-                    format!(
-                        "{source}; the backup is complete and kept in table {}: \
+    files::write_backup_files(dir, backup_label, tablespace_map).map_err(|error| match error {
+        BackupError::Output { path, source } => BackupError::Output {
+            path,
+            source: std::io::Error::new(
+                source.kind(),
+                format!(
+                    "{source}; the backup is complete and kept in table {}: \
                      pgpost --fetch --output-dir DIR writes it again",
-                        table.display_name()
-                    ),
+                    table.display_name()
                 ),
-            },
-            other => other,
-        }
+            ),
+        },
+        other => other,
     })
 }
 
@@ -153,7 +153,7 @@ fn failed(row: &BackupRow) -> BackupError {
 /// Makes sure the table exists with our columns.
 async fn check_table(client: &Client, options: &BackupOptions) -> Result<(), BackupError> {
     let table = &options.table;
-    let columns = table_columns(client, table).await?;
+    let columns = table::columns(client, table).await?;
     if columns.is_empty() {
         return Err(BackupError::NoBackup(format!(
             "the state table {} does not exist in this database",
@@ -172,18 +172,12 @@ async fn check_table(client: &Client, options: &BackupOptions) -> Result<(), Bac
     Ok(())
 }
 
-async fn read(client: &Client, options: &BackupOptions) -> Result<Option<BackupRow>, BackupError> {
-    read_row(client, &options.table)
-        .await
-        .map_err(|e| BackupError::sql("reading the state table", e))
-}
-
 /// The holder's session is gone: record it and return the failure.
 async fn mark_gone(client: &Client, options: &BackupOptions, row: &BackupRow) -> BackupError {
     let reason = "the co-process holding the backup is gone (its session ended, so the server \
                   ended backup mode)";
     if let Some(pid) = row.pid {
-        if let Err(error) = set_failed(
+        if let Err(error) = table::set_failed(
             client,
             &options.table,
             pid,
@@ -196,7 +190,7 @@ async fn mark_gone(client: &Client, options: &BackupOptions, row: &BackupRow) ->
         }
     }
     // Re-read: the co-process may have recorded a better reason first.
-    match read(client, options).await {
+    match table::read_row(client, &options.table).await {
         Ok(Some(current)) if current.state == BackupState::Failed => failed(&current),
         _ => BackupError::Failed {
             label: row.label.clone().unwrap_or_default(),
@@ -205,27 +199,40 @@ async fn mark_gone(client: &Client, options: &BackupOptions, row: &BackupRow) ->
     }
 }
 
-/// Waits for `complete` or `failed`: NOTIFY wakes us, a slow re-read backs it up.
+/// How pgpost's wait ended, short of an error.
+#[derive(Debug)]
+enum Ended {
+    /// The row says `complete`.
+    Complete(BackupRow),
+    /// The row says `failed`.
+    Failed(BackupRow),
+    /// The row is unfinished but its holder's session is gone.
+    HolderGone(BackupRow),
+}
+
+/// Waits for `complete` or `failed`: a NOTIFY wakes us at once, and the row is re-read
+/// `recheck_interval` (at most [`ARCHIVE_REPORT_AFTER`]) after the last read in case one
+/// was missed. Says why the stop takes long while the stop function waits for archiving.
 async fn wait_for_outcome(
-    session: &mut crate::conn::Session,
+    watch: &mut impl Watch,
     options: &BackupOptions,
     progress: &mut dyn FnMut(&str),
-) -> Result<BackupRow, BackupError> {
+) -> Result<Ended, BackupError> {
     let asked_at = Instant::now();
     let deadline = options.stop_timeout.map(|limit| asked_at + limit);
-    let mut recheck = tokio::time::interval(options.recheck_interval.min(ARCHIVE_REPORT_AFTER));
+    let recheck = options.recheck_interval.min(ARCHIVE_REPORT_AFTER);
     let mut last_report: Option<Instant> = None;
     loop {
-        let row = read(&session.client, options).await?.ok_or_else(|| {
+        let row = watch.read_row().await?.ok_or_else(|| {
             BackupError::NoBackup(format!(
                 "the row in {} disappeared",
                 options.table.display_name()
             ))
         })?;
         match row.state {
-            BackupState::Complete => return Ok(row),
-            BackupState::Failed => return Err(failed(&row)),
-            _ if !row.holder_alive => return Err(mark_gone(&session.client, options, &row).await),
+            BackupState::Complete => return Ok(Ended::Complete(row)),
+            BackupState::Failed => return Ok(Ended::Failed(row)),
+            _ if !row.holder_alive => return Ok(Ended::HolderGone(row)),
             _ => {}
         }
         let stopping = row
@@ -234,20 +241,13 @@ async fn wait_for_outcome(
             .is_some_and(|query| query.contains("backup_stop") || query.contains("stop_backup"));
         let due = last_report.map_or(true, |at| at.elapsed() >= ARCHIVE_REPORT_EVERY);
         if stopping && asked_at.elapsed() >= ARCHIVE_REPORT_AFTER && due {
-            progress(&archive_wait_message(&session.client).await);
+            progress(&watch.archive_status().await);
             last_report = Some(Instant::now());
         }
+        // Biased: at the deadline the deadline wins, whatever else is ready.
         tokio::select! {
-            event = session.events.recv() => match event {
-                Some(SessionEvent::Notification(_) | SessionEvent::Notice(_)) => {}
-                Some(SessionEvent::Closed(_)) | None => {
-                    return Err(BackupError::Coproc(
-                        "pgpost lost its connection while waiting; the backup's outcome is in the state table".into(),
-                    ))
-                }
-            },
-            _ = recheck.tick() => {}
-            _ = sleep_until_option(deadline) => {
+            biased;
+            () = sleep_until_option(deadline) => {
                 return Err(BackupError::Timeout(format!(
                     "the backup did not complete within stop_timeout ({} s); it goes on, and its \
                      outcome will be recorded in {}: run pgpost again to keep waiting",
@@ -255,83 +255,109 @@ async fn wait_for_outcome(
                     options.table.display_name()
                 )));
             }
+            wake = watch.wake() => if let Wake::Closed(_) = wake {
+                return Err(BackupError::Coproc(
+                    "pgpost lost its connection while waiting; the backup's outcome is in the state table".into(),
+                ));
+            },
+            () = sleep(recheck) => {}
         }
     }
 }
 
-async fn sleep_until_option(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::wait::script::{row, Script, Step};
+    use crate::config::BackupConfig;
 
-async fn archive_wait_message(client: &Client) -> String {
-    let failure = client
-        .query_opt(
-            "SELECT last_failed_wal, last_failed_time::text FROM pg_stat_archiver \
-             WHERE last_failed_time IS NOT NULL \
-               AND last_failed_time > coalesce(last_archived_time, '-infinity')",
-            &[],
-        )
-        .await;
-    match failure {
-        Ok(Some(row)) => {
-            let wal: Option<String> = row.get(0);
-            let at: Option<String> = row.get(1);
-            format!(
-                "waiting for WAL archiving: the archiver is failing (last failure: {} at {})",
-                wal.unwrap_or_default(),
-                at.unwrap_or_default()
-            )
-        }
-        _ => "waiting for WAL archiving to finish".to_string(),
+    fn options(stop_timeout_secs: u64) -> BackupOptions {
+        let mut options = BackupOptions::from_config(&BackupConfig::default(), 0);
+        options.stop_timeout = Some(Duration::from_secs(stop_timeout_secs));
+        options
     }
-}
 
-/// One line of `pgpre --list`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackupSummary {
-    /// Backup name.
-    pub name: String,
-    /// Its state.
-    pub state: String,
-    /// Its label.
-    pub label: String,
-    /// Start LSN, if started.
-    pub start_lsn: String,
-    /// Start time.
-    pub started_at: String,
-    /// Why it failed, if it did.
-    pub error: String,
-    /// Whether the holding session still exists.
-    pub holder_alive: bool,
-}
-
-/// Every backup name in the state table (none when the table does not exist).
-pub async fn list_backups(
-    settings: &ConnSettings,
-    options: &BackupOptions,
-) -> Result<Vec<BackupSummary>, BackupError> {
-    let session = settings.connect().await?;
-    let client = &session.client;
-    if table_columns(client, &options.table).await?.is_empty() {
-        return Ok(Vec::new());
+    async fn wait(
+        script: &mut Script,
+        options: &BackupOptions,
+    ) -> (Result<Ended, BackupError>, Vec<String>) {
+        let mut lines = Vec::new();
+        let result =
+            wait_for_outcome(script, options, &mut |line| lines.push(line.to_string())).await;
+        (result, lines)
     }
-    let rows = client
-        .query(&options.table.list_sql(), &[])
-        .await
-        .map_err(|e| BackupError::sql("listing backups", e))?;
-    Ok(rows
-        .iter()
-        .map(|row| BackupSummary {
-            name: row.get(0),
-            state: row.get(1),
-            label: row.get(2),
-            start_lsn: row.get(3),
-            started_at: row.get(4),
-            error: row.get(5),
-            holder_alive: row.get(6),
-        })
-        .collect())
+
+    fn complete() -> Step {
+        Step::Row(Some(row(BackupState::Complete)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_timeout_ends_the_wait_at_the_deadline() {
+        let mut script = Script::new(row(BackupState::Done));
+        let (result, _) = wait(&mut script, &options(30)).await;
+        let error = result.unwrap_err();
+        assert!(matches!(error, BackupError::Timeout(_)), "{error:?}");
+        assert!(error.to_string().contains("stop_timeout (30 s)"), "{error}");
+        assert_eq!(script.elapsed(), Duration::from_secs(30));
+        // Re-read every 3 s (recheck_interval 10 s, capped for the archiving report).
+        assert_eq!(script.read_secs(), [0, 3, 6, 9, 12, 15, 18, 21, 24, 27]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missed_notify_is_caught_by_the_next_reread() {
+        let mut script = Script::new(row(BackupState::Done)).then(7, complete());
+        let (result, _) = wait(&mut script, &options(30)).await;
+        assert!(matches!(result, Ok(Ended::Complete(_))), "{result:?}");
+        assert_eq!(script.elapsed(), Duration::from_secs(9));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notify_rereads_at_once() {
+        let mut script = Script::new(row(BackupState::Done))
+            .then(1, complete())
+            .notify_at(1);
+        let (result, _) = wait(&mut script, &options(30)).await;
+        assert!(matches!(result, Ok(Ended::Complete(_))), "{result:?}");
+        assert_eq!(script.read_secs(), [0, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reread_does_not_make_reads_pile_up() {
+        let mut script = Script::new(row(BackupState::Done))
+            .reads_take(5)
+            .then(20, complete());
+        let (result, _) = wait(&mut script, &options(60)).await;
+        assert!(matches!(result, Ok(Ended::Complete(_))), "{result:?}");
+        assert_eq!(script.read_secs(), [0, 8, 16, 24]);
+        assert_eq!(script.elapsed(), Duration::from_secs(29));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gone_holder_or_a_failure_ends_the_wait() {
+        let mut gone = row(BackupState::Done);
+        gone.holder_alive = false;
+        let mut script = Script::new(row(BackupState::Done)).then(2, Step::Row(Some(gone)));
+        let (result, _) = wait(&mut script, &options(30)).await;
+        assert!(matches!(result, Ok(Ended::HolderGone(_))), "{result:?}");
+        let mut script =
+            Script::new(row(BackupState::Done)).then(2, Step::Row(Some(row(BackupState::Failed))));
+        let (result, _) = wait(&mut script, &options(30)).await;
+        assert!(matches!(result, Ok(Ended::Failed(_))), "{result:?}");
+        let mut script = Script::new(row(BackupState::Done)).then(2, Step::Row(None));
+        let (result, _) = wait(&mut script, &options(30)).await;
+        assert!(
+            matches!(result, Err(BackupError::NoBackup(_))),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_waiting_for_archiving_says_so_every_30_seconds() {
+        let mut stopping = row(BackupState::Done);
+        stopping.holder_query = Some("SELECT lsn::text FROM pg_backup_stop($1::boolean)".into());
+        let mut script = Script::new(stopping);
+        let (result, lines) = wait(&mut script, &options(40)).await;
+        assert!(matches!(result, Err(BackupError::Timeout(_))), "{result:?}");
+        assert_eq!(lines, ["waiting for WAL archiving to finish"; 2]);
+    }
 }

@@ -105,7 +105,7 @@ fn coprocess_main(
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(options.log_level)
         .try_init();
     tracing::info!("co-process {} started", std::process::id());
     let runtime = match super::runtime() {
@@ -266,19 +266,13 @@ fn parse_report(text: &str, see_log: &str) -> Result<StartReport, BackupError> {
     }
 }
 
+/// The status of an `err` line; an unknown code (or 0, which is no error) is internal.
 fn status_from_code(code: &str) -> ExitStatus {
-    [
-        ExitStatus::BackupFailed,
-        ExitStatus::Usage,
-        ExitStatus::Connection,
-        ExitStatus::Server,
-        ExitStatus::NoBackup,
-        ExitStatus::Timeout,
-        ExitStatus::Output,
-    ]
-    .into_iter()
-    .find(|status| status.code().to_string() == code)
-    .unwrap_or(ExitStatus::Internal)
+    code.parse()
+        .ok()
+        .and_then(ExitStatus::from_code)
+        .filter(|status| *status != ExitStatus::Success)
+        .unwrap_or(ExitStatus::Internal)
 }
 
 #[cfg(test)]
@@ -319,5 +313,6 @@ mod tests {
     fn unknown_codes_are_internal() {
         assert_eq!(status_from_code("3"), ExitStatus::Connection);
         assert_eq!(status_from_code("x"), ExitStatus::Internal);
+        assert_eq!(status_from_code("0"), ExitStatus::Internal);
     }
 }

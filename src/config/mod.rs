@@ -1,9 +1,15 @@
-//! The TOML configuration shared by all binaries, layered defaults < file < environment < command line.
+//! The TOML configuration shared by all binaries: loading, errors, and the entry point that
+//! layers each section defaults < file < environment < command line.
 //!
 //! `config.toml` at the crate root documents every key with its default; it is
 //! embedded here and printed by `--print-default-config`. A test parses it, so
 //! the documented defaults and [`Config::default`] cannot drift apart.
+//!
+//! One function per section lays the command line over it: [`BackupConfig::apply`] for
+//! `[backup]`, [`ConnectionConfig::resolve`] for `[connection]` (libpq's order, see there);
+//! [`Config::for_hooks`] runs both for `pgpre` and `pgpost`.
 
+pub mod backup;
 pub mod dump;
 pub mod pg_back;
 pub mod values;
@@ -12,7 +18,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::cli::{CommonArgs, ServerArgs, StartArgs, StopArgs};
+use crate::conn::{ConnError, ConnParams, ConnSettings, Environment};
 use crate::exit::{ExitStatus, Failure};
+pub use backup::BackupConfig;
 use dump::DumpConfig;
 
 /// The documented default configuration, as shipped.
@@ -41,49 +50,44 @@ pub struct ConnectionConfig {
     pub conninfo: String,
 }
 
-/// `[backup]`: how `pgpre`, the co-process and `pgpost` run a backup.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct BackupConfig {
-    /// Label given to the start function; empty means a generated one.
-    pub label: String,
-    /// Immediate checkpoint instead of a spread one.
-    pub fast_checkpoint: bool,
-    /// Seconds `pgpre` waits for the start function; 0 = no limit.
-    pub start_timeout: u64,
-    /// Seconds the co-process holds backup mode before failing it; 0 = no limit.
-    pub backup_timeout: u64,
-    /// Passed to the stop function: wait until the needed WAL is archived.
-    pub wait_for_archive: bool,
-    /// Seconds `pgpost` waits for the backup to complete; 0 = no limit.
-    pub stop_timeout: u64,
-    /// Schema of the state table; empty means the first schema on the search_path.
-    pub schema: String,
-    /// Name of the state table.
-    pub table: String,
-    /// Log file of the co-process; empty means none.
-    pub log_file: String,
-    /// Seconds between slow re-reads of the state table behind LISTEN/NOTIFY.
-    pub recheck_interval: u64,
-    /// Which backup (row) pgpre and pgpost work on; several can run at once.
-    pub name: String,
-}
+impl ConnectionConfig {
+    /// Resolves the connection with libpq's rules, which put the environment *under* the
+    /// file: defaults < `PG*` variables < service file < `conninfo` < `-d` < `-h/-p/-U`.
+    /// `application_name` names the program when the user did not. A password in `-d` is
+    /// refused.
+    pub fn resolve(
+        &self,
+        args: &ServerArgs,
+        application_name: &str,
+    ) -> Result<ConnSettings, SetupError> {
+        self.resolve_in(args, &Environment::from_process(), application_name)
+    }
 
-impl Default for BackupConfig {
-    fn default() -> Self {
-        BackupConfig {
-            label: String::new(),
-            fast_checkpoint: false,
-            start_timeout: 600,
-            backup_timeout: 0,
-            wait_for_archive: true,
-            stop_timeout: 3600,
-            schema: String::new(),
-            table: "backup".to_string(),
-            log_file: String::new(),
-            recheck_interval: 10,
-            name: crate::backup::state::DEFAULT_NAME.to_string(),
+    /// [`ConnectionConfig::resolve`] in the environment `env`.
+    pub fn resolve_in(
+        &self,
+        args: &ServerArgs,
+        env: &Environment,
+        application_name: &str,
+    ) -> Result<ConnSettings, SetupError> {
+        let conninfo = args.conninfo.as_deref().unwrap_or(&self.conninfo);
+        let mut params = ConnParams::parse(conninfo)?;
+        if args.conninfo.is_some() && params.get("password").is_some() {
+            return Err(SetupError::PasswordInArgv);
         }
+        if let Some(host) = &args.host {
+            params.set("host", host)?;
+        }
+        if let Some(port) = args.port {
+            params.set("port", &port.to_string())?;
+        }
+        if let Some(user) = &args.username {
+            params.set("user", user)?;
+        }
+        if params.get("application_name").is_none() {
+            params.set("fallback_application_name", application_name)?;
+        }
+        Ok(ConnSettings::resolve(&params, env)?)
     }
 }
 
@@ -121,6 +125,17 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// A section's [`backup::InvalidKey`], found in `path` (a file, or "command line").
+    fn invalid_key(path: impl Into<PathBuf>, invalid: backup::InvalidKey) -> ConfigError {
+        ConfigError::Value {
+            path: path.into(),
+            key: invalid.key.to_string(),
+            message: invalid.message,
+        }
+    }
+}
+
 impl Failure for ConfigError {
     fn exit_status(&self) -> ExitStatus {
         ExitStatus::Usage
@@ -135,7 +150,60 @@ impl Failure for ConfigError {
     }
 }
 
+/// The configuration or connection settings could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The config file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The connection string or environment.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// `-d` carried a password, which every local user can read in `ps`.
+    #[error("refusing a password in -d/--dbname: the command line is visible to every local user")]
+    PasswordInArgv,
+}
+
+impl Failure for SetupError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            SetupError::Config(error) => error.exit_status(),
+            SetupError::Conn(error) => error.exit_status(),
+            SetupError::PasswordInArgv => ExitStatus::Usage,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            SetupError::Config(error) => error.hint(),
+            SetupError::Conn(error) => error.hint(),
+            SetupError::PasswordInArgv => Some(
+                "put the password in ~/.pgpass (mode 0600), PGPASSFILE or PGPASSWORD".to_string(),
+            ),
+        }
+    }
+}
+
 impl Config {
+    /// `pgpre`'s and `pgpost`'s settings: the config file (`-c`, else the default path) with
+    /// each section's command line laid over it, and the resolved connection. `start` holds
+    /// pgpre's own `[backup]` flags, `stop` pgpost's.
+    pub fn for_hooks(
+        common: &CommonArgs,
+        start: Option<&StartArgs>,
+        stop: Option<&StopArgs>,
+        application_name: &str,
+    ) -> Result<(Config, ConnSettings), SetupError> {
+        let (mut config, _path) = Config::load(common.config.as_deref())?;
+        config
+            .backup
+            .apply(&common.backup, start, stop)
+            .map_err(|invalid| ConfigError::invalid_key("command line", invalid))?;
+        let settings = config
+            .connection
+            .resolve(&common.server, application_name)?;
+        Ok((config, settings))
+    }
+
     /// Loads the configuration: `explicit` must exist; otherwise the default
     /// path is used when it exists, and built-in defaults when it does not.
     pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
@@ -180,26 +248,9 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::Value {
-            path: path.to_path_buf(),
-            key: key.to_string(),
-            message: message.to_string(),
-        };
-        if self.backup.table.is_empty() {
-            return Err(invalid("backup.table", "must not be empty"));
-        }
-        if self.backup.recheck_interval == 0 {
-            return Err(invalid(
-                "backup.recheck_interval",
-                "must be at least 1 second",
-            ));
-        }
-        if let Err(message) = crate::backup::state::validate_name(&self.backup.name) {
-            return Err(invalid("backup.name", &message));
-        }
-        if self.backup.label.contains('\n') || self.backup.label.contains('\0') {
-            return Err(invalid("backup.label", "must be a single line"));
-        }
+        self.backup
+            .validate()
+            .map_err(|invalid| ConfigError::invalid_key(path, invalid))?;
         self.dump.validate(&path.display().to_string())
     }
 }
@@ -306,7 +357,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.connection.conninfo, "host=/tmp");
         assert!(config.backup.fast_checkpoint);
-        assert_eq!(config.backup.backup_timeout, 30);
+        assert_eq!(config.backup.backup_timeout.to_string(), "30");
         assert_eq!(config.backup.table, "snap");
     }
 
@@ -328,6 +379,78 @@ mod tests {
             "test.toml: invalid value for dump.databases.\"app\".parallel_backup_jobs: must be at least 1"
         );
         assert!(parse("[dump]\njobs = 0\n").is_err());
+    }
+
+    /// `[connection]` follows libpq: defaults < `PG*` variables < file < `-d` < `-h/-p/-U`.
+    #[test]
+    fn connection_layers_in_libpqs_order() {
+        use crate::conn::HostTarget;
+        let env = Environment {
+            vars: [
+                ("PGHOST", "env-host"),
+                ("PGPORT", "5001"),
+                ("PGUSER", "env_user"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            home: None,
+            os_user: "os_user".into(),
+        };
+        let resolve = |conninfo: &str, env: &Environment, args: &ServerArgs| {
+            let connection = ConnectionConfig {
+                conninfo: conninfo.into(),
+            };
+            let settings = connection.resolve_in(args, env, "test").unwrap();
+            let host = match &settings.hosts[0] {
+                HostTarget::Tcp { host, port } => format!("{host}:{port}"),
+                HostTarget::Socket { dir, port } => format!("{}:{port}", dir.display()),
+            };
+            (host, settings.user, settings.dbname)
+        };
+        let none = ServerArgs::default();
+        let bare = Environment {
+            vars: Default::default(),
+            ..env.clone()
+        };
+        let (host, user, _) = resolve("", &bare, &none);
+        assert!(host.ends_with(":5432"), "{host}");
+        assert_eq!(user, "os_user", "libpq's defaults");
+        let file = "host=file-host port=5002 dbname=file_db";
+        assert_eq!(
+            resolve("", &env, &none),
+            ("env-host:5001".into(), "env_user".into(), "env_user".into()),
+            "the environment over the defaults"
+        );
+        assert_eq!(
+            resolve(file, &env, &none),
+            ("file-host:5002".into(), "env_user".into(), "file_db".into()),
+            "the file over the environment"
+        );
+        let dash_d = ServerArgs {
+            conninfo: Some("host=d-host user=d_user".into()),
+            ..ServerArgs::default()
+        };
+        assert_eq!(
+            resolve(file, &env, &dash_d),
+            ("d-host:5001".into(), "d_user".into(), "d_user".into()),
+            "-d replaces the file's conninfo"
+        );
+        let flags = ServerArgs {
+            host: Some("flag-host".into()),
+            port: Some(5003),
+            username: Some("flag_user".into()),
+            ..dash_d
+        };
+        assert_eq!(
+            resolve(file, &env, &flags),
+            (
+                "flag-host:5003".into(),
+                "flag_user".into(),
+                "flag_user".into()
+            ),
+            "-h/-p/-U over -d"
+        );
     }
 
     #[test]

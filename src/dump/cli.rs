@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use super::progress::Progress;
 use super::run::{run, RunSettings};
-use crate::cli::{fail, init_logging_with, ServerArgs, SetupError};
+use crate::cli::ServerArgs;
 use crate::config::dump::DumpFlags;
 use crate::config::pg_back::convert_pg_back_config;
+use crate::config::SetupError;
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG};
 use crate::exit::ExitStatus;
+use crate::exit::{fail, init_logging_with};
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident
 /// files and a createdb.sql per database; checksum while writing; purge old backups.
@@ -49,7 +51,7 @@ impl PgbackArgs {
     fn settings(&self, progress: Progress) -> Result<RunSettings, SetupError> {
         let (config, _path) = Config::load(self.config.as_deref())?;
         let dump = config.dump.layered(&self.dump)?;
-        let conn = self.server.resolve(&config.connection, "pgback")?;
+        let conn = config.connection.resolve(&self.server, "pgback")?;
         Ok(RunSettings {
             dump,
             conn,

@@ -10,4 +10,5 @@ mod dump;
 mod harness_selftest;
 mod matrix;
 mod restore_dump;
+mod state_table;
 mod util;

@@ -1,94 +1,18 @@
-//! The state table shared with safe-backup's `pgpre.sh`/`pgpost.sh`, and the SQL that reads and moves it.
+//! The state table shared with safe-backup's `pgpre.sh`/`pgpost.sh`: its SQL, and the I/O that
+//! reads (by column name, with `try_get`) and moves it.
 //!
 //! One row per backup name (`default` unless `--name` says otherwise; the
 //! `default` row is safe-backup's `id = 1`) holds the backup in progress; every
 //! finished backup is also appended to `<table>_history`. Each state change is followed by a
 //! `NOTIFY` on [`StateTable::channel`].
 
-use std::fmt;
-use std::str::FromStr;
+use tokio_postgres::types::FromSql;
+use tokio_postgres::{Client, Row};
+use tracing::{info, warn};
 
+pub use super::row::{BackupRow, BackupState, InvalidRow, RowProblem};
+use super::BackupError;
 use crate::server::{quote_ident, quote_literal};
-
-/// Where a backup is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackupState {
-    /// Backup mode is on and the co-process holds the session.
-    Running,
-    /// `pgpost` asked the co-process to stop.
-    Done,
-    /// The stop function returned; `backup_label` is stored.
-    Complete,
-    /// The backup failed; `error` says why.
-    Failed,
-}
-
-impl BackupState {
-    /// The enum label in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackupState::Running => "running",
-            BackupState::Done => "done",
-            BackupState::Complete => "complete",
-            BackupState::Failed => "failed",
-        }
-    }
-
-    /// Whether the backup has ended, one way or the other.
-    pub fn is_final(self) -> bool {
-        matches!(self, BackupState::Complete | BackupState::Failed)
-    }
-}
-
-impl fmt::Display for BackupState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for BackupState {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "running" => Ok(BackupState::Running),
-            "done" => Ok(BackupState::Done),
-            "complete" => Ok(BackupState::Complete),
-            "failed" => Ok(BackupState::Failed),
-            other => Err(format!("unknown backup state {other:?}")),
-        }
-    }
-}
-
-/// The row of the backup in progress (or the last one), as read by [`StateTable::read_sql`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct BackupRow {
-    /// Current state.
-    pub state: BackupState,
-    /// Backend pid of the session holding backup mode.
-    pub pid: Option<i32>,
-    /// That backend's start time, so a reused pid is never mistaken for it.
-    pub backend_start: Option<String>,
-    /// The label given to the start function.
-    pub label: Option<String>,
-    /// LSN returned by the start function.
-    pub start_lsn: Option<String>,
-    /// LSN returned by the stop function.
-    pub stop_lsn: Option<String>,
-    /// When the backup started.
-    pub started_at: Option<String>,
-    /// When it completed or failed.
-    pub finished_at: Option<String>,
-    /// The `backup_label` file's contents, once complete.
-    pub backup_label: Option<String>,
-    /// The `tablespace_map` file's contents, once complete.
-    pub tablespace_map: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Whether the holding backend still exists (same pid and start time).
-    pub holder_alive: bool,
-    /// What the holding backend runs now, for "waiting for WAL archiving" reports.
-    pub holder_query: Option<String>,
-}
 
 /// Names and SQL of one state table (schema-qualified or on the search_path).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,23 +20,6 @@ pub struct StateTable {
     schema: Option<String>,
     table: String,
     name: String,
-}
-
-/// The backup name used when none is given.
-pub const DEFAULT_NAME: &str = "default";
-
-/// Checks a backup name: 1 to 63 characters of `A-Z a-z 0-9 _ . -`.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 63 {
-        return Err("must be 1 to 63 characters long".into());
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
-        return Err("may hold only letters, digits, '_', '.' and '-'".into());
-    }
-    Ok(())
 }
 
 /// The columns safe-backup's bash scripts create.
@@ -135,7 +42,7 @@ const LOCK_CLASS: i32 = 0x7361_6665;
 
 impl StateTable {
     /// The row `name` of a table named `table` in `schema` (empty: the first
-    /// schema on the search_path). `name` must pass [`validate_name`].
+    /// schema on the search_path). `name` must pass [`crate::config::backup::validate_name`].
     pub fn new(schema: &str, table: &str, name: &str) -> StateTable {
         StateTable {
             schema: (!schema.is_empty()).then(|| schema.to_string()),
@@ -317,16 +224,24 @@ impl StateTable {
         Some(sql)
     }
 
-    /// Lists every backup name with its state, for `pgpre --list`.
-    pub fn list_sql(&self) -> String {
+    /// Every column of [`BackupRow`], named, with the liveness of the holder.
+    fn select_sql(&self) -> String {
         format!(
-            "SELECT b.name, b.state::text, coalesce(b.label, ''), coalesce(b.start_lsn::text, ''), \
-               coalesce(b.started_at::text, ''), coalesce(b.error, ''), a.pid IS NOT NULL \
+            "SELECT b.name AS name, b.state::text AS state, b.pid AS pid, \
+               b.backend_start::text AS backend_start, b.label AS label, \
+               b.start_lsn::text AS start_lsn, b.stop_lsn::text AS stop_lsn, \
+               b.started_at::text AS started_at, b.finished_at::text AS finished_at, \
+               b.backup_label AS backup_label, b.tablespace_map AS tablespace_map, \
+               b.error AS error, a.pid IS NOT NULL AS holder_alive, a.query AS holder_query \
              FROM {} b LEFT JOIN pg_stat_activity a ON a.pid = b.pid \
-               AND (a.backend_start = b.backend_start OR a.backend_start IS NULL) \
-             ORDER BY b.name",
+               AND (a.backend_start = b.backend_start OR a.backend_start IS NULL)",
             self.table_sql()
         )
+    }
+
+    /// Lists every backup name, for `pgpre --list`.
+    pub fn list_sql(&self) -> String {
+        format!("{} ORDER BY b.name", self.select_sql())
     }
 
     /// Creates the history of finished backups.
@@ -340,18 +255,9 @@ impl StateTable {
         )
     }
 
-    /// Reads the row with the liveness of its holder; no row when there is none.
+    /// Reads this name's row with the liveness of its holder; no row when there is none.
     pub fn read_sql(&self) -> String {
-        format!(
-            "SELECT b.state::text, b.pid, b.backend_start::text, b.label, b.start_lsn::text, \
-               b.stop_lsn::text, b.started_at::text, b.finished_at::text, b.backup_label, \
-               b.tablespace_map, b.error, a.pid IS NOT NULL, a.query \
-             FROM {} b LEFT JOIN pg_stat_activity a ON a.pid = b.pid \
-               AND (a.backend_start = b.backend_start OR a.backend_start IS NULL) \
-             WHERE b.{}",
-            self.table_sql(),
-            self.row()
-        )
+        format!("{} WHERE b.{}", self.select_sql(), self.row())
     }
 
     /// Records this session as the holder of a running backup.
@@ -459,6 +365,185 @@ impl StateTable {
     }
 }
 
+/// Why the state table could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The statement failed or the session is gone.
+    Sql(tokio_postgres::Error),
+    /// The row holds what pgpre and pgpost never write.
+    Invalid(InvalidRow),
+}
+
+impl From<ReadError> for BackupError {
+    fn from(error: ReadError) -> BackupError {
+        match error {
+            ReadError::Sql(error) => BackupError::sql("reading the state table", error),
+            ReadError::Invalid(row) => BackupError::InvalidRow(row),
+        }
+    }
+}
+
+/// Decodes a row of [`StateTable::select_sql`] by column name.
+fn decode(row: &Row, table: &StateTable) -> Result<BackupRow, InvalidRow> {
+    let name = row
+        .try_get::<_, Option<String>>("name")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| table.name.clone());
+    let invalid = |problem| InvalidRow {
+        table: table.display_name(),
+        name: name.clone(),
+        problem,
+    };
+    fn get<'a, T: FromSql<'a>>(row: &'a Row, column: &'static str) -> Result<T, RowProblem> {
+        row.try_get(column).map_err(|error| RowProblem::Column {
+            column,
+            message: std::error::Error::source(&error)
+                .map_or_else(|| error.to_string(), ToString::to_string),
+        })
+    }
+    let state: Option<String> = get(row, "state").map_err(invalid)?;
+    let state = state.ok_or(RowProblem::Null("state")).map_err(invalid)?;
+    let state = state
+        .parse()
+        .map_err(|_| invalid(RowProblem::UnknownState(state)))?;
+    Ok(BackupRow {
+        state,
+        pid: get(row, "pid").map_err(invalid)?,
+        backend_start: get(row, "backend_start").map_err(invalid)?,
+        label: get(row, "label").map_err(invalid)?,
+        start_lsn: get(row, "start_lsn").map_err(invalid)?,
+        stop_lsn: get(row, "stop_lsn").map_err(invalid)?,
+        started_at: get(row, "started_at").map_err(invalid)?,
+        finished_at: get(row, "finished_at").map_err(invalid)?,
+        backup_label: get(row, "backup_label").map_err(invalid)?,
+        tablespace_map: get(row, "tablespace_map").map_err(invalid)?,
+        error: get(row, "error").map_err(invalid)?,
+        holder_alive: get(row, "holder_alive").map_err(invalid)?,
+        holder_query: get(row, "holder_query").map_err(invalid)?,
+        name,
+    })
+}
+
+/// Reads this name's row, if any.
+pub async fn read_row(client: &Client, table: &StateTable) -> Result<Option<BackupRow>, ReadError> {
+    let row = client
+        .query_opt(&table.read_sql(), &[])
+        .await
+        .map_err(ReadError::Sql)?;
+    row.map(|row| decode(&row, table).map_err(ReadError::Invalid))
+        .transpose()
+}
+
+/// Every backup in the table, by name.
+pub async fn list(client: &Client, table: &StateTable) -> Result<Vec<BackupRow>, BackupError> {
+    let rows = client
+        .query(&table.list_sql(), &[])
+        .await
+        .map_err(|e| BackupError::sql("listing backups", e))?;
+    Ok(rows
+        .iter()
+        .map(|row| decode(row, table))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The state table's columns; empty when the table does not exist.
+pub async fn columns(client: &Client, table: &StateTable) -> Result<Vec<String>, BackupError> {
+    client
+        .query(&table.columns_sql(), &[])
+        .await
+        .map_err(|e| BackupError::sql("inspecting the state table", e))?
+        .iter()
+        .map(|row| {
+            row.try_get(0)
+                .map_err(|e| BackupError::sql("inspecting the state table", e))
+        })
+        .collect()
+}
+
+/// Creates the table (or adds our columns to safe-backup's) and the history table.
+pub async fn ensure(client: &Client, table: &StateTable) -> Result<(), BackupError> {
+    let columns = columns(client, table).await?;
+    let ddl = if columns.is_empty() {
+        Some(table.create_sql())
+    } else {
+        table.upgrade_sql(&columns)
+    };
+    if let Some(ddl) = ddl {
+        info!(
+            "creating or upgrading the state table {}",
+            table.display_name()
+        );
+        client
+            .batch_execute(&ddl)
+            .await
+            .map_err(|e| BackupError::sql("creating the state table", e))?;
+    }
+    let history: bool = client
+        .query_one(&table.history_exists_sql(), &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| BackupError::sql("inspecting the history table", e))?;
+    if !history {
+        client
+            .batch_execute(&table.create_history_sql())
+            .await
+            .map_err(|e| BackupError::sql("creating the history table", e))?;
+    }
+    Ok(())
+}
+
+/// Runs `work` while holding the table-wide advisory lock (DDL, row creation).
+pub async fn with_table_lock<T>(
+    client: &Client,
+    table: &StateTable,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, tokio_postgres::Error> {
+    client.query_one(&table.table_lock_sql(), &[]).await?;
+    let result = work.await;
+    client.query_one(&table.table_unlock_sql(), &[]).await?;
+    Ok(result)
+}
+
+/// Sends the state-change notification; a failure only delays waiters until their re-read.
+pub async fn notify(client: &Client, table: &StateTable, state: BackupState) {
+    if let Err(error) = client.batch_execute(&table.notify_sql(state)).await {
+        warn!("cannot notify waiters: {error}");
+    }
+}
+
+/// Marks the unfinished backup of `holder` failed. Returns whether the row changed.
+pub async fn set_failed(
+    client: &Client,
+    table: &StateTable,
+    holder_pid: i32,
+    holder_backend_start: Option<&str>,
+    reason: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &table.set_failed_sql(),
+            &[&reason, &holder_pid, &holder_backend_start],
+        )
+        .await?;
+    if !rows.is_empty() {
+        notify(client, table, BackupState::Failed).await;
+    }
+    Ok(!rows.is_empty())
+}
+
+/// `pgpost`: sets `done` where the row is `running` and tells the holder.
+pub async fn request_stop(client: &Client, table: &StateTable) -> Result<(), BackupError> {
+    let asked = client
+        .query(&table.request_stop_sql(), &[])
+        .await
+        .map_err(|e| BackupError::sql("asking the co-process to stop", e))?;
+    if !asked.is_empty() {
+        notify(client, table, BackupState::Done).await;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,6 +628,19 @@ mod tests {
     fn rows_are_selected_by_name() {
         let table = StateTable::new("", "backup", "vol-2.data");
         assert!(table.read_sql().ends_with("WHERE b.name = 'vol-2.data'"));
+        assert!(table.list_sql().ends_with("ORDER BY b.name"));
+        for column in [
+            "state",
+            "pid",
+            "backup_label",
+            "holder_alive",
+            "holder_query",
+        ] {
+            assert!(
+                table.read_sql().contains(&format!(" AS {column}")),
+                "{column}"
+            );
+        }
         assert!(table
             .request_stop_sql()
             .contains("WHERE name = 'vol-2.data' AND state = 'running'"));
@@ -563,15 +661,6 @@ mod tests {
     }
 
     #[test]
-    fn names_are_validated() {
-        assert!(validate_name("default").is_ok());
-        assert!(validate_name("vol-2.data_x").is_ok());
-        for bad in ["", "a b", "x'y", "ä", &"n".repeat(64)] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn upgrading_safe_backups_table_drops_its_one_row_guards() {
         let table = StateTable::new("", "backup", "default");
         let original: Vec<String> = ORIGINAL_COLUMNS.iter().map(|c| c.to_string()).collect();
@@ -581,19 +670,5 @@ mod tests {
         assert!(sql.contains(
             "CREATE UNIQUE INDEX IF NOT EXISTS \"backup_name_key\" ON \"backup\" (name)"
         ));
-    }
-
-    #[test]
-    fn states_round_trip() {
-        for state in [
-            BackupState::Running,
-            BackupState::Done,
-            BackupState::Complete,
-            BackupState::Failed,
-        ] {
-            assert_eq!(state.as_str().parse::<BackupState>(), Ok(state));
-        }
-        assert!("paused".parse::<BackupState>().is_err());
-        assert!(BackupState::Failed.is_final() && !BackupState::Done.is_final());
     }
 }

@@ -1,0 +1,348 @@
+//! `[backup]`: how `pgpre`, the co-process and `pgpost` run a backup: defaults, validation,
+//! and the command line laid over the file.
+//!
+//! Layering is defaults < file < environment < command line: serde fills the defaults and the
+//! file, clap fills each override from its flag or else its `SAFE_BACKUP_*` variable, and
+//! [`BackupConfig::apply`] lays the overrides over the section.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::values::Seconds;
+use crate::cli::{BackupArgs, StartArgs, StopArgs};
+
+/// The backup name used when none is given.
+pub const DEFAULT_NAME: &str = "default";
+
+/// `[backup]`: how `pgpre`, the co-process and `pgpost` run a backup.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Label given to the start function; empty means a generated one.
+    pub label: String,
+    /// Immediate checkpoint instead of a spread one.
+    pub fast_checkpoint: bool,
+    /// How long `pgpre` waits for the start function; 0 = no limit.
+    #[serde(deserialize_with = "seconds")]
+    pub start_timeout: Seconds,
+    /// How long the co-process holds backup mode before failing it; 0 = no limit.
+    #[serde(deserialize_with = "seconds")]
+    pub backup_timeout: Seconds,
+    /// Passed to the stop function: wait until the needed WAL is archived.
+    pub wait_for_archive: bool,
+    /// How long `pgpost` waits for the backup to complete; 0 = no limit.
+    #[serde(deserialize_with = "seconds")]
+    pub stop_timeout: Seconds,
+    /// Schema of the state table; empty means the first schema on the search_path.
+    pub schema: String,
+    /// Name of the state table.
+    pub table: String,
+    /// Log file of the co-process; empty means none.
+    pub log_file: PathBuf,
+    /// Time between slow re-reads of the state table behind LISTEN/NOTIFY; at least 1 s.
+    #[serde(deserialize_with = "seconds")]
+    pub recheck_interval: Seconds,
+    /// Which backup (row) pgpre and pgpost work on; several can run at once.
+    pub name: String,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        let secs = |n| Seconds(Duration::from_secs(n));
+        BackupConfig {
+            label: String::new(),
+            fast_checkpoint: false,
+            start_timeout: secs(600),
+            backup_timeout: secs(0),
+            wait_for_archive: true,
+            stop_timeout: secs(3600),
+            schema: String::new(),
+            table: "backup".to_string(),
+            log_file: PathBuf::new(),
+            recheck_interval: secs(10),
+            name: DEFAULT_NAME.to_string(),
+        }
+    }
+}
+
+/// A `[backup]` value that is well-typed but not acceptable; the caller names where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidKey {
+    /// `backup.<key>` for the file, the flag (`--name`) for the command line.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> InvalidKey {
+    InvalidKey {
+        key,
+        message: message.into(),
+    }
+}
+
+/// A timeout where 0 means none.
+pub fn limit(value: Seconds) -> Option<Duration> {
+    (!value.0.is_zero()).then_some(value.0)
+}
+
+/// Checks a backup name: 1 to 63 characters of `A-Z a-z 0-9 _ . -`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters long".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err("may hold only letters, digits, '_', '.' and '-'".into());
+    }
+    Ok(())
+}
+
+impl BackupConfig {
+    /// Checks the values as read from the file.
+    pub fn validate(&self) -> Result<(), InvalidKey> {
+        if self.table.is_empty() {
+            return Err(invalid("backup.table", "must not be empty"));
+        }
+        if self.recheck_interval.0 < Duration::from_secs(1) {
+            return Err(invalid(
+                "backup.recheck_interval",
+                "must be at least 1 second",
+            ));
+        }
+        validate_name(&self.name).map_err(|message| invalid("backup.name", message))?;
+        if self.label.contains('\n') || self.label.contains('\0') {
+            return Err(invalid("backup.label", "must be a single line"));
+        }
+        Ok(())
+    }
+
+    /// Lays the command line over the section: each override (its flag, else its
+    /// `SAFE_BACKUP_*` variable) replaces the file's value. `start` holds pgpre's own keys,
+    /// `stop` pgpost's.
+    pub fn apply(
+        &mut self,
+        args: &BackupArgs,
+        start: Option<&StartArgs>,
+        stop: Option<&StopArgs>,
+    ) -> Result<(), InvalidKey> {
+        if let Some(schema) = &args.schema {
+            self.schema.clone_from(schema);
+        }
+        if let Some(table) = &args.table {
+            if table.is_empty() {
+                return Err(invalid("--table", "must not be empty"));
+            }
+            self.table.clone_from(table);
+        }
+        if let Some(name) = &args.name {
+            validate_name(name).map_err(|message| invalid("--name", message))?;
+            self.name.clone_from(name);
+        }
+        if let Some(start) = start {
+            if let Some(label) = &start.label {
+                self.label.clone_from(label);
+            }
+            if start.fast {
+                self.fast_checkpoint = true;
+            }
+            if start.spread {
+                self.fast_checkpoint = false;
+            }
+            self.start_timeout = start.start_timeout.unwrap_or(self.start_timeout);
+            self.backup_timeout = start.backup_timeout.unwrap_or(self.backup_timeout);
+            self.wait_for_archive = start.wait_for_archive.unwrap_or(self.wait_for_archive);
+            if let Some(log_file) = &start.log_file {
+                self.log_file.clone_from(log_file);
+            }
+        }
+        if let Some(stop) = stop {
+            self.stop_timeout = stop.stop_timeout.unwrap_or(self.stop_timeout);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a [`Seconds`] key: an integer number of seconds (as the keys always took) or a
+/// duration string such as `"10m"`.
+fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Seconds, D::Error> {
+    use serde::de::Error;
+    match toml::Value::deserialize(deserializer)? {
+        toml::Value::Integer(n) => u64::try_from(n)
+            .map(|n| Seconds(Duration::from_secs(n)))
+            .map_err(|_| D::Error::custom(format!("{n} is negative: expected seconds >= 0"))),
+        toml::Value::String(text) => text.parse().map_err(D::Error::custom),
+        other => Err(D::Error::custom(format!(
+            "invalid type: {}, expected seconds (an integer) or a duration like \"10m\"",
+            other.type_str()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Pgpre;
+    use crate::config::Config;
+    use clap::Parser;
+    use std::path::Path;
+
+    /// Tests that set `SAFE_BACKUP_*` variables run one at a time.
+    static ENVIRONMENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn parse(text: &str) -> BackupConfig {
+        Config::parse(text, Path::new("test.toml")).unwrap().backup
+    }
+
+    fn secs(n: u64) -> Seconds {
+        Seconds(Duration::from_secs(n))
+    }
+
+    /// The file's `[backup]` with pgpre's command line (`args`) applied, with `env` set.
+    fn layered(file: &str, env: &[(&str, &str)], args: &[&str]) -> BackupConfig {
+        let _one_at_a_time = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, value) in env {
+            std::env::set_var(key, value);
+        }
+        let cli = Pgpre::try_parse_from(std::iter::once("pgpre").chain(args.iter().copied()));
+        for (key, _) in env {
+            std::env::remove_var(key);
+        }
+        let cli = cli.unwrap();
+        let mut config = parse(file);
+        config
+            .apply(&cli.common.backup, Some(&cli.start), None)
+            .unwrap();
+        config
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment_then_flags() {
+        let file = "[backup]\nlabel = \"file\"\nbackup_timeout = 10\nstart_timeout = 20\n\
+                    table = \"file_table\"\n";
+        let env = [
+            ("SAFE_BACKUP_LABEL", "env"),
+            ("SAFE_BACKUP_BACKUP_TIMEOUT", "30"),
+            ("SAFE_BACKUP_TABLE", "env_table"),
+        ];
+        let args = ["--backup-timeout", "40", "--table", "flag_table"];
+        // Defaults alone.
+        let config = layered("", &[], &[]);
+        assert_eq!(config, BackupConfig::default());
+        // The file wins over the defaults.
+        let config = layered(file, &[], &[]);
+        assert_eq!(
+            (
+                config.label.as_str(),
+                config.backup_timeout,
+                config.start_timeout
+            ),
+            ("file", secs(10), secs(20))
+        );
+        assert_eq!(
+            config.stop_timeout,
+            secs(3600),
+            "untouched keys keep their default"
+        );
+        // The environment wins over the file.
+        let config = layered(file, &env, &[]);
+        assert_eq!(
+            (
+                config.label.as_str(),
+                config.backup_timeout,
+                config.table.as_str()
+            ),
+            ("env", secs(30), "env_table")
+        );
+        assert_eq!(config.start_timeout, secs(20));
+        // Flags win over the environment.
+        let config = layered(file, &env, &args);
+        assert_eq!(
+            (
+                config.label.as_str(),
+                config.backup_timeout,
+                config.table.as_str()
+            ),
+            ("env", secs(40), "flag_table")
+        );
+    }
+
+    #[test]
+    fn pgposts_stop_timeout_is_layered_too() {
+        use crate::cli::Pgpost;
+        let _one_at_a_time = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        let mut config = parse("[backup]\nstop_timeout = 5\n");
+        std::env::set_var("SAFE_BACKUP_STOP_TIMEOUT", "6");
+        let from_env = Pgpost::try_parse_from(["pgpost"]);
+        let from_flag = Pgpost::try_parse_from(["pgpost", "--stop-timeout", "7"]);
+        std::env::remove_var("SAFE_BACKUP_STOP_TIMEOUT");
+        let (from_env, from_flag) = (from_env.unwrap(), from_flag.unwrap());
+        assert_eq!(config.stop_timeout, secs(5));
+        config
+            .apply(&from_env.common.backup, None, Some(&from_env.stop))
+            .unwrap();
+        assert_eq!(config.stop_timeout, secs(6));
+        config
+            .apply(&from_flag.common.backup, None, Some(&from_flag.stop))
+            .unwrap();
+        assert_eq!(config.stop_timeout, secs(7));
+    }
+
+    #[test]
+    fn fast_and_spread_override_the_file() {
+        let fast = "[backup]\nfast_checkpoint = true\n";
+        assert!(layered(fast, &[], &[]).fast_checkpoint);
+        assert!(!layered(fast, &[], &["--spread"]).fast_checkpoint);
+        assert!(layered("", &[], &["--fast"]).fast_checkpoint);
+    }
+
+    #[test]
+    fn bad_overrides_name_the_flag() {
+        let mut config = BackupConfig::default();
+        let name = |name: &str| BackupArgs {
+            name: Some(name.into()),
+            ..BackupArgs::default()
+        };
+        let error = config.apply(&name("no spaces"), None, None).unwrap_err();
+        assert_eq!(error.key, "--name");
+        let table = BackupArgs {
+            table: Some(String::new()),
+            ..BackupArgs::default()
+        };
+        assert_eq!(
+            config.apply(&table, None, None).unwrap_err(),
+            invalid("--table", "must not be empty")
+        );
+        config.apply(&name("vol-2.data"), None, None).unwrap();
+        assert_eq!(config.name, "vol-2.data");
+    }
+
+    #[test]
+    fn timeouts_take_integers_and_durations() {
+        let config = parse("[backup]\nstart_timeout = 0\nbackup_timeout = \"1h30m\"\n");
+        assert_eq!(limit(config.start_timeout), None, "0 = no limit");
+        assert_eq!(
+            limit(config.backup_timeout),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(
+            layered("", &[], &["--start-timeout", "0"]).start_timeout,
+            secs(0)
+        );
+        let _one_at_a_time = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(Pgpre::try_parse_from(["pgpre", "--start-timeout", "ten"]).is_err());
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("default").is_ok());
+        assert!(validate_name("vol-2.data_x").is_ok());
+        for bad in ["", "a b", "x'y", "ä", &"n".repeat(64)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
