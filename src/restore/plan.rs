@@ -446,7 +446,7 @@ mod tests {
             tar.command.args,
             [
                 "-d",
-                "dbname='a'",
+                "dbname=a",
                 "-w",
                 "--exit-on-error",
                 "--clean",
@@ -471,7 +471,7 @@ mod tests {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-d",
-                "dbname='a'",
+                "dbname=a",
                 "-f",
                 "/b/a.sql"
             ]
@@ -512,7 +512,7 @@ mod tests {
             custom.command.args,
             [
                 "-d",
-                "dbname='b1'",
+                "dbname=b1",
                 "-w",
                 "--exit-on-error",
                 "--format=custom"
