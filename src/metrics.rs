@@ -9,8 +9,6 @@
 //! `pgpost`, ...), so one textfile directory can hold each binary's file side by side.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -352,33 +350,13 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("not a file name"))?
-        .to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    let temp = dir.join(name);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    let mut temp = path.as_os_str().to_os_string();
+    temp.push(format!(".{}.tmp", std::process::id()));
+    let options = crate::process::FileOptions {
+        mode: Some(FILE_MODE),
+        adopt_dir_owner: false,
+    };
+    crate::process::write_atomically(path, Path::new(&temp), bytes, options)
 }
 
 #[cfg(test)]
@@ -460,6 +438,7 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             pgback_run().render()
         );
+        use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, FILE_MODE);
         let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();

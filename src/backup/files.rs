@@ -1,11 +1,11 @@
 //! Writing `backup_label` and `tablespace_map`: mode 0600, temp name, fsync, rename, fsync the directory.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::BackupError;
+use crate::process::{self, FileOptions};
 
 fn output_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     move |source| BackupError::Output {
@@ -73,46 +73,24 @@ pub fn write_backup_files(
     if let Some(map) = tablespace_map.filter(|map| !map.is_empty()) {
         written.push(write_atomically(dir, "tablespace_map", map)?);
     }
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(output_error(dir))?;
     Ok(written)
 }
 
-/// Run as root (as snapshot hooks often are), gives `file` the owner of `dir`:
-/// a `backup_label` owned by root in a copy owned by `postgres` would stop the
-/// restored server from reading it.
-fn adopt_directory_owner(file: &File, dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
-    let owner = fs::metadata(dir)?;
-    std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
-}
-
-/// Temp name, 0600, write, fsync, rename: never a half-written file under the final name.
+/// Temp name, 0600, write, fsync, rename (the shared [`crate::process::write_atomically`]),
+/// owned like `dir` when run as root: never a half-written file under the final name.
 fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, BackupError> {
     let target = dir.join(name);
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        adopt_directory_owner(&file, dir)?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temp, &target)
-    })();
-    if let Err(source) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(BackupError::Output {
-            path: target,
+    let options = FileOptions {
+        mode: None,
+        adopt_dir_owner: true,
+    };
+    process::write_atomically(&target, &temp, contents.as_bytes(), options).map_err(|source| {
+        BackupError::Output {
+            path: target.clone(),
             source,
-        });
-    }
+        }
+    })?;
     Ok(target)
 }
 

@@ -59,12 +59,9 @@ pub struct BackupOptions {
     pub log_level: tracing::Level,
 }
 
-/// The single-threaded runtime every binary runs its async work on (small, and
-/// the co-process stays one thread).
+/// The shared [`crate::process::runtime`], its error as a [`BackupError`].
 pub fn runtime() -> Result<tokio::runtime::Runtime, BackupError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    crate::process::runtime()
         .map_err(|error| BackupError::System(format!("cannot start the async runtime: {error}")))
 }
 
