@@ -4,7 +4,7 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::BackupError;
+use super::error::BackupError;
 use crate::process::{self, FileOptions};
 
 fn output_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {

@@ -3,9 +3,9 @@
 
 use std::io::Write;
 
+use super::error::BackupError;
 use super::post::Completed;
 use super::spawn::StartReport;
-use super::BackupError;
 
 /// pgpre: the warnings on stderr, the start LSN on stdout.
 pub fn print_start(report: &StartReport) {

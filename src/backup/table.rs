@@ -10,8 +10,8 @@ use tokio_postgres::types::FromSql;
 use tokio_postgres::{Client, Row};
 use tracing::{info, warn};
 
+use super::error::BackupError;
 pub use super::row::{BackupRow, BackupState, InvalidRow, RowProblem};
-use super::BackupError;
 use crate::server::{quote_ident, quote_literal};
 
 /// Names and SQL of one state table (schema-qualified or on the search_path).

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::ConfigError;
 use super::values::{
     parse_bool, text, text_opt, ChecksumAlgorithm, Compression, FileMode, Format, Keep,
     PurgeInterval, Seconds, TimestampFormat,
 };
-use crate::config::ConfigError;
 
 /// `[dump]`: everything `pgback` reads from the configuration file.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]

@@ -8,8 +8,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::dump::{db_key, DatabaseOverrides, DumpConfig};
+use super::error::ConfigError;
 use super::values::{parse_bool, InvalidValue};
-use crate::config::ConfigError;
 use crate::conn::quote_conninfo;
 
 /// pg_back.conf keys pgback does not implement; a conversion stops on them unless they are off.
