@@ -45,15 +45,15 @@ pub struct ExitCodeDoc {
 pub const EXIT_CODES: [ExitCodeDoc; 9] = [
     ExitCodeDoc {
         status: ExitStatus::Success,
-        meaning: "success: pgpre's backup is running / pgpost's backup is complete",
+        meaning: "success: pgpre's backup is running, pgpost's backup is complete, pgback dumped everything",
     },
     ExitCodeDoc {
         status: ExitStatus::BackupFailed,
-        meaning: "the backup failed (the row says `failed`, the co-process died, the stop failed)",
+        meaning: "the backup failed: the row says `failed`, the co-process died or the stop failed; for pgback a database, a server-level file or a hook failed, or a signal stopped the run (nothing purged)",
     },
     ExitCodeDoc {
         status: ExitStatus::Usage,
-        meaning: "bad command line, configuration file or connection string",
+        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`)",
     },
     ExitCodeDoc {
         status: ExitStatus::Connection,
@@ -61,21 +61,19 @@ pub const EXIT_CODES: [ExitCodeDoc; 9] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Server,
-        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, \
-                  version < 9.6",
+        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay)",
     },
     ExitCodeDoc {
         status: ExitStatus::NoBackup,
-        meaning: "pgpost: no backup in progress (no table, empty table, last backup already \
-                  finished)",
+        meaning: "pgpost: no backup in progress (no table, empty table, last backup already finished)",
     },
     ExitCodeDoc {
         status: ExitStatus::Timeout,
-        meaning: "a timeout ran out (start, stop)",
+        meaning: "a timeout ran out: pgpre's start, pgpost's stop, pgback's standby replay pause (`pause_timeout`)",
     },
     ExitCodeDoc {
         status: ExitStatus::Output,
-        meaning: "an output file or directory could not be written, or is the live data directory",
+        meaning: "an output file or directory could not be written, or is the live data directory; for pgback the backup directory (its part before `{dbname}`) cannot be created",
     },
     ExitCodeDoc {
         status: ExitStatus::Internal,

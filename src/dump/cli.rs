@@ -16,12 +16,13 @@ use crate::exit::{fail, init_logging_with};
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident
 /// files and a createdb.sql per database; checksum while writing; purge old backups.
-///
-/// Exit codes: 0 success, 1 a database, server file or hook failed (the summary names them;
-/// nothing is purged), 2 usage/config, 3 connection, 4 server, 6 timeout (replay pause),
-/// 7 backup directory, 70 internal.
 #[derive(clap::Parser, Debug)]
-#[command(name = "pgback", version, disable_help_flag = true)]
+#[command(
+    name = "pgback",
+    version,
+    disable_help_flag = true,
+    after_help = crate::exit::exit_codes_help()
+)]
 pub struct PgbackArgs {
     /// Config file [default: /etc/safe-backup/config.toml when it exists]
     #[arg(short = 'c', long, env = "SAFE_BACKUP_CONFIG", value_name = "FILE")]
