@@ -9,11 +9,13 @@
 //! - [`cli`]: command-line pieces shared by the binaries.
 //! - [`secret`]: secrets that never print, read from the environment or from private files.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
+//! - [`crypt`]: age encryption of dumps as they stream, and `--decrypt` in place.
 
 pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod crypt;
 pub mod dump;
 pub mod exit;
 pub mod secret;

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod conn;
+mod crypt;
 mod dump;
 mod faults;
 mod harness_selftest;
