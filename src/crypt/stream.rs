@@ -124,7 +124,7 @@ pub async fn encrypt_stream<R: AsyncRead + Unpin>(
     mut on_progress: impl FnMut(u64),
 ) -> io::Result<EncryptedStream> {
     let (to_writer, mut from_reader) = tokio::sync::mpsc::channel::<Batch>(QUEUE_DEPTH);
-    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (recycle, mut recycled) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let key = key.clone();
     let writer = tokio::task::spawn_blocking(move || {
         let mut sink = EncryptSink::new(&key, age_file, plain_file, algorithm)?;
@@ -163,24 +163,24 @@ pub async fn encrypt_stream<R: AsyncRead + Unpin>(
                 total += batch.len() as u64;
                 on_progress(total);
                 if to_writer.send(Batch::Bytes(batch)).await.is_err() {
-                    return Ok(false); // The writer failed: its error is the one to report.
+                    return Ok(()); // The writer failed: its error is the one to report.
                 }
             }
             if end {
-                return Ok(to_writer.send(Batch::End).await.is_ok());
+                // Failing, the writer has its own error to report.
+                let _ = to_writer.send(Batch::End).await;
+                return Ok(());
             }
         }
     };
-    let read: io::Result<bool> = read.await;
+    let read: io::Result<()> = read.await;
     drop(to_writer);
     let written = writer
         .await
         .map_err(|e| io::Error::other(format!("the encrypting thread failed: {e}")))?;
-    match read {
-        // A read error (pg_dump's pipe) comes first: the writer only saw the stream stop.
-        Err(e) => Err(e),
-        Ok(_) => written,
-    }
+    // A read error (pg_dump's pipe) comes first: the writer only saw the stream stop.
+    read?;
+    written
 }
 
 /// Encrypts a small file held in memory (a checksum file, `createdb.sql`) into the bytes of
@@ -253,6 +253,23 @@ mod tests {
             hash_file(&age_path, ChecksumAlgorithm::Sha256).unwrap()
         );
         assert_eq!(decrypt(&encrypted, &identity), plain);
+    }
+
+    #[test]
+    fn the_stream_future_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        let (key, _) = recipient_pair();
+        let mut reader: &[u8] = b"";
+        let file = File::options().write(true).open("/dev/null").unwrap();
+        let future = encrypt_stream(
+            &mut reader,
+            &key,
+            file,
+            None,
+            ChecksumAlgorithm::None,
+            |_| {},
+        );
+        assert_send(&future);
     }
 
     #[tokio::test]
