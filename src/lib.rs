@@ -9,6 +9,8 @@
 //!   (their value types come from `config::values`, which uses nothing of the crate).
 //! - [`config`]: the TOML configuration, each section layered defaults < file < environment < command line.
 //! - [`backup`]: `pgpre`, the co-process that holds a non-exclusive backup, and `pgpost`.
+//! - [`secret`]: secrets that never print, read from the environment or from private files.
+//! - [`crypt`]: age encryption of dumps as they stream, and `--decrypt` in place.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 //! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load.
 //! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
@@ -17,9 +19,11 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod crypt;
 pub mod dump;
 pub mod exit;
 pub mod metrics;
 pub mod process;
 pub mod restore;
+pub mod secret;
 pub mod server;

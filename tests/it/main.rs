@@ -6,6 +6,7 @@
 
 mod cluster;
 mod conn;
+mod crypt;
 mod dump;
 mod harness_selftest;
 mod matrix;
