@@ -8,11 +8,13 @@
 //! - [`backup`]: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
 //! - [`cli`]: command-line pieces shared by the binaries.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
+//! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
 
 pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod drill;
 pub mod dump;
 pub mod exit;
 pub mod server;
