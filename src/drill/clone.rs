@@ -111,6 +111,32 @@ fn private_dir(parent: &Path, owner: &Owner) -> Result<PathBuf, DrillError> {
     ))
 }
 
+/// Running as root, the server runs as `owner`: it must be able to pass through every
+/// directory above `dir` (judged by the mode bits, ignoring supplementary groups).
+fn check_reachable(dir: &Path, owner: &Owner) -> Result<(), DrillError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    for ancestor in dir.ancestors().skip(1) {
+        let meta =
+            fs::metadata(ancestor).map_err(|e| DrillError::workspace("stat", ancestor, e))?;
+        let bit = if meta.uid() == owner.uid {
+            0o100
+        } else if meta.gid() == owner.gid {
+            0o010
+        } else {
+            0o001
+        };
+        if meta.mode() & bit == 0 {
+            return Err(DrillError::Unreachable {
+                path: ancestor.to_path_buf(),
+                user: owner.name.clone().unwrap_or_else(|| owner.uid.to_string()),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Workspace {
     /// Creates the private directories: the runtime one under `$TMPDIR` (or `/tmp` when that
     /// path is too long for a socket), the clone's in `work_dir` when given.
@@ -126,6 +152,7 @@ impl Workspace {
             tmp
         };
         let runtime_dir = private_dir(&tmp, owner)?;
+        check_reachable(&runtime_dir, owner)?;
         let mut workspace = Workspace {
             clone_dir: runtime_dir.clone(),
             runtime_dir,
@@ -135,6 +162,7 @@ impl Workspace {
         };
         if let Some(dir) = work_dir {
             workspace.clone_dir = private_dir(dir, owner)?;
+            check_reachable(&workspace.clone_dir, owner)?;
         }
         let socket = workspace.socket_dir();
         fs::DirBuilder::new()

@@ -114,6 +114,14 @@ pub enum DrillError {
         #[source]
         source: std::io::Error,
     },
+    /// The server user cannot reach the work directory.
+    #[error("the server runs as {user}, who cannot pass through {path}")]
+    Unreachable {
+        /// The directory in the way.
+        path: PathBuf,
+        /// The data directory's owner.
+        user: String,
+    },
     /// A program could not be started.
     #[error("cannot start {program}: {source}")]
     Spawn {
@@ -215,7 +223,7 @@ impl DrillError {
             | CloneUnavailable { .. }
             | Spawn { .. }
             | Connect(_) => DrillExit::Environment,
-            Workspace { .. } => DrillExit::Workspace,
+            Workspace { .. } | Unreachable { .. } => DrillExit::Workspace,
             ForeignLabel(_) | MissingWal { .. } | RecoveryFailed(_) => DrillExit::NotRecovered,
             Timeout { .. } => DrillExit::Timeout,
             ChecksFailed { .. } => DrillExit::ChecksFailed,
@@ -250,6 +258,10 @@ impl DrillError {
             ),
             DrillError::CloneUnavailable { .. } => Some(
                 "--clone copy always works; reflink needs --work-dir on DATADIR's file system"
+                    .into(),
+            ),
+            DrillError::Unreachable { .. } => Some(
+                "point TMPDIR or --work-dir at a directory the data directory's owner can reach"
                     .into(),
             ),
             DrillError::ForeignLabel(_) => Some(

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod conn;
+mod drill;
 mod dump;
 mod faults;
 mod harness_selftest;
