@@ -251,8 +251,20 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
     let deadline = request.timeout.map(|timeout| recovery_started + timeout);
     let waited = server.wait_ready(deadline).await;
     report.seconds.recovery = recovery_started.elapsed().as_secs_f64();
+    // A label from an earlier backup gets the clone "consistent" before the checkpoint the
+    // copy's pg_control names (the server may then trip over pages from its future).
+    let log = server.log();
+    let facts = serverlog::recovery_facts(&log);
+    report.consistent_lsn = facts.consistent_at.map(|lsn| lsn.to_string());
+    if let Some(consistent) = facts.consistent_at.filter(|lsn| *lsn < control.checkpoint) {
+        report.server_log_tail = serverlog::tail(&log, 15);
+        return Err(DrillError::ForeignLabel(format!(
+            "recovery was consistent at {consistent}, before the checkpoint {} that this \
+             copy's pg_control names: the copy holds changes from after that backup ended",
+            control.checkpoint
+        )));
+    }
     if let Err(not_ready) = waited {
-        let log = server.log();
         report.server_log_tail = serverlog::tail(&log, 15);
         return Err(match not_ready {
             NotReady::TimedOut => DrillError::Timeout {
@@ -278,16 +290,7 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
         });
     }
     report.recovery_seconds = Some(report.seconds.recovery);
-    let facts = serverlog::recovery_facts(&server.log());
-    report.consistent_lsn = facts.consistent_at.map(|lsn| lsn.to_string());
     report.timeline = facts.new_timeline;
-    if let Some(consistent) = facts.consistent_at.filter(|lsn| *lsn < control.checkpoint) {
-        return Err(DrillError::ForeignLabel(format!(
-            "recovery was consistent at {consistent}, before the checkpoint {} that this \
-             copy's pg_control names: the copy holds changes from after that backup ended",
-            control.checkpoint
-        )));
-    }
     report.consistent = true;
 
     // Checks.
