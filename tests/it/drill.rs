@@ -565,6 +565,69 @@ fn an_empty_archive_names_the_missing_wal_and_a_hanging_restore_times_out() {
         drill.describe()
     );
     assert_eq!(fingerprint(&copy), before);
+    // SIGTERM while the server waits for WAL: server stopped, clone removed, exit 128 + 15.
+    let mut child = source
+        .command(env!("CARGO_BIN_EXE_pgdrill"))
+        .env("TMPDIR", tmp.path())
+        .arg(&copy)
+        .args([
+            "--backup-label",
+            label.to_str().unwrap(),
+            "--restore-command",
+            "sleep 60",
+        ])
+        .arg("--pg-bindir")
+        .arg(source.bindir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let server_started = || {
+        fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().join("socket/postmaster.pid").exists())
+    };
+    while !server_started() {
+        assert!(
+            started.elapsed() < PROGRAM_LIMIT,
+            "the drill's server never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < PROGRAM_LIMIT,
+            "pgdrill did not end after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the drill left files behind"
+    );
+    assert!(
+        cluster::marked_processes(source.marker())
+            .iter()
+            .all(|pid| fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| !c.contains("pgdrill"))),
+        "a process of the drill outlived it"
+    );
+    assert_eq!(fingerprint(&copy), before);
 }
 
 #[test]
