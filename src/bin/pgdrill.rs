@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     if let Err(error) = printed {
         eprintln!("pgdrill: cannot write the report to standard output: {error}");
         if report.exit_code == 0 {
-            return ExitCode::from(safe_backup::drill::DrillExit::Workspace as u8);
+            return safe_backup::exit::ExitStatus::Output.into();
         }
     }
     ExitCode::from(report.exit_code)

@@ -2,28 +2,13 @@
 
 use std::path::PathBuf;
 
-/// The exit codes of `pgdrill` (README "pgdrill"); a signal ends it with 128 + its number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum DrillExit {
-    /// Recovered to a consistent state, every check clean.
-    Proven = 0,
-    /// Recovered, but amcheck found something, a `--sql` was not true or `--exec` failed.
-    ChecksFailed = 1,
-    /// Bad command line or input: no backup_label, not a data directory, a bad `-T`.
-    Usage = 2,
-    /// This machine cannot run the drill: no matching `postgres`, no `pg_amcheck`, no way to
-    /// clone, a root-owned data directory, no role to connect as.
-    Environment = 4,
-    /// `--timeout` ran out before the clone was consistent.
-    Timeout = 6,
-    /// The work directory could not be written (full, read-only).
-    Workspace = 7,
-    /// The clone did not recover: missing WAL, a label from another backup, a server error.
-    NotRecovered = 8,
-    /// A bug.
-    Internal = 70,
-}
+use crate::exit::ExitStatus;
+
+/// The exit code of a clone that did not recover: missing WAL, a label from another backup,
+/// a server error. pgdrill's other codes are [`ExitStatus`]'s, with these meanings: 0 proven,
+/// 1 a check failed, 2 usage, 4 this machine cannot run the drill, 6 timeout, 7 work
+/// directory, 70 internal; a signal N ends it with 128 + N (README "pgdrill").
+pub const NOT_RECOVERED: u8 = 8;
 
 /// A drill that could not be completed or did not prove the backup.
 #[derive(Debug, thiserror::Error)]
@@ -209,12 +194,12 @@ impl DrillError {
     /// The documented exit code.
     pub fn exit_code(&self) -> u8 {
         use DrillError::*;
-        let exit = match self {
+        let status = match self {
             Input { .. }
             | NotDataDirectory { .. }
             | NoBackupLabel { .. }
             | BadFile { .. }
-            | Tablespace(_) => DrillExit::Usage,
+            | Tablespace(_) => ExitStatus::Usage,
             Unsupported { .. }
             | NoBinaries { .. }
             | NoPgAmcheck
@@ -222,15 +207,15 @@ impl DrillError {
             | InUse { .. }
             | CloneUnavailable { .. }
             | Spawn { .. }
-            | Connect(_) => DrillExit::Environment,
-            Workspace { .. } | Unreachable { .. } => DrillExit::Workspace,
-            ForeignLabel(_) | MissingWal { .. } | RecoveryFailed(_) => DrillExit::NotRecovered,
-            Timeout { .. } => DrillExit::Timeout,
-            ChecksFailed { .. } => DrillExit::ChecksFailed,
+            | Connect(_) => ExitStatus::Server,
+            Workspace { .. } | Unreachable { .. } => ExitStatus::Output,
+            ForeignLabel(_) | MissingWal { .. } | RecoveryFailed(_) => return NOT_RECOVERED,
+            Timeout { .. } => ExitStatus::Timeout,
+            ChecksFailed { .. } => ExitStatus::BackupFailed,
             Interrupted(signal) => return 128 + *signal as u8,
-            Internal(_) => DrillExit::Internal,
+            Internal(_) => ExitStatus::Internal,
         };
-        exit as u8
+        status.code()
     }
 
     /// What the user can do, when they can.

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub use clone::CloneMethod;
-pub use error::{DrillError, DrillExit};
+pub use error::{DrillError, NOT_RECOVERED};
 pub use report::Report;
 pub use settings::WalSource;
 

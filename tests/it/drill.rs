@@ -122,6 +122,29 @@ impl Drill {
     fn describe(&self) -> String {
         describe(&self.output)
     }
+
+    /// Asserts the exit code and that stderr says `message`.
+    fn assert_failed(&self, code: i32, message: &str) {
+        assert_eq!(self.code(), Some(code), "{}", self.describe());
+        let stderr = self.stderr();
+        assert!(
+            stderr.contains(message),
+            "stderr lacks {message:?}: {}",
+            self.describe()
+        );
+    }
+}
+
+/// `DATADIR --backup-label FILE --wal-archive DIR`, what every drill of a backup is given.
+fn backup_args<'a>(data: &'a Path, label: &'a Path, archive: &'a Path) -> Vec<&'a str> {
+    let text = |path: &'a Path| path.to_str().expect("test paths are UTF-8");
+    vec![
+        text(data),
+        "--backup-label",
+        text(label),
+        "--wal-archive",
+        text(archive),
+    ]
 }
 
 /// Runs `pgdrill --json --pg-bindir <server's> args...` with `TMPDIR=tmp`, then checks that
@@ -417,14 +440,7 @@ fn proves_a_read_only_btrfs_snapshot_by_overlay_and_by_reflink() {
 
     let label = labels.path().join("backup_label");
     let queries = proof_queries(committed);
-    let archive = source.archive_dir().display().to_string();
-    let mut common = vec![
-        data.to_str().unwrap(),
-        "--backup-label",
-        label.to_str().unwrap(),
-        "--wal-archive",
-        &archive,
-    ];
+    let mut common = backup_args(&data, &label, source.archive_dir());
     for query in &queries {
         common.extend(["--sql", query.as_str()]);
     }
@@ -471,12 +487,7 @@ fn refuses_a_copy_without_backup_label() {
             empty.path().to_str().unwrap(),
         ],
     );
-    assert_eq!(drill.code(), Some(2), "{}", drill.describe());
-    assert!(
-        drill.stderr().contains("no backup_label"),
-        "{}",
-        drill.describe()
-    );
+    drill.assert_failed(2, "no backup_label");
     assert!(drill.stderr().contains("hint: ") && drill.stderr().contains("crash recovery"));
     assert_eq!(drill.report["consistent"], false);
 }
@@ -503,13 +514,7 @@ fn an_empty_archive_names_the_missing_wal_and_a_hanging_restore_times_out() {
     let drill = pgdrill(
         &source,
         tmp.path(),
-        &[
-            copy.to_str().unwrap(),
-            "--backup-label",
-            label.to_str().unwrap(),
-            "--wal-archive",
-            empty.path().to_str().unwrap(),
-        ],
+        &backup_args(&copy, &label, empty.path()),
     );
     assert_eq!(drill.code(), Some(8), "{}", drill.describe());
     let stderr = drill.stderr();
@@ -553,12 +558,7 @@ fn an_empty_archive_names_the_missing_wal_and_a_hanging_restore_times_out() {
             "3",
         ],
     );
-    assert_eq!(drill.code(), Some(6), "{}", drill.describe());
-    assert!(
-        drill.stderr().contains("not consistent within 3 s"),
-        "{}",
-        drill.describe()
-    );
+    drill.assert_failed(6, "not consistent within 3 s");
     assert!(
         drill.report["seconds"]["total"].as_f64().unwrap() < 30.0,
         "{}",
@@ -646,28 +646,16 @@ fn a_label_from_another_backup_is_refused() {
     backup(&source, own.path(), || source.copy_data_dir(&copy));
     backup(&source, later.path(), || {});
     load.stop();
-    let archive = source.archive_dir().display().to_string();
     let drill_with = |labels: &Path| {
         let label = labels.join("backup_label");
         pgdrill(
             &source,
             tmp.path(),
-            &[
-                copy.to_str().unwrap(),
-                "--backup-label",
-                label.to_str().unwrap(),
-                "--wal-archive",
-                &archive,
-            ],
+            &backup_args(&copy, &label, source.archive_dir()),
         )
     };
     let drill = drill_with(earlier.path());
-    assert_eq!(drill.code(), Some(8), "{}", drill.describe());
-    assert!(
-        drill.stderr().contains("belongs to another backup"),
-        "{}",
-        drill.describe()
-    );
+    drill.assert_failed(8, "belongs to another backup");
     assert!(
         drill
             .stderr()
@@ -676,12 +664,7 @@ fn a_label_from_another_backup_is_refused() {
         drill.describe()
     );
     let drill = drill_with(later.path());
-    assert_eq!(drill.code(), Some(8), "{}", drill.describe());
-    assert!(
-        drill.stderr().contains("before that backup started"),
-        "{}",
-        drill.describe()
-    );
+    drill.assert_failed(8, "before that backup started");
     assert_eq!(
         drill.report["postgres"],
         Value::Null,
@@ -727,24 +710,25 @@ fn a_relocated_tablespace_is_cloned_from_its_snapshot_and_the_live_one_is_never_
     let copy_before = fingerprint(&copy);
     let ts_before = fingerprint(&ts_copy);
     let mapping = format!("{}={}", live_tablespace.path().display(), ts_copy.display());
+    let label = labels.path().join("backup_label");
+    let map = labels.path().join("tablespace_map");
     let drill = pgdrill(
         &source,
         tmp.path(),
         &[
-            copy.to_str().unwrap(),
-            "--backup-label",
-            labels.path().join("backup_label").to_str().unwrap(),
-            "--tablespace-map",
-            labels.path().join("tablespace_map").to_str().unwrap(),
-            "-T",
-            &mapping,
-            "--wal-archive",
-            source.archive_dir().to_str().unwrap(),
-            "--sql",
-            "SELECT count(*) = 10100 FROM ts_rows",
-            "--sql",
-            "SELECT pg_tablespace_location(oid) LIKE '%/tblspc/%' FROM pg_tablespace WHERE spcname = 'ts'",
-        ],
+            backup_args(&copy, &label, source.archive_dir()).as_slice(),
+            &[
+                "--tablespace-map",
+                map.to_str().unwrap(),
+                "-T",
+                &mapping,
+                "--sql",
+                "SELECT count(*) = 10100 FROM ts_rows",
+                "--sql",
+                "SELECT pg_tablespace_location(oid) LIKE '%/tblspc/%' FROM pg_tablespace WHERE spcname = 'ts'",
+            ],
+        ]
+        .concat(),
     );
     assert_proven(&drill, "overlay", 2);
     assert_eq!(
@@ -760,21 +744,12 @@ fn a_relocated_tablespace_is_cloned_from_its_snapshot_and_the_live_one_is_never_
         &source,
         tmp.path(),
         &[
-            copy.to_str().unwrap(),
-            "--backup-label",
-            labels.path().join("backup_label").to_str().unwrap(),
-            "-T",
-            "/nowhere=/tmp",
-            "--wal-archive",
-            source.archive_dir().to_str().unwrap(),
-        ],
+            backup_args(&copy, &label, source.archive_dir()).as_slice(),
+            &["-T", "/nowhere=/tmp"],
+        ]
+        .concat(),
     );
-    assert_eq!(drill.code(), Some(2), "{}", drill.describe());
-    assert!(
-        drill.stderr().contains("-T /nowhere=..."),
-        "{}",
-        drill.describe()
-    );
+    drill.assert_failed(2, "-T /nowhere=...");
 }
 
 #[test]
@@ -869,20 +844,24 @@ fn exec_pgback_dumps_the_backups_point_in_time() {
         &source,
         tmp.path(),
         &[
-            copy.to_str().unwrap(),
-            "--backup-label",
-            labels.path().join("backup_label").to_str().unwrap(),
-            "--wal-archive",
-            source.archive_dir().to_str().unwrap(),
-            "--exec",
-            "--",
-            cluster::binary("pgback").to_str().unwrap(),
-            "-b",
-            dumps.path().to_str().unwrap(),
-            "-B",
-            pg_dump.parent().unwrap().to_str().unwrap(),
-            "app",
-        ],
+            backup_args(
+                &copy,
+                &labels.path().join("backup_label"),
+                source.archive_dir(),
+            )
+            .as_slice(),
+            &[
+                "--exec",
+                "--",
+                cluster::binary("pgback").to_str().unwrap(),
+                "-b",
+                dumps.path().to_str().unwrap(),
+                "-B",
+                pg_dump.parent().unwrap().to_str().unwrap(),
+                "app",
+            ],
+        ]
+        .concat(),
     );
     assert_proven(&drill, "overlay", 0);
     assert_eq!(drill.report["exec"]["exit_code"], 0);
