@@ -14,12 +14,14 @@
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 //! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load.
 //! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
+//! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
 
 pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod crypt;
+pub mod drill;
 pub mod dump;
 pub mod exit;
 pub mod metrics;

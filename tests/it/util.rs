@@ -33,8 +33,9 @@ pub fn binary(name: &str) -> PathBuf {
         "pgpre" => env!("CARGO_BIN_EXE_pgpre"),
         "pgpost" => env!("CARGO_BIN_EXE_pgpost"),
         "pgback" => env!("CARGO_BIN_EXE_pgback"),
+        "pgdrill" => env!("CARGO_BIN_EXE_pgdrill"),
         other => {
-            panic!("binary({other:?}): not a binary of this package (known: pgpre, pgpost, pgback)")
+            panic!("binary({other:?}): not a binary of this package (known: pgpre, pgpost, pgback, pgdrill)")
         }
     };
     PathBuf::from(path)

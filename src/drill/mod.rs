@@ -1,0 +1,347 @@
+//! `pgdrill`: proves that a snapshot or copy restores. It clones DATADIR (never writing it),
+//! puts the backup's label and map into the clone, recovers it with a throwaway server that
+//! cannot reach the outside world, stops at the first consistent point, promotes, checks every
+//! database with amcheck (plus `--sql` and `--exec`), stops the server and removes the clone.
+//!
+//! - [`cli`]: the command line (clap), kept here so a man-page generator can reach it.
+//! - [`label`]: `backup_label`, `tablespace_map`, `pg_control`, LSNs and WAL segment names.
+//! - [`prepare`]: reading DATADIR, planning tablespaces, preparing the clone.
+//! - [`clone`]: the private work directory and the clone (overlay, reflink, copy).
+//! - [`settings`]: the throwaway server's settings, as pure builders.
+//! - [`postmaster`]: finding, starting, waiting for and stopping the server.
+//! - [`serverlog`]: what the server log says (ready, consistent LSN, missing WAL).
+//! - [`checks`]: amcheck, `--sql`, `--exec`.
+//! - [`report`]: the report, as text or JSON.
+
+pub mod checks;
+pub mod cli;
+pub mod clone;
+pub mod error;
+pub mod label;
+pub mod postmaster;
+pub mod prepare;
+pub mod report;
+pub mod serverlog;
+pub mod settings;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use clone::CloneMethod;
+pub use error::{DrillError, NOT_RECOVERED};
+pub use report::Report;
+pub use settings::WalSource;
+
+use clone::{Owner, Workspace};
+use label::ControlFile;
+use postmaster::{NotReady, Postmaster};
+use report::LabelSummary;
+use serverlog::RecoveryFailure;
+
+/// What to drill and how, validated from the command line.
+#[derive(Clone, Debug)]
+pub struct DrillRequest {
+    /// The snapshot or copy; only read.
+    pub data_dir: PathBuf,
+    /// `backup_label` from elsewhere (else DATADIR's).
+    pub backup_label: Option<PathBuf>,
+    /// `tablespace_map` from elsewhere (else DATADIR's, when it has one).
+    pub tablespace_map: Option<PathBuf>,
+    /// `-T OLD=NEW`: a tablespace recorded at OLD has its snapshot at NEW.
+    pub tablespace_mappings: Vec<(PathBuf, PathBuf)>,
+    /// Where the WAL comes from.
+    pub wal: WalSource,
+    /// `--pg-bindir`.
+    pub pg_bindir: Option<PathBuf>,
+    /// How to clone.
+    pub clone: CloneMethod,
+    /// Where the clone goes (default: a private directory under `$TMPDIR`).
+    pub work_dir: Option<PathBuf>,
+    /// Queries that must return true.
+    pub sql: Vec<String>,
+    /// The database for `--sql` and `PGDATABASE` of `--exec`.
+    pub dbname: String,
+    /// Keep the (stopped) clone.
+    pub keep: bool,
+    /// Limit for reaching consistency; `None` = none.
+    pub timeout: Option<Duration>,
+    /// A command to run against the recovered clone.
+    pub exec: Option<Vec<OsString>>,
+}
+
+/// Runs one drill and returns its report (`exit_code` says how it ended). SIGINT and SIGTERM
+/// stop it; the server and the clone are cleaned up on every path.
+pub fn run(request: &DrillRequest) -> Report {
+    let started = Instant::now();
+    let mut report = Report {
+        data_dir: request.data_dir.clone(),
+        ..Report::default()
+    };
+    let result = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async {
+            tokio::select! {
+                result = drill(request, &mut report) => result,
+                signal = interrupted() => Err(DrillError::Interrupted(signal)),
+            }
+        }),
+        Err(error) => Err(DrillError::Internal(format!("async runtime: {error}"))),
+    };
+    if let Err(error) = result {
+        report.exit_code = error.exit_code();
+        report.error = Some(error_line(&error));
+        report.hint = error.hint();
+    }
+    report.seconds.total = started.elapsed().as_secs_f64();
+    report
+}
+
+/// The error and its sources on one line.
+fn error_line(error: &DrillError) -> String {
+    let line = crate::exit::report("pgdrill", error, None);
+    line.strip_prefix("pgdrill: ").unwrap_or(&line).to_string()
+}
+
+/// The first SIGINT or SIGTERM.
+async fn interrupted() -> nix::sys::signal::Signal {
+    use nix::sys::signal::Signal;
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
+            _ = interrupt.recv() => Signal::SIGINT,
+            _ = terminate.recv() => Signal::SIGTERM,
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+/// The clone methods to try, in order; overlay is never put over a live server's directory.
+fn clone_order(
+    request: &DrillRequest,
+    notes: &mut Vec<String>,
+) -> Result<Vec<CloneMethod>, DrillError> {
+    let live = clone::live_postmaster(&request.data_dir);
+    Ok(match (request.clone, live) {
+        (CloneMethod::Overlay, Some(pid)) => {
+            return Err(DrillError::InUse {
+                path: request.data_dir.clone(),
+                pid,
+            })
+        }
+        (CloneMethod::Auto, Some(pid)) => {
+            notes.push(format!(
+                "DATADIR is in use by a running server (pid {pid}): no overlay over it"
+            ));
+            vec![CloneMethod::Reflink, CloneMethod::Copy]
+        }
+        (CloneMethod::Auto, None) => vec![
+            CloneMethod::Overlay,
+            CloneMethod::Reflink,
+            CloneMethod::Copy,
+        ],
+        (method, _) => vec![method],
+    })
+}
+
+/// A role name worth trying: the owner's name, then `postgres`.
+fn role_candidates(owner: &Owner) -> Vec<String> {
+    let mut roles: Vec<String> = owner.name.iter().cloned().collect();
+    if !roles.iter().any(|role| role == "postgres") {
+        roles.push("postgres".into());
+    }
+    roles
+}
+
+async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillError> {
+    let data_dir = &request.data_dir;
+    let major = prepare::read_major(data_dir)?;
+    report.major = Some(major);
+    if major < 10 {
+        return Err(DrillError::Unsupported { major });
+    }
+    let (label_text, label, label_path) =
+        prepare::read_label(data_dir, request.backup_label.as_deref())?;
+    report.backup_label = Some(LabelSummary {
+        path: label_path,
+        label: label.label.clone(),
+        start_lsn: label.start.to_string(),
+        start_wal_file: label.start_file.clone(),
+        checkpoint_lsn: label.checkpoint.to_string(),
+        start_time: label.start_time.clone(),
+    });
+    let map = prepare::read_map(data_dir, request.tablespace_map.as_deref())?;
+    let control = ControlFile::read(data_dir).map_err(|reason| DrillError::NotDataDirectory {
+        path: data_dir.clone(),
+        reason,
+    })?;
+    if label.checkpoint > control.checkpoint {
+        return Err(DrillError::ForeignLabel(format!(
+            "its checkpoint {} is later than the last one this copy's pg_control knows ({}): \
+             the copy was taken before that backup started",
+            label.checkpoint, control.checkpoint
+        )));
+    }
+    let owner = Owner::of(data_dir)?;
+    if nix::unistd::geteuid().is_root() && owner.uid == 0 {
+        return Err(DrillError::RootOwned {
+            path: data_dir.clone(),
+        });
+    }
+    let binaries = postmaster::find_binaries(major, request.pg_bindir.as_deref())?;
+    report.postgres = Some(binaries.version.clone());
+    let pg_amcheck = match major {
+        14.. => Some(postmaster::find_pg_amcheck(&binaries.bindir).ok_or(DrillError::NoPgAmcheck)?),
+        _ => None,
+    };
+    let tablespaces = prepare::plan_tablespaces(
+        data_dir,
+        map.as_deref(),
+        &request.tablespace_mappings,
+        &mut report.notes,
+    )?;
+    let order = clone_order(request, &mut report.notes)?;
+
+    // The clone.
+    let clone_started = Instant::now();
+    let mut workspace = Workspace::create(request.work_dir.as_deref(), &owner, request.keep)?;
+    if request.keep {
+        report.kept = Some(workspace.clone_root().to_path_buf());
+    }
+    let data = workspace.data_dir();
+    let method = workspace
+        .clone_tree(&order, data_dir, &data, &owner, &mut report.notes)
+        .await?;
+    report.clone = Some(method);
+    let mut tablespace_clones = Vec::new();
+    for tablespace in &tablespaces {
+        let dest = workspace.tablespace_dir(&tablespace.oid);
+        workspace
+            .clone_tree(&order, &tablespace.source, &dest, &owner, &mut report.notes)
+            .await?;
+        tablespace_clones.push((tablespace.oid.clone(), dest));
+    }
+    let files = prepare::CloneFiles {
+        major,
+        label_text: &label_text,
+        has_map: map.is_some(),
+        tablespaces: tablespace_clones,
+        wal: &request.wal,
+    };
+    let notes = prepare::prepare_clone(&data, &files, &owner).await?;
+    report.notes.extend(notes);
+    report.seconds.clone = clone_started.elapsed().as_secs_f64();
+
+    // Recovery.
+    let socket_dir = workspace.socket_dir();
+    let port = free_port();
+    let paths = settings::ServerPaths {
+        data_dir: &data,
+        socket_dir: &socket_dir,
+        port,
+    };
+    let options = settings::server_options(major, &paths);
+    let recovery_started = Instant::now();
+    let mut server = Postmaster::start(&binaries, &data, &options, &workspace.log_file(), &owner)?;
+    let deadline = request.timeout.map(|timeout| recovery_started + timeout);
+    let waited = server.wait_ready(deadline).await;
+    report.seconds.recovery = recovery_started.elapsed().as_secs_f64();
+    // A label from an earlier backup gets the clone "consistent" before the checkpoint the
+    // copy's pg_control names (the server may then trip over pages from its future).
+    let log = server.log();
+    let facts = serverlog::recovery_facts(&log);
+    report.consistent_lsn = facts.consistent_at.map(|lsn| lsn.to_string());
+    if let Some(consistent) = facts.consistent_at.filter(|lsn| *lsn < control.checkpoint) {
+        report.server_log_tail = serverlog::tail(&log, 15);
+        return Err(DrillError::ForeignLabel(format!(
+            "recovery was consistent at {consistent}, before the checkpoint {} that this \
+             copy's pg_control names: the copy holds changes from after that backup ended",
+            control.checkpoint
+        )));
+    }
+    if let Err(not_ready) = waited {
+        report.server_log_tail = serverlog::tail(&log, 15);
+        return Err(match not_ready {
+            NotReady::TimedOut => DrillError::Timeout {
+                seconds: request.timeout.map_or(0, |t| t.as_secs()),
+                last: report.server_log_tail.last().cloned().unwrap_or_default(),
+            },
+            NotReady::Exited(_) => match serverlog::recovery_failure(&log, &label) {
+                RecoveryFailure::MissingWal {
+                    fatal,
+                    segment,
+                    wal_end,
+                } => DrillError::MissingWal {
+                    segment,
+                    wal_end: wal_end.map(|lsn| lsn.to_string()),
+                    fatal,
+                    wal_source: match &request.wal {
+                        WalSource::Archive(dir) => format!("the WAL archive {}", dir.display()),
+                        WalSource::Command(_) => "the restore command's source".to_string(),
+                    },
+                },
+                RecoveryFailure::Other { fatal } => DrillError::RecoveryFailed(fatal),
+            },
+        });
+    }
+    report.recovery_seconds = Some(report.seconds.recovery);
+    report.timeline = facts.new_timeline;
+    report.consistent = true;
+
+    // Checks.
+    let checks_started = Instant::now();
+    let (target, version) =
+        checks::find_target(&socket_dir, port, &role_candidates(&owner)).await?;
+    for database in checks::databases(&target).await? {
+        let check = match &pg_amcheck {
+            Some(pg_amcheck) => checks::pg_amcheck(pg_amcheck, &target, &database).await,
+            None => checks::btree_check(&target, &database, version).await,
+        };
+        report.databases.push(check);
+    }
+    if major < 14 {
+        report.notes.push(format!(
+            "PostgreSQL {major} has no heap check (verify_heapam came with 14): B-tree indexes \
+             were checked"
+        ));
+    }
+    for query in &request.sql {
+        report
+            .sql
+            .push(checks::sql_check(&target, &request.dbname, query).await);
+    }
+    if let Some(argv) = &request.exec {
+        report.exec = Some(checks::exec(argv, &target, &request.dbname).await);
+    }
+    report.seconds.checks = checks_started.elapsed().as_secs_f64();
+
+    // Stop and clean up.
+    let cleanup_started = Instant::now();
+    server.stop(request.keep).await;
+    if let Some(kept) = workspace.finish()? {
+        report.notes.extend(kept);
+    }
+    report.seconds.cleanup = cleanup_started.elapsed().as_secs_f64();
+    let failed = report.collect_findings();
+    if failed > 0 {
+        return Err(DrillError::ChecksFailed {
+            count: failed,
+            first: report.findings.first().cloned().unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// A port number for the socket's name: the socket directory is private, so any port is free
+/// there; one free on TCP too keeps log lines and `ps` unambiguous.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or(5432)
+}
