@@ -152,7 +152,7 @@ where
 
 /// Logs every line of `stream` as a warning `[label] line`; returns the last
 /// [`STDERR_LINES_KEPT`], newline-separated.
-async fn keep_last_lines<R: AsyncRead + Unpin>(stream: R, label: &str) -> String {
+pub async fn keep_last_lines<R: AsyncRead + Unpin>(stream: R, label: &str) -> String {
     let mut kept: VecDeque<String> = VecDeque::new();
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {

@@ -9,12 +9,10 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::conn::{ConnSettings, LIBPQ_ENV_VARS};
-
-/// Lines of a tool's stderr kept for its error.
-const KEPT_STDERR_LINES: usize = 20;
+use crate::process::{keep_last_lines, ChildError};
 
 /// One program with its arguments, as run and as shown in a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,25 +61,9 @@ pub enum Input {
 /// A tool could not be run or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
-    /// It could not be started.
-    #[error("cannot run {program}: {source}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// It exited unsuccessfully; its last stderr lines are kept.
-    #[error("{program} failed ({status}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
-    Failed {
-        /// The program.
-        program: String,
-        /// How it ended.
-        status: std::process::ExitStatus,
-        /// Its last stderr lines.
-        stderr: String,
-    },
+    /// It could not be started, or failed (its last stderr lines kept): the one child error.
+    #[error(transparent)]
+    Child(#[from] ChildError),
     /// Feeding its stdin failed for another reason than the tool going away.
     #[error("feeding {program}: {source}")]
     Feed {
@@ -116,18 +98,10 @@ fn command(tool: &ToolCommand, conn: &ConnSettings) -> tokio::process::Command {
 }
 
 async fn keep_stderr(stderr: Option<tokio::process::ChildStderr>, label: &str) -> String {
-    let mut kept: Vec<String> = Vec::new();
-    if let Some(stderr) = stderr {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::warn!("[{label}] {line}");
-            kept.push(line);
-            if kept.len() > KEPT_STDERR_LINES {
-                kept.remove(0);
-            }
-        }
+    match stderr {
+        Some(stderr) => keep_last_lines(stderr, label).await,
+        None => String::new(),
     }
-    kept.join("\n")
 }
 
 /// Copies `input` into the child's stdin and closes it. A tool that exits early (psql with
@@ -159,9 +133,11 @@ fn spawn(
     tool: &ToolCommand,
     mut command: tokio::process::Command,
 ) -> Result<tokio::process::Child, ToolError> {
-    command.spawn().map_err(|source| ToolError::Spawn {
-        program: tool.program.display().to_string(),
-        source,
+    command.spawn().map_err(|source| {
+        ToolError::Child(ChildError::Spawn {
+            program: tool.program.display().to_string(),
+            source,
+        })
     })
 }
 
@@ -170,18 +146,18 @@ fn finish(
     status: std::io::Result<std::process::ExitStatus>,
     stderr: String,
 ) -> Result<(), ToolError> {
-    let status = status.map_err(|source| ToolError::Spawn {
+    let status = status.map_err(|source| ChildError::Spawn {
         program: tool.name(),
         source,
     })?;
     if status.success() {
         Ok(())
     } else {
-        Err(ToolError::Failed {
+        Err(ToolError::Child(ChildError::Failed {
             program: tool.name(),
             status,
             stderr,
-        })
+        }))
     }
 }
 
@@ -353,7 +329,10 @@ mod tests {
         let error = run_tool(&sh("exit 4", &[]), &conn(), Input::Null, "t")
             .await
             .unwrap_err();
-        assert!(matches!(error, ToolError::Failed { .. }), "{error}");
+        assert!(
+            matches!(error, ToolError::Child(ChildError::Failed { .. })),
+            "{error}"
+        );
         let error = run_tool(
             &ToolCommand::new(PathBuf::from("/nonexistent/psql"), vec![]),
             &conn(),
@@ -362,7 +341,10 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(error, ToolError::Spawn { .. }), "{error}");
+        assert!(
+            matches!(error, ToolError::Child(ChildError::Spawn { .. })),
+            "{error}"
+        );
     }
 
     #[test]

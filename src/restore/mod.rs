@@ -641,10 +641,10 @@ mod tests {
                     name: "x=y z".into(),
                     action: DatabaseAction::Create,
                     duration: Duration::ZERO,
-                    error: Some(ToolError::Spawn {
+                    error: Some(ToolError::Child(crate::process::ChildError::Spawn {
                         program: "pg_restore".into(),
                         source: std::io::Error::other("gone"),
-                    }),
+                    })),
                 },
             ],
         };
