@@ -28,6 +28,8 @@ pub enum ExitStatus {
     Timeout = 6,
     /// Writing a result file failed (disk full, read-only, refused directory).
     Output = 7,
+    /// `pgdrill`: the clone did not recover to a consistent state.
+    NotRecovered = 8,
     /// A bug or an unexpected system failure.
     Internal = 70,
 }
@@ -42,18 +44,18 @@ pub struct ExitCodeDoc {
 }
 
 /// Every exit code with its meaning, in order: the one table behind `--help` and the README.
-pub const EXIT_CODES: [ExitCodeDoc; 9] = [
+pub const EXIT_CODES: [ExitCodeDoc; 10] = [
     ExitCodeDoc {
         status: ExitStatus::Success,
-        meaning: "success: pgpre's backup is running, pgpost's backup is complete, pgback dumped everything",
+        meaning: "success: pgpre's backup is running, pgpost's backup is complete, pgback dumped everything, pgdrill proved the snapshot (consistent, every check clean)",
     },
     ExitCodeDoc {
         status: ExitStatus::BackupFailed,
-        meaning: "the backup failed: the row says `failed`, the co-process died or the stop failed; for pgback a database, a server-level file or a hook failed, or a signal stopped the run (nothing purged)",
+        meaning: "the backup failed: the row says `failed`, the co-process died or the stop failed; for pgback a database, a server-level file or a hook failed, or a signal stopped the run (nothing purged); for pgdrill the clone recovered but a check failed (amcheck, `--sql`, `--exec`)",
     },
     ExitCodeDoc {
         status: ExitStatus::Usage,
-        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`)",
+        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing",
     },
     ExitCodeDoc {
         status: ExitStatus::Connection,
@@ -61,7 +63,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 9] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Server,
-        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay)",
+        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as)",
     },
     ExitCodeDoc {
         status: ExitStatus::NoBackup,
@@ -69,11 +71,15 @@ pub const EXIT_CODES: [ExitCodeDoc; 9] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Timeout,
-        meaning: "a timeout ran out: pgpre's start, pgpost's stop, pgback's standby replay pause (`pause_timeout`)",
+        meaning: "a timeout ran out: pgpre's start, pgpost's stop, pgback's standby replay pause (`pause_timeout`), pgdrill's `--timeout` before consistency",
     },
     ExitCodeDoc {
         status: ExitStatus::Output,
-        meaning: "an output file or directory could not be written, or is the live data directory; for pgback the backup directory (its part before `{dbname}`) cannot be created",
+        meaning: "an output file or directory could not be written, or is the live data directory; for pgback the backup directory (its part before `{dbname}`) cannot be created; for pgdrill the work directory",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::NotRecovered,
+        meaning: "pgdrill: the clone did not recover: missing WAL (the message names the segment), a label from another backup, the server stopped with an error",
     },
     ExitCodeDoc {
         status: ExitStatus::Internal,
@@ -208,7 +214,8 @@ mod tests {
         for doc in EXIT_CODES {
             assert_eq!(ExitStatus::from_code(doc.status.code()), Some(doc.status));
         }
-        assert_eq!(ExitStatus::from_code(8), None);
+        assert_eq!(ExitStatus::NotRecovered.code(), 8);
+        assert_eq!(ExitStatus::from_code(60), None);
     }
 
     /// The README's exit-code table lists exactly [`EXIT_CODES`], in order, with their meanings.

@@ -16,14 +16,11 @@ use super::{CloneMethod, DrillRequest, WalSource};
 /// listener, no archiving and no replication, stops at the first consistent point, promotes,
 /// runs amcheck on every database (pg_amcheck on 14+, bt_index_check on 10-13), the --sql
 /// checks and the --exec command, then stops the server and removes the clone.
-///
-/// Exit codes: 0 proven, 1 a check failed, 2 usage (no backup_label, bad input), 4 this
-/// machine cannot run the drill, 6 timeout, 7 work directory, 8 did not recover (missing
-/// WAL, a label from another backup), 70 internal, 128+N signal N.
 #[derive(Parser, Debug)]
 #[command(
     name = "pgdrill",
     version,
+    after_help = crate::exit::exit_codes_help(),
     group(clap::ArgGroup::new("wal").required(true).args(["wal_archive", "restore_command"]))
 )]
 pub struct DrillArgs {

@@ -8,7 +8,7 @@ use crate::exit::ExitStatus;
 /// a server error. pgdrill's other codes are [`ExitStatus`]'s, with these meanings: 0 proven,
 /// 1 a check failed, 2 usage, 4 this machine cannot run the drill, 6 timeout, 7 work
 /// directory, 70 internal; a signal N ends it with 128 + N (README "pgdrill").
-pub const NOT_RECOVERED: u8 = 8;
+pub const NOT_RECOVERED: u8 = ExitStatus::NotRecovered as u8;
 
 /// A drill that could not be completed or did not prove the backup.
 #[derive(Debug, thiserror::Error)]
