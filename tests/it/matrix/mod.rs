@@ -5,7 +5,9 @@
 //! `tests/it/` runs on the default server only (Debian's 15 in CI).
 
 mod drill;
+mod drill_failures;
 mod faults;
 mod hooks;
 mod named;
+mod recipes;
 mod restore;
