@@ -145,11 +145,22 @@ pub struct StartArgs {
     #[arg(short = 'l', long, env = "SAFE_BACKUP_LABEL")]
     pub label: Option<String>,
 
-    /// Immediate checkpoint [config: backup.fast_checkpoint]
+    /// How the start's checkpoint runs: fast (immediate: pgpre returns in seconds, with a
+    /// burst of writes) or spread (paced over checkpoint_timeout x
+    /// checkpoint_completion_target: minutes) [config: backup.checkpoint; default: fast]
+    #[arg(
+        long,
+        env = "SAFE_BACKUP_CHECKPOINT",
+        value_name = "fast|spread",
+        conflicts_with_all = ["fast", "spread"]
+    )]
+    pub checkpoint: Option<Checkpoint>,
+
+    /// Same as --checkpoint=fast
     #[arg(long, conflicts_with = "spread")]
     pub fast: bool,
 
-    /// Spread checkpoint, the default (as PostgreSQL and pgpre.sh)
+    /// Same as --checkpoint=spread
     #[arg(long)]
     pub spread: bool,
 
@@ -169,6 +180,16 @@ pub struct StartArgs {
     /// Log file of the co-process [config: backup.log_file]
     #[arg(long, env = "SAFE_BACKUP_LOG_FILE", value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+}
+
+/// How the start function's checkpoint runs (pg_basebackup's `--checkpoint` spelling).
+#[derive(clap::ValueEnum, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Checkpoint {
+    /// Immediate: the start returns in seconds, at the price of a burst of writes.
+    Fast,
+    /// Paced over `checkpoint_timeout` x `checkpoint_completion_target`: minutes.
+    Spread,
 }
 
 /// The `[backup]` keys only `pgpost` takes.

@@ -22,6 +22,7 @@ pub mod post;
 pub mod report;
 pub mod row;
 pub mod spawn;
+pub mod start;
 pub mod table;
 pub(crate) mod wait;
 
@@ -71,7 +72,7 @@ impl BackupOptions {
         BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
             label: config.label.clone(),
-            fast_checkpoint: config.fast_checkpoint,
+            fast_checkpoint: config.checkpoint() == crate::cli::Checkpoint::Fast,
             start_timeout: limit(config.start_timeout),
             backup_timeout: limit(config.backup_timeout),
             wait_for_archive: config.wait_for_archive,
