@@ -31,8 +31,27 @@ pub struct Pgpre {
     pub start: StartArgs,
 
     /// List the backups in the state table (one line per name) and exit
-    #[arg(long)]
+    #[arg(long, conflicts_with = "exec")]
     pub list: bool,
+
+    /// One process, no co-process: start the backup, run CMD (after `--`, without a shell,
+    /// with SAFE_BACKUP_START_LSN, SAFE_BACKUP_START_WAL_FILE, SAFE_BACKUP_LABEL and
+    /// SAFE_BACKUP_NAME set; its stdout goes to pgpre's stderr), then stop the backup as
+    /// pgpost does when CMD exits 0, else fail it (exit 9)
+    #[arg(long, requires = "command")]
+    pub exec: bool,
+
+    /// With --exec: also write backup_label and tablespace_map into DIR (as pgpost -o)
+    #[arg(short = 'o', long, value_name = "DIR", requires = "exec")]
+    pub output_dir: Option<PathBuf>,
+
+    /// With --exec: print the result as pgpost --json does
+    #[arg(long, requires = "exec")]
+    pub json: bool,
+
+    /// The command --exec runs, after `--`
+    #[arg(last = true, value_name = "CMD", requires = "exec")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// Stop the backup that `pgpre` started, once the snapshot or copy is done.

@@ -47,7 +47,7 @@ pub async fn run(
     hold(held, settings, options, &mut signals).await
 }
 
-fn signal_name(signal: i32) -> &'static str {
+pub(crate) fn signal_name(signal: i32) -> &'static str {
     match signal {
         SIGTERM => "SIGTERM",
         SIGINT => "SIGINT",
@@ -177,7 +177,7 @@ fn lost_reason(detail: Option<String>) -> String {
 }
 
 /// Stops backup mode and stores the result.
-async fn stop(
+pub(crate) async fn stop(
     held: HeldBackup,
     settings: &ConnSettings,
     options: &BackupOptions,
@@ -248,7 +248,7 @@ async fn complete(
 }
 
 /// Ends backup mode on a session that is still idle, and records the reason.
-async fn abort(
+pub(crate) async fn abort(
     held: HeldBackup,
     options: &BackupOptions,
     reason: String,

@@ -7,14 +7,18 @@
 //! - [`files`]: writing `backup_label` / `tablespace_map` safely.
 //! - `wait`: what wakes a wait loop, the slow re-read, deadlines.
 //! - [`hold`]: the detached co-process: start, wait for `done`, stop.
+//! - [`start`]: starting a backup: lock, take-over, the start function, cancelled when
+//!   it runs too long or `pgpre` is gone.
 //! - [`spawn`]: `pgpre`'s fork, detach and handshake pipe.
 //! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
+//! - [`exec`]: `pgpre --exec`: start, run a command, stop, in one process.
 //! - [`list`]: `pgpre --list`.
 //! - [`report`]: what pgpre and pgpost print when they succeed.
 //! - [`command`]: `pgpre` and `pgpost` from parsed flags to exit code.
 
 pub mod command;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod hold;
 pub mod list;
