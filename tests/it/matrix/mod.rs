@@ -6,6 +6,7 @@
 
 mod drill;
 mod faults;
+mod field;
 mod hooks;
 mod named;
 mod restore;
