@@ -28,6 +28,8 @@ pub enum ExitStatus {
     Timeout = 6,
     /// Writing a result file failed (disk full, read-only, refused directory).
     Output = 7,
+    /// `pgpre --exec`: the command failed, was killed or timed out; the backup was failed.
+    CommandFailed = 9,
     /// A bug or an unexpected system failure.
     Internal = 70,
 }
@@ -42,7 +44,7 @@ pub struct ExitCodeDoc {
 }
 
 /// Every exit code with its meaning, in order: the one table behind `--help` and the README.
-pub const EXIT_CODES: [ExitCodeDoc; 9] = [
+pub const EXIT_CODES: [ExitCodeDoc; 10] = [
     ExitCodeDoc {
         status: ExitStatus::Success,
         meaning: "success: pgpre's backup is running, pgpost's backup is complete, pgback dumped everything",
@@ -74,6 +76,10 @@ pub const EXIT_CODES: [ExitCodeDoc; 9] = [
     ExitCodeDoc {
         status: ExitStatus::Output,
         meaning: "an output file or directory could not be written, or is the live data directory; for pgback the backup directory (its part before `{dbname}`) cannot be created",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::CommandFailed,
+        meaning: "pgpre --exec: the command failed, was killed (also by SIGINT/SIGTERM passed on from pgpre) or outlasted `backup_timeout`; the backup is `failed` and backup mode has ended",
     },
     ExitCodeDoc {
         status: ExitStatus::Internal,

@@ -7,6 +7,7 @@
 mod drill;
 mod drill_failures;
 mod faults;
+mod field;
 mod hooks;
 mod named;
 mod recipes;
