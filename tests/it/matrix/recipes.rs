@@ -122,15 +122,22 @@ fn recipe(source: &Cluster, name: &str, between: &Between) -> TestCommand {
         .limit(PROGRAM_LIMIT)
 }
 
-#[test]
-fn btrfs_snapshot_recipe_restores_and_a_failed_snapshot_ends_the_backup() {
-    // Declared before the source, so dropped after its server stopped.
+/// A btrfs with the subvolume `pg` holding the live data directory of a loaded source, and
+/// the directory for snapshots. The file system comes first, so that it is dropped after
+/// the source's server stopped.
+fn btrfs_source() -> (LoopFs, Cluster, PathBuf, PathBuf) {
     let disk = LoopFs::btrfs("1G");
     let mut source = loaded_source(1);
     let volume = disk.mount().join("pg");
     let snapshots = disk.mount().join("snapshots");
     btrfs(&["subvolume".as_ref(), "create".as_ref(), volume.as_ref()]);
     move_data_dir(&mut source, &volume);
+    (disk, source, volume, snapshots)
+}
+
+#[test]
+fn btrfs_snapshot_recipe_restores_and_a_failed_snapshot_ends_the_backup() {
+    let (_disk, source, volume, snapshots) = btrfs_source();
     let labels = cluster::scratch_dir();
 
     let between = Between::before("pgpost", "btrfs two-call");
@@ -164,6 +171,50 @@ fn btrfs_snapshot_recipe_restores_and_a_failed_snapshot_ends_the_backup() {
     assert_ne!(run.code, 0, "{run}");
     assert_ne!(util::backup_state(&source), "running", "{run}");
     assert!(!labels.path().join("again/backup_label").exists());
+}
+
+#[test]
+fn btrfs_snapshot_exec_recipe_restores_and_a_failed_snapshot_fails_the_backup() {
+    let (_disk, source, volume, snapshots) = btrfs_source();
+    let labels = cluster::scratch_dir();
+    let exec = |name: &str, between: &Between| {
+        recipe(&source, "btrfs-snapshot-exec", between)
+            .env("PG_VOLUME", &volume)
+            .env("SNAPSHOT_DIR", &snapshots)
+            .env("SNAPSHOT_NAME", name)
+            .env("LABEL_DIR", labels.path().join(name))
+            .run()
+    };
+
+    // The row is committed after the snapshot, while pgpre --exec still holds the backup.
+    let between = Between::after("btrfs", "btrfs exec");
+    let load = source.start_pgbench_load(2, 1);
+    let run = exec("nightly", &between);
+    load.stop();
+    run.assert_ok("examples/btrfs-snapshot-exec");
+    assert!(run.stdout.starts_with("START WAL LOCATION: "), "{run}");
+    let label = labels.path().join("nightly/backup_label");
+    let first_label = run.stdout;
+    assert_eq!(fs::read_to_string(&label).unwrap(), first_label);
+    prove(
+        &source,
+        &snapshots.join("nightly/data"),
+        &label,
+        &between.tag,
+        between.committed(),
+    );
+
+    // The same name again: the snapshot fails, so does the backup (exit 9), and backup
+    // mode has ended.
+    let run = exec("nightly", &between);
+    assert_eq!(run.code, 9, "{run}");
+    assert_eq!(util::backup_state(&source), "failed", "{run}");
+    assert!(!util::holding_session_connected(&source), "{run}");
+    assert_eq!(
+        fs::read_to_string(&label).unwrap(),
+        first_label,
+        "a failed backup wrote its label"
+    );
 }
 
 #[test]
