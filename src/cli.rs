@@ -31,8 +31,27 @@ pub struct Pgpre {
     pub start: StartArgs,
 
     /// List the backups in the state table (one line per name) and exit
-    #[arg(long)]
+    #[arg(long, conflicts_with = "exec")]
     pub list: bool,
+
+    /// One process, no co-process: start the backup, run CMD (after `--`, without a shell,
+    /// with SAFE_BACKUP_START_LSN, SAFE_BACKUP_START_WAL_FILE, SAFE_BACKUP_LABEL and
+    /// SAFE_BACKUP_NAME set; its stdout goes to pgpre's stderr), then stop the backup as
+    /// pgpost does when CMD exits 0, else fail it (exit 9)
+    #[arg(long, requires = "command")]
+    pub exec: bool,
+
+    /// With --exec: also write backup_label and tablespace_map into DIR (as pgpost -o)
+    #[arg(short = 'o', long, value_name = "DIR", requires = "exec")]
+    pub output_dir: Option<PathBuf>,
+
+    /// With --exec: print the result as pgpost --json does
+    #[arg(long, requires = "exec")]
+    pub json: bool,
+
+    /// The command --exec runs, after `--`
+    #[arg(last = true, value_name = "CMD", requires = "exec")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// Stop the backup that `pgpre` started, once the snapshot or copy is done.
@@ -145,11 +164,22 @@ pub struct StartArgs {
     #[arg(short = 'l', long, env = "SAFE_BACKUP_LABEL")]
     pub label: Option<String>,
 
-    /// Immediate checkpoint [config: backup.fast_checkpoint]
+    /// How the start's checkpoint runs: fast (immediate: pgpre returns in seconds, with a
+    /// burst of writes) or spread (paced over checkpoint_timeout x
+    /// checkpoint_completion_target: minutes) [config: backup.checkpoint; default: fast]
+    #[arg(
+        long,
+        env = "SAFE_BACKUP_CHECKPOINT",
+        value_name = "fast|spread",
+        conflicts_with_all = ["fast", "spread"]
+    )]
+    pub checkpoint: Option<Checkpoint>,
+
+    /// Same as --checkpoint=fast
     #[arg(long, conflicts_with = "spread")]
     pub fast: bool,
 
-    /// Spread checkpoint, the default (as PostgreSQL and pgpre.sh)
+    /// Same as --checkpoint=spread
     #[arg(long)]
     pub spread: bool,
 
@@ -169,6 +199,16 @@ pub struct StartArgs {
     /// Log file of the co-process [config: backup.log_file]
     #[arg(long, env = "SAFE_BACKUP_LOG_FILE", value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+}
+
+/// How the start function's checkpoint runs (pg_basebackup's `--checkpoint` spelling).
+#[derive(clap::ValueEnum, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Checkpoint {
+    /// Immediate: the start returns in seconds, at the price of a burst of writes.
+    Fast,
+    /// Paced over `checkpoint_timeout` x `checkpoint_completion_target`: minutes.
+    Spread,
 }
 
 /// The `[backup]` keys only `pgpost` takes.

@@ -30,6 +30,8 @@ pub enum ExitStatus {
     Output = 7,
     /// `pgdrill`: the clone did not recover to a consistent state.
     NotRecovered = 8,
+    /// `pgpre --exec`: the command failed, was killed or timed out; the backup was failed.
+    CommandFailed = 9,
     /// A bug or an unexpected system failure.
     Internal = 70,
 }
@@ -44,7 +46,7 @@ pub struct ExitCodeDoc {
 }
 
 /// Every exit code with its meaning, in order: the one table behind `--help` and the README.
-pub const EXIT_CODES: [ExitCodeDoc; 10] = [
+pub const EXIT_CODES: [ExitCodeDoc; 11] = [
     ExitCodeDoc {
         status: ExitStatus::Success,
         meaning: "success: pgpre's backup is running, pgpost's backup is complete, pgback dumped everything, pgdrill proved the snapshot (consistent, every check clean)",
@@ -80,6 +82,10 @@ pub const EXIT_CODES: [ExitCodeDoc; 10] = [
     ExitCodeDoc {
         status: ExitStatus::NotRecovered,
         meaning: "pgdrill: the clone did not recover: missing WAL (the message names the segment), a label from another backup, the server stopped with an error",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::CommandFailed,
+        meaning: "pgpre --exec: the command failed, was killed (also by SIGINT/SIGTERM passed on from pgpre) or outlasted `backup_timeout`; the backup is `failed` and backup mode has ended",
     },
     ExitCodeDoc {
         status: ExitStatus::Internal,

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::{list, post, report, runtime, spawn, BackupOptions};
+use super::{exec, list, post, report, runtime, spawn, BackupOptions};
 use crate::cli::{Pgpost, Pgpre};
 use crate::config::{Config, DEFAULT_CONFIG};
 use crate::exit::{fail, init_logging};
@@ -21,6 +21,9 @@ pub fn pgpre(cli: &Pgpre) -> ExitCode {
         Err(error) => return fail("pgpre", &error),
     };
     let mut options = BackupOptions::from_config(&config.backup, cli.common.verbose);
+    if cli.exec {
+        return pgpre_exec(cli, &settings, &options);
+    }
     let result = if cli.list {
         runtime()
             .and_then(|runtime| runtime.block_on(list::list_backups(&settings, &options)))
@@ -35,6 +38,28 @@ pub fn pgpre(cli: &Pgpre) -> ExitCode {
         // No thread or runtime may exist before this fork.
         spawn::start_detached(settings, options).map(|started| report::print_start(&started))
     };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail("pgpre", &error),
+    }
+}
+
+/// `pgpre --exec -- CMD`: start, run CMD, stop, in this process; prints what pgpost prints.
+fn pgpre_exec(
+    cli: &Pgpre,
+    settings: &crate::conn::ConnSettings,
+    options: &BackupOptions,
+) -> ExitCode {
+    init_logging(cli.common.verbose);
+    let request = exec::ExecRequest {
+        command: cli.command.clone(),
+        output_dir: cli.output_dir.clone(),
+    };
+    let mut progress = |line: &str| eprintln!("pgpre: {line}");
+    let result = runtime().and_then(|runtime| {
+        let completed = runtime.block_on(exec::run(settings, options, &request, &mut progress))?;
+        report::print_completed(&completed, cli.json)
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail("pgpre", &error),

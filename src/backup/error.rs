@@ -37,7 +37,10 @@ pub enum BackupError {
     #[error("no backup in progress: {0}")]
     NoBackup(String),
     /// The backup ended in `failed`.
-    #[error("backup {label:?} failed: {reason}")]
+    #[error(
+        "backup {} failed: {reason}",
+        crate::config::backup::shorten_label(label)
+    )]
     Failed {
         /// Its label.
         label: String,
@@ -50,6 +53,12 @@ pub enum BackupError {
     /// The co-process ended without reporting.
     #[error("{0}")]
     Coproc(String),
+    /// `pgpre --exec`: the command did not succeed; the backup was failed.
+    #[error("{0}")]
+    CommandFailed(String),
+    /// `pgpre` went away (killed, or its own limit ran out) before the start completed.
+    #[error("{0}")]
+    Orphaned(String),
     /// The co-process reported an error through the handshake pipe.
     #[error("{message}")]
     Reported {
@@ -88,10 +97,12 @@ impl Failure for BackupError {
             BackupError::Sql { status, .. } | BackupError::Reported { status, .. } => *status,
             BackupError::UnsupportedVersion(_) | BackupError::Standby => ExitStatus::Server,
             BackupError::NoBackup(_) => ExitStatus::NoBackup,
-            BackupError::Failed { .. } | BackupError::Coproc(_) | BackupError::InvalidRow(_) => {
-                ExitStatus::BackupFailed
-            }
+            BackupError::Failed { .. }
+            | BackupError::Coproc(_)
+            | BackupError::Orphaned(_)
+            | BackupError::InvalidRow(_) => ExitStatus::BackupFailed,
             BackupError::Timeout(_) => ExitStatus::Timeout,
+            BackupError::CommandFailed(_) => ExitStatus::CommandFailed,
             BackupError::Output { .. } | BackupError::LiveDataDir(_) => ExitStatus::Output,
             BackupError::System(_) => ExitStatus::Internal,
         }
@@ -105,6 +116,11 @@ impl Failure for BackupError {
                 "point pgpre at the primary; backups from a standby are not supported yet".into(),
             ),
             BackupError::NoBackup(_) => Some("start one with pgpre first".into()),
+            BackupError::CommandFailed(_) => Some(
+                "the backup was failed and backup mode ended: what the command copied is not a \
+                 backup; run it again"
+                    .into(),
+            ),
             BackupError::InvalidRow(invalid) => Some(invalid.hint()),
             BackupError::LiveDataDir(_) => Some(
                 "write backup_label into the copy or snapshot, never into the live data directory"

@@ -4,42 +4,14 @@ use futures_util::{Stream, StreamExt};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_tokio::Signals;
 use tokio::time::{Duration, Instant};
-use tokio_postgres::Client;
 use tracing::{debug, error, info, warn};
 
-use super::table::{self, BackupState, ReadError, StateTable};
+use super::start::{start, with_keepalive_defaults, Handshake, HeldBackup, Holder};
+use super::table::{self, BackupState, ReadError};
 use super::wait::{sleep_until_option, SessionWatch, Wake, Watch};
 use super::{BackupError, BackupOptions};
-use crate::conn::{ConnSettings, Session};
-use crate::server::{self, ServerVersion};
-
-/// What the co-process tells `pgpre` through the handshake pipe.
-pub trait Handshake {
-    /// A warning for `pgpre` to print (e.g. archiving is off).
-    fn warn(&mut self, text: &str);
-    /// Backup mode is on and recorded; returns false when `pgpre` is gone.
-    fn started(&mut self, start_lsn: &str) -> bool;
-    /// The backup could not be started.
-    fn failed(&mut self, error: &BackupError);
-}
-
-/// The backend that holds backup mode, as recorded in the row.
-#[derive(Clone, Debug)]
-pub struct Holder {
-    /// Backend pid.
-    pub pid: i32,
-    /// Backend start time (text), so a reused pid is never taken for it.
-    pub backend_start: Option<String>,
-}
-
-/// A session in backup mode, recorded as `running`.
-struct HeldBackup {
-    session: Session,
-    version: ServerVersion,
-    holder: Holder,
-    label: String,
-    start_lsn: String,
-}
+use crate::conn::ConnSettings;
+use crate::server;
 
 /// Runs the co-process to the end. Returns Ok only when the backup completed.
 pub async fn run(
@@ -75,296 +47,11 @@ pub async fn run(
     hold(held, settings, options, &mut signals).await
 }
 
-/// The held session must notice a dead network within about a minute, not the
-/// kernel's default two hours: keepalives after 30 s idle, every 10 s, 3 probes,
-/// unless the connection string says otherwise.
-fn with_keepalive_defaults(settings: &ConnSettings) -> ConnSettings {
-    let mut settings = settings.clone();
-    if settings.keepalives {
-        settings
-            .keepalives_idle
-            .get_or_insert(Duration::from_secs(30));
-        settings
-            .keepalives_interval
-            .get_or_insert(Duration::from_secs(10));
-        settings.keepalives_retries.get_or_insert(3);
-    }
-    settings
-}
-
-fn signal_name(signal: i32) -> &'static str {
+pub(crate) fn signal_name(signal: i32) -> &'static str {
     match signal {
         SIGTERM => "SIGTERM",
         SIGINT => "SIGINT",
         _ => "a signal",
-    }
-}
-
-async fn server_version(client: &Client) -> Result<ServerVersion, BackupError> {
-    let text: String = client
-        .query_one("SELECT current_setting('server_version_num')", &[])
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(|e| BackupError::sql("reading the server version", e))?;
-    ServerVersion::parse(&text).ok_or_else(|| BackupError::Sql {
-        action: "reading the server version",
-        message: format!("unexpected server_version_num {text:?}"),
-        hint: None,
-        status: crate::exit::ExitStatus::Server,
-        code: None,
-    })
-}
-
-/// Checks the server version and turns off the timeouts a role or database may
-/// set (`statement_timeout`, `idle_session_timeout`, ...) for this long-lived session.
-pub(crate) async fn prepare_session(client: &Client) -> Result<ServerVersion, BackupError> {
-    let version = server_version(client).await?;
-    debug!("server version {version}");
-    if !version.is_supported() {
-        return Err(BackupError::UnsupportedVersion(version));
-    }
-    client
-        .batch_execute(server::session_guard_sql(version))
-        .await
-        .map_err(|e| BackupError::sql("preparing the session", e))?;
-    Ok(version)
-}
-
-/// The GRANTs a non-superuser needs, as a hint.
-fn privilege_hint(version: ServerVersion, role: &str, table: &StateTable) -> String {
-    let mut grants = server::backup_grants(version, role);
-    grants.push(format!(
-        "and CREATE on the schema of {} (or create it once as its owner)",
-        table.display_name()
-    ));
-    format!("as a superuser, in this database: {}", grants.join(" "))
-}
-
-async fn start(
-    settings: &ConnSettings,
-    options: &BackupOptions,
-    handshake: &mut dyn Handshake,
-) -> Result<HeldBackup, BackupError> {
-    let session = settings.connect().await?;
-    let client = &session.client;
-    let version = prepare_session(client).await?;
-    let row = client
-        .query_one(
-            "SELECT pg_is_in_recovery() AS in_recovery, \
-               current_setting('archive_mode') AS archive_mode, pg_backend_pid() AS pid, \
-               current_user::text AS role",
-            &[],
-        )
-        .await
-        .map_err(|e| BackupError::sql("reading the server state", e))?;
-    let column_error = |e| BackupError::sql("reading the server state", e);
-    let in_recovery: bool = row.try_get("in_recovery").map_err(column_error)?;
-    let archive_mode: String = row.try_get("archive_mode").map_err(column_error)?;
-    let pid: i32 = row.try_get("pid").map_err(column_error)?;
-    let role: String = row.try_get("role").map_err(column_error)?;
-    debug!("connected as {role:?}, backend {pid}, archive_mode {archive_mode}");
-    if in_recovery {
-        return Err(BackupError::Standby);
-    }
-    if archive_mode == "off" {
-        let text = "archive_mode is off: the WAL written during the backup must be copied by \
-                    other means (pg_receivewal, or a snapshot that includes pg_wal)";
-        warn!("{text}");
-        handshake.warn(text);
-    }
-    let table = &options.table;
-    client
-        .query_one(&table.lock_sql(), &[])
-        .await
-        .map_err(|e| BackupError::sql("taking the advisory lock of the state table", e))?;
-    let label = if options.label.is_empty() {
-        default_label(client).await?
-    } else {
-        options.label.clone()
-    };
-    let result = start_locked(client, version, &label, options).await;
-    if let Err((BackupError::Timeout(_), _)) = &result {
-        // The start function still runs on our session: cancel it, so that backup
-        // mode never begins and the session is free for the unlock below.
-        cancel_backend(settings, pid).await;
-    }
-    if let Err(error) = client.query_one(&table.unlock_sql(), &[]).await {
-        warn!("cannot release the advisory lock: {error}");
-    }
-    let (start_lsn, backend_start) = match result {
-        Ok(started) => started,
-        Err((error, owns_row)) => {
-            let error = error.with_privilege_hint(|| privilege_hint(version, &role, table));
-            if owns_row {
-                record_start_failure(settings, &session, options, &label, &error).await;
-            }
-            return Err(error);
-        }
-    };
-    client
-        .batch_execute(&table.listen_sql())
-        .await
-        .map_err(|e| BackupError::sql("listening for state changes", e))?;
-    Ok(HeldBackup {
-        session,
-        version,
-        holder: Holder { pid, backend_start },
-        label,
-        start_lsn,
-    })
-}
-
-/// Cancels the statement running on backend `pid`, from a fresh session.
-async fn cancel_backend(settings: &ConnSettings, pid: i32) {
-    let cancelled = match settings.connect().await {
-        Ok(fresh) => fresh
-            .client
-            .query_one("SELECT pg_cancel_backend($1)", &[&pid])
-            .await
-            .map(|_| ())
-            .map_err(|error| error.to_string()),
-        Err(error) => Err(error.to_string()),
-    };
-    if let Err(error) = cancelled {
-        warn!("cannot cancel the start function: {error}");
-    }
-}
-
-async fn default_label(client: &Client) -> Result<String, BackupError> {
-    client
-        .query_one(
-            "SELECT 'safe-backup ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-            &[],
-        )
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(|e| BackupError::sql("making the backup label", e))
-}
-
-/// Under the advisory lock: table, take-over, start, `running`. The flag in the
-/// error says whether the row was already ours (so the failure is recorded there).
-async fn start_locked(
-    client: &Client,
-    version: ServerVersion,
-    label: &str,
-    options: &BackupOptions,
-) -> Result<(String, Option<String>), (BackupError, bool)> {
-    let table = &options.table;
-    table::with_table_lock(client, table, table::ensure(client, table))
-        .await
-        .map_err(|e| (BackupError::sql("locking the state table", e), false))?
-        .map_err(|e| (e, false))?;
-    take_over(client, table).await.map_err(|e| (e, false))?;
-    let start_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-        [&label, &options.fast_checkpoint];
-    let start = client.query_one(server::backup_start_sql(version), &start_params);
-    let start_lsn: String = match options.start_timeout {
-        Some(limit) => tokio::time::timeout(limit, start).await.map_err(|_| {
-            let message = format!(
-                "the backup did not start within start_timeout ({} s): the checkpoint takes longer",
-                limit.as_secs()
-            );
-            (BackupError::Timeout(message), true)
-        })?,
-        None => start.await,
-    }
-    .and_then(|row| row.try_get(0))
-    .map_err(|e| (BackupError::sql("starting the backup", e), true))?;
-    let set_running_sql = table.set_running_sql();
-    let backend_start: Option<String> = table::with_table_lock(
-        client,
-        table,
-        client.query_one(&set_running_sql, &[&label, &start_lsn]),
-    )
-    .await
-    .and_then(|inserted| inserted)
-    .and_then(|row| row.try_get(0))
-    .map_err(|e| (BackupError::sql("recording the backup as running", e), true))?;
-    table::notify(client, table, BackupState::Running).await;
-    Ok((start_lsn, backend_start))
-}
-
-/// Ends an earlier backup still in the row: superseded when its holder lives
-/// (its session is then terminated), or gone when it does not.
-async fn take_over(client: &Client, table: &StateTable) -> Result<(), BackupError> {
-    let Some(row) = table::read_row(client, table).await? else {
-        return Ok(());
-    };
-    if row.state.is_final() {
-        return Ok(());
-    }
-    let Some(pid) = row.pid else {
-        return Ok(());
-    };
-    let reason = if row.holder_alive {
-        format!(
-            "superseded by a new backup: a later pgpre ended this one (its backend {pid} was terminated)"
-        )
-    } else {
-        "the co-process holding this backup is gone (its session ended, so the server ended \
-         backup mode)"
-            .to_string()
-    };
-    table::set_failed(client, table, pid, row.backend_start.as_deref(), &reason)
-        .await
-        .map_err(|e| BackupError::sql("recording the earlier backup as failed", e))?;
-    if row.holder_alive {
-        if let Some(backend_start) = &row.backend_start {
-            warn!("superseding the running backup held by backend {pid}");
-            client
-                .query(table.terminate_holder_sql(), &[&pid, backend_start])
-                .await
-                .map_err(|e| BackupError::sql("ending the earlier backup's session", e))?;
-        }
-    }
-    Ok(())
-}
-
-/// Records a backup that failed while starting: on the same session unless it
-/// is still busy (a start that timed out), else on a fresh one.
-async fn record_start_failure(
-    settings: &ConnSettings,
-    session: &Session,
-    options: &BackupOptions,
-    label: &str,
-    error: &BackupError,
-) {
-    let reason = error.to_string();
-    let sql = options.table.set_start_failed_sql();
-    let session_busy = matches!(error, BackupError::Timeout(_));
-    if !session_busy
-        && matches!(
-            table::with_table_lock(
-                &session.client,
-                &options.table,
-                session.client.query(&sql, &[&label, &reason])
-            )
-            .await,
-            Ok(Ok(_))
-        )
-    {
-        table::notify(&session.client, &options.table, BackupState::Failed).await;
-        return;
-    }
-    let recorded = match settings.connect().await {
-        Ok(fresh) => match table::with_table_lock(
-            &fresh.client,
-            &options.table,
-            fresh.client.query(&sql, &[&label, &reason]),
-        )
-        .await
-        .and_then(|inserted| inserted)
-        {
-            Ok(_) => {
-                table::notify(&fresh.client, &options.table, BackupState::Failed).await;
-                Ok(())
-            }
-            Err(error) => Err(error.to_string()),
-        },
-        Err(error) => Err(error.to_string()),
-    };
-    if let Err(error) = recorded {
-        warn!("cannot record the failure in the state table: {error}");
     }
 }
 
@@ -490,7 +177,7 @@ fn lost_reason(detail: Option<String>) -> String {
 }
 
 /// Stops backup mode and stores the result.
-async fn stop(
+pub(crate) async fn stop(
     held: HeldBackup,
     settings: &ConnSettings,
     options: &BackupOptions,
@@ -561,7 +248,7 @@ async fn complete(
 }
 
 /// Ends backup mode on a session that is still idle, and records the reason.
-async fn abort(
+pub(crate) async fn abort(
     held: HeldBackup,
     options: &BackupOptions,
     reason: String,

@@ -7,14 +7,18 @@
 //! - [`files`]: writing `backup_label` / `tablespace_map` safely.
 //! - `wait`: what wakes a wait loop, the slow re-read, deadlines.
 //! - [`hold`]: the detached co-process: start, wait for `done`, stop.
+//! - [`start`]: starting a backup: lock, take-over, the start function, cancelled when
+//!   it runs too long or `pgpre` is gone.
 //! - [`spawn`]: `pgpre`'s fork, detach and handshake pipe.
 //! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
+//! - [`exec`]: `pgpre --exec`: start, run a command, stop, in one process.
 //! - [`list`]: `pgpre --list`.
 //! - [`report`]: what pgpre and pgpost print when they succeed.
 //! - [`command`]: `pgpre` and `pgpost` from parsed flags to exit code.
 
 pub mod command;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod hold;
 pub mod list;
@@ -22,6 +26,7 @@ pub mod post;
 pub mod report;
 pub mod row;
 pub mod spawn;
+pub mod start;
 pub mod table;
 pub(crate) mod wait;
 
@@ -71,7 +76,7 @@ impl BackupOptions {
         BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
             label: config.label.clone(),
-            fast_checkpoint: config.fast_checkpoint,
+            fast_checkpoint: config.checkpoint() == crate::cli::Checkpoint::Fast,
             start_timeout: limit(config.start_timeout),
             backup_timeout: limit(config.backup_timeout),
             wait_for_archive: config.wait_for_archive,

@@ -7,7 +7,7 @@ use tokio::time::{sleep, Instant};
 use tokio_postgres::Client;
 
 use super::files;
-use super::hold::prepare_session;
+use super::start::prepare_session;
 use super::table::{self, BackupRow, BackupState, StateTable, ADDED_COLUMNS};
 use super::wait::{sleep_until_option, SessionWatch, Wake, Watch};
 use super::{BackupError, BackupOptions};

@@ -1,7 +1,7 @@
 //! `pgpre`'s side of the co-process: fork and detach before any runtime exists, then wait on the handshake pipe.
 //!
-//! Protocol, one line each, co-process to `pgpre`: `warn <text>` (any number),
-//! then `ok <start lsn>` or `err <exit code> <message>` optionally followed by
+//! Protocol, one line each, co-process to `pgpre`: `warn <text>` and `wait <text>`
+//! (any number; `pgpre` prints a `wait` line at once), then `ok <start lsn>` or `err <exit code> <message>` optionally followed by
 //! `hint <text>`; then the co-process closes the pipe. A pipe closed without
 //! `ok` or `err` is an error too.
 
@@ -12,10 +12,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use daemonize::{Daemonize, Outcome};
+use futures_util::future::BoxFuture;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
-use super::hold::{self, Handshake};
+use super::hold;
+use super::start::Handshake;
 use super::{BackupError, BackupOptions};
 use crate::conn::ConnSettings;
 use crate::exit::{ExitStatus, Failure};
@@ -175,6 +179,41 @@ impl Handshake for PipeHandshake {
         }
         self.pipe = None;
     }
+
+    fn waiting(&mut self, text: &str) {
+        self.send(&format!("wait {text}"));
+    }
+
+    fn gone(&self) -> BoxFuture<'static, ()> {
+        // A duplicate of our end, watched for the error event a pipe's writer gets when
+        // its reader closes; dropped with the future, so it never keeps the pipe open.
+        let watched = self
+            .pipe
+            .as_ref()
+            .map(|pipe| pipe.as_fd().try_clone_to_owned());
+        Box::pin(async move {
+            let reader_closed = match watched {
+                // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the
+                // same for the AsyncFd's whole life.
+                Some(Ok(fd)) => {
+                    match unsafe { AsyncFd::register_with_interest(fd, Interest::ERROR) } {
+                        Ok(watch) => watch
+                            .ready(Interest::ERROR)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Err(error) => Err(error.to_string()),
+                    }
+                }
+                Some(Err(error)) => Err(error.to_string()),
+                None => return std::future::pending().await,
+            };
+            if let Err(error) = reader_closed {
+                tracing::warn!("cannot watch the handshake pipe: {error}");
+                std::future::pending::<()>().await;
+            }
+        })
+    }
 }
 
 /// Reads the co-process's report until the pipe closes or `limit` runs out.
@@ -219,7 +258,16 @@ fn read_report(
         }
         match pipe.read(&mut buffer) {
             Ok(0) => break,
-            Ok(count) => text.extend_from_slice(&buffer[..count]),
+            Ok(count) => {
+                let printed = text.len()
+                    - text
+                        .iter()
+                        .rev()
+                        .position(|&b| b == b'\n')
+                        .map_or(text.len(), |p| p);
+                text.extend_from_slice(&buffer[..count]);
+                print_waiting(&text[printed..]);
+            }
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Err(error) => {
                 return Err(BackupError::System(format!(
@@ -229,6 +277,20 @@ fn read_report(
         }
     }
     parse_report(&String::from_utf8_lossy(&text), &see_log)
+}
+
+/// Prints the `wait` lines among the complete lines of `new` (the text after the last line
+/// already looked at) on stderr at once: the caller learns why pgpre takes long.
+fn print_waiting(new: &[u8]) {
+    let complete = match new.iter().rposition(|&b| b == b'\n') {
+        Some(end) => &new[..end],
+        None => return,
+    };
+    for line in String::from_utf8_lossy(complete).lines() {
+        if let Some(text) = line.strip_prefix("wait ") {
+            eprintln!("pgpre: {text}");
+        }
+    }
 }
 
 /// Interprets the handshake lines.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::values::Seconds;
-use crate::cli::{BackupArgs, StartArgs, StopArgs};
+use crate::cli::{BackupArgs, Checkpoint, StartArgs, StopArgs};
 
 /// The backup name used when none is given.
 pub const DEFAULT_NAME: &str = "default";
@@ -22,8 +22,10 @@ pub const DEFAULT_NAME: &str = "default";
 pub struct BackupConfig {
     /// Label given to the start function; empty means a generated one.
     pub label: String,
-    /// Immediate checkpoint instead of a spread one.
-    pub fast_checkpoint: bool,
+    /// How the start's checkpoint runs.
+    pub checkpoint: Checkpoint,
+    /// Deprecated spelling of `checkpoint` (true = fast), still read; wins when present.
+    pub fast_checkpoint: Option<bool>,
     /// How long `pgpre` waits for the start function; 0 = no limit.
     #[serde(deserialize_with = "seconds")]
     pub start_timeout: Seconds,
@@ -53,9 +55,10 @@ impl Default for BackupConfig {
         let secs = |n| Seconds(Duration::from_secs(n));
         BackupConfig {
             label: String::new(),
-            fast_checkpoint: false,
+            checkpoint: Checkpoint::Fast,
+            fast_checkpoint: None,
             start_timeout: secs(600),
-            backup_timeout: secs(0),
+            backup_timeout: secs(DEFAULT_BACKUP_TIMEOUT_SECS),
             wait_for_archive: true,
             stop_timeout: secs(3600),
             schema: String::new(),
@@ -65,6 +68,44 @@ impl Default for BackupConfig {
             name: DEFAULT_NAME.to_string(),
         }
     }
+}
+
+/// The default `backup_timeout`: 6 hours. Long enough for a copy of a few TB (a
+/// `cp -a`/rsync between the hooks, or `--exec`), short enough that a backup nobody ends
+/// (Veeam skips post-thaw when no snapshot was taken) is failed and its session released
+/// within the night, before the next nightly run.
+pub const DEFAULT_BACKUP_TIMEOUT_SECS: u64 = 6 * 3600;
+
+/// The longest label accepted, in bytes.
+pub const MAX_LABEL_BYTES: usize = 1024;
+
+/// Checks a backup label: at most [`MAX_LABEL_BYTES`] bytes, no control character (a newline
+/// would put a line of the caller's choosing into `backup_label`, which recovery reads).
+pub fn validate_label(label: &str) -> Result<(), String> {
+    if label.len() > MAX_LABEL_BYTES {
+        return Err(format!(
+            "is {} bytes long, more than {MAX_LABEL_BYTES}",
+            label.len()
+        ));
+    }
+    if let Some((at, control)) = label.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(format!(
+            "must be one line of printable characters: {control:?} at byte {at} (of {})",
+            shorten_label(label)
+        ));
+    }
+    Ok(())
+}
+
+/// A label as messages show it: at most 60 characters, control characters escaped.
+pub fn shorten_label(label: &str) -> String {
+    const SHOWN: usize = 60;
+    let escaped: String = label.escape_debug().collect();
+    if escaped.chars().count() <= SHOWN {
+        return format!("\"{escaped}\"");
+    }
+    let head: String = escaped.chars().take(SHOWN).collect();
+    format!("\"{head}...\" ({} bytes)", label.len())
 }
 
 /// A `[backup]` value that is well-typed but not acceptable; the caller names where it came from.
@@ -115,10 +156,19 @@ impl BackupConfig {
             ));
         }
         validate_name(&self.name).map_err(|message| invalid("backup.name", message))?;
-        if self.label.contains('\n') || self.label.contains('\0') {
-            return Err(invalid("backup.label", "must be a single line"));
-        }
+        validate_label(&self.label).map_err(|message| invalid("backup.label", message))?;
         Ok(())
+    }
+
+    /// The checkpoint asked for: the deprecated `fast_checkpoint` when a file still sets it,
+    /// else `checkpoint` (fast by default: pgpre must return within the 10-60 s its callers
+    /// allow).
+    pub fn checkpoint(&self) -> Checkpoint {
+        match self.fast_checkpoint {
+            Some(true) => Checkpoint::Fast,
+            Some(false) => Checkpoint::Spread,
+            None => self.checkpoint,
+        }
     }
 
     /// Lays the command line over the section: each override (its flag, else its
@@ -145,13 +195,18 @@ impl BackupConfig {
         }
         if let Some(start) = start {
             if let Some(label) = &start.label {
+                validate_label(label).map_err(|message| invalid("--label", message))?;
                 self.label.clone_from(label);
             }
-            if start.fast {
-                self.fast_checkpoint = true;
-            }
-            if start.spread {
-                self.fast_checkpoint = false;
+            let flag = match (start.checkpoint, start.fast, start.spread) {
+                (Some(checkpoint), _, _) => Some(checkpoint),
+                (None, true, _) => Some(Checkpoint::Fast),
+                (None, _, true) => Some(Checkpoint::Spread),
+                (None, false, false) => None,
+            };
+            if let Some(checkpoint) = flag {
+                self.checkpoint = checkpoint;
+                self.fast_checkpoint = None;
             }
             self.start_timeout = start.start_timeout.unwrap_or(self.start_timeout);
             self.backup_timeout = start.backup_timeout.unwrap_or(self.backup_timeout);
@@ -293,11 +348,83 @@ mod tests {
     }
 
     #[test]
-    fn fast_and_spread_override_the_file() {
-        let fast = "[backup]\nfast_checkpoint = true\n";
-        assert!(layered(fast, &[], &[]).fast_checkpoint);
-        assert!(!layered(fast, &[], &["--spread"]).fast_checkpoint);
-        assert!(layered("", &[], &["--fast"]).fast_checkpoint);
+    fn checkpoint_flags_override_the_file() {
+        use Checkpoint::{Fast, Spread};
+        assert_eq!(layered("", &[], &[]).checkpoint(), Fast, "the default");
+        let spread = "[backup]\ncheckpoint = \"spread\"\n";
+        assert_eq!(layered(spread, &[], &[]).checkpoint(), Spread);
+        assert_eq!(
+            layered(spread, &[], &["--checkpoint=fast"]).checkpoint(),
+            Fast
+        );
+        assert_eq!(layered(spread, &[], &["--fast"]).checkpoint(), Fast);
+        assert_eq!(
+            layered(spread, &[("SAFE_BACKUP_CHECKPOINT", "fast")], &[]).checkpoint(),
+            Fast
+        );
+        // The deprecated key still works, both ways.
+        let old_spread = "[backup]\nfast_checkpoint = false\n";
+        assert_eq!(layered(old_spread, &[], &[]).checkpoint(), Spread);
+        assert_eq!(
+            layered(old_spread, &[], &["--checkpoint", "fast"]).checkpoint(),
+            Fast
+        );
+        let old_fast = "[backup]\nfast_checkpoint = true\n";
+        assert_eq!(layered(old_fast, &[], &["--spread"]).checkpoint(), Spread);
+        let _one_at_a_time = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(Pgpre::try_parse_from(["pgpre", "--checkpoint", "slow"]).is_err());
+        assert!(Pgpre::try_parse_from(["pgpre", "--fast", "--checkpoint=spread"]).is_err());
+    }
+
+    #[test]
+    fn labels_are_one_short_line() {
+        assert!(validate_label("nightly 2026-11-21T03:00:00Z").is_ok());
+        assert!(validate_label("héllo wörld").is_ok());
+        assert!(validate_label(&"x".repeat(MAX_LABEL_BYTES)).is_ok());
+        let long = validate_label(&"x".repeat(MAX_LABEL_BYTES + 1)).unwrap_err();
+        assert!(long.contains("1025 bytes"), "{long}");
+        for bad in [
+            "a\nSTART TIMELINE: 7",
+            "a\rb",
+            "tab\there",
+            "nul\0",
+            "esc\u{1b}[31m",
+        ] {
+            let message = validate_label(bad).unwrap_err();
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+        let error = BackupConfig {
+            label: "a\nb".into(),
+            ..BackupConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(error.key, "backup.label");
+        let mut config = BackupConfig::default();
+        let start = StartArgs {
+            label: Some("a\nSTART TIMELINE: 7".into()),
+            ..StartArgs::default()
+        };
+        let error = config
+            .apply(&BackupArgs::default(), Some(&start), None)
+            .unwrap_err();
+        assert_eq!(error.key, "--label");
+        assert!(
+            error.message.contains("'\\n' at byte 1"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn long_labels_are_shortened_in_messages() {
+        assert_eq!(shorten_label("short"), "\"short\"");
+        let shown = shorten_label(&"y".repeat(1000));
+        assert!(
+            shown.len() < 90 && shown.ends_with("(1000 bytes)"),
+            "{shown}"
+        );
+        assert_eq!(shorten_label("a\nb"), "\"a\\nb\"");
     }
 
     #[test]

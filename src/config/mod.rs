@@ -299,7 +299,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.connection.conninfo, "host=/tmp");
-        assert!(config.backup.fast_checkpoint);
+        assert_eq!(config.backup.fast_checkpoint, Some(true));
         assert_eq!(config.backup.backup_timeout.to_string(), "30");
         assert_eq!(config.backup.table, "snap");
     }

@@ -41,6 +41,31 @@ pub fn binary(name: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// The directory of this package's binaries, for a `PATH` that finds them by name.
+pub fn binary_dir() -> PathBuf {
+    let pgpre = binary("pgpre");
+    pgpre
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no parent directory", pgpre.display()))
+        .to_path_buf()
+}
+
+/// `PATH` with [`binary_dir`] first, then the test's own `PATH`.
+pub fn path_with_binaries() -> std::ffi::OsString {
+    let mut dirs = vec![binary_dir()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap_or_else(|e| panic!("building PATH: {e}"))
+}
+
+/// Path of a file under `examples/` (the hook recipes).
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
 /// A program to run against a cluster: stdin is empty, stdout and stderr are captured, and
 /// the program runs in a process group of its own, which is killed when the time limit runs
 /// out (a co-process that detached itself is the cluster's to clean up).
@@ -54,6 +79,23 @@ impl TestCommand {
     /// One of our binaries (`pgpre`, `pgpost`, `pgback`) against `cluster`.
     pub fn new(cluster: &Cluster, name: &str) -> TestCommand {
         TestCommand::program(cluster, binary(name))
+    }
+
+    /// A system tool (`losetup`, `mount`, `btrfs`, `cp`) on the same terms (time limit, own
+    /// process group), in the test's environment with `LC_ALL=C`.
+    pub fn tool(program: impl AsRef<OsStr>) -> TestCommand {
+        let mut command = Command::new(program);
+        command.env("LC_ALL", "C");
+        TestCommand {
+            command,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+
+    /// A script of `examples/` against `cluster`, with our binaries first on `PATH`, as an
+    /// installed recipe would find them.
+    pub fn example(cluster: &Cluster, name: &str) -> TestCommand {
+        TestCommand::program(cluster, example(name)).env("PATH", path_with_binaries())
     }
 
     /// A client tool (`psql`, `pg_restore`, ...) against `cluster`, on the same terms.
@@ -453,5 +495,153 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// A file system in an image file on a loop device, mounted; unmounted (retrying while it is
+/// busy) and detached on drop, even when the test failed. The tests run as root.
+pub struct LoopFs {
+    image: PathBuf,
+    mount: PathBuf,
+    device: Option<String>,
+    mounted: bool,
+    /// Holds the image and the mount point when [`LoopFs`] made them; removed after the unmount.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// How long one system tool (mkfs, mount, losetup, btrfs, fsfreeze, cp) may run.
+pub const TOOL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs a system tool within [`TOOL_LIMIT`], panicking with its output unless it exits 0;
+/// returns its stdout, trimmed.
+pub fn tool(program: &str, args: &[&OsStr]) -> String {
+    let run = TestCommand::tool(program)
+        .args(args)
+        .limit(TOOL_LIMIT)
+        .run();
+    run.assert_ok(&format!("{program} {args:?}"));
+    run.stdout.trim().to_string()
+}
+
+impl LoopFs {
+    /// A new btrfs of `size` (e.g. "1G") in a fresh directory the server user may enter.
+    pub fn btrfs(size: &str) -> LoopFs {
+        LoopFs::make(scratch_dir(), size, &["mkfs.btrfs", "-q"])
+    }
+
+    /// A new XFS with reflink of `size`.
+    pub fn xfs_reflink(size: &str) -> LoopFs {
+        LoopFs::make(scratch_dir(), size, &["mkfs.xfs", "-q", "-m", "reflink=1"])
+    }
+
+    /// A new XFS (reflink on) in `image`, a file to be created, mounted on `mount`, a
+    /// directory to be created: e.g. a disk image on another [`LoopFs`].
+    pub fn xfs_in(image: &Path, mount: &Path, size: &str) -> LoopFs {
+        let mut fs = LoopFs::attach_new(image, mount, None);
+        tool("truncate", &["-s".as_ref(), size.as_ref(), image.as_ref()]);
+        fs.attach("");
+        let device = fs.device.clone().unwrap_or_default();
+        tool("mkfs.xfs", &["-q".as_ref(), device.as_ref()]);
+        fs.mount_device("");
+        fs
+    }
+
+    /// An existing image (a snapshot of another [`LoopFs`]'s image) on a new loop device,
+    /// mounted with `options` (e.g. "ro,nouuid") on `mount`, a directory to be created.
+    pub fn open(image: &Path, mount: &Path, options: &str) -> LoopFs {
+        let mut fs = LoopFs::attach_new(image, mount, None);
+        fs.attach(if options.split(',').any(|o| o == "ro") {
+            "-r"
+        } else {
+            ""
+        });
+        fs.mount_device(options);
+        fs
+    }
+
+    fn make(dir: tempfile::TempDir, size: &str, mkfs: &[&str]) -> LoopFs {
+        let image = dir.path().join("disk.img");
+        let mount = dir.path().join("mnt");
+        let mut fs = LoopFs::attach_new(&image, &mount, Some(dir));
+        tool("truncate", &["-s".as_ref(), size.as_ref(), image.as_ref()]);
+        fs.attach("");
+        let device = fs.device.clone().unwrap_or_default();
+        let mut args: Vec<&OsStr> = mkfs[1..].iter().map(OsStr::new).collect();
+        args.push(device.as_ref());
+        tool(mkfs[0], &args);
+        fs.mount_device("");
+        fs
+    }
+
+    fn attach_new(image: &Path, mount: &Path, dir: Option<tempfile::TempDir>) -> LoopFs {
+        std::fs::create_dir(mount).unwrap_or_else(|e| panic!("creating {}: {e}", mount.display()));
+        LoopFs {
+            image: image.to_path_buf(),
+            mount: mount.to_path_buf(),
+            device: None,
+            mounted: false,
+            _dir: dir,
+        }
+    }
+
+    fn attach(&mut self, flag: &str) {
+        let mut args: Vec<&OsStr> = vec!["--find".as_ref(), "--show".as_ref()];
+        if !flag.is_empty() {
+            args.push(flag.as_ref());
+        }
+        args.push(self.image.as_ref());
+        self.device = Some(tool("losetup", &args));
+    }
+
+    fn mount_device(&mut self, options: &str) {
+        let device = self.device.clone().unwrap_or_default();
+        let mut args: Vec<&OsStr> = Vec::new();
+        if !options.is_empty() {
+            args.extend([OsStr::new("-o"), OsStr::new(options)]);
+        }
+        args.extend([OsStr::new(&device), self.mount.as_os_str()]);
+        tool("mount", &args);
+        self.mounted = true;
+    }
+
+    /// Where the file system is mounted.
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
+    /// The image file behind the loop device.
+    pub fn image(&self) -> &Path {
+        &self.image
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        // Plain `timeout` here: a panic while the test is already unwinding would abort.
+        let quietly = |program: &str, args: &[&OsStr]| {
+            Command::new("timeout")
+                .args(["30", program])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        if self.mounted {
+            // Busy for a moment while a server on it shuts down.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.mounted && Instant::now() < deadline {
+                self.mounted = !quietly("umount", &[self.mount.as_os_str()]);
+                if self.mounted {
+                    thread::sleep(Duration::from_millis(100));
+                }
+            }
+            if self.mounted {
+                quietly("umount", &["-l".as_ref(), self.mount.as_os_str()]);
+            }
+        }
+        if let Some(device) = self.device.take() {
+            quietly("losetup", &["-d".as_ref(), device.as_ref()]);
+        }
     }
 }

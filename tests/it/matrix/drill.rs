@@ -1,82 +1,48 @@
 //! `pgdrill` over real servers: it proves hot copies taken between `pgpre` and `pgpost` under a
 //! pgbench load (a plain directory, a read-only btrfs snapshot on a loop device, a relocated
-//! tablespace), and fails clearly on a copy without its label, an empty archive, a label from
-//! another backup and a recovery that hangs. `--exec -- pgback` dumps the backup's point in
-//! time. DATADIR is fingerprinted before and after every drill: it is never written.
+//! tablespace), and `--exec -- pgback` dumps the backup's point in time. The failures are in
+//! `drill_failures.rs`; the helpers here serve both, and the recipes (`recipes.rs`). DATADIR
+//! is fingerprinted before and after every drill: it is never written.
 //!
 //! Every test runs on the server of `PG_BINDIR` (10 to 18); pgdrill gets `--pg-bindir`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::util::{self, LoopFs, Run, TestCommand};
 
-/// How long any one pgdrill, pgpre or pgpost may run before `timeout` kills it.
-const PROGRAM_LIMIT: Duration = Duration::from_secs(300);
-
-/// `program args...` under coreutils' `timeout`, with the cluster's environment and marker.
-fn bounded(source: &Cluster, program: &Path) -> Command {
-    let mut command = source.command("timeout");
-    command
-        .args(["-k", "10", &PROGRAM_LIMIT.as_secs().to_string()])
-        .arg(program);
-    command
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn ok(mut command: Command, what: &str) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("running {what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed: {}",
-        describe(&output)
-    );
-    output
-}
+/// How long any one pgdrill, pgpre or pgpost may run.
+pub(super) const PROGRAM_LIMIT: Duration = Duration::from_secs(300);
 
 /// One backup: `pgpre --fast`, what `between` does (the copy), a marker row, `pgpost
 /// --output-dir label_dir`. Returns the pgbench transactions committed before pgpost.
-fn backup(source: &Cluster, label_dir: &Path, between: impl FnOnce()) -> i64 {
-    ok(
-        {
-            let mut pgpre = bounded(source, &crate::util::binary("pgpre"));
-            pgpre.arg("--fast");
-            pgpre
-        },
-        "pgpre --fast",
-    );
+pub(super) fn backup(source: &Cluster, label_dir: &Path, between: impl FnOnce()) -> i64 {
+    TestCommand::new(source, "pgpre")
+        .arg("--fast")
+        .limit(PROGRAM_LIMIT)
+        .run()
+        .assert_ok("pgpre --fast");
     between();
     source.psql("INSERT INTO marker VALUES ('between pgpre and pgpost')");
     let committed = source.pgbench_history_rows();
-    ok(
-        {
-            let mut pgpost = bounded(source, &crate::util::binary("pgpost"));
-            pgpost.arg("--output-dir").arg(label_dir);
-            pgpost
-        },
-        "pgpost --output-dir",
-    );
+    TestCommand::new(source, "pgpost")
+        .arg("--output-dir")
+        .arg(label_dir)
+        .limit(PROGRAM_LIMIT)
+        .run()
+        .assert_ok("pgpost --output-dir");
     committed
 }
 
-/// A source with pgbench data and a marker table; `extra` SQL runs before the load.
-fn loaded_source(scale: u32) -> Cluster {
+/// A source with pgbench data and a marker table.
+pub(super) fn loaded_source(scale: u32) -> Cluster {
     let source = Cluster::start(ClusterOptions::default());
     source.pgbench_init(scale);
     source.psql("CREATE TABLE marker(note text)");
@@ -86,7 +52,7 @@ fn loaded_source(scale: u32) -> Cluster {
 /// A hot copy of `source`'s data directory at `copy`, taken between pgpre and pgpost under
 /// pgbench load, with pgpost's label in `label_dir`. Returns the transactions committed
 /// before pgpost.
-fn hot_copy(source: &Cluster, copy: &Path, label_dir: &Path) -> i64 {
+pub(super) fn hot_copy(source: &Cluster, copy: &Path, label_dir: &Path) -> i64 {
     let load = source.start_pgbench_load(2, 1);
     let committed = backup(source, label_dir, || source.copy_data_dir(copy));
     load.stop();
@@ -94,7 +60,7 @@ fn hot_copy(source: &Cluster, copy: &Path, label_dir: &Path) -> i64 {
 }
 
 /// The checks that prove the copy holds what was committed before pgpost.
-fn proof_queries(committed_before_pgpost: i64) -> Vec<String> {
+pub(super) fn proof_queries(committed_before_pgpost: i64) -> Vec<String> {
     vec![
         "SELECT count(*) = 1 FROM marker WHERE note = 'between pgpre and pgpost'".into(),
         format!("SELECT count(*) >= {committed_before_pgpost} FROM pgbench_history"),
@@ -104,39 +70,33 @@ fn proof_queries(committed_before_pgpost: i64) -> Vec<String> {
     ]
 }
 
-/// What one pgdrill run left: its output, its JSON report and its exit code.
-struct Drill {
-    output: Output,
-    report: Value,
+/// What one pgdrill run left: its output and exit code, and its JSON report.
+pub(super) struct Drill {
+    pub(super) run: Run,
+    pub(super) report: Value,
 }
 
 impl Drill {
-    fn code(&self) -> Option<i32> {
-        self.output.status.code()
+    pub(super) fn code(&self) -> i32 {
+        self.run.code
     }
 
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    pub(super) fn stderr(&self) -> &str {
+        &self.run.stderr
     }
 
-    fn describe(&self) -> String {
-        describe(&self.output)
+    pub(super) fn describe(&self) -> String {
+        self.run.to_string()
     }
 
     /// Asserts the exit code and that stderr says `message`.
-    fn assert_failed(&self, code: i32, message: &str) {
-        assert_eq!(self.code(), Some(code), "{}", self.describe());
-        let stderr = self.stderr();
-        assert!(
-            stderr.contains(message),
-            "stderr lacks {message:?}: {}",
-            self.describe()
-        );
+    pub(super) fn assert_failed(&self, code: i32, message: &str) {
+        self.run.assert_code(code, "pgdrill").assert_stderr(message);
     }
 }
 
 /// `DATADIR --backup-label FILE --wal-archive DIR`, what every drill of a backup is given.
-fn backup_args<'a>(data: &'a Path, label: &'a Path, archive: &'a Path) -> Vec<&'a str> {
+pub(super) fn backup_args<'a>(data: &'a Path, label: &'a Path, archive: &'a Path) -> Vec<&'a str> {
     let text = |path: &'a Path| path.to_str().expect("test paths are UTF-8");
     vec![
         text(data),
@@ -149,27 +109,17 @@ fn backup_args<'a>(data: &'a Path, label: &'a Path, archive: &'a Path) -> Vec<&'
 
 /// Runs `pgdrill --json --pg-bindir <server's> args...` with `TMPDIR=tmp`, then checks that
 /// it left nothing in `tmp` and no mount of its own.
-fn pgdrill(source: &Cluster, tmp: &Path, args: &[&str]) -> Drill {
-    let mut command = bounded(source, Path::new(env!("CARGO_BIN_EXE_pgdrill")));
-    command
+pub(super) fn pgdrill(source: &Cluster, tmp: &Path, args: &[&str]) -> Drill {
+    let run = TestCommand::new(source, "pgdrill")
         .env("TMPDIR", tmp)
         .arg("--json")
         .arg("--pg-bindir")
         .arg(source.bindir())
-        .args(args);
-    let output = command.output().expect("running pgdrill");
-    assert_ne!(
-        output.status.code(),
-        Some(124),
-        "pgdrill timed out: {}",
-        describe(&output)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "pgdrill's stdout is not one JSON document ({e}): {}",
-            describe(&output)
-        )
-    });
+        .args(args)
+        .limit(PROGRAM_LIMIT)
+        .run();
+    let report: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("pgdrill's stdout is not one JSON document ({e}): {run}"));
     let left: Vec<_> = fs::read_dir(tmp)
         .unwrap()
         .flatten()
@@ -183,12 +133,12 @@ fn pgdrill(source: &Cluster, tmp: &Path, args: &[&str]) -> Drill {
         "pgdrill left a mount under {}: {mounts}",
         tmp.display()
     );
-    Drill { output, report }
+    Drill { run, report }
 }
 
 /// Path, kind, size, mode, owner, mtime and link target of every entry under `root`; a write
 /// of any kind changes it.
-fn fingerprint(root: &Path) -> BTreeMap<PathBuf, String> {
+pub(super) fn fingerprint(root: &Path) -> BTreeMap<PathBuf, String> {
     let mut seen = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(path) = pending.pop() {
@@ -215,11 +165,11 @@ fn fingerprint(root: &Path) -> BTreeMap<PathBuf, String> {
     seen
 }
 
-fn assert_proven(drill: &Drill, clone: &str, queries: usize) {
+pub(super) fn assert_proven(drill: &Drill, clone: &str, queries: usize) {
     let report = &drill.report;
     assert_eq!(
         drill.code(),
-        Some(0),
+        0,
         "pgdrill did not prove the copy: {}",
         drill.describe()
     );
@@ -302,7 +252,7 @@ fn proves_a_hot_copy_taken_under_load_and_fails_its_checks_when_they_fail() {
         &script,
     ];
     let drill = pgdrill(&source, tmp.path(), &[args.as_slice(), &failing].concat());
-    assert_eq!(drill.code(), Some(1), "{}", drill.describe());
+    assert_eq!(drill.code(), 1, "{}", drill.describe());
     assert_eq!(drill.report["consistent"], true);
     assert_eq!(
         drill.report["exec"]["exit_code"],
@@ -329,90 +279,19 @@ fn proves_a_hot_copy_taken_under_load_and_fails_its_checks_when_they_fail() {
     source.check_pgbench_invariant();
 }
 
-/// A btrfs file system on a loop device, unmounted and detached on drop (even on failure).
-struct LoopBtrfs {
-    /// Holds the image file and the mount point; removed after the unmount.
-    _image_dir: tempfile::TempDir,
-    device: Option<String>,
-    mount: PathBuf,
-    mounted: bool,
-}
-
-impl LoopBtrfs {
-    fn new(size: &str) -> LoopBtrfs {
-        let image_dir = tempfile::tempdir().unwrap();
-        let image = image_dir.path().join("btrfs.img");
-        let mount = image_dir.path().join("mnt");
-        fs::create_dir(&mount).unwrap();
-        let mut fs = LoopBtrfs {
-            _image_dir: image_dir,
-            device: None,
-            mount,
-            mounted: false,
-        };
-        let run = |program: &str, args: &[&str]| {
-            let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
-                panic!("running {program}: {e} (scripts/test installs btrfs-progs; apt-get install btrfs-progs)")
-            });
-            assert!(
-                output.status.success(),
-                "{program} {args:?}: {}",
-                describe(&output)
-            );
-            String::from_utf8_lossy(&output.stdout).trim().to_string()
-        };
-        run("truncate", &["-s", size, image.to_str().unwrap()]);
-        let device = run("losetup", &["--find", "--show", image.to_str().unwrap()]);
-        fs.device = Some(device.clone());
-        run("mkfs.btrfs", &["-q", &device]);
-        run("mount", &[&device, fs.mount.to_str().unwrap()]);
-        fs.mounted = true;
-        fs
-    }
-}
-
-impl Drop for LoopBtrfs {
-    fn drop(&mut self) {
-        if self.mounted {
-            for _ in 0..50 {
-                if Command::new("umount")
-                    .arg(&self.mount)
-                    .status()
-                    .is_ok_and(|s| s.success())
-                {
-                    self.mounted = false;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if self.mounted {
-                let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-            }
-        }
-        if let Some(device) = self.device.take() {
-            let _ = Command::new("losetup").args(["-d", &device]).status();
-        }
-    }
+/// `btrfs ARGS...` within the tool limit, panicking with its output on failure.
+pub(super) fn btrfs(args: &[&OsStr]) -> String {
+    util::tool("btrfs", args)
 }
 
 #[test]
 fn proves_a_read_only_btrfs_snapshot_by_overlay_and_by_reflink() {
     let source = loaded_source(1);
-    let btrfs = LoopBtrfs::new("1G");
-    let volume = btrfs.mount.join("vol");
-    let snapshot = btrfs.mount.join("snap");
-    let work = btrfs.mount.join("work");
-    let btrfs_tool = |args: &[&str]| {
-        ok(
-            {
-                let mut command = Command::new("btrfs");
-                command.args(args);
-                command
-            },
-            &format!("btrfs {args:?}"),
-        )
-    };
-    btrfs_tool(&["subvolume", "create", volume.to_str().unwrap()]);
+    let btrfs_fs = LoopFs::btrfs("1G");
+    let volume = btrfs_fs.mount().join("vol");
+    let snapshot = btrfs_fs.mount().join("snap");
+    let work = btrfs_fs.mount().join("work");
+    btrfs(&["subvolume".as_ref(), "create".as_ref(), volume.as_ref()]);
     fs::create_dir(&work).unwrap();
     let labels = cluster::scratch_dir();
     let tmp = cluster::scratch_dir();
@@ -422,12 +301,12 @@ fn proves_a_read_only_btrfs_snapshot_by_overlay_and_by_reflink() {
     let copy = volume.join("data");
     let committed = backup(&source, labels.path(), || {
         source.copy_data_dir(&copy);
-        btrfs_tool(&[
-            "subvolume",
-            "snapshot",
-            "-r",
-            volume.to_str().unwrap(),
-            snapshot.to_str().unwrap(),
+        btrfs(&[
+            "subvolume".as_ref(),
+            "snapshot".as_ref(),
+            "-r".as_ref(),
+            volume.as_ref(),
+            snapshot.as_ref(),
         ]);
     });
     load.stop();
@@ -471,209 +350,6 @@ fn proves_a_read_only_btrfs_snapshot_by_overlay_and_by_reflink() {
 }
 
 #[test]
-fn refuses_a_copy_without_backup_label() {
-    let source = Cluster::start(ClusterOptions::default().without_archive());
-    let scratch = cluster::scratch_dir();
-    let tmp = cluster::scratch_dir();
-    let copy = scratch.path().join("data");
-    source.copy_data_dir(&copy);
-    let empty = tempfile::tempdir().unwrap();
-    let drill = pgdrill(
-        &source,
-        tmp.path(),
-        &[
-            copy.to_str().unwrap(),
-            "--wal-archive",
-            empty.path().to_str().unwrap(),
-        ],
-    );
-    drill.assert_failed(2, "no backup_label");
-    assert!(drill.stderr().contains("hint: ") && drill.stderr().contains("crash recovery"));
-    assert_eq!(drill.report["consistent"], false);
-}
-
-#[test]
-fn an_empty_archive_names_the_missing_wal_and_a_hanging_restore_times_out() {
-    let source = loaded_source(1);
-    let scratch = cluster::scratch_dir();
-    let labels = cluster::scratch_dir();
-    let tmp = cluster::scratch_dir();
-    let copy = scratch.path().join("data");
-    hot_copy(&source, &copy, labels.path());
-    let before = fingerprint(&copy);
-    let label = labels.path().join("backup_label");
-    let label_text = fs::read_to_string(&label).unwrap();
-    let start_file = label_text.split("(file ").nth(1).unwrap()[..24].to_string();
-    let empty = tempfile::tempdir().unwrap();
-    fs::set_permissions(
-        empty.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-
-    let drill = pgdrill(
-        &source,
-        tmp.path(),
-        &backup_args(&copy, &label, empty.path()),
-    );
-    assert_eq!(drill.code(), Some(8), "{}", drill.describe());
-    let stderr = drill.stderr();
-    assert!(
-        stderr.contains("recovery needs WAL that is missing: 0000000"),
-        "{stderr}"
-    );
-    let missing = stderr.split("missing: ").nth(1).unwrap()[..24].to_string();
-    assert!(
-        missing >= start_file,
-        "{missing} is before the backup's start {start_file}"
-    );
-    assert!(
-        fs::read_dir(source.archive_dir()).unwrap().any(|e| e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            == missing),
-        "the segment named, {missing}, is one the real archive has"
-    );
-    assert!(
-        stderr.contains(&format!("hint: the WAL archive {}", empty.path().display())),
-        "{stderr}"
-    );
-    assert_eq!(drill.report["consistent"], false);
-    assert!(!drill.report["server_log_tail"]
-        .as_array()
-        .unwrap()
-        .is_empty());
-
-    let drill = pgdrill(
-        &source,
-        tmp.path(),
-        &[
-            copy.to_str().unwrap(),
-            "--backup-label",
-            label.to_str().unwrap(),
-            "--restore-command",
-            "sleep 60",
-            "--timeout",
-            "3",
-        ],
-    );
-    drill.assert_failed(6, "not consistent within 3 s");
-    assert!(
-        drill.report["seconds"]["total"].as_f64().unwrap() < 30.0,
-        "{}",
-        drill.describe()
-    );
-    assert_eq!(fingerprint(&copy), before);
-    // SIGTERM while the server waits for WAL: server stopped, clone removed, exit 128 + 15.
-    let mut child = source
-        .command(env!("CARGO_BIN_EXE_pgdrill"))
-        .env("TMPDIR", tmp.path())
-        .arg(&copy)
-        .args([
-            "--backup-label",
-            label.to_str().unwrap(),
-            "--restore-command",
-            "sleep 60",
-        ])
-        .arg("--pg-bindir")
-        .arg(source.bindir())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    let server_started = || {
-        fs::read_dir(tmp.path())
-            .unwrap()
-            .flatten()
-            .any(|e| e.path().join("socket/postmaster.pid").exists())
-    };
-    while !server_started() {
-        assert!(
-            started.elapsed() < PROGRAM_LIMIT,
-            "the drill's server never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < PROGRAM_LIMIT,
-            "pgdrill did not end after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(143), "{stderr}");
-    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
-    assert_eq!(
-        fs::read_dir(tmp.path()).unwrap().count(),
-        0,
-        "the drill left files behind"
-    );
-    assert!(
-        cluster::marked_processes(source.marker())
-            .iter()
-            .all(|pid| fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| !c.contains("pgdrill"))),
-        "a process of the drill outlived it"
-    );
-    assert_eq!(fingerprint(&copy), before);
-}
-
-#[test]
-fn a_label_from_another_backup_is_refused() {
-    let source = loaded_source(1);
-    let scratch = cluster::scratch_dir();
-    let tmp = cluster::scratch_dir();
-    let (earlier, own, later) = (
-        cluster::scratch_dir(),
-        cluster::scratch_dir(),
-        cluster::scratch_dir(),
-    );
-    let copy = scratch.path().join("data");
-    let load = source.start_pgbench_load(2, 1);
-    backup(&source, earlier.path(), || {});
-    backup(&source, own.path(), || source.copy_data_dir(&copy));
-    backup(&source, later.path(), || {});
-    load.stop();
-    let drill_with = |labels: &Path| {
-        let label = labels.join("backup_label");
-        pgdrill(
-            &source,
-            tmp.path(),
-            &backup_args(&copy, &label, source.archive_dir()),
-        )
-    };
-    let drill = drill_with(earlier.path());
-    drill.assert_failed(8, "belongs to another backup");
-    assert!(
-        drill
-            .stderr()
-            .contains("changes from after that backup ended"),
-        "{}",
-        drill.describe()
-    );
-    let drill = drill_with(later.path());
-    drill.assert_failed(8, "before that backup started");
-    assert_eq!(
-        drill.report["postgres"],
-        Value::Null,
-        "refused before any server started"
-    );
-    assert_proven(&drill_with(own.path()), "overlay", 0);
-}
-
-#[test]
 fn a_relocated_tablespace_is_cloned_from_its_snapshot_and_the_live_one_is_never_written() {
     let live_tablespace = cluster::scratch_dir();
     let scratch = cluster::scratch_dir();
@@ -692,16 +368,13 @@ fn a_relocated_tablespace_is_cloned_from_its_snapshot_and_the_live_one_is_never_
     backup(&source, labels.path(), || {
         source.copy_data_dir(&copy);
         source.psql("INSERT INTO ts_rows SELECT generate_series(10001, 10100)");
-        let output = Command::new("cp")
-            .arg("-a")
-            .arg(live_tablespace.path())
-            .arg(&ts_copy)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "cp -a tablespace: {}",
-            describe(&output)
+        util::tool(
+            "cp",
+            &[
+                "-a".as_ref(),
+                live_tablespace.path().as_ref(),
+                ts_copy.as_ref(),
+            ],
         );
     });
     load.stop();
@@ -752,51 +425,12 @@ fn a_relocated_tablespace_is_cloned_from_its_snapshot_and_the_live_one_is_never_
     drill.assert_failed(2, "-T /nowhere=...");
 }
 
-#[test]
-fn overlay_is_refused_over_a_running_servers_data_directory() {
-    let source = Cluster::start(ClusterOptions::default().without_archive());
-    let tmp = cluster::scratch_dir();
-    let labels = tempfile::tempdir().unwrap();
-    let label = labels.path().join("backup_label");
-    fs::write(
-        &label,
-        "START WAL LOCATION: 0/1000028 (file 000000010000000000000001)\nCHECKPOINT LOCATION: 0/1\n",
-    )
-    .unwrap();
-    let drill = pgdrill(
-        &source,
-        tmp.path(),
-        &[
-            source.data_dir().to_str().unwrap(),
-            "--backup-label",
-            label.to_str().unwrap(),
-            "--clone",
-            "overlay",
-            "--wal-archive",
-            tmp.path().to_str().unwrap(),
-        ],
-    );
-    assert_eq!(drill.code(), Some(4), "{}", drill.describe());
-    assert!(
-        drill
-            .stderr()
-            .contains("data directory of a running server"),
-        "{}",
-        drill.describe()
-    );
-}
-
 /// `pg_dump --version` -> 15 for "pg_dump (PostgreSQL) 15.18 (Debian ...)".
 fn pg_dump_major(pg_dump: &Path) -> u32 {
-    let output = ok(
-        {
-            let mut command = Command::new(pg_dump);
-            command.arg("--version");
-            command
-        },
-        "pg_dump --version",
+    let text = util::tool(
+        pg_dump.to_str().expect("test paths are UTF-8"),
+        &["--version".as_ref()],
     );
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let version = text.split_whitespace().nth(2).unwrap_or_default();
     version
         .split('.')
@@ -879,11 +513,11 @@ fn exec_pgback_dumps_the_backups_point_in_time() {
             )
         });
     source.psql("CREATE DATABASE restored");
-    let mut pg_restore = source.command(cluster::pg_binaries().client_tool("pg_restore"));
-    pg_restore
+    TestCommand::program(&source, cluster::pg_binaries().client_tool("pg_restore"))
         .args(["--exit-on-error", "-d", "restored"])
-        .arg(&dump);
-    ok(pg_restore, "pg_restore");
+        .arg(&dump)
+        .run()
+        .assert_ok("pg_restore");
     assert_eq!(
         source
             .try_psql_in(

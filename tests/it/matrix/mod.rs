@@ -5,7 +5,10 @@
 //! `tests/it/` runs on the default server only (Debian's 15 in CI).
 
 mod drill;
+mod drill_failures;
 mod faults;
+mod field;
 mod hooks;
 mod named;
+mod recipes;
 mod restore;

@@ -90,7 +90,7 @@ fn assert_mode_0600(path: &Path) {
 }
 
 /// `X/Y` with hexadecimal halves, as PostgreSQL prints a pg_lsn.
-fn is_lsn(text: &str) -> bool {
+pub(crate) fn is_lsn(text: &str) -> bool {
     let is_hex = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_hexdigit());
     text.split_once('/')
         .is_some_and(|(high, low)| is_hex(high) && is_hex(low))
@@ -98,7 +98,7 @@ fn is_lsn(text: &str) -> bool {
 
 /// Close the current WAL segment (`pg_switch_wal()`) and wait until the archiver has archived
 /// it, so that a restore from the archive replays everything committed so far.
-fn switch_wal_and_wait_for_archive(source: &Cluster) {
+pub(crate) fn switch_wal_and_wait_for_archive(source: &Cluster) {
     let segment = source.psql("SELECT pg_walfile_name(pg_switch_wal())");
     assert_eq!(segment.len(), 24, "unexpected WAL file name {segment:?}");
     let deadline = Instant::now() + ARCHIVE_TIMEOUT;
@@ -162,7 +162,7 @@ fn copy_live_tree(src: &Path, dest: &Path) {
 /// to `backup_label.old` at its end, byte for byte what pgpost printed), `pg_amcheck` is
 /// clean, the pgbench invariant holds with at least `committed_transactions`, and the marker
 /// row is there.
-fn check_restored(
+pub(crate) fn check_restored(
     restored: &Cluster,
     copy: &Path,
     backup_label: &str,
