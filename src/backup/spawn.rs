@@ -371,6 +371,39 @@ mod tests {
         assert!(parse_report("warn only a warning\n", "").is_err());
     }
 
+    /// The co-process learns that pgpre is gone from the pipe itself, at once, and a watch
+    /// that is dropped does not keep the pipe open (pgpre would never see end-of-file).
+    #[tokio::test]
+    async fn a_closed_reader_is_seen_at_once_and_the_watch_holds_no_descriptor() {
+        let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let mut handshake = PipeHandshake {
+            pipe: Some(File::from(write_end)),
+        };
+        let watch = handshake.gone();
+        drop(watch);
+        handshake.waiting("waiting for a spread checkpoint");
+        handshake.pipe = None;
+        let mut text = String::new();
+        File::from(read_end).read_to_string(&mut text).unwrap();
+        assert_eq!(
+            text, "wait waiting for a spread checkpoint\n",
+            "end-of-file came"
+        );
+
+        let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let handshake = PipeHandshake {
+            pipe: Some(File::from(write_end)),
+        };
+        let gone = handshake.gone();
+        tokio::pin!(gone);
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut gone).await;
+        assert!(early.is_err(), "pgpre is still there");
+        drop(read_end);
+        tokio::time::timeout(Duration::from_secs(1), gone)
+            .await
+            .expect("the closed reader is seen within a second");
+    }
+
     #[test]
     fn unknown_codes_are_internal() {
         assert_eq!(status_from_code("3"), ExitStatus::Connection);

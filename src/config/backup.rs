@@ -285,9 +285,13 @@ mod tests {
             ("SAFE_BACKUP_TABLE", "env_table"),
         ];
         let args = ["--backup-timeout", "40", "--table", "flag_table"];
-        // Defaults alone.
+        // Defaults alone: a backup nobody ends (no pgpost) ends by itself after 6 hours.
         let config = layered("", &[], &[]);
         assert_eq!(config, BackupConfig::default());
+        assert_eq!(
+            limit(config.backup_timeout),
+            Some(Duration::from_secs(6 * 3600))
+        );
         // The file wins over the defaults.
         let config = layered(file, &[], &[]);
         assert_eq!(
