@@ -47,8 +47,11 @@ impl Tools {
     /// Checks every `compress_level` of the run (the global one and each database's) against
     /// this pg_dump, before anything is dumped.
     pub fn check_compression(&self, dump: &DumpConfig) -> Result<(), UnusableTool> {
-        let levels = std::iter::once(&dump.compress_level)
-            .chain(dump.databases.values().filter_map(|db| db.compress_level.as_ref()));
+        let levels = std::iter::once(&dump.compress_level).chain(
+            dump.databases
+                .values()
+                .filter_map(|db| db.compress_level.as_ref()),
+        );
         for level in levels {
             compress_arg(level, self.version).map_err(|reason| UnusableTool {
                 program: self.pg_dump.clone(),
@@ -68,7 +71,10 @@ pub const PG_DUMP_COMPRESSION_METHODS: ToolVersion = ToolVersion {
 /// The argument of `--compress` for this pg_dump, or `None` for pg_dump's default. Older
 /// pg_dumps take a level only: `gzip[:N]` becomes `N` (gzip's default 6 without one) and
 /// `none` becomes `0`; lz4 and zstd, or a detail other than a level, need pg_dump 16.
-pub fn compress_arg(compression: &Compression, version: ToolVersion) -> Result<Option<String>, String> {
+pub fn compress_arg(
+    compression: &Compression,
+    version: ToolVersion,
+) -> Result<Option<String>, String> {
     let Compression::Method { method, detail } = compression else {
         return Ok(compression.pg_dump_arg());
     };
@@ -338,7 +344,10 @@ mod tests {
         assert_eq!(arg("gzip", 15), Ok(Some("6".into())));
         assert_eq!(arg("none", 12), Ok(Some("0".into())));
         assert_eq!(arg("gzip:3", 16), Ok(Some("gzip:3".into())));
-        assert_eq!(arg("zstd:level=9,long", 17), Ok(Some("zstd:level=9,long".into())));
+        assert_eq!(
+            arg("zstd:level=9,long", 17),
+            Ok(Some("zstd:level=9,long".into()))
+        );
         for lacking in ["zstd", "lz4:4", "gzip:level=3"] {
             let reason = arg(lacking, 15).unwrap_err();
             assert!(reason.contains("needs pg_dump 16 or later"), "{reason}");
@@ -352,7 +361,12 @@ mod tests {
             version: v(15),
         };
         assert!(tools.check_compression(&dump).is_err());
-        assert!(Tools { version: v(16), ..tools }.check_compression(&dump).is_ok());
+        assert!(Tools {
+            version: v(16),
+            ..tools
+        }
+        .check_compression(&dump)
+        .is_ok());
     }
 
     #[test]

@@ -1069,13 +1069,25 @@ fn dump_compressed_and_restore(
     let dir = out_dir.path().display().to_string();
     let output = pgback(
         source,
-        &["-b", &dir, "-F", format, "-Z", compression, "--dump-only", "app"],
+        &[
+            "-b",
+            &dir,
+            "-F",
+            format,
+            "-Z",
+            compression,
+            "--dump-only",
+            "app",
+        ],
     )
     .run();
     assert_eq!(output.code, 0, "-Z {compression}: {output}");
     let dump = find(out_dir.path(), "app_", extension);
     let name = dump.file_name().unwrap().to_string_lossy().into_owned();
-    let db = format!("restored_{}", target.psql("SELECT count(*) FROM pg_database"));
+    let db = format!(
+        "restored_{}",
+        target.psql("SELECT count(*) FROM pg_database")
+    );
     target.psql(&format!("CREATE DATABASE {db}"));
     if format == "plain" {
         // psql reads the decompressed script.
@@ -1154,13 +1166,19 @@ fn compression_methods_levels_and_the_pg_dump_that_lacks_one() {
     if major < 16 {
         let output = pgback(&source, &["-b", &dir, "-Z", "zstd:3", "app"]).run();
         assert_eq!(output.code, 2, "{output}");
-        assert!(output.stderr.contains("needs pg_dump 16 or later"), "{output}");
+        assert!(
+            output.stderr.contains("needs pg_dump 16 or later"),
+            "{output}"
+        );
         assert!(output.stderr.contains("hint:"), "{output}");
         let config = out_dir.path().join("lz4.toml");
         std::fs::write(&config, "[dump.databases.app]\ncompress_level = \"lz4\"\n").unwrap();
         let output = pgback(&source, &["-b", &dir, "-c", &config.display().to_string()]).run();
         assert_eq!(output.code, 2, "{output}");
-        assert!(output.stderr.contains("-Z lz4 needs pg_dump 16"), "{output}");
+        assert!(
+            output.stderr.contains("-Z lz4 needs pg_dump 16"),
+            "{output}"
+        );
         assert_eq!(files_in(out_dir.path()), ["lz4.toml"], "{output}");
     } else {
         dump_compressed_and_restore(&source, &target, "custom", "zstd:3", ".dump");
