@@ -353,8 +353,10 @@ mod tests {
             assert!(reason.contains("needs pg_dump 16 or later"), "{reason}");
             assert!(reason.contains("this one is 15.0"), "{reason}");
         }
-        let mut dump = DumpConfig::default();
-        dump.compress_level = "lz4".parse().unwrap();
+        let dump = DumpConfig {
+            compress_level: "lz4".parse().unwrap(),
+            ..Default::default()
+        };
         let tools = Tools {
             pg_dump: "pg_dump".into(),
             pg_dumpall: "pg_dumpall".into(),
