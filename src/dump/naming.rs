@@ -220,6 +220,17 @@ mod tests {
         ] {
             assert_eq!(dump_extension(format, &compression), ext);
         }
+        for (compression, ext) in [
+            ("gzip", "sql.gz"),
+            ("gzip:0", "sql"),
+            ("lz4:1", "sql.lz4"),
+            ("zstd:level=3", "sql.zst"),
+            ("none", "sql"),
+            ("0", "sql"),
+        ] {
+            let compression: Compression = compression.parse().unwrap();
+            assert_eq!(dump_extension(Format::Plain, &compression), ext);
+        }
     }
 
     #[test]

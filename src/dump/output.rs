@@ -1,13 +1,20 @@
 //! Writing result files safely: under a temporary name, checksummed while streaming, fsynced,
 //! chmodded, then renamed into place (and the directory fsynced), with the checksum file beside.
+//!
+//! A stream is read in 1 MiB batches on the runtime thread; hashing, writing and every fsync
+//! run on blocking threads, so that concurrent dumps never wait for one another's disk work.
+//! Write-back starts every [`FLUSH_AFTER_BYTES`] (as PostgreSQL's `*_flush_after`), so the
+//! final fsync finds little left to write.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::checksum::{checksum_line, copy_hashed, hash_file};
+use super::checksum::{checksum_line, hash_file, Hasher};
 use super::naming::temp_path;
 use crate::config::values::{ChecksumAlgorithm, FileMode};
 use crate::process::{create_private_dir, directory_of, write_atomically, AtomicFile, FileOptions};
@@ -98,6 +105,113 @@ fn display_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Bytes read from a stream before they go to the writing thread, and the size of its writes.
+pub const BATCH_BYTES: usize = 1024 * 1024;
+
+/// Written bytes after which write-back of them is started (`posix_fadvise`), so that the
+/// final fsync has little left to do and dirty pages do not pile up.
+pub const FLUSH_AFTER_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The synchronous end of a stream: writes into the temporary file, hashes, starts write-back.
+struct HashedFile {
+    file: File,
+    hasher: Option<Hasher>,
+    written: u64,
+    flushed: u64,
+}
+
+impl HashedFile {
+    fn write(&mut self, batch: &[u8]) -> io::Result<()> {
+        self.file.write_all(batch)?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(batch);
+        }
+        self.written += batch.len() as u64;
+        if self.written - self.flushed >= FLUSH_AFTER_BYTES {
+            let from = self.flushed.saturating_sub(FLUSH_AFTER_BYTES);
+            start_write_back(&self.file, from, self.written - from);
+            self.flushed = self.written;
+        }
+        Ok(())
+    }
+}
+
+/// Asks the kernel to start writing `len` bytes from `offset` without waiting for them, and
+/// to drop what is already on disk from the page cache (a dump is not read again). On Linux,
+/// `POSIX_FADV_DONTNEED` starts write-back of the dirty pages of the range (`WB_SYNC_NONE`)
+/// and evicts the clean ones: called over the last two windows, it starts the newest and
+/// evicts the one before, written meanwhile. Only a hint: the final fsync makes it durable.
+fn start_write_back(file: &File, offset: u64, len: u64) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    let _ = posix_fadvise(
+        file.as_raw_fd(),
+        offset,
+        len,
+        PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+}
+
+/// Runs blocking file work off the runtime thread, starting now.
+fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> impl std::future::Future<Output = io::Result<T>> {
+    let job = tokio::task::spawn_blocking(work);
+    async move {
+        job.await
+            .map_err(|e| io::Error::other(format!("the writing thread failed: {e}")))?
+    }
+}
+
+/// Reads until `batch` is full or the stream ends (its capacity is never exceeded).
+async fn fill_batch<R: AsyncRead + Unpin>(reader: &mut R, batch: &mut Vec<u8>) -> io::Result<()> {
+    while batch.len() < batch.capacity() {
+        if reader.read_buf(batch).await? == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Copies `reader` into `sink`: while one batch is hashed and written on a blocking thread,
+/// the next is read (two batches in memory). `on_progress` sees the bytes written so far.
+async fn copy_batches<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    sink: HashedFile,
+    mut on_progress: impl FnMut(u64),
+) -> io::Result<HashedFile> {
+    let mut idle = Some(sink);
+    let mut spare = Vec::new();
+    let mut in_flight = None;
+    loop {
+        let mut batch = std::mem::take(&mut spare);
+        batch.clear();
+        batch.reserve_exact(BATCH_BYTES);
+        let read = fill_batch(reader, &mut batch).await;
+        // The batch in flight lands before the next starts, or before returning (even when
+        // reading failed: the file is then the caller's to remove).
+        if let Some(writing) = in_flight.take() {
+            let (sink, written): (HashedFile, Vec<u8>) = writing.await?;
+            on_progress(sink.written);
+            idle = Some(sink);
+            spare = written;
+        }
+        read?;
+        let mut sink = idle
+            .take()
+            .ok_or_else(|| io::Error::other("internal: the stream has no file"))?;
+        if batch.is_empty() {
+            return Ok(sink);
+        }
+        in_flight = Some(blocking(move || {
+            sink.write(&batch)?;
+            Ok((sink, batch))
+        }));
+    }
+}
+
 /// Streams `reader` into `path`: temp name, digest while writing, fsync, chmod, rename.
 pub async fn write_streamed<R: AsyncRead + Unpin>(
     path: &Path,
@@ -106,25 +220,37 @@ pub async fn write_streamed<R: AsyncRead + Unpin>(
     mode: FileMode,
     on_progress: impl FnMut(u64),
 ) -> Result<WrittenFile, OutputError> {
-    let (digest, bytes) = async {
-        let atomic = AtomicFile::create(path, &temp_path(path), file_options(mode))?;
-        let mut file = tokio::fs::File::from_std(atomic.file().try_clone()?);
-        let copied = copy_hashed(reader, &mut file, algorithm, on_progress).await?;
-        drop(file);
+    let target = path.to_path_buf();
+    let atomic =
+        blocking(move || AtomicFile::create(&target, &temp_path(&target), file_options(mode)))
+            .await
+            .map_err(at(path))?;
+    let sink = HashedFile {
+        file: atomic.file().try_clone().map_err(at(path))?,
+        hasher: Hasher::new(algorithm),
+        written: 0,
+        flushed: 0,
+    };
+    let sink = copy_batches(reader, sink, on_progress)
+        .await
+        .map_err(at(path))?;
+    let bytes = sink.written;
+    let digest = sink.hasher.map(Hasher::finish_hex);
+    let target = path.to_path_buf();
+    // fsync, rename and the checksum file, off the runtime thread.
+    let checksum_path = blocking(move || {
+        drop(sink.file);
         atomic.commit()?;
-        Ok::<_, io::Error>(copied)
-    }
+        let Some(hex) = digest else {
+            return Ok(None);
+        };
+        let line = checksum_line(&hex, &display_name(&target));
+        write_checksum_file(&target, algorithm, &line, mode)
+            .map(Some)
+            .map_err(|e| e.source)
+    })
     .await
     .map_err(at(path))?;
-    let checksum_path = match digest {
-        Some(hex) => Some(write_checksum_file(
-            path,
-            algorithm,
-            &checksum_line(&hex, &display_name(path)),
-            mode,
-        )?),
-        None => None,
-    };
     Ok(WrittenFile {
         path: path.to_path_buf(),
         checksum_path,
@@ -241,6 +367,42 @@ mod tests {
         )
         .await
         .is_err());
+    }
+
+    #[tokio::test]
+    async fn streams_of_many_batches_land_whole_with_their_digest() {
+        let tmp = tempfile::tempdir().unwrap();
+        // More than the write-back window and not a multiple of the batch size.
+        let data: Vec<u8> = (0..(FLUSH_AFTER_BYTES as usize + 3 * BATCH_BYTES + 4321))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let path = tmp.path().join("big.dump");
+        let mut seen = Vec::new();
+        let written = write_streamed(
+            &path,
+            &mut &data[..],
+            ChecksumAlgorithm::Sha256,
+            FileMode::Unchanged,
+            |n| seen.push(n),
+        )
+        .await
+        .unwrap();
+        assert_eq!(written.bytes, data.len() as u64);
+        assert_eq!(seen.last(), Some(&(data.len() as u64)));
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert!(std::fs::read(&path).unwrap() == data);
+        let sums = std::fs::read_to_string(written.checksum_path.unwrap()).unwrap();
+        let hex = hash_file(&path, ChecksumAlgorithm::Sha256)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sums, format!("{hex}  big.dump\n"));
+        // An empty stream makes an empty file.
+        let empty = tmp.path().join("empty.sql");
+        let written = write_bytes(&empty, b"", ChecksumAlgorithm::None, FileMode::Unchanged)
+            .await
+            .unwrap();
+        assert_eq!((written.bytes, written.checksum_path), (0, None));
+        assert!(empty.exists());
     }
 
     #[test]

@@ -161,6 +161,7 @@ async fn dump_and_purge(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     let tools = Tools::find(&dump.bin_directory).await?;
+    tools.check_compression(&dump)?;
     // The fixed part of the backup directory (before any `{dbname}`) must be writable up front.
     let fixed = fixed_backup_dir(&dump.backup_directory);
     if !fixed.is_empty() {

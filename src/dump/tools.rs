@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncReadExt;
 
-use crate::config::dump::DatabaseDumpSettings;
-use crate::config::values::Format;
+use crate::config::dump::{DatabaseDumpSettings, DumpConfig};
+use crate::config::values::{Compression, Format};
 use crate::conn::quote_conninfo;
 use crate::process::{run_child, ChildError, ChildName};
 
@@ -43,6 +43,58 @@ impl Tools {
             version,
         })
     }
+
+    /// Checks every `compress_level` of the run (the global one and each database's) against
+    /// this pg_dump, before anything is dumped.
+    pub fn check_compression(&self, dump: &DumpConfig) -> Result<(), UnusableTool> {
+        let levels = std::iter::once(&dump.compress_level).chain(
+            dump.databases
+                .values()
+                .filter_map(|db| db.compress_level.as_ref()),
+        );
+        for level in levels {
+            compress_arg(level, self.version).map_err(|reason| UnusableTool {
+                program: self.pg_dump.clone(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The first pg_dump that takes `-Z method[:detail]`, with lz4 and zstd.
+pub const PG_DUMP_COMPRESSION_METHODS: ToolVersion = ToolVersion {
+    major: 16,
+    minor: 0,
+};
+
+/// The argument of `--compress` for this pg_dump, or `None` for pg_dump's default. Older
+/// pg_dumps take a level only: `gzip[:N]` becomes `N` (gzip's default 6 without one) and
+/// `none` becomes `0`; lz4 and zstd, or a detail other than a level, need pg_dump 16.
+pub fn compress_arg(
+    compression: &Compression,
+    version: ToolVersion,
+) -> Result<Option<String>, String> {
+    let Compression::Method { method, detail } = compression else {
+        return Ok(compression.pg_dump_arg());
+    };
+    if version >= PG_DUMP_COMPRESSION_METHODS {
+        return Ok(compression.pg_dump_arg());
+    }
+    let too_old = || {
+        format!(
+            "-Z {compression} needs pg_dump {} or later (this one is {version}); -Z 0..9 (gzip) \
+             works with any",
+            PG_DUMP_COMPRESSION_METHODS.major
+        )
+    };
+    let level = match (method.as_str(), detail.as_deref()) {
+        ("none", _) => "0",
+        ("gzip", None) => "6",
+        ("gzip", Some(level)) if level.parse::<u8>().is_ok_and(|l| l <= 9) => level,
+        _ => return Err(too_old()),
+    };
+    Ok(Some(level.to_string()))
 }
 
 /// Why `pg_dump --version` did not answer.
@@ -167,8 +219,12 @@ pub fn pg_dump_args(
         Some(false) if version.major >= 10 => args.push("-B".into()),
         _ => {}
     }
-    if let Some(level) = settings.compress_level.pg_dump_arg() {
-        if settings.format != Format::Tar {
+    if settings.format != Format::Tar {
+        // Tools::check_compression refused what this pg_dump cannot do; should it not have
+        // run, pg_dump gets the value as given and refuses it itself (never a silent default).
+        let arg = compress_arg(&settings.compress_level, version)
+            .unwrap_or_else(|_| settings.compress_level.pg_dump_arg());
+        if let Some(level) = arg {
             args.push(format!("--compress={level}"));
         }
     }
@@ -273,6 +329,46 @@ mod tests {
             pg_dump_args(&s, ToolVersion { major: 9, minor: 6 }, None),
             ["-Ft", "-w", "--schema=-evil schema", "--no-owner"]
         );
+    }
+
+    #[test]
+    fn compression_for_each_pg_dump() {
+        let v = |major| ToolVersion { major, minor: 0 };
+        let arg = |text: &str, major| {
+            let compression: Compression = text.parse().unwrap();
+            compress_arg(&compression, v(major))
+        };
+        assert_eq!(arg("-1", 15), Ok(None));
+        assert_eq!(arg("5", 15), Ok(Some("5".into())));
+        assert_eq!(arg("gzip:3", 15), Ok(Some("3".into())));
+        assert_eq!(arg("gzip", 15), Ok(Some("6".into())));
+        assert_eq!(arg("none", 12), Ok(Some("0".into())));
+        assert_eq!(arg("gzip:3", 16), Ok(Some("gzip:3".into())));
+        assert_eq!(
+            arg("zstd:level=9,long", 17),
+            Ok(Some("zstd:level=9,long".into()))
+        );
+        for lacking in ["zstd", "lz4:4", "gzip:level=3"] {
+            let reason = arg(lacking, 15).unwrap_err();
+            assert!(reason.contains("needs pg_dump 16 or later"), "{reason}");
+            assert!(reason.contains("this one is 15.0"), "{reason}");
+        }
+        let dump = DumpConfig {
+            compress_level: "lz4".parse().unwrap(),
+            ..Default::default()
+        };
+        let tools = Tools {
+            pg_dump: "pg_dump".into(),
+            pg_dumpall: "pg_dumpall".into(),
+            version: v(15),
+        };
+        assert!(tools.check_compression(&dump).is_err());
+        assert!(Tools {
+            version: v(16),
+            ..tools
+        }
+        .check_compression(&dump)
+        .is_ok());
     }
 
     #[test]

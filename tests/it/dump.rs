@@ -1055,3 +1055,133 @@ fn a_failing_dump_on_a_standby_resumes_replay() {
         || standby.try_psql_in("app", "SELECT count(*) FROM t") == Ok("101".to_string()),
     );
 }
+
+/// One table, dumped with `compression` in `format`, found by its extension, loaded into a
+/// fresh database of `target`: the rows must match.
+fn dump_compressed_and_restore(
+    source: &Cluster,
+    target: &Cluster,
+    format: &str,
+    compression: &str,
+    extension: &str,
+) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path().display().to_string();
+    let output = pgback(
+        source,
+        &[
+            "-b",
+            &dir,
+            "-F",
+            format,
+            "-Z",
+            compression,
+            "--dump-only",
+            "app",
+        ],
+    )
+    .run();
+    assert_eq!(output.code, 0, "-Z {compression}: {output}");
+    let dump = find(out_dir.path(), "app_", extension);
+    let name = dump.file_name().unwrap().to_string_lossy().into_owned();
+    let db = format!(
+        "restored_{}",
+        target.psql("SELECT count(*) FROM pg_database")
+    );
+    target.psql(&format!("CREATE DATABASE {db}"));
+    if format == "plain" {
+        // psql reads the decompressed script.
+        let script = match extension {
+            ".sql.gz" => Command::new("gzip").arg("-dc").arg(&dump).output().unwrap(),
+            ".sql" => Command::new("cat").arg(&dump).output().unwrap(),
+            other => panic!("no decompressor for {other}"),
+        };
+        assert!(script.status.success(), "{}", text(&script));
+        let plain = out_dir.path().join("script.sql");
+        std::fs::write(&plain, &script.stdout).unwrap();
+        let psql = cluster::pg_binaries().client_tool("psql");
+        TestCommand::program(target, &psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db, "-f"])
+            .arg(&plain)
+            .limit(PGBACK_LIMIT)
+            .run()
+            .assert_ok(&format!("loading {name}"));
+    } else {
+        TestCommand::program(target, cluster::pg_binaries().client_tool("pg_restore"))
+            .args(["--exit-on-error", "--no-owner", "-d", &db])
+            .arg(&dump)
+            .limit(PGBACK_LIMIT)
+            .run()
+            .assert_ok(&format!("restoring {name}"));
+    }
+    assert_eq!(
+        checksum_of_table(target, &db),
+        checksum_of_table(source, "app"),
+        "-Z {compression} -F {format}"
+    );
+}
+
+#[test]
+fn compression_methods_levels_and_the_pg_dump_that_lacks_one() {
+    let source = Cluster::start(ClusterOptions::default());
+    source.psql("CREATE DATABASE app");
+    source
+        .try_psql_in(
+            "app",
+            "CREATE TABLE t(i int primary key, s text); \
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g",
+        )
+        .unwrap();
+    let target = Cluster::start(ClusterOptions::default());
+
+    // method:level, a bare level (gzip), none: each restores; plain ones get the extension.
+    dump_compressed_and_restore(&source, &target, "plain", "gzip:4", ".sql.gz");
+    dump_compressed_and_restore(&source, &target, "plain", "3", ".sql.gz");
+    dump_compressed_and_restore(&source, &target, "plain", "none", ".sql");
+    dump_compressed_and_restore(&source, &target, "custom", "gzip:9", ".dump");
+    dump_compressed_and_restore(&source, &target, "custom", "0", ".dump");
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path().display().to_string();
+    // An unknown method: a usage error naming what is accepted, nothing dumped.
+    let output = pgback(&source, &["-b", &dir, "-Z", "brotli:5", "app"]).run();
+    assert_eq!(output.code, 2, "{output}");
+    assert!(
+        output.stderr.contains("brotli") && output.stderr.contains("gzip|lz4|zstd|none"),
+        "{output}"
+    );
+    assert!(files_in(out_dir.path()).is_empty(), "{output}");
+
+    // A method this pg_dump lacks (lz4 and zstd need 16): refused before anything is dumped,
+    // naming the version needed, for the global setting and for one database's.
+    let version = Command::new(cluster::pg_binaries().client_tool("pg_dump"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    let major: u32 = version
+        .split_whitespace()
+        .find_map(|w| w.split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("pg_dump version in {version:?}"));
+    if major < 16 {
+        let output = pgback(&source, &["-b", &dir, "-Z", "zstd:3", "app"]).run();
+        assert_eq!(output.code, 2, "{output}");
+        assert!(
+            output.stderr.contains("needs pg_dump 16 or later"),
+            "{output}"
+        );
+        assert!(output.stderr.contains("hint:"), "{output}");
+        let config = out_dir.path().join("lz4.toml");
+        std::fs::write(&config, "[dump.databases.app]\ncompress_level = \"lz4\"\n").unwrap();
+        let output = pgback(&source, &["-b", &dir, "-c", &config.display().to_string()]).run();
+        assert_eq!(output.code, 2, "{output}");
+        assert!(
+            output.stderr.contains("-Z lz4 needs pg_dump 16"),
+            "{output}"
+        );
+        assert_eq!(files_in(out_dir.path()), ["lz4.toml"], "{output}");
+    } else {
+        dump_compressed_and_restore(&source, &target, "custom", "zstd:3", ".dump");
+        dump_compressed_and_restore(&source, &target, "custom", "lz4", ".dump");
+    }
+}
