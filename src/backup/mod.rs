@@ -9,7 +9,8 @@
 //! - [`hold`]: the detached co-process: start, wait for `done`, stop.
 //! - [`spawn`]: `pgpre`'s fork, detach and handshake pipe.
 //! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
-//! - [`list`]: `pgpre --list`.
+//! - [`list`]: `pgpre --list` (a table, or with the history as JSON).
+//! - [`watch`]: the metrics file of pgpre and pgpost.
 //! - [`report`]: what pgpre and pgpost print when they succeed.
 //! - [`command`]: `pgpre` and `pgpost` from parsed flags to exit code.
 
@@ -24,12 +25,14 @@ pub mod row;
 pub mod spawn;
 pub mod table;
 pub(crate) mod wait;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::backup::limit;
+use crate::config::backup::{limit, LogTarget};
 use crate::config::BackupConfig;
+use crate::exit::LogFormat;
 pub use error::BackupError;
 use table::StateTable;
 
@@ -56,6 +59,10 @@ pub struct BackupOptions {
     pub log_file: Option<PathBuf>,
     /// The co-process's log level: info, debug with `-v`, trace with `-vv`.
     pub log_level: tracing::Level,
+    /// How the co-process's log lines look (`--log-format`).
+    pub log_format: LogFormat,
+    /// Where the co-process logs: its file or the journal.
+    pub log_target: LogTarget,
 }
 
 /// The shared [`crate::process::runtime`], its error as a [`BackupError`].
@@ -83,6 +90,8 @@ impl BackupOptions {
                 1 => tracing::Level::DEBUG,
                 _ => tracing::Level::TRACE,
             },
+            log_format: LogFormat::Text,
+            log_target: config.log_target,
         }
     }
 }
