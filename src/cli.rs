@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use crate::config::values::Seconds;
+use crate::exit::LogFormat;
 
 /// Start a non-exclusive PostgreSQL backup and hand its session to a detached
 /// co-process, which holds backup mode until `pgpost` stops it.
@@ -45,8 +46,9 @@ pub struct Pgpre {
     #[arg(short = 'o', long, value_name = "DIR", requires = "exec")]
     pub output_dir: Option<PathBuf>,
 
-    /// With --exec: print the result as pgpost --json does
-    #[arg(long, requires = "exec")]
+    /// With --exec: print the result as pgpost --json does; with --list: the running backups
+    /// and the recent history as one JSON document
+    #[arg(long)]
     pub json: bool,
 
     /// The command --exec runs, after `--`
@@ -112,6 +114,21 @@ pub struct CommonArgs {
     /// debug (-v) and trace (-vv) lines
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Write the Prometheus metrics of this run (textfile-collector format: times, outcome,
+    /// the backup's LSNs) to FILE when it ends, failed or not; replaced atomically
+    #[arg(long, env = "SAFE_BACKUP_METRICS_FILE", value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Log lines as text or json (one object per line), on stderr and in the co-process log
+    #[arg(
+        long,
+        env = "SAFE_BACKUP_LOG_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
 
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]

@@ -160,8 +160,13 @@ pub fn report(
 
 /// Prints a failure as one line (`program: message`) plus `hint:`, returns its exit code.
 pub fn fail<E: Failure + 'static>(program: &str, error: &E) -> std::process::ExitCode {
+    print_failure(program, error).into()
+}
+
+/// [`fail`] for a caller that still has work to do with the status (the metrics file).
+pub fn print_failure(program: &str, error: &(dyn Failure + 'static)) -> ExitStatus {
     eprintln!("{}", report(program, error, error.hint().as_deref()));
-    error.exit_status().into()
+    error.exit_status()
 }
 
 /// The log level of `-v` counts: warnings by default, `-v` info, `-vv` debug.
@@ -173,24 +178,70 @@ pub fn log_level(verbose: u8) -> tracing::Level {
     }
 }
 
+/// How log lines look (`--log-format`): `text` for people, `json` (one object per line:
+/// `timestamp`, `level`, `message` and the event's fields) for log collectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `LEVEL message`, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Installs the stderr logger at [`log_level`].
-pub fn init_logging(verbose: u8) {
-    init_logging_with(verbose, std::io::stderr);
+pub fn init_logging(verbose: u8, format: LogFormat) {
+    init_logging_with(verbose, format, std::io::stderr);
 }
 
 /// [`init_logging`] through `writer` (pgback: one that does not tear its progress spinners).
-pub fn init_logging_with<W>(verbose: u8, writer: W)
+pub fn init_logging_with<W>(verbose: u8, format: LogFormat, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    init_logger(log_level(verbose), format, writer, false);
+}
+
+/// The logger of every binary and of pgpre's co-process: `level` and above, in `format`, to
+/// `writer`. Text lines carry the time only when `timed` (the co-process's log file); JSON
+/// lines always do.
+pub fn init_logger<W>(level: tracing::Level, format: LogFormat, writer: W, timed: bool)
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(log_level(verbose))
-        .without_time()
-        .with_target(false)
-        .try_init();
+        .with_max_level(level)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => {
+            let builder = builder.with_ansi(std::io::stderr().is_terminal());
+            if timed {
+                builder.try_init()
+            } else {
+                builder.without_time().try_init()
+            }
+        }
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
+
+/// The journald logger of pgpre's co-process (`backup.log_target = "journal"`): `level` and
+/// above, with the journal's own fields (`PRIORITY`, `SYSLOG_IDENTIFIER=pgpre`). Fails when no
+/// journald listens on its socket.
+pub fn init_journal_logger(level: tracing::Level) -> std::io::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::Layer as _;
+    let journal = tracing_journald::layer()?.with_syslog_identifier("pgpre".into());
+    let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
+    let subscriber = tracing_subscriber::registry().with(journal.with_filter(filter));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! In dependency order: each module uses only those above it.
-//! - [`exit`]: the exit-code table, `Failure`, the one-line report and the stderr log.
+//! - [`exit`]: the exit-code table, `Failure`, the one-line report, and the log (`--log-format`).
+//! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
 //! - [`server`]: `ServerVersion`, the one version type, and the version-specific SQL, as pure builders.
 //! - [`conn`]: libpq conventions (conninfo, URIs, PG* variables, pgpass, services, sslmode) over tokio-postgres.
 //! - [`cli`]: clap definitions of `pgpre` and `pgpost`, and the connection flags of every binary
@@ -12,8 +13,8 @@
 //! - [`secret`]: secrets that never print, read from the environment or from private files.
 //! - [`crypt`]: age encryption of dumps as they stream, and `--decrypt` in place.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
-//! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load.
-//! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
+//! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load
+//!   (`dump::cli` hands `--restore` to `restore::cli`).
 //! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
 
 pub mod backup;

@@ -131,10 +131,26 @@ impl RunMetrics {
     }
 
     /// The run ended at `ended` with `status` (success is exit code 0).
-    pub fn finish(mut self, ended: SystemTime, status: ExitStatus) -> RunMetrics {
+    pub fn finish(self, ended: SystemTime, status: ExitStatus) -> RunMetrics {
+        self.finish_code(ended, status.code())
+    }
+
+    /// The run ended at `ended` with the exit code `code` (pgdrill's codes beyond
+    /// [`ExitStatus`] included).
+    pub fn finish_code(mut self, ended: SystemTime, code: u8) -> RunMetrics {
         self.ended = Some(ended);
-        self.exit_code = Some(status.code());
+        self.exit_code = Some(code);
         self
+    }
+
+    /// The end of a binary's run: ends the metrics now with `code` and writes them to `path`
+    /// when `--metrics-file` gave one. A failure to write is reported on stderr as
+    /// `program: ...` and does not change the run's exit code: the backup is what counts.
+    pub fn write_at_end(self, program: &str, path: Option<&Path>, code: u8) {
+        let Some(path) = path else { return };
+        if let Err(error) = self.finish_code(SystemTime::now(), code).write(path) {
+            eprintln!("{}", crate::exit::report(program, &error, None));
+        }
     }
 
     /// The text of the metrics file.

@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use super::{exec, list, post, report, runtime, spawn, BackupOptions};
+use super::{exec, list, post, report, runtime, spawn, watch, BackupOptions};
 use crate::cli::{Pgpost, Pgpre};
 use crate::config::{Config, DEFAULT_CONFIG};
-use crate::exit::{fail, init_logging};
+use crate::exit::{fail, init_logging, Failure as _};
+use crate::metrics::RunMetrics;
 
 /// `pgpre`: lists the backups, or forks the co-process and prints the start LSN.
 ///
@@ -15,18 +16,24 @@ pub fn pgpre(cli: &Pgpre) -> ExitCode {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
+    let mut metrics = RunMetrics::new("pgpre", std::time::SystemTime::now()).bytes(0);
+    let metrics_file = cli.common.metrics_file.as_deref();
     let resolved = Config::for_hooks(&cli.common, Some(&cli.start), None, "pgpre co-process");
     let (config, settings) = match resolved {
         Ok(resolved) => resolved,
-        Err(error) => return fail("pgpre", &error),
+        Err(error) => {
+            metrics.write_at_end("pgpre", metrics_file, error.exit_status().code());
+            return fail("pgpre", &error);
+        }
     };
     let mut options = BackupOptions::from_config(&config.backup, cli.common.verbose);
+    options.log_format = cli.common.log_format;
     if cli.exec {
         return pgpre_exec(cli, &settings, &options);
     }
     let result = if cli.list {
         runtime()
-            .and_then(|runtime| runtime.block_on(list::list_backups(&settings, &options)))
+            .and_then(|runtime| runtime.block_on(list::list_backups(&settings, &options, cli.json)))
             .map(|text| print!("{text}"))
     } else {
         // The co-process runs in "/": make the log path absolute first.
@@ -36,8 +43,16 @@ pub fn pgpre(cli: &Pgpre) -> ExitCode {
             }
         }
         // No thread or runtime may exist before this fork.
-        spawn::start_detached(settings, options).map(|started| report::print_start(&started))
+        let name = options.table.name().to_string();
+        let started = watch::check_log_target(&options)
+            .and_then(|()| spawn::start_detached(settings, options));
+        if let Ok(started) = &started {
+            let lsn = Some(started.start_lsn.as_str());
+            metrics = metrics.backup(watch::backup_metrics(&name, lsn, None, None));
+        }
+        started.map(|started| report::print_start(&started))
     };
+    metrics.write_at_end("pgpre", metrics_file, watch::status_of(&result).code());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail("pgpre", &error),
@@ -50,7 +65,7 @@ fn pgpre_exec(
     settings: &crate::conn::ConnSettings,
     options: &BackupOptions,
 ) -> ExitCode {
-    init_logging(cli.common.verbose);
+    init_logging(cli.common.verbose, cli.common.log_format);
     let request = exec::ExecRequest {
         command: cli.command.clone(),
         output_dir: cli.output_dir.clone(),
@@ -72,11 +87,16 @@ pub fn pgpost(cli: &Pgpost) -> ExitCode {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
-    init_logging(cli.common.verbose);
+    init_logging(cli.common.verbose, cli.common.log_format);
+    let mut metrics = RunMetrics::new("pgpost", std::time::SystemTime::now());
+    let metrics_file = cli.common.metrics_file.as_deref();
     let resolved = Config::for_hooks(&cli.common, None, Some(&cli.stop), "pgpost");
     let (config, settings) = match resolved {
         Ok(resolved) => resolved,
-        Err(error) => return fail("pgpost", &error),
+        Err(error) => {
+            metrics.write_at_end("pgpost", metrics_file, error.exit_status().code());
+            return fail("pgpost", &error);
+        }
     };
     let options = BackupOptions::from_config(&config.backup, cli.common.verbose);
     let request = post::PostRequest {
@@ -87,8 +107,19 @@ pub fn pgpost(cli: &Pgpost) -> ExitCode {
     let result = runtime().and_then(|runtime| {
         let completed =
             runtime.block_on(post::finish(&settings, &options, &request, &mut progress))?;
-        report::print_completed(&completed, cli.json)
+        let printed = report::print_completed(&completed, cli.json);
+        Ok((completed, printed))
     });
+    let result = match result {
+        Ok((completed, printed)) => {
+            metrics = metrics
+                .bytes(watch::bytes_of(&completed))
+                .backup(watch::completed_metrics(&completed));
+            printed
+        }
+        Err(error) => Err(error),
+    };
+    metrics.write_at_end("pgpost", metrics_file, watch::status_of(&result).code());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail("pgpost", &error),

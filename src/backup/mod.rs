@@ -12,7 +12,8 @@
 //! - [`spawn`]: `pgpre`'s fork, detach and handshake pipe.
 //! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
 //! - [`exec`]: `pgpre --exec`: start, run a command, stop, in one process.
-//! - [`list`]: `pgpre --list`.
+//! - [`list`]: `pgpre --list` (a table, or with the history as JSON).
+//! - [`watch`]: the metrics file of pgpre and pgpost.
 //! - [`report`]: what pgpre and pgpost print when they succeed.
 //! - [`command`]: `pgpre` and `pgpost` from parsed flags to exit code.
 
@@ -29,12 +30,14 @@ pub mod spawn;
 pub mod start;
 pub mod table;
 pub(crate) mod wait;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::backup::limit;
+use crate::config::backup::{limit, LogTarget};
 use crate::config::BackupConfig;
+use crate::exit::LogFormat;
 pub use error::BackupError;
 use table::StateTable;
 
@@ -61,6 +64,10 @@ pub struct BackupOptions {
     pub log_file: Option<PathBuf>,
     /// The co-process's log level: info, debug with `-v`, trace with `-vv`.
     pub log_level: tracing::Level,
+    /// How the co-process's log lines look (`--log-format`).
+    pub log_format: LogFormat,
+    /// Where the co-process logs: its file or the journal.
+    pub log_target: LogTarget,
 }
 
 /// The shared [`crate::process::runtime`], its error as a [`BackupError`].
@@ -88,6 +95,8 @@ impl BackupOptions {
                 1 => tracing::Level::DEBUG,
                 _ => tracing::Level::TRACE,
             },
+            log_format: LogFormat::Text,
+            log_target: config.log_target,
         }
     }
 }

@@ -106,11 +106,7 @@ fn coprocess_main(
 ) -> u8 {
     let keep = handshake.pipe.as_ref().map(|pipe| pipe.as_raw_fd());
     close_inherited_descriptors(keep);
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_max_level(options.log_level)
-        .try_init();
+    super::watch::init_coprocess_log(options);
     tracing::info!("co-process {} started", std::process::id());
     let runtime = match super::runtime() {
         Ok(runtime) => runtime,

@@ -5,15 +5,20 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use safe_backup::drill::cli::DrillArgs;
+use safe_backup::metrics::RunMetrics;
 
 fn main() -> ExitCode {
     let args = DrillArgs::parse();
     let json = args.json;
+    let metrics_file = args.metrics_file.clone();
+    safe_backup::exit::init_logging(0, args.log_format);
+    let metrics = RunMetrics::new("pgdrill", std::time::SystemTime::now());
     let request = match args.into_request() {
         Ok(request) => request,
         Err(error) => error.exit(),
     };
     let report = safe_backup::drill::run(&request);
+    let metrics_at_end = |code: u8| metrics.write_at_end("pgdrill", metrics_file.as_deref(), code);
     let text = if json {
         report.to_json() + "\n"
     } else {
@@ -32,8 +37,11 @@ fn main() -> ExitCode {
     if let Err(error) = printed {
         eprintln!("pgdrill: cannot write the report to standard output: {error}");
         if report.exit_code == 0 {
-            return safe_backup::exit::ExitStatus::Output.into();
+            let status = safe_backup::exit::ExitStatus::Output;
+            metrics_at_end(status.code());
+            return status.into();
         }
     }
+    metrics_at_end(report.exit_code);
     ExitCode::from(report.exit_code)
 }

@@ -43,6 +43,8 @@ pub struct BackupConfig {
     pub table: String,
     /// Log file of the co-process; empty means none.
     pub log_file: PathBuf,
+    /// Where the co-process logs: its log file, or the systemd journal.
+    pub log_target: LogTarget,
     /// Time between slow re-reads of the state table behind LISTEN/NOTIFY; at least 1 s.
     #[serde(deserialize_with = "seconds")]
     pub recheck_interval: Seconds,
@@ -64,6 +66,7 @@ impl Default for BackupConfig {
             schema: String::new(),
             table: "backup".to_string(),
             log_file: PathBuf::new(),
+            log_target: LogTarget::File,
             recheck_interval: secs(10),
             name: DEFAULT_NAME.to_string(),
         }
@@ -106,6 +109,17 @@ pub fn shorten_label(label: &str) -> String {
     }
     let head: String = escaped.chars().take(SHOWN).collect();
     format!("\"{head}...\" ({} bytes)", label.len())
+}
+
+/// `backup.log_target`: where pgpre's co-process (which has no terminal) logs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// `backup.log_file` (none when empty).
+    #[default]
+    File,
+    /// The systemd journal (journald's socket), with `SYSLOG_IDENTIFIER=pgpre`.
+    Journal,
 }
 
 /// A `[backup]` value that is well-typed but not acceptable; the caller names where it came from.

@@ -83,6 +83,21 @@ pub struct DrillArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Write the Prometheus metrics of this drill (textfile-collector format: times,
+    /// outcome) to FILE when it ends, failed or not; replaced atomically
+    #[arg(long, env = "PGDRILL_METRICS_FILE", value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Log lines as text or json (one object per line)
+    #[arg(
+        long,
+        env = "PGDRILL_LOG_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: crate::exit::LogFormat,
+
     /// Run the command after `--` against the recovered clone (no shell; PGHOST, PGPORT,
     /// PGUSER, PGDATABASE point at it) before it is stopped; its failure fails the drill
     #[arg(long, requires = "command")]

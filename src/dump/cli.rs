@@ -1,5 +1,6 @@
 //! pgback's command line and the one call its binary makes: print the documented defaults,
-//! convert a pg_back.conf, or run the dumps; then word the outcome and map it to an exit code.
+//! convert a pg_back.conf, run the dumps or restore a set (`--restore`); then word the outcome,
+//! write the metrics file and map the outcome to an exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,8 +12,9 @@ use crate::config::dump::DumpFlags;
 use crate::config::pg_back::convert_pg_back_config;
 use crate::config::SetupError;
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG};
-use crate::exit::ExitStatus;
-use crate::exit::{fail, init_logging_with};
+use crate::exit::{fail, init_logging_with, print_failure, ExitStatus, LogFormat};
+use crate::metrics::RunMetrics;
+use crate::restore::cli::{run_restore, RestoreFlags};
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident
 /// files and a createdb.sql per database; checksum while writing; purge old backups.
@@ -39,6 +41,22 @@ pub struct PgbackArgs {
     /// What overrides `[dump]`.
     #[command(flatten)]
     dump: DumpFlags,
+    /// `--restore DIR` and its flags.
+    #[command(flatten)]
+    restore: RestoreFlags,
+    /// Write the Prometheus metrics of this run (textfile-collector format: times, outcome,
+    /// bytes, one series per database) to FILE when it ends, failed or not; replaced atomically
+    #[arg(long, env = "PGBACK_METRICS_FILE", value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
+    /// Log lines as text or json (one object per line)
+    #[arg(
+        long,
+        env = "PGBACK_LOG_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
     /// More output (-v: debug)
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -72,30 +90,53 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
         return convert(path);
     }
     let progress = Progress::for_stderr();
-    init_logging_with(args.verbose + 1, progress.log_writer());
-    let settings = match args.settings(progress) {
-        Ok(settings) => settings,
-        Err(error) => return fail("pgback", &error),
-    };
+    init_logging_with(args.verbose + 1, args.log_format, progress.log_writer());
+    let metrics = RunMetrics::new("pgback", std::time::SystemTime::now());
     let runtime = match crate::process::runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("pgback: cannot start the async runtime: {error}");
-            return ExitStatus::Internal.into();
+            let status = ExitStatus::Internal;
+            metrics.write_at_end("pgback", args.metrics_file.as_deref(), status.code());
+            return status.into();
         }
+    };
+    let (metrics, status) = match &args.restore.restore {
+        Some(dir) => {
+            let restore = &args.restore;
+            let settings = restore.settings(dir, args.config.as_deref(), &args.server, &args.dump);
+            run_restore(&runtime, settings, shutdown_signal(), metrics)
+        }
+        None => dump(&args, &runtime, progress, metrics),
+    };
+    metrics.write_at_end("pgback", args.metrics_file.as_deref(), status.code());
+    status.into()
+}
+
+/// The dumps: the summary table, and for a failure one line naming it.
+fn dump(
+    args: &PgbackArgs,
+    runtime: &tokio::runtime::Runtime,
+    progress: Progress,
+    metrics: RunMetrics,
+) -> (RunMetrics, ExitStatus) {
+    let settings = match args.settings(progress) {
+        Ok(settings) => settings,
+        Err(error) => return (metrics, print_failure("pgback", &error)),
     };
     match runtime.block_on(run(settings, shutdown_signal())) {
         Ok(report) => {
             eprint!("{}", report.summary_table());
+            let metrics = super::watch::run_metrics(metrics, &report);
             match report.failure_line() {
-                None => ExitStatus::Success.into(),
+                None => (metrics, ExitStatus::Success),
                 Some(line) => {
                     eprintln!("pgback: {line}");
-                    ExitStatus::BackupFailed.into()
+                    (metrics, ExitStatus::BackupFailed)
                 }
             }
         }
-        Err(error) => fail("pgback", &error),
+        Err(error) => (metrics, print_failure("pgback", &error)),
     }
 }
 

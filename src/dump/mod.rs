@@ -20,7 +20,9 @@
 //! - [`database`]: one database's dump and createdb.sql.
 //! - [`server_files`]: globals, settings, hba/ident.
 //! - [`run`]: the whole run, in the README's order.
-//! - [`cli`]: pgback's command line, and the one call the binary makes.
+//! - [`watch`]: the metrics of a run.
+//! - [`cli`]: pgback's command line, and the one call the binary makes (a dump, or
+//!   `--restore` through [`crate::restore::cli`]).
 
 pub mod acl;
 pub mod catalog;
@@ -41,3 +43,4 @@ pub mod select;
 pub mod server_files;
 pub mod standby;
 pub mod tools;
+pub mod watch;

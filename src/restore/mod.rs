@@ -22,7 +22,9 @@
 //! - [`target`]: what the target holds (roles, databases, objects), SQL per version.
 //! - [`plan`]: the ordered steps and their argument vectors; what `--dry-run` prints.
 //! - [`exec`]: running psql / pg_restore / a decompressor; the seam for decryption.
+//! - [`cli`]: pgback's `--restore` flags, and the run from them to an exit status.
 
+pub mod cli;
 pub mod exec;
 pub mod plan;
 pub mod script;

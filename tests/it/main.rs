@@ -13,3 +13,4 @@ mod matrix;
 mod restore_dump;
 mod state_table;
 mod util;
+mod watch;

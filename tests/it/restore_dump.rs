@@ -4,11 +4,10 @@
 //! (`pg_database` owner and ACL, `pg_db_role_setting`, roles, table owners, contents). A dry
 //! run, a refused database, a changed byte and a missing file leave the target untouched.
 //!
-//! The `pgback --restore` lines of docs/restore.md are read by [`settings_from_doc`], which maps
-//! their flags to [`RestoreSettings`] (the binary's flags are wired separately); the by-hand
-//! block runs verbatim under bash with the stamps of this run.
+//! The `pgback --restore` lines of docs/restore.md run with the pgback binary
+//! ([`pgback_from_doc`]: only DIR and the target are replaced); the by-hand block runs verbatim
+//! under bash with the stamps of this run. The other cases call the library.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use safe_backup::restore::verify::VerifyError;
 use safe_backup::restore::{restore, RestoreError, RestoreReport, RestoreSettings};
 
 use crate::cluster::{self, Cluster, ClusterOptions};
-use crate::util::TestCommand;
+use crate::util::{Run, TestCommand};
 
 const FIXTURE: &str = include_str!("fixtures/restore_fixture.sql");
 const DOC: &str = include_str!("../../docs/restore.md");
@@ -122,31 +121,33 @@ fn doc_block(name: &str) -> String {
     body.to_string()
 }
 
-/// The `pgback --restore` line of a doc block as settings: DIR becomes `dir`, `-d` the target.
-fn settings_from_doc(name: &str, target: &Cluster, dir: &Path) -> RestoreSettings {
+/// Runs the `pgback --restore` line of a doc block with the pgback binary: DIR becomes `dir`,
+/// `-d` the target; `-B` (where the client tools are) and `extra` are added.
+fn pgback_from_doc(name: &str, target: &Cluster, dir: &Path, extra: &[&str]) -> Run {
     let block = doc_block(name);
     let line = block
         .lines()
         .find(|l| l.starts_with("pgback --restore "))
         .unwrap_or_else(|| panic!("no pgback --restore line in {name}"));
-    let words = shell_words::split(line).unwrap();
-    let mut settings = settings(target, dir);
-    let mut words = words.into_iter().skip(2);
-    assert_eq!(words.next().as_deref(), Some(DOC_DIR), "{line}");
+    let mut words = shell_words::split(line).unwrap().into_iter().skip(1);
+    let mut args = Vec::new();
     while let Some(word) = words.next() {
         match word.as_str() {
-            "--dry-run" => settings.dry_run = true,
-            "--clean" => settings.clean = true,
-            "-j" => settings.jobs = words.next().unwrap().parse().unwrap(),
-            "--timestamp" => settings.timestamp = words.next(),
+            DOC_DIR => args.push(dir.display().to_string()),
             "-d" => {
                 words.next();
+                args.extend(["-d".to_string(), target.conninfo_socket()]);
             }
-            flag if flag.starts_with('-') => panic!("docs/restore.md uses {flag}, unknown here"),
-            glob => settings.databases.push(glob.to_string()),
+            _ => args.push(word),
         }
     }
-    settings
+    assert!(args.contains(&dir.display().to_string()), "{line}");
+    TestCommand::new(target, "pgback")
+        .args(&args)
+        .args(["-B", &client_bindir()])
+        .args(extra)
+        .limit(Duration::from_secs(180))
+        .run()
 }
 
 fn query(cluster: &Cluster, db: &str, sql: &str) -> String {
@@ -278,52 +279,55 @@ fn fixture_and_odd_names_restore_into_a_fresh_cluster_in_every_format() {
     let target = Cluster::start(ClusterOptions::default().without_archive());
     let before = target_state(&target);
 
-    // The dry run of the docs: the plan, and nothing changed.
-    let dry = run(settings_from_doc("restore-dry-run", &target, &dir)).unwrap();
-    assert!(dry.dry_run && dry.success() && dry.databases.is_empty());
-    let plan = dry.plan.to_string();
-    eprintln!("{plan}");
+    // The dry run of the docs: the plan on stdout, and nothing changed.
+    let dry = pgback_from_doc("restore-dry-run", &target, &dir, &[]);
+    dry.assert_ok("the docs' dry run");
+    let plan = &dry.stdout;
     assert_eq!(
         target_state(&target),
         before,
         "a dry run changed the target"
     );
-    assert_eq!(dry.plan.existing_roles, ["postgres"]);
-    assert_eq!(dry.plan.unapplied.len(), 3, "{plan}");
-    let actions: BTreeMap<&str, &DatabaseAction> = dry
-        .plan
-        .databases
-        .iter()
-        .map(|d| (d.name.as_str(), &d.action))
-        .collect();
-    assert_eq!(actions.len(), 7, "{plan}");
-    assert_eq!(actions["postgres"], &DatabaseAction::IntoEmpty);
-    assert_eq!(actions["x=y z"], &DatabaseAction::Create);
+    assert!(
+        plan.contains("existing roles, not created again: \"postgres\"\n"),
+        "{plan}"
+    );
+    let unapplied = plan.split("not applied").nth(1).unwrap_or_default();
+    for name in ["pg_settings_", "hba_file_", "ident_file_"] {
+        assert!(
+            unapplied.contains(&dir.join(name).display().to_string()),
+            "{plan}"
+        );
+    }
+    let databases = plan.lines().filter(|l| l.contains(". database \"")).count();
+    assert_eq!(databases, 7, "{plan}");
+    assert!(
+        plan.contains("database \"postgres\": into existing (empty)"),
+        "{plan}"
+    );
+    assert!(plan.contains("database \"x=y z\": create"), "{plan}");
     assert!(
         plan.contains("0. verify: every file matches its checksum file"),
         "{plan}"
     );
     assert!(plan.contains("gzip -dc"), "{plan}");
 
-    // The restore of the docs: -j 4, every database.
-    let report = run(settings_from_doc("restore-all", &target, &dir)).unwrap();
-    let summary = report.summary();
-    eprintln!("{summary}");
-    assert!(report.success(), "{summary}");
-    assert_eq!(report.databases.len(), 7, "{summary}");
-    let b1 = report
-        .plan
-        .databases
-        .iter()
-        .find(|d| d.name == "b1")
-        .unwrap();
-    // pgback streamed b1's custom dump through a pipe (no data offsets); pg_restore reads
-    // the file itself, so four jobs work.
-    assert!(
-        b1.load.command.args.windows(2).any(|w| w == ["-j", "4"]),
-        "{:?}",
-        b1.load.command
-    );
+    // The restore of the docs' line: its plan gives b1's pg_restore four jobs. pgback
+    // streamed b1's custom dump through a pipe (no data offsets); pg_restore reads the file
+    // itself, so four jobs work.
+    let planned = pgback_from_doc("restore-all", &target, &dir, &["--dry-run"]);
+    planned.assert_ok("the docs' restore, planned");
+    let b1_load = planned
+        .stdout
+        .lines()
+        .find(|l| l.contains("pg_restore") && l.contains("b1_"))
+        .unwrap_or_else(|| panic!("no pg_restore of b1 in\n{planned}"));
+    assert!(b1_load.contains(" -j 4 "), "{b1_load}");
+    let restored = pgback_from_doc("restore-all", &target, &dir, &[]);
+    restored.assert_ok("the docs' restore");
+    let summary = &restored.stderr;
+    let ok_rows = summary.lines().filter(|l| l.ends_with("  ok")).count();
+    assert_eq!(ok_rows, 7, "{summary}");
     for name in ["pg_settings_", "hba_file_", "ident_file_"] {
         assert!(
             summary.contains(&format!("not applied: {}", dir.join(name).display())),
@@ -418,21 +422,10 @@ fn refusals_a_changed_byte_a_missing_file_and_dry_runs_touch_nothing() {
     let before = target_state(&target);
 
     // b1 holds a table: refused, nothing touched (not even the globals). The docs' 'b*'.
-    let some = settings_from_doc("restore-some", &target, &dir);
-    assert_eq!(some.databases, ["b*"]);
-    let error = run(some).unwrap_err();
-    assert!(
-        matches!(&error, RestoreError::Refused { refused } if refused.len() == 1 && refused[0].0 == "b1"),
-        "{error}"
-    );
-    assert!(
-        error
-            .to_string()
-            .contains("database \"b1\" holds 1 relation"),
-        "{error}"
-    );
-    assert!(error.hint().unwrap().contains("--clean"));
-    assert_eq!(error.exit_status(), ExitStatus::BackupFailed);
+    pgback_from_doc("restore-some", &target, &dir, &[])
+        .assert_code(1, "the docs' 'b*' into a target whose b1 holds a table")
+        .assert_stderr("database \"b1\" holds 1 relation")
+        .assert_stderr("hint: --clean");
     assert_eq!(target_state(&target), before);
 
     // A dry run of the others: a plan, nothing touched.

@@ -1,0 +1,115 @@
+//! Watching the hook pair: the metrics file of `pgpre` and `pgpost` (`--metrics-file`), and
+//! where the co-process logs (`backup.log_target`, `--log-format`).
+
+use std::time::Duration;
+
+use super::error::BackupError;
+use super::post::Completed;
+use super::BackupOptions;
+use crate::config::backup::LogTarget;
+use crate::exit::ExitStatus;
+use crate::metrics::{parse_lsn, BackupMetrics};
+
+/// pgpre: refuses `backup.log_target = "journal"` before the fork when no journald listens,
+/// so the co-process never runs without a log.
+pub fn check_log_target(options: &BackupOptions) -> Result<(), BackupError> {
+    if options.log_target != LogTarget::Journal {
+        return Ok(());
+    }
+    tracing_journald::layer()
+        .map(drop)
+        .map_err(|error| BackupError::Reported {
+            message: format!(
+                "backup.log_target = \"journal\": cannot reach journald \
+                 (/run/systemd/journal/socket): {error}"
+            ),
+            hint: Some("run pgpre under systemd, or set backup.log_target = \"file\"".into()),
+            status: ExitStatus::Usage,
+        })
+}
+
+/// The co-process's logger: its log file (stderr, with times) in `--log-format`, or the
+/// journal.
+pub fn init_coprocess_log(options: &BackupOptions) {
+    let journal = options.log_target == LogTarget::Journal
+        && crate::exit::init_journal_logger(options.log_level).is_ok();
+    if !journal {
+        crate::exit::init_logger(options.log_level, options.log_format, std::io::stderr, true);
+    }
+}
+
+/// The backup as the metrics file shows it: LSNs as byte positions, and how long backup
+/// mode was held (the row's `started_at` to `finished_at`).
+pub fn backup_metrics(
+    name: &str,
+    start_lsn: Option<&str>,
+    stop_lsn: Option<&str>,
+    held: Option<Duration>,
+) -> BackupMetrics {
+    BackupMetrics {
+        name: name.to_string(),
+        start_lsn: start_lsn.and_then(parse_lsn),
+        stop_lsn: stop_lsn.and_then(parse_lsn),
+        held,
+    }
+}
+
+/// pgpost's backup: both LSNs and the time held, from the completed row.
+pub fn completed_metrics(completed: &Completed) -> BackupMetrics {
+    let row = &completed.row;
+    let held = match (&row.started_at, &row.finished_at) {
+        (Some(started), Some(finished)) => held_between(started, finished),
+        _ => None,
+    };
+    backup_metrics(
+        &row.name,
+        row.start_lsn.as_deref(),
+        row.stop_lsn.as_deref(),
+        held,
+    )
+}
+
+/// What pgpost wrote: `backup_label` and `tablespace_map` (printed, and into `--output-dir`).
+pub fn bytes_of(completed: &Completed) -> u64 {
+    let row = &completed.row;
+    [&row.backup_label, &row.tablespace_map]
+        .iter()
+        .map(|text| text.as_deref().map_or(0, str::len) as u64)
+        .sum()
+}
+
+/// The time between two `timestamptz::text` values (`2026-11-21 21:40:00.123456+00`).
+fn held_between(started: &str, finished: &str) -> Option<Duration> {
+    let parse =
+        |text: &str| chrono::DateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f%#z").ok();
+    (parse(finished)? - parse(started)?).to_std().ok()
+}
+
+/// The exit status an [`std::process::ExitCode`] was made from (they cannot be read back).
+pub fn status_of<E: crate::exit::Failure>(result: &Result<(), E>) -> ExitStatus {
+    match result {
+        Ok(()) => ExitStatus::Success,
+        Err(error) => error.exit_status(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_from_the_row_times() {
+        assert_eq!(
+            held_between("2026-11-21 21:40:00.25+00", "2026-11-21 21:41:01.75+00"),
+            Some(Duration::from_millis(61_500))
+        );
+        assert_eq!(
+            held_between("2026-11-21 23:40:00+02", "2026-11-21 21:40:03+00"),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(held_between("yesterday", "2026-11-21 21:40:03+00"), None);
+        let metrics = backup_metrics("vol1", Some("0/2000028"), None, None);
+        assert_eq!(metrics.start_lsn, Some(0x200_0028));
+        assert_eq!(metrics.stop_lsn, None);
+    }
+}
