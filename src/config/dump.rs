@@ -11,8 +11,8 @@ use super::encryption::{EncryptionConfig, EncryptionFlags};
 use super::error::ConfigError;
 use super::flags::{either, negatable, toggle};
 use super::values::{
-    text, text_opt, ChecksumAlgorithm, Compression, FileMode, Format, Keep,
-    PurgeInterval, Seconds, TimestampFormat,
+    text, text_opt, ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
+    TimestampFormat,
 };
 
 /// `[dump]`: everything `pgback` reads from the configuration file.

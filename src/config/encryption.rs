@@ -176,7 +176,9 @@ impl EncryptionConfig {
     }
 
     fn holds_identity(&self) -> bool {
-        self.cipher_private_key.trim_start().starts_with(IDENTITY_PREFIX)
+        self.cipher_private_key
+            .trim_start()
+            .starts_with(IDENTITY_PREFIX)
     }
 
     fn passphrase(&self, from_env: Option<&Secret>) -> Option<Secret> {
@@ -256,10 +258,12 @@ impl EncryptionConfig {
                 ))
             }
             "cipher_private_key" if value.starts_with(IDENTITY_PREFIX) => {
-                return Err("cipher_private_key is a secret and is not converted: save the \
+                return Err(
+                    "cipher_private_key is a secret and is not converted: save the \
                      identity in a file (chmod 600) and set dump.encryption.cipher_private_key \
                      to its path"
-                    .to_string())
+                        .to_string(),
+                )
             }
             "cipher_private_key" => self.cipher_private_key = value.to_string(),
             "cipher_pass" => {}
@@ -305,7 +309,12 @@ mod tests {
         };
         config.apply_flags(&flags(&["--no-encrypt", "--no-encrypt-keep-src"]));
         assert!(!config.encrypt && !config.encrypt_keep_src);
-        config.apply_flags(&flags(&["--no-encrypt", "--encrypt", "--cipher-identity", "k"]));
+        config.apply_flags(&flags(&[
+            "--no-encrypt",
+            "--encrypt",
+            "--cipher-identity",
+            "k",
+        ]));
         assert!(config.encrypt);
         assert_eq!(config.cipher_private_key, "k");
         config.apply_flags(&flags(&["--encrypt", "--no-encrypt"]));
@@ -378,7 +387,9 @@ mod tests {
         std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o644)).unwrap();
         config.cipher_private_key = text.clone();
         let error = config.check_file(Some(&toml)).unwrap_err();
-        assert!(error.to_string().contains("dump.encryption.cipher_private_key"));
+        assert!(error
+            .to_string()
+            .contains("dump.encryption.cipher_private_key"));
         std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o600)).unwrap();
         config.check_file(Some(&toml)).unwrap();
         assert!(config.decrypt_key(None, Some(&toml)).is_ok());

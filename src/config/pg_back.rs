@@ -13,12 +13,7 @@ use super::values::{parse_bool, InvalidValue};
 use crate::conn::quote_conninfo;
 
 /// pg_back.conf keys pgback does not implement; a conversion stops on them unless they are off.
-const UNSUPPORTED_KEYS: &[&str] = &[
-    "upload",
-    "upload_prefix",
-    "purge_remote",
-    "delete_uploaded",
-];
+const UNSUPPORTED_KEYS: &[&str] = &["upload", "upload_prefix", "purge_remote", "delete_uploaded"];
 
 /// Prefixes of the remote storage keys, unsupported as [`UNSUPPORTED_KEYS`].
 const UNSUPPORTED_PREFIXES: &[&str] = &["s3_", "sftp_", "gcs_", "azure_", "b2_"];

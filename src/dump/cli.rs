@@ -208,7 +208,10 @@ fn decrypt(args: &PgbackArgs, passphrase: Option<&Secret>) -> ExitCode {
         }
         let (dump, _, path) = args.load()?;
         let key = dump.encryption.decrypt_key(passphrase, path.as_deref())?;
-        if dump.backup_directory.contains(crate::dump::naming::DBNAME_PLACEHOLDER) {
+        if dump
+            .backup_directory
+            .contains(crate::dump::naming::DBNAME_PLACEHOLDER)
+        {
             return Err(StartError::DecryptDirectory(dump.backup_directory));
         }
         Ok((dump, key))

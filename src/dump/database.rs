@@ -29,7 +29,15 @@ pub async fn dump_database(
     let started = Instant::now();
     let mut files = Vec::new();
     let encryption = encryption.as_deref();
-    let result = dump_files(&ctx, &client, server_version, &dbname, encryption, &mut files).await;
+    let result = dump_files(
+        &ctx,
+        &client,
+        server_version,
+        &dbname,
+        encryption,
+        &mut files,
+    )
+    .await;
     let duration = started.elapsed();
     match &result {
         Ok(()) => tracing::info!("[{dbname}] done in {:.1}s", duration.as_secs_f64()),

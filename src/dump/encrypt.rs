@@ -93,7 +93,9 @@ impl Encryption {
         let age = AtomicFile::create(&age_path, &temp_path(&age_path), options(mode))
             .map_err(at(&age_path))?;
         let plain = match self.keep_src {
-            true => Some(AtomicFile::create(path, &temp_path(path), options(mode)).map_err(at(path))?),
+            true => {
+                Some(AtomicFile::create(path, &temp_path(path), options(mode)).map_err(at(path))?)
+            }
             false => None,
         };
         let age_file = age.file().try_clone().map_err(at(&age_path))?;
@@ -180,11 +182,12 @@ impl Encryption {
             let key = self.key.clone();
             let lines = plain_lines.clone();
             // With a passphrase this runs scrypt: off the runtime's threads.
-            let sealed = tokio::task::spawn_blocking(move || encrypt_to_vec(&key, lines.as_bytes()))
-                .await
-                .map_err(|e| io::Error::other(e.to_string()))
-                .and_then(|sealed| sealed)
-                .map_err(at(&sealed_path))?;
+            let sealed =
+                tokio::task::spawn_blocking(move || encrypt_to_vec(&key, lines.as_bytes()))
+                    .await
+                    .map_err(|e| io::Error::other(e.to_string()))
+                    .and_then(|sealed| sealed)
+                    .map_err(at(&sealed_path))?;
             sums = Some(output::write_bytes(&sealed_path, &sealed, algorithm, mode).await?);
             if self.keep_src {
                 let plain_sum = checksum_path(path, algorithm);
@@ -263,13 +266,18 @@ impl Encryption {
         run_child(command, name, None, |_| async {})
             .await?
             .success()?;
-        let (path, algorithm, mode) = (out.path.to_path_buf(), out.checksum, ctx.dump.backup_file_mode);
+        let (path, algorithm, mode) = (
+            out.path.to_path_buf(),
+            out.checksum,
+            ctx.dump.backup_file_mode,
+        );
         let key = self.key.clone();
         let keep_src = self.keep_src;
         let blocking = move || {
             let tmp = temp_path(&path);
-            let entries = encrypt_directory(&tmp, &key, algorithm, mode.bits(), keep_src, jobs as usize)
-                .map_err(|e| output_error(e, &tmp))?;
+            let entries =
+                encrypt_directory(&tmp, &key, algorithm, mode.bits(), keep_src, jobs as usize)
+                    .map_err(|e| output_error(e, &tmp))?;
             output::finish_directory(&path, ChecksumAlgorithm::None, mode)?;
             Ok::<_, OutputError>(entries)
         };
@@ -324,7 +332,11 @@ pub async fn run_tool(
 ) -> Result<Vec<WrittenFile>, DumpError> {
     match encryption {
         Some(encryption) => encryption.run_tool(ctx, command, name, out, jobs).await,
-        None => Ok(ctx.run_to_file(command, name, out).await?.into_iter().collect()),
+        None => Ok(ctx
+            .run_to_file(command, name, out)
+            .await?
+            .into_iter()
+            .collect()),
     }
 }
 
@@ -339,6 +351,8 @@ pub async fn write_small(
     let mode = ctx.dump.backup_file_mode;
     match encryption {
         Some(encryption) => encryption.write_bytes(path, bytes, checksum, mode).await,
-        None => Ok(vec![output::write_bytes(path, bytes, checksum, mode).await?]),
+        None => Ok(vec![
+            output::write_bytes(path, bytes, checksum, mode).await?,
+        ]),
     }
 }

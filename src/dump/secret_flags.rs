@@ -151,10 +151,15 @@ mod tests {
                 vec![secret.flag.to_string(), "hunter2".into()],
                 vec![format!("{}=hunter2", secret.flag)],
                 vec![secret.flag.to_string()],
-                vec![secret.flag.into(), "-hunter2".into(), "--other".into(), "x".into()],
+                vec![
+                    secret.flag.into(),
+                    "-hunter2".into(),
+                    "--other".into(),
+                    "x".into(),
+                ],
             ] {
-                let args = Args::try_parse_from(std::iter::once("pgback".into()).chain(argv))
-                    .unwrap();
+                let args =
+                    Args::try_parse_from(std::iter::once("pgback".into()).chain(argv)).unwrap();
                 let refusal = args.secrets.refusal().unwrap();
                 assert_eq!(refusal.0, secret);
                 let text = report("pgback", &refusal, refusal.hint().as_deref());
