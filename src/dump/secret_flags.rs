@@ -80,6 +80,8 @@ impl std::str::FromStr for Discarded {
 /// The refused flags, hidden from `--help`: accepted by the parser (`--flag`, `--flag VALUE`,
 /// `--flag=VALUE`) only so that [`SecretFlags::refusal`] can name them, whatever else the
 /// command line holds. Flattened into pgback's arguments.
+// The same settings for each named flag: clippy reads the repeated function as a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(Clone, Debug, Default, PartialEq, clap::Args)]
 #[command(
     mut_arg("cipher_pass", hidden_secret),

@@ -343,7 +343,7 @@ fn cluster_with_data() -> Cluster {
     cluster
 }
 
-fn pg_restore_list(cluster: &Cluster, dump: &Path) -> String {
+pub(crate) fn pg_restore_list(cluster: &Cluster, dump: &Path) -> String {
     let output = cluster
         .command(cluster::pg_binaries().client_tool("pg_restore"))
         .arg("--list")

@@ -14,7 +14,7 @@ use std::time::Duration;
 use safe_backup::dump::secret_flags::SECRET_FLAGS;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
-use crate::crypt::{age_tool, age_with_tty, check, keygen};
+use crate::crypt::{age_tool, age_with_tty, check, keygen, pg_restore_list};
 use crate::dump::{files_in, pgback, pgback_with_bin, wrapped_pg_dump};
 use crate::util::TestCommand;
 
@@ -61,17 +61,6 @@ fn sha256sum_check(dir: &Path, sums: &Path) {
         .output()
         .unwrap();
     check(output, "sha256sum -c");
-}
-
-fn pg_restore_list(cluster: &Cluster, dump: &Path) -> String {
-    let output = cluster
-        .command(cluster::pg_binaries().client_tool("pg_restore"))
-        .arg("--list")
-        .arg(dump)
-        .output()
-        .unwrap();
-    check(output.clone(), "pg_restore --list");
-    String::from_utf8(output.stdout).unwrap()
 }
 
 #[test]
@@ -427,7 +416,7 @@ fn every_secret_flag_is_refused_with_a_hint() {
             let run = TestCommand::new(&cluster, "pgback").args(&args).run();
             run.assert_code(2, secret.flag)
                 .assert_stderr(&format!("pgback: refusing {}", secret.flag))
-                .assert_stderr(&format!("hint: "))
+                .assert_stderr("hint: ")
                 .assert_stderr(hint);
             assert_eq!(run.stderr.lines().count(), 2, "{run}");
             assert!(
