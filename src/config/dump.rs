@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::encryption::{EncryptionConfig, EncryptionFlags};
 use super::error::ConfigError;
+use super::flags::{either, negatable, toggle};
 use super::values::{
-    parse_bool, text, text_opt, ChecksumAlgorithm, Compression, FileMode, Format, Keep,
-    PurgeInterval, Seconds, TimestampFormat,
+    text, text_opt, ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
+    TimestampFormat,
 };
 
 /// `[dump]`: everything `pgback` reads from the configuration file.
@@ -70,6 +72,8 @@ pub struct DumpConfig {
     /// How long a hook may run.
     #[serde(with = "text")]
     pub hook_timeout: Seconds,
+    /// `[dump.encryption]`: age encryption of every file written.
+    pub encryption: EncryptionConfig,
     /// Per-database overrides, `[dump.databases."name"]`.
     pub databases: BTreeMap<String, DatabaseOverrides>,
 }
@@ -99,6 +103,7 @@ impl Default for DumpConfig {
             pre_backup_hook: String::new(),
             post_backup_hook: String::new(),
             hook_timeout: Seconds(std::time::Duration::from_secs(3600)),
+            encryption: EncryptionConfig::default(),
             databases: BTreeMap::new(),
         }
     }
@@ -322,38 +327,8 @@ impl DumpConfig {
         if !flags.include_dbs.is_empty() {
             self.include_dbs = flags.include_dbs.clone();
         }
+        self.encryption.apply_flags(&flags.encryption);
     }
-}
-
-/// A `--with-x[=BOOL]` / `--without-x` pair: clap keeps only the later of the two flags, so
-/// `--without-x` given means false; otherwise the positive one (flag or variable), if any.
-fn either(with: Option<bool>, without: bool) -> Option<bool> {
-    if without {
-        Some(false)
-    } else {
-        with
-    }
-}
-
-/// A boolean flag that can be told "not given" from false: `--flag` is true, `--flag=BOOL`
-/// (or its variable) says which, absent is `None`.
-fn toggle(arg: clap::Arg) -> clap::Arg {
-    arg.value_name("BOOL")
-        .num_args(0..=1)
-        .require_equals(true)
-        .default_missing_value("true")
-        .value_parser(parse_bool)
-}
-
-/// The positive flag of a `--with-x` / `--without-x` pair: a [`toggle`] whose `variable` is read
-/// as its default. Not clap's `env`: clap would take the variable for a conflict with a later
-/// `--without-x`, which must win over it.
-fn negatable(arg: clap::Arg, variable: &str) -> clap::Arg {
-    // Leaked: clap keeps defaults as `&'static str`; this runs once per parse.
-    let value = std::env::var(variable)
-        .ok()
-        .map(|value| &*Box::leak(value.into_boxed_str()));
-    toggle(arg).default_value(value).hide_default_value(true)
 }
 
 /// The flags of `pgback` that override `[dump]`; each also comes from a `PGBACK_<KEY>` variable
@@ -482,6 +457,9 @@ pub struct DumpFlags {
     /// Command run last, on every path after the pre hook [config: dump.post_backup_hook]
     #[arg(long, env = "PGBACK_POST_BACKUP_HOOK", value_name = "COMMAND")]
     pub post_backup_hook: Option<String>,
+    /// What overrides `[dump.encryption]`.
+    #[command(flatten)]
+    pub encryption: EncryptionFlags,
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 
 pub mod backup;
 pub mod dump;
+pub mod encryption;
 pub mod error;
+pub mod flags;
 pub mod pg_back;
 pub mod values;
 

@@ -13,23 +13,13 @@ use super::values::{parse_bool, InvalidValue};
 use crate::conn::quote_conninfo;
 
 /// pg_back.conf keys pgback does not implement; a conversion stops on them unless they are off.
-const UNSUPPORTED_KEYS: &[&str] = &[
-    "encrypt",
-    "cipher_pass",
-    "cipher_public_key",
-    "cipher_private_key",
-    "encrypt_keep_source",
-    "upload",
-    "upload_prefix",
-    "purge_remote",
-    "delete_uploaded",
-];
+const UNSUPPORTED_KEYS: &[&str] = &["upload", "upload_prefix", "purge_remote", "delete_uploaded"];
 
 /// Prefixes of the remote storage keys, unsupported as [`UNSUPPORTED_KEYS`].
 const UNSUPPORTED_PREFIXES: &[&str] = &["s3_", "sftp_", "gcs_", "azure_", "b2_"];
 
 /// The keys that turn an unsupported feature on.
-const SWITCHES: &[&str] = &["encrypt", "upload", "purge_remote", "delete_uploaded"];
+const SWITCHES: &[&str] = &["upload", "purge_remote", "delete_uploaded"];
 
 /// Reads pg_back.conf text and returns the equivalent TOML; `path` names it in errors and in
 /// the first line of the result.
@@ -215,7 +205,11 @@ fn set_global_key(
         "pg_dump_options" => dump.pg_dump_options = value.to_string(),
         "pre_backup_hook" => dump.pre_backup_hook = value.to_string(),
         "post_backup_hook" => dump.post_backup_hook = value.to_string(),
-        _ => check_unsupported(key, value, line)?,
+        _ => match dump.encryption.convert_pg_back_key(key, value) {
+            Ok(true) => {}
+            Ok(false) => check_unsupported(key, value, line)?,
+            Err(message) => return Err(line.invalid(message)),
+        },
     }
     Ok(())
 }
@@ -365,7 +359,8 @@ with_blobs = true
             ("compress_level = 12", "dump.compress_level"),
             ("colour = blue", "unknown key"),
             ("[db]\ncolour = blue", "unknown key"),
-            ("encrypt = true", "not supported"),
+            ("encrypt = maybe", "encrypt"),
+            ("cipher_pass = hunter2", "PGBK_CIPHER_PASS"),
             ("purge_min_keep = -10", "dump.purge_min_keep"),
             ("just words", "expected key = value"),
             ("[db", "unterminated section"),

@@ -1,20 +1,27 @@
-//! pgback's command line and the one call its binary makes: print the documented defaults,
-//! convert a pg_back.conf, run the dumps or restore a set (`--restore`); then word the outcome,
-//! write the metrics file and map the outcome to an exit code.
+//! pgback's command line and the one call its binary makes: refuse a secret given as a flag,
+//! print the documented defaults, convert a pg_back.conf, decrypt in place (`--decrypt`), run
+//! the dumps or restore a set (`--restore`); then word the outcome, write the metrics file and
+//! map the outcome to an exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::encrypt::Encryption;
 use super::progress::Progress;
 use super::run::{run, RunSettings};
+use super::secret_flags::SecretFlags;
 use crate::cli::ServerArgs;
-use crate::config::dump::DumpFlags;
+use crate::config::dump::{DumpConfig, DumpFlags};
+use crate::config::encryption::{take_passphrase_from_env, EncryptionError};
 use crate::config::pg_back::convert_pg_back_config;
 use crate::config::SetupError;
-use crate::config::{Config, ConfigError, DEFAULT_CONFIG};
-use crate::exit::{fail, init_logging_with, print_failure, ExitStatus, LogFormat};
+use crate::config::{Config, ConfigError, ConnectionConfig, DEFAULT_CONFIG};
+use crate::crypt::{decrypt_in_place, CryptError};
+use crate::exit::{fail, init_logging_with, print_failure, LogFormat};
+use crate::exit::{report, ExitStatus, Failure};
 use crate::metrics::RunMetrics;
 use crate::restore::cli::{run_restore, RestoreFlags};
+use crate::secret::Secret;
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident
 /// files and a createdb.sql per database; checksum while writing; purge old backups.
@@ -38,6 +45,10 @@ pub struct PgbackArgs {
     /// How to reach the server: -d CONNINFO, -h, -p, -U (libpq conventions)
     #[command(flatten)]
     server: ServerArgs,
+    /// Decrypt the .age files of the backup directory in place instead of dumping, -j at a
+    /// time; DBNAMEs become globs selecting the files
+    #[arg(long)]
+    decrypt: bool,
     /// What overrides `[dump]`.
     #[command(flatten)]
     dump: DumpFlags,
@@ -57,6 +68,9 @@ pub struct PgbackArgs {
         default_value_t
     )]
     log_format: LogFormat,
+    /// Secrets given as flags, refused.
+    #[command(flatten)]
+    secrets: SecretFlags,
     /// More output (-v: debug)
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -65,16 +79,75 @@ pub struct PgbackArgs {
     help: Option<bool>,
 }
 
+/// The settings of a run or of `--decrypt` could not be built.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The configuration or the connection.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The keys.
+    #[error(transparent)]
+    Encryption(#[from] EncryptionError),
+    /// `--decrypt` needs one directory.
+    #[error("--decrypt needs a backup directory without {{dbname}}: {0}")]
+    DecryptDirectory(String),
+}
+
+impl From<ConfigError> for StartError {
+    fn from(error: ConfigError) -> StartError {
+        StartError::Setup(error.into())
+    }
+}
+
+impl Failure for StartError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            StartError::Setup(e) => e.exit_status(),
+            StartError::Encryption(e) => e.exit_status(),
+            StartError::DecryptDirectory(_) => ExitStatus::Usage,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            StartError::Setup(e) => e.hint(),
+            StartError::Encryption(e) => e.hint(),
+            StartError::DecryptDirectory(_) => Some("give the directory with -b DIR".into()),
+        }
+    }
+}
+
 impl PgbackArgs {
-    /// `[dump]` with every layer applied, and the connection.
-    fn settings(&self, progress: Progress) -> Result<RunSettings, SetupError> {
-        let (config, _path) = Config::load(self.config.as_deref())?;
+    /// `[dump]` with every layer applied; a file holding a secret must not be readable by others.
+    /// Also returns `[connection]` and the file's path.
+    fn load(&self) -> Result<(DumpConfig, ConnectionConfig, Option<PathBuf>), StartError> {
+        let (config, path) = Config::load(self.config.as_deref())?;
         let dump = config.dump.layered(&self.dump)?;
-        let conn = config.connection.resolve(&self.server, "pgback")?;
+        dump.encryption
+            .check_file(path.as_deref())
+            .map_err(EncryptionError::from)?;
+        Ok((dump, config.connection, path))
+    }
+
+    /// `[dump]` with every layer applied, the connection and the encryption key.
+    fn settings(
+        &self,
+        progress: Progress,
+        passphrase: Option<&Secret>,
+    ) -> Result<RunSettings, StartError> {
+        let (dump, connection, _) = self.load()?;
+        let encryption = dump
+            .encryption
+            .encrypt_key(passphrase)?
+            .map(|key| Encryption {
+                key,
+                keep_src: dump.encryption.encrypt_keep_src,
+            });
+        let conn = connection.resolve(&self.server, "pgback")?;
         Ok(RunSettings {
             dump,
             conn,
             progress,
+            encryption,
         })
     }
 }
@@ -82,6 +155,14 @@ impl PgbackArgs {
 /// Does what the command line asks; prints the summary and, for a failure, one line naming
 /// what failed (and a `hint:` where the user can act).
 pub fn run_pgback(args: PgbackArgs) -> ExitCode {
+    if let Some(refused) = args.secrets.refusal() {
+        return fail("pgback", &refused);
+    }
+    // Read and removed before any thread starts: no child inherits it.
+    let passphrase = match take_passphrase_from_env() {
+        Ok(passphrase) => passphrase,
+        Err(error) => return fail("pgback", &error),
+    };
     if args.print_default_config {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
@@ -91,6 +172,9 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
     }
     let progress = Progress::for_stderr();
     init_logging_with(args.verbose + 1, args.log_format, progress.log_writer());
+    if args.decrypt {
+        return decrypt(&args, passphrase.as_ref());
+    }
     let metrics = RunMetrics::new("pgback", std::time::SystemTime::now());
     let runtime = match crate::process::runtime() {
         Ok(runtime) => runtime,
@@ -107,7 +191,7 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
             let settings = restore.settings(dir, args.config.as_deref(), &args.server, &args.dump);
             run_restore(&runtime, settings, shutdown_signal(), metrics)
         }
-        None => dump(&args, &runtime, progress, metrics),
+        None => dump(&args, &runtime, progress, passphrase.as_ref(), metrics),
     };
     metrics.write_at_end("pgback", args.metrics_file.as_deref(), status.code());
     status.into()
@@ -118,9 +202,10 @@ fn dump(
     args: &PgbackArgs,
     runtime: &tokio::runtime::Runtime,
     progress: Progress,
+    passphrase: Option<&Secret>,
     metrics: RunMetrics,
 ) -> (RunMetrics, ExitStatus) {
-    let settings = match args.settings(progress) {
+    let settings = match args.settings(progress, passphrase) {
         Ok(settings) => settings,
         Err(error) => return (metrics, print_failure("pgback", &error)),
     };
@@ -154,6 +239,56 @@ fn convert(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => fail("pgback", &error),
+    }
+}
+
+/// `--decrypt [GLOBS]`: decrypts the matching `.age` files of the backup directory in place,
+/// `-j` at a time. Each file that cannot be decrypted gets one line, and no output file.
+fn decrypt(args: &PgbackArgs, passphrase: Option<&Secret>) -> ExitCode {
+    let prepared = (|| {
+        if args.dump.encryption.encrypt == Some(true) {
+            return Err(StartError::from(EncryptionError::EncryptAndDecrypt));
+        }
+        let (dump, _, path) = args.load()?;
+        let key = dump.encryption.decrypt_key(passphrase, path.as_deref())?;
+        if dump
+            .backup_directory
+            .contains(crate::dump::naming::DBNAME_PLACEHOLDER)
+        {
+            return Err(StartError::DecryptDirectory(dump.backup_directory));
+        }
+        Ok((dump, key))
+    })();
+    let (dump, key) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return fail("pgback", &error),
+    };
+    let dir = Path::new(&dump.backup_directory);
+    let jobs = dump.jobs as usize;
+    let decrypted = match decrypt_in_place(dir, &dump.include_dbs, &key, jobs) {
+        Ok(decrypted) => decrypted,
+        Err(error) => return fail("pgback", &error),
+    };
+    if decrypted.decrypted.is_empty() && decrypted.failures.is_empty() {
+        tracing::warn!(
+            "no file to decrypt in {}: maybe add a wildcard (*) to the patterns?",
+            dir.display()
+        );
+    }
+    tracing::info!("{} files decrypted", decrypted.decrypted.len());
+    let mut hints: Vec<String> = Vec::new();
+    for failure in &decrypted.failures {
+        eprintln!("{}", report("pgback", failure, None));
+        if let Some(hint) = failure.hint().filter(|h| !hints.contains(h)) {
+            hints.push(hint);
+        }
+    }
+    for hint in hints {
+        eprintln!("hint: {hint}");
+    }
+    match decrypted.failures.first() {
+        None => ExitStatus::Success.into(),
+        Some(failure) => CryptError::exit_status(failure).into(),
     }
 }
 

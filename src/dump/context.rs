@@ -76,6 +76,11 @@ impl RunContext {
         stamp
     }
 
+    /// Where the progress of running dumps goes.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
     /// Every stamp handed out: the run's own backups, which purge never deletes.
     pub fn stamps(&self) -> Vec<String> {
         self.stamps

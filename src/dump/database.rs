@@ -1,5 +1,5 @@
 //! One database's dump: take its lock, run pg_dump into `<db>_<stamp>.<ext>` (streamed through
-//! the checksum), then write its `createdb.sql`.
+//! the checksum, and the encryptor with `--encrypt`), then write its `createdb.sql`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::catalog;
 use super::context::{RunContext, ToolOutput};
 use super::createdb::createdb_script;
+use super::encrypt::{run_tool, write_small, Encryption};
 use super::lock::lock_database;
 use super::naming::{backup_dir, dump_extension, dump_path, lock_path, temp_path};
 use super::output::{self, WrittenFile};
@@ -23,10 +24,20 @@ pub async fn dump_database(
     client: Arc<tokio_postgres::Client>,
     server_version: ServerVersion,
     dbname: String,
+    encryption: Option<Arc<Encryption>>,
 ) -> DatabaseOutcome {
     let started = Instant::now();
     let mut files = Vec::new();
-    let result = dump_files(&ctx, &client, server_version, &dbname, &mut files).await;
+    let encryption = encryption.as_deref();
+    let result = dump_files(
+        &ctx,
+        &client,
+        server_version,
+        &dbname,
+        encryption,
+        &mut files,
+    )
+    .await;
     let duration = started.elapsed();
     match &result {
         Ok(()) => tracing::info!("[{dbname}] done in {:.1}s", duration.as_secs_f64()),
@@ -45,6 +56,7 @@ async fn dump_files(
     client: &tokio_postgres::Client,
     server_version: ServerVersion,
     dbname: &str,
+    encryption: Option<&Encryption>,
     files: &mut Vec<WrittenFile>,
 ) -> Result<(), DumpError> {
     let settings = ctx.dump.for_database(dbname);
@@ -78,7 +90,8 @@ async fn dump_files(
         checksum: settings.checksum_algorithm,
         directory,
     };
-    files.extend(ctx.run_to_file(command, name, out).await?);
+    let jobs = settings.parallel_backup_jobs;
+    files.extend(run_tool(ctx, encryption, command, name, out, jobs).await?);
     if !ctx.dump.dump_only {
         let createdb = createdb_file(
             ctx,
@@ -87,8 +100,9 @@ async fn dump_files(
             dbname,
             &stamp,
             settings.checksum_algorithm,
+            encryption,
         );
-        files.push(createdb.await?);
+        files.extend(createdb.await?);
     }
     Ok(())
 }
@@ -101,7 +115,8 @@ async fn createdb_file(
     dbname: &str,
     stamp: &str,
     checksum: ChecksumAlgorithm,
-) -> Result<WrittenFile, DumpError> {
+    encryption: Option<&Encryption>,
+) -> Result<Vec<WrittenFile>, DumpError> {
     let catalog_error = |e: tokio_postgres::Error| DumpError::Catalog(e.to_string());
     let definition = catalog::database_definition(client, server_version, dbname)
         .await
@@ -117,11 +132,5 @@ async fn createdb_file(
         stamp,
         "createdb.sql",
     );
-    Ok(output::write_bytes(
-        &path,
-        script.as_bytes(),
-        checksum,
-        ctx.dump.backup_file_mode,
-    )
-    .await?)
+    Ok(write_small(ctx, encryption, &path, script.as_bytes(), checksum).await?)
 }

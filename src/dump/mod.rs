@@ -17,12 +17,14 @@
 //! - [`standby`]: pausing and resuming WAL replay on a standby.
 //! - [`report`]: each database's outcome, the summary table, the wording of a failed run.
 //! - [`context`]: what the steps of one run share; running a tool into a backup file.
+//! - [`encrypt`]: `--encrypt`: streams into `<file>.age`, directory dumps file by file.
 //! - [`database`]: one database's dump and createdb.sql.
 //! - [`server_files`]: globals, settings, hba/ident.
 //! - [`run`]: the whole run, in the README's order.
 //! - [`watch`]: the metrics of a run.
-//! - [`cli`]: pgback's command line, and the one call the binary makes (a dump, or
-//!   `--restore` through [`crate::restore::cli`]).
+//! - [`secret_flags`]: pg_back's flags that carry a secret, refused with a hint.
+//! - [`cli`]: pgback's command line, and the one call the binary makes (a dump, `--decrypt`,
+//!   or `--restore` through [`crate::restore::cli`]).
 
 pub mod acl;
 pub mod catalog;
@@ -31,6 +33,7 @@ pub mod cli;
 pub mod context;
 pub mod createdb;
 pub mod database;
+pub mod encrypt;
 pub mod hooks;
 pub mod lock;
 pub mod naming;
@@ -39,6 +42,7 @@ pub mod progress;
 pub mod purge;
 pub mod report;
 pub mod run;
+pub mod secret_flags;
 pub mod select;
 pub mod server_files;
 pub mod standby;

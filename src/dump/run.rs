@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::catalog::{self, CatalogError};
 use super::context::RunContext;
 use super::database::dump_database;
+use super::encrypt::Encryption;
 use super::hooks::{run_hook, HookError, HookKind, HookOutcome};
 use super::naming::fixed_backup_dir;
 use super::output::{self, OutputError};
@@ -88,6 +89,8 @@ pub struct RunSettings {
     pub conn: ConnSettings,
     /// Where the progress of running dumps goes.
     pub progress: Progress,
+    /// `--encrypt`: the key every file is encrypted with.
+    pub encryption: Option<Encryption>,
 }
 
 /// Runs pgback until done or until `shutdown` resolves (SIGINT/SIGTERM). Replay is resumed and
@@ -100,6 +103,7 @@ pub async fn run(
         dump,
         conn,
         progress,
+        encryption,
     } = settings;
     let hook_timeout = dump.hook_timeout.0;
     if !dump.pre_backup_hook.is_empty() {
@@ -113,7 +117,7 @@ pub async fn run(
         .map_err(RunError::PreHook)?;
     }
     let post_hook = dump.post_backup_hook.clone();
-    let result = dump_and_purge(dump, conn, progress, shutdown).await;
+    let result = dump_and_purge(dump, conn, progress, encryption, shutdown).await;
     if post_hook.is_empty() {
         return result;
     }
@@ -158,8 +162,10 @@ async fn dump_and_purge(
     dump: DumpConfig,
     conn: ConnSettings,
     progress: Progress,
+    encryption: Option<Encryption>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
+    let encryption = encryption.map(Arc::new);
     let tools = Tools::find(&dump.bin_directory).await?;
     tools.check_compression(&dump)?;
     // The fixed part of the backup directory (before any `{dbname}`) must be writable up front.
@@ -191,10 +197,12 @@ async fn dump_and_purge(
             standby::pause_replay(&client, server.version, ctx.dump.pause_timeout.0).await?;
         }
         if !ctx.dump.dump_only {
-            save_server_files(&ctx, &client, &server, &mut report).await;
+            let encryption = encryption.as_deref();
+            save_server_files(&ctx, &client, &server, &mut report, encryption).await;
         }
         let databases = selection.databases;
-        dump_databases(&ctx, &client, server.version, databases, &mut report).await;
+        let (version, encryption) = (server.version, encryption.clone());
+        dump_databases(&ctx, &client, version, databases, encryption, &mut report).await;
         Ok::<(), RunError>(())
     };
     let outcome = tokio::select! {
@@ -227,6 +235,7 @@ async fn dump_databases(
     client: &Arc<tokio_postgres::Client>,
     version: ServerVersion,
     databases: Vec<String>,
+    encryption: Option<Arc<Encryption>>,
     report: &mut RunReport,
 ) {
     let semaphore = Arc::new(Semaphore::new(ctx.dump.jobs.max(1) as usize));
@@ -235,9 +244,10 @@ async fn dump_databases(
         let semaphore = semaphore.clone();
         let ctx = ctx.clone();
         let client = client.clone();
+        let encryption = encryption.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            dump_database(ctx, client, version, dbname).await
+            dump_database(ctx, client, version, dbname, encryption).await
         }));
     }
     // Abort every task if this future is dropped (signal): their children are killed on drop.

@@ -1,11 +1,13 @@
 //! The server-level files: the globals (`pg_dumpall -g`), the settings applied from the
 //! configuration files, and the files named by `hba_file` and `ident_file`. What cannot be read
-//! is a warning; what cannot be written fails the run.
+//! is a warning; what cannot be written fails the run. With `--encrypt` each is streamed into
+//! its `.age` file.
 
 use std::path::Path;
 
 use super::catalog::{self, FileSetting, ServerInfo};
 use super::context::{RunContext, ToolOutput};
+use super::encrypt::{run_tool, write_small, Encryption};
 use super::naming::{backup_dir, dump_path, CONFIG_FILES, GLOBALS, SETTINGS};
 use super::output::{self, WrittenFile};
 use super::report::{DumpError, RunReport};
@@ -19,8 +21,9 @@ pub async fn save_server_files(
     client: &tokio_postgres::Client,
     server: &ServerInfo,
     report: &mut RunReport,
+    encryption: Option<&Encryption>,
 ) {
-    let globals = save_globals(ctx, server.superuser).await;
+    let globals = save_globals(ctx, server.superuser, encryption).await;
     if let Err(e) = &globals {
         tracing::error!("[{GLOBALS}] {e}");
     }
@@ -48,15 +51,15 @@ pub async fn save_server_files(
     for (prefix, text) in texts {
         match text {
             Ok(text) => {
-                let written = save_text(ctx, prefix, &text).await;
-                record(report, prefix, written.map(Some));
+                let written = save_text(ctx, prefix, &text, encryption).await;
+                record(report, prefix, written);
             }
             Err(e) => report.warn(format!("{prefix} not saved: {e}")),
         }
     }
 }
 
-fn record(report: &mut RunReport, prefix: &str, written: Result<Option<WrittenFile>, DumpError>) {
+fn record(report: &mut RunReport, prefix: &str, written: Result<Vec<WrittenFile>, DumpError>) {
     match written {
         Ok(file) => report.server_files.extend(file),
         Err(e) => report.server_errors.push(format!("{prefix}: {e}")),
@@ -65,7 +68,11 @@ fn record(report: &mut RunReport, prefix: &str, written: Result<Option<WrittenFi
 
 /// `pg_globals_<stamp>.sql`: roles and tablespaces, without role passwords unless asked for
 /// and readable (superuser).
-async fn save_globals(ctx: &RunContext, superuser: bool) -> Result<Option<WrittenFile>, DumpError> {
+async fn save_globals(
+    ctx: &RunContext,
+    superuser: bool,
+    encryption: Option<&Encryption>,
+) -> Result<Vec<WrittenFile>, DumpError> {
     let base = Path::new(&ctx.dump.backup_directory);
     let path = dump_path(base, GLOBALS, &ctx.stamp(), "sql");
     let no_passwords = !superuser || !ctx.dump.with_role_passwords;
@@ -85,7 +92,7 @@ async fn save_globals(ctx: &RunContext, superuser: bool) -> Result<Option<Writte
         checksum: ctx.dump.checksum_algorithm,
         directory: false,
     };
-    ctx.run_to_file(command, name, out).await
+    run_tool(ctx, encryption, command, name, out, 1).await
 }
 
 /// `pg_settings_<stamp>.out`: one `name = 'value'` line per applied setting.
@@ -103,17 +110,17 @@ fn settings_text(settings: &[FileSetting]) -> String {
 }
 
 /// `<prefix>_<stamp>.out` holding `text`.
-async fn save_text(ctx: &RunContext, prefix: &str, text: &str) -> Result<WrittenFile, DumpError> {
+async fn save_text(
+    ctx: &RunContext,
+    prefix: &str,
+    text: &str,
+    encryption: Option<&Encryption>,
+) -> Result<Vec<WrittenFile>, DumpError> {
     let base = Path::new(&ctx.dump.backup_directory);
     let path = dump_path(base, prefix, &ctx.stamp(), "out");
     output::ensure_dir(&backup_dir(base, prefix))?;
-    let written = output::write_bytes(
-        &path,
-        text.as_bytes(),
-        ctx.dump.checksum_algorithm,
-        ctx.dump.backup_file_mode,
-    );
-    Ok(written.await?)
+    let checksum = ctx.dump.checksum_algorithm;
+    Ok(write_small(ctx, encryption, &path, text.as_bytes(), checksum).await?)
 }
 
 #[cfg(test)]

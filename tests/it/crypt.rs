@@ -16,7 +16,7 @@ use crate::cluster::{self, Cluster, ClusterOptions};
 const PASSPHRASE: &str = "correct horse battery staple";
 
 /// The `age` or `age-keygen` binary; the test fails with a hint when it is missing.
-fn age_tool(name: &str) -> Command {
+pub(crate) fn age_tool(name: &str) -> Command {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
         .unwrap_or(false);
@@ -29,7 +29,7 @@ fn age_tool(name: &str) -> Command {
 
 /// Runs `age` with a terminal (its passphrase prompt needs one) through util-linux `script`,
 /// typing `input` at it. `args` must not need shell quoting.
-fn age_with_tty(dir: &Path, args: &str, input: &str) -> std::process::Output {
+pub(crate) fn age_with_tty(dir: &Path, args: &str, input: &str) -> std::process::Output {
     let mut child = Command::new("script")
         .args(["-qec", &format!("age {args}"), "/dev/null"])
         .current_dir(dir)
@@ -48,7 +48,7 @@ fn age_with_tty(dir: &Path, args: &str, input: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-fn check(output: std::process::Output, what: &str) {
+pub(crate) fn check(output: std::process::Output, what: &str) {
     assert!(
         output.status.success(),
         "{what}: {:?}\n{}{}",
@@ -59,7 +59,7 @@ fn check(output: std::process::Output, what: &str) {
 }
 
 /// A fresh identity file (0600) and its public key, made by `age-keygen`.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(name);
     check(
         age_tool("age-keygen")
@@ -343,7 +343,7 @@ fn cluster_with_data() -> Cluster {
     cluster
 }
 
-fn pg_restore_list(cluster: &Cluster, dump: &Path) -> String {
+pub(crate) fn pg_restore_list(cluster: &Cluster, dump: &Path) -> String {
     let output = cluster
         .command(cluster::pg_binaries().client_tool("pg_restore"))
         .arg("--list")

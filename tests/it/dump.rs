@@ -27,7 +27,7 @@ fn conninfo_db(name: &str) -> String {
 const PGBACK_LIMIT: Duration = Duration::from_secs(180);
 
 /// pgback against `cluster`, with pg_dump from the cluster's client tools.
-fn pgback(cluster: &Cluster, args: &[&str]) -> TestCommand {
+pub(crate) fn pgback(cluster: &Cluster, args: &[&str]) -> TestCommand {
     let pg_dump = cluster::pg_binaries().client_tool("pg_dump");
     let bindir = pg_dump
         .parent()
@@ -37,7 +37,7 @@ fn pgback(cluster: &Cluster, args: &[&str]) -> TestCommand {
     pgback_with_bin(cluster, &bindir, args)
 }
 
-fn pgback_with_bin(cluster: &Cluster, bindir: &str, args: &[&str]) -> TestCommand {
+pub(crate) fn pgback_with_bin(cluster: &Cluster, bindir: &str, args: &[&str]) -> TestCommand {
     TestCommand::new(cluster, "pgback")
         .args(["-d", &cluster.conninfo_socket(), "-B", bindir])
         .args(args)
@@ -54,7 +54,7 @@ fn text(output: &Output) -> String {
     )
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
+pub(crate) fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -681,7 +681,7 @@ fn a_non_superuser_gets_warnings_and_globals_without_passwords() {
 
 /// A bin directory with the real `pg_dumpall` and a `pg_dump` shell wrapper: `prelude` (sh
 /// lines, skipped for `--version`) runs first, then the real pg_dump is exec'd.
-fn wrapped_pg_dump(prelude: &str) -> tempfile::TempDir {
+pub(crate) fn wrapped_pg_dump(prelude: &str) -> tempfile::TempDir {
     let bin = tempfile::tempdir().unwrap();
     let real = cluster::pg_binaries().client_tool("pg_dump");
     let real_dumpall = cluster::pg_binaries().client_tool("pg_dumpall");

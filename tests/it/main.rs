@@ -8,6 +8,7 @@ mod cluster;
 mod conn;
 mod crypt;
 mod dump;
+mod encrypt;
 mod harness_selftest;
 mod matrix;
 mod restore_dump;
