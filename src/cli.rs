@@ -20,7 +20,8 @@ use crate::exit::LogFormat;
     name = "pgpre",
     version,
     disable_help_flag = true,
-    after_help = crate::exit::exit_codes_help()
+    after_help = crate::exit::exit_codes_help(),
+    group(clap::ArgGroup::new("json_with").args(["list", "exec"]))
 )]
 pub struct Pgpre {
     /// Config file, connection, backup name and verbosity.
@@ -48,7 +49,7 @@ pub struct Pgpre {
 
     /// With --exec: print the result as pgpost --json does; with --list: the running backups
     /// and the recent history as one JSON document
-    #[arg(long)]
+    #[arg(long, requires = "json_with")]
     pub json: bool,
 
     /// The command --exec runs, after `--`

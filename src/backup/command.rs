@@ -26,10 +26,6 @@ pub fn pgpre(cli: &Pgpre) -> ExitCode {
             return fail("pgpre", &error);
         }
     };
-    if cli.json && !cli.list && !cli.exec {
-        eprintln!("pgpre: --json goes with --list or --exec\nhint: pgpre --list --json");
-        return ExitCode::from(crate::exit::ExitStatus::Usage.code());
-    }
     let mut options = BackupOptions::from_config(&config.backup, cli.common.verbose);
     options.log_format = cli.common.log_format;
     if cli.exec {

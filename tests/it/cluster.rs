@@ -1136,28 +1136,39 @@ impl Cluster {
             "copy_data_dir: destination {} already exists",
             dest.display()
         );
-        let output = Command::new("cp")
-            .env("LC_ALL", "C")
-            .arg("-a")
-            .arg(&self.data_dir)
-            .arg(dest)
-            .output()
-            .expect("running cp -a");
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let real_errors: Vec<&str> = stderr
-                .lines()
-                .filter(|line| !line.ends_with("No such file or directory"))
-                .collect();
-            assert!(
-                real_errors.is_empty() && dest.join("PG_VERSION").is_file(),
-                "cp -a {} {} failed: {}",
-                self.data_dir.display(),
-                dest.display(),
-                describe_output(&output)
-            );
-        }
+        copy_live_tree(&self.data_dir, dest);
+        assert!(
+            dest.join("PG_VERSION").is_file(),
+            "cp -a {} {}: no PG_VERSION in the copy",
+            self.data_dir.display(),
+            dest.display()
+        );
     }
+}
+
+/// `cp -a src dest` while a server may write: files that vanish during the copy are skipped,
+/// as a file-system snapshot would; any other error fails the test.
+pub fn copy_live_tree(src: &Path, dest: &Path) {
+    assert!(!dest.exists(), "{} already exists", dest.display());
+    let output = Command::new("cp")
+        .env("LC_ALL", "C")
+        .arg("-a")
+        .arg(src)
+        .arg(dest)
+        .output()
+        .expect("running cp -a");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let real_errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.ends_with("No such file or directory"))
+        .collect();
+    assert!(
+        real_errors.is_empty() && dest.is_dir(),
+        "cp -a {} {} failed: {}",
+        src.display(),
+        dest.display(),
+        describe_output(&output)
+    );
 }
 
 impl Drop for Cluster {

@@ -9,7 +9,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{self, Cluster, ClusterOptions};
@@ -133,31 +132,6 @@ pub(crate) fn switch_wal_and_wait_for_archive(source: &Cluster) {
     }
 }
 
-/// `cp -a src dest` while the server writes: files that vanish during the copy are skipped,
-/// as a file-system snapshot would; any other error fails the test.
-fn copy_live_tree(src: &Path, dest: &Path) {
-    assert!(!dest.exists(), "{} already exists", dest.display());
-    let output = Command::new("cp")
-        .env("LC_ALL", "C")
-        .arg("-a")
-        .arg(src)
-        .arg(dest)
-        .output()
-        .expect("running cp -a");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let real_errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| !line.ends_with("No such file or directory"))
-        .collect();
-    assert!(
-        real_errors.is_empty() && dest.is_dir(),
-        "cp -a {} {} failed ({}): {stderr}",
-        src.display(),
-        dest.display(),
-        output.status
-    );
-}
-
 /// The checks every restored copy must pass: recovery went through `backup_label` (renamed
 /// to `backup_label.old` at its end, byte for byte what pgpost printed), `pg_amcheck` is
 /// clean, the pgbench invariant holds with at least `committed_transactions`, and the marker
@@ -279,7 +253,7 @@ fn hot_copy_with_a_relocated_tablespace_restores_under_load() {
     let copy = scratch.path().join("data");
     let relocated = scratch.path().join("ts");
     source.copy_data_dir(&copy);
-    copy_live_tree(tablespace_dir.path(), &relocated);
+    crate::cluster::copy_live_tree(tablespace_dir.path(), &relocated);
     source.psql("INSERT INTO marker VALUES (1, 'committed after the copy, before pgpost')");
     let committed_before_pgpost = source.pgbench_history_rows();
     let ts_committed_before_pgpost: i64 = source
