@@ -116,6 +116,8 @@ fn coprocess_main(
         }
     };
     let result = runtime.block_on(hold::run(settings, options, handshake));
+    // No waiting for blocking threads (a stuck name lookup): pgpre waits for this exit.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitStatus::Success.code(),
         Err(error) => {
@@ -173,7 +175,8 @@ impl Handshake for PipeHandshake {
         if let Some(hint) = error.hint() {
             self.send(&format!("hint {hint}"));
         }
-        self.pipe = None;
+        // The pipe stays open until this process exits, so pgpre returns its error only once
+        // the co-process is gone: a caller that retries at once never meets a failing one.
     }
 
     fn waiting(&mut self, text: &str) {
