@@ -7,6 +7,7 @@
 //! - [`server`]: server versions and the version-specific SQL, as pure builders.
 //! - [`backup`]: the co-process that holds a non-exclusive backup between `pgpre` and `pgpost`.
 //! - [`cli`]: command-line pieces shared by the binaries.
+//! - [`secret`]: secrets that never print, read from the environment or from private files.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 
 pub mod backup;
@@ -15,4 +16,5 @@ pub mod config;
 pub mod conn;
 pub mod dump;
 pub mod exit;
+pub mod secret;
 pub mod server;
