@@ -9,6 +9,7 @@
 //! - [`cli`]: command-line pieces shared by the binaries.
 //! - [`secret`]: secrets that never print, read from the environment or from private files.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
+//! - [`remote`]: remote storage (S3, B2, GCS, Azure, SFTP): upload, list, download, delete.
 
 pub mod backup;
 pub mod cli;
@@ -16,5 +17,6 @@ pub mod config;
 pub mod conn;
 pub mod dump;
 pub mod exit;
+pub mod remote;
 pub mod secret;
 pub mod server;
