@@ -9,4 +9,6 @@ mod faults;
 mod harness_selftest;
 mod hooks;
 mod named;
+mod remote;
 mod restore;
+mod servers;
