@@ -380,6 +380,46 @@ fn sftp_round_trip_with_key_auth() {
     assert!(sshd.root.join("sftp/nightly").is_dir());
 }
 
+#[test]
+fn sftp_login_through_the_ssh_agent() {
+    let sshd = servers::sshd();
+    let agent = servers::ssh_agent(&sshd.identity);
+    let socket = agent.socket.display().to_string();
+    let env = TestEnv::new(&[("SSH_AUTH_SOCK", &socket)]);
+    env.known_hosts(&sshd.known_hosts_line);
+    let settings = RemoteSettings {
+        sftp_identity: String::new(),
+        ..sftp_settings(&sshd, sshd.server.port())
+    };
+    let store = open(StoreKind::Sftp, &settings, &quick_tuning(), &env);
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = small_file(dir.path(), "db_agent.dump");
+    let rt = runtime();
+    rt.block_on(store.upload(&file, "db_agent.dump"))
+        .expect("uploading as the agent's key");
+    assert_eq!(
+        rt.block_on(store.list("db_agent")).expect("listing").len(),
+        1
+    );
+
+    // Without the agent (and no identity or password) there is no way in.
+    let (_, text) = open_refused(
+        StoreKind::Sftp,
+        &settings,
+        &TestEnv::new(&[]),
+        CauseKind::UnknownHost,
+        &[],
+    );
+    assert!(text.contains("known_hosts"), "{text}");
+    let alone = TestEnv::new(&[]);
+    alone.known_hosts(&sshd.known_hosts_line);
+    let (_, text) = open_refused(StoreKind::Sftp, &settings, &alone, CauseKind::Refused, &[]);
+    assert!(
+        text.contains("no identity file, ssh-agent or password"),
+        "{text}"
+    );
+}
+
 /// Starts an upload of a 40 MiB file through a [`ByteTap`], kills the server once 6 MiB went
 /// up, and returns the upload's error.
 fn upload_while_killed(

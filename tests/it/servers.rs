@@ -434,6 +434,33 @@ pub fn known_hosts_line(key: &Path, port: u16) -> String {
     format!("[127.0.0.1]:{port} {algorithm} {key}\n")
 }
 
+/// An ssh-agent holding `identity`; `socket` is its `SSH_AUTH_SOCK`.
+pub struct SshAgent {
+    /// Kept for its `Drop`, which ends the agent.
+    _process: Server,
+    pub socket: PathBuf,
+}
+
+pub fn ssh_agent(identity: &Path) -> SshAgent {
+    let dir = server_dir("ssh-agent");
+    let socket = dir.path().join("agent.sock");
+    let mut command = Command::new(find_on_path("ssh-agent"));
+    command.arg("-D").arg("-a").arg(&socket);
+    let waiting_for = socket.clone();
+    let server = Server::start("ssh-agent", command, 0, dir, move |_| waiting_for.exists());
+    let status = Command::new(find_on_path("ssh-add"))
+        .arg("-q")
+        .arg(identity)
+        .env("SSH_AUTH_SOCK", &socket)
+        .status()
+        .expect("running ssh-add");
+    assert!(status.success(), "ssh-add {} failed", identity.display());
+    SshAgent {
+        _process: server,
+        socket,
+    }
+}
+
 /// A TCP relay from its own port to a server's, which reports once `threshold` bytes went
 /// from clients to the server.
 pub struct ByteTap {
