@@ -187,7 +187,7 @@ impl RemoteStore {
         tuning: &Tuning,
         env: &dyn Environment,
     ) -> Result<RemoteStore, RemoteError> {
-        let prefix = normalize_prefix(&settings.upload_prefix)?;
+        let prefix = normalize_prefix(kind, &settings.upload_prefix)?;
         let mut redactor = Redactor::default();
         let backend = match kind {
             StoreKind::None => {
@@ -279,7 +279,7 @@ impl RemoteStore {
                 problem: "a listing prefix is relative and has no `..`",
             });
         }
-        let full = self.full_key(prefix);
+        let full = listing_prefix(&self.prefix, prefix);
         let result = match &self.backend {
             Backend::Object(b) => b.list(&full).await,
             Backend::Sftp(b) => b.list(&full).await,
@@ -327,6 +327,16 @@ impl RemoteStore {
             location: self.location(key),
             cause: self.cause(fault),
         })
+    }
+}
+
+/// The full string prefix to list for `prefix` under `store_prefix`: the prefix's own
+/// directory when `prefix` is empty, so that `nightly/db` does not list `nightly/db2/...`.
+fn listing_prefix(store_prefix: &str, prefix: &str) -> String {
+    match (store_prefix.is_empty(), prefix.is_empty()) {
+        (true, _) => prefix.to_string(),
+        (false, true) => format!("{store_prefix}/"),
+        (false, false) => format!("{store_prefix}/{prefix}"),
     }
 }
 
@@ -379,13 +389,13 @@ fn check_key(key: &str) -> Result<(), RemoteError> {
 }
 
 /// `upload_prefix` without leading or trailing slashes; empty stays empty.
-fn normalize_prefix(prefix: &str) -> Result<String, RemoteError> {
+fn normalize_prefix(kind: StoreKind, prefix: &str) -> Result<String, RemoteError> {
     let trimmed = prefix.trim_matches('/');
     if trimmed.is_empty() {
         return Ok(String::new());
     }
     check_key(trimmed).map_err(|_| RemoteError::Settings {
-        store: StoreKind::None,
+        store: kind,
         problem: format!(
             "upload_prefix {prefix:?} has an empty, `.` or `..` segment or control characters"
         ),
@@ -415,8 +425,17 @@ mod tests {
 
     #[test]
     fn prefixes_lose_outer_slashes() {
-        assert_eq!(normalize_prefix("/nightly/db/").unwrap(), "nightly/db");
-        assert_eq!(normalize_prefix("").unwrap(), "");
-        assert!(normalize_prefix("a/../b").is_err());
+        let s3 = StoreKind::S3;
+        assert_eq!(normalize_prefix(s3, "/nightly/db/").unwrap(), "nightly/db");
+        assert_eq!(normalize_prefix(s3, "").unwrap(), "");
+        assert!(normalize_prefix(s3, "a/../b").is_err());
+    }
+
+    #[test]
+    fn listings_stay_inside_the_prefix() {
+        assert_eq!(listing_prefix("nightly/db", ""), "nightly/db/");
+        assert_eq!(listing_prefix("nightly/db", "db1_"), "nightly/db/db1_");
+        assert_eq!(listing_prefix("", "db1_"), "db1_");
+        assert_eq!(listing_prefix("", ""), "");
     }
 }

@@ -223,15 +223,17 @@ impl SftpBackend {
                 format!("{} changed size during the upload", local.display()),
             ));
         }
-        // SFTP's rename refuses an existing target.
-        match sftp.remove_file(path.clone()).await {
-            Ok(()) => {}
-            Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => {}
-            Err(e) => return Err(fault(&e, &path)),
+        if sftp.rename(temp.clone(), path.clone()).await.is_err() {
+            // SFTP's rename refuses an existing target: replace it.
+            match sftp.remove_file(path.clone()).await {
+                Ok(()) => {}
+                Err(e) if status(&e) == Some(StatusCode::NoSuchFile) => {}
+                Err(e) => return Err(fault(&e, &path)),
+            }
+            sftp.rename(temp.clone(), path.clone())
+                .await
+                .map_err(|e| fault(&e, &path))?;
         }
-        sftp.rename(temp.clone(), path.clone())
-            .await
-            .map_err(|e| fault(&e, &path))?;
         Ok(sent)
     }
 

@@ -159,6 +159,19 @@ fn round_trip(
         assert!(uploaded.location.ends_with(key), "{}", uploaded.location);
     }
 
+    // Uploading again replaces the file.
+    let again = local.path().join(files[2].0);
+    rt.block_on(store.upload(&again, files[2].0))
+        .expect("uploading a file again");
+    // A sibling prefix (`nightly/host1` and `nightly/host12`) is not listed.
+    let sibling = RemoteSettings {
+        upload_prefix: format!("{}2", settings.upload_prefix.trim_end_matches('/')),
+        ..settings.clone()
+    };
+    let sibling = open(kind, &sibling, &quick_tuning(), env);
+    rt.block_on(sibling.upload(&again, "db1_sibling.dump"))
+        .expect("uploading under the sibling prefix");
+
     let all = rt.block_on(store.list("")).expect("listing everything");
     let keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, digests.keys().map(String::as_str).collect::<Vec<_>>());
@@ -199,6 +212,8 @@ fn round_trip(
     }
     rt.block_on(store.delete(&all[0].key))
         .expect("deleting twice is fine");
+    rt.block_on(sibling.delete("db1_sibling.dump"))
+        .expect("deleting under the sibling prefix");
     assert!(rt.block_on(store.list("")).expect("listing").is_empty());
     store
 }
