@@ -323,7 +323,8 @@ impl ObjectBackend {
                     url::form_urlencoded::parse(token.expose().as_bytes())
                         .map(|(k, v)| (k.into_owned(), v.into_owned()))
                         .collect();
-                for (_, value) in &pairs {
+                // The signature is the secret part; the rest (version, expiry) is not.
+                for (_, value) in pairs.iter().filter(|(k, _)| k == "sig") {
                     redactor.add(&Secret::new(value.clone()));
                 }
                 builder = builder.with_sas_authorization(pairs);

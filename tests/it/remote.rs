@@ -385,6 +385,47 @@ fn azure_round_trip_on_azurite() {
 }
 
 #[test]
+fn azure_sas_token_from_the_environment() {
+    let azurite = servers::azurite(&["pgback"]);
+    let settings = azure_settings(azurite.port());
+    let token = servers::azurite_account_sas("rwdlac");
+    let env = TestEnv::new(&[("AZURE_STORAGE_SAS_TOKEN", &format!("?{token}"))]);
+    let store = open(StoreKind::Azure, &settings, &quick_tuning(), &env);
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = small_file(dir.path(), "db_sas.dump");
+    let rt = runtime();
+    rt.block_on(store.upload(&file, "db_sas.dump"))
+        .expect("uploading with the SAS token");
+    assert_eq!(rt.block_on(store.list("db_sas")).expect("listing").len(), 1);
+    let back = dir.path().join("back.dump");
+    rt.block_on(store.download("db_sas.dump", &back))
+        .expect("downloading with the SAS token");
+    assert_eq!(sha256_of(&back), sha256_of(&file));
+    // No delete here: object_store deletes through a blob batch, which Azurite answers with
+    // 500 under a SAS token (shared keys work, see the round trip).
+
+    // A token whose signature does not match: refused, and the signature never shown.
+    let (rest, sig) = token.rsplit_once("sig=").expect("a signature");
+    let forged_sig = format!("{}AAAA", &sig[..sig.len().min(20)]);
+    let forged = format!("{rest}sig={forged_sig}");
+    let env = TestEnv::new(&[("AZURE_STORAGE_SAS_TOKEN", &forged)]);
+    let store = open(StoreKind::Azure, &settings, &quick_tuning(), &env);
+    let error = rt
+        .block_on(store.upload(&file, "db_sas.dump"))
+        .expect_err("a forged SAS token is refused");
+    let decoded: String = url::form_urlencoded::parse(format!("s={forged_sig}").as_bytes())
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let text = assert_no_secret(&error, &[&forged_sig, &decoded, sig]);
+    assert_eq!(
+        error.cause().map(|c| c.kind),
+        Some(CauseKind::Refused),
+        "{text}"
+    );
+    eprintln!("azure, forged SAS: {text}");
+}
+
+#[test]
 fn sftp_round_trip_with_key_auth() {
     let sshd = servers::sshd();
     let env = TestEnv::new(&[]);

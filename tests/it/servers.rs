@@ -323,6 +323,28 @@ fn azurite_create_container(port: u16, container: &str) -> Option<u16> {
     http(port, "PUT", &path, &headers, b"")
 }
 
+/// An account SAS token for Azurite's development account: blob service, containers and
+/// objects, `permissions` (e.g. `rwdlac`), valid for a day, HTTP allowed.
+pub fn azurite_account_sas(permissions: &str) -> String {
+    use base64::Engine as _;
+    let version = "2021-08-06";
+    let expiry = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let to_sign = format!(
+        "{AZURITE_ACCOUNT}\n{permissions}\nb\nsco\n\n{expiry}\n\nhttps,http\n{version}\n\n"
+    );
+    let engine = base64::engine::general_purpose::STANDARD;
+    let key = engine.decode(AZURITE_KEY).expect("Azurite's key is base64");
+    let signature = engine.encode(hmac_sha256(&key, to_sign.as_bytes()));
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "sv={version}&ss=b&srt=sco&sp={permissions}&se={}&spr=https,http&sig={}",
+        encode(&expiry),
+        encode(&signature)
+    )
+}
+
 /// HMAC-SHA256 (RFC 2104) over sha2, for Azure's shared-key signature.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     use sha2::{Digest as _, Sha256};
