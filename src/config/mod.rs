@@ -13,6 +13,7 @@ pub mod backup;
 pub mod dump;
 pub mod error;
 pub mod pg_back;
+pub mod remote;
 pub mod values;
 
 use std::path::{Path, PathBuf};

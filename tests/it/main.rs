@@ -10,6 +10,8 @@ mod crypt;
 mod dump;
 mod harness_selftest;
 mod matrix;
+mod remote;
 mod restore_dump;
+mod servers;
 mod state_table;
 mod util;

@@ -1,0 +1,349 @@
+//! Remote storage settings of `pgback` under pg_back's key names (`upload`, `upload_prefix`,
+//! `s3_*`, `b2_*`, `gcs_*`, `azure_*`, `sftp_*`), read strictly from TOML. Secrets may sit in a
+//! configuration file (then the file must not be readable by others, see
+//! [`RemoteSettings::secret_keys`]); never on the command line.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::secret::Secret;
+
+/// Where files go, come from or are listed: pg_back's `none|s3|b2|gcs|azure|sftp`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StoreKind {
+    /// No remote storage.
+    #[default]
+    None,
+    /// Amazon S3 or any S3-compatible service.
+    S3,
+    /// Backblaze B2, through its S3-compatible API.
+    B2,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage.
+    Azure,
+    /// A directory on an SSH server.
+    Sftp,
+}
+
+impl StoreKind {
+    /// The name used in settings, flags and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::None => "none",
+            StoreKind::S3 => "s3",
+            StoreKind::B2 => "b2",
+            StoreKind::Gcs => "gcs",
+            StoreKind::Azure => "azure",
+            StoreKind::Sftp => "sftp",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A value that is not one of pg_back's store names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value {value:?}: expected one of none, s3, b2, gcs, azure, sftp")]
+pub struct InvalidStoreKind {
+    /// The text given.
+    pub value: String,
+}
+
+impl FromStr for StoreKind {
+    type Err = InvalidStoreKind;
+
+    fn from_str(s: &str) -> Result<StoreKind, InvalidStoreKind> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "none" => StoreKind::None,
+            "s3" => StoreKind::S3,
+            "b2" => StoreKind::B2,
+            "gcs" => StoreKind::Gcs,
+            "azure" => StoreKind::Azure,
+            "sftp" => StoreKind::Sftp,
+            _ => {
+                return Err(InvalidStoreKind {
+                    value: s.to_string(),
+                })
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StoreKind, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for StoreKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// The default port of SSH.
+pub const SSH_PORT: u16 = 22;
+
+/// Remote storage settings: pg_back's keys, plus `b2_region` and `b2_endpoint` (B2 goes through
+/// its S3-compatible API, which needs them). Suitable for a `[dump.remote]` table.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteSettings {
+    /// Where finished files are uploaded.
+    pub upload: StoreKind,
+    /// Download from this store into the backup directory instead of dumping.
+    pub download: StoreKind,
+    /// List this store's files instead of dumping.
+    pub list_remote: StoreKind,
+    /// Prepended (with a `/`) to every remote name, on every backend.
+    pub upload_prefix: String,
+    /// Remove a local file once its upload is confirmed.
+    pub delete_uploaded: bool,
+    /// Purge the remote files with the local purge rules.
+    pub purge_remote: bool,
+
+    /// S3 region; empty = `AWS_REGION`, the profile's region, else `us-east-1`.
+    pub s3_region: String,
+    /// S3 bucket (required for s3).
+    pub s3_bucket: String,
+    /// S3-compatible endpoint (`host[:port]` or a URL); empty = AWS.
+    pub s3_endpoint: String,
+    /// Profile of the AWS shared config and credentials files.
+    pub s3_profile: String,
+    /// Access key id; its secret comes from `AWS_SECRET_ACCESS_KEY` or `s3_secret`.
+    pub s3_key_id: String,
+    /// Secret access key (configuration file only).
+    #[serde(skip_serializing)]
+    pub s3_secret: Option<Secret>,
+    /// Path-style requests (`endpoint/bucket/key`) instead of virtual-hosted ones.
+    #[serde(deserialize_with = "yes_no")]
+    pub s3_force_path: bool,
+    /// HTTPS for an endpoint given without a scheme.
+    #[serde(deserialize_with = "yes_no")]
+    pub s3_tls: bool,
+
+    /// B2 bucket (required for b2).
+    pub b2_bucket: String,
+    /// B2 application key id; else `B2_APPLICATION_KEY_ID`.
+    pub b2_key_id: String,
+    /// B2 application key (configuration file only); else `B2_APPLICATION_KEY`.
+    #[serde(skip_serializing)]
+    pub b2_app_key: Option<Secret>,
+    /// Path-style requests.
+    #[serde(deserialize_with = "yes_no")]
+    pub b2_force_path: bool,
+    /// Parts of one file uploaded at once.
+    pub b2_concurrent_connections: u32,
+    /// B2 region of the bucket (`us-west-004`, ...): the endpoint is
+    /// `https://s3.<region>.backblazeb2.com` unless `b2_endpoint` says otherwise.
+    pub b2_region: String,
+    /// B2 S3-compatible endpoint, overriding the one derived from `b2_region`.
+    pub b2_endpoint: String,
+
+    /// GCS bucket (required for gcs).
+    pub gcs_bucket: String,
+    /// GCS API base URL (an emulator); empty = Google's.
+    pub gcs_endpoint: String,
+    /// Service account or user credentials file; else `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub gcs_keyfile: String,
+
+    /// Azure container (required for azure).
+    pub azure_container: String,
+    /// Storage account; else `AZURE_STORAGE_ACCOUNT`.
+    pub azure_account: String,
+    /// Blob endpoint: a domain (`blob.core.windows.net`, the account is prepended) or the
+    /// account's URL (Azurite: `http://127.0.0.1:10000/devstoreaccount1`). Without an account, a
+    /// URL carrying a SAS token.
+    pub azure_endpoint: String,
+    /// Shared key (configuration file only); else `AZURE_STORAGE_KEY`.
+    #[serde(skip_serializing)]
+    pub azure_key: Option<Secret>,
+
+    /// SSH server.
+    pub sftp_host: String,
+    /// SSH port.
+    #[serde(deserialize_with = "port")]
+    pub sftp_port: u16,
+    /// SSH user; empty = the current user.
+    pub sftp_user: String,
+    /// Remote directory holding the files (relative to the login directory unless absolute).
+    pub sftp_directory: String,
+    /// Private key file (mode 0600 or stricter); its passphrase is `PGBK_SSH_PASS`.
+    pub sftp_identity: String,
+    /// Accept a host key that `known_hosts` does not hold.
+    #[serde(deserialize_with = "yes_no")]
+    pub sftp_ignore_hostkey: bool,
+    /// Password (configuration file only); else `PGBK_SSH_PASS`.
+    #[serde(skip_serializing)]
+    pub sftp_password: Option<Secret>,
+}
+
+impl Default for RemoteSettings {
+    fn default() -> Self {
+        RemoteSettings {
+            upload: StoreKind::None,
+            download: StoreKind::None,
+            list_remote: StoreKind::None,
+            upload_prefix: String::new(),
+            delete_uploaded: false,
+            purge_remote: false,
+            s3_region: String::new(),
+            s3_bucket: String::new(),
+            s3_endpoint: String::new(),
+            s3_profile: String::new(),
+            s3_key_id: String::new(),
+            s3_secret: None,
+            s3_force_path: false,
+            s3_tls: true,
+            b2_bucket: String::new(),
+            b2_key_id: String::new(),
+            b2_app_key: None,
+            b2_force_path: false,
+            b2_concurrent_connections: 5,
+            b2_region: String::new(),
+            b2_endpoint: String::new(),
+            gcs_bucket: String::new(),
+            gcs_endpoint: String::new(),
+            gcs_keyfile: String::new(),
+            azure_container: String::new(),
+            azure_account: String::new(),
+            azure_endpoint: "blob.core.windows.net".into(),
+            azure_key: None,
+            sftp_host: String::new(),
+            sftp_port: SSH_PORT,
+            sftp_user: String::new(),
+            sftp_directory: String::new(),
+            sftp_identity: String::new(),
+            sftp_ignore_hostkey: false,
+            sftp_password: None,
+        }
+    }
+}
+
+impl RemoteSettings {
+    /// The keys that hold a secret in these settings: when any came from a configuration file,
+    /// that file must not be readable by others (`crate::secret::check_config_file`).
+    pub fn secret_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let held = [
+            ("s3_secret", &self.s3_secret),
+            ("b2_app_key", &self.b2_app_key),
+            ("azure_key", &self.azure_key),
+            ("sftp_password", &self.sftp_password),
+        ];
+        for (key, value) in held {
+            if value.as_ref().is_some_and(|s| !s.is_empty()) {
+                keys.push(key);
+            }
+        }
+        if self.azure_endpoint.contains('?') {
+            // A SAS URL: its query is the token.
+            keys.push("azure_endpoint");
+        }
+        keys
+    }
+}
+
+/// pg_back's booleans: TOML `true`/`false` or the strings `yes`/`no` (and the other spellings
+/// of [`crate::config::values::parse_bool`]).
+fn yes_no<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct YesNo;
+    impl Visitor<'_> for YesNo {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("true, false, \"yes\" or \"no\"")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            crate::config::values::parse_bool(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(YesNo)
+}
+
+/// A TCP port as an integer or a string (pg_back keeps it as text).
+fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    struct Port;
+    impl Visitor<'_> for Port {
+        type Value = u16;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a TCP port from 1 to 65535")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u16, E> {
+            u16::try_from(v)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| E::custom(format!("invalid port {v}: expected 1 to 65535")))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u16, E> {
+            self.visit_i64(i64::try_from(v).unwrap_or(-1))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u16, E> {
+            if v.trim().is_empty() {
+                return Ok(SSH_PORT);
+            }
+            match v.trim().parse::<i64>() {
+                Ok(n) => self.visit_i64(n),
+                Err(_) => Err(E::custom(format!(
+                    "invalid port {v:?}: expected 1 to 65535"
+                ))),
+            }
+        }
+    }
+    d.deserialize_any(Port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_back_keys_parse_with_yes_no_and_text_ports() {
+        let text = r#"
+            upload = "s3"
+            upload_prefix = "nightly"
+            delete_uploaded = true
+            s3_bucket = "b"
+            s3_force_path = "yes"
+            s3_tls = "no"
+            sftp_port = "2222"
+            b2_concurrent_connections = 3
+            azure_key = "k3y"
+        "#;
+        let settings: RemoteSettings = toml::from_str(text).unwrap();
+        assert_eq!(settings.upload, StoreKind::S3);
+        assert_eq!(settings.download, StoreKind::None);
+        assert!(settings.s3_force_path && !settings.s3_tls);
+        assert_eq!(settings.sftp_port, 2222);
+        assert_eq!(settings.b2_concurrent_connections, 3);
+        assert_eq!(settings.secret_keys(), vec!["azure_key"]);
+        assert!(!format!("{settings:?}").contains("k3y"));
+        let written = toml::to_string(&settings).unwrap();
+        assert!(!written.contains("k3y") && !written.contains("azure_key"));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for bad in [
+            "upload = \"ftp\"",
+            "s3_tls = \"maybe\"",
+            "sftp_port = 0",
+            "sftp_port = \"ssh\"",
+            "s3_bucket_name = \"x\"",
+        ] {
+            assert!(toml::from_str::<RemoteSettings>(bad).is_err(), "{bad}");
+        }
+        assert_eq!("AZURE".parse::<StoreKind>(), Ok(StoreKind::Azure));
+    }
+}
