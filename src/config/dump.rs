@@ -72,6 +72,8 @@ pub struct DumpConfig {
     pub hook_timeout: Seconds,
     /// Per-database overrides, `[dump.databases."name"]`.
     pub databases: BTreeMap<String, DatabaseOverrides>,
+    /// Remote storage, `[dump.remote]` (pg_back's keys).
+    pub remote: super::remote::RemoteSettings,
 }
 
 impl Default for DumpConfig {
@@ -100,6 +102,7 @@ impl Default for DumpConfig {
             post_backup_hook: String::new(),
             hook_timeout: Seconds(std::time::Duration::from_secs(3600)),
             databases: BTreeMap::new(),
+            remote: Default::default(),
         }
     }
 }
@@ -322,6 +325,7 @@ impl DumpConfig {
         if !flags.include_dbs.is_empty() {
             self.include_dbs = flags.include_dbs.clone();
         }
+        self.remote.apply_flags(&flags.remote);
     }
 }
 
@@ -482,6 +486,8 @@ pub struct DumpFlags {
     /// Command run last, on every path after the pre hook [config: dump.post_backup_hook]
     #[arg(long, env = "PGBACK_POST_BACKUP_HOOK", value_name = "COMMAND")]
     pub post_backup_hook: Option<String>,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteFlags,
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ pub const SSH_PORT: u16 = 22;
 
 /// Remote storage settings: pg_back's keys, plus `b2_region` and `b2_endpoint` (B2 goes through
 /// its S3-compatible API, which needs them). Suitable for a `[dump.remote]` table.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemoteSettings {
     /// Where finished files are uploaded.
@@ -250,6 +250,179 @@ impl RemoteSettings {
             keys.push("azure_endpoint");
         }
         keys
+    }
+}
+
+/// pg_back's remote flags (secrets excepted: they are refused on the command line), each also
+/// from a `PGBACK_<KEY>` variable; `None` = not given. Laid over `[dump.remote]` by
+/// [`RemoteSettings::apply_flags`]. Booleans take pg_back's `--flag`, `--flag=yes|no`.
+#[derive(Clone, Debug, Default, PartialEq, clap::Args)]
+#[command(
+    mut_arg("delete_uploaded", yes_no_flag),
+    mut_arg("purge_remote", yes_no_flag),
+    mut_arg("s3_force_path", yes_no_flag),
+    mut_arg("s3_tls", yes_no_flag),
+    mut_arg("b2_force_path", yes_no_flag),
+    mut_arg("sftp_ignore_hostkey", yes_no_flag)
+)]
+pub struct RemoteFlags {
+    /// Upload each finished file: none, s3, b2, gcs, azure, sftp [config: dump.remote.upload]
+    #[arg(long, env = "PGBACK_UPLOAD", value_name = "STORE")]
+    pub upload: Option<StoreKind>,
+    /// Download the files matching the DBNAME globs into -b DIR instead of dumping
+    #[arg(long, value_name = "STORE")]
+    pub download: Option<StoreKind>,
+    /// List the remote files matching the DBNAME globs instead of dumping
+    #[arg(long, value_name = "STORE")]
+    pub list_remote: Option<StoreKind>,
+    /// Prefix of every remote name [config: dump.remote.upload_prefix]
+    #[arg(long, env = "PGBACK_UPLOAD_PREFIX", value_name = "PREFIX")]
+    pub upload_prefix: Option<String>,
+    /// Remove local files once uploaded [config: dump.remote.delete_uploaded]
+    #[arg(long, env = "PGBACK_DELETE_UPLOADED")]
+    pub delete_uploaded: Option<bool>,
+    /// Purge remote files by the local rules [config: dump.remote.purge_remote]
+    #[arg(long, env = "PGBACK_PURGE_REMOTE")]
+    pub purge_remote: Option<bool>,
+    /// S3 region [config: dump.remote.s3_region]
+    #[arg(long, env = "PGBACK_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// S3 bucket [config: dump.remote.s3_bucket]
+    #[arg(long, env = "PGBACK_S3_BUCKET", value_name = "BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3-compatible endpoint [config: dump.remote.s3_endpoint]
+    #[arg(long, env = "PGBACK_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// AWS profile of the shared config [config: dump.remote.s3_profile]
+    #[arg(long, env = "PGBACK_S3_PROFILE", value_name = "NAME")]
+    pub s3_profile: Option<String>,
+    /// Access key id (the secret: AWS_SECRET_ACCESS_KEY) [config: dump.remote.s3_key_id]
+    #[arg(long, env = "PGBACK_S3_KEY_ID", value_name = "ID")]
+    pub s3_key_id: Option<String>,
+    /// Path-style S3 requests [config: dump.remote.s3_force_path]
+    #[arg(long, env = "PGBACK_S3_FORCE_PATH")]
+    pub s3_force_path: Option<bool>,
+    /// HTTPS for an endpoint without a scheme [config: dump.remote.s3_tls]
+    #[arg(long, env = "PGBACK_S3_TLS")]
+    pub s3_tls: Option<bool>,
+    /// B2 bucket [config: dump.remote.b2_bucket]
+    #[arg(long, env = "PGBACK_B2_BUCKET", value_name = "BUCKET")]
+    pub b2_bucket: Option<String>,
+    /// B2 key id (the key: B2_APPLICATION_KEY) [config: dump.remote.b2_key_id]
+    #[arg(long, env = "PGBACK_B2_KEY_ID", value_name = "ID")]
+    pub b2_key_id: Option<String>,
+    /// Path-style B2 requests [config: dump.remote.b2_force_path]
+    #[arg(long, env = "PGBACK_B2_FORCE_PATH")]
+    pub b2_force_path: Option<bool>,
+    /// Parts of one file sent at once to B2 [config: dump.remote.b2_concurrent_connections]
+    #[arg(
+        long,
+        env = "PGBACK_B2_CONCURRENT_CONNECTIONS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub b2_concurrent_connections: Option<u32>,
+    /// B2 region [config: dump.remote.b2_region]
+    #[arg(long, env = "PGBACK_B2_REGION", value_name = "REGION")]
+    pub b2_region: Option<String>,
+    /// B2 S3-compatible endpoint [config: dump.remote.b2_endpoint]
+    #[arg(long, env = "PGBACK_B2_ENDPOINT", value_name = "URL")]
+    pub b2_endpoint: Option<String>,
+    /// GCS bucket [config: dump.remote.gcs_bucket]
+    #[arg(long, env = "PGBACK_GCS_BUCKET", value_name = "BUCKET")]
+    pub gcs_bucket: Option<String>,
+    /// GCS API URL [config: dump.remote.gcs_endpoint]
+    #[arg(long, env = "PGBACK_GCS_ENDPOINT", value_name = "URL")]
+    pub gcs_endpoint: Option<String>,
+    /// GCS credentials file [config: dump.remote.gcs_keyfile]
+    #[arg(long, env = "PGBACK_GCS_KEYFILE", value_name = "FILE")]
+    pub gcs_keyfile: Option<String>,
+    /// Azure container [config: dump.remote.azure_container]
+    #[arg(long, env = "PGBACK_AZURE_CONTAINER", value_name = "NAME")]
+    pub azure_container: Option<String>,
+    /// Azure storage account [config: dump.remote.azure_account]
+    #[arg(long, env = "PGBACK_AZURE_ACCOUNT", value_name = "NAME")]
+    pub azure_account: Option<String>,
+    /// Azure blob endpoint [config: dump.remote.azure_endpoint]
+    #[arg(long, env = "PGBACK_AZURE_ENDPOINT", value_name = "URL")]
+    pub azure_endpoint: Option<String>,
+    /// SSH server [config: dump.remote.sftp_host]
+    #[arg(long, env = "PGBACK_SFTP_HOST", value_name = "HOST")]
+    pub sftp_host: Option<String>,
+    /// SSH port [config: dump.remote.sftp_port]
+    #[arg(
+        long,
+        env = "PGBACK_SFTP_PORT",
+        value_name = "PORT",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub sftp_port: Option<u16>,
+    /// SSH user [config: dump.remote.sftp_user]
+    #[arg(long, env = "PGBACK_SFTP_USER", value_name = "USER")]
+    pub sftp_user: Option<String>,
+    /// Remote directory [config: dump.remote.sftp_directory]
+    #[arg(long, env = "PGBACK_SFTP_DIRECTORY", value_name = "DIR")]
+    pub sftp_directory: Option<String>,
+    /// Private key file (passphrase: PGBK_SSH_PASS) [config: dump.remote.sftp_identity]
+    #[arg(long, env = "PGBACK_SFTP_IDENTITY", value_name = "FILE")]
+    pub sftp_identity: Option<String>,
+    /// Accept a host key known_hosts lacks [config: dump.remote.sftp_ignore_hostkey]
+    #[arg(long, env = "PGBACK_SFTP_IGNORE_HOSTKEY")]
+    pub sftp_ignore_hostkey: Option<bool>,
+}
+
+/// pg_back's boolean flag: `--flag` is true, `--flag=yes|no|true|false` says which.
+fn yes_no_flag(arg: clap::Arg) -> clap::Arg {
+    arg.value_name("BOOL")
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+        .value_parser(crate::config::values::parse_bool)
+}
+
+impl RemoteSettings {
+    /// Lays the flags (and variables) actually given over these settings.
+    pub fn apply_flags(&mut self, flags: &RemoteFlags) {
+        macro_rules! layer {
+            ($($field:ident),*) => {
+                $(if let Some(value) = &flags.$field {
+                    self.$field = value.clone();
+                })*
+            };
+        }
+        layer!(
+            upload,
+            download,
+            list_remote,
+            upload_prefix,
+            delete_uploaded,
+            purge_remote,
+            s3_region,
+            s3_bucket,
+            s3_endpoint,
+            s3_profile,
+            s3_key_id,
+            s3_force_path,
+            s3_tls,
+            b2_bucket,
+            b2_key_id,
+            b2_force_path,
+            b2_concurrent_connections,
+            b2_region,
+            b2_endpoint,
+            gcs_bucket,
+            gcs_endpoint,
+            gcs_keyfile,
+            azure_container,
+            azure_account,
+            azure_endpoint,
+            sftp_host,
+            sftp_port,
+            sftp_user,
+            sftp_directory,
+            sftp_identity,
+            sftp_ignore_hostkey
+        );
     }
 }
 

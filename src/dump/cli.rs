@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::offsite::{self, Offsite};
 use super::progress::Progress;
 use super::run::{run, RunSettings};
 use crate::cli::ServerArgs;
 use crate::config::dump::DumpFlags;
 use crate::config::pg_back::convert_pg_back_config;
+use crate::config::remote::StoreKind;
 use crate::config::SetupError;
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG};
 use crate::exit::ExitStatus;
@@ -57,6 +59,7 @@ impl PgbackArgs {
             dump,
             conn,
             progress,
+            offsite: None,
         })
     }
 }
@@ -73,7 +76,7 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
     }
     let progress = Progress::for_stderr();
     init_logging_with(args.verbose + 1, progress.log_writer());
-    let settings = match args.settings(progress) {
+    let mut settings = match args.settings(progress) {
         Ok(settings) => settings,
         Err(error) => return fail("pgback", &error),
     };
@@ -83,6 +86,14 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
             eprintln!("pgback: cannot start the async runtime: {error}");
             return ExitStatus::Internal.into();
         }
+    };
+    let remote = &settings.dump.remote;
+    if remote.list_remote != StoreKind::None || remote.download != StoreKind::None {
+        return runtime.block_on(fetch_or_list(&settings));
+    }
+    settings.offsite = match runtime.block_on(Offsite::start(&settings.dump)) {
+        Ok(offsite) => offsite,
+        Err(error) => return fail("pgback", &error),
     };
     match runtime.block_on(run(settings, shutdown_signal())) {
         Ok(report) => {
@@ -94,6 +105,28 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
                     ExitStatus::BackupFailed.into()
                 }
             }
+        }
+        Err(error) => fail("pgback", &error),
+    }
+}
+
+/// `--list-remote` (the names on stdout) or `--download` instead of dumping.
+async fn fetch_or_list(settings: &RunSettings) -> ExitCode {
+    if settings.dump.remote.list_remote != StoreKind::None {
+        return match offsite::list_remote(&settings.dump).await {
+            Ok(names) => {
+                for name in names {
+                    println!("{name}");
+                }
+                ExitStatus::Success.into()
+            }
+            Err(error) => fail("pgback", &error),
+        };
+    }
+    match offsite::download(&settings.dump).await {
+        Ok(files) => {
+            eprintln!("pgback: {} file(s) downloaded and verified", files.len());
+            ExitStatus::Success.into()
         }
         Err(error) => fail("pgback", &error),
     }

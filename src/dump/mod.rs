@@ -19,6 +19,7 @@
 //! - [`context`]: what the steps of one run share; running a tool into a backup file.
 //! - [`database`]: one database's dump and createdb.sql.
 //! - [`server_files`]: globals, settings, hba/ident.
+//! - [`offsite`]: uploads as files become final, remote purge, `--list-remote`, `--download`.
 //! - [`run`]: the whole run, in the README's order.
 //! - [`cli`]: pgback's command line, and the one call the binary makes.
 
@@ -32,6 +33,7 @@ pub mod database;
 pub mod hooks;
 pub mod lock;
 pub mod naming;
+pub mod offsite;
 pub mod output;
 pub mod progress;
 pub mod purge;

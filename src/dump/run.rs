@@ -14,6 +14,7 @@ use super::context::RunContext;
 use super::database::dump_database;
 use super::hooks::{run_hook, HookError, HookKind, HookOutcome};
 use super::naming::fixed_backup_dir;
+use super::offsite::{self, FinalFiles, Offsite};
 use super::output::{self, OutputError};
 use super::progress::Progress;
 use super::purge::{purge, purge_targets};
@@ -88,6 +89,8 @@ pub struct RunSettings {
     pub conn: ConnSettings,
     /// Where the progress of running dumps goes.
     pub progress: Progress,
+    /// The upload stage (`--upload`), started by the caller; see [`offsite`].
+    pub offsite: Option<Offsite>,
 }
 
 /// Runs pgback until done or until `shutdown` resolves (SIGINT/SIGTERM). Replay is resumed and
@@ -100,6 +103,7 @@ pub async fn run(
         dump,
         conn,
         progress,
+        offsite,
     } = settings;
     let hook_timeout = dump.hook_timeout.0;
     if !dump.pre_backup_hook.is_empty() {
@@ -113,7 +117,7 @@ pub async fn run(
         .map_err(RunError::PreHook)?;
     }
     let post_hook = dump.post_backup_hook.clone();
-    let result = dump_and_purge(dump, conn, progress, shutdown).await;
+    let result = dump_and_purge(dump, conn, progress, offsite, shutdown).await;
     if post_hook.is_empty() {
         return result;
     }
@@ -158,8 +162,10 @@ async fn dump_and_purge(
     dump: DumpConfig,
     conn: ConnSettings,
     progress: Progress,
+    offsite: Option<Offsite>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
+    let finals = offsite.as_ref().map(Offsite::final_files).unwrap_or_default();
     let tools = Tools::find(&dump.bin_directory).await?;
     // The fixed part of the backup directory (before any `{dbname}`) must be writable up front.
     let fixed = fixed_backup_dir(&dump.backup_directory);
@@ -191,9 +197,10 @@ async fn dump_and_purge(
         }
         if !ctx.dump.dump_only {
             save_server_files(&ctx, &client, &server, &mut report).await;
+            finals.submit(&report.server_files);
         }
         let databases = selection.databases;
-        dump_databases(&ctx, &client, server.version, databases, &mut report).await;
+        dump_databases(&ctx, &client, server.version, databases, &finals, &mut report).await;
         Ok::<(), RunError>(())
     };
     let outcome = tokio::select! {
@@ -210,9 +217,11 @@ async fn dump_and_purge(
     }
     ctx.remove_partials();
     outcome?;
+    let targets = purge_targets(&ctx.dump, report.databases.iter().map(|d| d.name.as_str()));
+    // Uploads end (a failure fails the run), then the remote purge after a success.
+    offsite::finish(offsite, &ctx.dump, &targets, &ctx.stamps(), &mut report).await;
     if report.success() {
-        let dumped = report.databases.iter().map(|d| d.name.as_str());
-        purge(&ctx.dump, &purge_targets(&ctx.dump, dumped), &ctx.stamps());
+        purge(&ctx.dump, &targets, &ctx.stamps());
     } else {
         tracing::warn!("the run failed: nothing purged");
     }
@@ -226,6 +235,7 @@ async fn dump_databases(
     client: &Arc<tokio_postgres::Client>,
     version: ServerVersion,
     databases: Vec<String>,
+    finals: &FinalFiles,
     report: &mut RunReport,
 ) {
     let semaphore = Arc::new(Semaphore::new(ctx.dump.jobs.max(1) as usize));
@@ -234,9 +244,12 @@ async fn dump_databases(
         let semaphore = semaphore.clone();
         let ctx = ctx.clone();
         let client = client.clone();
+        let finals = finals.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            dump_database(ctx, client, version, dbname).await
+            let outcome = dump_database(ctx, client, version, dbname).await;
+            finals.submit(&outcome.files);
+            outcome
         }));
     }
     // Abort every task if this future is dropped (signal): their children are killed on drop.

@@ -10,6 +10,7 @@ mod crypt;
 mod dump;
 mod harness_selftest;
 mod matrix;
+mod offsite;
 mod remote;
 mod restore_dump;
 mod servers;
