@@ -285,15 +285,18 @@ impl Converted {
             "b2_concurrent_connections" => count(value, 1).map(|n| toml::Value::from(i64::from(n))),
             _ => Ok(toml::Value::from(value)),
         };
-        self.remote
-            .insert(key.to_string(), line.value(&format!("dump.remote.{key}"), parsed)?);
-        let remote = toml::Value::Table(self.remote.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Value {
-                path: format!("{}:{}", line.path.display(), line.number).into(),
-                key: format!("dump.remote.{key}"),
-                message: e.message().to_string(),
-            })?;
+        self.remote.insert(
+            key.to_string(),
+            line.value(&format!("dump.remote.{key}"), parsed)?,
+        );
+        let remote =
+            toml::Value::Table(self.remote.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Value {
+                    path: format!("{}:{}", line.path.display(), line.number).into(),
+                    key: format!("dump.remote.{key}"),
+                    message: e.message().to_string(),
+                })?;
         self.dump.remote = remote;
         Ok(())
     }
@@ -434,7 +437,10 @@ with_blobs = true
             ("upload = ftp", "dump.remote.upload"),
             ("s3_tls = maybe", "dump.remote.s3_tls"),
             ("s3_bucket_name = x", "dump.remote.s3_bucket_name"),
-            ("b2_concurrent_connections = 0", "dump.remote.b2_concurrent_connections"),
+            (
+                "b2_concurrent_connections = 0",
+                "dump.remote.b2_concurrent_connections",
+            ),
         ] {
             let error = convert_pg_back_config(bad, Path::new("pg_back.conf"))
                 .unwrap_err()
@@ -450,12 +456,18 @@ with_blobs = true
                     s3_secret = hunter2-Qx\nsftp_port = 2222\nb2_concurrent_connections = 3\n";
         let text = convert_pg_back_config(conf, Path::new("pg_back.conf")).unwrap();
         assert!(!text.contains("hunter2-Qx"), "{text}");
-        assert!(text.contains("# s3_secret left out: set AWS_SECRET_ACCESS_KEY"), "{text}");
+        assert!(
+            text.contains("# s3_secret left out: set AWS_SECRET_ACCESS_KEY"),
+            "{text}"
+        );
         let remote = parse(&text).unwrap().dump.remote;
         assert_eq!(remote.upload, StoreKind::S3);
         assert_eq!(remote.upload_prefix, "nightly");
         assert!(remote.purge_remote && remote.s3_force_path && !remote.s3_tls);
-        assert_eq!((remote.sftp_port, remote.b2_concurrent_connections), (2222, 3));
+        assert_eq!(
+            (remote.sftp_port, remote.b2_concurrent_connections),
+            (2222, 3)
+        );
         assert!(remote.s3_secret.is_none());
     }
 }

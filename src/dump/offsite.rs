@@ -69,7 +69,7 @@ impl Offsite {
             },
         );
         let finals = FinalFiles {
-            queue: uploader.queue(),
+            queue: Arc::new(Mutex::new(uploader.queue())),
             base: PathBuf::from(fixed_backup_dir(&dump.backup_directory)),
             encrypting: false,
             errors: Arc::default(),
@@ -91,7 +91,9 @@ impl Offsite {
 /// waiting). The default does nothing (no upload).
 #[derive(Clone, Debug, Default)]
 pub struct FinalFiles {
-    queue: Option<UploadQueue>,
+    /// Shared by every clone, so that [`finish`] closes them all (the uploader ends only when
+    /// no queue is left).
+    queue: Arc<Mutex<Option<UploadQueue>>>,
     base: PathBuf,
     encrypting: bool,
     errors: Arc<Mutex<Vec<String>>>,
@@ -100,7 +102,7 @@ pub struct FinalFiles {
 impl FinalFiles {
     /// Queues `files` (and their checksum files; every file of a dump directory) for upload.
     pub fn submit(&self, files: &[WrittenFile]) {
-        let Some(queue) = &self.queue else {
+        let Some(queue) = self.queue.lock().ok().and_then(|q| q.clone()) else {
             return;
         };
         for file in files {
@@ -185,6 +187,9 @@ pub async fn finish(
     let Some(offsite) = offsite else {
         return;
     };
+    if let Ok(mut queue) = offsite.finals.queue.lock() {
+        queue.take();
+    }
     let uploader = offsite.uploader.lock().await.take();
     let outcomes = match uploader {
         Some(uploader) => uploader.finish().await,
@@ -251,7 +256,10 @@ pub async fn purge_remote(
         let limit = naming::now()
             - chrono::Duration::from_std(target.older_than.0).unwrap_or(chrono::Duration::MAX);
         for group in select_purge(&groups, target.keep, limit, protected) {
-            for (_, key) in keyed.iter().filter(|(top, _)| group.names.iter().any(|n| n == top)) {
+            for (_, key) in keyed
+                .iter()
+                .filter(|(top, _)| group.names.iter().any(|n| n == top))
+            {
                 store.delete(key).await?;
                 tracing::info!("purged {}", store.location(key));
                 removed.push(key.to_string());
@@ -366,7 +374,10 @@ pub async fn download(dump: &DumpConfig) -> Result<Vec<PathBuf>, OffsiteError> {
     let checked: Vec<PathBuf> = tops
         .into_iter()
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
             !is_checksum_name(&name)
         })
         .collect();
@@ -389,7 +400,11 @@ mod tests {
         assert!(!uploadable(Path::new("/b/db_s.dump.partial"), false));
         assert!(!uploadable(Path::new("/b/db_s.dump"), true));
         assert!(!uploadable(Path::new("/b/db_s.createdb.sql"), true));
-        for name in ["db_s.dump.age", "db_s.dump.age.sha256", "db_s.dump.sha256.age"] {
+        for name in [
+            "db_s.dump.age",
+            "db_s.dump.age.sha256",
+            "db_s.dump.sha256.age",
+        ] {
             assert!(uploadable(&Path::new("/b").join(name), true), "{name}");
         }
     }

@@ -165,7 +165,10 @@ async fn dump_and_purge(
     offsite: Option<Offsite>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
-    let finals = offsite.as_ref().map(Offsite::final_files).unwrap_or_default();
+    let finals = offsite
+        .as_ref()
+        .map(Offsite::final_files)
+        .unwrap_or_default();
     let tools = Tools::find(&dump.bin_directory).await?;
     // The fixed part of the backup directory (before any `{dbname}`) must be writable up front.
     let fixed = fixed_backup_dir(&dump.backup_directory);
@@ -200,7 +203,15 @@ async fn dump_and_purge(
             finals.submit(&report.server_files);
         }
         let databases = selection.databases;
-        dump_databases(&ctx, &client, server.version, databases, &finals, &mut report).await;
+        dump_databases(
+            &ctx,
+            &client,
+            server.version,
+            databases,
+            &finals,
+            &mut report,
+        )
+        .await;
         Ok::<(), RunError>(())
     };
     let outcome = tokio::select! {

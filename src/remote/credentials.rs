@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::settings::StoreKind;
+use crate::config::remote::StoreKind;
 use crate::secret::Secret;
 
 use super::error::RemoteError;

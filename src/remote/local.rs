@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::Fault;
+use super::types::Fault;
 
 /// Opens `path` for an upload, with its size.
 pub(crate) async fn open_source(path: &Path) -> Result<(tokio::fs::File, u64), Fault> {
@@ -19,7 +19,7 @@ pub(crate) async fn open_source(path: &Path) -> Result<(tokio::fs::File, u64), F
         .map_err(|e| Fault::local("cannot stat", path, e))?;
     if !meta.is_file() {
         return Err(Fault::new(
-            super::CauseKind::LocalFile,
+            super::error::CauseKind::LocalFile,
             format!("{} is not a regular file", path.display()),
         ));
     }
@@ -79,7 +79,7 @@ impl PartialFile {
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| {
                 Fault::new(
-                    super::CauseKind::LocalFile,
+                    super::error::CauseKind::LocalFile,
                     format!("{} names no file", destination.display()),
                 )
             })?;

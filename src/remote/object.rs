@@ -18,7 +18,8 @@ use super::credentials::{self, AzureAuth, Environment};
 use super::error::{CauseKind, Redactor, RemoteError};
 use super::gcs::{GcsAuth, ResumableUploads};
 use super::local::{open_source, read_part, PartialFile};
-use super::{Fault, RemoteEntry, RemoteSettings, StoreKind, Tuning};
+use super::types::{Fault, RemoteEntry, Tuning};
+use crate::config::remote::{RemoteSettings, StoreKind};
 use crate::secret::Secret;
 
 /// One object-store bucket or container.

@@ -15,7 +15,7 @@ use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh_sftp::client::SftpSession;
 
 use super::error::CauseKind;
-use super::Fault;
+use super::types::Fault;
 use crate::secret::Secret;
 
 /// Who to log in as, where, and how.
@@ -76,10 +76,7 @@ impl HostKeyCheck {
 impl client::Handler for HostKeyCheck {
     type Error = russh::Error;
 
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKey,
-    ) -> Result<bool, Self::Error> {
+    async fn check_server_key(&mut self, key: &PublicKey) -> Result<bool, Self::Error> {
         if self.ignore {
             return Ok(true);
         }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{RemoteError, RemoteStore, Uploaded};
+use super::error::RemoteError;
+use super::store::RemoteStore;
+use super::types::Uploaded;
 
 /// How an [`Uploader`] works.
 #[derive(Clone, Debug)]

@@ -76,11 +76,8 @@ impl Backend {
             }
         };
         if let Some(bits) = &sftp {
-            fs::write(
-                home.path().join(".ssh/known_hosts"),
-                &bits.known_hosts_line,
-            )
-            .expect("writing known_hosts");
+            fs::write(home.path().join(".ssh/known_hosts"), &bits.known_hosts_line)
+                .expect("writing known_hosts");
         }
         Remote {
             server,
@@ -273,7 +270,11 @@ fn restore_and_compare(source: &Cluster, dir: &Path) {
 fn app_stamps(names: &[String]) -> Vec<String> {
     let mut stamps: Vec<String> = names
         .iter()
-        .filter_map(|n| n.strip_prefix("app_")?.split_once('.').map(|(s, _)| s.to_string()))
+        .filter_map(|n| {
+            n.strip_prefix("app_")?
+                .split_once('.')
+                .map(|(s, _)| s.to_string())
+        })
         .collect();
     stamps.sort();
     stamps.dedup();
@@ -417,7 +418,8 @@ fn offsite_round_trip(backend: Backend) {
     run.assert_stderr("nothing was purged");
     let kept = files_in(killed.path());
     assert!(
-        kept.iter().any(|n| n.starts_with("app_") && n.ends_with(".dump")),
+        kept.iter()
+            .any(|n| n.starts_with("app_") && n.ends_with(".dump")),
         "the local dump is kept: {kept:?}"
     );
 }
