@@ -12,6 +12,7 @@
 //! - [`backup`]: `pgpre`, the co-process that holds a non-exclusive backup, and `pgpost`.
 //! - [`secret`]: secrets that never print, read from the environment or from private files.
 //! - [`crypt`]: age encryption of dumps as they stream, and `--decrypt` in place.
+//! - [`remote`]: remote storage (S3, B2, GCS, Azure, SFTP): upload, list, download, delete.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 //! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load
 //!   (`dump::cli` hands `--restore` to `restore::cli`).
@@ -27,6 +28,7 @@ pub mod dump;
 pub mod exit;
 pub mod metrics;
 pub mod process;
+pub mod remote;
 pub mod restore;
 pub mod secret;
 pub mod server;

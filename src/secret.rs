@@ -64,6 +64,13 @@ impl Secret {
     }
 }
 
+/// Equal values (for settings compared in tests; not constant-time).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
 impl From<String> for Secret {
     fn from(value: String) -> Secret {
         Secret::new(value)

@@ -239,7 +239,7 @@ async fn wait_for_outcome(
             .holder_query
             .as_deref()
             .is_some_and(|query| query.contains("backup_stop") || query.contains("stop_backup"));
-        let due = last_report.map_or(true, |at| at.elapsed() >= ARCHIVE_REPORT_EVERY);
+        let due = last_report.is_none_or(|at| at.elapsed() >= ARCHIVE_REPORT_EVERY);
         if stopping && asked_at.elapsed() >= ARCHIVE_REPORT_AFTER && due {
             progress(&watch.archive_status().await);
             last_report = Some(Instant::now());

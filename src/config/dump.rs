@@ -76,6 +76,8 @@ pub struct DumpConfig {
     pub encryption: EncryptionConfig,
     /// Per-database overrides, `[dump.databases."name"]`.
     pub databases: BTreeMap<String, DatabaseOverrides>,
+    /// Remote storage, `[dump.remote]` (pg_back's keys).
+    pub remote: super::remote::RemoteSettings,
 }
 
 impl Default for DumpConfig {
@@ -105,6 +107,7 @@ impl Default for DumpConfig {
             hook_timeout: Seconds(std::time::Duration::from_secs(3600)),
             encryption: EncryptionConfig::default(),
             databases: BTreeMap::new(),
+            remote: Default::default(),
         }
     }
 }
@@ -328,6 +331,7 @@ impl DumpConfig {
             self.include_dbs = flags.include_dbs.clone();
         }
         self.encryption.apply_flags(&flags.encryption);
+        self.remote.apply_flags(&flags.remote);
     }
 }
 
@@ -460,6 +464,9 @@ pub struct DumpFlags {
     /// What overrides `[dump.encryption]`.
     #[command(flatten)]
     pub encryption: EncryptionFlags,
+    /// What overrides `[dump.remote]`.
+    #[command(flatten)]
+    pub remote: super::remote::RemoteFlags,
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod encryption;
 pub mod error;
 pub mod flags;
 pub mod pg_back;
+pub mod remote;
 pub mod values;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! `pgback --convert-pg-back-config`: reads a pg_back.conf (INI-like: `key = value`,
-//! `# comments`, `[dbname]` sections) and writes the equivalent TOML (`[connection]` and
-//! `[dump]`). Values are parsed as strictly as the TOML ones; keys of what pgback does not
-//! implement (encryption, upload) stop the conversion unless they are off.
+//! `# comments`, `[dbname]` sections) and writes the equivalent TOML (`[connection]`, `[dump]`
+//! and `[dump.remote]`). Values are parsed as strictly as the TOML ones; keys of what pgback does
+//! not implement (encryption) stop the conversion unless they are off. Remote secrets are left
+//! out of the output, with a comment saying where they go.
 
 use std::path::Path;
 
@@ -12,14 +13,19 @@ use super::error::ConfigError;
 use super::values::{parse_bool, InvalidValue};
 use crate::conn::quote_conninfo;
 
-/// pg_back.conf keys pgback does not implement; a conversion stops on them unless they are off.
-const UNSUPPORTED_KEYS: &[&str] = &["upload", "upload_prefix", "purge_remote", "delete_uploaded"];
+/// pg_back's remote storage keys (besides the `s3_`, `b2_`, `gcs_`, `azure_`, `sftp_` ones).
+const REMOTE_KEYS: &[&str] = &["upload", "upload_prefix", "purge_remote", "delete_uploaded"];
 
-/// Prefixes of the remote storage keys, unsupported as [`UNSUPPORTED_KEYS`].
-const UNSUPPORTED_PREFIXES: &[&str] = &["s3_", "sftp_", "gcs_", "azure_", "b2_"];
+/// Prefixes of pg_back's remote storage keys.
+const REMOTE_PREFIXES: &[&str] = &["s3_", "b2_", "gcs_", "azure_", "sftp_"];
 
-/// The keys that turn an unsupported feature on.
-const SWITCHES: &[&str] = &["upload", "purge_remote", "delete_uploaded"];
+/// Remote keys holding a secret, and where the secret goes instead.
+const REMOTE_SECRETS: &[(&str, &str)] = &[
+    ("s3_secret", "AWS_SECRET_ACCESS_KEY or an AWS profile"),
+    ("b2_app_key", "B2_APPLICATION_KEY"),
+    ("azure_key", "AZURE_STORAGE_KEY"),
+    ("sftp_password", "PGBK_SSH_PASS"),
+];
 
 /// Reads pg_back.conf text and returns the equivalent TOML; `path` names it in errors and in
 /// the first line of the result.
@@ -132,12 +138,6 @@ fn count(value: &str, min: u32) -> Result<u32, InvalidValue> {
         })
 }
 
-/// Whether a switch is off: empty, `none`, or a false boolean.
-fn is_off(value: &str) -> bool {
-    let value = value.trim();
-    value.is_empty() || value.eq_ignore_ascii_case("none") || parse_bool(value) == Ok(false)
-}
-
 fn set_database_key(
     entry: &mut DatabaseOverrides,
     db: &str,
@@ -205,29 +205,18 @@ fn set_global_key(
         "pg_dump_options" => dump.pg_dump_options = value.to_string(),
         "pre_backup_hook" => dump.pre_backup_hook = value.to_string(),
         "post_backup_hook" => dump.post_backup_hook = value.to_string(),
+        _ if is_remote_key(key) => converted.set_remote_key(key, value, line)?,
         _ => match dump.encryption.convert_pg_back_key(key, value) {
             Ok(true) => {}
-            Ok(false) => check_unsupported(key, value, line)?,
+            Ok(false) => return Err(line.invalid(format!("unknown key {key:?}"))),
             Err(message) => return Err(line.invalid(message)),
         },
     }
     Ok(())
 }
 
-/// Settings of encryption and upload do nothing while those are off; turned on, or any other
-/// key, they stop the conversion.
-fn check_unsupported(key: &str, value: &str, line: &Line) -> Result<(), ConfigError> {
-    let unsupported =
-        UNSUPPORTED_KEYS.contains(&key) || UNSUPPORTED_PREFIXES.iter().any(|p| key.starts_with(p));
-    if !unsupported {
-        return Err(line.invalid(format!("unknown key {key:?}")));
-    }
-    if SWITCHES.contains(&key) && !is_off(value) {
-        return Err(line.invalid(format!(
-            "{key} is not supported by pgback yet (no encryption or upload): remove it to convert"
-        )));
-    }
-    Ok(())
+fn is_remote_key(key: &str) -> bool {
+    REMOTE_KEYS.contains(&key) || REMOTE_PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
 /// What a conversion collects.
@@ -236,6 +225,48 @@ struct Converted {
     /// `host`, `port`, `user`, `dbname`, in the file's order.
     conninfo: Vec<(String, String)>,
     dump: DumpConfig,
+    /// pg_back's remote keys as read (secrets excepted), parsed into `dump.remote` as a whole.
+    remote: toml::Table,
+    /// Comments on what was left out.
+    notes: Vec<String>,
+}
+
+impl Converted {
+    /// A remote key: checked by parsing everything read so far as `[dump.remote]`. A secret is
+    /// left out, with a note naming where it goes.
+    fn set_remote_key(&mut self, key: &str, value: &str, line: &Line) -> Result<(), ConfigError> {
+        if let Some((_, instead)) = REMOTE_SECRETS.iter().find(|(k, _)| *k == key) {
+            if !value.is_empty() {
+                self.notes.push(format!(
+                    "# {key} left out: set {instead}, or put it in [dump.remote] of a file \
+                     no other user can read"
+                ));
+            }
+            return Ok(());
+        }
+        if value.trim().is_empty() {
+            // pg_back's empty value is its default.
+            return Ok(());
+        }
+        let parsed = match key {
+            "b2_concurrent_connections" => count(value, 1).map(|n| toml::Value::from(i64::from(n))),
+            _ => Ok(toml::Value::from(value)),
+        };
+        self.remote.insert(
+            key.to_string(),
+            line.value(&format!("dump.remote.{key}"), parsed)?,
+        );
+        let remote =
+            toml::Value::Table(self.remote.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Value {
+                    path: format!("{}:{}", line.path.display(), line.number).into(),
+                    key: format!("dump.remote.{key}"),
+                    message: e.message().to_string(),
+                })?;
+        self.dump.remote = remote;
+        Ok(())
+    }
 }
 
 /// The two sections a conversion writes.
@@ -267,8 +298,9 @@ impl Converted {
             key: "dump".into(),
             message: e.to_string(),
         })?;
+        let notes: String = self.notes.iter().map(|n| format!("{n}\n")).collect();
         Ok(format!(
-            "# Converted from {} by pgback --convert-pg-back-config.\n{body}",
+            "# Converted from {} by pgback --convert-pg-back-config.\n{notes}{body}",
             path.display()
         ))
     }
@@ -277,6 +309,7 @@ impl Converted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::remote::StoreKind;
     use crate::config::values::{ChecksumAlgorithm, FileMode, Format, Keep, TimestampFormat};
     use crate::config::Config;
     use crate::conn::ConnParams;
@@ -369,12 +402,40 @@ with_blobs = true
                 "[db]\nparallel_backup_jobs = 0",
                 "dump.databases.\"db\".parallel_backup_jobs",
             ),
-            ("upload = s3", "not supported"),
+            ("upload = ftp", "dump.remote.upload"),
+            ("s3_tls = maybe", "dump.remote.s3_tls"),
+            ("s3_bucket_name = x", "dump.remote.s3_bucket_name"),
+            (
+                "b2_concurrent_connections = 0",
+                "dump.remote.b2_concurrent_connections",
+            ),
         ] {
             let error = convert_pg_back_config(bad, Path::new("pg_back.conf"))
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(says), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn converts_remote_keys_without_secrets() {
+        let conf = "upload = s3\nupload_prefix = nightly\npurge_remote = true\n\
+                    s3_bucket = b\ns3_force_path = true\ns3_tls = false\n\
+                    s3_secret = hunter2-Qx\nsftp_port = 2222\nb2_concurrent_connections = 3\n";
+        let text = convert_pg_back_config(conf, Path::new("pg_back.conf")).unwrap();
+        assert!(!text.contains("hunter2-Qx"), "{text}");
+        assert!(
+            text.contains("# s3_secret left out: set AWS_SECRET_ACCESS_KEY"),
+            "{text}"
+        );
+        let remote = parse(&text).unwrap().dump.remote;
+        assert_eq!(remote.upload, StoreKind::S3);
+        assert_eq!(remote.upload_prefix, "nightly");
+        assert!(remote.purge_remote && remote.s3_force_path && !remote.s3_tls);
+        assert_eq!(
+            (remote.sftp_port, remote.b2_concurrent_connections),
+            (2222, 3)
+        );
+        assert!(remote.s3_secret.is_none());
     }
 }

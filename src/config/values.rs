@@ -296,7 +296,7 @@ impl FromStr for PurgeInterval {
 impl fmt::Display for PurgeInterval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0.as_secs();
-        if self.0.subsec_nanos() == 0 && secs % 86_400 == 0 {
+        if self.0.subsec_nanos() == 0 && secs.is_multiple_of(86_400) {
             write!(f, "{}", secs / 86_400)
         } else {
             write!(f, "{}", format_duration(self.0))

@@ -1,12 +1,14 @@
 //! pgback's command line and the one call its binary makes: refuse a secret given as a flag,
-//! print the documented defaults, convert a pg_back.conf, decrypt in place (`--decrypt`), run
-//! the dumps or restore a set (`--restore`); then word the outcome, write the metrics file and
+//! print the documented defaults, convert a pg_back.conf, decrypt in place (`--decrypt`), list
+//! or download a remote store (`--list-remote`, `--download`), run the dumps (uploading with
+//! `--upload`) or restore a set (`--restore`); then word the outcome, write the metrics file and
 //! map the outcome to an exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::encrypt::Encryption;
+use super::offsite::{self, Offsite};
 use super::progress::Progress;
 use super::run::{run, RunSettings};
 use super::secret_flags::SecretFlags;
@@ -14,14 +16,15 @@ use crate::cli::ServerArgs;
 use crate::config::dump::{DumpConfig, DumpFlags};
 use crate::config::encryption::{take_passphrase_from_env, EncryptionError};
 use crate::config::pg_back::convert_pg_back_config;
+use crate::config::remote::StoreKind;
 use crate::config::SetupError;
 use crate::config::{Config, ConfigError, ConnectionConfig, DEFAULT_CONFIG};
-use crate::crypt::{decrypt_in_place, CryptError};
+use crate::crypt::{decrypt_files, find_encrypted, CryptError, DecryptKey};
 use crate::exit::{fail, init_logging_with, print_failure, LogFormat};
 use crate::exit::{report, ExitStatus, Failure};
 use crate::metrics::RunMetrics;
 use crate::restore::cli::{run_restore, RestoreFlags};
-use crate::secret::Secret;
+use crate::secret::{check_config_file, Secret, SecretError};
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident
 /// files and a createdb.sql per database; checksum while writing; purge old backups.
@@ -46,7 +49,7 @@ pub struct PgbackArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// Decrypt the .age files of the backup directory in place instead of dumping, -j at a
-    /// time; DBNAMEs become globs selecting the files
+    /// time; DBNAMEs become globs selecting the files. With --download: what it fetched
     #[arg(long)]
     decrypt: bool,
     /// What overrides `[dump]`.
@@ -88,6 +91,9 @@ enum StartError {
     /// The keys.
     #[error(transparent)]
     Encryption(#[from] EncryptionError),
+    /// A secret of `[dump.remote]` in a file others can read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     /// `--decrypt` needs one directory.
     #[error("--decrypt needs a backup directory without {{dbname}}: {0}")]
     DecryptDirectory(String),
@@ -104,6 +110,7 @@ impl Failure for StartError {
         match self {
             StartError::Setup(e) => e.exit_status(),
             StartError::Encryption(e) => e.exit_status(),
+            StartError::Secret(e) => e.exit_status(),
             StartError::DecryptDirectory(_) => ExitStatus::Usage,
         }
     }
@@ -111,6 +118,7 @@ impl Failure for StartError {
         match self {
             StartError::Setup(e) => e.hint(),
             StartError::Encryption(e) => e.hint(),
+            StartError::Secret(e) => e.hint(),
             StartError::DecryptDirectory(_) => Some("give the directory with -b DIR".into()),
         }
     }
@@ -125,6 +133,11 @@ impl PgbackArgs {
         dump.encryption
             .check_file(path.as_deref())
             .map_err(EncryptionError::from)?;
+        if let Some(path) = &path {
+            for key in dump.remote.secret_keys() {
+                check_config_file(path, &format!("dump.remote.{key}"))?;
+            }
+        }
         Ok((dump, config.connection, path))
     }
 
@@ -148,6 +161,7 @@ impl PgbackArgs {
             conn,
             progress,
             encryption,
+            offsite: None,
         })
     }
 }
@@ -172,7 +186,7 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
     }
     let progress = Progress::for_stderr();
     init_logging_with(args.verbose + 1, args.log_format, progress.log_writer());
-    if args.decrypt {
+    if args.decrypt && args.dump.remote.download.is_none() {
         return decrypt(&args, passphrase.as_ref());
     }
     let metrics = RunMetrics::new("pgback", std::time::SystemTime::now());
@@ -191,7 +205,13 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
             let settings = restore.settings(dir, args.config.as_deref(), &args.server, &args.dump);
             run_restore(&runtime, settings, shutdown_signal(), metrics)
         }
-        None => dump(&args, &runtime, progress, passphrase.as_ref(), metrics),
+        None => match (&args.dump.remote.list_remote, &args.dump.remote.download) {
+            (Some(kind), _) | (_, Some(kind)) if *kind != StoreKind::None => (
+                metrics,
+                list_or_download(&args, &runtime, passphrase.as_ref()),
+            ),
+            _ => dump(&args, &runtime, progress, passphrase.as_ref(), metrics),
+        },
     };
     metrics.write_at_end("pgback", args.metrics_file.as_deref(), status.code());
     status.into()
@@ -205,8 +225,12 @@ fn dump(
     passphrase: Option<&Secret>,
     metrics: RunMetrics,
 ) -> (RunMetrics, ExitStatus) {
-    let settings = match args.settings(progress, passphrase) {
+    let mut settings = match args.settings(progress, passphrase) {
         Ok(settings) => settings,
+        Err(error) => return (metrics, print_failure("pgback", &error)),
+    };
+    settings.offsite = match runtime.block_on(Offsite::start(&settings.dump)) {
+        Ok(offsite) => offsite,
         Err(error) => return (metrics, print_failure("pgback", &error)),
     };
     match runtime.block_on(run(settings, shutdown_signal())) {
@@ -242,6 +266,51 @@ fn convert(path: &Path) -> ExitCode {
     }
 }
 
+/// `--list-remote` (the names on stdout) or `--download` (then `--decrypt` of what it fetched)
+/// instead of dumping.
+fn list_or_download(
+    args: &PgbackArgs,
+    runtime: &tokio::runtime::Runtime,
+    passphrase: Option<&Secret>,
+) -> ExitStatus {
+    let (dump, _, path) = match args.load() {
+        Ok(loaded) => loaded,
+        Err(error) => return print_failure("pgback", &error),
+    };
+    if dump.remote.list_remote != StoreKind::None {
+        return match runtime.block_on(offsite::list_remote(&dump)) {
+            Ok(names) => {
+                for name in names {
+                    println!("{name}");
+                }
+                ExitStatus::Success
+            }
+            Err(error) => print_failure("pgback", &error),
+        };
+    }
+    // The key first: a download that cannot be decrypted fails before fetching anything.
+    let key = match args.decrypt {
+        true => match dump.encryption.decrypt_key(passphrase, path.as_deref()) {
+            Ok(key) => Some(key),
+            Err(error) => return print_failure("pgback", &StartError::from(error)),
+        },
+        false => None,
+    };
+    let fetched = match runtime.block_on(offsite::download(&dump)) {
+        Ok(fetched) => fetched,
+        Err(error) => return print_failure("pgback", &error),
+    };
+    eprintln!("pgback: {} file(s) downloaded and verified", fetched.len());
+    let Some(key) = key else {
+        return ExitStatus::Success;
+    };
+    let encrypted: Vec<PathBuf> = fetched
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "age"))
+        .collect();
+    decrypted(&encrypted, &key, dump.jobs as usize)
+}
+
 /// `--decrypt [GLOBS]`: decrypts the matching `.age` files of the backup directory in place,
 /// `-j` at a time. Each file that cannot be decrypted gets one line, and no output file.
 fn decrypt(args: &PgbackArgs, passphrase: Option<&Secret>) -> ExitCode {
@@ -264,17 +333,22 @@ fn decrypt(args: &PgbackArgs, passphrase: Option<&Secret>) -> ExitCode {
         Err(error) => return fail("pgback", &error),
     };
     let dir = Path::new(&dump.backup_directory);
-    let jobs = dump.jobs as usize;
-    let decrypted = match decrypt_in_place(dir, &dump.include_dbs, &key, jobs) {
-        Ok(decrypted) => decrypted,
+    let files = match find_encrypted(dir, &dump.include_dbs) {
+        Ok(files) => files,
         Err(error) => return fail("pgback", &error),
     };
-    if decrypted.decrypted.is_empty() && decrypted.failures.is_empty() {
+    if files.is_empty() {
         tracing::warn!(
             "no file to decrypt in {}: maybe add a wildcard (*) to the patterns?",
             dir.display()
         );
     }
+    decrypted(&files, &key, dump.jobs as usize).into()
+}
+
+/// Decrypts `files` in place, `jobs` at a time: one line per failure, each hint once.
+fn decrypted(files: &[PathBuf], key: &DecryptKey, jobs: usize) -> ExitStatus {
+    let decrypted = decrypt_files(files, key, jobs);
     tracing::info!("{} files decrypted", decrypted.decrypted.len());
     let mut hints: Vec<String> = Vec::new();
     for failure in &decrypted.failures {
@@ -287,8 +361,8 @@ fn decrypt(args: &PgbackArgs, passphrase: Option<&Secret>) -> ExitCode {
         eprintln!("hint: {hint}");
     }
     match decrypted.failures.first() {
-        None => ExitStatus::Success.into(),
-        Some(failure) => CryptError::exit_status(failure).into(),
+        None => ExitStatus::Success,
+        Some(failure) => CryptError::exit_status(failure),
     }
 }
 

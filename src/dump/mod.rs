@@ -20,6 +20,7 @@
 //! - [`encrypt`]: `--encrypt`: streams into `<file>.age`, directory dumps file by file.
 //! - [`database`]: one database's dump and createdb.sql.
 //! - [`server_files`]: globals, settings, hba/ident.
+//! - [`offsite`]: uploads as files become final, remote purge, `--list-remote`, `--download`.
 //! - [`run`]: the whole run, in the README's order.
 //! - [`watch`]: the metrics of a run.
 //! - [`secret_flags`]: pg_back's flags that carry a secret, refused with a hint.
@@ -37,6 +38,7 @@ pub mod encrypt;
 pub mod hooks;
 pub mod lock;
 pub mod naming;
+pub mod offsite;
 pub mod output;
 pub mod progress;
 pub mod purge;

@@ -15,6 +15,7 @@ use super::database::dump_database;
 use super::encrypt::Encryption;
 use super::hooks::{run_hook, HookError, HookKind, HookOutcome};
 use super::naming::fixed_backup_dir;
+use super::offsite::{self, FinalFiles, Offsite};
 use super::output::{self, OutputError};
 use super::progress::Progress;
 use super::purge::{purge, purge_targets};
@@ -91,6 +92,8 @@ pub struct RunSettings {
     pub progress: Progress,
     /// `--encrypt`: the key every file is encrypted with.
     pub encryption: Option<Encryption>,
+    /// The upload stage (`--upload`), started by the caller; see [`offsite`].
+    pub offsite: Option<Offsite>,
 }
 
 /// Runs pgback until done or until `shutdown` resolves (SIGINT/SIGTERM). Replay is resumed and
@@ -104,6 +107,7 @@ pub async fn run(
         conn,
         progress,
         encryption,
+        offsite,
     } = settings;
     let hook_timeout = dump.hook_timeout.0;
     if !dump.pre_backup_hook.is_empty() {
@@ -117,7 +121,7 @@ pub async fn run(
         .map_err(RunError::PreHook)?;
     }
     let post_hook = dump.post_backup_hook.clone();
-    let result = dump_and_purge(dump, conn, progress, encryption, shutdown).await;
+    let result = dump_and_purge(dump, conn, progress, encryption, offsite, shutdown).await;
     if post_hook.is_empty() {
         return result;
     }
@@ -163,9 +167,14 @@ async fn dump_and_purge(
     conn: ConnSettings,
     progress: Progress,
     encryption: Option<Encryption>,
+    offsite: Option<Offsite>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     let encryption = encryption.map(Arc::new);
+    let finals = offsite
+        .as_ref()
+        .map(Offsite::final_files)
+        .unwrap_or_default();
     let tools = Tools::find(&dump.bin_directory).await?;
     tools.check_compression(&dump)?;
     // The fixed part of the backup directory (before any `{dbname}`) must be writable up front.
@@ -199,10 +208,15 @@ async fn dump_and_purge(
         if !ctx.dump.dump_only {
             let encryption = encryption.as_deref();
             save_server_files(&ctx, &client, &server, &mut report, encryption).await;
+            finals.submit(&report.server_files);
         }
         let databases = selection.databases;
-        let (version, encryption) = (server.version, encryption.clone());
-        dump_databases(&ctx, &client, version, databases, encryption, &mut report).await;
+        let lanes = Lanes {
+            version: server.version,
+            encryption: encryption.clone(),
+            finals: &finals,
+        };
+        dump_databases(&ctx, &client, databases, lanes, &mut report).await;
         Ok::<(), RunError>(())
     };
     let outcome = tokio::select! {
@@ -219,23 +233,31 @@ async fn dump_and_purge(
     }
     ctx.remove_partials();
     outcome?;
+    let targets = purge_targets(&ctx.dump, report.databases.iter().map(|d| d.name.as_str()));
+    // Uploads end (a failure fails the run), then the remote purge after a success.
+    offsite::finish(offsite, &ctx.dump, &targets, &ctx.stamps(), &mut report).await;
     if report.success() {
-        let dumped = report.databases.iter().map(|d| d.name.as_str());
-        purge(&ctx.dump, &purge_targets(&ctx.dump, dumped), &ctx.stamps());
+        purge(&ctx.dump, &targets, &ctx.stamps());
     } else {
         tracing::warn!("the run failed: nothing purged");
     }
     Ok(report)
 }
 
-/// Dumps `databases`, `jobs` at a time, in order; a dropped future (signal) aborts every dump
-/// and kills its pg_dump.
+/// What every database's dump shares: the server's version, the key and where final files go.
+struct Lanes<'a> {
+    version: ServerVersion,
+    encryption: Option<Arc<Encryption>>,
+    finals: &'a FinalFiles,
+}
+
+/// Dumps `databases`, `jobs` at a time, in order, each file queued for upload once final; a
+/// dropped future (signal) aborts every dump and kills its pg_dump.
 async fn dump_databases(
     ctx: &Arc<RunContext>,
     client: &Arc<tokio_postgres::Client>,
-    version: ServerVersion,
     databases: Vec<String>,
-    encryption: Option<Arc<Encryption>>,
+    lanes: Lanes<'_>,
     report: &mut RunReport,
 ) {
     let semaphore = Arc::new(Semaphore::new(ctx.dump.jobs.max(1) as usize));
@@ -244,10 +266,13 @@ async fn dump_databases(
         let semaphore = semaphore.clone();
         let ctx = ctx.clone();
         let client = client.clone();
-        let encryption = encryption.clone();
+        let (version, encryption) = (lanes.version, lanes.encryption.clone());
+        let finals = lanes.finals.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            dump_database(ctx, client, version, dbname, encryption).await
+            let outcome = dump_database(ctx, client, version, dbname, encryption).await;
+            finals.submit(&outcome.files);
+            outcome
         }));
     }
     // Abort every task if this future is dropped (signal): their children are killed on drop.

@@ -306,11 +306,8 @@ pub fn find_set(dir: &Path, stamp: Option<&str>) -> Result<DumpSet, SetError> {
         )
     };
     let in_window = |when: DateTime<FixedOffset>| {
-        start.map_or(true, |s| when >= s)
-            && end.map_or(
-                true,
-                |(e, inclusive)| if inclusive { when <= e } else { when < e },
-            )
+        start.is_none_or(|s| when >= s)
+            && end.is_none_or(|(e, inclusive)| if inclusive { when <= e } else { when < e })
     };
     if globals.is_none() {
         if let (Some(when), Some(text)) = (wanted, stamp) {
@@ -327,7 +324,7 @@ pub fn find_set(dir: &Path, stamp: Option<&str>) -> Result<DumpSet, SetError> {
         }
         let keep = newest
             .get(file.prefix.as_str())
-            .map_or(true, |(seen, _)| file.when > seen.when);
+            .is_none_or(|(seen, _)| file.when > seen.when);
         if keep {
             newest.insert(&file.prefix, (file, *format));
         }

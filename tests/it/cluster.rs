@@ -234,7 +234,7 @@ fn random_password() -> String {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago and that no other cluster of this
 /// process was given.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let handed_out = handed_out.get_or_insert_with(HashSet::new);

@@ -1,0 +1,492 @@
+//! pgback's remote storage end to end, for each backend on its real server on loopback
+//! ([`crate::servers`]): an encrypted run with `--upload` (only `.age` files and their
+//! checksums go up), `--list-remote` filtered by a glob, `--download --decrypt` into an empty
+//! directory (verified against the checksum files, then decrypted), `pg_restore` into a fresh
+//! cluster compared with the source, `--purge-remote=yes` with min-keep, and the server killed
+//! mid-upload (exit 1, the file and cause named, local files kept).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::crypt::keygen;
+use crate::servers::{self, ByteTap, Server, AZURITE_ACCOUNT, AZURITE_KEY};
+use crate::util::{Run, TestCommand};
+
+/// How long one pgback run may take.
+const PGBACK_LIMIT: Duration = Duration::from_secs(150);
+const S3_SECRET: &str = "moto-secret-offsite-Hq27";
+const B2_SECRET: &str = "b2-app-key-offsite-Pw81";
+const MIB: u64 = 1024 * 1024;
+
+/// One backend: its flags and environment for a server reached at `port`.
+#[derive(Clone, Copy)]
+enum Backend {
+    S3,
+    B2,
+    Gcs,
+    Azure,
+    Sftp,
+}
+
+/// A started server and what pgback needs to reach it.
+struct Remote {
+    server: Server,
+    kind: Backend,
+    /// SFTP: the sshd's identity, directory and known_hosts line (by port).
+    sftp: Option<SftpBits>,
+    home: tempfile::TempDir,
+}
+
+struct SftpBits {
+    identity: PathBuf,
+    root: PathBuf,
+    known_hosts_line: String,
+    port: u16,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::S3 => "s3",
+            Backend::B2 => "b2",
+            Backend::Gcs => "gcs",
+            Backend::Azure => "azure",
+            Backend::Sftp => "sftp",
+        }
+    }
+
+    fn start(self) -> Remote {
+        let home = tempfile::tempdir().expect("a home directory");
+        fs::create_dir(home.path().join(".ssh")).expect("creating ~/.ssh");
+        let (server, sftp) = match self {
+            Backend::S3 => (servers::moto(&["pgback"]), None),
+            Backend::B2 => (servers::moto(&["pgback-b2"]), None),
+            Backend::Gcs => (servers::fake_gcs(&["pgback-gcs"]), None),
+            Backend::Azure => (servers::azurite(&["pgback"]), None),
+            Backend::Sftp => {
+                let sshd = servers::sshd();
+                let port = sshd.server.port();
+                let bits = SftpBits {
+                    identity: sshd.identity,
+                    root: sshd.root,
+                    known_hosts_line: sshd.known_hosts_line,
+                    port,
+                };
+                (sshd.server, Some(bits))
+            }
+        };
+        if let Some(bits) = &sftp {
+            fs::write(home.path().join(".ssh/known_hosts"), &bits.known_hosts_line)
+                .expect("writing known_hosts");
+        }
+        Remote {
+            server,
+            kind: self,
+            sftp,
+            home,
+        }
+    }
+}
+
+impl Remote {
+    /// The flags selecting this store through `port` (the server's own, or a tap's).
+    fn flags(&self, mode: &str, port: u16) -> Vec<String> {
+        let url = format!("http://127.0.0.1:{port}");
+        let kind = self.kind.name();
+        let mut flags = vec![format!("--{mode}"), kind.to_string()];
+        let more: Vec<String> = match self.kind {
+            Backend::S3 => vec![
+                "--s3-endpoint".into(),
+                url,
+                "--s3-bucket=pgback".into(),
+                "--s3-region=us-east-1".into(),
+                "--s3-key-id=AKIDOFFSITE".into(),
+                "--s3-force-path=yes".into(),
+                "--upload-prefix=nightly/host1".into(),
+            ],
+            Backend::B2 => vec![
+                "--b2-endpoint".into(),
+                url,
+                "--b2-bucket=pgback-b2".into(),
+                "--b2-key-id=0042offsite".into(),
+                "--b2-force-path".into(),
+                "--upload-prefix=b2/nightly".into(),
+            ],
+            Backend::Gcs => vec![
+                "--gcs-endpoint".into(),
+                format!("{url}/storage/v1/"),
+                "--gcs-bucket=pgback-gcs".into(),
+                "--upload-prefix=gcs/nightly".into(),
+            ],
+            Backend::Azure => vec![
+                "--azure-endpoint".into(),
+                format!("{url}/{AZURITE_ACCOUNT}"),
+                "--azure-container=pgback".into(),
+                format!("--azure-account={AZURITE_ACCOUNT}"),
+                "--upload-prefix=azure/nightly".into(),
+            ],
+            Backend::Sftp => {
+                let bits = self.sftp.as_ref().expect("sftp settings");
+                let mut flags = vec![
+                    "--sftp-host=127.0.0.1".into(),
+                    format!("--sftp-port={port}"),
+                    format!("--sftp-user={}", current_user()),
+                    format!("--sftp-directory={}", bits.root.display()),
+                    format!("--sftp-identity={}", bits.identity.display()),
+                    "--upload-prefix=sftp/nightly".into(),
+                ];
+                if port != bits.port {
+                    // Through the tap, the host key is recorded under another port.
+                    flags.push("--sftp-ignore-hostkey=yes".into());
+                }
+                flags
+            }
+        };
+        flags.extend(more);
+        flags
+    }
+
+    /// pgback against `cluster` with this store's credentials in the environment.
+    fn pgback(&self, cluster: &Cluster, args: &[String]) -> TestCommand {
+        let pg_dump = cluster::pg_binaries().client_tool("pg_dump");
+        let bindir = pg_dump.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let command = TestCommand::new(cluster, "pgback")
+            .args(["-d", &cluster.conninfo_socket(), "-B"])
+            .arg(bindir)
+            .args(args)
+            .env("HOME", self.home.path())
+            .limit(PGBACK_LIMIT);
+        match self.kind {
+            Backend::S3 => command.env("AWS_SECRET_ACCESS_KEY", S3_SECRET),
+            Backend::B2 => command.env("B2_APPLICATION_KEY", B2_SECRET),
+            Backend::Azure => command.env("AZURE_STORAGE_KEY", AZURITE_KEY),
+            Backend::Gcs | Backend::Sftp => command,
+        }
+    }
+
+    fn secrets(&self) -> Vec<&'static str> {
+        match self.kind {
+            Backend::S3 => vec![S3_SECRET],
+            Backend::B2 => vec![B2_SECRET],
+            Backend::Azure => vec![AZURITE_KEY],
+            Backend::Gcs | Backend::Sftp => vec![],
+        }
+    }
+
+    fn assert_no_secret(&self, run: &Run) {
+        for secret in self.secrets() {
+            assert!(
+                !run.stderr.contains(secret) && !run.stdout.contains(secret),
+                "a secret leaked:\n{run}"
+            );
+        }
+    }
+
+    /// `--list-remote` with `globs`: the names printed.
+    fn list(&self, cluster: &Cluster, globs: &[&str]) -> Vec<String> {
+        let mut args = self.flags("list-remote", self.server.port());
+        args.extend(globs.iter().map(|g| g.to_string()));
+        let run = self.pgback(cluster, &args).run();
+        run.assert_ok("--list-remote");
+        self.assert_no_secret(&run);
+        run.stdout.lines().map(str::to_string).collect()
+    }
+}
+
+fn current_user() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "root".into())
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("reading a backup directory")
+        .map(|e| {
+            e.expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn table_digest(cluster: &Cluster, db: &str) -> String {
+    cluster
+        .try_psql_in(
+            db,
+            "SELECT count(*) || ':' || md5(string_agg(s, ',' ORDER BY i)) FROM t",
+        )
+        .expect("reading t")
+}
+
+/// `app` with a table `t`.
+fn source_cluster() -> Cluster {
+    let source = Cluster::start(ClusterOptions::default().without_archive());
+    source.psql("CREATE DATABASE app");
+    source
+        .try_psql_in(
+            "app",
+            "CREATE TABLE t(i int primary key, s text); \
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g",
+        )
+        .expect("filling app");
+    source
+}
+
+/// Restores `app` from the files in `dir` (createdb.sql, then the custom dump) into a fresh
+/// cluster and compares `t`.
+fn restore_and_compare(source: &Cluster, dir: &Path) {
+    let names = files_in(dir);
+    let find = |suffix: &str| {
+        let name = names
+            .iter()
+            .find(|n| n.starts_with("app_") && n.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no app_*{suffix} in {names:?}"));
+        dir.join(name)
+    };
+    let target = Cluster::start(ClusterOptions::default().without_archive());
+    let psql = cluster::pg_binaries().client_tool("psql");
+    TestCommand::program(&target, &psql)
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(find(".createdb.sql"))
+        .run()
+        .assert_ok("createdb.sql");
+    TestCommand::program(&target, cluster::pg_binaries().client_tool("pg_restore"))
+        .args(["--exit-on-error", "-d", "app"])
+        .arg(find(".dump"))
+        .limit(PGBACK_LIMIT)
+        .run()
+        .assert_ok("pg_restore");
+    assert_eq!(table_digest(&target, "app"), table_digest(source, "app"));
+}
+
+/// Stamps of `app` in remote names.
+fn app_stamps(names: &[String]) -> Vec<String> {
+    let mut stamps: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            n.strip_prefix("app_")?
+                .split_once('.')
+                .map(|(s, _)| s.to_string())
+        })
+        .collect();
+    stamps.sort();
+    stamps.dedup();
+    stamps
+}
+
+/// The whole way out and back on one backend.
+fn offsite_round_trip(backend: Backend) {
+    let mut remote = backend.start();
+    let source = source_cluster();
+    let port = remote.server.port();
+    let backups = tempfile::tempdir().expect("a backup directory");
+    let dir = backups.path().display().to_string();
+
+    // 1. An encrypted run with upload: every final file goes up (globals and all), encrypted.
+    let keys = tempfile::tempdir().expect("a key directory");
+    let (identity, public) = keygen(keys.path(), "identity.txt");
+    let encrypt = [
+        "--encrypt".to_string(),
+        "--cipher-public-key".into(),
+        public,
+    ];
+    let mut args = vec!["-b".to_string(), dir.clone(), "-S".into(), "sha256".into()];
+    // The plaintext kept by --encrypt-keep-src stays local.
+    args.extend(encrypt.iter().cloned());
+    args.push("--encrypt-keep-src".into());
+    args.extend(remote.flags("upload", port));
+    args.push("app".into());
+    let run = remote.pgback(&source, &args).run();
+    run.assert_ok("a run with --upload");
+    remote.assert_no_secret(&run);
+    // Lock files stay local (the listing below must not hold them).
+    let local = files_in(backups.path());
+
+    // 2. The listing, filtered by a glob, holds what was written for app.
+    let listed = remote.list(&source, &["app_*"]);
+    let local_app: Vec<String> = local
+        .iter()
+        .filter(|n| n.starts_with("app_") && (n.ends_with(".age") || n.ends_with(".age.sha256")))
+        .cloned()
+        .collect();
+    assert_eq!(listed, local_app, "listing");
+    assert!(
+        local
+            .iter()
+            .any(|n| n.starts_with("app_") && n.ends_with(".dump")),
+        "the plaintext is kept locally: {local:?}"
+    );
+    assert!(
+        listed.iter().any(|n| n.ends_with(".dump.age"))
+            && listed.iter().any(|n| n.ends_with(".dump.age.sha256"))
+            && listed.iter().any(|n| n.ends_with(".dump.sha256.age"))
+            && listed
+                .iter()
+                .all(|n| n.ends_with(".age") || n.ends_with(".age.sha256")),
+        "only encrypted files and their checksums: {listed:?}"
+    );
+    let everything = remote.list(&source, &[]);
+    assert!(
+        everything.iter().any(|n| n.starts_with("pg_globals_")),
+        "{everything:?}"
+    );
+    assert!(
+        !everything.iter().any(|n| n.ends_with(".lock")),
+        "{everything:?}"
+    );
+
+    // 3. Download into an empty directory, verified against the checksum files, then
+    //    decrypted in place.
+    let fetched = tempfile::tempdir().expect("a download directory");
+    let mut args = vec!["-b".to_string(), fetched.path().display().to_string()];
+    args.extend(remote.flags("download", port));
+    args.extend(["--decrypt".into(), "--cipher-identity".into()]);
+    args.push(identity.display().to_string());
+    args.push("app_*".into());
+    let run = remote.pgback(&source, &args).run();
+    run.assert_ok("--download --decrypt");
+    let downloaded = files_in(fetched.path());
+    for name in &local_app {
+        assert!(
+            downloaded.contains(name),
+            "{name} downloaded: {downloaded:?}"
+        );
+        assert_eq!(
+            fs::read(fetched.path().join(name)).expect("a downloaded file"),
+            fs::read(backups.path().join(name)).expect("a local file"),
+            "{name}"
+        );
+        // Each .age file (the dump, createdb.sql, the encrypted checksum) has its plaintext.
+        if let Some(plain) = name.strip_suffix(".age") {
+            assert!(
+                downloaded.iter().any(|n| n == plain),
+                "{plain}: {downloaded:?}"
+            );
+        }
+    }
+
+    let first_dump = local_app
+        .iter()
+        .find(|n| n.ends_with(".dump.age"))
+        .expect("the dump")
+        .clone();
+    if let Some(bits) = &remote.sftp {
+        // A remote file that changed is refused by its checksum.
+        let remote_file = bits.root.join("sftp/nightly").join(&first_dump);
+        let mut bytes = fs::read(&remote_file).expect("the remote dump");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&remote_file, &bytes).expect("corrupting the remote dump");
+        let again = tempfile::tempdir().expect("a download directory");
+        let mut args = vec!["-b".to_string(), again.path().display().to_string()];
+        args.extend(remote.flags("download", port));
+        args.push("app_*".into());
+        let run = remote.pgback(&source, &args).run();
+        run.assert_code(1, "a corrupted download");
+        run.assert_stderr("does not match its checksum");
+        bytes[last] ^= 0xff;
+        fs::write(&remote_file, &bytes).expect("mending the remote dump");
+    }
+
+    // 4. Restore what came back and compare.
+    restore_and_compare(&source, fetched.path());
+
+    // 5. A second run with --purge-remote=yes, min-keep 1, everything older than now: the
+    //    first run's files go, the second's stay.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut args = vec![
+        "-b".to_string(),
+        dir.clone(),
+        "-S".into(),
+        "sha256".into(),
+        "-K".into(),
+        "1".into(),
+        "-P".into(),
+        "0".into(),
+        "--purge-remote=yes".into(),
+    ];
+    args.extend(encrypt.iter().cloned());
+    args.extend(remote.flags("upload", port));
+    args.push("app".into());
+    remote
+        .pgback(&source, &args)
+        .run()
+        .assert_ok("a run with --purge-remote=yes");
+    let after = remote.list(&source, &["app_*"]);
+    let stamps = app_stamps(&after);
+    assert_eq!(stamps.len(), 1, "one app backup left: {after:?}");
+    assert!(
+        !after.contains(&first_dump),
+        "the first run's dump is purged: {after:?}"
+    );
+    assert_eq!(app_stamps(&files_in(backups.path())), stamps, "local purge");
+
+    // 6. The server killed mid-upload: exit 1, file and cause named, local files kept.
+    source
+        .try_psql_in(
+            "app",
+            "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g + 1)::text) AS s \
+             FROM generate_series(1, 400000) g",
+        )
+        .expect("a big table");
+    let tap = ByteTap::new(port, 6 * MIB);
+    let killed = tempfile::tempdir().expect("a backup directory");
+    let mut args = vec![
+        "-b".to_string(),
+        killed.path().display().to_string(),
+        "-Z".into(),
+        "0".into(),
+        "--dump-only".into(),
+    ];
+    args.extend(remote.flags("upload", tap.port()));
+    args.push("app".into());
+    let running = remote.pgback(&source, &args).spawn();
+    tap.wait_crossed(Duration::from_secs(90));
+    remote.server.kill();
+    let run = running.finish();
+    run.assert_code(1, "an upload to a killed server");
+    remote.assert_no_secret(&run);
+    run.assert_stderr("upload of ");
+    run.assert_stderr(&format!("{}://", backend.name()));
+    run.assert_stderr("nothing was purged");
+    let kept = files_in(killed.path());
+    assert!(
+        kept.iter()
+            .any(|n| n.starts_with("app_") && n.ends_with(".dump")),
+        "the local dump is kept: {kept:?}"
+    );
+}
+
+#[test]
+fn offsite_s3() {
+    offsite_round_trip(Backend::S3);
+}
+
+#[test]
+fn offsite_b2() {
+    offsite_round_trip(Backend::B2);
+}
+
+#[test]
+fn offsite_gcs() {
+    offsite_round_trip(Backend::Gcs);
+}
+
+#[test]
+fn offsite_azure() {
+    offsite_round_trip(Backend::Azure);
+}
+
+#[test]
+fn offsite_sftp() {
+    offsite_round_trip(Backend::Sftp);
+}
