@@ -490,3 +490,46 @@ fn offsite_azure() {
 fn offsite_sftp() {
     offsite_round_trip(Backend::Sftp);
 }
+
+/// A configuration file holding a remote secret must not be readable by others: refused with
+/// the key named and a hint, the secret never shown; once private, its secret is used.
+#[test]
+fn remote_secrets_only_from_a_private_config_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let remote = Backend::S3.start();
+    let source = source_cluster();
+    let tmp = tempfile::tempdir().expect("a directory");
+    let config = tmp.path().join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[dump.remote]\nlist_remote = \"s3\"\ns3_bucket = \"pgback\"\n\
+             s3_endpoint = \"http://127.0.0.1:{}\"\ns3_region = \"us-east-1\"\n\
+             s3_key_id = \"AKIDOFFSITE\"\ns3_force_path = true\ns3_secret = \"{S3_SECRET}\"\n",
+            remote.server.port()
+        ),
+    )
+    .expect("writing the config");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    let pg_dump = cluster::pg_binaries().client_tool("pg_dump");
+    let list = || {
+        TestCommand::new(&source, "pgback")
+            .args(["-c"])
+            .arg(&config)
+            .args(["-B"])
+            .arg(pg_dump.parent().expect("a bin directory"))
+            .env("HOME", remote.home.path())
+            .limit(PGBACK_LIMIT)
+            .run()
+    };
+    let refused = list();
+    refused
+        .assert_code(2, "an exposed config with s3_secret")
+        .assert_stderr("dump.remote.s3_secret")
+        .assert_stderr("chmod o-r");
+    remote.assert_no_secret(&refused);
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let listed = list();
+    listed.assert_ok("--list-remote with the secret from a private config");
+    remote.assert_no_secret(&listed);
+}
