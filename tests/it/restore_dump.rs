@@ -18,10 +18,9 @@ use safe_backup::restore::verify::VerifyError;
 use safe_backup::restore::{restore, RestoreError, RestoreReport, RestoreSettings};
 
 use crate::cluster::{self, Cluster, ClusterOptions};
-use crate::util::{Run, TestCommand};
+use crate::util::{doc_block, Run, TestCommand};
 
 const FIXTURE: &str = include_str!("fixtures/restore_fixture.sql");
-const DOC: &str = include_str!("../../docs/restore.md");
 const DOC_DIR: &str = "/var/backups/postgresql";
 const ODD_NAMES: [&str; 4] = ["a\"b", "x=y z", ".hidden", "név"];
 
@@ -104,21 +103,6 @@ fn run(settings: RestoreSettings) -> Result<RestoreReport, RestoreError> {
         .build()
         .unwrap()
         .block_on(restore(settings, std::future::pending()))
-}
-
-/// The code block of docs/restore.md after `<!-- tested: NAME -->`.
-fn doc_block(name: &str) -> String {
-    let marker = format!("<!-- tested: {name} -->");
-    let after = DOC
-        .split_once(&marker)
-        .unwrap_or_else(|| panic!("docs/restore.md has no {marker}"))
-        .1;
-    let body = after
-        .split_once("```sh\n")
-        .and_then(|(_, rest)| rest.split_once("```"))
-        .unwrap_or_else(|| panic!("no ```sh block after {marker}"))
-        .0;
-    body.to_string()
 }
 
 /// Runs the `pgback --restore` line of a doc block with the pgback binary: DIR becomes `dir`,

@@ -23,7 +23,7 @@ pub(super) const PROGRAM_LIMIT: Duration = Duration::from_secs(300);
 
 /// One backup: `pgpre --fast`, what `between` does (the copy), a marker row, `pgpost
 /// --output-dir label_dir`. Returns the pgbench transactions committed before pgpost.
-pub(super) fn backup(source: &Cluster, label_dir: &Path, between: impl FnOnce()) -> i64 {
+pub(crate) fn backup(source: &Cluster, label_dir: &Path, between: impl FnOnce()) -> i64 {
     TestCommand::new(source, "pgpre")
         .arg("--fast")
         .limit(PROGRAM_LIMIT)
@@ -42,7 +42,7 @@ pub(super) fn backup(source: &Cluster, label_dir: &Path, between: impl FnOnce())
 }
 
 /// A source with pgbench data and a marker table.
-pub(super) fn loaded_source(scale: u32) -> Cluster {
+pub(crate) fn loaded_source(scale: u32) -> Cluster {
     let source = Cluster::start(ClusterOptions::default());
     source.pgbench_init(scale);
     source.psql("CREATE TABLE marker(note text)");
@@ -60,7 +60,7 @@ pub(super) fn hot_copy(source: &Cluster, copy: &Path, label_dir: &Path) -> i64 {
 }
 
 /// The checks that prove the copy holds what was committed before pgpost.
-pub(super) fn proof_queries(committed_before_pgpost: i64) -> Vec<String> {
+pub(crate) fn proof_queries(committed_before_pgpost: i64) -> Vec<String> {
     vec![
         "SELECT count(*) = 1 FROM marker WHERE note = 'between pgpre and pgpost'".into(),
         format!("SELECT count(*) >= {committed_before_pgpost} FROM pgbench_history"),
