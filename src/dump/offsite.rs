@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use super::naming::{self, backup_dir, fixed_backup_dir};
 use super::output::WrittenFile;
 use super::purge::{group_backups, select_purge, PurgeTarget};
-use super::report::RunReport;
+use super::report::{RunReport, UploadReport};
 use crate::config::dump::DumpConfig;
 use crate::config::remote::{RemoteSettings, StoreKind};
 use crate::remote::{
@@ -43,6 +43,7 @@ pub struct Offsite {
     store: Arc<RemoteStore>,
     uploader: Arc<tokio::sync::Mutex<Option<Uploader>>>,
     finals: FinalFiles,
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Offsite {
@@ -78,6 +79,7 @@ impl Offsite {
             store,
             uploader: Arc::new(tokio::sync::Mutex::new(Some(uploader))),
             finals,
+            started: std::time::Instant::now(),
         }))
     }
 
@@ -200,14 +202,22 @@ pub async fn finish(
         Some(uploader) => uploader.finish().await,
         None => Vec::new(),
     };
-    let mut sent = 0;
+    let mut upload = UploadReport {
+        store: offsite.store.kind().name().to_string(),
+        files: 0,
+        bytes: 0,
+        failed: 0,
+        duration: offsite.started.elapsed(),
+    };
     for outcome in outcomes {
         match &outcome.result {
             Ok(uploaded) => {
-                sent += 1;
+                upload.files += 1;
+                upload.bytes += uploaded.bytes;
                 tracing::info!("uploaded {}", uploaded.location);
             }
             Err(e) => {
+                upload.failed += 1;
                 tracing::error!("{e}");
                 report.server_errors.push(e.to_string());
             }
@@ -217,9 +227,16 @@ pub async fn finish(
         }
     }
     if let Ok(errors) = offsite.finals.errors.lock() {
+        upload.failed += errors.len();
         report.server_errors.extend(errors.iter().cloned());
     }
-    tracing::info!("{sent} file(s) uploaded to {}", offsite.store.location(""));
+    tracing::info!(
+        "{} file(s), {} bytes uploaded to {}",
+        upload.files,
+        upload.bytes,
+        offsite.store.location("")
+    );
+    report.upload = Some(upload);
     if !report.success() {
         return;
     }

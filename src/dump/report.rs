@@ -51,6 +51,23 @@ pub struct RunReport {
     pub warnings: Vec<String>,
     /// The post hook's failure, if any.
     pub post_hook_error: Option<String>,
+    /// What `--upload` sent, once its uploads have ended.
+    pub upload: Option<UploadReport>,
+}
+
+/// The upload stage of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadReport {
+    /// The store (`s3`, `b2`, `gcs`, `azure`, `sftp`).
+    pub store: String,
+    /// Files confirmed uploaded.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Files that did not arrive (each also a failure of the run).
+    pub failed: usize,
+    /// From the start of the upload stage to its last confirmation.
+    pub duration: Duration,
 }
 
 /// `"a", "b"`: names as they appear in messages.

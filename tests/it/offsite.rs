@@ -13,6 +13,7 @@ use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::crypt::keygen;
 use crate::servers::{self, ByteTap, Server, AZURITE_ACCOUNT, AZURITE_KEY};
 use crate::util::{Run, TestCommand};
+use crate::watch::{parse_metrics, sample};
 
 /// How long one pgback run may take.
 const PGBACK_LIMIT: Duration = Duration::from_secs(150);
@@ -304,10 +305,20 @@ fn offsite_round_trip(backend: Backend) {
     args.extend(encrypt.iter().cloned());
     args.push("--encrypt-keep-src".into());
     args.extend(remote.flags("upload", port));
+    let metrics = keys.path().join("pgback.prom");
+    args.extend(["--metrics-file".into(), metrics.display().to_string()]);
     args.push("app".into());
     let run = remote.pgback(&source, &args).run();
     run.assert_ok("a run with --upload");
     remote.assert_no_secret(&run);
+    // The upload's result is in the metrics file.
+    let samples = parse_metrics(&source, &metrics);
+    let target = format!("{{program=pgback,target={}}}", backend.name());
+    assert_eq!(
+        sample(&samples, &format!("safe_backup_upload_success{target}")),
+        1.0
+    );
+    assert!(sample(&samples, &format!("safe_backup_upload_bytes{target}")) > 0.0);
     // Lock files stay local (the listing below must not hold them).
     let local = files_in(backups.path());
 
@@ -448,6 +459,11 @@ fn offsite_round_trip(backend: Backend) {
         "--dump-only".into(),
     ];
     args.extend(remote.flags("upload", tap.port()));
+    let killed_metrics = keys.path().join("killed.prom");
+    args.extend([
+        "--metrics-file".into(),
+        killed_metrics.display().to_string(),
+    ]);
     args.push("app".into());
     let running = remote.pgback(&source, &args).spawn();
     tap.wait_crossed(Duration::from_secs(90));
@@ -458,6 +474,12 @@ fn offsite_round_trip(backend: Backend) {
     run.assert_stderr("upload of ");
     run.assert_stderr(&format!("{}://", backend.name()));
     run.assert_stderr("nothing was purged");
+    let samples = parse_metrics(&source, &killed_metrics);
+    let target = format!("{{program=pgback,target={}}}", backend.name());
+    assert_eq!(
+        sample(&samples, &format!("safe_backup_upload_success{target}")),
+        0.0
+    );
     let kept = files_in(killed.path());
     assert!(
         kept.iter()

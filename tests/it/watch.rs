@@ -11,7 +11,7 @@ use crate::util::{run, TestCommand};
 
 /// Every sample of a metrics file as `name{label="value",...}` (labels sorted) -> value,
 /// read by `prometheus_client`'s parser. Fails when the file does not parse.
-fn parse_metrics(cluster: &Cluster, path: &Path) -> BTreeMap<String, f64> {
+pub(crate) fn parse_metrics(cluster: &Cluster, path: &Path) -> BTreeMap<String, f64> {
     let script = r#"
 import json, sys
 from prometheus_client.parser import text_string_to_metric_families as families
@@ -35,7 +35,7 @@ print(json.dumps(samples))
     serde_json::from_str(&parsed.stdout).unwrap()
 }
 
-fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
+pub(crate) fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
     *samples
         .get(key)
         .unwrap_or_else(|| panic!("{key} not in {samples:#?}"))
