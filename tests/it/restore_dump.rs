@@ -95,6 +95,12 @@ fn settings(target: &Cluster, dir: &Path) -> RestoreSettings {
         bin_directory: client_bindir(),
         require_checksums: false,
         conn: conn(target),
+        decrypt_key: Err(std::sync::Arc::new(
+            safe_backup::config::encryption::EncryptionError::NoKey {
+                action: "--restore",
+                what: "an identity file",
+            },
+        )),
     }
 }
 
