@@ -326,3 +326,88 @@ pub async fn finish_stream(
     });
     decrypted.and(tool)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{ConnParams, ConnSettings, Environment};
+    use crate::crypt::{encrypt_to_vec, EncryptKey};
+    use crate::restore::exec::{run_tool, ToolCommand};
+    use crate::secret::Secret;
+
+    fn conn() -> ConnSettings {
+        let params = ConnParams::parse("host=/nonexistent user=nobody dbname=none").unwrap();
+        ConnSettings::resolve(&params, &Environment::default()).unwrap()
+    }
+
+    fn sha256(bytes: &[u8]) -> String {
+        let mut hasher = Hasher::new(ChecksumAlgorithm::Sha256).unwrap();
+        hasher.update(bytes);
+        hasher.finish_hex()
+    }
+
+    /// Streams `source` into `sh -c "$script"`; the tool's and the decryption's outcome.
+    async fn stream_into(
+        source: EncryptedSource,
+        key: &Arc<DecryptKey>,
+        script: &str,
+    ) -> Result<(), ToolError> {
+        let (input, task) = decrypting_input(source, key.clone());
+        let tool = ToolCommand::new("sh".into(), vec!["-c".into(), script.into()]);
+        let ran = run_tool(&tool, &conn(), input, "test").await;
+        finish_stream(task, ran).await
+    }
+
+    #[tokio::test]
+    async fn streams_decrypt_and_check_the_plaintext_checksum() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let identity = age::x25519::Identity::generate();
+        let encrypt = EncryptKey::recipients(&[identity.to_public().to_string()]).unwrap();
+        let file = tmp.path().join("a_s.dump.age");
+        std::fs::write(&file, encrypt_to_vec(&encrypt, &plain).unwrap()).unwrap();
+        let secret = age::secrecy::ExposeSecret::expose_secret(&identity.to_string()).to_string();
+        let key = Arc::new(
+            DecryptKey::from_identity_text(&Secret::new(secret), Path::new("k")).unwrap(),
+        );
+        let source = |hex: &str| EncryptedSource {
+            file: file.clone(),
+            plain_checksum: Some(PlainChecksum {
+                algorithm: ChecksumAlgorithm::Sha256,
+                hex: hex.into(),
+                checksum_file: tmp.path().join("a_s.dump.sha256.age"),
+            }),
+        };
+        let out = tmp.path().join("out");
+        let script = format!("cat > '{}'", out.display());
+        stream_into(source(&sha256(&plain)), &key, &script)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), plain);
+        // A tool that stops reading at once: the whole file is still checked.
+        let error = stream_into(source(&"0".repeat(64)), &key, "exit 0")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ToolError::PlainMismatch { .. }), "{error}");
+        // A truncated file fails the stream, whatever the tool says.
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
+        let error = stream_into(source(&sha256(&plain)), &key, "cat > /dev/null")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ToolError::Decrypt(CryptError::Damaged { .. })),
+            "{error}"
+        );
+        // The wrong key, at once.
+        let other = age::x25519::Identity::generate();
+        let secret = age::secrecy::ExposeSecret::expose_secret(&other.to_string()).to_string();
+        let wrong = DecryptKey::from_identity_text(&Secret::new(secret), Path::new("k")).unwrap();
+        let mut decryption = Decryption::new(Arc::new(wrong));
+        let error = decryption.prepare(&[], &[file.clone()]).unwrap_err();
+        assert!(
+            matches!(error, DecryptError::Crypt(CryptError::WrongKey { .. })),
+            "{error}"
+        );
+    }
+}

@@ -34,7 +34,7 @@ fn literal(text: &str) -> String {
 }
 
 /// The fixture, then the odd names (owned by u2, one with an ACL and settings).
-fn populate(source: &Cluster, odd_names: bool) {
+pub(crate) fn populate(source: &Cluster, odd_names: bool) {
     source.psql(FIXTURE);
     if !odd_names {
         return;
@@ -56,7 +56,7 @@ fn populate(source: &Cluster, odd_names: bool) {
     ));
 }
 
-fn client_bindir() -> String {
+pub(crate) fn client_bindir() -> String {
     cluster::pg_binaries()
         .client_tool("pg_restore")
         .parent()
@@ -66,7 +66,7 @@ fn client_bindir() -> String {
 }
 
 /// Dumps `source` with the pgback binary into `dir`, with `config` (TOML) when given.
-fn pgback_dump(source: &Cluster, dir: &Path, config: &str, extra: &[&str]) {
+pub(crate) fn pgback_dump(source: &Cluster, dir: &Path, config: &str, extra: &[&str]) {
     let config_path = dir.with_extension("toml");
     std::fs::write(&config_path, config).unwrap();
     TestCommand::new(source, "pgback")
@@ -163,7 +163,7 @@ fn query(cluster: &Cluster, db: &str, sql: &str) -> String {
 }
 
 /// Roles, databases (owner, ACL, limit), settings, memberships: what must match after a restore.
-fn server_catalog(cluster: &Cluster) -> String {
+pub(crate) fn server_catalog(cluster: &Cluster) -> String {
     [
         "SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, \
          rolconnlimit, coalesce(rolpassword, '') FROM pg_authid WHERE rolname !~ '^pg_' ORDER BY 1",
@@ -182,7 +182,7 @@ fn server_catalog(cluster: &Cluster) -> String {
 }
 
 /// Relations of `public` with owner and ACL, the schema's ACL, and each table's rows as md5.
-fn database_catalog(cluster: &Cluster, db: &str) -> String {
+pub(crate) fn database_catalog(cluster: &Cluster, db: &str) -> String {
     let relations = query(
         cluster,
         db,
@@ -216,7 +216,7 @@ fn database_catalog(cluster: &Cluster, db: &str) -> String {
 }
 
 /// What "untouched" means: the server catalog and every database's relations.
-fn target_state(cluster: &Cluster) -> String {
+pub(crate) fn target_state(cluster: &Cluster) -> String {
     let mut out = server_catalog(cluster);
     let dbs = query(
         cluster,
@@ -230,7 +230,7 @@ fn target_state(cluster: &Cluster) -> String {
 }
 
 /// A file of `dir` whose name starts with `prefix` and ends with `suffix`.
-fn file_of(dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
+pub(crate) fn file_of(dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
