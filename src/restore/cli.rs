@@ -59,6 +59,13 @@ impl RestoreFlags {
             .check_file(path.as_deref())
             .map_err(EncryptionError::from)
             .and_then(|()| encryption.decrypt_key(passphrase, path.as_deref()))
+            .map_err(|error| match error {
+                EncryptionError::NoKey { what, .. } => EncryptionError::NoKey {
+                    action: "--restore",
+                    what,
+                },
+                other => other,
+            })
             .map(Arc::new)
             .map_err(Arc::new);
         Ok(RestoreSettings {

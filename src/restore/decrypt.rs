@@ -367,9 +367,8 @@ mod tests {
         let file = tmp.path().join("a_s.dump.age");
         std::fs::write(&file, encrypt_to_vec(&encrypt, &plain).unwrap()).unwrap();
         let secret = age::secrecy::ExposeSecret::expose_secret(&identity.to_string()).to_string();
-        let key = Arc::new(
-            DecryptKey::from_identity_text(&Secret::new(secret), Path::new("k")).unwrap(),
-        );
+        let key =
+            Arc::new(DecryptKey::from_identity_text(&Secret::new(secret), Path::new("k")).unwrap());
         let source = |hex: &str| EncryptedSource {
             file: file.clone(),
             plain_checksum: Some(PlainChecksum {
@@ -404,7 +403,9 @@ mod tests {
         let secret = age::secrecy::ExposeSecret::expose_secret(&other.to_string()).to_string();
         let wrong = DecryptKey::from_identity_text(&Secret::new(secret), Path::new("k")).unwrap();
         let mut decryption = Decryption::new(Arc::new(wrong));
-        let error = decryption.prepare(&[], &[file.clone()]).unwrap_err();
+        let error = decryption
+            .prepare(&[], std::slice::from_ref(&file))
+            .unwrap_err();
         assert!(
             matches!(error, DecryptError::Crypt(CryptError::WrongKey { .. })),
             "{error}"

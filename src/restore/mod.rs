@@ -373,7 +373,10 @@ pub async fn plan_restore(
                     input: SqlInput::Derived {
                         from: file.clone(),
                         script,
-                        change: "the database exists: settings reset, CREATE DATABASE turned into ALTER DATABASE .. OWNER TO".into(),
+                        change: format!(
+                            "{}the database exists: settings reset, CREATE DATABASE turned into ALTER DATABASE .. OWNER TO",
+                            if set::is_encrypted_file(file) { "decrypted in memory; " } else { "" }
+                        ),
                     },
                 }
             }

@@ -130,6 +130,22 @@ fn doc_block(name: &str) -> String {
 /// Runs the `pgback --restore` line of a doc block with the pgback binary: DIR becomes `dir`,
 /// `-d` the target; `-B` (where the client tools are) and `extra` are added.
 fn pgback_from_doc(name: &str, target: &Cluster, dir: &Path, extra: &[&str]) -> Run {
+    TestCommand::new(target, "pgback")
+        .args(doc_args(name, target, dir, None))
+        .args(["-B", &client_bindir()])
+        .args(extra)
+        .limit(Duration::from_secs(180))
+        .run()
+}
+
+/// The arguments of the `pgback --restore` line of a doc block: DIR becomes `dir`, `-d` the
+/// target, `--cipher-identity`'s file `identity`.
+pub(crate) fn doc_args(
+    name: &str,
+    target: &Cluster,
+    dir: &Path,
+    identity: Option<&Path>,
+) -> Vec<String> {
     let block = doc_block(name);
     let line = block
         .lines()
@@ -144,16 +160,16 @@ fn pgback_from_doc(name: &str, target: &Cluster, dir: &Path, extra: &[&str]) -> 
                 words.next();
                 args.extend(["-d".to_string(), target.conninfo_socket()]);
             }
+            "--cipher-identity" => {
+                let given = words.next().unwrap_or_default();
+                let file = identity.map_or(given, |path| path.display().to_string());
+                args.extend(["--cipher-identity".to_string(), file]);
+            }
             _ => args.push(word),
         }
     }
     assert!(args.contains(&dir.display().to_string()), "{line}");
-    TestCommand::new(target, "pgback")
-        .args(&args)
-        .args(["-B", &client_bindir()])
-        .args(extra)
-        .limit(Duration::from_secs(180))
-        .run()
+    args
 }
 
 fn query(cluster: &Cluster, db: &str, sql: &str) -> String {

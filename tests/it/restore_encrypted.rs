@@ -15,7 +15,8 @@ use crate::crypt::keygen;
 use crate::dump::files_in;
 use crate::encrypt::watch;
 use crate::restore_dump::{
-    client_bindir, database_catalog, file_of, pgback_dump, populate, server_catalog, target_state,
+    client_bindir, database_catalog, doc_args, file_of, pgback_dump, populate, server_catalog,
+    target_state,
 };
 use crate::util::{Run, TestCommand};
 
@@ -98,7 +99,11 @@ fn encrypted_sets_restore_from_decrypting_streams_and_wrong_keys_touch_nothing()
     assert_ne!(keyless.code, 0, "{keyless}");
     assert_eq!(failure_lines(&keyless).len(), 1, "{keyless}");
     assert!(keyless.stderr.contains("encrypted"), "{keyless}");
-    assert_eq!(target_state(&target), before, "a refused restore touched it");
+    assert_eq!(
+        target_state(&target),
+        before,
+        "a refused restore touched it"
+    );
 
     // The dry run shows the decryption, and pg_restore with one job.
     let dry = restore(
@@ -131,12 +136,17 @@ fn encrypted_sets_restore_from_decrypting_streams_and_wrong_keys_touch_nothing()
         watch(dir.clone(), stop.clone()),
         watch(tmpdir.path().to_path_buf(), stop.clone()),
     ];
-    let restored = restore(
-        &target,
-        &dir,
-        &["--cipher-identity", &identity_arg, "-j", "4"],
-        &[("TMPDIR", &tmpdir.path().display().to_string())],
-    );
+    let restored = TestCommand::new(&target, "pgback")
+        .args(doc_args(
+            "restore-encrypted",
+            &target,
+            &dir,
+            Some(&identity),
+        ))
+        .args(["-B", &client_bindir(), "-j", "4"])
+        .env("TMPDIR", tmpdir.path())
+        .limit(Duration::from_secs(240))
+        .run();
     stop.store(true, Ordering::SeqCst);
     for watcher in watchers {
         let (offenders, _) = watcher.join().unwrap();
@@ -185,7 +195,10 @@ fn encrypted_sets_restore_from_decrypting_streams_and_wrong_keys_touch_nothing()
         &[("PGBK_CIPHER_PASS", "not the passphrase")],
     );
     wrong_pass.assert_code(1, "a wrong passphrase");
-    assert!(wrong_pass.stderr.contains("wrong passphrase"), "{wrong_pass}");
+    assert!(
+        wrong_pass.stderr.contains("wrong passphrase"),
+        "{wrong_pass}"
+    );
     assert!(!wrong_pass.stderr.contains(PASSPHRASE), "{wrong_pass}");
     let by_pass = restore(
         &target,
@@ -205,10 +218,22 @@ fn encrypted_sets_restore_from_decrypting_streams_and_wrong_keys_touch_nothing()
         &source,
         &dir_set,
         FORMATS,
-        &["--encrypt", "--cipher-public-key", &public, "-F", "directory", "b2"],
+        &[
+            "--encrypt",
+            "--cipher-public-key",
+            &public,
+            "-F",
+            "directory",
+            "b2",
+        ],
     );
     let state = target_state(&target);
-    let refused = restore(&target, &dir_set, &["--cipher-identity", &identity_arg], &[]);
+    let refused = restore(
+        &target,
+        &dir_set,
+        &["--cipher-identity", &identity_arg],
+        &[],
+    );
     refused.assert_code(2, "an encrypted directory dump");
     let lines = failure_lines(&refused);
     assert_eq!(lines.len(), 1, "{refused}");
