@@ -231,7 +231,7 @@ fn open_error(
 }
 
 /// Maps an error met while streaming the payload.
-fn payload_error(path: &Path, error: io::Error) -> CryptError {
+pub fn payload_error(path: &Path, error: io::Error) -> CryptError {
     let path = path.to_path_buf();
     match error.kind() {
         io::ErrorKind::UnexpectedEof => CryptError::Damaged {
@@ -249,6 +249,22 @@ fn payload_error(path: &Path, error: io::Error) -> CryptError {
     }
 }
 
+/// Reads the age header of `source` (the file `path`) and unwraps its file key with `key`:
+/// a wrong key gives one clear error before any payload byte is read. The reader returns the
+/// plaintext; map its errors with [`payload_error`]. Blocking (with a passphrase, scrypt).
+pub fn open_decryptor(
+    source: File,
+    path: &Path,
+    key: &DecryptKey,
+) -> Result<impl Read, CryptError> {
+    let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(BATCH_BYTES, source))
+        .map_err(|e| open_error(path, key, false, e))?;
+    let is_scrypt = decryptor.is_scrypt();
+    decryptor
+        .decrypt(key.identities().into_iter())
+        .map_err(|e| open_error(path, key, is_scrypt, e))
+}
+
 /// Decrypts `path` (`<file>.age`) into `<file>`, through a temporary name renamed only once
 /// every chunk has been authenticated: a wrong key, a truncated or a modified file gives one
 /// error and no output. An existing `<file>` is replaced (as pg_back does). The result gets the
@@ -264,13 +280,7 @@ pub fn decrypt_file(path: &Path, key: &DecryptKey) -> Result<PathBuf, CryptError
         .permissions()
         .mode()
         & 0o777;
-    let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(BATCH_BYTES, source))
-        .map_err(|e| open_error(path, key, false, e))?;
-    let is_scrypt = decryptor.is_scrypt();
-    let mut reader = decryptor
-        .decrypt(key.identities().into_iter())
-        .map_err(|e| open_error(path, key, is_scrypt, e))?;
-
+    let mut reader = open_decryptor(source, path, key)?;
     let tmp = temp_path(&target);
     let mut out = create_temp(&tmp).map_err(write_error(&tmp))?;
     let result = (|| {

@@ -18,7 +18,7 @@ pub mod stream;
 pub use error::CryptError;
 pub use files::{
     decrypt_file, decrypt_files, decrypt_in_place, encrypt_directory, encrypt_file, find_encrypted,
-    DecryptReport, EncryptedEntry,
+    open_decryptor, payload_error, DecryptReport, EncryptedEntry,
 };
 pub use keys::{DecryptKey, EncryptKey};
 pub use stream::{encrypt_stream, encrypt_to_vec, EncryptSink, EncryptedStream};

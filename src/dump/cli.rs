@@ -202,7 +202,13 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
     let (metrics, status) = match &args.restore.restore {
         Some(dir) => {
             let restore = &args.restore;
-            let settings = restore.settings(dir, args.config.as_deref(), &args.server, &args.dump);
+            let settings = restore.settings(
+                dir,
+                args.config.as_deref(),
+                &args.server,
+                &args.dump,
+                passphrase.as_ref(),
+            );
             run_restore(&runtime, settings, shutdown_signal(), metrics)
         }
         None => match (&args.dump.remote.list_remote, &args.dump.remote.download) {

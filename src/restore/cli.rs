@@ -3,13 +3,16 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{restore, RestoreReport, RestoreSettings};
 use crate::cli::ServerArgs;
 use crate::config::dump::DumpFlags;
+use crate::config::encryption::EncryptionError;
 use crate::config::{Config, SetupError};
 use crate::exit::{print_failure, ExitStatus};
 use crate::metrics::{DatabaseMetrics, RunMetrics};
+use crate::secret::Secret;
 
 /// pgback's restore flags. With `--restore`, the DBNAME arguments are globs selecting the
 /// databases of the set, `-j` is pg_restore's jobs and `-B` where psql and pg_restore are.
@@ -37,17 +40,34 @@ pub struct RestoreFlags {
 
 impl RestoreFlags {
     /// The settings of a restore from `dir`: the target from the connection flags and
-    /// `[connection]`, `-B` over `dump.bin_directory`, the DBNAME globs, `-j`.
+    /// `[connection]`, `-B` over `dump.bin_directory`, the DBNAME globs, `-j`, and the key of
+    /// an encrypted set as `--decrypt` finds it (`--cipher-identity`, `cipher_private_key`,
+    /// the passphrase of `PGBK_CIPHER_PASS` read by the caller, or `cipher_pass`).
     pub fn settings(
         &self,
         dir: &Path,
         config: Option<&Path>,
         server: &ServerArgs,
         dump: &DumpFlags,
+        passphrase: Option<&Secret>,
     ) -> Result<RestoreSettings, SetupError> {
-        let (config, _path) = Config::load(config)?;
+        let (config, path) = Config::load(config)?;
         let conn = config.connection.resolve(server, "pgback")?;
         let layered = config.dump.layered(dump)?;
+        let encryption = &layered.encryption;
+        let decrypt_key = encryption
+            .check_file(path.as_deref())
+            .map_err(EncryptionError::from)
+            .and_then(|()| encryption.decrypt_key(passphrase, path.as_deref()))
+            .map_err(|error| match error {
+                EncryptionError::NoKey { what, .. } => EncryptionError::NoKey {
+                    action: "--restore",
+                    what,
+                },
+                other => other,
+            })
+            .map(Arc::new)
+            .map_err(Arc::new);
         Ok(RestoreSettings {
             dir: dir.to_path_buf(),
             timestamp: self.timestamp.clone(),
@@ -58,6 +78,7 @@ impl RestoreFlags {
             bin_directory: layered.bin_directory,
             require_checksums: self.require_checksums,
             conn,
+            decrypt_key,
         })
     }
 }

@@ -73,6 +73,17 @@ pub enum ToolError {
         #[source]
         source: std::io::Error,
     },
+    /// The encrypted dump could not be decrypted to its end.
+    #[error(transparent)]
+    Decrypt(#[from] crate::crypt::CryptError),
+    /// The decrypted dump does not match its plaintext checksum.
+    #[error("{file} decrypts to other bytes than {checksum_file} holds")]
+    PlainMismatch {
+        /// The `.age` file.
+        file: PathBuf,
+        /// `<file>.<algo>.age`.
+        checksum_file: PathBuf,
+    },
     /// Two tools of a pipeline failed.
     #[error("{first}; {second}")]
     Both {

@@ -9,11 +9,9 @@
 //! `hba_file` and `ident_file` are never applied; the summary names them. `--dry-run` stops
 //! after the plan.
 //!
-//! Encrypted sets (age) are refused for now ([`set::SetError::Encrypted`]). The seam for them:
-//! verify the ciphertext against its checksum file, then restore from a decrypting
-//! `AsyncRead` passed as [`exec::Input::Stream`] to the command of
-//! [`plan::stream_load_step`] (and to psql for the globals and createdb.sql as
-//! [`exec::Input::Stream`] too), so that no plaintext is written to disk.
+//! Encrypted sets (age) are verified as ciphertext against `<file>.age.<algo>`, their headers
+//! opened with the key before anything is touched, then restored from a decrypting stream
+//! ([`decrypt`]): no plaintext is written to disk. Encrypted directory dumps are refused.
 //!
 //! # Layout
 //! - [`set`]: dump sets in a directory, picking one, selecting databases by glob.
@@ -21,10 +19,14 @@
 //! - [`script`]: globals and createdb.sql as statements, rewritten for an existing target.
 //! - [`target`]: what the target holds (roles, databases, objects), SQL per version.
 //! - [`plan`]: the ordered steps and their argument vectors; what `--dry-run` prints.
+//! - [`error`]: [`RestoreError`], why a restore stops.
 //! - [`exec`]: running psql / pg_restore / a decompressor; the seam for decryption.
+//! - [`decrypt`]: encrypted files decrypted into memory or streamed into a tool.
 //! - [`cli`]: pgback's `--restore` flags, and the run from them to an exit status.
 
 pub mod cli;
+pub mod decrypt;
+pub mod error;
 pub mod exec;
 pub mod plan;
 pub mod script;
@@ -34,20 +36,23 @@ pub mod verify;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use decrypt::{DecryptError, Decryption};
+pub use error::RestoreError;
 
 use exec::{run_piped, run_tool, Input, ToolError};
 use plan::{
     bare_create_database, file_name, load_step, psql_command, quoted_list, CommandSettings,
     DatabaseAction, DatabasePlan, RestorePlan, SqlInput, SqlStep,
 };
-use set::{DumpFormat, SetError};
-use target::TargetError;
-use verify::VerifyError;
+use set::DumpFormat;
 
+use crate::config::encryption::EncryptionError;
 use crate::conn::ConnSettings;
+use crate::crypt::DecryptKey;
 use crate::dump::tools::{parse_tool_version, tool_path};
-use crate::exit::{ExitStatus, Failure};
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone)]
@@ -71,111 +76,9 @@ pub struct RestoreSettings {
     pub require_checksums: bool,
     /// The target; its dbname is the maintenance database.
     pub conn: ConnSettings,
-}
-
-/// A failure that stops the restore. Everything before the globals leaves the server untouched.
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    /// No set, a bad stamp, a glob matching nothing.
-    #[error(transparent)]
-    Set(#[from] SetError),
-    /// A file does not match its checksum, or is missing: nothing was touched.
-    #[error("{0}: nothing was restored")]
-    Verify(#[from] VerifyError),
-    /// The target could not be read.
-    #[error(transparent)]
-    Target(#[from] TargetError),
-    /// Databases that hold objects, without `--clean`: nothing was touched.
-    #[error("{}: nothing was restored", refused.iter().map(|(db, why)| format!("database {db:?} {why}")).collect::<Vec<_>>().join("; "))]
-    Refused {
-        /// Each database and why.
-        refused: Vec<(String, String)>,
-    },
-    /// A file of the set could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A createdb.sql that cannot be applied to an existing database.
-    #[error("{path}: {source}")]
-    Createdb {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: script::UnexpectedCreatedb,
-    },
-    /// pg_restore could not be run.
-    #[error("cannot use {program}: {reason}")]
-    Tool {
-        /// The program.
-        program: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The globals failed: no database was restored.
-    #[error("globals {file}: {source}; no database was restored")]
-    Globals {
-        /// The globals file.
-        file: PathBuf,
-        /// psql's failure.
-        #[source]
-        source: ToolError,
-    },
-    /// SIGINT or SIGTERM.
-    #[error("interrupted by a signal")]
-    Interrupted,
-}
-
-impl Failure for RestoreError {
-    fn exit_status(&self) -> ExitStatus {
-        match self {
-            RestoreError::Set(SetError::Read { .. }) | RestoreError::Read { .. } => {
-                ExitStatus::Output
-            }
-            RestoreError::Set(_) | RestoreError::Tool { .. } => ExitStatus::Usage,
-            RestoreError::Target(TargetError::Connect(e)) => e.exit_status(),
-            RestoreError::Target(TargetError::Query { .. }) => ExitStatus::Server,
-            RestoreError::Verify(_)
-            | RestoreError::Refused { .. }
-            | RestoreError::Createdb { .. }
-            | RestoreError::Globals { .. }
-            | RestoreError::Interrupted => ExitStatus::BackupFailed,
-        }
-    }
-
-    fn hint(&self) -> Option<String> {
-        match self {
-            RestoreError::Set(SetError::NoMatch { .. }) => {
-                Some("globs match database names as written in createdb.sql; quote them for the shell".into())
-            }
-            RestoreError::Set(SetError::NoSuchStamp { .. }) => {
-                Some("--timestamp takes a stamp from a file name of the set, e.g. of pg_globals_<stamp>.sql".into())
-            }
-            RestoreError::Set(SetError::Encrypted(_)) => {
-                Some("decrypt the set first (age -d), then restore the plaintext copy".into())
-            }
-            RestoreError::Verify(VerifyError::NoChecksum(_)) => Some(
-                "restore a set written with checksum_algorithm, or restore this file by hand".into(),
-            ),
-            RestoreError::Verify(_) => Some(
-                "the file changed since it was written: restore another set (--timestamp)".into(),
-            ),
-            RestoreError::Refused { .. } => Some(
-                "--clean restores into them anyway (pg_restore --clean --if-exists), or leave them out with DBNAME globs"
-                    .into(),
-            ),
-            RestoreError::Target(TargetError::Connect(e)) => e.hint(),
-            RestoreError::Tool { .. } => Some(
-                "install PostgreSQL's client tools, or point dump.bin_directory (-B) at them".into(),
-            ),
-            _ => None,
-        }
-    }
+    /// The key of an encrypted set (`pgback --decrypt`'s), or why there is none: an error
+    /// only when the set turns out to be encrypted.
+    pub decrypt_key: Result<Arc<DecryptKey>, Arc<EncryptionError>>,
 }
 
 /// How one database ended.
@@ -313,33 +216,79 @@ async fn probe_pg_restore(
         .ok_or_else(|| fail(format!("unreadable version {:?}", text.trim())))
 }
 
-fn read_text(path: &std::path::Path) -> Result<String, RestoreError> {
+/// The text of a globals or createdb.sql file: decrypted in memory when it is encrypted.
+fn read_text(
+    path: &std::path::Path,
+    decryption: Option<&Decryption>,
+) -> Result<String, RestoreError> {
+    if let Some(text) = decryption.and_then(|d| d.prepared_text(path)) {
+        return Ok(text.to_string());
+    }
     std::fs::read_to_string(path).map_err(|source| RestoreError::Read {
         path: path.to_path_buf(),
         source,
     })
 }
 
-/// Builds the plan: set, selection, verification, target state, refusals. Touches nothing.
-pub async fn plan_restore(settings: &RestoreSettings) -> Result<RestorePlan, RestoreError> {
-    let set = set::find_set(&settings.dir, settings.timestamp.as_deref())?;
+/// What is read from the backup directory before the target: the set, the databases chosen,
+/// every file verified, and the encrypted files opened with the key.
+type ReadSet = (
+    set::DumpSet,
+    Vec<set::DatabaseDump>,
+    Vec<verify::Verified>,
+    Option<Decryption>,
+);
+
+/// Picks the set, selects, verifies and (for encrypted files) opens. Blocking; touches nothing.
+fn read_set(settings: &RestoreSettings) -> Result<ReadSet, RestoreError> {
+    let mut set = set::find_set(&settings.dir, settings.timestamp.as_deref())?;
+    let mut decryption = match decrypt::needs_key(&set) {
+        true => Some(Decryption::new(
+            settings.decrypt_key.clone().map_err(RestoreError::Key)?,
+        )),
+        false => None,
+    };
+    if let Some(decryption) = &mut decryption {
+        decryption.name_databases(&mut set);
+    }
     let selected: Vec<set::DatabaseDump> = set::select(&set, &settings.databases)?
         .into_iter()
         .cloned()
         .collect();
-    let mut files: Vec<PathBuf> = set.globals.iter().cloned().collect();
-    for db in &selected {
-        files.extend(db.createdb.iter().cloned());
-        files.push(db.dump.clone());
+    if let Some(db) = selected
+        .iter()
+        .find(|db| db.encrypted && db.format == DumpFormat::Directory)
+    {
+        return Err(DecryptError::Directory(db.dump.clone()).into());
     }
-    let require = settings.require_checksums;
-    let verified = tokio::task::spawn_blocking(move || verify::verify_all(&files, require))
-        .await
-        .map_err(|e| RestoreError::Tool {
-            program: "verify".into(),
-            reason: format!("internal: {e}"),
-        })??;
+    let mut texts: Vec<PathBuf> = set.globals.iter().cloned().collect();
+    texts.extend(selected.iter().filter_map(|db| db.createdb.clone()));
+    let dumps: Vec<PathBuf> = selected.iter().map(|db| db.dump.clone()).collect();
+    let mut files = [texts.as_slice(), dumps.as_slice()].concat();
+    files.extend(decrypt::plain_checksum_files(&files));
+    let verified = verify::verify_all(&files, settings.require_checksums)?;
+    if let Some(decryption) = &mut decryption {
+        decryption.prepare(&texts, &dumps)?;
+    }
+    Ok((set, selected, verified, decryption))
+}
+
+/// Builds the plan: set, selection, verification, target state, refusals. Touches nothing.
+pub async fn plan_restore(
+    settings: &RestoreSettings,
+) -> Result<(RestorePlan, Option<Decryption>), RestoreError> {
+    let owned = settings.clone();
+    let (set, selected, verified, decryption) =
+        tokio::task::spawn_blocking(move || read_set(&owned))
+            .await
+            .map_err(|e| RestoreError::Tool {
+                program: "verify".into(),
+                reason: format!("internal: {e}"),
+            })??;
     let mut notes = Vec::new();
+    if decryption.is_some() {
+        notes.push("encrypted files are decrypted in memory while they are restored: no plaintext is written to disk".to_string());
+    }
     if verified.iter().all(|v| v.checksum_files.is_empty()) {
         notes.push("the set has no checksum files: nothing could be verified".to_string());
     }
@@ -387,6 +336,14 @@ pub async fn plan_restore(settings: &RestoreSettings) -> Result<RestorePlan, Res
             }
         };
         let prepare = match (&action, &db.createdb) {
+            (DatabaseAction::Create, Some(file)) if set::is_encrypted_file(file) => SqlStep {
+                command: psql_command(&commands, &commands.maintenance_db, None),
+                input: SqlInput::Derived {
+                    from: file.clone(),
+                    script: read_text(file, decryption.as_ref())?,
+                    change: "decrypted in memory".into(),
+                },
+            },
             (DatabaseAction::Create, Some(file)) => SqlStep {
                 command: psql_command(&commands, &commands.maintenance_db, Some(file)),
                 input: SqlInput::File(file.clone()),
@@ -406,19 +363,20 @@ pub async fn plan_restore(settings: &RestoreSettings) -> Result<RestorePlan, Res
                 }
             }
             (_, Some(file)) => {
-                let script =
-                    script::createdb_for_existing(&read_text(file)?).map_err(|source| {
-                        RestoreError::Createdb {
-                            path: file.clone(),
-                            source,
-                        }
+                let script = script::createdb_for_existing(&read_text(file, decryption.as_ref())?)
+                    .map_err(|source| RestoreError::Createdb {
+                        path: file.clone(),
+                        source,
                     })?;
                 SqlStep {
                     command: psql_command(&commands, &commands.maintenance_db, None),
                     input: SqlInput::Derived {
                         from: file.clone(),
                         script,
-                        change: "the database exists: settings reset, CREATE DATABASE turned into ALTER DATABASE .. OWNER TO".into(),
+                        change: format!(
+                            "{}the database exists: settings reset, CREATE DATABASE turned into ALTER DATABASE .. OWNER TO",
+                            if set::is_encrypted_file(file) { "decrypted in memory; " } else { "" }
+                        ),
                     },
                 }
             }
@@ -432,8 +390,26 @@ pub async fn plan_restore(settings: &RestoreSettings) -> Result<RestorePlan, Res
             },
         };
         let clean = matches!(action, DatabaseAction::Clean { .. });
-        let (load, note) = load_step(&commands, &db.name, &db.dump, db.format, clean);
-        notes.extend(note);
+        let stream = decryption
+            .as_ref()
+            .and_then(|d| d.stream(&db.dump))
+            .cloned();
+        let streamed = stream
+            .as_ref()
+            .and_then(|_| plan::stream_load_step(&commands, &db.name, db.format, clean));
+        let load = match streamed {
+            Some(load) => {
+                if settings.jobs > 1 && !matches!(db.format, DumpFormat::Plain(_)) {
+                    notes.push(format!("{:?}: an encrypted dump streams into pg_restore's stdin: one job (pg_restore cannot restore in parallel from a pipe)", db.name));
+                }
+                load
+            }
+            None => {
+                let (load, note) = load_step(&commands, &db.name, &db.dump, db.format, clean);
+                notes.extend(note);
+                load
+            }
+        };
         databases.push(DatabasePlan {
             name: db.name.clone(),
             dump: db.dump.clone(),
@@ -441,6 +417,7 @@ pub async fn plan_restore(settings: &RestoreSettings) -> Result<RestorePlan, Res
             action,
             prepare,
             load,
+            stream,
         });
     }
     if !refused.is_empty() {
@@ -448,9 +425,24 @@ pub async fn plan_restore(settings: &RestoreSettings) -> Result<RestorePlan, Res
     }
     let (globals, existing_roles) = match &set.globals {
         Some(file) => {
-            let (script, existing) =
-                script::globals_without_roles(&read_text(file)?, &target.roles);
-            let input = if existing.is_empty() {
+            let (script, existing) = script::globals_without_roles(
+                &read_text(file, decryption.as_ref())?,
+                &target.roles,
+            );
+            let input = if set::is_encrypted_file(file) {
+                let change = match existing.is_empty() {
+                    true => "decrypted in memory".to_string(),
+                    false => format!(
+                        "decrypted in memory, without CREATE ROLE for {}",
+                        quoted_list(&existing)
+                    ),
+                };
+                SqlInput::Derived {
+                    from: file.clone(),
+                    script,
+                    change,
+                }
+            } else if existing.is_empty() {
                 SqlInput::File(file.clone())
             } else {
                 SqlInput::Derived {
@@ -475,7 +467,7 @@ pub async fn plan_restore(settings: &RestoreSettings) -> Result<RestorePlan, Res
             (None, Vec::new())
         }
     };
-    Ok(RestorePlan {
+    let plan = RestorePlan {
         dir: set.dir.clone(),
         stamp: set.stamp.clone(),
         target: settings.conn.describe(),
@@ -485,7 +477,8 @@ pub async fn plan_restore(settings: &RestoreSettings) -> Result<RestorePlan, Res
         databases,
         unapplied: set.unapplied.clone(),
         notes,
-    })
+    };
+    Ok((plan, decryption))
 }
 
 async fn run_sql(step: &SqlStep, conn: &ConnSettings, label: &str) -> Result<(), ToolError> {
@@ -497,7 +490,11 @@ async fn run_sql(step: &SqlStep, conn: &ConnSettings, label: &str) -> Result<(),
     run_tool(&step.command, conn, input, label).await
 }
 
-async fn restore_database(db: &DatabasePlan, conn: &ConnSettings) -> DatabaseOutcome {
+async fn restore_database(
+    db: &DatabasePlan,
+    conn: &ConnSettings,
+    key: Option<&Arc<DecryptKey>>,
+) -> DatabaseOutcome {
     let started = Instant::now();
     tracing::info!(
         "[{}] {}: {}",
@@ -507,11 +504,22 @@ async fn restore_database(db: &DatabasePlan, conn: &ConnSettings) -> DatabaseOut
     );
     let result = async {
         run_sql(&db.prepare, conn, &db.name).await?;
-        match &db.load.decompress {
-            Some(decompress) => {
-                run_piped(decompress, &db.load.command, Input::Null, conn, &db.name).await
+        let (input, decrypting) = match (&db.stream, key) {
+            (Some(source), Some(key)) => {
+                let (input, task) = decrypt::decrypting_input(source.clone(), key.clone());
+                (input, Some(task))
             }
-            None => run_tool(&db.load.command, conn, Input::Null, &db.name).await,
+            _ => (Input::Null, None),
+        };
+        let loaded = match &db.load.decompress {
+            Some(decompress) => {
+                run_piped(decompress, &db.load.command, input, conn, &db.name).await
+            }
+            None => run_tool(&db.load.command, conn, input, &db.name).await,
+        };
+        match decrypting {
+            Some(task) => decrypt::finish_stream(task, loaded).await,
+            None => loaded,
         }
     }
     .await;
@@ -536,7 +544,8 @@ pub async fn restore(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RestoreReport, RestoreError> {
     let work = async {
-        let plan = plan_restore(&settings).await?;
+        let (plan, decryption) = plan_restore(&settings).await?;
+        let key = decryption.as_ref().map(Decryption::key);
         if settings.dry_run {
             return Ok(RestoreReport {
                 plan,
@@ -555,7 +564,7 @@ pub async fn restore(
         }
         let mut databases = Vec::new();
         for db in &plan.databases {
-            databases.push(restore_database(db, &settings.conn).await);
+            databases.push(restore_database(db, &settings.conn, key).await);
         }
         Ok(RestoreReport {
             plan,
@@ -572,6 +581,8 @@ pub async fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::{ExitStatus, Failure};
+    use set::SetError;
     use std::path::Path;
 
     fn plan_with(names: &[&str]) -> RestorePlan {
@@ -607,6 +618,7 @@ mod tests {
                         false,
                     )
                     .0,
+                    stream: None,
                 })
                 .collect(),
             unapplied: vec!["/b/hba_file_2024-03-05T07:00:00Z.out".into()],

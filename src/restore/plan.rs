@@ -5,6 +5,7 @@
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
+use super::decrypt::EncryptedSource;
 use super::exec::ToolCommand;
 use super::set::{DumpFormat, PlainCompression};
 use super::verify::Verified;
@@ -85,6 +86,8 @@ pub struct DatabasePlan {
     pub prepare: SqlStep,
     /// The data.
     pub load: LoadStep,
+    /// An encrypted dump: decrypted in memory into the load step's stdin.
+    pub stream: Option<EncryptedSource>,
 }
 
 /// The whole restore, in order.
@@ -351,17 +354,32 @@ impl fmt::Display for RestorePlan {
                 );
             }
             write_sql_step(&mut out, &db.prepare);
+            let decrypt = match &db.stream {
+                Some(source) => format!(
+                    "decrypt {} (in memory{}) | ",
+                    shell_words::quote(&source.file.display().to_string()),
+                    source
+                        .plain_checksum
+                        .as_ref()
+                        .map(|c| format!(
+                            ", plaintext checked against {}",
+                            file_name(&c.checksum_file)
+                        ))
+                        .unwrap_or_default()
+                ),
+                None => String::new(),
+            };
             match &db.load.decompress {
                 Some(decompress) => {
                     let _ = writeln!(
                         out,
-                        "      $ {} | {}",
+                        "      $ {decrypt}{} | {}",
                         decompress.shell_line(),
                         db.load.command.shell_line()
                     );
                 }
                 None => {
-                    let _ = writeln!(out, "      $ {}", db.load.command.shell_line());
+                    let _ = writeln!(out, "      $ {decrypt}{}", db.load.command.shell_line());
                 }
             }
             step += 1;

@@ -7,6 +7,10 @@
 //! So a set starts at a globals file and holds, for each database, its newest dump before the
 //! next globals file. A directory without globals files (`--dump-only`) has one set: the newest
 //! dump of each database.
+//!
+//! Encrypted files (`--encrypt`: `<file>.age`, and for a directory dump `*.age` inside it) are
+//! part of a set like the plaintext ones; a file kept in both forms (`--encrypt-keep-src`) is
+//! taken in plaintext.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,8 +103,10 @@ pub struct DatabaseDump {
     pub dump: PathBuf,
     /// How it was written.
     pub format: DumpFormat,
-    /// `<db>_<stamp>.createdb.sql`, absent in `--dump-only` sets.
+    /// `<db>_<stamp>.createdb.sql` (or `.createdb.sql.age`), absent in `--dump-only` sets.
     pub createdb: Option<PathBuf>,
+    /// The dump is encrypted: `<file>.age`, or a directory of `*.age` files.
+    pub encrypted: bool,
 }
 
 /// The files of one run.
@@ -158,9 +164,6 @@ pub enum SetError {
         /// Its databases.
         available: String,
     },
-    /// The set is encrypted, which restore cannot read yet.
-    #[error("{0} is encrypted (age): restoring encrypted dump sets is not supported yet")]
-    Encrypted(PathBuf),
 }
 
 /// A file name read back: `<prefix>_<stamp>.<ext>`.
@@ -171,6 +174,8 @@ struct NamedFile {
     when: DateTime<FixedOffset>,
     ext: String,
     path: PathBuf,
+    /// `<...>.<ext>.age`: `ext` is the plaintext's extension.
+    encrypted: bool,
 }
 
 /// Splits `<prefix>_<stamp>.<ext>`, trying every `_` (names may hold `_`, legacy stamps do too)
@@ -221,6 +226,7 @@ fn list(dir: &Path) -> Result<Vec<NamedFile>, SetError> {
             when,
             ext,
             path: entry.path(),
+            encrypted: false,
         });
     }
     // A checksum file whose file is gone stands for that file, so that verification names it
@@ -242,6 +248,12 @@ fn list(dir: &Path) -> Result<Vec<NamedFile>, SetError> {
         }
     }
     files.extend(ghosts);
+    for file in &mut files {
+        if let Some(plain_ext) = file.ext.strip_suffix(".age") {
+            file.ext = plain_ext.to_string();
+            file.encrypted = true;
+        }
+    }
     Ok(files)
 }
 
@@ -267,16 +279,15 @@ pub fn find_set(dir: &Path, stamp: Option<&str>) -> Result<DumpSet, SetError> {
         .iter()
         .filter(|f| f.prefix == GLOBALS_PREFIX && f.ext == "sql")
         .collect();
-    anchors.sort_by_key(|f| f.when);
+    // The plaintext first among files of one stamp (keep-src wrote both).
+    anchors.sort_by_key(|f| (f.when, f.encrypted));
+    anchors.dedup_by_key(|f| f.when);
     let dumps: Vec<(&NamedFile, DumpFormat)> = files
         .iter()
         .filter(|f| f.prefix != GLOBALS_PREFIX)
         .filter_map(|f| DumpFormat::from_extension(&f.ext).map(|format| (f, format)))
         .collect();
     if anchors.is_empty() && dumps.is_empty() {
-        if let Some(encrypted) = files.iter().find(|f| f.ext.contains("age")) {
-            return Err(SetError::Encrypted(encrypted.path.clone()));
-        }
         return Err(SetError::Empty(dir.to_path_buf()));
     }
     // The window [start, end) of the set.
@@ -322,22 +333,26 @@ pub fn find_set(dir: &Path, stamp: Option<&str>) -> Result<DumpSet, SetError> {
         if !in_window(file.when) {
             continue;
         }
-        let keep = newest
-            .get(file.prefix.as_str())
-            .is_none_or(|(seen, _)| file.when > seen.when);
+        let keep = newest.get(file.prefix.as_str()).is_none_or(|(seen, _)| {
+            file.when > seen.when || (file.when == seen.when && seen.encrypted && !file.encrypted)
+        });
         if keep {
             newest.insert(&file.prefix, (file, *format));
         }
     }
     let mut databases = Vec::new();
     for (prefix, (file, format)) in newest {
-        let createdb = files
+        let mut createdbs: Vec<&NamedFile> = files
             .iter()
-            .find(|f| f.prefix == prefix && f.stamp == file.stamp && f.ext == "createdb.sql")
-            .map(|f| f.path.clone());
-        let name = createdb
-            .as_deref()
-            .and_then(|path| std::fs::read_to_string(path).ok())
+            .filter(|f| f.prefix == prefix && f.stamp == file.stamp && f.ext == "createdb.sql")
+            .collect();
+        createdbs.sort_by_key(|f| f.encrypted);
+        let createdb = createdbs.first().map(|f| f.path.clone());
+        // An encrypted createdb.sql is read once the key is known (see `super::decrypt`).
+        let name = createdbs
+            .first()
+            .filter(|f| !f.encrypted)
+            .and_then(|f| std::fs::read_to_string(&f.path).ok())
             .and_then(|text| super::script::createdb_database_name(&text))
             .unwrap_or_else(|| name_from_prefix(prefix));
         databases.push(DatabaseDump {
@@ -347,6 +362,8 @@ pub fn find_set(dir: &Path, stamp: Option<&str>) -> Result<DumpSet, SetError> {
             dump: file.path.clone(),
             format,
             createdb,
+            encrypted: file.encrypted
+                || (format == DumpFormat::Directory && holds_encrypted_files(&file.path)),
         });
     }
     databases.sort_by(|a, b| a.name.cmp(&b.name));
@@ -368,7 +385,7 @@ pub fn find_set(dir: &Path, stamp: Option<&str>) -> Result<DumpSet, SetError> {
             UNAPPLIED_PREFIXES.contains(&f.prefix.as_str()) && f.ext == "out" && in_window(f.when)
         })
         .collect();
-    unapplied.sort_by_key(|f| (f.prefix.clone(), std::cmp::Reverse(f.when)));
+    unapplied.sort_by_key(|f| (f.prefix.clone(), std::cmp::Reverse(f.when), f.encrypted));
     unapplied.dedup_by(|a, b| a.prefix == b.prefix);
     Ok(DumpSet {
         dir: dir.to_path_buf(),
@@ -377,6 +394,21 @@ pub fn find_set(dir: &Path, stamp: Option<&str>) -> Result<DumpSet, SetError> {
         databases,
         unapplied: unapplied.into_iter().map(|f| f.path.clone()).collect(),
     })
+}
+
+/// Whether a directory dump holds encrypted files (`toc.dat.age`, ...).
+fn holds_encrypted_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|entry| crate::crypt::naming::is_encrypted_name(&entry.file_name()))
+    })
+}
+
+/// Whether a file of the set is encrypted (its name ends in `.age`).
+pub fn is_encrypted_file(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(crate::crypt::naming::is_encrypted_name)
 }
 
 fn no_such_stamp(dir: &Path, stamp: &str, anchors: &[&NamedFile]) -> SetError {
@@ -603,11 +635,6 @@ mod tests {
             find_set(tmp.path(), None),
             Err(SetError::Empty(_))
         ));
-        touch(tmp.path(), "a_2024-03-05T07:00:00Z.dump.age");
-        assert!(matches!(
-            find_set(tmp.path(), None),
-            Err(SetError::Encrypted(_))
-        ));
         for name in [
             "a_2024-03-05T07:00:00Z.dump",
             "a_2024-03-06T07:00:00Z.tar",
@@ -622,6 +649,66 @@ mod tests {
         assert_eq!(formats, [DumpFormat::Tar, DumpFormat::Custom]);
         let older = find_set(tmp.path(), Some("2024-03-05T07:00:01Z")).unwrap();
         assert_eq!(older.databases[0].format, DumpFormat::Custom);
+    }
+
+    #[test]
+    fn encrypted_files_form_sets_and_plaintext_wins_when_both_are_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for name in [
+            "pg_globals_2024-03-05T07:00:00Z.sql.age",
+            "pg_globals_2024-03-05T07:00:00Z.sql.age.sha256",
+            "pg_globals_2024-03-05T07:00:00Z.sql.sha256.age",
+            "pg_settings_2024-03-05T07:00:00Z.out.age",
+            "a_2024-03-05T07:00:01Z.dump.age",
+            "a_2024-03-05T07:00:01Z.createdb.sql.age",
+            "b_2024-03-05T07:00:02Z.sql.gz.age",
+            "b_2024-03-05T07:00:02Z.sql.gz",
+            "b_2024-03-05T07:00:02Z.createdb.sql",
+            "b_2024-03-05T07:00:02Z.createdb.sql.age",
+            "c_2024-03-05T07:00:03Z.d",
+        ] {
+            touch(dir, name);
+        }
+        std::fs::write(dir.join("c_2024-03-05T07:00:03Z.d/toc.dat.age"), b"x").unwrap();
+        std::fs::write(
+            dir.join("b_2024-03-05T07:00:02Z.createdb.sql"),
+            "CREATE DATABASE \"b\" WITH TEMPLATE = template0;\n",
+        )
+        .unwrap();
+        let set = find_set(dir, None).unwrap();
+        assert_eq!(
+            set.globals,
+            Some(dir.join("pg_globals_2024-03-05T07:00:00Z.sql.age"))
+        );
+        assert_eq!(
+            set.unapplied,
+            [dir.join("pg_settings_2024-03-05T07:00:00Z.out.age")]
+        );
+        let found: Vec<(&str, bool, DumpFormat)> = set
+            .databases
+            .iter()
+            .map(|d| (d.name.as_str(), d.encrypted, d.format))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("a", true, DumpFormat::Custom),
+                ("b", false, DumpFormat::Plain(PlainCompression::Gzip)),
+                ("c", true, DumpFormat::Directory)
+            ]
+        );
+        assert!(is_encrypted_file(
+            set.databases[0].createdb.as_deref().unwrap()
+        ));
+        assert_eq!(
+            set.databases[1].createdb,
+            Some(dir.join("b_2024-03-05T07:00:02Z.createdb.sql"))
+        );
+        assert_eq!(
+            set.databases[1].dump,
+            dir.join("b_2024-03-05T07:00:02Z.sql.gz")
+        );
     }
 
     #[test]
@@ -650,6 +737,7 @@ mod tests {
             dump: PathBuf::new(),
             format: DumpFormat::Custom,
             createdb: None,
+            encrypted: false,
         };
         let set = DumpSet {
             dir: PathBuf::new(),

@@ -9,7 +9,7 @@ use crate::config::values::ChecksumAlgorithm;
 use crate::dump::checksum::hash_file;
 
 /// Algorithms whose checksum files are looked for, strongest first.
-const ALGORITHMS: [ChecksumAlgorithm; 5] = [
+pub const ALGORITHMS: [ChecksumAlgorithm; 5] = [
     ChecksumAlgorithm::Sha512,
     ChecksumAlgorithm::Sha384,
     ChecksumAlgorithm::Sha256,

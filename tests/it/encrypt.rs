@@ -313,7 +313,7 @@ fn looks_like_plaintext(bytes: &[u8]) -> bool {
 
 /// Reads every file under `dir` over and over until `stop`, recording the names of those that
 /// are neither `.age` files nor locks and hold plaintext; also counts the files seen.
-fn watch(
+pub(crate) fn watch(
     dir: PathBuf,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<(BTreeSet<String>, usize)> {

@@ -14,6 +14,7 @@ mod matrix;
 mod offsite;
 mod remote;
 mod restore_dump;
+mod restore_encrypted;
 mod restore_snapshot;
 mod servers;
 mod state_table;

@@ -33,7 +33,7 @@ fn literal(text: &str) -> String {
 }
 
 /// The fixture, then the odd names (owned by u2, one with an ACL and settings).
-fn populate(source: &Cluster, odd_names: bool) {
+pub(crate) fn populate(source: &Cluster, odd_names: bool) {
     source.psql(FIXTURE);
     if !odd_names {
         return;
@@ -55,7 +55,7 @@ fn populate(source: &Cluster, odd_names: bool) {
     ));
 }
 
-fn client_bindir() -> String {
+pub(crate) fn client_bindir() -> String {
     cluster::pg_binaries()
         .client_tool("pg_restore")
         .parent()
@@ -65,7 +65,7 @@ fn client_bindir() -> String {
 }
 
 /// Dumps `source` with the pgback binary into `dir`, with `config` (TOML) when given.
-fn pgback_dump(source: &Cluster, dir: &Path, config: &str, extra: &[&str]) {
+pub(crate) fn pgback_dump(source: &Cluster, dir: &Path, config: &str, extra: &[&str]) {
     let config_path = dir.with_extension("toml");
     std::fs::write(&config_path, config).unwrap();
     TestCommand::new(source, "pgback")
@@ -94,6 +94,12 @@ fn settings(target: &Cluster, dir: &Path) -> RestoreSettings {
         bin_directory: client_bindir(),
         require_checksums: false,
         conn: conn(target),
+        decrypt_key: Err(std::sync::Arc::new(
+            safe_backup::config::encryption::EncryptionError::NoKey {
+                action: "--restore",
+                what: "an identity file",
+            },
+        )),
     }
 }
 
@@ -108,6 +114,22 @@ fn run(settings: RestoreSettings) -> Result<RestoreReport, RestoreError> {
 /// Runs the `pgback --restore` line of a doc block with the pgback binary: DIR becomes `dir`,
 /// `-d` the target; `-B` (where the client tools are) and `extra` are added.
 fn pgback_from_doc(name: &str, target: &Cluster, dir: &Path, extra: &[&str]) -> Run {
+    TestCommand::new(target, "pgback")
+        .args(doc_args(name, target, dir, None))
+        .args(["-B", &client_bindir()])
+        .args(extra)
+        .limit(Duration::from_secs(180))
+        .run()
+}
+
+/// The arguments of the `pgback --restore` line of a doc block: DIR becomes `dir`, `-d` the
+/// target, `--cipher-identity`'s file `identity`.
+pub(crate) fn doc_args(
+    name: &str,
+    target: &Cluster,
+    dir: &Path,
+    identity: Option<&Path>,
+) -> Vec<String> {
     let block = doc_block(name);
     let line = block
         .lines()
@@ -122,16 +144,16 @@ fn pgback_from_doc(name: &str, target: &Cluster, dir: &Path, extra: &[&str]) -> 
                 words.next();
                 args.extend(["-d".to_string(), target.conninfo_socket()]);
             }
+            "--cipher-identity" => {
+                let given = words.next().unwrap_or_default();
+                let file = identity.map_or(given, |path| path.display().to_string());
+                args.extend(["--cipher-identity".to_string(), file]);
+            }
             _ => args.push(word),
         }
     }
     assert!(args.contains(&dir.display().to_string()), "{line}");
-    TestCommand::new(target, "pgback")
-        .args(&args)
-        .args(["-B", &client_bindir()])
-        .args(extra)
-        .limit(Duration::from_secs(180))
-        .run()
+    args
 }
 
 fn query(cluster: &Cluster, db: &str, sql: &str) -> String {
@@ -141,7 +163,7 @@ fn query(cluster: &Cluster, db: &str, sql: &str) -> String {
 }
 
 /// Roles, databases (owner, ACL, limit), settings, memberships: what must match after a restore.
-fn server_catalog(cluster: &Cluster) -> String {
+pub(crate) fn server_catalog(cluster: &Cluster) -> String {
     [
         "SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, \
          rolconnlimit, coalesce(rolpassword, '') FROM pg_authid WHERE rolname !~ '^pg_' ORDER BY 1",
@@ -160,7 +182,7 @@ fn server_catalog(cluster: &Cluster) -> String {
 }
 
 /// Relations of `public` with owner and ACL, the schema's ACL, and each table's rows as md5.
-fn database_catalog(cluster: &Cluster, db: &str) -> String {
+pub(crate) fn database_catalog(cluster: &Cluster, db: &str) -> String {
     let relations = query(
         cluster,
         db,
@@ -194,7 +216,7 @@ fn database_catalog(cluster: &Cluster, db: &str) -> String {
 }
 
 /// What "untouched" means: the server catalog and every database's relations.
-fn target_state(cluster: &Cluster) -> String {
+pub(crate) fn target_state(cluster: &Cluster) -> String {
     let mut out = server_catalog(cluster);
     let dbs = query(
         cluster,
@@ -208,7 +230,7 @@ fn target_state(cluster: &Cluster) -> String {
 }
 
 /// A file of `dir` whose name starts with `prefix` and ends with `suffix`.
-fn file_of(dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
+pub(crate) fn file_of(dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
