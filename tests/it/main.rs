@@ -12,6 +12,7 @@ mod encrypt;
 mod harness_selftest;
 mod matrix;
 mod offsite;
+mod recipes;
 mod remote;
 mod restore_dump;
 mod restore_encrypted;

@@ -10,5 +10,4 @@ mod faults;
 mod field;
 mod hooks;
 mod named;
-mod recipes;
 mod restore;

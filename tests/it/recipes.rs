@@ -10,7 +10,7 @@ use std::os::unix::fs::{symlink, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::drill::{
+use crate::matrix::drill::{
     assert_proven, backup_args, btrfs, loaded_source, pgdrill, proof_queries, PROGRAM_LIMIT,
 };
 use crate::cluster::{self, Cluster};
