@@ -10,10 +10,10 @@ use std::os::unix::fs::{symlink, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::cluster::{self, Cluster};
 use crate::matrix::drill::{
     assert_proven, backup_args, btrfs, loaded_source, pgdrill, proof_queries, PROGRAM_LIMIT,
 };
-use crate::cluster::{self, Cluster};
 use crate::util::{self, LoopFs, TestCommand};
 
 /// Moves the live data directory of `source` (stopped meanwhile) to `dir/data` and leaves a

@@ -19,7 +19,7 @@ use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::util::{self, LoopFs, Run, TestCommand};
 
 /// How long any one pgdrill, pgpre or pgpost may run.
-pub(super) const PROGRAM_LIMIT: Duration = Duration::from_secs(300);
+pub(crate) const PROGRAM_LIMIT: Duration = Duration::from_secs(300);
 
 /// One backup: `pgpre --fast`, what `between` does (the copy), a marker row, `pgpost
 /// --output-dir label_dir`. Returns the pgbench transactions committed before pgpost.
@@ -52,7 +52,7 @@ pub(crate) fn loaded_source(scale: u32) -> Cluster {
 /// A hot copy of `source`'s data directory at `copy`, taken between pgpre and pgpost under
 /// pgbench load, with pgpost's label in `label_dir`. Returns the transactions committed
 /// before pgpost.
-pub(super) fn hot_copy(source: &Cluster, copy: &Path, label_dir: &Path) -> i64 {
+pub(crate) fn hot_copy(source: &Cluster, copy: &Path, label_dir: &Path) -> i64 {
     let load = source.start_pgbench_load(2, 1);
     let committed = backup(source, label_dir, || source.copy_data_dir(copy));
     load.stop();
@@ -71,7 +71,7 @@ pub(crate) fn proof_queries(committed_before_pgpost: i64) -> Vec<String> {
 }
 
 /// What one pgdrill run left: its output and exit code, and its JSON report.
-pub(super) struct Drill {
+pub(crate) struct Drill {
     pub(super) run: Run,
     pub(super) report: Value,
 }
@@ -96,7 +96,7 @@ impl Drill {
 }
 
 /// `DATADIR --backup-label FILE --wal-archive DIR`, what every drill of a backup is given.
-pub(super) fn backup_args<'a>(data: &'a Path, label: &'a Path, archive: &'a Path) -> Vec<&'a str> {
+pub(crate) fn backup_args<'a>(data: &'a Path, label: &'a Path, archive: &'a Path) -> Vec<&'a str> {
     let text = |path: &'a Path| path.to_str().expect("test paths are UTF-8");
     vec![
         text(data),
@@ -109,7 +109,7 @@ pub(super) fn backup_args<'a>(data: &'a Path, label: &'a Path, archive: &'a Path
 
 /// Runs `pgdrill --json --pg-bindir <server's> args...` with `TMPDIR=tmp`, then checks that
 /// it left nothing in `tmp` and no mount of its own.
-pub(super) fn pgdrill(source: &Cluster, tmp: &Path, args: &[&str]) -> Drill {
+pub(crate) fn pgdrill(source: &Cluster, tmp: &Path, args: &[&str]) -> Drill {
     let run = TestCommand::new(source, "pgdrill")
         .env("TMPDIR", tmp)
         .arg("--json")
@@ -138,7 +138,7 @@ pub(super) fn pgdrill(source: &Cluster, tmp: &Path, args: &[&str]) -> Drill {
 
 /// Path, kind, size, mode, owner, mtime and link target of every entry under `root`; a write
 /// of any kind changes it.
-pub(super) fn fingerprint(root: &Path) -> BTreeMap<PathBuf, String> {
+pub(crate) fn fingerprint(root: &Path) -> BTreeMap<PathBuf, String> {
     let mut seen = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(path) = pending.pop() {
@@ -165,7 +165,7 @@ pub(super) fn fingerprint(root: &Path) -> BTreeMap<PathBuf, String> {
     seen
 }
 
-pub(super) fn assert_proven(drill: &Drill, clone: &str, queries: usize) {
+pub(crate) fn assert_proven(drill: &Drill, clone: &str, queries: usize) {
     let report = &drill.report;
     assert_eq!(
         drill.code(),
@@ -280,7 +280,7 @@ fn proves_a_hot_copy_taken_under_load_and_fails_its_checks_when_they_fail() {
 }
 
 /// `btrfs ARGS...` within the tool limit, panicking with its output on failure.
-pub(super) fn btrfs(args: &[&OsStr]) -> String {
+pub(crate) fn btrfs(args: &[&OsStr]) -> String {
     util::tool("btrfs", args)
 }
 
