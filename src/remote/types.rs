@@ -14,8 +14,8 @@ use super::error::CauseKind;
 pub struct Tuning {
     /// Bytes per multipart part (S3, B2), block (Azure), chunk (GCS, a multiple of 256 KiB) or
     /// SFTP read/write buffer. Memory per upload is at most `part_size * (part_concurrency + 1)`
-    /// (24 MiB with the defaults). S3 and B2 grow it for files over 9,000 parts (72 GiB), as
-    /// S3 allows 10,000 parts per object.
+    /// (15 MiB with the defaults: 5 MiB is S3's smallest part and 20 GCS granules). S3 and B2
+    /// grow it for files over 9,000 parts (45 GiB), as S3 allows 10,000 parts per object.
     pub part_size: usize,
     /// Parts of one file in flight at once (B2: `b2_concurrent_connections`).
     pub part_concurrency: usize,
@@ -36,7 +36,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            part_size: 8 * 1024 * 1024,
+            part_size: 5 * 1024 * 1024,
             part_concurrency: 2,
             max_retries: 5,
             initial_backoff: Duration::from_millis(250),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::crypt::keygen;
-use crate::servers::{self, ByteTap, Server, AZURITE_ACCOUNT, AZURITE_KEY};
+use crate::servers::{self, current_user, ByteTap, Server, AZURITE_ACCOUNT, AZURITE_KEY};
 use crate::util::{Run, TestCommand};
 use crate::watch::{parse_metrics, sample};
 
@@ -194,15 +194,6 @@ impl Remote {
         self.assert_no_secret(&run);
         run.stdout.lines().map(str::to_string).collect()
     }
-}
-
-fn current_user() -> String {
-    let uid = nix::unistd::geteuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| "root".into())
 }
 
 fn files_in(dir: &Path) -> Vec<String> {

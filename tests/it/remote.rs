@@ -20,7 +20,7 @@ use safe_backup::remote::{
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
-use crate::servers::{self, ByteTap, Server, AZURITE_ACCOUNT, AZURITE_KEY};
+use crate::servers::{self, current_user, ByteTap, Server, AZURITE_ACCOUNT, AZURITE_KEY};
 
 const MIB: usize = 1024 * 1024;
 const S3_SECRET: &str = "moto-secret-Zq93xL0pW";
@@ -310,15 +310,6 @@ fn sftp_settings(sshd: &servers::Sshd, port: u16) -> RemoteSettings {
         sftp_identity: sshd.identity.display().to_string(),
         ..RemoteSettings::default()
     }
-}
-
-fn current_user() -> String {
-    let uid = nix::unistd::geteuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| "root".into())
 }
 
 #[test]

@@ -575,3 +575,13 @@ fn copy_until_closed(mut from: TcpStream, mut to: TcpStream, count: impl Fn(u64)
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
 }
+
+/// The name of the user the tests run as (the SFTP login).
+pub fn current_user() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "root".into())
+}
