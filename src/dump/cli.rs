@@ -82,6 +82,15 @@ pub struct PgbackArgs {
     help: Option<bool>,
 }
 
+/// What a run does with a remote store instead of dumping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RemoteMode {
+    /// `--list-remote`.
+    List,
+    /// `--download` (then `--decrypt` of what it fetched).
+    Download,
+}
+
 /// The settings of a run or of `--decrypt` could not be built.
 #[derive(Debug, thiserror::Error)]
 enum StartError {
@@ -141,6 +150,17 @@ impl PgbackArgs {
         Ok((dump, config.connection, path))
     }
 
+    /// `--list-remote` or `--download` instead of dumping, from the flags or the file. `None`
+    /// also when the configuration cannot be read: the run then reports why.
+    fn remote_mode(&self) -> Option<RemoteMode> {
+        let (dump, _, _) = self.load().ok()?;
+        match (dump.remote.list_remote, dump.remote.download) {
+            (StoreKind::None, StoreKind::None) => None,
+            (StoreKind::None, _) => Some(RemoteMode::Download),
+            _ => Some(RemoteMode::List),
+        }
+    }
+
     /// `[dump]` with every layer applied, the connection and the encryption key.
     fn settings(
         &self,
@@ -186,7 +206,8 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
     }
     let progress = Progress::for_stderr();
     init_logging_with(args.verbose + 1, args.log_format, progress.log_writer());
-    if args.decrypt && args.dump.remote.download.is_none() {
+    let remote = args.remote_mode();
+    if args.decrypt && remote != Some(RemoteMode::Download) {
         return decrypt(&args, passphrase.as_ref());
     }
     let metrics = RunMetrics::new("pgback", std::time::SystemTime::now());
@@ -211,12 +232,12 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
             );
             run_restore(&runtime, settings, shutdown_signal(), metrics)
         }
-        None => match (&args.dump.remote.list_remote, &args.dump.remote.download) {
-            (Some(kind), _) | (_, Some(kind)) if *kind != StoreKind::None => (
+        None => match remote {
+            Some(_) => (
                 metrics,
                 list_or_download(&args, &runtime, passphrase.as_ref()),
             ),
-            _ => dump(&args, &runtime, progress, passphrase.as_ref(), metrics),
+            None => dump(&args, &runtime, progress, passphrase.as_ref(), metrics),
         },
     };
     metrics.write_at_end("pgback", args.metrics_file.as_deref(), status.code());

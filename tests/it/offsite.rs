@@ -545,4 +545,9 @@ fn remote_secrets_only_from_a_private_config_file() {
     let listed = list();
     listed.assert_ok("--list-remote with the secret from a private config");
     remote.assert_no_secret(&listed);
+    // `list_remote` of the file lists (an empty bucket) instead of dumping.
+    assert!(
+        listed.stdout.is_empty() && !listed.stderr.contains("dumping"),
+        "{listed}"
+    );
 }
