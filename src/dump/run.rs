@@ -205,18 +205,26 @@ async fn dump_and_purge(
             paused = true;
             standby::pause_replay(&client, server.version, ctx.dump.pause_timeout.0).await?;
         }
-        if !ctx.dump.dump_only {
-            let encryption = encryption.as_deref();
-            save_server_files(&ctx, &client, &server, &mut report, encryption).await;
-            finals.submit(&report.server_files);
-        }
-        let databases = selection.databases;
+        // The server-level files go alongside the dumps: the globals file, which opens the dump
+        // set, takes its stamp at the first poll, before any dump task runs (they are spawned).
+        let mut server_report = RunReport::default();
+        let server_files = async {
+            if !ctx.dump.dump_only {
+                let encryption = encryption.as_deref();
+                save_server_files(&ctx, &client, &server, &mut server_report, encryption).await;
+                finals.submit(&server_report.server_files);
+            }
+        };
         let lanes = Lanes {
             version: server.version,
             encryption: encryption.clone(),
             finals: &finals,
         };
-        dump_databases(&ctx, &client, databases, lanes, &mut report).await;
+        let databases = dump_databases(&ctx, &client, selection.databases, lanes, &mut report);
+        tokio::join!(server_files, databases);
+        report.server_files = server_report.server_files;
+        report.server_errors.extend(server_report.server_errors);
+        report.warnings.extend(server_report.warnings);
         Ok::<(), RunError>(())
     };
     let outcome = tokio::select! {
