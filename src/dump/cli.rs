@@ -91,6 +91,17 @@ enum RemoteMode {
     Download,
 }
 
+impl RemoteMode {
+    /// `list_remote` or `download` of `dump` (flags, variables or the file).
+    fn of(dump: &DumpConfig) -> Option<RemoteMode> {
+        match (dump.remote.list_remote, dump.remote.download) {
+            (StoreKind::None, StoreKind::None) => None,
+            (StoreKind::None, _) => Some(RemoteMode::Download),
+            _ => Some(RemoteMode::List),
+        }
+    }
+}
+
 /// The settings of a run or of `--decrypt` could not be built.
 #[derive(Debug, thiserror::Error)]
 enum StartError {
@@ -133,10 +144,13 @@ impl Failure for StartError {
     }
 }
 
+/// `[dump]` with every layer applied, `[connection]`, and the configuration file's path.
+type Loaded = (DumpConfig, ConnectionConfig, Option<PathBuf>);
+
 impl PgbackArgs {
     /// `[dump]` with every layer applied; a file holding a secret must not be readable by others.
-    /// Also returns `[connection]` and the file's path.
-    fn load(&self) -> Result<(DumpConfig, ConnectionConfig, Option<PathBuf>), StartError> {
+    /// Also returns `[connection]` and the file's path. Read once per run, by [`run_pgback`].
+    fn load(&self) -> Result<Loaded, StartError> {
         let (config, path) = Config::load(self.config.as_deref())?;
         let dump = config.dump.layered(&self.dump)?;
         dump.encryption
@@ -150,24 +164,14 @@ impl PgbackArgs {
         Ok((dump, config.connection, path))
     }
 
-    /// `--list-remote` or `--download` instead of dumping, from the flags or the file. `None`
-    /// also when the configuration cannot be read: the run then reports why.
-    fn remote_mode(&self) -> Option<RemoteMode> {
-        let (dump, _, _) = self.load().ok()?;
-        match (dump.remote.list_remote, dump.remote.download) {
-            (StoreKind::None, StoreKind::None) => None,
-            (StoreKind::None, _) => Some(RemoteMode::Download),
-            _ => Some(RemoteMode::List),
-        }
-    }
-
-    /// `[dump]` with every layer applied, the connection and the encryption key.
+    /// The loaded `[dump]` and `[connection]` with the encryption key: a run's settings.
     fn settings(
         &self,
+        loaded: Result<Loaded, StartError>,
         progress: Progress,
         passphrase: Option<&Secret>,
     ) -> Result<RunSettings, StartError> {
-        let (dump, connection, _) = self.load()?;
+        let (dump, connection, _) = loaded?;
         let encryption = dump
             .encryption
             .encrypt_key(passphrase)?
@@ -206,9 +210,15 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
     }
     let progress = Progress::for_stderr();
     init_logging_with(args.verbose + 1, args.log_format, progress.log_writer());
-    let remote = args.remote_mode();
+    // A configuration that cannot be read is reported by the path that needs it (--restore
+    // reads its own).
+    let loaded = args.load();
+    let remote = loaded
+        .as_ref()
+        .ok()
+        .and_then(|(dump, _, _)| RemoteMode::of(dump));
     if args.decrypt && remote != Some(RemoteMode::Download) {
-        return decrypt(&args, passphrase.as_ref());
+        return decrypt(&args, loaded, passphrase.as_ref());
     }
     let metrics = RunMetrics::new("pgback", std::time::SystemTime::now());
     let runtime = match crate::process::runtime() {
@@ -235,9 +245,12 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
         None => match remote {
             Some(_) => (
                 metrics,
-                list_or_download(&args, &runtime, passphrase.as_ref()),
+                list_or_download(&args, loaded, &runtime, passphrase.as_ref()),
             ),
-            None => dump(&args, &runtime, progress, passphrase.as_ref(), metrics),
+            None => {
+                let settings = args.settings(loaded, progress, passphrase.as_ref());
+                dump(settings, &runtime, metrics)
+            }
         },
     };
     metrics.write_at_end("pgback", args.metrics_file.as_deref(), status.code());
@@ -246,13 +259,11 @@ pub fn run_pgback(args: PgbackArgs) -> ExitCode {
 
 /// The dumps: the summary table, and for a failure one line naming it.
 fn dump(
-    args: &PgbackArgs,
+    settings: Result<RunSettings, StartError>,
     runtime: &tokio::runtime::Runtime,
-    progress: Progress,
-    passphrase: Option<&Secret>,
     metrics: RunMetrics,
 ) -> (RunMetrics, ExitStatus) {
-    let mut settings = match args.settings(progress, passphrase) {
+    let mut settings = match settings {
         Ok(settings) => settings,
         Err(error) => return (metrics, print_failure("pgback", &error)),
     };
@@ -297,10 +308,11 @@ fn convert(path: &Path) -> ExitCode {
 /// instead of dumping.
 fn list_or_download(
     args: &PgbackArgs,
+    loaded: Result<Loaded, StartError>,
     runtime: &tokio::runtime::Runtime,
     passphrase: Option<&Secret>,
 ) -> ExitStatus {
-    let (dump, _, path) = match args.load() {
+    let (dump, _, path) = match loaded {
         Ok(loaded) => loaded,
         Err(error) => return print_failure("pgback", &error),
     };
@@ -340,12 +352,16 @@ fn list_or_download(
 
 /// `--decrypt [GLOBS]`: decrypts the matching `.age` files of the backup directory in place,
 /// `-j` at a time. Each file that cannot be decrypted gets one line, and no output file.
-fn decrypt(args: &PgbackArgs, passphrase: Option<&Secret>) -> ExitCode {
-    let prepared = (|| {
+fn decrypt(
+    args: &PgbackArgs,
+    loaded: Result<Loaded, StartError>,
+    passphrase: Option<&Secret>,
+) -> ExitCode {
+    let prepared = (move || {
         if args.dump.encryption.encrypt == Some(true) {
             return Err(StartError::from(EncryptionError::EncryptAndDecrypt));
         }
-        let (dump, _, path) = args.load()?;
+        let (dump, _, path) = loaded?;
         let key = dump.encryption.decrypt_key(passphrase, path.as_deref())?;
         if dump
             .backup_directory

@@ -399,6 +399,23 @@ fn offsite_round_trip(backend: Backend) {
         fs::write(&remote_file, &bytes).expect("mending the remote dump");
     }
 
+    // A wrong identity: exit 1 naming the cause, the fetched files kept encrypted, no plaintext.
+    let (wrong, _) = keygen(keys.path(), "wrong.txt");
+    let refused = tempfile::tempdir().expect("a download directory");
+    let mut args = vec!["-b".to_string(), refused.path().display().to_string()];
+    args.extend(remote.flags("download", port));
+    args.extend(["--decrypt".into(), "--cipher-identity".into()]);
+    args.push(wrong.display().to_string());
+    args.push("app_*".into());
+    let run = remote.pgback(&source, &args).run();
+    run.assert_code(1, "--download --decrypt with a wrong identity");
+    run.assert_stderr("cannot decrypt");
+    assert_eq!(
+        files_in(refused.path()),
+        local_app,
+        "only the encrypted files"
+    );
+
     // 4. Restore what came back and compare.
     restore_and_compare(&source, fetched.path());
 
