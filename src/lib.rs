@@ -4,6 +4,7 @@
 //! In dependency order: each module uses only those above it.
 //! - [`exit`]: the exit-code table, `Failure`, the one-line report, and the log (`--log-format`).
 //! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
+//! - [`pump`]: moving a child's stdout into its sink (hash, encrypt, write) on a blocking thread.
 //! - [`server`]: `ServerVersion`, the one version type, and the version-specific SQL, as pure builders.
 //! - [`conn`]: libpq conventions (conninfo, URIs, PG* variables, pgpass, services, sslmode) over tokio-postgres.
 //! - [`cli`]: clap definitions of `pgpre` and `pgpost`, and the connection flags of every binary
@@ -28,6 +29,7 @@ pub mod dump;
 pub mod exit;
 pub mod metrics;
 pub mod process;
+pub mod pump;
 pub mod remote;
 pub mod restore;
 pub mod secret;

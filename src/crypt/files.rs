@@ -13,9 +13,10 @@ use std::sync::Mutex;
 use super::error::CryptError;
 use super::keys::{DecryptKey, EncryptKey, SCRYPT_MAX_WORK_FACTOR};
 use super::naming::{decrypted_path, encrypted_path, is_encrypted_name};
-use super::stream::{EncryptSink, BATCH_BYTES};
+use super::stream::EncryptSink;
 use crate::config::values::ChecksumAlgorithm;
 use crate::dump::naming::temp_path;
+use crate::pump::BATCH_BYTES;
 
 /// One file encrypted by [`encrypt_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]

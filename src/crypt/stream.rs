@@ -2,26 +2,17 @@
 //! (`--encrypt-keep-src`), encrypted in age's 64 KiB chunks and hashed again on their way to
 //! `<file>.age`, with no plaintext on disk and a few MiB of memory per stream.
 //!
-//! [`EncryptSink`] is the synchronous core. [`encrypt_stream`] feeds one from an async reader
-//! (pg_dump's stdout): the runtime thread only moves 1 MiB batches into a bounded channel, and a
-//! blocking thread does the hashing, the encryption and the writes.
+//! [`EncryptSink`] is the synchronous core. [`encrypt_stream`] feeds one from a blocking reader
+//! (pg_dump's stdout) through [`crate::pump`]: one blocking thread reads 1 MiB batches, hashes,
+//! encrypts and writes them.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-
 use super::keys::EncryptKey;
 use crate::config::values::ChecksumAlgorithm;
 use crate::dump::checksum::{ChecksumWriter, Hasher};
-
-/// Bytes moved from the reader to the writer thread at a time, and the size of the writes to
-/// the encrypted file.
-pub const BATCH_BYTES: usize = 1024 * 1024;
-
-/// Batches in flight between the reader and the writer thread. With the one being filled and
-/// the one being written, memory per stream stays under `(QUEUE_DEPTH + 3) * BATCH_BYTES`.
-const QUEUE_DEPTH: usize = 2;
+use crate::pump::{pump, BatchSink, Source, BATCH_BYTES};
 
 /// One stream, encrypted and written.
 #[derive(Debug)]
@@ -102,85 +93,38 @@ impl EncryptSink {
     }
 }
 
-/// What the reader hands the writer thread.
-enum Batch {
-    /// Plaintext.
-    Bytes(Vec<u8>),
-    /// The reader reached the end: finish the file. A channel closed without it means the
-    /// stream was abandoned (read error, cancellation) and the file must not be finished.
-    End,
+impl BatchSink for EncryptSink {
+    fn write_batch(&mut self, batch: &[u8]) -> io::Result<()> {
+        self.write_all(batch)
+    }
+}
+
+fn joined<T>(joined: Result<io::Result<T>, tokio::task::JoinError>) -> io::Result<T> {
+    joined.map_err(|e| io::Error::other(format!("the encrypting thread failed: {e}")))?
 }
 
 /// Streams `reader` into `age_file` (and `plain_file` with keep-src): see [`EncryptSink`].
 /// `on_progress` sees the running plaintext byte count. The files are returned fsynced; the
 /// caller renames them into place and writes the checksum files. If this fails or the future
 /// is dropped, the files are left unfinished for the caller to remove.
-pub async fn encrypt_stream<R: AsyncRead + Unpin>(
-    reader: &mut R,
+pub async fn encrypt_stream(
+    reader: Source,
     key: &EncryptKey,
     age_file: File,
     plain_file: Option<File>,
     algorithm: ChecksumAlgorithm,
-    mut on_progress: impl FnMut(u64),
+    on_progress: impl FnMut(u64),
 ) -> io::Result<EncryptedStream> {
-    let (to_writer, mut from_reader) = tokio::sync::mpsc::channel::<Batch>(QUEUE_DEPTH);
-    let (recycle, mut recycled) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let key = key.clone();
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut sink = EncryptSink::new(&key, age_file, plain_file, algorithm)?;
-        loop {
-            match from_reader.blocking_recv() {
-                Some(Batch::Bytes(bytes)) => {
-                    sink.write_all(&bytes)?;
-                    let _ = recycle.send(bytes);
-                }
-                Some(Batch::End) => return sink.finish(),
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Interrupted,
-                        "the stream to encrypt was abandoned",
-                    ))
-                }
-            }
-        }
-    });
-
-    let read = async {
-        let mut total = 0u64;
-        loop {
-            let mut batch = recycled
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES));
-            batch.clear();
-            while batch.len() < BATCH_BYTES {
-                // Reads into the spare capacity: no zeroing, never grows the buffer.
-                if reader.read_buf(&mut batch).await? == 0 {
-                    break;
-                }
-            }
-            let end = batch.len() < BATCH_BYTES;
-            if !batch.is_empty() {
-                total += batch.len() as u64;
-                on_progress(total);
-                if to_writer.send(Batch::Bytes(batch)).await.is_err() {
-                    return Ok(()); // The writer failed: its error is the one to report.
-                }
-            }
-            if end {
-                // Failing, the writer has its own error to report.
-                let _ = to_writer.send(Batch::End).await;
-                return Ok(());
-            }
-        }
-    };
-    let read: io::Result<()> = read.await;
-    drop(to_writer);
-    let written = writer
-        .await
-        .map_err(|e| io::Error::other(format!("the encrypting thread failed: {e}")))?;
-    // A read error (pg_dump's pipe) comes first: the writer only saw the stream stop.
-    read?;
-    written
+    // The age header: with a passphrase this runs scrypt, off the runtime's thread.
+    let sink = joined(
+        tokio::task::spawn_blocking(move || {
+            EncryptSink::new(&key, age_file, plain_file, algorithm)
+        })
+        .await,
+    )?;
+    let (sink, _) = pump(reader, sink, on_progress).await?;
+    joined(tokio::task::spawn_blocking(move || sink.finish()).await)
 }
 
 /// Encrypts a small file held in memory (a checksum file, `createdb.sql`) into the bytes of
@@ -230,7 +174,7 @@ mod tests {
         let plain_path = tmp.path().join("x.dump");
         let mut last = 0;
         let done = encrypt_stream(
-            &mut &plain[..],
+            Source::bytes(plain.clone()),
             &key,
             File::create(&age_path).unwrap(),
             Some(File::create(&plain_path).unwrap()),
@@ -259,10 +203,9 @@ mod tests {
     fn the_stream_future_can_be_spawned() {
         fn assert_send<T: Send>(_: &T) {}
         let (key, _) = recipient_pair();
-        let mut reader: &[u8] = b"";
         let file = File::options().write(true).open("/dev/null").unwrap();
         let future = encrypt_stream(
-            &mut reader,
+            Source::bytes(Vec::new()),
             &key,
             file,
             None,
@@ -280,7 +223,7 @@ mod tests {
             let plain = data(len);
             let path = tmp.path().join(format!("{len}.age"));
             let done = encrypt_stream(
-                &mut &plain[..],
+                Source::bytes(plain.clone()),
                 &key,
                 File::create(&path).unwrap(),
                 None,
@@ -297,19 +240,15 @@ mod tests {
     /// A reader that fails after some bytes, as a broken pipe would.
     struct FailingReader(usize);
 
-    impl AsyncRead for FailingReader {
-        fn poll_read(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &mut tokio::io::ReadBuf<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
+    impl Read for FailingReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             if self.0 == 0 {
-                return std::task::Poll::Ready(Err(io::Error::other("pipe broke")));
+                return Err(io::Error::other("pipe broke"));
             }
-            let n = self.0.min(buf.remaining()).min(10_000);
-            buf.put_slice(&vec![b'x'; n]);
+            let n = self.0.min(buf.len()).min(10_000);
+            buf[..n].fill(b'x');
             self.0 -= n;
-            std::task::Poll::Ready(Ok(()))
+            Ok(n)
         }
     }
 
@@ -319,7 +258,7 @@ mod tests {
         let (key, identity) = recipient_pair();
         let path = tmp.path().join("broken.age");
         let error = encrypt_stream(
-            &mut FailingReader(2 * BATCH_BYTES + 5),
+            Source::Reader(Box::new(FailingReader(2 * BATCH_BYTES + 5))),
             &key,
             File::create(&path).unwrap(),
             None,
@@ -411,7 +350,7 @@ mod tests {
                 let file = File::create(tmp.path().join("x.age")).unwrap();
                 runtime
                     .block_on(encrypt_stream(
-                        &mut &plain[..],
+                        Source::bytes(plain.clone()),
                         &key,
                         file,
                         None,
@@ -425,7 +364,7 @@ mod tests {
                 let keep = File::create(tmp.path().join("y")).unwrap();
                 runtime
                     .block_on(encrypt_stream(
-                        &mut &plain[..],
+                        Source::bytes(plain.clone()),
                         &key,
                         file,
                         Some(keep),

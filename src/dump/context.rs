@@ -17,6 +17,7 @@ use crate::config::dump::DumpConfig;
 use crate::config::values::ChecksumAlgorithm;
 use crate::conn::{ConnSettings, LIBPQ_ENV_VARS};
 use crate::process::{run_child, ChildName};
+use crate::pump::Source;
 
 /// The shared state of one run.
 #[derive(Debug)]
@@ -150,12 +151,16 @@ impl RunContext {
         out: ToolOutput<'_>,
     ) -> Result<Option<WrittenFile>, DumpError> {
         let mode = self.dump.backup_file_mode;
-        let write = |mut stdout: ChildStdout| async move {
+        let write = |stdout: ChildStdout| async move {
             if out.directory {
                 return Ok(None);
             }
+            let stdout = Source::child_stdout(stdout).map_err(|source| output::OutputError {
+                path: out.path.to_path_buf(),
+                source,
+            })?;
             let mut progress = self.progress.start(name.label);
-            output::write_streamed(out.path, &mut stdout, out.checksum, mode, |total| {
+            output::write_streamed(out.path, stdout, out.checksum, mode, |total| {
                 progress.update(total)
             })
             .await

@@ -12,7 +12,6 @@
 use std::io;
 use std::path::Path;
 
-use tokio::io::AsyncRead;
 use tokio::process::{ChildStdout, Command};
 
 use super::checksum::checksum_line;
@@ -26,6 +25,7 @@ use crate::crypt::naming::{
 };
 use crate::crypt::{encrypt_directory, encrypt_stream, encrypt_to_vec, CryptError, EncryptKey};
 use crate::process::{run_child, AtomicFile, ChildName, FileOptions};
+use crate::pump::Source;
 
 /// How a run encrypts: built once from `[dump.encryption]`.
 #[derive(Debug, Clone)]
@@ -81,9 +81,9 @@ fn output_error(error: CryptError, fallback: &Path) -> OutputError {
 
 impl Encryption {
     /// Encrypts `reader` into `temp(<path>.age)` (and `temp(<path>)` with keep-src).
-    async fn stream<R: AsyncRead + Unpin>(
+    async fn stream(
         &self,
-        reader: &mut R,
+        reader: Source,
         path: &Path,
         algorithm: ChecksumAlgorithm,
         mode: FileMode,
@@ -212,10 +212,8 @@ impl Encryption {
         mode: FileMode,
     ) -> Result<Vec<WrittenFile>, OutputError> {
         remove_partials(path);
-        let mut reader = bytes;
-        let pending = self
-            .stream(&mut reader, path, algorithm, mode, |_| {})
-            .await?;
+        let reader = Source::bytes(bytes.to_vec());
+        let pending = self.stream(reader, path, algorithm, mode, |_| {}).await?;
         self.commit(pending, path, algorithm, mode).await
     }
 
@@ -239,9 +237,10 @@ impl Encryption {
             return result;
         }
         let mode = ctx.dump.backup_file_mode;
-        let write = |mut stdout: ChildStdout| async move {
+        let write = |stdout: ChildStdout| async move {
+            let stdout = Source::child_stdout(stdout).map_err(at(out.path))?;
             let mut progress = ctx.progress().start(name.label);
-            self.stream(&mut stdout, out.path, out.checksum, mode, |total| {
+            self.stream(stdout, out.path, out.checksum, mode, |total| {
                 progress.update(total)
             })
             .await

@@ -1,8 +1,8 @@
 //! Writing result files safely: under a temporary name, checksummed while streaming, fsynced,
 //! chmodded, then renamed into place (and the directory fsynced), with the checksum file beside.
 //!
-//! A stream is read in 1 MiB batches on the runtime thread; hashing, writing and every fsync
-//! run on blocking threads, so that concurrent dumps never wait for one another's disk work.
+//! A stream is read, hashed and written on a blocking thread of its own ([`crate::pump`]), and
+//! every fsync runs on one too, so that concurrent dumps never wait for one another's disk work.
 //! Write-back starts every [`FLUSH_AFTER_BYTES`] (as PostgreSQL's `*_flush_after`), so the
 //! final fsync finds little left to write.
 
@@ -12,12 +12,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-
 use super::checksum::{checksum_line, hash_file, Hasher};
 use super::naming::temp_path;
 use crate::config::values::{ChecksumAlgorithm, FileMode};
 use crate::process::{create_private_dir, directory_of, write_atomically, AtomicFile, FileOptions};
+use crate::pump::{pump, BatchSink, Source};
 
 /// A file (or dump directory) that is complete and in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +104,6 @@ fn display_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Bytes read from a stream before they go to the writing thread, and the size of its writes.
-pub const BATCH_BYTES: usize = 1024 * 1024;
-
 /// Written bytes after which write-back of them is started (`posix_fadvise`), so that the
 /// final fsync has little left to do and dirty pages do not pile up.
 pub const FLUSH_AFTER_BYTES: u64 = 8 * 1024 * 1024;
@@ -120,8 +116,8 @@ struct HashedFile {
     flushed: u64,
 }
 
-impl HashedFile {
-    fn write(&mut self, batch: &[u8]) -> io::Result<()> {
+impl BatchSink for HashedFile {
+    fn write_batch(&mut self, batch: &[u8]) -> io::Result<()> {
         self.file.write_all(batch)?;
         if let Some(hasher) = &mut self.hasher {
             hasher.update(batch);
@@ -165,57 +161,10 @@ fn blocking<T: Send + 'static>(
     }
 }
 
-/// Reads until `batch` is full or the stream ends (its capacity is never exceeded).
-async fn fill_batch<R: AsyncRead + Unpin>(reader: &mut R, batch: &mut Vec<u8>) -> io::Result<()> {
-    while batch.len() < batch.capacity() {
-        if reader.read_buf(batch).await? == 0 {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Copies `reader` into `sink`: while one batch is hashed and written on a blocking thread,
-/// the next is read (two batches in memory). `on_progress` sees the bytes written so far.
-async fn copy_batches<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    sink: HashedFile,
-    mut on_progress: impl FnMut(u64),
-) -> io::Result<HashedFile> {
-    let mut idle = Some(sink);
-    let mut spare = Vec::new();
-    let mut in_flight = None;
-    loop {
-        let mut batch = std::mem::take(&mut spare);
-        batch.clear();
-        batch.reserve_exact(BATCH_BYTES);
-        let read = fill_batch(reader, &mut batch).await;
-        // The batch in flight lands before the next starts, or before returning (even when
-        // reading failed: the file is then the caller's to remove).
-        if let Some(writing) = in_flight.take() {
-            let (sink, written): (HashedFile, Vec<u8>) = writing.await?;
-            on_progress(sink.written);
-            idle = Some(sink);
-            spare = written;
-        }
-        read?;
-        let mut sink = idle
-            .take()
-            .ok_or_else(|| io::Error::other("internal: the stream has no file"))?;
-        if batch.is_empty() {
-            return Ok(sink);
-        }
-        in_flight = Some(blocking(move || {
-            sink.write(&batch)?;
-            Ok((sink, batch))
-        }));
-    }
-}
-
 /// Streams `reader` into `path`: temp name, digest while writing, fsync, chmod, rename.
-pub async fn write_streamed<R: AsyncRead + Unpin>(
+pub async fn write_streamed(
     path: &Path,
-    reader: &mut R,
+    reader: Source,
     algorithm: ChecksumAlgorithm,
     mode: FileMode,
     on_progress: impl FnMut(u64),
@@ -231,10 +180,7 @@ pub async fn write_streamed<R: AsyncRead + Unpin>(
         written: 0,
         flushed: 0,
     };
-    let sink = copy_batches(reader, sink, on_progress)
-        .await
-        .map_err(at(path))?;
-    let bytes = sink.written;
+    let (sink, bytes) = pump(reader, sink, on_progress).await.map_err(at(path))?;
     let digest = sink.hasher.map(Hasher::finish_hex);
     let target = path.to_path_buf();
     // fsync, rename and the checksum file, off the runtime thread.
@@ -265,8 +211,7 @@ pub async fn write_bytes(
     algorithm: ChecksumAlgorithm,
     mode: FileMode,
 ) -> Result<WrittenFile, OutputError> {
-    let mut reader = bytes;
-    write_streamed(path, &mut reader, algorithm, mode, |_| {}).await
+    write_streamed(path, Source::bytes(bytes.to_vec()), algorithm, mode, |_| {}).await
 }
 
 /// Finishes a directory dump that pg_dump wrote into `temp_path(path)`: fsync and checksum
@@ -373,14 +318,14 @@ mod tests {
     async fn streams_of_many_batches_land_whole_with_their_digest() {
         let tmp = tempfile::tempdir().unwrap();
         // More than the write-back window and not a multiple of the batch size.
-        let data: Vec<u8> = (0..(FLUSH_AFTER_BYTES as usize + 3 * BATCH_BYTES + 4321))
+        let data: Vec<u8> = (0..(FLUSH_AFTER_BYTES as usize + 3 * crate::pump::BATCH_BYTES + 4321))
             .map(|i| (i * 31 % 251) as u8)
             .collect();
         let path = tmp.path().join("big.dump");
         let mut seen = Vec::new();
         let written = write_streamed(
             &path,
-            &mut &data[..],
+            Source::bytes(data.clone()),
             ChecksumAlgorithm::Sha256,
             FileMode::Unchanged,
             |n| seen.push(n),

@@ -21,10 +21,10 @@ use super::set::{is_encrypted_file, DumpSet};
 use super::verify::{parse_checksum_line, VerifyError, ALGORITHMS};
 use crate::config::values::ChecksumAlgorithm;
 use crate::crypt::naming::{decrypted_path, encrypted_plain_checksum_path};
-use crate::crypt::stream::BATCH_BYTES;
 use crate::crypt::{open_decryptor, payload_error, CryptError, DecryptKey};
 use crate::dump::checksum::Hasher;
 use crate::exit::{ExitStatus, Failure};
+use crate::pump::BATCH_BYTES;
 
 /// The plaintext's checksum of an encrypted file, from its decrypted `<file>.<algo>.age`.
 #[derive(Debug, Clone, PartialEq, Eq)]

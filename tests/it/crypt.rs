@@ -98,7 +98,7 @@ fn encrypt_with(key: &EncryptKey, dir: &Path, name: &str, plain: &[u8]) -> PathB
         .unwrap();
     runtime
         .block_on(crypt::encrypt_stream(
-            &mut &plain[..],
+            safe_backup::pump::Source::bytes(plain.to_vec()),
             key,
             file,
             None,
@@ -377,9 +377,9 @@ async fn a_custom_format_dump_streams_into_age_and_restores() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = safe_backup::pump::Source::child_stdout(child.stdout.take().unwrap()).unwrap();
     let done = crypt::encrypt_stream(
-        &mut stdout,
+        stdout,
         &key,
         std::fs::File::create(&age_path).unwrap(),
         None,
