@@ -6,7 +6,7 @@
 //! runs the epoll callback and often wakes the runtime thread, on the child's own CPU time.
 //! Here the thread waits in poll(2) only when the pipe is empty, so while the sink works the
 //! child writes into the (1 MiB) pipe and wakes nobody. On 2 CPUs this took
-//! `scripts/bench-dump`'s `-Z 0` run from about 1.15 to about 1.05 times bare pg_dump.
+//! `scripts/bench-dump`'s `-Z 0` run from 1.15-1.25 to 1.0 times bare pg_dump.
 //!
 //! The poll also watches a pipe of the caller's: when the caller's future is dropped (a
 //! signal, a time limit), the thread stops at once, even if a grandchild of the child keeps
