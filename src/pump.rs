@@ -42,7 +42,10 @@ impl Source {
         use nix::fcntl::{fcntl, FcntlArg, OFlag};
         let pipe = stdout.into_owned_fd()?;
         let flags = OFlag::from_bits_truncate(fcntl(pipe.as_raw_fd(), FcntlArg::F_GETFL)?);
-        fcntl(pipe.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        fcntl(
+            pipe.as_raw_fd(),
+            FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
+        )?;
         Ok(Source::Pipe(File::from(pipe)))
     }
 
