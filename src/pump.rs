@@ -30,7 +30,7 @@ pub trait BatchSink: Send + 'static {
 
 /// What [`pump`] reads.
 pub enum Source {
-    /// A child's stdout, non-blocking (as tokio leaves it): waited for with poll(2).
+    /// A child's stdout, made non-blocking by [`Source::child_stdout`]: waited for with poll(2).
     Pipe(File),
     /// Any blocking reader (bytes in memory, a file).
     Reader(Box<dyn Read + Send>),
