@@ -89,6 +89,18 @@ impl Source {
     }
 }
 
+/// Runs blocking work (file I/O, hashing, scrypt) off the runtime thread, starting now; a
+/// panic in it becomes an error.
+pub fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> impl std::future::Future<Output = io::Result<T>> {
+    let job = tokio::task::spawn_blocking(work);
+    async move {
+        job.await
+            .map_err(|e| io::Error::other(format!("the writing thread failed: {e}")))?
+    }
+}
+
 /// Fills `batch` from `source` until it is full or the stream ends; returns the bytes read.
 fn fill_batch(source: &mut Source, batch: &mut [u8], abandoned: &OwnedFd) -> io::Result<usize> {
     let mut filled = 0;
@@ -114,13 +126,13 @@ pub async fn pump<S: BatchSink>(
     // Hung up when this future ends, whichever way.
     let (abandoned, _held) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (progress, mut seen) = tokio::sync::watch::channel(0u64);
-    let job = tokio::task::spawn_blocking(move || {
+    let job = blocking(move || {
         let mut batch = vec![0u8; BATCH_BYTES];
         let mut total = 0u64;
         loop {
             let read = fill_batch(&mut source, &mut batch, &abandoned)?;
             if read == 0 {
-                return Ok::<_, io::Error>((sink, total));
+                return Ok((sink, total));
             }
             sink.write_batch(&batch[..read])?;
             total += read as u64;
@@ -131,9 +143,7 @@ pub async fn pump<S: BatchSink>(
     let mut reported = 0;
     let (sink, total) = loop {
         tokio::select! {
-            done = &mut job => {
-                break done.map_err(|e| io::Error::other(format!("the writing thread failed: {e}")))??;
-            }
+            done = &mut job => break done?,
             Ok(()) = seen.changed() => {
                 reported = *seen.borrow_and_update();
                 on_progress(reported);

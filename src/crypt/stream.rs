@@ -12,7 +12,7 @@ use std::io::{self, BufWriter, Write};
 use super::keys::EncryptKey;
 use crate::config::values::ChecksumAlgorithm;
 use crate::dump::checksum::{ChecksumWriter, Hasher};
-use crate::pump::{pump, BatchSink, Source, BATCH_BYTES};
+use crate::pump::{blocking, pump, BatchSink, Source, BATCH_BYTES};
 
 /// One stream, encrypted and written.
 #[derive(Debug)]
@@ -99,10 +99,6 @@ impl BatchSink for EncryptSink {
     }
 }
 
-fn joined<T>(joined: Result<io::Result<T>, tokio::task::JoinError>) -> io::Result<T> {
-    joined.map_err(|e| io::Error::other(format!("the encrypting thread failed: {e}")))?
-}
-
 /// Streams `reader` into `age_file` (and `plain_file` with keep-src): see [`EncryptSink`].
 /// `on_progress` sees the running plaintext byte count. The files are returned fsynced; the
 /// caller renames them into place and writes the checksum files. If this fails or the future
@@ -117,14 +113,9 @@ pub async fn encrypt_stream(
 ) -> io::Result<EncryptedStream> {
     let key = key.clone();
     // The age header: with a passphrase this runs scrypt, off the runtime's thread.
-    let sink = joined(
-        tokio::task::spawn_blocking(move || {
-            EncryptSink::new(&key, age_file, plain_file, algorithm)
-        })
-        .await,
-    )?;
+    let sink = blocking(move || EncryptSink::new(&key, age_file, plain_file, algorithm)).await?;
     let (sink, _) = pump(reader, sink, on_progress).await?;
-    joined(tokio::task::spawn_blocking(move || sink.finish()).await)
+    blocking(move || sink.finish()).await
 }
 
 /// Encrypts a small file held in memory (a checksum file, `createdb.sql`) into the bytes of

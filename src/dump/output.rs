@@ -16,7 +16,7 @@ use super::checksum::{checksum_line, hash_file, Hasher};
 use super::naming::temp_path;
 use crate::config::values::{ChecksumAlgorithm, FileMode};
 use crate::process::{create_private_dir, directory_of, write_atomically, AtomicFile, FileOptions};
-use crate::pump::{pump, BatchSink, Source};
+use crate::pump::{blocking, pump, BatchSink, Source};
 
 /// A file (or dump directory) that is complete and in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,17 +148,6 @@ fn start_write_back(file: &File, offset: u64, len: u64) {
         len,
         PosixFadviseAdvice::POSIX_FADV_DONTNEED,
     );
-}
-
-/// Runs blocking file work off the runtime thread, starting now.
-fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> impl std::future::Future<Output = io::Result<T>> {
-    let job = tokio::task::spawn_blocking(work);
-    async move {
-        job.await
-            .map_err(|e| io::Error::other(format!("the writing thread failed: {e}")))?
-    }
 }
 
 /// Streams `reader` into `path`: temp name, digest while writing, fsync, chmod, rename.

@@ -348,13 +348,19 @@ fn offsite_round_trip(backend: Backend) {
 
     // 3. Download into an empty directory, verified against the checksum files, then
     //    decrypted in place.
+    // `--download` of app's files into `dir`, then `--decrypt` with `identity` when given.
+    let download = |dir: &Path, identity: Option<&Path>| {
+        let mut args = vec!["-b".to_string(), dir.display().to_string()];
+        args.extend(remote.flags("download", port));
+        if let Some(identity) = identity {
+            args.extend(["--decrypt".into(), "--cipher-identity".into()]);
+            args.push(identity.display().to_string());
+        }
+        args.push("app_*".into());
+        remote.pgback(&source, &args).run()
+    };
     let fetched = tempfile::tempdir().expect("a download directory");
-    let mut args = vec!["-b".to_string(), fetched.path().display().to_string()];
-    args.extend(remote.flags("download", port));
-    args.extend(["--decrypt".into(), "--cipher-identity".into()]);
-    args.push(identity.display().to_string());
-    args.push("app_*".into());
-    let run = remote.pgback(&source, &args).run();
+    let run = download(fetched.path(), Some(&identity));
     run.assert_ok("--download --decrypt");
     let downloaded = files_in(fetched.path());
     for name in &local_app {
@@ -389,10 +395,7 @@ fn offsite_round_trip(backend: Backend) {
         bytes[last] ^= 0xff;
         fs::write(&remote_file, &bytes).expect("corrupting the remote dump");
         let again = tempfile::tempdir().expect("a download directory");
-        let mut args = vec!["-b".to_string(), again.path().display().to_string()];
-        args.extend(remote.flags("download", port));
-        args.push("app_*".into());
-        let run = remote.pgback(&source, &args).run();
+        let run = download(again.path(), None);
         run.assert_code(1, "a corrupted download");
         run.assert_stderr("does not match its checksum");
         bytes[last] ^= 0xff;
@@ -402,12 +405,7 @@ fn offsite_round_trip(backend: Backend) {
     // A wrong identity: exit 1 naming the cause, the fetched files kept encrypted, no plaintext.
     let (wrong, _) = keygen(keys.path(), "wrong.txt");
     let refused = tempfile::tempdir().expect("a download directory");
-    let mut args = vec!["-b".to_string(), refused.path().display().to_string()];
-    args.extend(remote.flags("download", port));
-    args.extend(["--decrypt".into(), "--cipher-identity".into()]);
-    args.push(wrong.display().to_string());
-    args.push("app_*".into());
-    let run = remote.pgback(&source, &args).run();
+    let run = download(refused.path(), Some(&wrong));
     run.assert_code(1, "--download --decrypt with a wrong identity");
     run.assert_stderr("cannot decrypt");
     assert_eq!(

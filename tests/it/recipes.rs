@@ -142,12 +142,16 @@ fn btrfs_snapshot_recipe_restores_and_a_failed_snapshot_ends_the_backup() {
 
     let between = Between::before("pgpost", "btrfs two-call");
     let load = source.start_pgbench_load(2, 1);
-    let run = recipe(&source, "btrfs-snapshot", &between)
-        .env("PG_VOLUME", &volume)
-        .env("SNAPSHOT_DIR", &snapshots)
-        .env("SNAPSHOT_NAME", "nightly")
-        .env("LABEL_DIR", labels.path().join("nightly"))
-        .run();
+    // examples/btrfs-snapshot taking the snapshot `nightly`, its labels into `label_dir`.
+    let snapshot_nightly = |label_dir: &str| {
+        recipe(&source, "btrfs-snapshot", &between)
+            .env("PG_VOLUME", &volume)
+            .env("SNAPSHOT_DIR", &snapshots)
+            .env("SNAPSHOT_NAME", "nightly")
+            .env("LABEL_DIR", labels.path().join(label_dir))
+            .run()
+    };
+    let run = snapshot_nightly("nightly");
     load.stop();
     run.assert_ok("examples/btrfs-snapshot");
     assert!(run.stdout.starts_with("START WAL LOCATION: "), "{run}");
@@ -162,12 +166,7 @@ fn btrfs_snapshot_recipe_restores_and_a_failed_snapshot_ends_the_backup() {
 
     // The same name again: the snapshot fails, the recipe exits non-zero, and the backup
     // it started is not left held.
-    let run = recipe(&source, "btrfs-snapshot", &between)
-        .env("PG_VOLUME", &volume)
-        .env("SNAPSHOT_DIR", &snapshots)
-        .env("SNAPSHOT_NAME", "nightly")
-        .env("LABEL_DIR", labels.path().join("again"))
-        .run();
+    let run = snapshot_nightly("again");
     assert_ne!(run.code, 0, "{run}");
     assert_ne!(util::backup_state(&source), "running", "{run}");
     assert!(!labels.path().join("again/backup_label").exists());
