@@ -3,6 +3,7 @@
 //! # Layout
 //! In dependency order: each module uses only those above it.
 //! - [`exit`]: the exit-code table, `Failure`, the one-line report, and the log (`--log-format`).
+//! - [`wal`]: WAL positions (`Lsn`) and segment names, computed without a server.
 //! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
 //! - [`pump`]: moving a child's stdout into its sink (hash, encrypt, write) on a blocking thread.
 //! - [`server`]: `ServerVersion`, the one version type, and the version-specific SQL, as pure builders.
@@ -34,3 +35,4 @@ pub mod remote;
 pub mod restore;
 pub mod secret;
 pub mod server;
+pub mod wal;

@@ -357,14 +357,6 @@ fn escape_help(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-/// Reads an LSN (`16/B374D848`) as a byte position.
-pub fn parse_lsn(text: &str) -> Option<u64> {
-    let (high, low) = text.trim().split_once('/')?;
-    let high = u64::from_str_radix(high, 16).ok()?;
-    let low = u64::from_str_radix(low, 16).ok()?;
-    (high <= u64::from(u32::MAX) && low <= u64::from(u32::MAX)).then_some((high << 32) | low)
-}
-
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut temp = path.as_os_str().to_os_string();
     temp.push(format!(".{}.tmp", std::process::id()));
@@ -435,16 +427,6 @@ mod tests {
     }
 
     #[test]
-    fn lsns() {
-        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
-        assert_eq!(parse_lsn("0/0"), Some(0));
-        assert_eq!(parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
-        for bad in ["", "16", "x/1", "1/100000000"] {
-            assert_eq!(parse_lsn(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn written_atomically_with_its_mode() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("pgback.prom");
@@ -491,8 +473,8 @@ mod tests {
         pgback_run()
             .backup(BackupMetrics {
                 name: "vol\"1".into(),
-                start_lsn: parse_lsn("16/B374D848"),
-                stop_lsn: parse_lsn("16/B5000000"),
+                start_lsn: Some(0x16_B374_D848),
+                stop_lsn: Some(0x16_B500_0000),
                 held: Some(Duration::from_millis(61_500)),
             })
             .write(&path)

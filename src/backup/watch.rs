@@ -8,7 +8,8 @@ use super::post::Completed;
 use super::BackupOptions;
 use crate::config::backup::LogTarget;
 use crate::exit::ExitStatus;
-use crate::metrics::{parse_lsn, BackupMetrics};
+use crate::metrics::BackupMetrics;
+use crate::wal::Lsn;
 
 /// pgpre: refuses `backup.log_target = "journal"` before the fork when no journald listens,
 /// so the co-process never runs without a log.
@@ -48,8 +49,8 @@ pub fn backup_metrics(
 ) -> BackupMetrics {
     BackupMetrics {
         name: name.to_string(),
-        start_lsn: start_lsn.and_then(parse_lsn),
-        stop_lsn: stop_lsn.and_then(parse_lsn),
+        start_lsn: start_lsn.and_then(Lsn::parse).map(|lsn| lsn.0),
+        stop_lsn: stop_lsn.and_then(Lsn::parse).map(|lsn| lsn.0),
         held,
     }
 }

@@ -1,44 +1,10 @@
 //! What a physical backup brings besides its files: `backup_label`, `tablespace_map`, the
 //! copied `pg_control`, and WAL positions (LSNs and segment names), parsed without a server.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A WAL position (`pg_lsn`), e.g. `0/3000028`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Lsn(pub u64);
-
-impl Lsn {
-    /// Parses `X/Y` with hexadecimal halves (PostgreSQL 18 pads the low half; both parse).
-    pub fn parse(text: &str) -> Option<Lsn> {
-        let (high, low) = text.trim().split_once('/')?;
-        let is_hex = |part: &str| {
-            !part.is_empty() && part.len() <= 8 && part.chars().all(|c| c.is_ascii_hexdigit())
-        };
-        if !is_hex(high) || !is_hex(low) {
-            return None;
-        }
-        let high = u64::from_str_radix(high, 16).ok()?;
-        let low = u64::from_str_radix(low, 16).ok()?;
-        Some(Lsn(high << 32 | low))
-    }
-
-    /// Every LSN written in `text` (`... at 0/3000060: wanted 24 ...`), in order.
-    pub fn find_all(text: &str) -> Vec<Lsn> {
-        text.split(|c: char| !(c.is_ascii_hexdigit() || c == '/'))
-            .filter_map(Lsn::parse)
-            .collect()
-    }
-}
-
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
-    }
-}
-
-/// The WAL segment size PostgreSQL uses unless initdb was told otherwise.
-const DEFAULT_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
+pub use crate::wal::Lsn;
+use crate::wal::{is_wal_file_name, wal_file_name, DEFAULT_SEGMENT_SIZE};
 
 /// The lines of `backup_label` that pgdrill needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,21 +71,6 @@ impl BackupLabel {
     pub fn segment_name(&self, lsn: Lsn) -> String {
         wal_file_name(self.timeline(), lsn, self.wal_segment_size())
     }
-}
-
-/// `TTTTTTTTXXXXXXXXYYYYYYYY`: timeline, then the segment number split as PostgreSQL does.
-pub fn wal_file_name(timeline: u32, lsn: Lsn, segment_size: u64) -> String {
-    let segment = lsn.0 / segment_size;
-    let per_id = 0x1_0000_0000 / segment_size;
-    format!(
-        "{timeline:08X}{:08X}{:08X}",
-        segment / per_id,
-        segment % per_id
-    )
-}
-
-fn is_wal_file_name(name: &str) -> bool {
-    name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// One line of `tablespace_map`: the tablespace's OID and the directory its link points at.
@@ -227,21 +178,6 @@ mod tests {
                          START TIME: 2026-11-03 10:00:00 UTC\n\
                          LABEL: nightly\n\
                          START TIMELINE: 1\n";
-
-    #[test]
-    fn lsns_parse_print_and_are_found_in_log_lines() {
-        assert_eq!(Lsn::parse("0/3000060"), Some(Lsn(0x3000060)));
-        assert_eq!(Lsn::parse("1/0"), Some(Lsn(1 << 32)));
-        assert_eq!(Lsn::parse("0/03000060"), Some(Lsn(0x3000060)));
-        assert_eq!(Lsn::parse("0/"), None);
-        assert_eq!(Lsn::parse("x/1"), None);
-        assert_eq!(Lsn(0x1_0300_0060).to_string(), "1/3000060");
-        assert_eq!(
-            Lsn::find_all("LOG:  invalid record length at 0/3000060: wanted 24, got 0"),
-            vec![Lsn(0x3000060)]
-        );
-        assert!(Lsn::find_all("2026-11-03 10:00:00.123 UTC [42] LOG:  ok").is_empty());
-    }
 
     #[test]
     fn labels_parse_and_name_segments() {
