@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
-use crate::config::values::Seconds;
 use crate::exit::LogFormat;
+use crate::values::Seconds;
 
 /// Start a non-exclusive PostgreSQL backup and hand its session to a detached
 /// co-process, which holds backup mode until `pgpost` stops it.

@@ -158,6 +158,15 @@ pub fn report(
     out
 }
 
+/// `"a", "b"`: names as they appear in messages.
+pub fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Prints a failure as one line (`program: message`) plus `hint:`, returns its exit code.
 pub fn fail<E: Failure + 'static>(program: &str, error: &E) -> std::process::ExitCode {
     print_failure(program, error).into()

@@ -360,11 +360,11 @@ fn escape_help(text: &str) -> String {
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut temp = path.as_os_str().to_os_string();
     temp.push(format!(".{}.tmp", std::process::id()));
-    let options = crate::process::FileOptions {
+    let options = crate::files::FileOptions {
         mode: Some(FILE_MODE),
         adopt_dir_owner: false,
     };
-    crate::process::write_atomically(path, Path::new(&temp), bytes, options)
+    crate::files::write_atomically(path, Path::new(&temp), bytes, options)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::BackupError;
-use crate::process::{self, FileOptions};
+use crate::files::{self, FileOptions};
 
 fn output_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     move |source| BackupError::Output {
@@ -76,7 +76,7 @@ pub fn write_backup_files(
     Ok(written)
 }
 
-/// Temp name, 0600, write, fsync, rename (the shared [`crate::process::write_atomically`]),
+/// Temp name, 0600, write, fsync, rename (the shared [`crate::files::write_atomically`]),
 /// owned like `dir` when run as root: never a half-written file under the final name.
 fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, BackupError> {
     let target = dir.join(name);
@@ -85,7 +85,7 @@ fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, B
         mode: None,
         adopt_dir_owner: true,
     };
-    process::write_atomically(&target, &temp, contents.as_bytes(), options).map_err(|source| {
+    files::write_atomically(&target, &temp, contents.as_bytes(), options).map_err(|source| {
         BackupError::Output {
             path: target.clone(),
             source,

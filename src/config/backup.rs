@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::values::Seconds;
 use crate::cli::{BackupArgs, Checkpoint, StartArgs, StopArgs};
+use crate::values::Seconds;
 
 /// The backup name used when none is given.
 pub const DEFAULT_NAME: &str = "default";

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::encryption::{EncryptionConfig, EncryptionFlags};
 use super::error::ConfigError;
 use super::flags::{either, negatable, toggle};
-use super::values::{
+use crate::values::{
     text, text_opt, ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
     TimestampFormat,
 };

@@ -277,7 +277,7 @@ fn parse_switch(key: &str, value: &str) -> Result<bool, String> {
     if value.trim().is_empty() {
         return Ok(false);
     }
-    super::values::parse_bool(value).map_err(|e| format!("{key}: {e}"))
+    crate::values::parse_bool(value).map_err(|e| format!("{key}: {e}"))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! `--flag[=BOOL]` that can be told "not given" from false, and `--x` / `--no-x` pairs where
 //! the later one wins.
 
-use super::values::parse_bool;
+use crate::values::parse_bool;
 
 /// A `--with-x[=BOOL]` / `--without-x` pair: clap keeps only the later of the two flags, so
 /// `--without-x` given means false; otherwise the positive one (flag or variable), if any.

@@ -16,7 +16,6 @@ pub mod error;
 pub mod flags;
 pub mod pg_back;
 pub mod remote;
-pub mod values;
 
 use std::path::{Path, PathBuf};
 

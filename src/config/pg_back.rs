@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::dump::{db_key, DatabaseOverrides, DumpConfig};
 use super::error::ConfigError;
-use super::values::{parse_bool, InvalidValue};
 use crate::conn::quote_conninfo;
+use crate::values::{parse_bool, InvalidValue};
 
 /// pg_back's remote storage keys (besides the `s3_`, `b2_`, `gcs_`, `azure_`, `sftp_` ones).
 const REMOTE_KEYS: &[&str] = &["upload", "upload_prefix", "purge_remote", "delete_uploaded"];
@@ -310,9 +310,9 @@ impl Converted {
 mod tests {
     use super::*;
     use crate::config::remote::StoreKind;
-    use crate::config::values::{ChecksumAlgorithm, FileMode, Format, Keep, TimestampFormat};
     use crate::config::Config;
     use crate::conn::ConnParams;
+    use crate::values::{ChecksumAlgorithm, FileMode, Format, Keep, TimestampFormat};
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))

@@ -381,7 +381,7 @@ fn yes_no_flag(arg: clap::Arg) -> clap::Arg {
         .num_args(0..=1)
         .require_equals(true)
         .default_missing_value("true")
-        .value_parser(crate::config::values::parse_bool)
+        .value_parser(crate::values::parse_bool)
 }
 
 impl RemoteSettings {
@@ -431,7 +431,7 @@ impl RemoteSettings {
 }
 
 /// pg_back's booleans: TOML `true`/`false` or the strings `yes`/`no` (and the other spellings
-/// of [`crate::config::values::parse_bool`]).
+/// of [`crate::values::parse_bool`]).
 fn yes_no<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     struct YesNo;
     impl Visitor<'_> for YesNo {
@@ -443,7 +443,7 @@ fn yes_no<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
             Ok(v)
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-            crate::config::values::parse_bool(v).map_err(E::custom)
+            crate::values::parse_bool(v).map_err(E::custom)
         }
     }
     d.deserialize_any(YesNo)

@@ -14,9 +14,9 @@ use super::error::CryptError;
 use super::keys::{DecryptKey, EncryptKey, SCRYPT_MAX_WORK_FACTOR};
 use super::naming::{decrypted_path, encrypted_path, is_encrypted_name};
 use super::stream::EncryptSink;
-use crate::config::values::ChecksumAlgorithm;
-use crate::dump::naming::temp_path;
+use crate::files::{directory_of as parent, fsync_dir, temp_path};
 use crate::pump::BATCH_BYTES;
+use crate::values::ChecksumAlgorithm;
 
 /// One file encrypted by [`encrypt_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,16 +69,6 @@ fn create_temp(tmp: &Path) -> io::Result<File> {
         .create_new(true)
         .mode(0o600)
         .open(tmp)
-}
-
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn parent(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 /// Runs `work` on each item, at most `jobs` at a time, and returns the results in order.

@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use crate::config::values::ChecksumAlgorithm;
+use crate::values::ChecksumAlgorithm;
 
 /// The extension of an encrypted file.
 pub const AGE_EXTENSION: &str = "age";

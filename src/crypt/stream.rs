@@ -10,9 +10,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
 use super::keys::EncryptKey;
-use crate::config::values::ChecksumAlgorithm;
 use crate::dump::checksum::{ChecksumWriter, Hasher};
 use crate::pump::{blocking, pump, BatchSink, Source, BATCH_BYTES};
+use crate::values::ChecksumAlgorithm;
 
 /// One stream, encrypted and written.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use std::path::Path;
 use sha1::Digest as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::config::values::ChecksumAlgorithm;
+use crate::values::ChecksumAlgorithm;
 
 /// A running digest of one of the supported algorithms.
 #[derive(Clone)]

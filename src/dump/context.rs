@@ -14,10 +14,10 @@ use super::progress::Progress;
 use super::report::DumpError;
 use super::tools::Tools;
 use crate::config::dump::DumpConfig;
-use crate::config::values::ChecksumAlgorithm;
 use crate::conn::{ConnSettings, LIBPQ_ENV_VARS};
 use crate::process::{run_child, ChildName};
 use crate::pump::Source;
+use crate::values::ChecksumAlgorithm;
 
 /// The shared state of one run.
 #[derive(Debug)]

@@ -10,13 +10,14 @@ use super::context::{RunContext, ToolOutput};
 use super::createdb::createdb_script;
 use super::encrypt::{run_tool, write_small, Encryption};
 use super::lock::lock_database;
-use super::naming::{backup_dir, dump_extension, dump_path, lock_path, temp_path};
+use super::naming::{backup_dir, dump_extension, dump_path, lock_path};
 use super::output::{self, WrittenFile};
 use super::report::{DatabaseOutcome, DumpError};
 use super::tools::pg_dump_args;
-use crate::config::values::{ChecksumAlgorithm, Format};
+use crate::files::temp_path;
 use crate::process::ChildName;
 use crate::server::ServerVersion;
+use crate::values::{ChecksumAlgorithm, Format};
 
 /// Dumps `dbname`; the outcome says what was written and whether it failed.
 pub async fn dump_database(

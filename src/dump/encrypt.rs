@@ -16,16 +16,16 @@ use tokio::process::{ChildStdout, Command};
 
 use super::checksum::checksum_line;
 use super::context::{RunContext, ToolOutput};
-use super::naming::temp_path;
 use super::output::{self, OutputError, WrittenFile};
 use super::report::DumpError;
-use crate::config::values::{ChecksumAlgorithm, FileMode};
 use crate::crypt::naming::{
     checksum_path, encrypted_checksum_path, encrypted_path, encrypted_plain_checksum_path,
 };
 use crate::crypt::{encrypt_directory, encrypt_stream, encrypt_to_vec, CryptError, EncryptKey};
-use crate::process::{run_child, AtomicFile, ChildName, FileOptions};
+use crate::files::{file_name, temp_path, AtomicFile, FileOptions};
+use crate::process::{run_child, ChildName};
 use crate::pump::Source;
+use crate::values::{ChecksumAlgorithm, FileMode};
 
 /// How a run encrypts: built once from `[dump.encryption]`.
 #[derive(Debug, Clone)]
@@ -58,12 +58,6 @@ fn options(mode: FileMode) -> FileOptions {
         mode: mode.bits(),
         adopt_dir_owner: false,
     }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Whatever the file of a library error is, as an [`OutputError`] of the run.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
 
-use crate::config::values::{Compression, Format, TimestampFormat};
+use crate::values::{Compression, Format, TimestampFormat};
 
 /// The legacy stamp, Go's `2006-01-02_15-04-05`.
 const LEGACY: &str = "%Y-%m-%d_%H-%M-%S";
@@ -122,14 +122,6 @@ pub fn lock_path(backup_directory: &Path, dbname: &str) -> PathBuf {
     backup_dir(backup_directory, dbname).join(format!("{}.lock", clean_db_name(dbname)))
 }
 
-/// The name a file is written under until it is complete (then renamed). It keeps the final
-/// name as its prefix, so an interrupted run's leftover is grouped with its run by purge.
-pub fn temp_path(final_path: &Path) -> PathBuf {
-    let mut name = final_path.as_os_str().to_os_string();
-    name.push(".partial");
-    PathBuf::from(name)
-}
-
 /// Splits a file name `<prefix>_<stamp>.<ext>` written for `dbname` into (stamp, ext); `None`
 /// when the name belongs to something else (another database whose name starts alike, a lock).
 pub fn split_name<'a>(file_name: &'a str, dbname: &str) -> Option<(&'a str, &'a str)> {
@@ -238,10 +230,6 @@ mod tests {
         let dir = Path::new("/b/{dbname}/x");
         assert_eq!(backup_dir(dir, "a/b"), PathBuf::from("/b/a_b/x"));
         assert_eq!(lock_path(dir, ".h"), PathBuf::from("/b/_.h/x/_.h.lock"));
-        assert_eq!(
-            temp_path(Path::new("/b/a_s.dump")),
-            PathBuf::from("/b/a_s.dump.partial")
-        );
     }
 
     #[test]

@@ -13,10 +13,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::checksum::{checksum_line, hash_file, Hasher};
-use super::naming::temp_path;
-use crate::config::values::{ChecksumAlgorithm, FileMode};
-use crate::process::{create_private_dir, directory_of, write_atomically, AtomicFile, FileOptions};
+use crate::files::{
+    create_private_dir, directory_of, file_name, fsync_dir, temp_path, write_atomically,
+    AtomicFile, FileOptions,
+};
 use crate::pump::{blocking, pump, BatchSink, Source};
+use crate::values::{ChecksumAlgorithm, FileMode};
 
 /// A file (or dump directory) that is complete and in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +52,6 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
 /// Creates the backup directory (0700) when missing.
 pub fn ensure_dir(dir: &Path) -> Result<(), OutputError> {
     create_private_dir(dir).map_err(at(dir))
-}
-
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 fn file_options(mode: FileMode) -> FileOptions {
@@ -96,12 +94,6 @@ fn write_checksum_file(
     )
     .map_err(at(&checksum_path))?;
     Ok(checksum_path)
-}
-
-fn display_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Written bytes after which write-back of them is started (`posix_fadvise`), so that the
@@ -179,7 +171,7 @@ pub async fn write_streamed(
         let Some(hex) = digest else {
             return Ok(None);
         };
-        let line = checksum_line(&hex, &display_name(&target));
+        let line = checksum_line(&hex, &file_name(&target));
         write_checksum_file(&target, algorithm, &line, mode)
             .map(Some)
             .map_err(|e| e.source)
@@ -211,7 +203,7 @@ pub fn finish_directory(
     mode: FileMode,
 ) -> Result<WrittenFile, OutputError> {
     let tmp = temp_path(path);
-    let dir_name = display_name(path);
+    let dir_name = file_name(path);
     let mut lines = String::new();
     let mut bytes = 0u64;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&tmp)
@@ -229,7 +221,7 @@ pub fn finish_directory(
         if let Some(hex) = hash_file(file, algorithm).map_err(at(file))? {
             lines.push_str(&checksum_line(
                 &hex,
-                &format!("{dir_name}/{}", display_name(file)),
+                &format!("{dir_name}/{}", file_name(file)),
             ));
         }
         chmod(file, mode, false).map_err(at(file))?;

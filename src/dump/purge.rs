@@ -8,7 +8,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::naming;
 use crate::config::dump::DumpConfig;
-use crate::config::values::{Keep, PurgeInterval};
+use crate::values::{Keep, PurgeInterval};
 
 /// One backup of a database: every file sharing a stamp (dump, checksum, createdb.sql, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +193,7 @@ pub fn purge(dump: &DumpConfig, targets: &[PurgeTarget], protected: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::values::TimestampFormat;
+    use crate::values::TimestampFormat;
     use chrono::Duration;
 
     fn three_dumps(now: DateTime<FixedOffset>) -> Vec<String> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::lock::LockError;
 use super::output::{OutputError, WrittenFile};
 use super::progress::human_bytes;
+use crate::exit::quoted_list;
 use crate::process::ChildError;
 
 /// Why one database (or one server-level file) failed.
@@ -68,15 +69,6 @@ pub struct UploadReport {
     pub failed: usize,
     /// From the start of the upload stage to its last confirmation.
     pub duration: Duration,
-}
-
-/// `"a", "b"`: names as they appear in messages.
-fn quoted_list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl RunReport {

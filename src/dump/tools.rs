@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncReadExt;
 
 use crate::config::dump::{DatabaseDumpSettings, DumpConfig};
-use crate::config::values::{Compression, Format};
 use crate::conn::quote_conninfo;
 use crate::process::{run_child, ChildError, ChildName};
+use crate::values::{Compression, Format};
 
 /// pg_dump cannot be run, or is too old.
 #[derive(Debug, thiserror::Error)]
@@ -261,7 +261,7 @@ pub fn conninfo_dbname(dbname: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::dump::DumpConfig;
-    use crate::config::values::Compression;
+    use crate::values::Compression;
 
     #[test]
     fn versions() {

@@ -108,7 +108,7 @@ pub fn run_restore(
             if report.success() {
                 (metrics, ExitStatus::Success)
             } else {
-                let failed = super::plan::quoted_list(&report.failed_databases());
+                let failed = crate::exit::quoted_list(&report.failed_databases());
                 eprintln!("pgback: restore failed for {failed}");
                 (metrics, ExitStatus::BackupFailed)
             }

@@ -19,12 +19,13 @@ use tokio::io::AsyncWriteExt;
 use super::exec::{Input, ToolError};
 use super::set::{is_encrypted_file, DumpSet};
 use super::verify::{parse_checksum_line, VerifyError, ALGORITHMS};
-use crate::config::values::ChecksumAlgorithm;
 use crate::crypt::naming::{decrypted_path, encrypted_plain_checksum_path};
 use crate::crypt::{open_decryptor, payload_error, CryptError, DecryptKey};
 use crate::dump::checksum::Hasher;
 use crate::exit::{ExitStatus, Failure};
+use crate::files::file_name;
 use crate::pump::BATCH_BYTES;
+use crate::values::ChecksumAlgorithm;
 
 /// The plaintext's checksum of an encrypted file, from its decrypted `<file>.<algo>.age`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,12 +107,6 @@ pub fn plain_checksum_files(files: &[PathBuf]) -> Vec<PathBuf> {
         })
         .filter(|path| path.is_file())
         .collect()
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn read_error(path: &Path) -> impl FnOnce(io::Error) -> CryptError + '_ {

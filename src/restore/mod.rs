@@ -44,8 +44,8 @@ pub use error::RestoreError;
 
 use exec::{run_piped, run_tool, Input, ToolError};
 use plan::{
-    bare_create_database, file_name, load_step, psql_command, quoted_list, CommandSettings,
-    DatabaseAction, DatabasePlan, RestorePlan, SqlInput, SqlStep,
+    bare_create_database, load_step, psql_command, CommandSettings, DatabaseAction, DatabasePlan,
+    RestorePlan, SqlInput, SqlStep,
 };
 use set::DumpFormat;
 
@@ -53,6 +53,8 @@ use crate::config::encryption::EncryptionError;
 use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
 use crate::dump::tools::{parse_tool_version, tool_path};
+use crate::exit::quoted_list;
+use crate::files::file_name;
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone)]

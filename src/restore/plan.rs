@@ -10,6 +10,8 @@ use super::exec::ToolCommand;
 use super::set::{DumpFormat, PlainCompression};
 use super::verify::Verified;
 use crate::dump::tools::{conninfo_dbname, tool_path, ToolVersion};
+use crate::exit::quoted_list;
+use crate::files::file_name;
 use crate::server::quote_ident;
 
 /// What happens to a database on the target.
@@ -395,22 +397,6 @@ impl fmt::Display for RestorePlan {
         }
         f.write_str(&out)
     }
-}
-
-/// The last component of a path.
-pub fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// `"a", "b"`.
-pub fn quoted_list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

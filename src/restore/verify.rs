@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::values::ChecksumAlgorithm;
 use crate::dump::checksum::hash_file;
+use crate::files::file_name;
+use crate::values::ChecksumAlgorithm;
 
 /// Algorithms whose checksum files are looked for, strongest first.
 pub const ALGORITHMS: [ChecksumAlgorithm; 5] = [
@@ -165,12 +166,6 @@ fn digest(path: &Path, algorithm: ChecksumAlgorithm) -> Result<String, VerifyErr
 fn tail(path: &str, n: usize) -> String {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     parts[parts.len().saturating_sub(n)..].join("/")
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Checks one regular file against one checksum file.

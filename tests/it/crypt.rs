@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use safe_backup::config::values::ChecksumAlgorithm;
 use safe_backup::crypt::{self, naming, CryptError, DecryptKey, EncryptKey};
 use safe_backup::exit::{ExitStatus, Failure};
 use safe_backup::secret::Secret;
+use safe_backup::values::ChecksumAlgorithm;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
 
