@@ -21,6 +21,7 @@
 //! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
 
 pub mod backup;
+pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod conn;

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
 use super::keys::EncryptKey;
-use crate::dump::checksum::{ChecksumWriter, Hasher};
+use crate::checksum::{ChecksumWriter, Hasher};
 use crate::pump::{blocking, pump, BatchSink, Source, BATCH_BYTES};
 use crate::values::ChecksumAlgorithm;
 
@@ -132,7 +132,7 @@ pub fn encrypt_to_vec(key: &EncryptKey, plain: &[u8]) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::checksum::hash_file;
+    use crate::checksum::hash_file;
     use crate::secret::Secret;
     use std::io::Read;
     use std::path::PathBuf;
@@ -325,7 +325,7 @@ mod tests {
                     runtime.block_on(async {
                         let path = tmp.path().join("plain");
                         let mut file = tokio::fs::File::create(path).await.unwrap();
-                        crate::dump::checksum::copy_hashed(
+                        crate::checksum::copy_hashed(
                             &mut &plain[..],
                             &mut file,
                             ChecksumAlgorithm::Sha256,

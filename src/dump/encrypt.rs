@@ -14,10 +14,10 @@ use std::path::Path;
 
 use tokio::process::{ChildStdout, Command};
 
-use super::checksum::checksum_line;
 use super::context::{RunContext, ToolOutput};
 use super::output::{self, OutputError, WrittenFile};
 use super::report::DumpError;
+use crate::checksum::checksum_line;
 use crate::crypt::naming::{
     checksum_path, encrypted_checksum_path, encrypted_path, encrypted_plain_checksum_path,
 };

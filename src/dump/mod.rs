@@ -29,7 +29,6 @@
 
 pub mod acl;
 pub mod catalog;
-pub mod checksum;
 pub mod cli;
 pub mod context;
 pub mod createdb;

@@ -15,13 +15,13 @@ use super::naming::{self, backup_dir, fixed_backup_dir};
 use super::output::WrittenFile;
 use super::purge::{group_backups, select_purge, PurgeTarget};
 use super::report::{RunReport, UploadReport};
+use crate::checksum::{verify_all, VerifyError};
 use crate::config::dump::DumpConfig;
 use crate::config::remote::{RemoteSettings, StoreKind};
 use crate::remote::{
     remote_key, ProcessEnvironment, RemoteEntry, RemoteError, RemoteStore, Tuning, UploadQueue,
     Uploader, UploaderOptions,
 };
-use crate::restore::verify::{verify_all, VerifyError};
 
 /// Checksum file extensions (pg_back's names), also under `.age`.
 const CHECKSUM_EXTENSIONS: [&str; 5] = ["sha1", "sha224", "sha256", "sha384", "sha512"];

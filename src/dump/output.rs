@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::checksum::{checksum_line, hash_file, Hasher};
+use crate::checksum::{checksum_line, hash_file, Hasher};
 use crate::files::{
     create_private_dir, directory_of, file_name, fsync_dir, temp_path, write_atomically,
     AtomicFile, FileOptions,

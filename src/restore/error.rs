@@ -8,7 +8,7 @@ use super::exec::ToolError;
 use super::script;
 use super::set::SetError;
 use super::target::TargetError;
-use super::verify::VerifyError;
+use crate::checksum::VerifyError;
 use crate::config::encryption::EncryptionError;
 use crate::exit::{ExitStatus, Failure};
 

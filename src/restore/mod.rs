@@ -32,7 +32,6 @@ pub mod plan;
 pub mod script;
 pub mod set;
 pub mod target;
-pub mod verify;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -237,7 +236,7 @@ fn read_text(
 type ReadSet = (
     set::DumpSet,
     Vec<set::DatabaseDump>,
-    Vec<verify::Verified>,
+    Vec<crate::checksum::Verified>,
     Option<Decryption>,
 );
 
@@ -268,7 +267,7 @@ fn read_set(settings: &RestoreSettings) -> Result<ReadSet, RestoreError> {
     let dumps: Vec<PathBuf> = selected.iter().map(|db| db.dump.clone()).collect();
     let mut files = [texts.as_slice(), dumps.as_slice()].concat();
     files.extend(decrypt::plain_checksum_files(&files));
-    let verified = verify::verify_all(&files, settings.require_checksums)?;
+    let verified = crate::checksum::verify_all(&files, settings.require_checksums)?;
     if let Some(decryption) = &mut decryption {
         decryption.prepare(&texts, &dumps)?;
     }

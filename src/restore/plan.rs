@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::decrypt::EncryptedSource;
 use super::exec::ToolCommand;
 use super::set::{DumpFormat, PlainCompression};
-use super::verify::Verified;
+use crate::checksum::Verified;
 use crate::dump::tools::{conninfo_dbname, tool_path, ToolVersion};
 use crate::exit::quoted_list;
 use crate::files::file_name;

@@ -11,10 +11,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use safe_backup::checksum::VerifyError;
 use safe_backup::conn::{ConnParams, ConnSettings, Environment};
 use safe_backup::exit::{ExitStatus, Failure};
 use safe_backup::restore::plan::DatabaseAction;
-use safe_backup::restore::verify::VerifyError;
 use safe_backup::restore::{restore, RestoreError, RestoreReport, RestoreSettings};
 
 use crate::cluster::{self, Cluster, ClusterOptions};

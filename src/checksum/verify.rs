@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dump::checksum::hash_file;
+use super::hash::hash_file;
 use crate::files::file_name;
 use crate::values::ChecksumAlgorithm;
 
@@ -275,7 +275,7 @@ pub fn verify_all(files: &[PathBuf], require: bool) -> Result<Vec<Verified>, Ver
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::checksum::checksum_line;
+    use crate::checksum::checksum_line;
 
     fn sha256(path: &Path) -> String {
         hash_file(path, ChecksumAlgorithm::Sha256).unwrap().unwrap()
