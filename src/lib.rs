@@ -32,6 +32,7 @@ pub mod exit;
 pub mod files;
 pub mod metrics;
 pub mod process;
+pub mod programs;
 pub mod pump;
 pub mod remote;
 pub mod restore;

@@ -12,10 +12,10 @@ use super::naming;
 use super::output::{self, WrittenFile};
 use super::progress::Progress;
 use super::report::DumpError;
-use super::tools::Tools;
 use crate::config::dump::DumpConfig;
 use crate::conn::{ConnSettings, LIBPQ_ENV_VARS};
 use crate::process::{run_child, ChildName};
+use crate::programs::Tools;
 use crate::pump::Source;
 use crate::values::ChecksumAlgorithm;
 

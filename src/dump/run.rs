@@ -23,10 +23,11 @@ use super::report::RunReport;
 use super::select::{select_databases, SelectionRules};
 use super::server_files::save_server_files;
 use super::standby::{self, StandbyError};
-use super::tools::{Tools, UnusableTool};
+use super::tools::check_compression;
 use crate::config::dump::DumpConfig;
 use crate::conn::{ConnError, ConnSettings};
 use crate::exit::{ExitStatus, Failure};
+use crate::programs::{Tools, UnusableTool};
 use crate::server::ServerVersion;
 
 /// A failure that stops the whole run.
@@ -176,7 +177,7 @@ async fn dump_and_purge(
         .map(Offsite::final_files)
         .unwrap_or_default();
     let tools = Tools::find(&dump.bin_directory).await?;
-    tools.check_compression(&dump)?;
+    check_compression(&tools, &dump)?;
     // The fixed part of the backup directory (before any `{dbname}`) must be writable up front.
     let fixed = fixed_backup_dir(&dump.backup_directory);
     if !fixed.is_empty() {

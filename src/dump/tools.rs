@@ -1,65 +1,27 @@
-//! The client tools pgback runs (pg_dump, pg_dumpall): where they are, their version (probed
-//! once to gate options), and the argument vectors, built by pure functions.
+//! The argument vectors of the client tools pgback runs (pg_dump, pg_dumpall), built by pure
+//! functions for the version [`crate::programs`] probed.
 
-use std::path::{Path, PathBuf};
-
-use tokio::io::AsyncReadExt;
+use std::path::Path;
 
 use crate::config::dump::{DatabaseDumpSettings, DumpConfig};
-use crate::conn::quote_conninfo;
-use crate::process::{run_child, ChildError, ChildName};
+use crate::programs::{conninfo_dbname, ToolVersion, Tools, UnusableTool};
 use crate::values::{Compression, Format};
 
-/// pg_dump cannot be run, or is too old.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot use {program}: {reason}")]
-pub struct UnusableTool {
-    /// The program.
-    pub program: PathBuf,
-    /// Why.
-    pub reason: String,
-}
-
-/// The client tools of a run, found and probed.
-#[derive(Debug, Clone)]
-pub struct Tools {
-    /// pg_dump's path.
-    pub pg_dump: PathBuf,
-    /// pg_dumpall's path.
-    pub pg_dumpall: PathBuf,
-    /// pg_dump's version (pg_dumpall comes with it).
-    pub version: ToolVersion,
-}
-
-impl Tools {
-    /// Finds the tools in `bin_directory` (empty: on PATH) and probes `pg_dump --version`.
-    pub async fn find(bin_directory: &str) -> Result<Tools, UnusableTool> {
-        let pg_dump = tool_path(bin_directory, "pg_dump");
-        let version = probe_pg_dump(&pg_dump).await?;
-        tracing::info!("pg_dump {version} at {}", pg_dump.display());
-        Ok(Tools {
-            pg_dump,
-            pg_dumpall: tool_path(bin_directory, "pg_dumpall"),
-            version,
-        })
+/// Checks every `compress_level` of the run (the global one and each database's) against
+/// this pg_dump, before anything is dumped.
+pub fn check_compression(tools: &Tools, dump: &DumpConfig) -> Result<(), UnusableTool> {
+    let levels = std::iter::once(&dump.compress_level).chain(
+        dump.databases
+            .values()
+            .filter_map(|db| db.compress_level.as_ref()),
+    );
+    for level in levels {
+        compress_arg(level, tools.version).map_err(|reason| UnusableTool {
+            program: tools.pg_dump.clone(),
+            reason,
+        })?;
     }
-
-    /// Checks every `compress_level` of the run (the global one and each database's) against
-    /// this pg_dump, before anything is dumped.
-    pub fn check_compression(&self, dump: &DumpConfig) -> Result<(), UnusableTool> {
-        let levels = std::iter::once(&dump.compress_level).chain(
-            dump.databases
-                .values()
-                .filter_map(|db| db.compress_level.as_ref()),
-        );
-        for level in levels {
-            compress_arg(level, self.version).map_err(|reason| UnusableTool {
-                program: self.pg_dump.clone(),
-                reason,
-            })?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// The first pg_dump that takes `-Z method[:detail]`, with lz4 and zstd.
@@ -96,95 +58,6 @@ pub fn compress_arg(
     };
     Ok(Some(level.to_string()))
 }
-
-/// Why `pg_dump --version` did not answer.
-fn probe_failure(error: ChildError) -> String {
-    match error {
-        ChildError::Spawn { source, .. } => source.to_string(),
-        ChildError::Failed { status, .. } => format!("--version failed ({status})"),
-        timeout @ ChildError::Timeout { .. } => timeout.to_string(),
-    }
-}
-
-/// Runs `pg_dump --version`: it must run and be at least [`MIN_PG_DUMP`].
-pub async fn probe_pg_dump(program: &Path) -> Result<ToolVersion, UnusableTool> {
-    let fail = |reason: String| UnusableTool {
-        program: program.to_path_buf(),
-        reason,
-    };
-    let mut command = tokio::process::Command::new(program);
-    command.arg("--version");
-    let shown = program.display().to_string();
-    let name = ChildName {
-        program: &shown,
-        label: "pg_dump",
-    };
-    let read_all = |mut stdout: tokio::process::ChildStdout| async move {
-        let mut text = Vec::new();
-        stdout.read_to_end(&mut text).await.map(|_| text)
-    };
-    let output = run_child(command, name, None, read_all)
-        .await
-        .and_then(|finished| finished.success())
-        .map_err(|error| fail(probe_failure(error)))?;
-    let output = output.map_err(|error| fail(error.to_string()))?;
-    let text = String::from_utf8_lossy(&output);
-    let version = parse_tool_version(&text)
-        .ok_or_else(|| fail(format!("unreadable version {:?}", text.trim())))?;
-    if version < MIN_PG_DUMP {
-        return Err(fail(format!(
-            "version {version} is older than {MIN_PG_DUMP}"
-        )));
-    }
-    Ok(version)
-}
-
-/// A tool's path: in `bin_directory` when set, else looked up on PATH.
-pub fn tool_path(bin_directory: &str, tool: &str) -> PathBuf {
-    if bin_directory.is_empty() {
-        PathBuf::from(tool)
-    } else {
-        Path::new(bin_directory).join(tool)
-    }
-}
-
-/// A tool version as `major * 10000 + minor` (9.6.3 -> 90603 style is not needed: majors from
-/// 10 on have one number, older ones two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ToolVersion {
-    /// 15 for 15.4; 9 for 9.6.
-    pub major: u32,
-    /// 4 for 15.4; 6 for 9.6.
-    pub minor: u32,
-}
-
-impl std::fmt::Display for ToolVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
-
-/// Reads `pg_dump (PostgreSQL) 15.4 (Debian 15.4-1)` or `pg_dump (PostgreSQL) 17beta1`.
-pub fn parse_tool_version(output: &str) -> Option<ToolVersion> {
-    let line = output.lines().next()?;
-    let word = line
-        .split_whitespace()
-        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
-    let mut numbers = word
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u32>().ok());
-    let major = numbers.next()??;
-    let minor = if word[major.to_string().len()..].starts_with('.') {
-        numbers.next().flatten().unwrap_or(0)
-    } else {
-        0
-    };
-    Some(ToolVersion { major, minor })
-}
-
-/// The oldest pg_dump pgback runs (as pg_back).
-pub const MIN_PG_DUMP: ToolVersion = ToolVersion { major: 8, minor: 4 };
 
 /// pg_dump's arguments for one database (the database itself goes in `PGDATABASE`). Output:
 /// stdout for every format but directory, which is written to `directory_target`.
@@ -251,47 +124,11 @@ pub fn pg_dumpall_args(
     args
 }
 
-/// `dbname=...`: a connection string holding only the database name, quoted where needed so
-/// that any name (with spaces, quotes, backslashes) stays a name.
-pub fn conninfo_dbname(dbname: &str) -> String {
-    format!("dbname={}", quote_conninfo(dbname))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::dump::DumpConfig;
     use crate::values::Compression;
-
-    #[test]
-    fn versions() {
-        let v = |s| parse_tool_version(s);
-        assert_eq!(
-            v("pg_dump (PostgreSQL) 15.4 (Debian 15.4-1.pgdg120+1)"),
-            Some(ToolVersion {
-                major: 15,
-                minor: 4
-            })
-        );
-        assert_eq!(
-            v("pg_dump (PostgreSQL) 9.6.24"),
-            Some(ToolVersion { major: 9, minor: 6 })
-        );
-        assert_eq!(
-            v("pg_dump (PostgreSQL) 17beta1"),
-            Some(ToolVersion {
-                major: 17,
-                minor: 0
-            })
-        );
-        assert_eq!(
-            v("pg_dump (PostgreSQL) 8.3.1"),
-            Some(ToolVersion { major: 8, minor: 3 })
-        );
-        assert!(v("pg_dump (PostgreSQL) 8.3.1").unwrap() < MIN_PG_DUMP);
-        assert_eq!(v("garbage"), None);
-        assert_eq!(v(""), None);
-    }
 
     #[test]
     fn pg_dump_argv() {
@@ -362,13 +199,12 @@ mod tests {
             pg_dumpall: "pg_dumpall".into(),
             version: v(15),
         };
-        assert!(tools.check_compression(&dump).is_err());
-        assert!(Tools {
+        assert!(check_compression(&tools, &dump).is_err());
+        let v16 = Tools {
             version: v(16),
             ..tools
-        }
-        .check_compression(&dump)
-        .is_ok());
+        };
+        assert!(check_compression(&v16, &dump).is_ok());
     }
 
     #[test]

@@ -51,9 +51,9 @@ use set::DumpFormat;
 use crate::config::encryption::EncryptionError;
 use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
-use crate::dump::tools::{parse_tool_version, tool_path};
 use crate::exit::quoted_list;
 use crate::files::file_name;
+use crate::programs::{parse_tool_version, tool_path};
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone)]
@@ -203,7 +203,7 @@ pub fn render_table(rows: &[Vec<String>], aligns: &[Align]) -> String {
 
 async fn probe_pg_restore(
     settings: &RestoreSettings,
-) -> Result<Option<crate::dump::tools::ToolVersion>, RestoreError> {
+) -> Result<Option<crate::programs::ToolVersion>, RestoreError> {
     let program = tool_path(&settings.bin_directory, "pg_restore");
     let fail = |reason: String| RestoreError::Tool {
         program: program.clone(),

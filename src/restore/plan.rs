@@ -9,9 +9,9 @@ use super::decrypt::EncryptedSource;
 use super::exec::ToolCommand;
 use super::set::{DumpFormat, PlainCompression};
 use crate::checksum::Verified;
-use crate::dump::tools::{conninfo_dbname, tool_path, ToolVersion};
 use crate::exit::quoted_list;
 use crate::files::file_name;
+use crate::programs::{conninfo_dbname, tool_path, ToolVersion};
 use crate::server::quote_ident;
 
 /// What happens to a database on the target.
