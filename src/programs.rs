@@ -1,7 +1,5 @@
 //! PostgreSQL's client programs (pg_dump, pg_dumpall, psql, pg_restore): where they are, and
 //! their version, probed once to gate options.
-//!
-//! Uses: `conn`, `process`.
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
 //! Server versions and the SQL that differs between them, as pure builders.
 //!
-//! [`ServerVersion`] is the one version type of the crate: the hook pair's and `pgback`'s.
+//! [`ServerVersion`] is the one version type of the crate, and [`read_version`] its one reader:
+//! the hook pair's, `pgback`'s, `--restore`'s and `pgdrill`'s.
 
 use std::fmt;
 
@@ -42,12 +43,24 @@ impl ServerVersion {
     }
 }
 
-/// `current_setting('server_version_num')::int4`, as `pgback` reads it; negative is no version.
-impl TryFrom<i32> for ServerVersion {
-    type Error = std::num::TryFromIntError;
-    fn try_from(num: i32) -> Result<ServerVersion, Self::Error> {
-        u32::try_from(num).map(ServerVersion)
-    }
+/// Reading a server's version failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    /// The query failed or its row did not decode.
+    #[error("reading the server version: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    /// The server answered something that is not a version.
+    #[error("unexpected server_version_num {0:?}")]
+    Unreadable(String),
+}
+
+/// The one reader of a server's version: `current_setting('server_version_num')`.
+pub async fn read_version(client: &tokio_postgres::Client) -> Result<ServerVersion, VersionError> {
+    let text: String = client
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await?
+        .try_get(0)?;
+    ServerVersion::parse(&text).ok_or(VersionError::Unreadable(text))
 }
 
 impl fmt::Display for ServerVersion {
@@ -156,11 +169,7 @@ mod tests {
         assert_eq!(ServerVersion(180001).major(), 18);
         assert!(!ServerVersion(90520).is_supported());
         assert!(ServerVersion(90600).is_supported());
-        assert_eq!(
-            ServerVersion::try_from(170002).map(ServerVersion::num),
-            Ok(170002)
-        );
-        assert!(ServerVersion::try_from(-1).is_err());
+        assert_eq!(ServerVersion(170002).num(), 170002);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 use super::table::{self, BackupState, StateTable};
 use super::{BackupError, BackupOptions};
 use crate::conn::{ConnSettings, Session};
-use crate::server::{self, ServerVersion};
+use crate::server::{self, ServerVersion, VersionError};
 
 /// What the co-process tells `pgpre` through the handshake pipe.
 pub trait Handshake {
@@ -68,18 +68,18 @@ pub(crate) fn with_keepalive_defaults(settings: &ConnSettings) -> ConnSettings {
 }
 
 async fn server_version(client: &Client) -> Result<ServerVersion, BackupError> {
-    let text: String = client
-        .query_one("SELECT current_setting('server_version_num')", &[])
+    server::read_version(client)
         .await
-        .and_then(|row| row.try_get(0))
-        .map_err(|e| BackupError::sql("reading the server version", e))?;
-    ServerVersion::parse(&text).ok_or_else(|| BackupError::Sql {
-        action: "reading the server version",
-        message: format!("unexpected server_version_num {text:?}"),
-        hint: None,
-        status: crate::exit::ExitStatus::Server,
-        code: None,
-    })
+        .map_err(|error| match error {
+            VersionError::Query(e) => BackupError::sql("reading the server version", e),
+            VersionError::Unreadable(text) => BackupError::Sql {
+                action: "reading the server version",
+                message: format!("unexpected server_version_num {text:?}"),
+                hint: None,
+                status: crate::exit::ExitStatus::Server,
+                code: None,
+            },
+        })
 }
 
 /// Checks the server version and turns off the timeouts a role or database may

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use super::error::DrillError;
-use crate::server::{quote_ident, session_guard_sql, ServerVersion};
+use crate::server::{quote_ident, read_version, session_guard_sql, ServerVersion, VersionError};
 
 /// How to reach the recovered server: its private socket, as a role that exists.
 #[derive(Clone, Debug)]
@@ -132,13 +132,12 @@ async fn connect_settled(
 }
 
 async fn server_version(client: &Client) -> Result<ServerVersion, DrillError> {
-    let row = client
-        .query_one("SELECT current_setting('server_version_num')", &[])
-        .await
-        .map_err(|e| DrillError::Connect(db_message(&e)))?;
-    let text: String = row.get(0);
-    ServerVersion::parse(&text)
-        .ok_or_else(|| DrillError::Internal(format!("server_version_num {text:?}")))
+    read_version(client).await.map_err(|error| match error {
+        VersionError::Query(e) => DrillError::Connect(db_message(&e)),
+        VersionError::Unreadable(text) => {
+            DrillError::Internal(format!("server_version_num {text:?}"))
+        }
+    })
 }
 
 /// The databases that accept connections, by name.

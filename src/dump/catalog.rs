@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 
 use super::createdb::{DatabaseDefinition, RoleSettings};
 use super::select::ListedDatabase;
-use crate::server::{quote_literal, ServerVersion};
+use crate::server::{quote_literal, read_version, ServerVersion, VersionError};
 
 /// A read of the run (not of one database) that failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,25 +45,30 @@ pub struct ServerInfo {
     pub in_recovery: bool,
 }
 
-const SERVER_INFO: &str = "SELECT current_setting('server_version_num')::int4, \
+const SERVER_INFO: &str = "SELECT \
      coalesce((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), false), \
      pg_catalog.pg_is_in_recovery()";
 
 /// Reads the server version, superuser status and recovery state of the session.
 pub async fn server_info(client: &Client) -> Result<ServerInfo, CatalogError> {
+    let version = read_version(client).await.map_err(|error| match error {
+        VersionError::Query(source) => CatalogError::Query {
+            what: "reading the server version",
+            source,
+        },
+        VersionError::Unreadable(value) => CatalogError::Value {
+            what: "server version",
+            value,
+        },
+    })?;
     let row = client
         .query_one(SERVER_INFO, &[])
         .await
-        .map_err(reading("reading the server version"))?;
-    let version: i32 = row.try_get(0).map_err(reading("server version"))?;
-    let version = u32::try_from(version).map_err(|_| CatalogError::Value {
-        what: "server version",
-        value: version.to_string(),
-    })?;
+        .map_err(reading("reading the server's role and recovery state"))?;
     Ok(ServerInfo {
-        version: ServerVersion(version),
-        superuser: row.try_get(1).map_err(reading("superuser"))?,
-        in_recovery: row.try_get(2).map_err(reading("recovery state"))?,
+        version,
+        superuser: row.try_get(0).map_err(reading("superuser"))?,
+        in_recovery: row.try_get(1).map_err(reading("recovery state"))?,
     })
 }
 

@@ -84,7 +84,9 @@ impl Failure for RestoreError {
             }
             RestoreError::Set(_) | RestoreError::Tool { .. } => ExitStatus::Usage,
             RestoreError::Target(TargetError::Connect(e)) => e.exit_status(),
-            RestoreError::Target(TargetError::Query { .. }) => ExitStatus::Server,
+            RestoreError::Target(TargetError::Query { .. } | TargetError::Version(_)) => {
+                ExitStatus::Server
+            }
             RestoreError::Key(e) => e.exit_status(),
             RestoreError::Decrypt(e) => e.exit_status(),
             RestoreError::Verify(_)

@@ -315,7 +315,7 @@ pub async fn plan_restore(
             DatabaseAction::Create
         } else {
             let objects =
-                target::own_objects(&settings.conn, &db.name, target.server_version_num).await?;
+                target::own_objects(&settings.conn, &db.name, target.server_version).await?;
             if objects.is_empty() {
                 DatabaseAction::IntoEmpty
             } else {

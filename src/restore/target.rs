@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::conn::{ConnError, ConnSettings};
+use crate::server::{read_version, ServerVersion, VersionError};
 
 /// Every role name.
 pub const ROLES: &str = "SELECT rolname::text FROM pg_catalog.pg_roles";
@@ -17,7 +18,7 @@ const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
 /// Counts, per kind, the objects a database holds that initdb did not create (temporary
 /// schemas aside). Columns: kind, count; only kinds with a count above zero.
-pub fn own_objects_query(server_version_num: i32) -> String {
+pub fn own_objects_query(version: ServerVersion) -> String {
     let temp = "n.nspname !~ '^pg_(toast_)?temp_'";
     let mut parts = vec![
         format!(
@@ -57,7 +58,7 @@ pub fn own_objects_query(server_version_num: i32) -> String {
         ("text search dictionary", "pg_ts_dict"),
         ("default privilege", "pg_default_acl"),
     ];
-    if server_version_num >= 100_000 {
+    if version.num() >= 100_000 {
         simple.push(("publication", "pg_publication"));
         simple.push(("extended statistics", "pg_statistic_ext"));
     }
@@ -73,10 +74,10 @@ pub fn own_objects_query(server_version_num: i32) -> String {
 }
 
 /// What the restore learned about the target before touching it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetState {
-    /// `server_version_num`.
-    pub server_version_num: i32,
+    /// The server's version.
+    pub server_version: ServerVersion,
     /// Roles that exist.
     pub roles: BTreeSet<String>,
     /// Databases that exist.
@@ -89,6 +90,9 @@ pub enum TargetError {
     /// Connecting failed.
     #[error(transparent)]
     Connect(#[from] ConnError),
+    /// The version could not be read.
+    #[error(transparent)]
+    Version(#[from] VersionError),
     /// A catalog query failed.
     #[error("{what}: {source}")]
     Query {
@@ -124,14 +128,8 @@ async fn names(
 pub async fn read_target(conn: &ConnSettings) -> Result<TargetState, TargetError> {
     let session = conn.connect().await?;
     let client = &session.client;
-    let row = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
-        .await
-        .map_err(query_error("reading the server version"))?;
     Ok(TargetState {
-        server_version_num: row
-            .try_get(0)
-            .map_err(query_error("reading the server version"))?,
+        server_version: read_version(client).await?,
         roles: names(client, ROLES, "listing roles").await?,
         databases: names(client, DATABASES, "listing databases").await?,
     })
@@ -141,7 +139,7 @@ pub async fn read_target(conn: &ConnSettings) -> Result<TargetState, TargetError
 pub async fn own_objects(
     conn: &ConnSettings,
     dbname: &str,
-    server_version_num: i32,
+    version: ServerVersion,
 ) -> Result<Vec<(String, i64)>, TargetError> {
     let mut settings = conn.clone();
     settings.dbname = dbname.to_string();
@@ -149,7 +147,7 @@ pub async fn own_objects(
     let what = format!("counting the objects of database {dbname:?}");
     session
         .client
-        .query(&own_objects_query(server_version_num), &[])
+        .query(&own_objects_query(version), &[])
         .await
         .map_err(query_error(what.clone()))?
         .iter()
@@ -179,11 +177,11 @@ mod tests {
 
     #[test]
     fn own_objects_per_version() {
-        let v15 = own_objects_query(150_000);
+        let v15 = own_objects_query(ServerVersion(150_000));
         assert!(v15.contains("pg_publication") && v15.contains("pg_statistic_ext"));
         assert!(v15.contains("oid >= 16384"));
         assert!(v15.contains("'^pg_(toast_)?temp_'"));
-        let v96 = own_objects_query(90_600);
+        let v96 = own_objects_query(ServerVersion(90_600));
         assert!(!v96.contains("pg_publication") && !v96.contains("pg_statistic_ext"));
         assert_eq!(v96.matches("UNION ALL").count(), 18);
     }
