@@ -31,6 +31,7 @@ pub mod dump;
 pub mod exit;
 pub mod files;
 pub mod metrics;
+pub mod naming;
 pub mod process;
 pub mod programs;
 pub mod pump;

@@ -365,7 +365,7 @@ fn decrypt(
         let key = dump.encryption.decrypt_key(passphrase, path.as_deref())?;
         if dump
             .backup_directory
-            .contains(crate::dump::naming::DBNAME_PLACEHOLDER)
+            .contains(crate::naming::DBNAME_PLACEHOLDER)
         {
             return Err(StartError::DecryptDirectory(dump.backup_directory));
         }

@@ -8,12 +8,12 @@ use std::sync::Mutex;
 
 use tokio::process::{ChildStdout, Command};
 
-use super::naming;
 use super::output::{self, WrittenFile};
 use super::progress::Progress;
 use super::report::DumpError;
 use crate::config::dump::DumpConfig;
 use crate::conn::{ConnSettings, LIBPQ_ENV_VARS};
+use crate::naming;
 use crate::process::{run_child, ChildName};
 use crate::programs::Tools;
 use crate::pump::Source;

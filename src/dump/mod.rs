@@ -36,7 +36,6 @@ pub mod database;
 pub mod encrypt;
 pub mod hooks;
 pub mod lock;
-pub mod naming;
 pub mod offsite;
 pub mod output;
 pub mod progress;

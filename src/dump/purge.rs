@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
 
-use super::naming;
 use crate::config::dump::DumpConfig;
+use crate::naming;
 use crate::values::{Keep, PurgeInterval};
 
 /// One backup of a database: every file sharing a stamp (dump, checksum, createdb.sql, ...).

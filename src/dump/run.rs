@@ -14,7 +14,6 @@ use super::context::RunContext;
 use super::database::dump_database;
 use super::encrypt::Encryption;
 use super::hooks::{run_hook, HookError, HookKind, HookOutcome};
-use super::naming::fixed_backup_dir;
 use super::offsite::{self, FinalFiles, Offsite};
 use super::output::{self, OutputError};
 use super::progress::Progress;
@@ -27,6 +26,7 @@ use super::tools::check_compression;
 use crate::config::dump::DumpConfig;
 use crate::conn::{ConnError, ConnSettings};
 use crate::exit::{ExitStatus, Failure};
+use crate::naming::fixed_backup_dir;
 use crate::programs::{Tools, UnusableTool};
 use crate::server::ServerVersion;
 

@@ -8,10 +8,10 @@ use std::path::Path;
 use super::catalog::{self, FileSetting, ServerInfo};
 use super::context::{RunContext, ToolOutput};
 use super::encrypt::{run_tool, write_small, Encryption};
-use super::naming::{backup_dir, dump_path, CONFIG_FILES, GLOBALS, SETTINGS};
 use super::output::{self, WrittenFile};
 use super::report::{DumpError, RunReport};
 use super::tools::pg_dumpall_args;
+use crate::naming::{backup_dir, dump_path, CONFIG_FILES, GLOBALS, SETTINGS};
 use crate::process::ChildName;
 use crate::server::quote_literal;
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::dump::naming::{parse_stamp, split_name};
+use crate::naming::{parse_stamp, split_name};
 
 /// How a database dump was written, read from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

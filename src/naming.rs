@@ -1,5 +1,6 @@
-//! pg_back-compatible file names: `<dir>/<db>_<stamp>.<ext>`, the stamp in rfc3339 or legacy
-//! form, and database names made safe for a path.
+//! The file names of a dump set, pg_back-compatible (`pgback` writes them, `--restore` reads
+//! them): `<dir>/<db>_<stamp>.<ext>`, the stamp in rfc3339 or legacy form, and database names
+//! made safe for a path.
 
 use std::path::{Path, PathBuf};
 
