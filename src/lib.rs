@@ -1,43 +1,49 @@
 //! safe-backup: PostgreSQL backups that restore.
 //!
 //! # Layout
-//! In dependency order: each module uses only those above it.
-//! - [`exit`]: the exit-code table, `Failure`, the one-line report, and the log (`--log-format`).
-//! - [`wal`]: WAL positions (`Lsn`) and segment names, computed without a server.
+//! The one ordered list of modules, in dependency order: each module uses only those below it
+//! (`scripts/check-layout` fails on an edge up the list or a cycle). The pipelines are at the
+//! top, the leaves every layer may use at the bottom.
+//! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
+//! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust); `--restore` goes on below.
+//! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load.
+//! - [`backup`]: `pgpre`, the co-process that holds a non-exclusive backup, and `pgpost`.
+//! - [`remote`]: remote storage (S3, B2, GCS, Azure, SFTP): upload, list, download, delete.
+//! - [`config`]: the TOML configuration, each section layered defaults < file < env < flags.
+//! - [`crypt`]: age encryption of dumps as they stream, and `--decrypt` in place.
+//! - [`cli`]: clap definitions of `pgpre` and `pgpost`, and the connection flags of every binary.
+//! - [`programs`]: PostgreSQL's client programs (pg_dump, psql...): where they are, their version.
+//! - [`conn`]: libpq conventions (conninfo, URIs, PG*, pgpass, services, sslmode), tokio-postgres.
+//! - [`secret`]: secrets that never print, read from the environment or from private files.
 //! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
 //! - [`pump`]: moving a child's stdout into its sink (hash, encrypt, write) on a blocking thread.
-//! - [`server`]: `ServerVersion`, the one version type, and the version-specific SQL, as pure builders.
-//! - [`conn`]: libpq conventions (conninfo, URIs, PG* variables, pgpass, services, sslmode) over tokio-postgres.
-//! - [`cli`]: clap definitions of `pgpre` and `pgpost`, and the connection flags of every binary
-//!   (their value types come from `config::values`, which uses nothing of the crate).
-//! - [`config`]: the TOML configuration, each section layered defaults < file < environment < command line.
-//! - [`backup`]: `pgpre`, the co-process that holds a non-exclusive backup, and `pgpost`.
-//! - [`secret`]: secrets that never print, read from the environment or from private files.
-//! - [`crypt`]: age encryption of dumps as they stream, and `--decrypt` in place.
-//! - [`remote`]: remote storage (S3, B2, GCS, Azure, SFTP): upload, list, download, delete.
-//! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
-//! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load
-//!   (`dump::cli` hands `--restore` to `restore::cli`).
-//! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
+//! - [`process`]: child processes with their last stderr lines kept, and the async runtime.
+//! - [`server`]: `ServerVersion` and its one reader; the version-specific SQL, as pure builders.
+//! - [`wal`]: WAL positions (`Lsn`) and segment names, computed without a server.
+//! - [`naming`]: a dump set's pg_back-compatible file names and stamps.
+//! - [`checksum`]: checksums computed while writing, and checksum files verified.
+//! - [`files`]: atomic writes, private directories, temporary names, `fsync_dir`, `file_name`.
+//! - [`values`]: the typed values of settings and flags (format, compression, ...), parsed strictly.
+//! - [`exit`]: the exit-code table, `Failure`, the one-line report, the log (`--log-format`).
 
-pub mod backup;
-pub mod checksum;
-pub mod cli;
-pub mod config;
-pub mod conn;
-pub mod crypt;
 pub mod drill;
 pub mod dump;
-pub mod exit;
-pub mod files;
-pub mod metrics;
-pub mod naming;
-pub mod process;
-pub mod programs;
-pub mod pump;
-pub mod remote;
 pub mod restore;
+pub mod backup;
+pub mod remote;
+pub mod config;
+pub mod crypt;
+pub mod cli;
+pub mod programs;
+pub mod conn;
 pub mod secret;
+pub mod metrics;
+pub mod pump;
+pub mod process;
 pub mod server;
-pub mod values;
 pub mod wal;
+pub mod naming;
+pub mod checksum;
+pub mod files;
+pub mod values;
+pub mod exit;
