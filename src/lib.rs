@@ -23,7 +23,7 @@
 //! - [`naming`]: a dump set's pg_back-compatible file names and stamps.
 //! - [`checksum`]: checksums computed while writing, and checksum files verified.
 //! - [`files`]: atomic writes, private directories, temporary names, `fsync_dir`, `file_name`.
-//! - [`values`]: the typed values of settings and flags (format, compression, ...), parsed strictly.
+//! - [`values`]: the typed values of settings and flags (format, compression...), parsed strictly.
 //! - [`exit`]: the exit-code table, `Failure`, the one-line report, the log (`--log-format`).
 
 pub mod drill;
