@@ -37,10 +37,7 @@ pub enum BackupError {
     #[error("no backup in progress: {0}")]
     NoBackup(String),
     /// The backup ended in `failed`.
-    #[error(
-        "backup {} failed: {reason}",
-        crate::config::backup::shorten_label(label)
-    )]
+    #[error("backup {} failed: {reason}", crate::config::shorten_label(label))]
     Failed {
         /// Its label.
         label: String,

@@ -1,43 +1,46 @@
 //! The physical hook pair: `pgpre`, the co-process that holds a non-exclusive backup, and
 //! `pgpost`.
 //!
+//! Uses: config, cli, conn, metrics, process, server, wal, files, exit.
+//!
 //! In dependency order:
-//! - [`row`]: what a state-table row holds: states, the decoded row, unusable rows.
-//! - [`table`]: the state table: its SQL and its I/O (rows decoded by name).
-//! - [`files`]: writing `backup_label` / `tablespace_map` safely.
+//! - `row`: what a state-table row holds: states, the decoded row, unusable rows.
+//! - `table`: the state table: its SQL and its I/O (rows decoded by name).
+//! - `files`: writing `backup_label` / `tablespace_map` safely.
 //! - `wait`: what wakes a wait loop, the slow re-read, deadlines.
-//! - [`hold`]: the detached co-process: start, wait for `done`, stop.
-//! - [`start`]: starting a backup: lock, take-over, the start function, cancelled when
+//! - `hold`: the detached co-process: start, wait for `done`, stop.
+//! - `start`: starting a backup: lock, take-over, the start function, cancelled when
 //!   it runs too long or `pgpre` is gone.
-//! - [`spawn`]: `pgpre`'s fork, detach and handshake pipe.
-//! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
-//! - [`exec`]: `pgpre --exec`: start, run a command, stop, in one process.
-//! - [`list`]: `pgpre --list` (a table, or with the history as JSON).
-//! - [`watch`]: the metrics file of pgpre and pgpost.
-//! - [`report`]: what pgpre and pgpost print when they succeed.
-//! - [`command`]: `pgpre` and `pgpost` from parsed flags to exit code.
+//! - `spawn`: `pgpre`'s fork, detach and handshake pipe.
+//! - `post`: `pgpost`: ask for the stop, wait, collect the result.
+//! - `exec`: `pgpre --exec`: start, run a command, stop, in one process.
+//! - `list`: `pgpre --list` (a table, or with the history as JSON).
+//! - `watch`: the metrics file of pgpre and pgpost.
+//! - `report`: what pgpre and pgpost print when they succeed.
+//! - `command`: `pgpre` and `pgpost` from parsed flags to exit code.
 
-pub mod command;
-pub mod error;
-pub mod exec;
-pub mod files;
-pub mod hold;
-pub mod list;
-pub mod post;
-pub mod report;
-pub mod row;
-pub mod spawn;
-pub mod start;
-pub mod table;
-pub(crate) mod wait;
-pub mod watch;
+mod command;
+mod error;
+mod exec;
+mod files;
+mod hold;
+mod list;
+mod post;
+mod report;
+mod row;
+mod spawn;
+mod start;
+mod table;
+mod wait;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::backup::{limit, LogTarget};
 use crate::config::BackupConfig;
+use crate::config::{limit, LogTarget};
 use crate::exit::LogFormat;
+pub use command::{pgpost, pgpre};
 pub use error::BackupError;
 use table::StateTable;
 

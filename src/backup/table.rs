@@ -22,9 +22,6 @@ pub struct StateTable {
     name: String,
 }
 
-/// The columns safe-backup's bash scripts create.
-pub const ORIGINAL_COLUMNS: [&str; 5] = ["id", "state", "pid", "backup_label", "tablespace_map"];
-
 /// The columns we add, with their types, in order.
 pub const ADDED_COLUMNS: [(&str, &str); 8] = [
     ("label", "text"),
@@ -42,7 +39,7 @@ const LOCK_CLASS: i32 = 0x7361_6665;
 
 impl StateTable {
     /// The row `name` of a table named `table` in `schema` (empty: the first
-    /// schema on the search_path). `name` must pass [`crate::config::backup::validate_name`].
+    /// schema on the search_path). `name` must pass [`crate::config::validate_name`].
     pub fn new(schema: &str, table: &str, name: &str) -> StateTable {
         StateTable {
             schema: (!schema.is_empty()).then(|| schema.to_string()),
@@ -546,6 +543,8 @@ pub async fn request_stop(client: &Client, table: &StateTable) -> Result<(), Bac
 
 #[cfg(test)]
 mod tests {
+    /// The columns safe-backup's bash scripts create.
+    const ORIGINAL_COLUMNS: [&str; 5] = ["id", "state", "pid", "backup_label", "tablespace_map"];
     use super::*;
 
     #[test]

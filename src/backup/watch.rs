@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::error::BackupError;
 use super::post::Completed;
 use super::BackupOptions;
-use crate::config::backup::LogTarget;
+use crate::config::LogTarget;
 use crate::exit::ExitStatus;
 use crate::metrics::BackupMetrics;
 use crate::wal::Lsn;

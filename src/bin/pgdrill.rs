@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use safe_backup::drill::cli::DrillArgs;
+use safe_backup::drill::DrillArgs;
 use safe_backup::metrics::RunMetrics;
 
 fn main() -> ExitCode {

@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::backup::command;
 use safe_backup::cli::Pgpost;
 
 fn main() -> ExitCode {
-    command::pgpost(&Pgpost::parse())
+    safe_backup::backup::pgpost(&Pgpost::parse())
 }

@@ -3,10 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::backup::command;
 use safe_backup::cli::Pgpre;
 
 fn main() -> ExitCode {
     // No thread or runtime may exist before pgpre forks the co-process.
-    command::pgpre(&Pgpre::parse())
+    safe_backup::backup::pgpre(&Pgpre::parse())
 }

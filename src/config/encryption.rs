@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::flags::{either, negatable};
-use crate::crypt::keys::config_origin;
+use crate::crypt::config_origin;
 use crate::crypt::{CryptError, DecryptKey, EncryptKey};
 use crate::exit::{ExitStatus, Failure};
 use crate::secret::{check_config_file, Secret, SecretError};

@@ -1,6 +1,8 @@
 //! The TOML configuration shared by all binaries: loading, errors, and the entry point that
 //! layers each section defaults < file < environment < command line.
 //!
+//! Uses: crypt, cli, conn, secret, values, exit.
+//!
 //! `config.toml` at the crate root documents every key with its default; it is
 //! embedded here and printed by `--print-default-config`. A test parses it, so
 //! the documented defaults and [`Config::default`] cannot drift apart.
@@ -9,13 +11,21 @@
 //! `[backup]`, [`ConnectionConfig::resolve`] for `[connection]` (libpq's order, see there);
 //! [`Config::for_hooks`] runs both for `pgpre` and `pgpost`.
 
-pub mod backup;
-pub mod dump;
-pub mod encryption;
-pub mod error;
-pub mod flags;
-pub mod pg_back;
-pub mod remote;
+mod backup;
+mod dump;
+mod encryption;
+mod error;
+mod flags;
+mod pg_back;
+mod remote;
+
+pub use remote::{RemoteSettings, StoreKind};
+
+pub use pg_back::convert_pg_back_config;
+
+pub use encryption::{take_passphrase_from_env, EncryptionError};
+
+pub use dump::{DatabaseDumpSettings, DumpFlags};
 
 use std::path::{Path, PathBuf};
 
@@ -24,8 +34,8 @@ use serde::Deserialize;
 use crate::cli::{CommonArgs, ServerArgs, StartArgs, StopArgs};
 use crate::conn::{ConnError, ConnParams, ConnSettings, Environment};
 use crate::exit::{ExitStatus, Failure};
-pub use backup::BackupConfig;
-use dump::DumpConfig;
+pub use backup::{limit, shorten_label, BackupConfig, LogTarget};
+pub use dump::DumpConfig;
 pub use error::ConfigError;
 
 /// The documented default configuration, as shipped.

@@ -1,6 +1,8 @@
 //! libpq conventions on top of tokio-postgres: conninfo strings and URIs, PG* variables,
 //! `pg_service.conf`, `~/.pgpass`, the default socket directory and `sslmode` with rustls.
 //!
+//! Uses: exit.
+//!
 //! Three steps, kept apart like raw flags and validated settings:
 //! - [`ConnParams`]: the keywords the user wrote (a conninfo string, a URI, or `set` calls),
 //!   checked against the keywords safe-backup supports;

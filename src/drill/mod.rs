@@ -3,26 +3,30 @@
 //! cannot reach the outside world, stops at the first consistent point, promotes, checks every
 //! database with amcheck (plus `--sql` and `--exec`), stops the server and removes the clone.
 //!
-//! - [`cli`]: the command line (clap), kept here so a man-page generator can reach it.
-//! - [`label`]: `backup_label`, `tablespace_map`, `pg_control`, LSNs and WAL segment names.
-//! - [`prepare`]: reading DATADIR, planning tablespaces, preparing the clone.
-//! - [`clone`]: the private work directory and the clone (overlay, reflink, copy).
-//! - [`settings`]: the throwaway server's settings, as pure builders.
-//! - [`postmaster`]: finding, starting, waiting for and stopping the server.
-//! - [`serverlog`]: what the server log says (ready, consistent LSN, missing WAL).
-//! - [`checks`]: amcheck, `--sql`, `--exec`.
-//! - [`report`]: the report, as text or JSON.
+//! Uses: server, wal, exit.
+//!
+//! - `cli`: the command line (clap), kept here so a man-page generator can reach it.
+//! - `label`: `backup_label`, `tablespace_map`, `pg_control`, LSNs and WAL segment names.
+//! - `prepare`: reading DATADIR, planning tablespaces, preparing the clone.
+//! - `clone`: the private work directory and the clone (overlay, reflink, copy).
+//! - `settings`: the throwaway server's settings, as pure builders.
+//! - `postmaster`: finding, starting, waiting for and stopping the server.
+//! - `serverlog`: what the server log says (ready, consistent LSN, missing WAL).
+//! - `checks`: amcheck, `--sql`, `--exec`.
+//! - `report`: the report, as text or JSON.
 
-pub mod checks;
-pub mod cli;
-pub mod clone;
-pub mod error;
-pub mod label;
-pub mod postmaster;
-pub mod prepare;
-pub mod report;
-pub mod serverlog;
-pub mod settings;
+mod checks;
+mod cli;
+mod clone;
+mod error;
+mod label;
+mod postmaster;
+mod prepare;
+mod report;
+mod serverlog;
+mod settings;
+
+pub use cli::DrillArgs;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -271,7 +275,7 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
                 seconds: request.timeout.map_or(0, |t| t.as_secs()),
                 last: report.server_log_tail.last().cloned().unwrap_or_default(),
             },
-            NotReady::Exited(_) => match serverlog::recovery_failure(&log, &label) {
+            NotReady::Exited => match serverlog::recovery_failure(&log, &label) {
                 RecoveryFailure::MissingWal {
                     fatal,
                     segment,

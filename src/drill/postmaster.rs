@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -164,7 +163,7 @@ impl LogPump {
 #[derive(Debug)]
 pub enum NotReady {
     /// The postmaster exited (the log says why).
-    Exited(std::process::ExitStatus),
+    Exited,
     /// The deadline passed first.
     TimedOut,
 }
@@ -256,11 +255,10 @@ impl Postmaster {
                 return Err(NotReady::TimedOut);
             };
             tokio::select! {
-                status = child.wait() => {
+                _ = child.wait() => {
                     self.child = None;
                     self.drain().await;
-                    let status = status.unwrap_or_else(|_| std::process::ExitStatus::from_raw(1 << 8));
-                    return Err(NotReady::Exited(status));
+                    return Err(NotReady::Exited);
                 }
                 () = self.log.changed.notified() => {}
                 () = sleep_until(until) => return Err(NotReady::TimedOut),

@@ -13,17 +13,17 @@ use super::progress::Progress;
 use super::run::{run, RunSettings};
 use super::secret_flags::SecretFlags;
 use crate::cli::ServerArgs;
-use crate::config::dump::{DumpConfig, DumpFlags};
-use crate::config::encryption::{take_passphrase_from_env, EncryptionError};
-use crate::config::pg_back::convert_pg_back_config;
-use crate::config::remote::StoreKind;
+use crate::config::convert_pg_back_config;
 use crate::config::SetupError;
+use crate::config::StoreKind;
+use crate::config::{take_passphrase_from_env, EncryptionError};
 use crate::config::{Config, ConfigError, ConnectionConfig, DEFAULT_CONFIG};
+use crate::config::{DumpConfig, DumpFlags};
 use crate::crypt::{decrypt_files, find_encrypted, CryptError, DecryptKey};
 use crate::exit::{fail, init_logging_with, print_failure, LogFormat};
 use crate::exit::{report, ExitStatus, Failure};
 use crate::metrics::RunMetrics;
-use crate::restore::cli::{run_restore, RestoreFlags};
+use crate::restore::{run_restore, RestoreFlags};
 use crate::secret::{check_config_file, Secret, SecretError};
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident

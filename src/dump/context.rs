@@ -11,7 +11,7 @@ use tokio::process::{ChildStdout, Command};
 use super::output::{self, WrittenFile};
 use super::progress::Progress;
 use super::report::DumpError;
-use crate::config::dump::DumpConfig;
+use crate::config::DumpConfig;
 use crate::conn::{ConnSettings, LIBPQ_ENV_VARS};
 use crate::naming;
 use crate::process::{run_child, ChildName};

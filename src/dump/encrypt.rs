@@ -18,7 +18,7 @@ use super::context::{RunContext, ToolOutput};
 use super::output::{self, OutputError, WrittenFile};
 use super::report::DumpError;
 use crate::checksum::checksum_line;
-use crate::crypt::naming::{
+use crate::crypt::{
     checksum_path, encrypted_checksum_path, encrypted_path, encrypted_plain_checksum_path,
 };
 use crate::crypt::{encrypt_directory, encrypt_stream, encrypt_to_vec, CryptError, EncryptKey};

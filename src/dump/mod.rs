@@ -1,50 +1,55 @@
 //! `pgback`: pg_back's logical dump pipeline (globals, settings, hba/ident, createdb.sql,
 //! per-database pg_dump streamed through checksums, purge, hooks, standby replay pause).
 //!
+//! Uses: restore, remote, config, crypt, cli, programs, conn, secret, metrics, pump, process,
+//! server, naming, checksum, files, values, exit.
+//!
 //! # Layout (each file uses only those above it)
-//! - [`naming`]: pg_back-compatible file names and stamps.
-//! - [`select`]: which databases to dump.
-//! - [`acl`]: database `aclitem` parsing.
-//! - [`createdb`]: the `<db>_<stamp>.createdb.sql` builder.
-//! - [`catalog`]: every catalog query, typed, with its SQL per server version.
-//! - [`checksum`]: digests computed while writing, `sha256sum -c` compatible lines.
-//! - [`output`]: temp name + fsync + chmod + rename, checksum files.
-//! - [`progress`]: spinners on a terminal, periodic log lines otherwise.
-//! - [`lock`]: the per-database flock.
-//! - [`purge`]: which old backups to delete, deleting them, and what a run purges.
-//! - [`hooks`]: pre/post hooks split like a shell, run without one.
-//! - [`tools`]: pg_dump/pg_dumpall paths, version probe, argument vectors.
-//! - [`standby`]: pausing and resuming WAL replay on a standby.
-//! - [`report`]: each database's outcome, the summary table, the wording of a failed run.
-//! - [`context`]: what the steps of one run share; running a tool into a backup file.
-//! - [`encrypt`]: `--encrypt`: streams into `<file>.age`, directory dumps file by file.
-//! - [`database`]: one database's dump and createdb.sql.
-//! - [`server_files`]: globals, settings, hba/ident.
-//! - [`offsite`]: uploads as files become final, remote purge, `--list-remote`, `--download`.
-//! - [`run`]: the whole run, in the README's order.
-//! - [`watch`]: the metrics of a run.
-//! - [`secret_flags`]: pg_back's flags that carry a secret, refused with a hint.
-//! - [`cli`]: pgback's command line, and the one call the binary makes (a dump, `--decrypt`,
-//!   or `--restore` through [`crate::restore::cli`]).
+//! - `select`: which databases to dump.
+//! - `acl`: database `aclitem` parsing.
+//! - `createdb`: the `<db>_<stamp>.createdb.sql` builder.
+//! - `catalog`: every catalog query, typed, with its SQL per server version.
+//! - `output`: temp name + fsync + chmod + rename, checksum files.
+//! - `progress`: spinners on a terminal, periodic log lines otherwise.
+//! - `lock`: the per-database flock.
+//! - `purge`: which old backups to delete, deleting them, and what a run purges.
+//! - `hooks`: pre/post hooks split like a shell, run without one.
+//! - `tools`: pg_dump's and pg_dumpall's argument vectors.
+//! - `standby`: pausing and resuming WAL replay on a standby.
+//! - `report`: each database's outcome, the summary table, the wording of a failed run.
+//! - `context`: what the steps of one run share; running a tool into a backup file.
+//! - `encrypt`: `--encrypt`: streams into `<file>.age`, directory dumps file by file.
+//! - `database`: one database's dump and createdb.sql.
+//! - `server_files`: globals, settings, hba/ident.
+//! - `offsite`: uploads as files become final, remote purge, `--list-remote`, `--download`.
+//! - `run`: the whole run, in the README's order.
+//! - `watch`: the metrics of a run.
+//! - `secret_flags`: pg_back's flags that carry a secret, refused with a hint.
+//! - `cli`: pgback's command line, and the one call the binary makes (a dump, `--decrypt`,
+//!   or `--restore` through [`crate::restore::run_restore`]).
 
-pub mod acl;
-pub mod catalog;
-pub mod cli;
-pub mod context;
-pub mod createdb;
-pub mod database;
-pub mod encrypt;
-pub mod hooks;
-pub mod lock;
-pub mod offsite;
-pub mod output;
-pub mod progress;
-pub mod purge;
-pub mod report;
-pub mod run;
-pub mod secret_flags;
-pub mod select;
-pub mod server_files;
-pub mod standby;
-pub mod tools;
-pub mod watch;
+mod acl;
+mod catalog;
+mod cli;
+mod context;
+mod createdb;
+mod database;
+mod encrypt;
+mod hooks;
+mod lock;
+mod offsite;
+mod output;
+mod progress;
+mod purge;
+mod report;
+mod run;
+mod secret_flags;
+mod select;
+mod server_files;
+mod standby;
+mod tools;
+mod watch;
+
+pub use cli::{run_pgback, PgbackArgs};
+
+pub use secret_flags::SECRET_FLAGS;

@@ -15,8 +15,8 @@ use super::output::WrittenFile;
 use super::purge::{group_backups, select_purge, PurgeTarget};
 use super::report::{RunReport, UploadReport};
 use crate::checksum::{verify_all, VerifyError};
-use crate::config::dump::DumpConfig;
-use crate::config::remote::{RemoteSettings, StoreKind};
+use crate::config::DumpConfig;
+use crate::config::{RemoteSettings, StoreKind};
 use crate::naming::{self, backup_dir, fixed_backup_dir};
 use crate::remote::{
     remote_key, ProcessEnvironment, RemoteEntry, RemoteError, RemoteStore, Tuning, UploadQueue,

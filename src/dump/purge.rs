@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::config::dump::DumpConfig;
+use crate::config::DumpConfig;
 use crate::naming;
 use crate::values::{Keep, PurgeInterval};
 

@@ -23,7 +23,7 @@ use super::select::{select_databases, SelectionRules};
 use super::server_files::save_server_files;
 use super::standby::{self, StandbyError};
 use super::tools::check_compression;
-use crate::config::dump::DumpConfig;
+use crate::config::DumpConfig;
 use crate::conn::{ConnError, ConnSettings};
 use crate::exit::{ExitStatus, Failure};
 use crate::naming::fixed_backup_dir;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::config::dump::{DatabaseDumpSettings, DumpConfig};
+use crate::config::{DatabaseDumpSettings, DumpConfig};
 use crate::programs::{conninfo_dbname, ToolVersion, Tools, UnusableTool};
 use crate::values::{Compression, Format};
 
@@ -127,7 +127,7 @@ pub fn pg_dumpall_args(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::dump::DumpConfig;
+    use crate::config::DumpConfig;
     use crate::values::Compression;
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::remote::StoreKind;
+use crate::config::StoreKind;
 use crate::secret::Secret;
 
 use super::error::RemoteError;

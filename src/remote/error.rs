@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::remote::StoreKind;
+use crate::config::StoreKind;
 use crate::exit::{ExitStatus, Failure};
 use crate::secret::{Secret, SecretError};
 

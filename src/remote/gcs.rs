@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use super::error::{CauseKind, RemoteError};
 use super::local::{open_source, read_part};
 use super::types::{Backoff, Fault, Tuning};
-use crate::config::remote::StoreKind;
+use crate::config::StoreKind;
 
 /// GCS requires every chunk but the last to be a multiple of this.
 const CHUNK_GRANULE: usize = 256 * 1024;

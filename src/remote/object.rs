@@ -19,7 +19,7 @@ use super::error::{CauseKind, Redactor, RemoteError};
 use super::gcs::{GcsAuth, ResumableUploads};
 use super::local::{open_source, read_part, PartialFile};
 use super::types::{Fault, RemoteEntry, Tuning};
-use crate::config::remote::{RemoteSettings, StoreKind};
+use crate::config::{RemoteSettings, StoreKind};
 use crate::secret::Secret;
 
 /// One object-store bucket or container.

@@ -17,7 +17,7 @@ use super::error::{CauseKind, Redactor, RemoteError};
 use super::local::{open_source, read_part, PartialFile};
 use super::ssh::{connect, SftpConnection, SshTarget};
 use super::types::{Backoff, Fault, RemoteEntry, Tuning};
-use crate::config::remote::{RemoteSettings, StoreKind};
+use crate::config::{RemoteSettings, StoreKind};
 use crate::secret::Secret;
 
 /// The system-wide known_hosts file, read before the user's.

@@ -8,7 +8,7 @@ use super::error::Redactor;
 use super::error::{Cause, RemoteError};
 use super::types::{Fault, RemoteEntry, Tuning, Uploaded};
 use super::{object, sftp};
-use crate::config::remote::{RemoteSettings, StoreKind};
+use crate::config::{RemoteSettings, StoreKind};
 
 enum Backend {
     Object(object::ObjectBackend),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::{restore, RestoreReport, RestoreSettings};
 use crate::cli::ServerArgs;
-use crate::config::dump::DumpFlags;
-use crate::config::encryption::EncryptionError;
+use crate::config::DumpFlags;
+use crate::config::EncryptionError;
 use crate::config::{Config, SetupError};
 use crate::exit::{print_failure, ExitStatus};
 use crate::metrics::{DatabaseMetrics, RunMetrics};

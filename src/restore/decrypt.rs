@@ -20,7 +20,7 @@ use super::exec::{Input, ToolError};
 use super::set::{is_encrypted_file, DumpSet};
 use crate::checksum::Hasher;
 use crate::checksum::{parse_checksum_line, VerifyError, ALGORITHMS};
-use crate::crypt::naming::{decrypted_path, encrypted_plain_checksum_path};
+use crate::crypt::{decrypted_path, encrypted_plain_checksum_path};
 use crate::crypt::{open_decryptor, payload_error, CryptError, DecryptKey};
 use crate::exit::{ExitStatus, Failure};
 use crate::files::file_name;

@@ -9,7 +9,7 @@ use super::script;
 use super::set::SetError;
 use super::target::TargetError;
 use crate::checksum::VerifyError;
-use crate::config::encryption::EncryptionError;
+use crate::config::EncryptionError;
 use crate::exit::{ExitStatus, Failure};
 
 /// A failure that stops the restore. Everything before the globals leaves the server untouched.

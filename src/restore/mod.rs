@@ -1,5 +1,8 @@
 //! `pgback --restore DIR [DBNAME globs]`: restoring a dump set into the target server.
 //!
+//! Uses: config, crypt, cli, programs, conn, secret, metrics, pump, process, server, naming,
+//! checksum, files, values, exit.
+//!
 //! In order: pick the set (the newest, or `--timestamp`), select databases by globs, verify
 //! every selected file against its checksum file (nothing is touched when one does not match),
 //! read the target (roles, databases, whether an existing database holds objects of its own),
@@ -11,27 +14,28 @@
 //!
 //! Encrypted sets (age) are verified as ciphertext against `<file>.age.<algo>`, their headers
 //! opened with the key before anything is touched, then restored from a decrypting stream
-//! ([`decrypt`]): no plaintext is written to disk. Encrypted directory dumps are refused.
+//! (`decrypt`): no plaintext is written to disk. Encrypted directory dumps are refused.
 //!
 //! # Layout
-//! - [`set`]: dump sets in a directory, picking one, selecting databases by glob.
-//! - [`verify`]: checksum files read back and checked.
-//! - [`script`]: globals and createdb.sql as statements, rewritten for an existing target.
-//! - [`target`]: what the target holds (roles, databases, objects), SQL per version.
-//! - [`plan`]: the ordered steps and their argument vectors; what `--dry-run` prints.
-//! - [`error`]: [`RestoreError`], why a restore stops.
-//! - [`exec`]: running psql / pg_restore / a decompressor; the seam for decryption.
-//! - [`decrypt`]: encrypted files decrypted into memory or streamed into a tool.
-//! - [`cli`]: pgback's `--restore` flags, and the run from them to an exit status.
+//! - `set`: dump sets in a directory, picking one, selecting databases by glob.
+//! - `script`: globals and createdb.sql as statements, rewritten for an existing target.
+//! - `target`: what the target holds (roles, databases, objects), SQL per version.
+//! - `plan`: the ordered steps and their argument vectors; what `--dry-run` prints.
+//! - `error`: [`RestoreError`], why a restore stops.
+//! - `exec`: running psql / pg_restore / a decompressor; the seam for decryption.
+//! - `decrypt`: encrypted files decrypted into memory or streamed into a tool.
+//! - `cli`: pgback's `--restore` flags, and the run from them to an exit status.
 
-pub mod cli;
-pub mod decrypt;
-pub mod error;
-pub mod exec;
-pub mod plan;
-pub mod script;
-pub mod set;
-pub mod target;
+mod cli;
+mod decrypt;
+mod error;
+mod exec;
+mod plan;
+mod script;
+mod set;
+mod target;
+
+pub use cli::{run_restore, RestoreFlags};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -42,13 +46,14 @@ use decrypt::{DecryptError, Decryption};
 pub use error::RestoreError;
 
 use exec::{run_piped, run_tool, Input, ToolError};
+pub use plan::DatabaseAction;
 use plan::{
-    bare_create_database, load_step, psql_command, CommandSettings, DatabaseAction, DatabasePlan,
-    RestorePlan, SqlInput, SqlStep,
+    bare_create_database, load_step, psql_command, CommandSettings, DatabasePlan, RestorePlan,
+    SqlInput, SqlStep,
 };
 use set::DumpFormat;
 
-use crate::config::encryption::EncryptionError;
+use crate::config::EncryptionError;
 use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
 use crate::exit::quoted_list;

@@ -401,14 +401,14 @@ fn holds_encrypted_files(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries
             .flatten()
-            .any(|entry| crate::crypt::naming::is_encrypted_name(&entry.file_name()))
+            .any(|entry| crate::crypt::is_encrypted_name(&entry.file_name()))
     })
 }
 
 /// Whether a file of the set is encrypted (its name ends in `.age`).
 pub fn is_encrypted_file(path: &Path) -> bool {
     path.file_name()
-        .is_some_and(crate::crypt::naming::is_encrypted_name)
+        .is_some_and(crate::crypt::is_encrypted_name)
 }
 
 fn no_such_stamp(dir: &Path, stamp: &str, anchors: &[&NamedFile]) -> SetError {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use safe_backup::crypt::{self, naming, CryptError, DecryptKey, EncryptKey};
+use safe_backup::crypt::{self, CryptError, DecryptKey, EncryptKey};
 use safe_backup::exit::{ExitStatus, Failure};
 use safe_backup::secret::Secret;
 use safe_backup::values::ChecksumAlgorithm;
@@ -226,7 +226,7 @@ fn assert_refused(path: &Path, key: &DecryptKey, expect: fn(&CryptError) -> bool
     assert!(!message.contains('\n'), "{message}");
     assert!(!message.contains(PASSPHRASE), "{message}");
     assert_ne!(error.exit_status().code(), 0);
-    let target = naming::decrypted_path(path).unwrap();
+    let target = crypt::decrypted_path(path).unwrap();
     assert!(!target.exists(), "{} was left behind", target.display());
     assert_eq!(leftovers(path.parent().unwrap()), Vec::<String>::new());
     message
@@ -367,7 +367,7 @@ async fn a_custom_format_dump_streams_into_age_and_restores() {
     let (identity, public) = keygen(dir, "key.txt");
     let key = EncryptKey::recipients(&[public]).unwrap();
     let dump = dir.join("db_2026-01-01T00:00:00Z.dump");
-    let age_path = naming::encrypted_path(&dump);
+    let age_path = crypt::encrypted_path(&dump);
 
     let mut pg_dump = tokio::process::Command::from(
         cluster.command(cluster::pg_binaries().client_tool("pg_dump")),
@@ -440,7 +440,7 @@ fn a_directory_dump_is_encrypted_file_by_file_and_decrypts_in_place() {
     for entry in std::fs::read_dir(&dump).unwrap() {
         let path = entry.unwrap().path();
         assert!(
-            naming::is_encrypted_name(path.file_name().unwrap()),
+            crypt::is_encrypted_name(path.file_name().unwrap()),
             "plaintext left: {}",
             path.display()
         );

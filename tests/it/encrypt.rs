@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use safe_backup::dump::secret_flags::SECRET_FLAGS;
+use safe_backup::dump::SECRET_FLAGS;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::crypt::{age_tool, age_with_tty, check, keygen, pg_restore_list};

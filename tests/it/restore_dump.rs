@@ -14,7 +14,7 @@ use std::time::Duration;
 use safe_backup::checksum::VerifyError;
 use safe_backup::conn::{ConnParams, ConnSettings, Environment};
 use safe_backup::exit::{ExitStatus, Failure};
-use safe_backup::restore::plan::DatabaseAction;
+use safe_backup::restore::DatabaseAction;
 use safe_backup::restore::{restore, RestoreError, RestoreReport, RestoreSettings};
 
 use crate::cluster::{self, Cluster, ClusterOptions};
@@ -95,7 +95,7 @@ fn settings(target: &Cluster, dir: &Path) -> RestoreSettings {
         require_checksums: false,
         conn: conn(target),
         decrypt_key: Err(std::sync::Arc::new(
-            safe_backup::config::encryption::EncryptionError::NoKey {
+            safe_backup::config::EncryptionError::NoKey {
                 action: "--restore",
                 what: "an identity file",
             },
