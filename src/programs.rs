@@ -43,7 +43,7 @@ impl Tools {
     }
 }
 
-/// Why `pg_dump --version` did not answer.
+/// Why `<program> --version` did not answer.
 fn probe_failure(error: ChildError) -> String {
     match error {
         ChildError::Spawn { source, .. } => source.to_string(),
@@ -54,16 +54,28 @@ fn probe_failure(error: ChildError) -> String {
 
 /// Runs `pg_dump --version`: it must run and be at least [`MIN_PG_DUMP`].
 pub async fn probe_pg_dump(program: &Path) -> Result<ToolVersion, UnusableTool> {
+    let version = probe_version(program, "pg_dump").await?;
+    if version < MIN_PG_DUMP {
+        return Err(UnusableTool {
+            program: program.to_path_buf(),
+            reason: format!("version {version} is older than {MIN_PG_DUMP}"),
+        });
+    }
+    Ok(version)
+}
+
+/// Runs `<program> --version` (pg_dump, pg_restore, ...) and reads the version it prints.
+pub async fn probe_version(program: &Path, label: &str) -> Result<ToolVersion, UnusableTool> {
     let fail = |reason: String| UnusableTool {
         program: program.to_path_buf(),
         reason,
     };
     let mut command = tokio::process::Command::new(program);
-    command.arg("--version");
+    command.arg("--version").stdin(std::process::Stdio::null());
     let shown = program.display().to_string();
     let name = ChildName {
         program: &shown,
-        label: "pg_dump",
+        label,
     };
     let read_all = |mut stdout: tokio::process::ChildStdout| async move {
         let mut text = Vec::new();
@@ -75,14 +87,7 @@ pub async fn probe_pg_dump(program: &Path) -> Result<ToolVersion, UnusableTool> 
         .map_err(|error| fail(probe_failure(error)))?;
     let output = output.map_err(|error| fail(error.to_string()))?;
     let text = String::from_utf8_lossy(&output);
-    let version = parse_tool_version(&text)
-        .ok_or_else(|| fail(format!("unreadable version {:?}", text.trim())))?;
-    if version < MIN_PG_DUMP {
-        return Err(fail(format!(
-            "version {version} is older than {MIN_PG_DUMP}"
-        )));
-    }
-    Ok(version)
+    parse_tool_version(&text).ok_or_else(|| fail(format!("unreadable version {:?}", text.trim())))
 }
 
 /// A tool's path: in `bin_directory` when set, else looked up on PATH.

@@ -252,22 +252,6 @@ pub async fn run_piped(
     }
 }
 
-/// Probes `<tool> --version`.
-pub async fn tool_version(program: &std::path::Path) -> Result<String, std::io::Error> {
-    let output = tokio::process::Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .await?;
-    if !output.status.success() {
-        return Err(std::io::Error::other(format!(
-            "--version failed ({})",
-            output.status
-        )));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,7 @@ use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
 use crate::exit::quoted_list;
 use crate::files::file_name;
-use crate::programs::{parse_tool_version, tool_path};
+use crate::programs::{probe_version, tool_path};
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone)]
@@ -210,16 +210,13 @@ async fn probe_pg_restore(
     settings: &RestoreSettings,
 ) -> Result<Option<crate::programs::ToolVersion>, RestoreError> {
     let program = tool_path(&settings.bin_directory, "pg_restore");
-    let fail = |reason: String| RestoreError::Tool {
-        program: program.clone(),
-        reason,
-    };
-    let text = exec::tool_version(&program)
+    probe_version(&program, "pg_restore")
         .await
-        .map_err(|e| fail(e.to_string()))?;
-    parse_tool_version(&text)
         .map(Some)
-        .ok_or_else(|| fail(format!("unreadable version {:?}", text.trim())))
+        .map_err(|e| RestoreError::Tool {
+            program: e.program,
+            reason: e.reason,
+        })
 }
 
 /// The text of a globals or createdb.sql file: decrypted in memory when it is encrypted.
