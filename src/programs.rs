@@ -1,5 +1,5 @@
 //! PostgreSQL's client programs (pg_dump, pg_dumpall, psql, pg_restore): where they are, and
-//! their version, probed once to gate options.
+//! their version (a [`ServerVersion`], as the server's), probed once to gate options.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +7,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::conn::quote_conninfo;
 use crate::process::{run_child, ChildError, ChildName};
+use crate::server::ServerVersion;
 
 /// pg_dump cannot be run, or is too old.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,7 @@ pub struct Tools {
     /// pg_dumpall's path.
     pub pg_dumpall: PathBuf,
     /// pg_dump's version (pg_dumpall comes with it).
-    pub version: ToolVersion,
+    pub version: ServerVersion,
 }
 
 impl Tools {
@@ -53,7 +54,7 @@ fn probe_failure(error: ChildError) -> String {
 }
 
 /// Runs `pg_dump --version`: it must run and be at least [`MIN_PG_DUMP`].
-pub async fn probe_pg_dump(program: &Path) -> Result<ToolVersion, UnusableTool> {
+pub async fn probe_pg_dump(program: &Path) -> Result<ServerVersion, UnusableTool> {
     let version = probe_version(program, "pg_dump").await?;
     if version < MIN_PG_DUMP {
         return Err(UnusableTool {
@@ -65,7 +66,7 @@ pub async fn probe_pg_dump(program: &Path) -> Result<ToolVersion, UnusableTool> 
 }
 
 /// Runs `<program> --version` (pg_dump, pg_restore, ...) and reads the version it prints.
-pub async fn probe_version(program: &Path, label: &str) -> Result<ToolVersion, UnusableTool> {
+pub async fn probe_version(program: &Path, label: &str) -> Result<ServerVersion, UnusableTool> {
     let fail = |reason: String| UnusableTool {
         program: program.to_path_buf(),
         reason,
@@ -99,43 +100,30 @@ pub fn tool_path(bin_directory: &str, tool: &str) -> PathBuf {
     }
 }
 
-/// A tool version as `major * 10000 + minor` (9.6.3 -> 90603 style is not needed: majors from
-/// 10 on have one number, older ones two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ToolVersion {
-    /// 15 for 15.4; 9 for 9.6.
-    pub major: u32,
-    /// 4 for 15.4; 6 for 9.6.
-    pub minor: u32,
-}
-
-impl std::fmt::Display for ToolVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
-
-/// Reads `pg_dump (PostgreSQL) 15.4 (Debian 15.4-1)` or `pg_dump (PostgreSQL) 17beta1`.
-pub fn parse_tool_version(output: &str) -> Option<ToolVersion> {
+/// Reads `pg_dump (PostgreSQL) 15.4 (Debian 15.4-1)`, `pg_dump (PostgreSQL) 9.6.24` or
+/// `pg_dump (PostgreSQL) 17beta1` as the [`ServerVersion`] (`server_version_num`) of that release.
+pub fn parse_tool_version(output: &str) -> Option<ServerVersion> {
     let line = output.lines().next()?;
     let word = line
         .split_whitespace()
         .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
-    let mut numbers = word
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u32>().ok());
+    let release: String = word
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut numbers = release.split('.').map(|n| n.parse::<u32>().ok());
     let major = numbers.next()??;
-    let minor = if word[major.to_string().len()..].starts_with('.') {
-        numbers.next().flatten().unwrap_or(0)
+    let minor = numbers.next().flatten().unwrap_or(0);
+    let num = if major >= 10 {
+        major * 10000 + minor
     } else {
-        0
+        major * 10000 + minor * 100 + numbers.next().flatten().unwrap_or(0)
     };
-    Some(ToolVersion { major, minor })
+    Some(ServerVersion(num))
 }
 
 /// The oldest pg_dump pgback runs (as pg_back).
-pub const MIN_PG_DUMP: ToolVersion = ToolVersion { major: 8, minor: 4 };
+pub const MIN_PG_DUMP: ServerVersion = ServerVersion(80400);
 
 /// `dbname=...`: a connection string holding only the database name, quoted where needed so
 /// that any name (with spaces, quotes, backslashes) stays a name.
@@ -152,26 +140,14 @@ mod tests {
         let v = |s| parse_tool_version(s);
         assert_eq!(
             v("pg_dump (PostgreSQL) 15.4 (Debian 15.4-1.pgdg120+1)"),
-            Some(ToolVersion {
-                major: 15,
-                minor: 4
-            })
+            Some(ServerVersion(150004))
         );
-        assert_eq!(
-            v("pg_dump (PostgreSQL) 9.6.24"),
-            Some(ToolVersion { major: 9, minor: 6 })
-        );
+        assert_eq!(v("pg_dump (PostgreSQL) 9.6.24"), Some(ServerVersion(90624)));
         assert_eq!(
             v("pg_dump (PostgreSQL) 17beta1"),
-            Some(ToolVersion {
-                major: 17,
-                minor: 0
-            })
+            Some(ServerVersion(170000))
         );
-        assert_eq!(
-            v("pg_dump (PostgreSQL) 8.3.1"),
-            Some(ToolVersion { major: 8, minor: 3 })
-        );
+        assert_eq!(v("pg_dump (PostgreSQL) 8.3.1"), Some(ServerVersion(80301)));
         assert!(v("pg_dump (PostgreSQL) 8.3.1").unwrap() < MIN_PG_DUMP);
         assert_eq!(v("garbage"), None);
         assert_eq!(v(""), None);

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use crate::config::{DatabaseDumpSettings, DumpConfig};
-use crate::programs::{conninfo_dbname, ToolVersion, Tools, UnusableTool};
+use crate::programs::{conninfo_dbname, Tools, UnusableTool};
+use crate::server::ServerVersion;
 use crate::values::{Compression, Format};
 
 /// Checks every `compress_level` of the run (the global one and each database's) against
@@ -25,17 +26,14 @@ pub fn check_compression(tools: &Tools, dump: &DumpConfig) -> Result<(), Unusabl
 }
 
 /// The first pg_dump that takes `-Z method[:detail]`, with lz4 and zstd.
-pub const PG_DUMP_COMPRESSION_METHODS: ToolVersion = ToolVersion {
-    major: 16,
-    minor: 0,
-};
+pub const PG_DUMP_COMPRESSION_METHODS: ServerVersion = ServerVersion(160000);
 
 /// The argument of `--compress` for this pg_dump, or `None` for pg_dump's default. Older
 /// pg_dumps take a level only: `gzip[:N]` becomes `N` (gzip's default 6 without one) and
 /// `none` becomes `0`; lz4 and zstd, or a detail other than a level, need pg_dump 16.
 pub fn compress_arg(
     compression: &Compression,
-    version: ToolVersion,
+    version: ServerVersion,
 ) -> Result<Option<String>, String> {
     let Compression::Method { method, detail } = compression else {
         return Ok(compression.pg_dump_arg());
@@ -47,7 +45,7 @@ pub fn compress_arg(
         format!(
             "-Z {compression} needs pg_dump {} or later (this one is {version}); -Z 0..9 (gzip) \
              works with any",
-            PG_DUMP_COMPRESSION_METHODS.major
+            PG_DUMP_COMPRESSION_METHODS.major()
         )
     };
     let level = match (method.as_str(), detail.as_deref()) {
@@ -63,7 +61,7 @@ pub fn compress_arg(
 /// stdout for every format but directory, which is written to `directory_target`.
 pub fn pg_dump_args(
     settings: &DatabaseDumpSettings,
-    version: ToolVersion,
+    version: ServerVersion,
     directory_target: Option<&Path>,
 ) -> Vec<String> {
     let mut args = vec![format!("-F{}", settings.format.letter()), "-w".to_string()];
@@ -72,7 +70,7 @@ pub fn pg_dump_args(
             args.push(format!("--file={}", target.display()));
         }
         // pg_dump -j needs 9.3+.
-        if settings.parallel_backup_jobs > 1 && version >= (ToolVersion { major: 9, minor: 3 }) {
+        if settings.parallel_backup_jobs > 1 && version >= ServerVersion(90300) {
             args.push(format!("--jobs={}", settings.parallel_backup_jobs));
         }
     }
@@ -89,7 +87,7 @@ pub fn pg_dump_args(
     match settings.with_blobs {
         Some(true) => args.push("-b".into()),
         // -B appeared in pg_dump 10.
-        Some(false) if version.major >= 10 => args.push("-B".into()),
+        Some(false) if version.num() >= 100000 => args.push("-B".into()),
         _ => {}
     }
     if settings.format != Format::Tar {
@@ -110,7 +108,7 @@ pub fn pg_dump_args(
 pub fn pg_dumpall_args(
     maintenance_db: &str,
     no_role_passwords: bool,
-    version: ToolVersion,
+    version: ServerVersion,
 ) -> Vec<String> {
     let mut args = vec![
         "-g".to_string(),
@@ -118,7 +116,7 @@ pub fn pg_dumpall_args(
         format!("--database={}", conninfo_dbname(maintenance_db)),
     ];
     // --no-role-passwords appeared in 10.
-    if no_role_passwords && version.major >= 10 {
+    if no_role_passwords && version.num() >= 100000 {
         args.push("--no-role-passwords".into());
     }
     args
@@ -133,10 +131,7 @@ mod tests {
     #[test]
     fn pg_dump_argv() {
         let mut dump = DumpConfig::default();
-        let v15 = ToolVersion {
-            major: 15,
-            minor: 4,
-        };
+        let v15 = ServerVersion(150004);
         assert_eq!(
             pg_dump_args(&dump.for_database("x"), v15, None),
             ["-Fc", "-w"]
@@ -163,14 +158,14 @@ mod tests {
         );
         s.format = Format::Tar;
         assert_eq!(
-            pg_dump_args(&s, ToolVersion { major: 9, minor: 6 }, None),
+            pg_dump_args(&s, ServerVersion(90600), None),
             ["-Ft", "-w", "--schema=-evil schema", "--no-owner"]
         );
     }
 
     #[test]
     fn compression_for_each_pg_dump() {
-        let v = |major| ToolVersion { major, minor: 0 };
+        let v = |major: u32| ServerVersion(major * 10000);
         let arg = |text: &str, major| {
             let compression: Compression = text.parse().unwrap();
             compress_arg(&compression, v(major))
@@ -209,10 +204,7 @@ mod tests {
 
     #[test]
     fn pg_dumpall_argv() {
-        let v15 = ToolVersion {
-            major: 15,
-            minor: 0,
-        };
+        let v15 = ServerVersion(150000);
         assert_eq!(
             pg_dumpall_args("post'gres", true, v15),
             [
@@ -223,7 +215,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            pg_dumpall_args("postgres", true, ToolVersion { major: 9, minor: 6 }).len(),
+            pg_dumpall_args("postgres", true, ServerVersion(90600)).len(),
             3
         );
     }

@@ -208,7 +208,7 @@ pub fn render_table(rows: &[Vec<String>], aligns: &[Align]) -> String {
 
 async fn probe_pg_restore(
     settings: &RestoreSettings,
-) -> Result<Option<crate::programs::ToolVersion>, RestoreError> {
+) -> Result<Option<crate::server::ServerVersion>, RestoreError> {
     let program = tool_path(&settings.bin_directory, "pg_restore");
     probe_version(&program, "pg_restore")
         .await

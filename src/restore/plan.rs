@@ -11,8 +11,8 @@ use super::set::{DumpFormat, PlainCompression};
 use crate::checksum::Verified;
 use crate::exit::quoted_list;
 use crate::files::file_name;
-use crate::programs::{conninfo_dbname, tool_path, ToolVersion};
-use crate::server::quote_ident;
+use crate::programs::{conninfo_dbname, tool_path};
+use crate::server::{quote_ident, ServerVersion};
 
 /// What happens to a database on the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,7 @@ pub struct CommandSettings {
     /// pg_restore jobs asked for.
     pub jobs: u32,
     /// pg_restore's version, when it was probed.
-    pub pg_restore_version: Option<ToolVersion>,
+    pub pg_restore_version: Option<ServerVersion>,
 }
 
 /// `psql -X -q -v ON_ERROR_STOP=1 -d <db> -f <file or ->`.
@@ -148,15 +148,15 @@ pub fn psql_command(settings: &CommandSettings, dbname: &str, file: Option<&Path
 /// Whether this pg_restore can restore a custom dump written to a pipe (no data offsets) with
 /// several jobs: 12.0 to 12.3 cannot (fixed in 12.4 and 13 by seeking and remembering the
 /// offsets it finds; before 12 the order of a parallel restore never needed them).
-pub fn parallel_custom_ok(version: Option<ToolVersion>) -> bool {
-    !matches!(version, Some(v) if v.major == 12 && v.minor < 4)
+pub fn parallel_custom_ok(version: Option<ServerVersion>) -> bool {
+    !matches!(version, Some(v) if (120000..120004).contains(&v.num()))
 }
 
 /// The pg_restore jobs for a format, and why fewer than asked when so.
 pub fn restore_jobs(
     format: DumpFormat,
     asked: u32,
-    version: Option<ToolVersion>,
+    version: Option<ServerVersion>,
 ) -> (u32, Option<String>) {
     let asked = asked.max(1);
     match format {
@@ -403,7 +403,7 @@ impl fmt::Display for RestorePlan {
 mod tests {
     use super::*;
 
-    fn settings(jobs: u32, version: Option<ToolVersion>) -> CommandSettings {
+    fn settings(jobs: u32, version: Option<ServerVersion>) -> CommandSettings {
         CommandSettings {
             bin_directory: "/pg/bin".into(),
             maintenance_db: "postgres".into(),
@@ -414,10 +414,7 @@ mod tests {
 
     #[test]
     fn load_commands_per_format() {
-        let v15 = Some(ToolVersion {
-            major: 15,
-            minor: 4,
-        });
+        let v15 = Some(ServerVersion(150004));
         let (custom, note) = load_step(
             &settings(4, v15),
             "x=y z",
@@ -494,7 +491,7 @@ mod tests {
 
     #[test]
     fn parallel_restore_of_streamed_custom_dumps() {
-        let v = |major, minor| Some(ToolVersion { major, minor });
+        let v = |major: u32, minor: u32| Some(ServerVersion(major * 10000 + minor));
         assert!(parallel_custom_ok(v(11, 0)));
         assert!(!parallel_custom_ok(v(12, 3)));
         assert!(parallel_custom_ok(v(12, 4)));
@@ -507,10 +504,7 @@ mod tests {
 
     #[test]
     fn streamed_loads_for_encrypted_sets() {
-        let v15 = Some(ToolVersion {
-            major: 15,
-            minor: 4,
-        });
+        let v15 = Some(ServerVersion(150004));
         let custom = stream_load_step(&settings(4, v15), "b1", DumpFormat::Custom, false).unwrap();
         assert_eq!(
             custom.command.args,
