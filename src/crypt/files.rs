@@ -14,7 +14,7 @@ use super::error::CryptError;
 use super::keys::{DecryptKey, EncryptKey, SCRYPT_MAX_WORK_FACTOR};
 use super::naming::{decrypted_path, encrypted_path, is_encrypted_name};
 use super::stream::EncryptSink;
-use crate::files::{directory_of as parent, fsync_dir, temp_path};
+use crate::files::{directory_of, fsync_dir, temp_path};
 use crate::pump::BATCH_BYTES;
 use crate::values::ChecksumAlgorithm;
 
@@ -140,7 +140,7 @@ pub fn encrypt_file(
     if !keep_src {
         std::fs::remove_file(path).map_err(write_error(path))?;
     }
-    fsync_dir(parent(path)).map_err(write_error(parent(path)))?;
+    fsync_dir(directory_of(path)).map_err(write_error(directory_of(path)))?;
     Ok(EncryptedEntry {
         plain_path: path.to_path_buf(),
         age_path,
@@ -289,7 +289,7 @@ pub fn decrypt_file(path: &Path, key: &DecryptKey) -> Result<PathBuf, CryptError
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
             .map_err(write_error(&target))?;
         std::fs::rename(&tmp, &target).map_err(write_error(&target))?;
-        fsync_dir(parent(&target)).map_err(write_error(&target))
+        fsync_dir(directory_of(&target)).map_err(write_error(&target))
     })();
     if let Err(e) = result {
         drop(out);
