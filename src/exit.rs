@@ -280,7 +280,7 @@ mod tests {
     fn readme_lists_the_same_exit_codes() {
         let readme = include_str!("../README.md");
         let section = readme
-            .split("### Exit codes")
+            .split("\n## Exit codes")
             .nth(1)
             .expect("README has an \"Exit codes\" section");
         let rows: Vec<(u8, &str)> = section

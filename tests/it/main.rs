@@ -7,6 +7,7 @@
 mod cluster;
 mod conn;
 mod crypt;
+mod docs;
 mod dump;
 mod encrypt;
 mod harness_selftest;
