@@ -5,8 +5,8 @@
 //! run, a refused database, a changed byte and a missing file leave the target untouched.
 //!
 //! The README's dump line and the `pgback --restore` lines of docs/restore.md run with the
-//! pgback binary ([`pgback_from_doc`]: only DIR and the target are replaced); the by-hand block runs verbatim
-//! under bash with the stamps of this run. The other cases call the library.
+//! pgback binary ([`pgback_from_doc`]: only DIR and the target are replaced); the by-hand block
+//! runs verbatim under bash with the stamps of this run. The other cases call the library.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
