@@ -8,6 +8,7 @@
 //!   binary's `--help`, with the environment variable and configuration key `--help` gives
 //!   them; every key they name exists, and every key of `config.toml` is named in one.
 //! - The cheap blocks run here, for real: `--help` of every binary, the configuration examples.
+//! - Every relative link leads to a file, and its `#fragment` to a heading, that exists.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -611,4 +612,65 @@ fn config_blocks_run_as_documented() {
         fs::read_to_string(root().join("config.toml")).unwrap()
     );
     Config::parse(&config, Path::new("config.toml")).expect("the default configuration parses");
+}
+
+/// GitHub's anchor of a heading: lower case, spaces to `-`, other punctuation dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn relative_links_lead_to_files_and_headings_that_exist() {
+    assert_eq!(
+        anchor("Flags (pg_back's, same letters)"),
+        "flags-pg_backs-same-letters"
+    );
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (path, text) in documents() {
+        let dir = root()
+            .join(&path)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(root);
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split_once(')'))
+        {
+            let target = target.0;
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let file = if file.is_empty() {
+                root().join(&path)
+            } else {
+                dir.join(file)
+            };
+            checked += 1;
+            let Ok(linked) = fs::read_to_string(&file) else {
+                problems.push(format!("{path}: {target}: no such file"));
+                continue;
+            };
+            let headings = linked.lines().filter_map(|l| l.strip_prefix('#'));
+            let anchors: Vec<String> = headings
+                .map(|h| anchor(h.trim_start_matches('#')))
+                .collect();
+            if !fragment.is_empty() && !anchors.iter().any(|a| a == fragment) {
+                problems.push(format!("{path}: {target}: no such heading"));
+            }
+        }
+    }
+    assert!(checked >= 20, "{checked} links");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
