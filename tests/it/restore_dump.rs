@@ -1,8 +1,8 @@
 //! `pgback --restore` over real servers: pg_back's fixture (in our own SQL) plus odd database
 //! names, dumped by the README's pgback line in every format, restored by the library into a fresh
-//! cluster with the commands docs/restore.md shows, then compared catalog by catalog
-//! (`pg_database` owner and ACL, `pg_db_role_setting`, roles, table owners, contents). A dry
-//! run, a refused database, a changed byte and a missing file leave the target untouched.
+//! cluster with the commands docs/restore.md shows, then compared catalog by catalog (`pg_database`
+//! owner and ACL, `pg_db_role_setting`, roles, table owners, contents). A dry run, a refused
+//! database, a changed byte and a missing file leave the target untouched.
 //!
 //! The README's dump line and the `pgback --restore` lines of docs/restore.md run with the
 //! pgback binary ([`pgback_from_doc`]: only DIR and the target are replaced); the by-hand block

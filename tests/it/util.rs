@@ -1,8 +1,8 @@
 //! The only way the tests run one of our binaries (and the client tools they call on a cluster):
 //! [`TestCommand`], with a clean environment and always a time limit, past which the program's
 //! process group is killed and the test fails naming the command and the limit. Also the one
-//! [`wait_for`], the blocks of README.md and docs/ the tests run ([`doc_block`]), the helpers that read
-//! the state table and find the co-processes, and a small [`Tmpfs`] for full and read-only
+//! [`wait_for`], the blocks of README.md and docs/ the tests run ([`doc_block`]), the helpers that
+//! read the state table and find the co-processes, and a small [`Tmpfs`] for full and read-only
 //! disks.
 //!
 //! As ripgrep's `tests/util.rs`: a builder over [`std::process::Command`] that starts from
