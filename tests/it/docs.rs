@@ -7,7 +7,8 @@
 //! - The option tables (`<!-- options: BINARY... -->` above them) list exactly the flags of each
 //!   binary's `--help`, with the environment variable and configuration key `--help` gives
 //!   them; every key they name exists, and every key the parser accepts is named in one.
-//! - The cheap blocks run here, for real: `--help` of every binary, the configuration examples.
+//! - The cheap blocks run here, for real: `--help` of every binary, the configuration examples,
+//!   the conversion of a pg_back.conf.
 //! - Every relative link leads to a file, and its `#fragment` to a heading, that exists.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -580,9 +581,14 @@ fn every_documented_key_exists_and_every_key_is_documented() {
 
 /// Runs a doc block under `bash -euo pipefail` in a fresh directory, the binaries first on PATH.
 fn run_block(name: &str, dir: &Path) -> Output {
+    bash(&doc_block(name), dir)
+}
+
+/// Runs `script` under `bash -euo pipefail` in `dir`, the binaries first on PATH.
+fn bash(script: &str, dir: &Path) -> Output {
     let path = format!("{}:/usr/bin:/bin", binary_dir().display());
     Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &doc_block(name)])
+        .args(["-euo", "pipefail", "-c", script])
         .current_dir(dir)
         .env_clear()
         .env("PATH", path)
@@ -709,4 +715,31 @@ fn relative_links_lead_to_files_and_headings_that_exist() {
     }
     assert!(checked >= 20, "{checked} links");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn pg_back_conversion_runs_as_documented() {
+    let dir = scratch_dir();
+    let pg_back = dir.path().join("pg_back.conf");
+    let converted = dir.path().join("pg_back.toml");
+    fs::write(
+        &pg_back,
+        "backup_directory = /var/backups/pg_back\nformat = directory\njobs = 2\n[app]\nformat = custom\n",
+    )
+    .unwrap();
+    let block = doc_block("pg-back-convert");
+    let script = block
+        .replace("/etc/pg_back/pg_back.conf", &pg_back.display().to_string())
+        .replace(
+            "/etc/safe-backup/pg_back.toml",
+            &converted.display().to_string(),
+        );
+    assert_ne!(script, block, "the doc's paths changed");
+    let out = bash(&script, dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let toml = fs::read_to_string(&converted).expect("the converted file");
+    Config::parse(&toml, &converted).expect("the converted file parses");
+    for line in ["format = \"directory\"", "jobs = 2", "[dump.databases.app]"] {
+        assert!(toml.lines().any(|l| l == line), "no {line:?} in\n{toml}");
+    }
 }
