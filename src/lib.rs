@@ -17,7 +17,7 @@
 //! - [`remote`]: remote storage (S3, B2, GCS, Azure, SFTP): upload, list, download, delete.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 //! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load
-//!   (`dump::cli` hands `--restore` to `restore::cli`).
+//!   (`dump::command` hands `--restore` to `restore::command`).
 //! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
 
 pub mod backup;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::drill::cli::{run_pgdrill, DrillArgs};
+use safe_backup::drill::command::{run_pgdrill, DrillArgs};
 
 fn main() -> ExitCode {
     run_pgdrill(DrillArgs::parse())

@@ -4,7 +4,7 @@
 //! database with amcheck (plus `--sql` and `--exec`), stops the server and removes the clone.
 //! [`run`] takes these steps in order: read DATADIR, clone, prepare, recover, check, clean up.
 //!
-//! - [`cli`]: the command line (clap), kept here so a man-page generator can reach it, and
+//! - [`command`]: the command line (clap), kept here so a man-page generator can reach it, and
 //!   the one call the binary makes.
 //! - [`label`]: `backup_label`, `tablespace_map`, `pg_control`, LSNs and WAL segment names.
 //! - [`prepare`]: reading DATADIR, planning tablespaces, preparing the clone.
@@ -16,8 +16,8 @@
 //! - [`report`]: the report, as text or JSON.
 
 pub mod checks;
-pub mod cli;
 pub mod clone;
+pub mod command;
 pub mod error;
 pub mod label;
 pub mod postmaster;

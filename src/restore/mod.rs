@@ -25,9 +25,9 @@
 //! - [`decrypt`]: encrypted files decrypted into memory or streamed into a tool.
 //! - [`run`]: the plan run, globals first, then database by database.
 //! - [`report`]: the plan as `--dry-run` prints it, and the summary of a run.
-//! - [`cli`]: pgback's `--restore` flags, and the run from them to an exit status.
+//! - [`command`]: pgback's `--restore` flags, and the run from them to an exit status.
 
-pub mod cli;
+pub mod command;
 pub mod commands;
 pub mod decrypt;
 pub mod error;
