@@ -18,7 +18,7 @@
 //! - [`verify`]: checksum files read back and checked.
 //! - [`script`]: globals and createdb.sql as statements, rewritten for an existing target.
 //! - [`target`]: what the target holds (roles, databases, objects), SQL per version.
-//! - [`commands`]: the argument vectors of psql, pg_restore and the decompressors.
+//! - [`argv`]: the argument vectors of psql, pg_restore and the decompressors.
 //! - [`plan`]: the ordered steps, and deciding them before anything is touched.
 //! - [`error`]: [`RestoreError`], why a restore stops.
 //! - [`exec`]: running psql / pg_restore / a decompressor; the seam for decryption.
@@ -27,8 +27,8 @@
 //! - [`report`]: the plan as `--dry-run` prints it, and the summary of a run.
 //! - [`command`]: pgback's `--restore` flags, and the run from them to an exit status.
 
+pub mod argv;
 pub mod command;
-pub mod commands;
 pub mod decrypt;
 pub mod error;
 pub mod exec;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::commands::{
+use super::argv::{
     bare_create_database, load_step, psql_command, stream_load_step, CommandSettings, LoadStep,
 };
 use super::decrypt::{self, DecryptError, Decryption, EncryptedSource};

@@ -248,7 +248,7 @@ impl fmt::Display for RestorePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::commands::{load_step, psql_command, CommandSettings};
+    use crate::restore::argv::{load_step, psql_command, CommandSettings};
     use crate::restore::plan::DatabasePlan;
     use crate::restore::set::DumpFormat;
     use std::path::Path;
