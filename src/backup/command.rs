@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::metrics::{backup_metrics, bytes_of, completed_metrics, status_of};
 use super::{coprocess_log, exec, list, post, report, runtime, spawn, BackupOptions};
-use crate::cli::{Pgpost, Pgpre};
+use crate::args::{Pgpost, Pgpre};
 use crate::config::{Config, DEFAULT_CONFIG};
 use crate::exit::{fail, init_logging, Failure as _};
 use crate::metrics::RunMetrics;

@@ -85,7 +85,7 @@ impl BackupOptions {
         BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
             label: config.label.clone(),
-            fast_checkpoint: config.checkpoint() == crate::cli::Checkpoint::Fast,
+            fast_checkpoint: config.checkpoint() == crate::args::Checkpoint::Fast,
             start_timeout: limit(config.start_timeout),
             backup_timeout: limit(config.backup_timeout),
             wait_for_archive: config.wait_for_archive,

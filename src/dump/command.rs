@@ -12,7 +12,7 @@ use super::offsite::{self, Offsite};
 use super::progress::Progress;
 use super::run::{run, RunSettings};
 use super::secret_flags::SecretFlags;
-use crate::cli::ServerArgs;
+use crate::args::ServerArgs;
 use crate::config::dump::{DumpConfig, DumpFlags};
 use crate::config::encryption::{take_passphrase_from_env, EncryptionError};
 use crate::config::pg_back::convert_pg_back_config;
