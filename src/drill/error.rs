@@ -110,7 +110,6 @@ pub enum DrillError {
     /// A program could not be started.
     #[error("cannot start {program}: {source}")]
     Spawn {
-        /// The program.
         program: PathBuf,
         /// Why.
         #[source]

@@ -55,9 +55,7 @@ pub struct DrillRequest {
     pub tablespace_mappings: Vec<(PathBuf, PathBuf)>,
     /// Where the WAL comes from.
     pub wal: WalSource,
-    /// `--pg-bindir`.
     pub pg_bindir: Option<PathBuf>,
-    /// How to clone.
     pub clone: CloneMethod,
     /// Where the clone goes (default: a private directory under `$TMPDIR`).
     pub work_dir: Option<PathBuf>,

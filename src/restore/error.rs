@@ -57,7 +57,6 @@ pub enum RestoreError {
     /// pg_restore could not be run.
     #[error("cannot use {program}: {reason}")]
     Tool {
-        /// The program.
         program: PathBuf,
         /// Why.
         reason: String,

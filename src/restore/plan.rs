@@ -82,7 +82,6 @@ pub enum SqlInput {
     Derived {
         /// The file it comes from.
         from: PathBuf,
-        /// The script.
         script: String,
         /// What was changed, for the plan.
         change: String,
@@ -92,7 +91,6 @@ pub enum SqlInput {
 /// One psql run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlStep {
-    /// The command.
     pub command: ToolCommand,
     /// Its script.
     pub input: SqlInput,
@@ -103,9 +101,7 @@ pub struct SqlStep {
 pub struct DatabasePlan {
     /// The database.
     pub name: String,
-    /// Its dump.
     pub dump: PathBuf,
-    /// The dump's format.
     pub format: DumpFormat,
     /// Create, restore into, or clean.
     pub action: DatabaseAction,
