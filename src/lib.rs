@@ -8,7 +8,7 @@
 //! - [`pump`]: moving a child's stdout into its sink (hash, encrypt, write) on a blocking thread.
 //! - [`server`]: `ServerVersion`, the one version type, and the version-specific SQL, as pure builders.
 //! - [`conn`]: libpq conventions (conninfo, URIs, PG* variables, pgpass, services, sslmode) over tokio-postgres.
-//! - [`cli`]: clap definitions of `pgpre` and `pgpost`, and the connection flags of every binary
+//! - [`args`]: clap definitions of `pgpre` and `pgpost`, and the connection flags of every binary
 //!   (their value types come from `config::values`, which uses nothing of the crate).
 //! - [`config`]: the TOML configuration, each section layered defaults < file < environment < command line.
 //! - [`backup`]: `pgpre`, the co-process that holds a non-exclusive backup, and `pgpost`.
@@ -17,11 +17,11 @@
 //! - [`remote`]: remote storage (S3, B2, GCS, Azure, SFTP): upload, list, download, delete.
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust).
 //! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load
-//!   (`dump::cli` hands `--restore` to `restore::cli`).
+//!   (`dump::command` hands `--restore` to `restore::command`).
 //! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
 
+pub mod args;
 pub mod backup;
-pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod crypt;

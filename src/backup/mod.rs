@@ -13,16 +13,19 @@
 //! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
 //! - [`exec`]: `pgpre --exec`: start, run a command, stop, in one process.
 //! - [`list`]: `pgpre --list` (a table, or with the history as JSON).
-//! - [`watch`]: the metrics file of pgpre and pgpost.
+//! - [`coprocess_log`]: where the co-process logs (journal or file).
+//! - [`metrics`]: the metrics file of pgpre and pgpost.
 //! - [`report`]: what pgpre and pgpost print when they succeed.
 //! - [`command`]: `pgpre` and `pgpost` from parsed flags to exit code.
 
 pub mod command;
+pub mod coprocess_log;
 pub mod error;
 pub mod exec;
 pub mod files;
 pub mod hold;
 pub mod list;
+pub mod metrics;
 pub mod post;
 pub mod report;
 pub mod row;
@@ -30,7 +33,6 @@ pub mod spawn;
 pub mod start;
 pub mod table;
 pub(crate) mod wait;
-pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,7 +85,7 @@ impl BackupOptions {
         BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
             label: config.label.clone(),
-            fast_checkpoint: config.checkpoint() == crate::cli::Checkpoint::Fast,
+            fast_checkpoint: config.checkpoint() == crate::args::Checkpoint::Fast,
             start_timeout: limit(config.start_timeout),
             backup_timeout: limit(config.backup_timeout),
             wait_for_archive: config.wait_for_archive,

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::dump::cli::{run_pgback, PgbackArgs};
+use safe_backup::dump::command::{run_pgback, PgbackArgs};
 
 fn main() -> ExitCode {
     run_pgback(PgbackArgs::parse())

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use safe_backup::args::Pgpost;
 use safe_backup::backup::command;
-use safe_backup::cli::Pgpost;
 
 fn main() -> ExitCode {
     command::pgpost(&Pgpost::parse())

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use safe_backup::args::Pgpre;
 use safe_backup::backup::command;
-use safe_backup::cli::Pgpre;
 
 fn main() -> ExitCode {
     // No thread or runtime may exist before pgpre forks the co-process.

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::{Command, CommandFactory as _};
 use clap_complete::Shell;
-use safe_backup::cli::{Pgpost, Pgpre};
-use safe_backup::drill::cli::DrillArgs;
-use safe_backup::dump::cli::PgbackArgs;
+use safe_backup::args::{Pgpost, Pgpre};
+use safe_backup::drill::command::DrillArgs;
+use safe_backup::dump::command::PgbackArgs;
 
 /// Every installed binary's command, named as its binary.
 fn commands() -> [Command; 4] {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cli::{CommonArgs, ServerArgs, StartArgs, StopArgs};
+use crate::args::{CommonArgs, ServerArgs, StartArgs, StopArgs};
 use crate::conn::{ConnError, ConnParams, ConnSettings, Environment};
 use crate::exit::{ExitStatus, Failure};
 pub use backup::BackupConfig;

@@ -22,21 +22,22 @@
 //! - [`server_files`]: globals, settings, hba/ident.
 //! - [`offsite`]: uploads as files become final, remote purge, `--list-remote`, `--download`.
 //! - [`run`]: the whole run, in the README's order.
-//! - [`watch`]: the metrics of a run.
+//! - [`metrics`]: the metrics of a run (`--metrics-file`).
 //! - [`secret_flags`]: pg_back's flags that carry a secret, refused with a hint.
-//! - [`cli`]: pgback's command line, and the one call the binary makes (a dump, `--decrypt`,
-//!   or `--restore` through [`crate::restore::cli`]).
+//! - [`command`]: pgback's command line, and the one call the binary makes (a dump,
+//!   `--decrypt`, or `--restore` through [`crate::restore::command`]).
 
 pub mod acl;
 pub mod catalog;
 pub mod checksum;
-pub mod cli;
+pub mod command;
 pub mod context;
 pub mod createdb;
 pub mod database;
 pub mod encrypt;
 pub mod hooks;
 pub mod lock;
+pub mod metrics;
 pub mod naming;
 pub mod offsite;
 pub mod output;
@@ -49,4 +50,3 @@ pub mod select;
 pub mod server_files;
 pub mod standby;
 pub mod tools;
-pub mod watch;

@@ -75,7 +75,6 @@ pub fn own_objects_query(server_version_num: i32) -> String {
 /// What the restore learned about the target before touching it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetState {
-    /// `server_version_num`.
     pub server_version_num: i32,
     /// Roles that exist.
     pub roles: BTreeSet<String>,

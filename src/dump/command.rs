@@ -12,7 +12,7 @@ use super::offsite::{self, Offsite};
 use super::progress::Progress;
 use super::run::{run, RunSettings};
 use super::secret_flags::SecretFlags;
-use crate::cli::ServerArgs;
+use crate::args::ServerArgs;
 use crate::config::dump::{DumpConfig, DumpFlags};
 use crate::config::encryption::{take_passphrase_from_env, EncryptionError};
 use crate::config::pg_back::convert_pg_back_config;
@@ -23,7 +23,7 @@ use crate::crypt::{decrypt_files, find_encrypted, CryptError, DecryptKey};
 use crate::exit::{fail, init_logging_with, print_failure, LogFormat};
 use crate::exit::{report, ExitStatus, Failure};
 use crate::metrics::RunMetrics;
-use crate::restore::cli::{run_restore, RestoreFlags};
+use crate::restore::command::{run_restore, RestoreFlags};
 use crate::secret::{check_config_file, Secret, SecretError};
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident
@@ -274,7 +274,7 @@ fn dump(
     match runtime.block_on(run(settings, shutdown_signal())) {
         Ok(report) => {
             eprint!("{}", report.summary_table());
-            let metrics = super::watch::run_metrics(metrics, &report);
+            let metrics = super::metrics::run_metrics(metrics, &report);
             match report.failure_line() {
                 None => (metrics, ExitStatus::Success),
                 Some(line) => {
