@@ -409,28 +409,8 @@ fn failures_before_dumping_have_their_exit_codes() {
     assert_eq!(output.code, 2, "{output}");
 }
 
-#[test]
-fn a_standby_is_paused_during_the_dumps_and_resumed_after() {
-    let (_primary, standby) = primary_and_standby();
-    let out_dir = tempfile::tempdir().unwrap();
-    let output = pgback(
-        &standby,
-        &["-v", "-b", &out_dir.path().display().to_string(), "app"],
-    )
-    .run();
-    assert_eq!(output.code, 0, "{output}");
-    let stderr = &output.stderr;
-    assert!(stderr.contains("WAL replay paused"), "{stderr}");
-    assert!(stderr.contains("WAL replay resumed"), "{stderr}");
-    assert_eq!(standby.psql("SELECT pg_is_wal_replay_paused()"), "f");
-    // Non-superuser-readable files may be missing on a standby, but the dump is there.
-    assert!(files_in(out_dir.path())
-        .iter()
-        .any(|n| n.starts_with("app_") && n.ends_with(".dump")));
-}
-
 /// A primary with database `app` (table `t`) and a streaming standby that has it.
-fn primary_and_standby() -> (Cluster, Cluster) {
+pub(crate) fn primary_and_standby() -> (Cluster, Cluster) {
     let mut primary = Cluster::start(ClusterOptions::default());
     primary.psql("CREATE DATABASE app");
     primary
