@@ -18,6 +18,7 @@ mod restore_dump;
 mod restore_encrypted;
 mod restore_snapshot;
 mod servers;
+mod skipped;
 mod state_table;
 mod util;
 mod watch;

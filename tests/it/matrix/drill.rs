@@ -491,20 +491,24 @@ fn exec_pgback_dumps_the_backups_point_in_time() {
                 fs::read_dir(dumps.path()).unwrap().collect::<Vec<_>>()
             )
         });
-    source.psql("CREATE DATABASE restored");
-    TestCommand::program(&source, cluster::pg_binaries().client_tool("pg_restore"))
-        .args(["--exit-on-error", "-d", "restored"])
+    // The rows of the dump, read by pg_restore without a server: pg_restore 17+ cannot load
+    // into 10-16 (it sets transaction_timeout), and what is checked is what the dump holds.
+    let rows = TestCommand::program(&source, cluster::pg_binaries().client_tool("pg_restore"))
+        .args(["--data-only", "--table=orders", "-f", "-"])
         .arg(&dump)
-        .run()
-        .assert_ok("pg_restore");
+        .run();
+    rows.assert_ok("pg_restore -f -");
+    let copied: Vec<&str> = rows
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("COPY public.orders "))
+        .skip(1)
+        .take_while(|line| *line != "\\.")
+        .collect();
     assert_eq!(
-        source
-            .try_psql_in(
-                "restored",
-                "SELECT string_agg(id::text, ',' ORDER BY id) FROM orders"
-            )
-            .unwrap(),
-        "1,2",
-        "the dump holds the rows committed before pgpost, and none after"
+        copied,
+        ["1\tbefore pgpre", "2\tbetween pgpre and pgpost"],
+        "the dump holds the rows committed before pgpost, and none after\n{}",
+        rows.stdout
     );
 }

@@ -3,15 +3,23 @@
 //! resumed after, and a pg_dump older than the server refused before anything is dumped.
 //! (`--exec -- pgback` under pgdrill is `drill::exec_pgback_dumps_the_backups_point_in_time`.)
 //!
+//! pg_restore 17+ cannot load into 10 to 16 (it always sets `transaction_timeout`): there the
+//! restore test shows that `pgback --restore` fails so, then restores through a test-side
+//! `pg_restore` that drops that one line, until pgback does it itself.
+//!
 //! pg_dump, pg_restore and psql are the harness's client tools: PostgreSQL 18's from
 //! `scripts/fetch-postgres` on every major (Debian 12's 15 cannot dump 16+).
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
+use std::time::Duration;
+
+use tempfile::TempDir;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::dump::{files_in, pgback, pgback_with_bin, primary_and_standby};
 use crate::restore_dump::{client_bindir, database_catalog, pgback_dump, populate, server_catalog};
-use crate::util::TestCommand;
+use crate::util::{self, Run, TestCommand};
 
 /// b1 in custom format (the default), b2 as a directory dumped by two pg_dump jobs.
 const FORMATS: &str = r#"
@@ -33,13 +41,19 @@ fn a_dump_restores_into_a_fresh_cluster() {
     pgback_dump(&source, &dir, FORMATS, &[]);
 
     let target = Cluster::start(ClusterOptions::default().without_archive());
-    TestCommand::new(&target, "pgback")
-        .arg("--restore")
-        .arg(&dir)
-        .args(["-d", &target.conninfo_socket(), "-B", &client_bindir()])
-        .limit(std::time::Duration::from_secs(180))
-        .run()
-        .assert_ok("pgback --restore");
+    let server_major = target.version_num() / 10000;
+    let shim = (tool_major("pg_restore") >= 17 && server_major < 17).then(|| {
+        // pg_restore 17+ cannot load into 10-16: pgback --restore fails on its first database.
+        let refused = Cluster::start(ClusterOptions::default().without_archive());
+        pgback_restore(&refused, &dir, &client_bindir())
+            .assert_code(1, "pgback --restore with pg_restore 17+ into 10-16")
+            .assert_stderr("transaction_timeout");
+        pg_restore_without_transaction_timeout()
+    });
+    let bindir = shim
+        .as_ref()
+        .map_or_else(client_bindir, |dir| dir.path().display().to_string());
+    pgback_restore(&target, &dir, &bindir).assert_ok("pgback --restore");
     assert_eq!(server_catalog(&target), server_catalog(&source));
     for db in ["b1", "b2", "postgres"] {
         assert_eq!(
@@ -56,6 +70,62 @@ fn a_dump_restores_into_a_fresh_cluster() {
         "{}",
         server_catalog(&target)
     );
+}
+
+/// `pgback --restore dir -d target -B bindir`.
+fn pgback_restore(target: &Cluster, dir: &Path, bindir: &str) -> Run {
+    TestCommand::new(target, "pgback")
+        .arg("--restore")
+        .arg(dir)
+        .args(["-d", &target.conninfo_socket(), "-B", bindir])
+        .limit(Duration::from_secs(180))
+        .run()
+}
+
+/// The major of the harness's client tool `name` ("pg_restore (PostgreSQL) 18.6" -> 18).
+fn tool_major(name: &str) -> u32 {
+    let tool = cluster::pg_binaries().client_tool(name);
+    let text = util::tool(
+        tool.to_str().expect("test paths are UTF-8"),
+        &["--version".as_ref()],
+    );
+    text.split_whitespace()
+        .find_map(|word| word.split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{} --version printed {text:?}", tool.display()))
+}
+
+/// A bin directory with the harness's psql and a `pg_restore` that stands in for the missing
+/// piece of pgback: pg_restore 17+ always writes `SET transaction_timeout = 0;`, which servers
+/// 10 to 16 reject, so `pg_restore -d DB ... FILE` becomes `pg_restore -f - ... FILE`, that
+/// line dropped, into `psql -d DB` (no `-j`: a script is one stream). Everything else pgback
+/// --restore does (plan, checksums, globals, createdb.sql, order) runs as it is.
+fn pg_restore_without_transaction_timeout() -> TempDir {
+    let bin = cluster::scratch_dir();
+    let real = cluster::pg_binaries().client_tool("pg_restore");
+    let psql = cluster::pg_binaries().client_tool("psql");
+    std::os::unix::fs::symlink(&psql, bin.path().join("psql")).unwrap();
+    let script = format!(
+        r#"#!/bin/bash
+set -euo pipefail
+[[ ${{1:-}} != --version ]] || exec '{real}' --version
+args=() db=
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        -d) db=$2; shift 2 ;;
+        -j) shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+'{real}' "${{args[@]}}" -f - | sed '/^SET transaction_timeout = 0;$/d' |
+    '{psql}' -X -q -v ON_ERROR_STOP=1 -d "$db"
+"#,
+        real = real.display(),
+        psql = psql.display()
+    );
+    let wrapper = bin.path().join("pg_restore");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
 }
 
 #[test]
@@ -105,11 +175,7 @@ fn older_pg_dump(server_major: u32, dumped: &Path) -> tempfile::TempDir {
     );
     let wrapper = bin.path().join("pg_dump");
     std::fs::write(&wrapper, script).unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     bin
 }
 
