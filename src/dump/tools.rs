@@ -9,6 +9,7 @@ use crate::config::dump::{DatabaseDumpSettings, DumpConfig};
 use crate::config::values::{Compression, Format};
 use crate::conn::quote_conninfo;
 use crate::process::{run_child, ChildError, ChildName};
+use crate::server::ServerVersion;
 
 /// pg_dump cannot be run, or is too old.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,54 @@ pub struct UnusableTool {
     pub program: PathBuf,
     /// Why.
     pub reason: String,
+}
+
+/// pg_dump is older than the server, which it refuses to dump ("aborting because of server
+/// version mismatch"): found once, before anything is dumped.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{program} is pg_dump {tool}, older than the server (PostgreSQL {server}), which it cannot dump"
+)]
+pub struct OlderThanServer {
+    /// The pg_dump.
+    pub program: PathBuf,
+    /// Its version.
+    pub tool: ToolVersion,
+    /// The server's version.
+    pub server: ServerVersion,
+}
+
+impl OlderThanServer {
+    /// The major the client tools must have at least: "18", or "9.6" for a 9.6 server.
+    pub fn major_needed(&self) -> String {
+        major_name(self.server)
+    }
+}
+
+/// A server's major as PostgreSQL names it: 18 for 18.1, 9.6 for 9.6.24.
+fn major_name(server: ServerVersion) -> String {
+    let major = server.major();
+    if server.num() >= 100000 {
+        major.to_string()
+    } else {
+        format!("{}.{}", major / 10, major % 10)
+    }
+}
+
+/// Whether pg_dump `tool` dumps `server`: pg_dump refuses servers of a newer major. Majors
+/// compare as `major * 100`, and as `9 * 100 + 6` for 9.6, so that 10 is newer than 9.6.
+pub fn dumps_server(tool: ToolVersion, server: ServerVersion) -> bool {
+    let tool_major = if tool.major >= 10 {
+        tool.major * 100
+    } else {
+        tool.major * 100 + tool.minor
+    };
+    let server_major = if server.num() >= 100000 {
+        server.num() / 10000 * 100
+    } else {
+        server.num() / 100
+    };
+    tool_major >= server_major
 }
 
 /// The client tools of a run, found and probed.
@@ -41,6 +90,18 @@ impl Tools {
             pg_dump,
             pg_dumpall: tool_path(bin_directory, "pg_dumpall"),
             version,
+        })
+    }
+
+    /// Checks that this pg_dump can dump `server` (its major or newer), once, before any dump.
+    pub fn check_server(&self, server: ServerVersion) -> Result<(), OlderThanServer> {
+        if dumps_server(self.version, server) {
+            return Ok(());
+        }
+        Err(OlderThanServer {
+            program: self.pg_dump.clone(),
+            tool: self.version,
+            server,
         })
     }
 
@@ -369,6 +430,44 @@ mod tests {
         }
         .check_compression(&dump)
         .is_ok());
+    }
+
+    #[test]
+    fn a_pg_dump_older_than_the_server_is_refused_naming_the_major_needed() {
+        let v = |major, minor| ToolVersion { major, minor };
+        let tools = |version| Tools {
+            pg_dump: "/usr/lib/postgresql/15/bin/pg_dump".into(),
+            pg_dumpall: "pg_dumpall".into(),
+            version,
+        };
+        for (tool, server, serves) in [
+            (v(15, 18), 150018, true),
+            (v(15, 18), 140023, true),
+            (v(18, 1), 100023, true),
+            (v(18, 1), 90624, true),
+            (v(9, 6), 90624, true),
+            (v(9, 5), 90624, false),
+            (v(9, 6), 100023, false),
+            (v(15, 18), 160014, false),
+            (v(17, 0), 180004, false),
+        ] {
+            let server = ServerVersion(server);
+            assert_eq!(dumps_server(tool, server), serves, "{tool} for {server}");
+            assert_eq!(tools(tool).check_server(server).is_ok(), serves);
+        }
+        let refused = tools(v(15, 18))
+            .check_server(ServerVersion(180004))
+            .unwrap_err();
+        assert_eq!(refused.major_needed(), "18");
+        assert_eq!(
+            refused.to_string(),
+            "/usr/lib/postgresql/15/bin/pg_dump is pg_dump 15.18, older than the server \
+             (PostgreSQL 18.4), which it cannot dump"
+        );
+        let refused = tools(v(9, 5))
+            .check_server(ServerVersion(90624))
+            .unwrap_err();
+        assert_eq!(refused.major_needed(), "9.6");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod restore_dump;
 mod restore_encrypted;
 mod restore_snapshot;
 mod servers;
+mod skipped;
 mod state_table;
 mod util;
 mod watch;
