@@ -65,7 +65,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 11] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Server,
-        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as)",
+        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay) or `pg_dump` is older than the server (the hint names `-B` and the major needed); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as)",
     },
     ExitCodeDoc {
         status: ExitStatus::NoBackup,
@@ -289,7 +289,7 @@ mod tests {
     fn readme_lists_the_same_exit_codes() {
         let readme = include_str!("../README.md");
         let section = readme
-            .split("### Exit codes")
+            .split("\n## Exit codes")
             .nth(1)
             .expect("README has an \"Exit codes\" section");
         let rows: Vec<(u8, &str)> = section

@@ -11,7 +11,7 @@
 //! - [`remote`]: remote storage (S3, B2, GCS, Azure, SFTP): upload, list, download, delete.
 //! - [`config`]: the TOML configuration, each section layered defaults < file < env < flags.
 //! - [`crypt`]: age encryption of dumps as they stream, and `--decrypt` in place.
-//! - [`cli`]: clap definitions of `pgpre` and `pgpost`, and the connection flags of every binary.
+//! - [`args`]: clap definitions of `pgpre` and `pgpost`, and the connection flags of every binary.
 //! - [`programs`]: PostgreSQL's client programs (pg_dump, psql...): where they are, their version.
 //! - [`conn`]: libpq conventions (conninfo, URIs, PG*, pgpass, services, sslmode), tokio-postgres.
 //! - [`secret`]: secrets that never print, read from the environment or from private files.
@@ -33,7 +33,7 @@ pub mod backup;
 pub mod remote;
 pub mod config;
 pub mod crypt;
-pub mod cli;
+pub mod args;
 pub mod programs;
 pub mod conn;
 pub mod secret;

@@ -153,162 +153,144 @@ impl RunMetrics {
         }
     }
 
-    /// The text of the metrics file.
+    /// The text of the metrics file: the run's families, then those of pgback's databases,
+    /// the hook pair's backup and pgback's uploads (families without samples are left out).
     pub fn render(&self) -> String {
-        let program = [("program", self.program.as_str())];
-        let mut out = String::new();
-        let mut family = |name: &str, help: &str, samples: Samples<'_>| {
-            if samples.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "# HELP {PREFIX}_{name} {}", escape_help(help));
-            let _ = writeln!(out, "# TYPE {PREFIX}_{name} gauge");
-            for (labels, value) in samples {
-                let labels: Vec<String> = labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
-                    .collect();
-                let _ = writeln!(out, "{PREFIX}_{name}{{{}}} {value}", labels.join(","));
-            }
-        };
-        let run = |value: Option<String>| {
-            value
-                .map(|v| vec![(program.to_vec(), v)])
-                .unwrap_or_default()
-        };
-        family(
+        let mut text = Exposition::new(&self.program);
+        self.render_run(&mut text);
+        self.render_databases(&mut text);
+        self.render_backups(&mut text);
+        self.render_uploads(&mut text);
+        text.out
+    }
+
+    /// Every program's facts, pgdrill's all of them: when the run started and ended, how it
+    /// ended, what it wrote.
+    fn render_run(&self, text: &mut Exposition<'_>) {
+        text.run(
             "last_run_start_timestamp_seconds",
             "When the last run started, seconds since the Unix epoch.",
-            run(Some(seconds(since_epoch(self.started)))),
+            Some(seconds(since_epoch(self.started))),
         );
-        family(
+        text.run(
             "last_run_end_timestamp_seconds",
             "When the last run ended, seconds since the Unix epoch.",
-            run(self.ended.map(|t| seconds(since_epoch(t)))),
+            self.ended.map(|t| seconds(since_epoch(t))),
         );
-        family(
+        text.run(
             "last_run_duration_seconds",
             "How long the last run took.",
-            run(self
-                .ended
-                .map(|t| seconds(t.duration_since(self.started).unwrap_or_default()))),
+            self.ended
+                .map(|t| seconds(t.duration_since(self.started).unwrap_or_default())),
         );
-        family(
+        text.run(
             "last_run_success",
             "1 when the last run succeeded (exit code 0), else 0.",
-            run(self.exit_code.map(|c| u8::from(c == 0).to_string())),
+            self.exit_code.map(|c| u8::from(c == 0).to_string()),
         );
-        family(
+        text.run(
             "last_run_exit_code",
             "The exit code of the last run (see the README's exit codes).",
-            run(self.exit_code.map(|c| c.to_string())),
+            self.exit_code.map(|c| c.to_string()),
         );
-        family(
+        text.run(
             "last_run_bytes",
             "Bytes the last run wrote.",
-            run(self.bytes.map(|b| b.to_string())),
+            self.bytes.map(|b| b.to_string()),
         );
-        let per = |key, rows| labelled(program[0], key, rows);
+    }
+
+    /// pgback's databases (dumped or restored), labelled `database`.
+    fn render_databases(&self, text: &mut Exposition<'_>) {
         let dbs = &self.databases;
-        family(
+        text.per(
             "database_success",
             "1 when the database was done in the last run, else 0.",
-            per(
-                "database",
-                dbs.iter()
-                    .map(|d| (d.database.as_str(), u8::from(d.success).to_string()))
-                    .collect(),
-            ),
+            "database",
+            dbs.iter()
+                .map(|d| (d.database.as_str(), u8::from(d.success).to_string()))
+                .collect(),
         );
-        family(
+        text.per(
             "database_bytes",
             "Bytes written for the database in the last run.",
-            per(
-                "database",
-                dbs.iter()
-                    .map(|d| (d.database.as_str(), d.bytes.to_string()))
-                    .collect(),
-            ),
+            "database",
+            dbs.iter()
+                .map(|d| (d.database.as_str(), d.bytes.to_string()))
+                .collect(),
         );
-        family(
+        text.per(
             "database_duration_seconds",
             "How long the database took in the last run.",
-            per(
-                "database",
-                dbs.iter()
-                    .map(|d| (d.database.as_str(), seconds(d.duration)))
-                    .collect(),
-            ),
+            "database",
+            dbs.iter()
+                .map(|d| (d.database.as_str(), seconds(d.duration)))
+                .collect(),
         );
+    }
+
+    /// The hook pair's backup, labelled `name`: its LSNs and how long backup mode was held.
+    fn render_backups(&self, text: &mut Exposition<'_>) {
         let backups = &self.backups;
-        family(
+        text.per(
             "backup_start_lsn_bytes",
             "The WAL position where backup mode started, as a byte position.",
-            per(
-                "name",
-                backups
-                    .iter()
-                    .filter_map(|b| Some((b.name.as_str(), b.start_lsn?.to_string())))
-                    .collect(),
-            ),
+            "name",
+            backups
+                .iter()
+                .filter_map(|b| Some((b.name.as_str(), b.start_lsn?.to_string())))
+                .collect(),
         );
-        family(
+        text.per(
             "backup_stop_lsn_bytes",
             "The WAL position where backup mode stopped, as a byte position.",
-            per(
-                "name",
-                backups
-                    .iter()
-                    .filter_map(|b| Some((b.name.as_str(), b.stop_lsn?.to_string())))
-                    .collect(),
-            ),
+            "name",
+            backups
+                .iter()
+                .filter_map(|b| Some((b.name.as_str(), b.stop_lsn?.to_string())))
+                .collect(),
         );
-        family(
+        text.per(
             "backup_held_seconds",
             "How long backup mode was held, start to stop.",
-            per(
-                "name",
-                backups
-                    .iter()
-                    .filter_map(|b| Some((b.name.as_str(), seconds(b.held?))))
-                    .collect(),
-            ),
+            "name",
+            backups
+                .iter()
+                .filter_map(|b| Some((b.name.as_str(), seconds(b.held?))))
+                .collect(),
         );
+    }
+
+    /// pgback's uploads (`--upload`), labelled `target`.
+    fn render_uploads(&self, text: &mut Exposition<'_>) {
         let uploads = &self.uploads;
-        family(
+        text.per(
             "upload_success",
             "1 when the upload of the last run succeeded, else 0.",
-            per(
-                "target",
-                uploads
-                    .iter()
-                    .map(|u| (u.target.as_str(), u8::from(u.success).to_string()))
-                    .collect(),
-            ),
+            "target",
+            uploads
+                .iter()
+                .map(|u| (u.target.as_str(), u8::from(u.success).to_string()))
+                .collect(),
         );
-        family(
+        text.per(
             "upload_bytes",
             "Bytes the last run uploaded.",
-            per(
-                "target",
-                uploads
-                    .iter()
-                    .map(|u| (u.target.as_str(), u.bytes.to_string()))
-                    .collect(),
-            ),
+            "target",
+            uploads
+                .iter()
+                .map(|u| (u.target.as_str(), u.bytes.to_string()))
+                .collect(),
         );
-        family(
+        text.per(
             "upload_duration_seconds",
             "How long the upload of the last run took.",
-            per(
-                "target",
-                uploads
-                    .iter()
-                    .map(|u| (u.target.as_str(), seconds(u.duration)))
-                    .collect(),
-            ),
+            "target",
+            uploads
+                .iter()
+                .map(|u| (u.target.as_str(), seconds(u.duration)))
+                .collect(),
         );
-        out
     }
 
     /// Replaces `path` with [`RunMetrics::render`] atomically: a temporary file beside it (not
@@ -322,17 +304,53 @@ impl RunMetrics {
     }
 }
 
-/// Samples of one family, each labelled with the program and `key = <its label>`.
-type Samples<'a> = Vec<(Vec<(&'a str, &'a str)>, String)>;
+/// The exposition text being written, family by family; every sample is labelled with the
+/// program.
+struct Exposition<'a> {
+    program: &'a str,
+    out: String,
+}
 
-fn labelled<'a>(
-    program: (&'a str, &'a str),
-    key: &'a str,
-    rows: Vec<(&'a str, String)>,
-) -> Samples<'a> {
-    rows.into_iter()
-        .map(|(label, value)| (vec![program, (key, label)], value))
-        .collect()
+impl<'a> Exposition<'a> {
+    fn new(program: &'a str) -> Exposition<'a> {
+        Exposition {
+            program,
+            out: String::new(),
+        }
+    }
+
+    /// A family of the run: one sample, labelled with the program only; none when `None`.
+    fn run(&mut self, name: &str, help: &str, value: Option<String>) {
+        let samples = value.map(|v| (Vec::new(), v)).into_iter().collect();
+        self.family(name, help, samples);
+    }
+
+    /// A family with one sample per row, labelled `key = <the row's label>`.
+    fn per(&mut self, name: &str, help: &str, key: &str, rows: Vec<(&str, String)>) {
+        let samples = rows
+            .into_iter()
+            .map(|(label, value)| (vec![(key, label)], value))
+            .collect();
+        self.family(name, help, samples);
+    }
+
+    /// `# HELP`, `# TYPE .. gauge` and the samples; nothing when there are none.
+    fn family(&mut self, name: &str, help: &str, samples: Vec<(Vec<(&str, &str)>, String)>) {
+        if samples.is_empty() {
+            return;
+        }
+        let out = &mut self.out;
+        let _ = writeln!(out, "# HELP {PREFIX}_{name} {}", escape_help(help));
+        let _ = writeln!(out, "# TYPE {PREFIX}_{name} gauge");
+        for (labels, value) in samples {
+            let labels: Vec<String> = [("program", self.program)]
+                .into_iter()
+                .chain(labels)
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
+                .collect();
+            let _ = writeln!(out, "{PREFIX}_{name}{{{}}} {value}", labels.join(","));
+        }
+    }
 }
 
 fn since_epoch(time: SystemTime) -> Duration {

@@ -19,6 +19,53 @@ pub struct UnusableTool {
     pub reason: String,
 }
 
+/// pg_dump is older than the server, which it refuses to dump ("aborting because of server
+/// version mismatch"): found once, before anything is dumped.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{program} is pg_dump {tool}, older than the server (PostgreSQL {server}), which it cannot dump"
+)]
+pub struct OlderThanServer {
+    /// The pg_dump.
+    pub program: PathBuf,
+    /// Its version.
+    pub tool: ServerVersion,
+    /// The server's version.
+    pub server: ServerVersion,
+}
+
+impl OlderThanServer {
+    /// The major the client tools must have at least: "18", or "9.6" for a 9.6 server.
+    pub fn major_needed(&self) -> String {
+        major_name(self.server)
+    }
+}
+
+/// A server's major as PostgreSQL names it: 18 for 18.1, 9.6 for 9.6.24.
+fn major_name(server: ServerVersion) -> String {
+    let major = server.major();
+    if server.num() >= 100000 {
+        major.to_string()
+    } else {
+        format!("{}.{}", major / 10, major % 10)
+    }
+}
+
+/// A release's major, comparable across the 9.x and 10+ numbering: `major * 100`, and
+/// `9 * 100 + 6` for 9.6, so that 10 is newer than 9.6.
+fn major_rank(version: ServerVersion) -> u32 {
+    if version.num() >= 100000 {
+        version.num() / 10000 * 100
+    } else {
+        version.num() / 100
+    }
+}
+
+/// Whether pg_dump `tool` dumps `server`: pg_dump refuses servers of a newer major.
+pub fn dumps_server(tool: ServerVersion, server: ServerVersion) -> bool {
+    major_rank(tool) >= major_rank(server)
+}
+
 /// The client tools of a run, found and probed.
 #[derive(Debug, Clone)]
 pub struct Tools {
@@ -40,6 +87,18 @@ impl Tools {
             pg_dump,
             pg_dumpall: tool_path(bin_directory, "pg_dumpall"),
             version,
+        })
+    }
+
+    /// Checks that this pg_dump can dump `server` (its major or newer), once, before any dump.
+    pub fn check_server(&self, server: ServerVersion) -> Result<(), OlderThanServer> {
+        if dumps_server(self.version, server) {
+            return Ok(());
+        }
+        Err(OlderThanServer {
+            program: self.pg_dump.clone(),
+            tool: self.version,
+            server,
         })
     }
 }
@@ -151,5 +210,49 @@ mod tests {
         assert!(v("pg_dump (PostgreSQL) 8.3.1").unwrap() < MIN_PG_DUMP);
         assert_eq!(v("garbage"), None);
         assert_eq!(v(""), None);
+    }
+
+    #[test]
+    fn a_pg_dump_older_than_the_server_is_refused_naming_the_major_needed() {
+        let v = |major: u32, minor: u32| {
+            ServerVersion(if major >= 10 {
+                major * 10000 + minor
+            } else {
+                major * 10000 + minor * 100
+            })
+        };
+        let tools = |version| Tools {
+            pg_dump: "/usr/lib/postgresql/15/bin/pg_dump".into(),
+            pg_dumpall: "pg_dumpall".into(),
+            version,
+        };
+        for (tool, server, serves) in [
+            (v(15, 18), 150018, true),
+            (v(15, 18), 140023, true),
+            (v(18, 1), 100023, true),
+            (v(18, 1), 90624, true),
+            (v(9, 6), 90624, true),
+            (v(9, 5), 90624, false),
+            (v(9, 6), 100023, false),
+            (v(15, 18), 160014, false),
+            (v(17, 0), 180004, false),
+        ] {
+            let server = ServerVersion(server);
+            assert_eq!(dumps_server(tool, server), serves, "{tool} for {server}");
+            assert_eq!(tools(tool).check_server(server).is_ok(), serves);
+        }
+        let refused = tools(v(15, 18))
+            .check_server(ServerVersion(180004))
+            .unwrap_err();
+        assert_eq!(refused.major_needed(), "18");
+        assert_eq!(
+            refused.to_string(),
+            "/usr/lib/postgresql/15/bin/pg_dump is pg_dump 15.18, older than the server \
+             (PostgreSQL 18.4), which it cannot dump"
+        );
+        let refused = tools(v(9, 5))
+            .check_server(ServerVersion(90624))
+            .unwrap_err();
+        assert_eq!(refused.major_needed(), "9.6");
     }
 }

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-use super::{exec, list, post, report, runtime, spawn, watch, BackupOptions};
-use crate::cli::{Pgpost, Pgpre};
+use super::metrics::{backup_metrics, bytes_of, completed_metrics, status_of};
+use super::{coprocess_log, exec, list, post, report, runtime, spawn, BackupOptions};
+use crate::args::{Pgpost, Pgpre};
 use crate::config::{Config, DEFAULT_CONFIG};
 use crate::exit::{fail, init_logging, Failure as _};
 use crate::metrics::RunMetrics;
@@ -44,15 +45,15 @@ pub fn pgpre(cli: &Pgpre) -> ExitCode {
         }
         // No thread or runtime may exist before this fork.
         let name = options.table.name().to_string();
-        let started = watch::check_log_target(&options)
+        let started = coprocess_log::check_log_target(&options)
             .and_then(|()| spawn::start_detached(settings, options));
         if let Ok(started) = &started {
             let lsn = Some(started.start_lsn.as_str());
-            metrics = metrics.backup(watch::backup_metrics(&name, lsn, None, None));
+            metrics = metrics.backup(backup_metrics(&name, lsn, None, None));
         }
         started.map(|started| report::print_start(&started))
     };
-    metrics.write_at_end("pgpre", metrics_file, watch::status_of(&result).code());
+    metrics.write_at_end("pgpre", metrics_file, status_of(&result).code());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail("pgpre", &error),
@@ -113,13 +114,13 @@ pub fn pgpost(cli: &Pgpost) -> ExitCode {
     let result = match result {
         Ok((completed, printed)) => {
             metrics = metrics
-                .bytes(watch::bytes_of(&completed))
-                .backup(watch::completed_metrics(&completed));
+                .bytes(bytes_of(&completed))
+                .backup(completed_metrics(&completed));
             printed
         }
         Err(error) => Err(error),
     };
-    metrics.write_at_end("pgpost", metrics_file, watch::status_of(&result).code());
+    metrics.write_at_end("pgpost", metrics_file, status_of(&result).code());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail("pgpost", &error),

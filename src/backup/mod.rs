@@ -1,7 +1,7 @@
 //! The physical hook pair: `pgpre`, the co-process that holds a non-exclusive backup, and
 //! `pgpost`.
 //!
-//! Uses: config, cli, conn, metrics, process, server, wal, files, exit.
+//! Uses: config, args, conn, metrics, process, server, wal, files, exit.
 //!
 //! In dependency order:
 //! - `row`: what a state-table row holds: states, the decoded row, unusable rows.
@@ -15,16 +15,19 @@
 //! - `post`: `pgpost`: ask for the stop, wait, collect the result.
 //! - `exec`: `pgpre --exec`: start, run a command, stop, in one process.
 //! - `list`: `pgpre --list` (a table, or with the history as JSON).
-//! - `watch`: the metrics file of pgpre and pgpost.
+//! - `coprocess_log`: where the co-process logs (journal or file).
+//! - `metrics`: the metrics file of pgpre and pgpost.
 //! - `report`: what pgpre and pgpost print when they succeed.
 //! - `command`: `pgpre` and `pgpost` from parsed flags to exit code.
 
 mod command;
+mod coprocess_log;
 mod error;
 mod exec;
 mod files;
 mod hold;
 mod list;
+mod metrics;
 mod post;
 mod report;
 mod row;
@@ -32,7 +35,8 @@ mod spawn;
 mod start;
 mod table;
 mod wait;
-mod watch;
+
+pub use command::{pgpost, pgpre};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,7 +44,6 @@ use std::time::Duration;
 use crate::config::BackupConfig;
 use crate::config::{limit, LogTarget};
 use crate::exit::LogFormat;
-pub use command::{pgpost, pgpre};
 pub use error::BackupError;
 use table::StateTable;
 
@@ -86,7 +89,7 @@ impl BackupOptions {
         BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
             label: config.label.clone(),
-            fast_checkpoint: config.checkpoint() == crate::cli::Checkpoint::Fast,
+            fast_checkpoint: config.checkpoint() == crate::args::Checkpoint::Fast,
             start_timeout: limit(config.start_timeout),
             backup_timeout: limit(config.backup_timeout),
             wait_for_archive: config.wait_for_archive,

@@ -106,7 +106,7 @@ fn coprocess_main(
 ) -> u8 {
     let keep = handshake.pipe.as_ref().map(|pipe| pipe.as_raw_fd());
     close_inherited_descriptors(keep);
-    super::watch::init_coprocess_log(options);
+    super::coprocess_log::init_coprocess_log(options);
     tracing::info!("co-process {} started", std::process::id());
     let runtime = match super::runtime() {
         Ok(runtime) => runtime,

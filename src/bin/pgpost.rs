@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::cli::Pgpost;
+use safe_backup::args::Pgpost;
 
 fn main() -> ExitCode {
     safe_backup::backup::pgpost(&Pgpost::parse())

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use safe_backup::cli::Pgpre;
+use safe_backup::args::Pgpre;
 
 fn main() -> ExitCode {
     // No thread or runtime may exist before pgpre forks the co-process.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::{Command, CommandFactory as _};
 use clap_complete::Shell;
-use safe_backup::cli::{Pgpost, Pgpre};
+use safe_backup::args::{Pgpost, Pgpre};
 use safe_backup::drill::DrillArgs;
 use safe_backup::dump::PgbackArgs;
 

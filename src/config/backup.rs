@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::cli::{BackupArgs, Checkpoint, StartArgs, StopArgs};
+use crate::args::{BackupArgs, Checkpoint, StartArgs, StopArgs};
 use crate::values::Seconds;
 
 /// The backup name used when none is given.
@@ -255,7 +255,7 @@ fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Seconds, D::Err
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Pgpre;
+    use crate::args::Pgpre;
     use crate::config::Config;
     use clap::Parser;
     use std::path::Path;
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn pgposts_stop_timeout_is_layered_too() {
-        use crate::cli::Pgpost;
+        use crate::args::Pgpost;
         let _one_at_a_time = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
         let mut config = parse("[backup]\nstop_timeout = 5\n");
         std::env::set_var("SAFE_BACKUP_STOP_TIMEOUT", "6");

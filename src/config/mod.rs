@@ -1,7 +1,7 @@
 //! The TOML configuration shared by all binaries: loading, errors, and the entry point that
 //! layers each section defaults < file < environment < command line.
 //!
-//! Uses: crypt, cli, conn, secret, values, exit.
+//! Uses: crypt, args, conn, secret, values, exit.
 //!
 //! `config.toml` at the crate root documents every key with its default; it is
 //! embedded here and printed by `--print-default-config`. A test parses it, so
@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cli::{CommonArgs, ServerArgs, StartArgs, StopArgs};
+use crate::args::{CommonArgs, ServerArgs, StartArgs, StopArgs};
 use crate::conn::{ConnError, ConnParams, ConnSettings, Environment};
 use crate::exit::{ExitStatus, Failure};
 pub use backup::{limit, shorten_label, BackupConfig, LogTarget};

@@ -6,6 +6,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use tokio_postgres::error::SqlState;
+
 use crate::conn::settings::{HostTarget, SslMode};
 use crate::exit::{ExitStatus, Failure};
 
@@ -199,11 +201,7 @@ impl Failure for ConnError {
 /// The message and kind of a failed tokio-postgres connect, libpq-like.
 pub(super) fn classify(error: &tokio_postgres::Error) -> (AttemptFailure, String) {
     if let Some(db) = error.as_db_error() {
-        let kind = match db.code().code() {
-            // invalid_password, invalid_authorization_specification
-            "28P01" | "28000" => AttemptFailure::AuthFailed,
-            _ => AttemptFailure::Server,
-        };
+        let kind = refusal_kind(db.code());
         return (kind, format!("{}: {}", db.severity(), db.message()));
     }
     let top = error.to_string();
@@ -246,6 +244,17 @@ pub(super) fn classify(error: &tokio_postgres::Error) -> (AttemptFailure, String
     (AttemptFailure::Other, message)
 }
 
+/// What kind of failure the server's refusal is, by its SQLSTATE: a wrong password or a
+/// pg_hba.conf rule (`28P01`, `28000`) is one the user fixes in their credentials.
+fn refusal_kind(code: &SqlState) -> AttemptFailure {
+    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    {
+        AttemptFailure::AuthFailed
+    } else {
+        AttemptFailure::Server
+    }
+}
+
 fn strip_os_error(text: &str) -> String {
     match text.rfind(" (os error ") {
         Some(at) if text.ends_with(')') => text[..at].to_owned(),
@@ -277,5 +286,18 @@ mod tests {
             Some("set PGPASSWORD or add the host to /home/a/.pgpass (mode 0600)")
         );
         assert!(attempt(AttemptFailure::Server).hint().is_none());
+    }
+
+    #[test]
+    fn refusals_by_sqlstate() {
+        for (code, kind) in [
+            ("28P01", AttemptFailure::AuthFailed),
+            ("28000", AttemptFailure::AuthFailed),
+            ("53300", AttemptFailure::Server),
+            ("3D000", AttemptFailure::Server),
+            ("57P03", AttemptFailure::Server),
+        ] {
+            assert_eq!(refusal_kind(&SqlState::from_code(code)), kind, "{code}");
+        }
     }
 }

@@ -10,7 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::types::FromSql;
+use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage};
 
 use super::error::DrillError;
 use crate::server::{quote_ident, read_version, session_guard_sql, ServerVersion, VersionError};
@@ -153,7 +154,19 @@ pub async fn databases(target: &Target) -> Result<Vec<String>, DrillError> {
         )
         .await
         .map_err(|e| DrillError::Connect(db_message(&e)))?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    rows.iter()
+        .map(|row| column(row, 0, "a database name"))
+        .collect()
+}
+
+/// Column `index` of a row pgdrill asked for, or a typed error saying what was asked.
+fn column<'a, T: FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    what: &'static str,
+) -> Result<T, DrillError> {
+    row.try_get(index)
+        .map_err(|source| DrillError::Answer { what, source })
 }
 
 /// The amcheck result of one database.
@@ -254,15 +267,15 @@ async fn check_indexes(
         .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
         .await
         .map_err(|e| format!("CREATE EXTENSION amcheck: {}", db_message(&e)))?;
-    let schema: String = client
+    let schema_row = client
         .query_one(
             "SELECT n.nspname::text FROM pg_extension e \
              JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'amcheck'",
             &[],
         )
         .await
-        .map_err(|e| db_message(&e))?
-        .get(0);
+        .map_err(|e| db_message(&e))?;
+    let schema: String = column(&schema_row, 0, "amcheck's schema").map_err(|e| e.to_string())?;
     let indexes = client
         .query(
             "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_index i \
@@ -282,8 +295,8 @@ async fn check_indexes(
     );
     let statement = client.prepare(&call).await.map_err(|e| db_message(&e))?;
     for index in &indexes {
-        let oid: u32 = index.get(0);
-        let name: String = index.get(1);
+        let oid: u32 = column(index, 0, "an index's oid").map_err(|e| e.to_string())?;
+        let name: String = column(index, 1, "an index's name").map_err(|e| e.to_string())?;
         if let Err(error) = client.query(&statement, &[&oid]).await {
             check
                 .findings

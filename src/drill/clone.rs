@@ -40,9 +40,7 @@ impl CloneMethod {
 /// The OS user who owns the data directory, as whom the server runs.
 #[derive(Clone, Debug)]
 pub struct Owner {
-    /// User id.
     pub uid: u32,
-    /// Group id.
     pub gid: u32,
     /// The user name, when the user database knows it (a role name worth trying).
     pub name: Option<String>,

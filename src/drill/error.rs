@@ -110,7 +110,6 @@ pub enum DrillError {
     /// A program could not be started.
     #[error("cannot start {program}: {source}")]
     Spawn {
-        /// The program.
         program: PathBuf,
         /// Why.
         #[source]
@@ -152,6 +151,16 @@ pub enum DrillError {
         count: usize,
         /// The first finding.
         first: String,
+    },
+    /// The recovered server answered one of pgdrill's own queries with a value of another
+    /// type, or NULL.
+    #[error("unexpected answer of the recovered server ({what}): {source}")]
+    Answer {
+        /// What was asked.
+        what: &'static str,
+        /// tokio-postgres' conversion error.
+        #[source]
+        source: tokio_postgres::Error,
     },
     /// SIGINT or SIGTERM.
     #[error("interrupted by {0}; the server was stopped and the clone removed")]
@@ -213,7 +222,7 @@ impl DrillError {
             Timeout { .. } => ExitStatus::Timeout,
             ChecksFailed { .. } => ExitStatus::BackupFailed,
             Interrupted(signal) => return 128 + *signal as u8,
-            Internal(_) => ExitStatus::Internal,
+            Answer { .. } | Internal(_) => ExitStatus::Internal,
         };
         status.code()
     }

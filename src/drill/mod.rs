@@ -2,10 +2,12 @@
 //! puts the backup's label and map into the clone, recovers it with a throwaway server that
 //! cannot reach the outside world, stops at the first consistent point, promotes, checks every
 //! database with amcheck (plus `--sql` and `--exec`), stops the server and removes the clone.
+//! [`run`] takes these steps in order: read DATADIR, clone, prepare, recover, check, clean up.
 //!
-//! Uses: server, wal, exit.
+//! Uses: metrics, server, wal, exit.
 //!
-//! - `cli`: the command line (clap), kept here so a man-page generator can reach it.
+//! - `command`: the command line (clap), kept here so a man-page generator can reach it, and
+//!   the one call the binary makes.
 //! - `label`: `backup_label`, `tablespace_map`, `pg_control`, LSNs and WAL segment names.
 //! - `prepare`: reading DATADIR, planning tablespaces, preparing the clone.
 //! - `clone`: the private work directory and the clone (overlay, reflink, copy).
@@ -16,8 +18,8 @@
 //! - `report`: the report, as text or JSON.
 
 mod checks;
-mod cli;
 mod clone;
+mod command;
 mod error;
 mod label;
 mod postmaster;
@@ -26,7 +28,7 @@ mod report;
 mod serverlog;
 mod settings;
 
-pub use cli::DrillArgs;
+pub use command::{run_pgdrill, DrillArgs};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -38,8 +40,9 @@ pub use report::Report;
 pub use settings::WalSource;
 
 use clone::{Owner, Workspace};
-use label::ControlFile;
-use postmaster::{NotReady, Postmaster};
+use label::{BackupLabel, ControlFile};
+use postmaster::{Binaries, NotReady, Postmaster};
+use prepare::Tablespace;
 use report::LabelSummary;
 use serverlog::RecoveryFailure;
 
@@ -56,9 +59,7 @@ pub struct DrillRequest {
     pub tablespace_mappings: Vec<(PathBuf, PathBuf)>,
     /// Where the WAL comes from.
     pub wal: WalSource,
-    /// `--pg-bindir`.
     pub pg_bindir: Option<PathBuf>,
-    /// How to clone.
     pub clone: CloneMethod,
     /// Where the clone goes (default: a private directory under `$TMPDIR`).
     pub work_dir: Option<PathBuf>,
@@ -162,7 +163,54 @@ fn role_candidates(owner: &Owner) -> Vec<String> {
     roles
 }
 
+/// What DATADIR holds, read before anything is cloned.
+struct Source {
+    /// From `PG_VERSION`.
+    major: u32,
+    /// The label's text, written into the clone as it is.
+    label_text: String,
+    /// The label parsed: where recovery starts, which segment it needs first.
+    label: BackupLabel,
+    /// The backup came with a tablespace map.
+    has_map: bool,
+    /// The copy's pg_control: a label later than its checkpoint belongs to another backup.
+    control: ControlFile,
+    /// Who owns DATADIR: the clone and the server run as them.
+    owner: Owner,
+    /// The server of DATADIR's major version.
+    binaries: Binaries,
+    /// `pg_amcheck` on 14+; `bt_index_check` through SQL before.
+    pg_amcheck: Option<PathBuf>,
+    /// The tablespaces to clone beside the data directory.
+    tablespaces: Vec<Tablespace>,
+    /// The clone methods to try, in order.
+    clone_order: Vec<CloneMethod>,
+}
+
+/// The recovered clone's server and where it listens.
+struct Recovered {
+    server: Postmaster,
+    socket_dir: PathBuf,
+    port: u16,
+}
+
+/// The drill in its steps: read DATADIR, clone it, prepare the clone, recover it, check it,
+/// clean up. Every step records what it learnt in `report`.
 async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillError> {
+    let source = read_source(request, report)?;
+    let clone_started = Instant::now();
+    let (workspace, tablespace_clones) = clone(request, &source, report).await?;
+    prepare(request, &source, &workspace, tablespace_clones, report).await?;
+    report.seconds.clone = clone_started.elapsed().as_secs_f64();
+    let recovered = recover(request, &source, &workspace, report).await?;
+    check(request, &source, &recovered, report).await?;
+    clean_up(request, recovered.server, workspace, report).await?;
+    verdict(report)
+}
+
+/// Reads DATADIR (version, label, map, pg_control, owner) and finds the server; refuses what
+/// cannot be drilled before anything is cloned.
+fn read_source(request: &DrillRequest, report: &mut Report) -> Result<Source, DrillError> {
     let data_dir = &request.data_dir;
     let major = prepare::read_major(data_dir)?;
     report.major = Some(major);
@@ -209,39 +257,91 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
         &request.tablespace_mappings,
         &mut report.notes,
     )?;
-    let order = clone_order(request, &mut report.notes)?;
+    let clone_order = clone_order(request, &mut report.notes)?;
+    Ok(Source {
+        major,
+        label_text,
+        label,
+        has_map: map.is_some(),
+        control,
+        owner,
+        binaries,
+        pg_amcheck,
+        tablespaces,
+        clone_order,
+    })
+}
 
-    // The clone.
-    let clone_started = Instant::now();
-    let mut workspace = Workspace::create(request.work_dir.as_deref(), &owner, request.keep)?;
+/// Clones DATADIR and each tablespace into a private work directory; returns it and the
+/// tablespaces' clones (OID, directory).
+async fn clone(
+    request: &DrillRequest,
+    source: &Source,
+    report: &mut Report,
+) -> Result<(Workspace, Vec<(String, PathBuf)>), DrillError> {
+    let mut workspace =
+        Workspace::create(request.work_dir.as_deref(), &source.owner, request.keep)?;
     if request.keep {
         report.kept = Some(workspace.clone_root().to_path_buf());
     }
+    let order = &source.clone_order;
     let data = workspace.data_dir();
     let method = workspace
-        .clone_tree(&order, data_dir, &data, &owner, &mut report.notes)
+        .clone_tree(
+            order,
+            &request.data_dir,
+            &data,
+            &source.owner,
+            &mut report.notes,
+        )
         .await?;
     report.clone = Some(method);
     let mut tablespace_clones = Vec::new();
-    for tablespace in &tablespaces {
+    for tablespace in &source.tablespaces {
         let dest = workspace.tablespace_dir(&tablespace.oid);
         workspace
-            .clone_tree(&order, &tablespace.source, &dest, &owner, &mut report.notes)
+            .clone_tree(
+                order,
+                &tablespace.source,
+                &dest,
+                &source.owner,
+                &mut report.notes,
+            )
             .await?;
         tablespace_clones.push((tablespace.oid.clone(), dest));
     }
+    Ok((workspace, tablespace_clones))
+}
+
+/// Puts the label, the map's links and the recovery settings into the clone.
+async fn prepare(
+    request: &DrillRequest,
+    source: &Source,
+    workspace: &Workspace,
+    tablespace_clones: Vec<(String, PathBuf)>,
+    report: &mut Report,
+) -> Result<(), DrillError> {
     let files = prepare::CloneFiles {
-        major,
-        label_text: &label_text,
-        has_map: map.is_some(),
+        major: source.major,
+        label_text: &source.label_text,
+        has_map: source.has_map,
         tablespaces: tablespace_clones,
         wal: &request.wal,
     };
-    let notes = prepare::prepare_clone(&data, &files, &owner).await?;
+    let notes = prepare::prepare_clone(&workspace.data_dir(), &files, &source.owner).await?;
     report.notes.extend(notes);
-    report.seconds.clone = clone_started.elapsed().as_secs_f64();
+    Ok(())
+}
 
-    // Recovery.
+/// Starts the throwaway server on the clone and waits until it is consistent and promoted;
+/// a recovery that fails is explained from the server log.
+async fn recover(
+    request: &DrillRequest,
+    source: &Source,
+    workspace: &Workspace,
+    report: &mut Report,
+) -> Result<Recovered, DrillError> {
+    let data = workspace.data_dir();
     let socket_dir = workspace.socket_dir();
     let port = free_port();
     let paths = settings::ServerPaths {
@@ -249,9 +349,15 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
         socket_dir: &socket_dir,
         port,
     };
-    let options = settings::server_options(major, &paths);
+    let options = settings::server_options(source.major, &paths);
     let recovery_started = Instant::now();
-    let mut server = Postmaster::start(&binaries, &data, &options, &workspace.log_file(), &owner)?;
+    let mut server = Postmaster::start(
+        &source.binaries,
+        &data,
+        &options,
+        &workspace.log_file(),
+        &source.owner,
+    )?;
     let deadline = request.timeout.map(|timeout| recovery_started + timeout);
     let waited = server.wait_ready(deadline).await;
     report.seconds.recovery = recovery_started.elapsed().as_secs_f64();
@@ -260,58 +366,92 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
     let log = server.log();
     let facts = serverlog::recovery_facts(&log);
     report.consistent_lsn = facts.consistent_at.map(|lsn| lsn.to_string());
-    if let Some(consistent) = facts.consistent_at.filter(|lsn| *lsn < control.checkpoint) {
+    let checkpoint = source.control.checkpoint;
+    if let Some(consistent) = facts.consistent_at.filter(|lsn| *lsn < checkpoint) {
         report.server_log_tail = serverlog::tail(&log, 15);
         return Err(DrillError::ForeignLabel(format!(
-            "recovery was consistent at {consistent}, before the checkpoint {} that this \
-             copy's pg_control names: the copy holds changes from after that backup ended",
-            control.checkpoint
+            "recovery was consistent at {consistent}, before the checkpoint {checkpoint} that \
+             this copy's pg_control names: the copy holds changes from after that backup ended"
         )));
     }
     if let Err(not_ready) = waited {
         report.server_log_tail = serverlog::tail(&log, 15);
-        return Err(match not_ready {
-            NotReady::TimedOut => DrillError::Timeout {
-                seconds: request.timeout.map_or(0, |t| t.as_secs()),
-                last: report.server_log_tail.last().cloned().unwrap_or_default(),
-            },
-            NotReady::Exited => match serverlog::recovery_failure(&log, &label) {
-                RecoveryFailure::MissingWal {
-                    fatal,
-                    segment,
-                    wal_end,
-                } => DrillError::MissingWal {
-                    segment,
-                    wal_end: wal_end.map(|lsn| lsn.to_string()),
-                    fatal,
-                    wal_source: match &request.wal {
-                        WalSource::Archive(dir) => format!("the WAL archive {}", dir.display()),
-                        WalSource::Command(_) => "the restore command's source".to_string(),
-                    },
-                },
-                RecoveryFailure::Other { fatal } => DrillError::RecoveryFailed(fatal),
-            },
-        });
+        return Err(not_recovered(
+            request,
+            &source.label,
+            &log,
+            not_ready,
+            report,
+        ));
     }
     report.recovery_seconds = Some(report.seconds.recovery);
     report.timeline = facts.new_timeline;
     report.consistent = true;
+    Ok(Recovered {
+        server,
+        socket_dir,
+        port,
+    })
+}
 
-    // Checks.
+/// Why the server did not become ready: the timeout, missing WAL, or what the log says.
+fn not_recovered(
+    request: &DrillRequest,
+    label: &BackupLabel,
+    log: &str,
+    not_ready: NotReady,
+    report: &Report,
+) -> DrillError {
+    match not_ready {
+        NotReady::TimedOut => DrillError::Timeout {
+            seconds: request.timeout.map_or(0, |t| t.as_secs()),
+            last: report.server_log_tail.last().cloned().unwrap_or_default(),
+        },
+        NotReady::Exited => match serverlog::recovery_failure(log, label) {
+            RecoveryFailure::MissingWal {
+                fatal,
+                segment,
+                wal_end,
+            } => DrillError::MissingWal {
+                segment,
+                wal_end: wal_end.map(|lsn| lsn.to_string()),
+                fatal,
+                wal_source: match &request.wal {
+                    WalSource::Archive(dir) => format!("the WAL archive {}", dir.display()),
+                    WalSource::Command(_) => "the restore command's source".to_string(),
+                },
+            },
+            RecoveryFailure::Other { fatal } => DrillError::RecoveryFailed(fatal),
+        },
+    }
+}
+
+/// amcheck on every database, then the `--sql` checks and the `--exec` command.
+async fn check(
+    request: &DrillRequest,
+    source: &Source,
+    recovered: &Recovered,
+    report: &mut Report,
+) -> Result<(), DrillError> {
     let checks_started = Instant::now();
-    let (target, version) =
-        checks::find_target(&socket_dir, port, &role_candidates(&owner)).await?;
+    let (target, version) = checks::find_target(
+        &recovered.socket_dir,
+        recovered.port,
+        &role_candidates(&source.owner),
+    )
+    .await?;
     for database in checks::databases(&target).await? {
-        let check = match &pg_amcheck {
+        let check = match &source.pg_amcheck {
             Some(pg_amcheck) => checks::pg_amcheck(pg_amcheck, &target, &database).await,
             None => checks::btree_check(&target, &database, version).await,
         };
         report.databases.push(check);
     }
-    if major < 14 {
+    if source.major < 14 {
         report.notes.push(format!(
-            "PostgreSQL {major} has no heap check (verify_heapam came with 14): B-tree indexes \
-             were checked"
+            "PostgreSQL {} has no heap check (verify_heapam came with 14): B-tree indexes \
+             were checked",
+            source.major
         ));
     }
     for query in &request.sql {
@@ -323,14 +463,27 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
         report.exec = Some(checks::exec(argv, &target, &request.dbname).await);
     }
     report.seconds.checks = checks_started.elapsed().as_secs_f64();
+    Ok(())
+}
 
-    // Stop and clean up.
+/// Stops the server and removes the clone (or keeps it, `--keep`).
+async fn clean_up(
+    request: &DrillRequest,
+    mut server: Postmaster,
+    workspace: Workspace,
+    report: &mut Report,
+) -> Result<(), DrillError> {
     let cleanup_started = Instant::now();
     server.stop(request.keep).await;
     if let Some(kept) = workspace.finish()? {
         report.notes.extend(kept);
     }
     report.seconds.cleanup = cleanup_started.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// The drill fails when any check found something.
+fn verdict(report: &mut Report) -> Result<(), DrillError> {
     let failed = report.collect_findings();
     if failed > 0 {
         return Err(DrillError::ChecksFailed {

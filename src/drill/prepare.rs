@@ -153,9 +153,7 @@ pub fn plan_tablespaces(
 
 /// What goes into the clone.
 pub struct CloneFiles<'a> {
-    /// The major version.
     pub major: u32,
-    /// The text of the label.
     pub label_text: &'a str,
     /// Whether the backup came with a tablespace map.
     pub has_map: bool,

@@ -261,14 +261,15 @@ pub async fn request_replay_pause(
     Ok(!rows.is_empty())
 }
 
-/// Whether the server can tell that replay has actually stopped (13+).
+/// Whether the server can tell that replay has actually stopped (14+: 14 brought
+/// `pg_get_wal_replay_pause_state()`; 13 answers "function does not exist").
 pub fn reports_replay_pause_state(version: ServerVersion) -> bool {
-    version.0 >= 130_000
+    version.0 >= 140_000
 }
 
 const REPLAY_PAUSE_STATE: &str = "SELECT pg_catalog.pg_get_wal_replay_pause_state() = 'paused'";
 
-/// Whether replay has stopped after a pause request (13+, see
+/// Whether replay has stopped after a pause request (14+, see
 /// [`reports_replay_pause_state`]).
 pub async fn replay_is_paused(client: &Client) -> Result<bool, tokio_postgres::Error> {
     let row = client.query_one(REPLAY_PAUSE_STATE, &[]).await?;
@@ -306,8 +307,8 @@ mod tests {
         assert!(pause_replay_query(v(150_000)).contains("pg_wal_replay_pause()"));
         assert!(pause_replay_query(v(96_000)).contains("pg_xlog_replay_pause()"));
         assert!(resume_replay_query(v(90_600)).contains("pg_xlog_replay_resume()"));
-        assert!(reports_replay_pause_state(v(130_000)));
-        assert!(!reports_replay_pause_state(v(120_000)));
+        assert!(reports_replay_pause_state(v(140_000)));
+        assert!(!reports_replay_pause_state(v(130_000)));
         assert!(file_settings_query(v(90_400)).is_none());
         assert_eq!(
             server_file_query("hba_file"),

@@ -1,7 +1,7 @@
 //! `pgback`: pg_back's logical dump pipeline (globals, settings, hba/ident, createdb.sql,
 //! per-database pg_dump streamed through checksums, purge, hooks, standby replay pause).
 //!
-//! Uses: restore, remote, config, crypt, cli, programs, conn, secret, metrics, pump, process,
+//! Uses: restore, remote, config, crypt, args, programs, conn, secret, metrics, pump, process,
 //! server, naming, checksum, files, values, exit.
 //!
 //! # Layout (each file uses only those above it)
@@ -23,20 +23,21 @@
 //! - `server_files`: globals, settings, hba/ident.
 //! - `offsite`: uploads as files become final, remote purge, `--list-remote`, `--download`.
 //! - `run`: the whole run, in the README's order.
-//! - `watch`: the metrics of a run.
+//! - `metrics`: the metrics of a run (`--metrics-file`).
 //! - `secret_flags`: pg_back's flags that carry a secret, refused with a hint.
-//! - `cli`: pgback's command line, and the one call the binary makes (a dump, `--decrypt`,
-//!   or `--restore` through [`crate::restore::run_restore`]).
+//! - `command`: pgback's command line, and the one call the binary makes (a dump,
+//!   `--decrypt`, or `--restore` through [`crate::restore::command`]).
 
 mod acl;
 mod catalog;
-mod cli;
+mod command;
 mod context;
 mod createdb;
 mod database;
 mod encrypt;
 mod hooks;
 mod lock;
+mod metrics;
 mod offsite;
 mod output;
 mod progress;
@@ -48,8 +49,7 @@ mod select;
 mod server_files;
 mod standby;
 mod tools;
-mod watch;
-
-pub use cli::{run_pgback, PgbackArgs};
 
 pub use secret_flags::SECRET_FLAGS;
+
+pub use command::{run_pgback, PgbackArgs};

@@ -1,4 +1,5 @@
-//! The pgback run, in order: the pre hook; pg_dump's probe; the connection; the selection of
+//! The pgback run, in order: the pre hook; pg_dump's probe; the connection, and pg_dump's
+//! version against the server's (older: refused before anything is dumped); the selection of
 //! databases; on a standby, the replay pause; the server-level files (globals, settings,
 //! hba/ident); the databases, `jobs` at a time; the replay resumed; the purge after a success;
 //! and the post hook, on every path once the pre hook succeeded.
@@ -27,7 +28,7 @@ use crate::config::DumpConfig;
 use crate::conn::{ConnError, ConnSettings};
 use crate::exit::{ExitStatus, Failure};
 use crate::naming::fixed_backup_dir;
-use crate::programs::{Tools, UnusableTool};
+use crate::programs::{OlderThanServer, Tools, UnusableTool};
 use crate::server::ServerVersion;
 
 /// A failure that stops the whole run.
@@ -39,6 +40,9 @@ pub enum RunError {
     /// pg_dump could not be run or is unusable.
     #[error(transparent)]
     Tool(#[from] UnusableTool),
+    /// pg_dump is older than the server: found before any dump.
+    #[error(transparent)]
+    ToolOlderThanServer(#[from] OlderThanServer),
     /// The server could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnError),
@@ -61,6 +65,7 @@ impl Failure for RunError {
         match self {
             RunError::PreHook(e) => e.exit_status(),
             RunError::Tool(_) => ExitStatus::Usage,
+            RunError::ToolOlderThanServer(_) => ExitStatus::Server,
             RunError::Connect(e) => e.exit_status(),
             RunError::Catalog(_) => ExitStatus::Server,
             RunError::Output(_) => ExitStatus::Output,
@@ -75,6 +80,12 @@ impl Failure for RunError {
                 "install PostgreSQL's client tools, or point dump.bin_directory (-B) at them"
                     .into(),
             ),
+            RunError::ToolOlderThanServer(e) => Some(format!(
+                "point -B (dump.bin_directory) at the client tools of PostgreSQL {} or later, \
+                 e.g. /usr/lib/postgresql/{}/bin",
+                e.major_needed(),
+                e.major_needed()
+            )),
             RunError::Connect(e) => e.hint(),
             RunError::Standby(e) => e.hint(),
             _ => None,
@@ -186,6 +197,7 @@ async fn dump_and_purge(
     tracing::info!("connecting: {}", conn.describe());
     let client = Arc::new(conn.connect().await?.client);
     let server = catalog::server_info(&client).await?;
+    tools.check_server(server.version)?;
     let listed = catalog::list_databases(&client).await?;
     let selection = select_databases(
         &listed,

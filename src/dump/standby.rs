@@ -1,5 +1,5 @@
 //! Standby replay pause: pause WAL replay once no AccessExclusiveLock is held (so dumps see one
-//! consistent state), wait until it is really paused (13+), and resume it.
+//! consistent state), wait until it is really paused (14+), and resume it.
 
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ pub fn retry_interval(timeout: Duration) -> Duration {
 /// How often the pause state is read while replay is stopping.
 const STATE_POLL: Duration = Duration::from_millis(200);
 
-/// Pauses replay; returns once replay is paused (13+: `pg_get_wal_replay_pause_state()` says
+/// Pauses replay; returns once replay is paused (14+: `pg_get_wal_replay_pause_state()` says
 /// `paused`), or an error when `timeout` ends first. Before returning an error after a pause
 /// was requested, the caller still has to resume.
 pub async fn pause_replay(

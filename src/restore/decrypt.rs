@@ -30,7 +30,6 @@ use crate::values::ChecksumAlgorithm;
 /// The plaintext's checksum of an encrypted file, from its decrypted `<file>.<algo>.age`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlainChecksum {
-    /// Its algorithm.
     pub algorithm: ChecksumAlgorithm,
     /// The digest in hex.
     pub hex: String,

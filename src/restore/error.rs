@@ -57,7 +57,6 @@ pub enum RestoreError {
     /// pg_restore could not be run.
     #[error("cannot use {program}: {reason}")]
     Tool {
-        /// The program.
         program: PathBuf,
         /// Why.
         reason: String,
@@ -123,5 +122,25 @@ impl Failure for RestoreError {
             ),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses() {
+        let refused = RestoreError::Refused {
+            refused: vec![("b1".into(), "holds 4 relations".into())],
+        };
+        assert_eq!(refused.exit_status(), ExitStatus::BackupFailed);
+        assert_eq!(
+            refused.to_string(),
+            "database \"b1\" holds 4 relations: nothing was restored"
+        );
+        assert!(refused.hint().unwrap().contains("--clean"));
+        let no_set = RestoreError::Set(SetError::BadStamp("x".into()));
+        assert_eq!(no_set.exit_status(), ExitStatus::Usage);
     }
 }

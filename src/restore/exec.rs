@@ -19,7 +19,6 @@ use crate::process::{keep_last_lines, ChildError};
 pub struct ToolCommand {
     /// The program (`psql`, or a path under the bin directory).
     pub program: PathBuf,
-    /// Its arguments.
     pub args: Vec<String>,
 }
 
@@ -67,7 +66,6 @@ pub enum ToolError {
     /// Feeding its stdin failed for another reason than the tool going away.
     #[error("feeding {program}: {source}")]
     Feed {
-        /// The program.
         program: String,
         /// Why.
         #[source]

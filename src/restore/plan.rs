@@ -1,18 +1,54 @@
-//! The restore plan: which files, in which order, with which commands. Built before anything
-//! is touched, printed by `--dry-run`, then executed step by step. The argument vectors come
-//! from pure functions.
+//! The restore plan: which files, in which order, with which commands, and how it is decided.
+//! Built before anything is touched: read the set (pick, select, verify, open the encrypted
+//! files), read the target, decide each database's action (refusing non-empty ones without
+//! `--clean`), then its createdb step and load, then the globals.
 
-use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::decrypt::EncryptedSource;
+use super::argv::{
+    bare_create_database, load_step, psql_command, stream_load_step, CommandSettings, LoadStep,
+};
+use super::decrypt::{self, DecryptError, Decryption, EncryptedSource};
+use super::error::RestoreError;
 use super::exec::ToolCommand;
-use super::set::{DumpFormat, PlainCompression};
-use crate::checksum::Verified;
+use super::script;
+use super::set::{self, DatabaseDump, DumpFormat, DumpSet};
+use super::target::{self, TargetState};
+use crate::checksum::{self, Verified};
+use crate::config::EncryptionError;
+use crate::conn::ConnSettings;
+use crate::crypt::DecryptKey;
 use crate::exit::quoted_list;
-use crate::files::file_name;
-use crate::programs::{conninfo_dbname, tool_path};
-use crate::server::{quote_ident, ServerVersion};
+use crate::programs::{probe_version, tool_path};
+use crate::server::ServerVersion;
+
+/// What to restore, where, and how.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    /// The backup directory holding the dump sets.
+    pub dir: PathBuf,
+    /// `--timestamp`: a stamp of the set to restore (any file's); the newest set when `None`.
+    pub timestamp: Option<String>,
+    /// DBNAME globs (`*`, `?`, `[..]`); every database of the set when empty.
+    pub databases: Vec<String>,
+    /// `--clean`: restore into databases that hold objects, dropping what the dump holds first.
+    pub clean: bool,
+    /// `--dry-run`: print the plan, change nothing.
+    pub dry_run: bool,
+    /// `pg_restore -j` for the custom and directory formats.
+    pub jobs: u32,
+    /// Where psql and pg_restore are (`""`: on PATH), like `dump.bin_directory`.
+    pub bin_directory: String,
+    /// Refuse a set without checksum files (by default such a set is restored unverified,
+    /// with a note; a set with some checksum files must have them for every file).
+    pub require_checksums: bool,
+    /// The target; its dbname is the maintenance database.
+    pub conn: ConnSettings,
+    /// The key of an encrypted set (`pgback --decrypt`'s), or why there is none: an error
+    /// only when the set turns out to be encrypted.
+    pub decrypt_key: Result<Arc<DecryptKey>, Arc<EncryptionError>>,
+}
 
 /// What happens to a database on the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +84,6 @@ pub enum SqlInput {
     Derived {
         /// The file it comes from.
         from: PathBuf,
-        /// The script.
         script: String,
         /// What was changed, for the plan.
         change: String,
@@ -58,19 +93,9 @@ pub enum SqlInput {
 /// One psql run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlStep {
-    /// The command.
     pub command: ToolCommand,
     /// Its script.
     pub input: SqlInput,
-}
-
-/// How the data of one database is loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadStep {
-    /// The decompressor piped into psql, for compressed plain dumps.
-    pub decompress: Option<ToolCommand>,
-    /// pg_restore or psql.
-    pub command: ToolCommand,
 }
 
 /// Everything done for one database.
@@ -78,9 +103,7 @@ pub struct LoadStep {
 pub struct DatabasePlan {
     /// The database.
     pub name: String,
-    /// Its dump.
     pub dump: PathBuf,
-    /// The dump's format.
     pub format: DumpFormat,
     /// Create, restore into, or clean.
     pub action: DatabaseAction,
@@ -115,427 +138,363 @@ pub struct RestorePlan {
     pub notes: Vec<String>,
 }
 
-/// The tools and options the plan's commands use.
-#[derive(Debug, Clone)]
-pub struct CommandSettings {
-    /// Where psql and pg_restore are (`""`: PATH).
-    pub bin_directory: String,
-    /// The maintenance database (globals, createdb.sql).
-    pub maintenance_db: String,
-    /// pg_restore jobs asked for.
-    pub jobs: u32,
-    /// pg_restore's version, when it was probed.
-    pub pg_restore_version: Option<ServerVersion>,
+/// What is read from the backup directory before the target: the set, the databases chosen,
+/// every file verified, and the encrypted files opened with the key.
+struct ReadSet {
+    set: DumpSet,
+    selected: Vec<DatabaseDump>,
+    verified: Vec<Verified>,
+    decryption: Option<Decryption>,
 }
 
-/// `psql -X -q -v ON_ERROR_STOP=1 -d <db> -f <file or ->`.
-pub fn psql_command(settings: &CommandSettings, dbname: &str, file: Option<&Path>) -> ToolCommand {
-    ToolCommand::new(
-        tool_path(&settings.bin_directory, "psql"),
-        vec![
-            "-X".into(),
-            "-q".into(),
-            "-v".into(),
-            "ON_ERROR_STOP=1".into(),
-            "-d".into(),
-            conninfo_dbname(dbname),
-            "-f".into(),
-            file.map_or_else(|| "-".to_string(), |f| f.display().to_string()),
-        ],
-    )
-}
-
-/// Whether this pg_restore can restore a custom dump written to a pipe (no data offsets) with
-/// several jobs: 12.0 to 12.3 cannot (fixed in 12.4 and 13 by seeking and remembering the
-/// offsets it finds; before 12 the order of a parallel restore never needed them).
-pub fn parallel_custom_ok(version: Option<ServerVersion>) -> bool {
-    !matches!(version, Some(v) if (120000..120004).contains(&v.num()))
-}
-
-/// The pg_restore jobs for a format, and why fewer than asked when so.
-pub fn restore_jobs(
-    format: DumpFormat,
-    asked: u32,
-    version: Option<ServerVersion>,
-) -> (u32, Option<String>) {
-    let asked = asked.max(1);
-    match format {
-        DumpFormat::Tar if asked > 1 => (
-            1,
-            Some("pg_restore restores tar archives with one job only".into()),
-        ),
-        DumpFormat::Custom if asked > 1 && !parallel_custom_ok(version) => (
-            1,
-            Some(format!(
-                "pg_restore {} cannot restore a streamed custom dump with several jobs (12.4 can)",
-                version.map(|v| v.to_string()).unwrap_or_default()
-            )),
-        ),
-        _ => (asked, None),
+/// Builds the plan: set, selection, verification, target state, refusals. Touches nothing.
+pub async fn plan_restore(
+    settings: &RestoreSettings,
+) -> Result<(RestorePlan, Option<Decryption>), RestoreError> {
+    let ReadSet {
+        set,
+        selected,
+        verified,
+        decryption,
+    } = read_set_off_runtime(settings).await?;
+    let mut notes = set_notes(decryption.is_some(), &verified);
+    let target = target::read_target(&settings.conn).await?;
+    let commands = command_settings(settings, &selected).await?;
+    let steps = DatabaseSteps {
+        settings,
+        commands: &commands,
+        decryption: decryption.as_ref(),
+    };
+    let mut refused = Vec::new();
+    let mut databases = Vec::new();
+    for db in &selected {
+        let action = match database_action(settings, &target, db).await? {
+            Ok(action) => action,
+            Err(reason) => {
+                refused.push((db.name.clone(), reason));
+                continue;
+            }
+        };
+        databases.push(steps.plan(db, action, &mut notes)?);
     }
+    if !refused.is_empty() {
+        return Err(RestoreError::Refused { refused });
+    }
+    let (globals, existing_roles) = match &set.globals {
+        Some(file) => {
+            let (step, existing) = globals_step(file, &target, &commands, decryption.as_ref())?;
+            (Some(step), existing)
+        }
+        None => {
+            notes
+                .push("the set has no globals file (--dump-only): roles must exist already".into());
+            (None, Vec::new())
+        }
+    };
+    let plan = RestorePlan {
+        dir: set.dir.clone(),
+        stamp: set.stamp.clone(),
+        target: settings.conn.describe(),
+        verified,
+        globals,
+        existing_roles,
+        databases,
+        unapplied: set.unapplied.clone(),
+        notes,
+    };
+    Ok((plan, decryption))
 }
 
-/// The load step of one dump: pg_restore reading the file itself (seekable, so parallel
-/// restore works on dumps pgback streamed through a pipe) or psql, behind a decompressor
-/// when the plain dump is compressed.
-pub fn load_step(
-    settings: &CommandSettings,
-    dbname: &str,
-    dump: &Path,
-    format: DumpFormat,
-    clean: bool,
-) -> (LoadStep, Option<String>) {
-    match format {
-        DumpFormat::Plain(compression) => {
-            let decompress = compression.decompressor().map(|program| {
-                ToolCommand::new(
-                    PathBuf::from(program),
-                    vec!["-dc".into(), dump.display().to_string()],
-                )
-            });
-            let file = (compression == PlainCompression::None).then_some(dump);
-            (
-                LoadStep {
-                    decompress,
-                    command: psql_command(settings, dbname, file),
-                },
-                None,
-            )
-        }
-        _ => {
-            let (jobs, note) = restore_jobs(format, settings.jobs, settings.pg_restore_version);
-            let mut args = vec![
-                "-d".to_string(),
-                conninfo_dbname(dbname),
-                "-w".into(),
-                "--exit-on-error".into(),
-            ];
-            if jobs > 1 {
-                args.push("-j".into());
-                args.push(jobs.to_string());
+/// [`read_set`] on a blocking thread: it reads and hashes whole files.
+async fn read_set_off_runtime(settings: &RestoreSettings) -> Result<ReadSet, RestoreError> {
+    let owned = settings.clone();
+    tokio::task::spawn_blocking(move || read_set(&owned))
+        .await
+        .map_err(|e| RestoreError::Tool {
+            program: "verify".into(),
+            reason: format!("internal: {e}"),
+        })?
+}
+
+/// Picks the set, selects, verifies and (for encrypted files) opens. Blocking; touches nothing.
+fn read_set(settings: &RestoreSettings) -> Result<ReadSet, RestoreError> {
+    let mut set = set::find_set(&settings.dir, settings.timestamp.as_deref())?;
+    let mut decryption = match decrypt::needs_key(&set) {
+        true => Some(Decryption::new(
+            settings.decrypt_key.clone().map_err(RestoreError::Key)?,
+        )),
+        false => None,
+    };
+    if let Some(decryption) = &mut decryption {
+        decryption.name_databases(&mut set);
+    }
+    let selected: Vec<DatabaseDump> = set::select(&set, &settings.databases)?
+        .into_iter()
+        .cloned()
+        .collect();
+    if let Some(db) = selected
+        .iter()
+        .find(|db| db.encrypted && db.format == DumpFormat::Directory)
+    {
+        return Err(DecryptError::Directory(db.dump.clone()).into());
+    }
+    let mut texts: Vec<PathBuf> = set.globals.iter().cloned().collect();
+    texts.extend(selected.iter().filter_map(|db| db.createdb.clone()));
+    let dumps: Vec<PathBuf> = selected.iter().map(|db| db.dump.clone()).collect();
+    let mut files = [texts.as_slice(), dumps.as_slice()].concat();
+    files.extend(decrypt::plain_checksum_files(&files));
+    let verified = checksum::verify_all(&files, settings.require_checksums)?;
+    if let Some(decryption) = &mut decryption {
+        decryption.prepare(&texts, &dumps)?;
+    }
+    Ok(ReadSet {
+        set,
+        selected,
+        verified,
+        decryption,
+    })
+}
+
+/// What the user should know about the set as a whole: decryption, and checksums missing.
+fn set_notes(decrypting: bool, verified: &[Verified]) -> Vec<String> {
+    let mut notes = Vec::new();
+    if decrypting {
+        notes.push("encrypted files are decrypted in memory while they are restored: no plaintext is written to disk".to_string());
+    }
+    if verified.iter().all(|v| v.checksum_files.is_empty()) {
+        notes.push("the set has no checksum files: nothing could be verified".to_string());
+    }
+    notes
+}
+
+/// The tools and options of the plan's commands; pg_restore's version is probed only when a
+/// selected dump needs pg_restore.
+async fn command_settings(
+    settings: &RestoreSettings,
+    selected: &[DatabaseDump],
+) -> Result<CommandSettings, RestoreError> {
+    let pg_restore_version = if selected
+        .iter()
+        .any(|db| !matches!(db.format, DumpFormat::Plain(_)))
+    {
+        probe_pg_restore(settings).await?
+    } else {
+        None
+    };
+    Ok(CommandSettings {
+        bin_directory: settings.bin_directory.clone(),
+        maintenance_db: settings.conn.dbname.clone(),
+        jobs: settings.jobs,
+        pg_restore_version,
+    })
+}
+
+async fn probe_pg_restore(
+    settings: &RestoreSettings,
+) -> Result<Option<ServerVersion>, RestoreError> {
+    let program = tool_path(&settings.bin_directory, "pg_restore");
+    probe_version(&program, "pg_restore")
+        .await
+        .map(Some)
+        .map_err(|e| RestoreError::Tool {
+            program: e.program,
+            reason: e.reason,
+        })
+}
+
+/// What happens to `db` on the target, or why it is refused: it holds objects of its own and
+/// there is no `--clean`, or its dump is plain SQL, which `--clean` cannot clean.
+async fn database_action(
+    settings: &RestoreSettings,
+    target: &TargetState,
+    db: &DatabaseDump,
+) -> Result<Result<DatabaseAction, String>, RestoreError> {
+    if !target.databases.contains(&db.name) {
+        return Ok(Ok(DatabaseAction::Create));
+    }
+    let objects = target::own_objects(&settings.conn, &db.name, target.server_version).await?;
+    if objects.is_empty() {
+        return Ok(Ok(DatabaseAction::IntoEmpty));
+    }
+    let objects = target::describe_objects(&objects);
+    Ok(if !settings.clean {
+        Err(format!("holds {objects}"))
+    } else if matches!(db.format, DumpFormat::Plain(_)) {
+        Err(format!(
+            "holds {objects} and its dump is plain SQL, which --clean cannot clean"
+        ))
+    } else {
+        Ok(DatabaseAction::Clean { objects })
+    })
+}
+
+/// What the steps of one database are built from.
+struct DatabaseSteps<'a> {
+    settings: &'a RestoreSettings,
+    commands: &'a CommandSettings,
+    decryption: Option<&'a Decryption>,
+}
+
+impl DatabaseSteps<'_> {
+    /// Everything done for `db`: its createdb step, then its load (streamed when encrypted).
+    fn plan(
+        &self,
+        db: &DatabaseDump,
+        action: DatabaseAction,
+        notes: &mut Vec<String>,
+    ) -> Result<DatabasePlan, RestoreError> {
+        let prepare = self.prepare_step(db, &action, notes)?;
+        let clean = matches!(action, DatabaseAction::Clean { .. });
+        let stream = self.decryption.and_then(|d| d.stream(&db.dump)).cloned();
+        let load = self.load(db, stream.is_some(), clean, notes);
+        Ok(DatabasePlan {
+            name: db.name.clone(),
+            dump: db.dump.clone(),
+            format: db.format,
+            action,
+            prepare,
+            load,
+            stream,
+        })
+    }
+
+    /// The psql run before the data: createdb.sql (decrypted in memory when encrypted), a bare
+    /// CREATE DATABASE without one, or its rewrite for a database that exists.
+    fn prepare_step(
+        &self,
+        db: &DatabaseDump,
+        action: &DatabaseAction,
+        notes: &mut Vec<String>,
+    ) -> Result<SqlStep, RestoreError> {
+        let commands = self.commands;
+        let on_stdin = |input: SqlInput| SqlStep {
+            command: psql_command(commands, &commands.maintenance_db, None),
+            input,
+        };
+        Ok(match (action, &db.createdb) {
+            (DatabaseAction::Create, Some(file)) if set::is_encrypted_file(file) => {
+                on_stdin(SqlInput::Derived {
+                    from: file.clone(),
+                    script: read_text(file, self.decryption)?,
+                    change: "decrypted in memory".into(),
+                })
             }
-            if clean {
-                args.push("--clean".into());
-                args.push("--if-exists".into());
+            (DatabaseAction::Create, Some(file)) => SqlStep {
+                command: psql_command(commands, &commands.maintenance_db, Some(file)),
+                input: SqlInput::File(file.clone()),
+            },
+            (DatabaseAction::Create, None) => {
+                notes.push(format!(
+                    "{:?} has no createdb.sql: created with the server's defaults, owned by {:?}",
+                    db.name, self.settings.conn.user
+                ));
+                on_stdin(SqlInput::Derived {
+                    from: db.dump.clone(),
+                    script: bare_create_database(&db.name),
+                    change: "CREATE DATABASE .. TEMPLATE template0 (no createdb.sql)".into(),
+                })
             }
-            args.push(dump.display().to_string());
-            (
-                LoadStep {
-                    decompress: None,
-                    command: ToolCommand::new(
-                        tool_path(&settings.bin_directory, "pg_restore"),
-                        args,
+            (_, Some(file)) => {
+                let script = script::createdb_for_existing(&read_text(file, self.decryption)?)
+                    .map_err(|source| RestoreError::Createdb {
+                        path: file.clone(),
+                        source,
+                    })?;
+                on_stdin(SqlInput::Derived {
+                    from: file.clone(),
+                    script,
+                    change: format!(
+                        "{}the database exists: settings reset, CREATE DATABASE turned into ALTER DATABASE .. OWNER TO",
+                        if set::is_encrypted_file(file) { "decrypted in memory; " } else { "" }
                     ),
-                },
-                note.map(|n| format!("{dbname:?}: {n}")),
-            )
-        }
+                })
+            }
+            (_, None) => on_stdin(SqlInput::Derived {
+                from: db.dump.clone(),
+                script: String::new(),
+                change: "no createdb.sql: owner, ACL and settings left as they are".into(),
+            }),
+        })
     }
-}
 
-/// The load step of a dump that arrives as a stream on stdin instead of a file: the seam for
-/// encrypted sets, whose decrypting reader is fed to the command as
-/// [`Input::Stream`](super::exec::Input::Stream) (to the decompressor's stdin for a compressed
-/// plain dump), so that no plaintext reaches the disk. pg_restore reads a custom or tar dump
-/// from stdin with one job (it cannot restore in parallel from a pipe); a directory dump is
-/// no stream (`None`): its files would be decrypted one by one.
-pub fn stream_load_step(
-    settings: &CommandSettings,
-    dbname: &str,
-    format: DumpFormat,
-    clean: bool,
-) -> Option<LoadStep> {
-    match format {
-        DumpFormat::Directory => None,
-        DumpFormat::Plain(compression) => Some(LoadStep {
-            decompress: compression
-                .decompressor()
-                .map(|program| ToolCommand::new(PathBuf::from(program), vec!["-dc".into()])),
-            command: psql_command(settings, dbname, None),
-        }),
-        DumpFormat::Custom | DumpFormat::Tar => {
-            let mut args = vec![
-                "-d".to_string(),
-                conninfo_dbname(dbname),
-                "-w".into(),
-                "--exit-on-error".into(),
-            ];
-            if clean {
-                args.push("--clean".into());
-                args.push("--if-exists".into());
-            }
-            args.push(format!("--format={}", format.name()));
-            Some(LoadStep {
-                decompress: None,
-                command: ToolCommand::new(tool_path(&settings.bin_directory, "pg_restore"), args),
-            })
-        }
-    }
-}
-
-/// `CREATE DATABASE <db> TEMPLATE template0;`, for a set without createdb.sql.
-pub fn bare_create_database(dbname: &str) -> String {
-    format!(
-        "CREATE DATABASE {} TEMPLATE template0;\n",
-        quote_ident(dbname)
-    )
-}
-
-fn write_sql_step(out: &mut String, step: &SqlStep) {
-    match &step.input {
-        SqlInput::File(_) => {
-            let _ = writeln!(out, "      $ {}", step.command.shell_line());
-        }
-        SqlInput::Derived { script, change, .. } if script.is_empty() => {
-            let _ = writeln!(out, "      ({change})");
-        }
-        SqlInput::Derived { from, change, .. } => {
-            let _ = writeln!(
-                out,
-                "      $ {} < {}   # {change}",
-                step.command.shell_line(),
-                shell_words::quote(&from.display().to_string())
-            );
-        }
-    }
-}
-
-impl fmt::Display for RestorePlan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "restore plan: dump set {} of {} into {}",
-            self.stamp,
-            self.dir.display(),
-            self.target
-        );
-        let checked: Vec<&Verified> = self
-            .verified
-            .iter()
-            .filter(|v| !v.checksum_files.is_empty())
-            .collect();
-        if checked.is_empty() {
-            let _ = writeln!(
-                out,
-                "  0. verify: no checksum files in this set: nothing verified"
-            );
-        } else {
-            let _ = writeln!(out, "  0. verify: every file matches its checksum file");
-            for v in checked {
-                let sums: Vec<String> = v.checksum_files.iter().map(|c| file_name(c)).collect();
-                let _ = writeln!(out, "      {} ({})", v.file.display(), sums.join(", "));
-            }
-        }
-        let mut step = 1;
-        if let Some(globals) = &self.globals {
-            let _ = writeln!(out, "  {step}. globals (roles, tablespaces)");
-            if !self.existing_roles.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "      existing roles, not created again: {}",
-                    quoted_list(&self.existing_roles)
-                );
-            }
-            write_sql_step(&mut out, globals);
-            step += 1;
-        }
-        for db in &self.databases {
-            let _ = writeln!(
-                out,
-                "  {step}. database {:?}: {}, {} dump {}",
-                db.name,
-                db.action.name(),
-                db.format.name(),
-                db.dump.display()
-            );
-            if let DatabaseAction::Clean { objects } = &db.action {
-                let _ = writeln!(
-                    out,
-                    "      it holds {objects}: pg_restore --clean drops what the dump holds first"
-                );
-            }
-            write_sql_step(&mut out, &db.prepare);
-            let decrypt = match &db.stream {
-                Some(source) => format!(
-                    "decrypt {} (in memory{}) | ",
-                    shell_words::quote(&source.file.display().to_string()),
-                    source
-                        .plain_checksum
-                        .as_ref()
-                        .map(|c| format!(
-                            ", plaintext checked against {}",
-                            file_name(&c.checksum_file)
-                        ))
-                        .unwrap_or_default()
-                ),
-                None => String::new(),
-            };
-            match &db.load.decompress {
-                Some(decompress) => {
-                    let _ = writeln!(
-                        out,
-                        "      $ {decrypt}{} | {}",
-                        decompress.shell_line(),
-                        db.load.command.shell_line()
-                    );
+    /// The data: from a decrypting stream (one pg_restore job) or from the file.
+    fn load(
+        &self,
+        db: &DatabaseDump,
+        streamed: bool,
+        clean: bool,
+        notes: &mut Vec<String>,
+    ) -> LoadStep {
+        let commands = self.commands;
+        let stream = streamed
+            .then(|| stream_load_step(commands, &db.name, db.format, clean))
+            .flatten();
+        match stream {
+            Some(load) => {
+                if self.settings.jobs > 1 && !matches!(db.format, DumpFormat::Plain(_)) {
+                    notes.push(format!("{:?}: an encrypted dump streams into pg_restore's stdin: one job (pg_restore cannot restore in parallel from a pipe)", db.name));
                 }
-                None => {
-                    let _ = writeln!(out, "      $ {decrypt}{}", db.load.command.shell_line());
-                }
+                load
             }
-            step += 1;
-        }
-        if !self.unapplied.is_empty() {
-            let _ = writeln!(out, "  not applied (apply by hand if wanted):");
-            for path in &self.unapplied {
-                let _ = writeln!(out, "      {}", path.display());
+            None => {
+                let (load, note) = load_step(commands, &db.name, &db.dump, db.format, clean);
+                notes.extend(note);
+                load
             }
         }
-        for note in &self.notes {
-            let _ = writeln!(out, "  note: {note}");
-        }
-        f.write_str(&out)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(jobs: u32, version: Option<ServerVersion>) -> CommandSettings {
-        CommandSettings {
-            bin_directory: "/pg/bin".into(),
-            maintenance_db: "postgres".into(),
-            jobs,
-            pg_restore_version: version,
+/// The globals step: the file as it is, or without CREATE ROLE for the roles that exist
+/// (and decrypted in memory when encrypted); also returns those roles.
+fn globals_step(
+    file: &Path,
+    target: &TargetState,
+    commands: &CommandSettings,
+    decryption: Option<&Decryption>,
+) -> Result<(SqlStep, Vec<String>), RestoreError> {
+    let (script, existing) =
+        script::globals_without_roles(&read_text(file, decryption)?, &target.roles);
+    let input = if set::is_encrypted_file(file) {
+        let change = match existing.is_empty() {
+            true => "decrypted in memory".to_string(),
+            false => format!(
+                "decrypted in memory, without CREATE ROLE for {}",
+                quoted_list(&existing)
+            ),
+        };
+        SqlInput::Derived {
+            from: file.to_path_buf(),
+            script,
+            change,
         }
-    }
+    } else if existing.is_empty() {
+        SqlInput::File(file.to_path_buf())
+    } else {
+        SqlInput::Derived {
+            from: file.to_path_buf(),
+            script,
+            change: format!("without CREATE ROLE for {}", quoted_list(&existing)),
+        }
+    };
+    let path = match &input {
+        SqlInput::File(file) => Some(file.as_path()),
+        SqlInput::Derived { .. } => None,
+    };
+    let step = SqlStep {
+        command: psql_command(commands, &commands.maintenance_db, path),
+        input,
+    };
+    Ok((step, existing))
+}
 
-    #[test]
-    fn load_commands_per_format() {
-        let v15 = Some(ServerVersion(150004));
-        let (custom, note) = load_step(
-            &settings(4, v15),
-            "x=y z",
-            Path::new("/b/x.dump"),
-            DumpFormat::Custom,
-            false,
-        );
-        assert_eq!(note, None);
-        assert_eq!(custom.command.program, PathBuf::from("/pg/bin/pg_restore"));
-        assert_eq!(
-            custom.command.args,
-            [
-                "-d",
-                "dbname='x=y z'",
-                "-w",
-                "--exit-on-error",
-                "-j",
-                "4",
-                "/b/x.dump"
-            ]
-        );
-        let (tar, note) = load_step(
-            &settings(4, v15),
-            "a",
-            Path::new("/b/a.tar"),
-            DumpFormat::Tar,
-            true,
-        );
-        assert_eq!(
-            tar.command.args,
-            [
-                "-d",
-                "dbname=a",
-                "-w",
-                "--exit-on-error",
-                "--clean",
-                "--if-exists",
-                "/b/a.tar"
-            ]
-        );
-        assert!(note.unwrap().contains("one job"));
-        let (plain, _) = load_step(
-            &settings(4, v15),
-            "a",
-            Path::new("/b/a.sql"),
-            DumpFormat::Plain(PlainCompression::None),
-            false,
-        );
-        assert_eq!(plain.decompress, None);
-        assert_eq!(
-            plain.command.args,
-            [
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                "dbname=a",
-                "-f",
-                "/b/a.sql"
-            ]
-        );
-        let (gz, _) = load_step(
-            &settings(1, v15),
-            "a",
-            Path::new("/b/a.sql.gz"),
-            DumpFormat::Plain(PlainCompression::Gzip),
-            false,
-        );
-        let decompress = gz.decompress.unwrap();
-        assert_eq!(decompress.args, ["-dc", "/b/a.sql.gz"]);
-        assert_eq!(gz.command.args.last().map(String::as_str), Some("-"));
+/// The text of a globals or createdb.sql file: decrypted in memory when it is encrypted.
+fn read_text(path: &Path, decryption: Option<&Decryption>) -> Result<String, RestoreError> {
+    if let Some(text) = decryption.and_then(|d| d.prepared_text(path)) {
+        return Ok(text.to_string());
     }
-
-    #[test]
-    fn parallel_restore_of_streamed_custom_dumps() {
-        let v = |major: u32, minor: u32| Some(ServerVersion(major * 10000 + minor));
-        assert!(parallel_custom_ok(v(11, 0)));
-        assert!(!parallel_custom_ok(v(12, 3)));
-        assert!(parallel_custom_ok(v(12, 4)));
-        assert!(parallel_custom_ok(v(15, 0)));
-        assert_eq!(restore_jobs(DumpFormat::Custom, 4, v(12, 2)).0, 1);
-        assert_eq!(restore_jobs(DumpFormat::Custom, 4, v(16, 2)), (4, None));
-        assert_eq!(restore_jobs(DumpFormat::Directory, 0, v(16, 2)), (1, None));
-        assert_eq!(restore_jobs(DumpFormat::Tar, 1, v(16, 2)), (1, None));
-    }
-
-    #[test]
-    fn streamed_loads_for_encrypted_sets() {
-        let v15 = Some(ServerVersion(150004));
-        let custom = stream_load_step(&settings(4, v15), "b1", DumpFormat::Custom, false).unwrap();
-        assert_eq!(
-            custom.command.args,
-            [
-                "-d",
-                "dbname=b1",
-                "-w",
-                "--exit-on-error",
-                "--format=custom"
-            ]
-        );
-        let gz = stream_load_step(
-            &settings(4, v15),
-            "b1",
-            DumpFormat::Plain(PlainCompression::Zstd),
-            false,
-        )
-        .unwrap();
-        assert_eq!(gz.decompress.unwrap().args, ["-dc"]);
-        assert_eq!(gz.command.args.last().map(String::as_str), Some("-"));
-        assert_eq!(
-            stream_load_step(&settings(4, v15), "b1", DumpFormat::Directory, false),
-            None
-        );
-    }
-
-    #[test]
-    fn bare_create() {
-        assert_eq!(
-            bare_create_database("a\"b"),
-            "CREATE DATABASE \"a\"\"b\" TEMPLATE template0;\n"
-        );
-    }
+    std::fs::read_to_string(path).map_err(|source| RestoreError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -130,7 +130,6 @@ pub enum SetError {
     /// The directory cannot be read.
     #[error("cannot read {dir}: {source}")]
     Read {
-        /// The directory.
         dir: PathBuf,
         /// Why.
         #[source]
@@ -147,7 +146,6 @@ pub enum SetError {
     /// No file carries the stamp asked for.
     #[error("no file in {dir} has the stamp {stamp}; sets there: {available}")]
     NoSuchStamp {
-        /// The directory.
         dir: PathBuf,
         /// The stamp asked for.
         stamp: String,
@@ -157,7 +155,6 @@ pub enum SetError {
     /// A glob matches no database of the set.
     #[error("no database of the set {stamp} matches {glob:?}; it holds: {available}")]
     NoMatch {
-        /// The glob.
         glob: String,
         /// The set's stamp.
         stamp: String,

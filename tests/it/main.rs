@@ -7,6 +7,7 @@
 mod cluster;
 mod conn;
 mod crypt;
+mod docs;
 mod dump;
 mod encrypt;
 mod harness_selftest;
@@ -18,6 +19,7 @@ mod restore_dump;
 mod restore_encrypted;
 mod restore_snapshot;
 mod servers;
+mod skipped;
 mod state_table;
 mod util;
 mod watch;

@@ -2,7 +2,7 @@
 //! devices, btrfs, XFS with reflink), each under a pgbench load, each ending with a restore
 //! that `pgdrill` proves: a row committed between pgpre and pgpost is there, and so is every
 //! pgbench transaction committed before pgpost. Callers' time limits are the runs' limits,
-//! and the hooks run from `/` as callers start them. The README's "Callers" section points
+//! and the hooks run from `/` as callers start them. docs/hook-pair.md's "Callers" section points
 //! here.
 
 use std::fs;

@@ -1,12 +1,12 @@
 //! `pgback --restore` over real servers: pg_back's fixture (in our own SQL) plus odd database
-//! names, dumped by the pgback binary in every format, restored by the library into a fresh
-//! cluster with the commands docs/restore.md shows, then compared catalog by catalog
-//! (`pg_database` owner and ACL, `pg_db_role_setting`, roles, table owners, contents). A dry
-//! run, a refused database, a changed byte and a missing file leave the target untouched.
+//! names, dumped by the README's pgback line in every format, restored by the library into a fresh
+//! cluster with the commands docs/restore.md shows, then compared catalog by catalog (`pg_database`
+//! owner and ACL, `pg_db_role_setting`, roles, table owners, contents). A dry run, a refused
+//! database, a changed byte and a missing file leave the target untouched.
 //!
-//! The `pgback --restore` lines of docs/restore.md run with the pgback binary
-//! ([`pgback_from_doc`]: only DIR and the target are replaced); the by-hand block runs verbatim
-//! under bash with the stamps of this run. The other cases call the library.
+//! The README's dump line and the `pgback --restore` lines of docs/restore.md run with the
+//! pgback binary ([`pgback_from_doc`]: only DIR and the target are replaced); the by-hand block
+//! runs verbatim under bash with the stamps of this run. The other cases call the library.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,16 +66,27 @@ pub(crate) fn client_bindir() -> String {
 
 /// Dumps `source` with the pgback binary into `dir`, with `config` (TOML) when given.
 pub(crate) fn pgback_dump(source: &Cluster, dir: &Path, config: &str, extra: &[&str]) {
+    let mut args = vec![
+        "-d".to_string(),
+        source.conninfo_socket(),
+        "-b".to_string(),
+        dir.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    pgback_with_config(source, dir, config, &args);
+}
+
+/// Runs pgback with `config` (TOML, written beside `dir`), `-B` of the client tools and `args`.
+fn pgback_with_config(source: &Cluster, dir: &Path, config: &str, args: &[String]) {
     let config_path = dir.with_extension("toml");
     std::fs::write(&config_path, config).unwrap();
     TestCommand::new(source, "pgback")
         .args(["-c", &config_path.display().to_string()])
-        .args(["-d", &source.conninfo_socket(), "-B", &client_bindir()])
-        .args(["-b", &dir.display().to_string()])
-        .args(extra)
+        .args(["-B", &client_bindir()])
+        .args(args)
         .limit(Duration::from_secs(180))
         .run()
-        .assert_ok("pgback");
+        .assert_ok(&format!("pgback {args:?}"));
 }
 
 fn conn(target: &Cluster) -> ConnSettings {
@@ -122,8 +133,8 @@ fn pgback_from_doc(name: &str, target: &Cluster, dir: &Path, extra: &[&str]) -> 
         .run()
 }
 
-/// The arguments of the `pgback --restore` line of a doc block: DIR becomes `dir`, `-d` the
-/// target, `--cipher-identity`'s file `identity`.
+/// The arguments of the `pgback` line of a doc block: DIR becomes `dir`, `-d` the target,
+/// `--cipher-identity`'s file `identity`.
 pub(crate) fn doc_args(
     name: &str,
     target: &Cluster,
@@ -133,8 +144,8 @@ pub(crate) fn doc_args(
     let block = doc_block(name);
     let line = block
         .lines()
-        .find(|l| l.starts_with("pgback --restore "))
-        .unwrap_or_else(|| panic!("no pgback --restore line in {name}"));
+        .find(|l| l.starts_with("pgback "))
+        .unwrap_or_else(|| panic!("no pgback line in {name}"));
     let mut words = shell_words::split(line).unwrap().into_iter().skip(1);
     let mut args = Vec::new();
     while let Some(word) = words.next() {
@@ -269,7 +280,9 @@ fn fixture_and_odd_names_restore_into_a_fresh_cluster_in_every_format() {
     let backups = tempfile::tempdir().unwrap();
     let dir = backups.path().join("set");
     std::fs::create_dir(&dir).unwrap();
-    pgback_dump(&source, &dir, MIXED_FORMATS, &[]);
+    // The README's pgback line (DIR and -d replaced), with a format per database.
+    let readme_line = doc_args("pgback-dump", &source, &dir, None);
+    pgback_with_config(&source, &dir, MIXED_FORMATS, &readme_line);
     // Every format is there: custom (b1, postgres, .hidden), directory, plain, plain.gz, tar.
     for (prefix, suffix) in [
         ("b1_", ".dump"),

@@ -1,5 +1,6 @@
-//! The snapshot part of docs/restore.md, run as written: a hot copy taken between `pgpre` and
-//! `pgpost --output-dir` under pgbench load is proven by the doc's `pgdrill` line, then restored
+//! The README's hook-pair and pgdrill blocks and the snapshot part of docs/restore.md, run as
+//! written: a hot copy taken by the README's `pgpre`, `cp -a` and `pgpost --output-dir` lines
+//! under pgbench load is proven by the doc's `pgdrill` line, then restored
 //! by the doc's by-hand block under bash (the server as `postgres`) and checked: the order
 //! committed during the backup, every pgbench transaction committed before pgpost, and the
 //! pgbench invariant. Only the doc's paths and port are replaced by this run's. The by-hand
@@ -8,11 +9,11 @@
 //!
 //! Not in the matrix: it runs on the default server only (Debian's 15 in CI).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cluster::{self, Cluster};
-use crate::matrix::drill::{backup, loaded_source, proof_queries};
+use crate::matrix::drill::{loaded_source, proof_queries};
 use crate::util::{doc_block, Run, TestCommand};
 
 /// How long pgdrill, or the doc's by-hand block, may run.
@@ -88,6 +89,43 @@ fn restored_query(source: &Cluster, socket: &Path, port: &str, db: &str, sql: &s
     run.stdout.trim_end().to_string()
 }
 
+/// The README's `hook-pair-nightly` block, line by line: its pgpre and pgpost lines with the
+/// doc's paths replaced; its copy line as `cp -a` of the source's data directory into the
+/// snapshot path, followed by an order and the marker committed during the backup. Returns the
+/// pgbench transactions committed before pgpost.
+fn hook_pair_as_the_readme_says(source: &Cluster, paths: &DocPaths, snapshot: &Path) -> i64 {
+    let block = paths.block("hook-pair-nightly", 2);
+    let mut committed = None;
+    for line in block.lines() {
+        let command = line.split_once(" #").map_or(line, |(command, _)| command);
+        let words = shell_words::split(command).unwrap();
+        match words.first().map(String::as_str) {
+            Some(program @ ("pgpre" | "pgpost")) => {
+                TestCommand::new(source, program)
+                    .args(&words[1..])
+                    .limit(LIMIT)
+                    .run()
+                    .assert_ok(line);
+            }
+            Some("cp") => {
+                assert_eq!(words[1], "-a", "{line}");
+                assert_eq!(words.last().map(PathBuf::from).as_deref(), Some(snapshot));
+                source.copy_data_dir(snapshot);
+                source
+                    .try_psql_in(
+                        "app",
+                        "INSERT INTO orders(note) VALUES ('during the backup')",
+                    )
+                    .unwrap();
+                source.psql("INSERT INTO marker VALUES ('between pgpre and pgpost')");
+                committed = Some(source.pgbench_history_rows());
+            }
+            _ => panic!("the README's hook-pair block: {line}"),
+        }
+    }
+    committed.expect("the README's hook-pair block copies between pgpre and pgpost")
+}
+
 #[test]
 fn a_hot_copy_restores_with_pgdrill_and_by_hand_as_the_docs_say() {
     let source = loaded_source(1);
@@ -107,20 +145,8 @@ fn a_hot_copy_restores_with_pgdrill_and_by_hand_as_the_docs_say() {
     let socket = cluster::scratch_dir();
     let pgdrill_tmp = cluster::scratch_dir();
 
-    // The backup as README "How the hook pair works" takes it: pgpre, the copy, an order
-    // committed during the backup, pgpost --output-dir.
-    let load = source.start_pgbench_load(2, 1);
-    let committed = backup(&source, &labels, || {
-        source.copy_data_dir(&snapshot);
-        source
-            .try_psql_in(
-                "app",
-                "INSERT INTO orders(note) VALUES ('during the backup')",
-            )
-            .unwrap();
-    });
-    load.stop();
-    assert!(labels.join("backup_label").is_file());
+    // The backup as the README's hook-pair block takes it: pgpre, the copy, an order committed
+    // during the backup, pgpost --output-dir.
     let paths = DocPaths::new(
         &snapshot,
         &labels,
@@ -128,6 +154,10 @@ fn a_hot_copy_restores_with_pgdrill_and_by_hand_as_the_docs_say() {
         &restore,
         socket.path(),
     );
+    let load = source.start_pgbench_load(2, 1);
+    let committed = hook_pair_as_the_readme_says(&source, &paths, &snapshot);
+    load.stop();
+    assert!(labels.join("backup_label").is_file());
 
     // With pgdrill: the doc's line, and this test's exact checks.
     let line = paths.block("snapshot-pgdrill", 3).replace("\\\n", " ");

@@ -1,8 +1,8 @@
 //! The only way the tests run one of our binaries (and the client tools they call on a cluster):
 //! [`TestCommand`], with a clean environment and always a time limit, past which the program's
 //! process group is killed and the test fails naming the command and the limit. Also the one
-//! [`wait_for`], the tested blocks of docs/restore.md ([`doc_block`]), the helpers that read
-//! the state table and find the co-processes, and a small [`Tmpfs`] for full and read-only
+//! [`wait_for`], the blocks of README.md and docs/ the tests run ([`doc_block`]), the helpers that
+//! read the state table and find the co-processes, and a small [`Tmpfs`] for full and read-only
 //! disks.
 //!
 //! As ripgrep's `tests/util.rs`: a builder over [`std::process::Command`] that starts from
@@ -376,22 +376,7 @@ impl fmt::Display for Run {
     }
 }
 
-/// The code block of docs/restore.md after `<!-- tested: NAME -->`: the tests run the commands
-/// the document shows, so it cannot rot.
-pub fn doc_block(name: &str) -> String {
-    const RESTORE_DOC: &str = include_str!("../../docs/restore.md");
-    let marker = format!("<!-- tested: {name} -->");
-    let after = RESTORE_DOC
-        .split_once(&marker)
-        .unwrap_or_else(|| panic!("docs/restore.md has no {marker}"))
-        .1;
-    let body = after
-        .split_once("```sh\n")
-        .and_then(|(_, rest)| rest.split_once("```"))
-        .unwrap_or_else(|| panic!("no ```sh block after {marker}"))
-        .0;
-    body.to_string()
-}
+pub use crate::docs::doc_block;
 
 /// Checks `condition` until it holds, first every 10 ms, backing off to every 100 ms; panics
 /// naming `what` once `limit` has passed.

@@ -425,33 +425,12 @@ fn a_relocated_tablespace_is_cloned_from_its_snapshot_and_the_live_one_is_never_
     drill.assert_failed(2, "-T /nowhere=...");
 }
 
-/// `pg_dump --version` -> 15 for "pg_dump (PostgreSQL) 15.18 (Debian ...)".
-fn pg_dump_major(pg_dump: &Path) -> u32 {
-    let text = util::tool(
-        pg_dump.to_str().expect("test paths are UTF-8"),
-        &["--version".as_ref()],
-    );
-    let version = text.split_whitespace().nth(2).unwrap_or_default();
-    version
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or_else(|| panic!("pg_dump --version: {text}"))
-}
-
 #[test]
 fn exec_pgback_dumps_the_backups_point_in_time() {
     let source = loaded_source(1);
+    // At least as new as the server (PostgreSQL 18's from scripts/fetch-postgres), or the
+    // harness fails the test saying how to install one.
     let pg_dump = cluster::pg_binaries().client_tool("pg_dump");
-    if pg_dump_major(&pg_dump) < source.version_num() / 10000 {
-        eprintln!(
-            "note: {} is older than the server ({}), which it cannot dump: this test needs a \
-             pg_dump at least as new; not run on this major",
-            pg_dump.display(),
-            source.version_num()
-        );
-        return;
-    }
     source.psql("CREATE DATABASE app");
     source.try_psql_in("app", "CREATE TABLE orders(id int PRIMARY KEY, note text); INSERT INTO orders VALUES (1, 'before pgpre')").unwrap();
     let scratch = cluster::scratch_dir();
@@ -512,20 +491,24 @@ fn exec_pgback_dumps_the_backups_point_in_time() {
                 fs::read_dir(dumps.path()).unwrap().collect::<Vec<_>>()
             )
         });
-    source.psql("CREATE DATABASE restored");
-    TestCommand::program(&source, cluster::pg_binaries().client_tool("pg_restore"))
-        .args(["--exit-on-error", "-d", "restored"])
+    // The rows of the dump, read by pg_restore without a server: pg_restore 17+ cannot load
+    // into 10-16 (it sets transaction_timeout), and what is checked is what the dump holds.
+    let rows = TestCommand::program(&source, cluster::pg_binaries().client_tool("pg_restore"))
+        .args(["--data-only", "--table=orders", "-f", "-"])
         .arg(&dump)
-        .run()
-        .assert_ok("pg_restore");
+        .run();
+    rows.assert_ok("pg_restore -f -");
+    let copied: Vec<&str> = rows
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("COPY public.orders "))
+        .skip(1)
+        .take_while(|line| *line != "\\.")
+        .collect();
     assert_eq!(
-        source
-            .try_psql_in(
-                "restored",
-                "SELECT string_agg(id::text, ',' ORDER BY id) FROM orders"
-            )
-            .unwrap(),
-        "1,2",
-        "the dump holds the rows committed before pgpost, and none after"
+        copied,
+        ["1\tbefore pgpre", "2\tbetween pgpre and pgpost"],
+        "the dump holds the rows committed before pgpost, and none after\n{}",
+        rows.stdout
     );
 }

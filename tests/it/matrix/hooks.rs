@@ -274,7 +274,7 @@ fn non_superuser_with_the_documented_grants() {
     let denied = run(&cluster, "pgpre", &["--fast", "-U", "backup"]);
     denied.assert_code(4, "pgpre without grants");
     denied.assert_stderr("hint: as a superuser, in this database: GRANT");
-    // Exactly what the README documents for this server's major. `CREATE ON SCHEMA public`
+    // Exactly what docs/hook-pair.md documents for this server's major. `CREATE ON SCHEMA public`
     // is needed on 15+ only, and harmless before.
     let grants = documented_grants(cluster.version_num());
     for grant in &grants {
@@ -290,7 +290,7 @@ fn non_superuser_with_the_documented_grants() {
     assert!(post.stdout.starts_with("START WAL LOCATION"));
 }
 
-/// The README's GRANTs for role `backup` on a server of `version_num`.
+/// docs/hook-pair.md's GRANTs for role `backup` on a server of `version_num`.
 fn documented_grants(version_num: u32) -> [&'static str; 2] {
     if version_num >= 150000 {
         [

@@ -10,4 +10,5 @@ mod faults;
 mod field;
 mod hooks;
 mod named;
+mod pgback;
 mod restore;

@@ -1,13 +1,18 @@
-//! `pgdrill`'s command line: the clap definition (here, so a man-page generator can reach it)
-//! and its validation into a [`DrillRequest`].
+//! `pgdrill`'s command line and the one call its binary makes: the clap definition (here, so
+//! a man-page generator can reach it), its validation into a [`DrillRequest`], and the run
+//! from it to an exit code (the report printed, the metrics file written).
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory as _, Parser};
 
-use super::{CloneMethod, DrillRequest, WalSource};
+use super::{run, CloneMethod, DrillRequest, WalSource};
+use crate::exit::{init_logging, ExitStatus};
+use crate::metrics::RunMetrics;
 
 /// Prove that a snapshot or copy of a PostgreSQL data directory restores.
 ///
@@ -167,6 +172,47 @@ impl DrillArgs {
             exec: self.exec.then_some(self.command),
         })
     }
+}
+
+/// Runs the drill the command line asks for: prints the report (text or `--json`) on stdout
+/// and, when it failed, one line naming why (and a `hint:`) on stderr; writes the metrics
+/// file; the exit code is the report's.
+pub fn run_pgdrill(args: DrillArgs) -> ExitCode {
+    let json = args.json;
+    let metrics_file = args.metrics_file.clone();
+    init_logging(0, args.log_format);
+    let metrics = RunMetrics::new("pgdrill", std::time::SystemTime::now());
+    let request = match args.into_request() {
+        Ok(request) => request,
+        Err(error) => error.exit(),
+    };
+    let report = run(&request);
+    let metrics_at_end = |code: u8| metrics.write_at_end("pgdrill", metrics_file.as_deref(), code);
+    let text = if json {
+        report.to_json() + "\n"
+    } else {
+        report.to_text()
+    };
+    let mut stdout = std::io::stdout().lock();
+    let printed = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    if let Some(error) = &report.error {
+        eprintln!("pgdrill: {error}");
+        if let Some(hint) = &report.hint {
+            eprintln!("hint: {hint}");
+        }
+    }
+    if let Err(error) = printed {
+        eprintln!("pgdrill: cannot write the report to standard output: {error}");
+        if report.exit_code == 0 {
+            let status = ExitStatus::Output;
+            metrics_at_end(status.code());
+            return status.into();
+        }
+    }
+    metrics_at_end(report.exit_code);
+    ExitCode::from(report.exit_code)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::offsite::{self, Offsite};
 use super::progress::Progress;
 use super::run::{run, RunSettings};
 use super::secret_flags::SecretFlags;
-use crate::cli::ServerArgs;
+use crate::args::ServerArgs;
 use crate::config::convert_pg_back_config;
 use crate::config::SetupError;
 use crate::config::StoreKind;
@@ -274,7 +274,7 @@ fn dump(
     match runtime.block_on(run(settings, shutdown_signal())) {
         Ok(report) => {
             eprint!("{}", report.summary_table());
-            let metrics = super::watch::run_metrics(metrics, &report);
+            let metrics = super::metrics::run_metrics(metrics, &report);
             match report.failure_line() {
                 None => (metrics, ExitStatus::Success),
                 Some(line) => {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{restore, RestoreReport, RestoreSettings};
-use crate::cli::ServerArgs;
+use crate::args::ServerArgs;
 use crate::config::DumpFlags;
 use crate::config::EncryptionError;
 use crate::config::{Config, SetupError};

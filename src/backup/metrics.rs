@@ -1,43 +1,12 @@
-//! Watching the hook pair: the metrics file of `pgpre` and `pgpost` (`--metrics-file`), and
-//! where the co-process logs (`backup.log_target`, `--log-format`).
+//! The metrics file of `pgpre` and `pgpost` (`--metrics-file`): the backup's LSNs, how long
+//! backup mode was held, the bytes pgpost wrote, and the exit status.
 
 use std::time::Duration;
 
-use super::error::BackupError;
 use super::post::Completed;
-use super::BackupOptions;
-use crate::config::LogTarget;
 use crate::exit::ExitStatus;
 use crate::metrics::BackupMetrics;
 use crate::wal::Lsn;
-
-/// pgpre: refuses `backup.log_target = "journal"` before the fork when no journald listens,
-/// so the co-process never runs without a log.
-pub fn check_log_target(options: &BackupOptions) -> Result<(), BackupError> {
-    if options.log_target != LogTarget::Journal {
-        return Ok(());
-    }
-    tracing_journald::layer()
-        .map(drop)
-        .map_err(|error| BackupError::Reported {
-            message: format!(
-                "backup.log_target = \"journal\": cannot reach journald \
-                 (/run/systemd/journal/socket): {error}"
-            ),
-            hint: Some("run pgpre under systemd, or set backup.log_target = \"file\"".into()),
-            status: ExitStatus::Usage,
-        })
-}
-
-/// The co-process's logger: its log file (stderr, with times) in `--log-format`, or the
-/// journal.
-pub fn init_coprocess_log(options: &BackupOptions) {
-    let journal = options.log_target == LogTarget::Journal
-        && crate::exit::init_journal_logger(options.log_level).is_ok();
-    if !journal {
-        crate::exit::init_logger(options.log_level, options.log_format, std::io::stderr, true);
-    }
-}
 
 /// The backup as the metrics file shows it: LSNs as byte positions, and how long backup
 /// mode was held (the row's `started_at` to `finished_at`).

@@ -1,0 +1,121 @@
+//! Running a restore plan: the globals, then each database's createdb step and its load
+//! (pg_restore or psql, behind a decompressor or a decrypting stream), until done or
+//! interrupted.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::decrypt::{self, Decryption};
+use super::error::RestoreError;
+use super::exec::{run_piped, run_tool, Input, ToolError};
+use super::plan::{plan_restore, DatabasePlan, RestoreSettings, SqlInput, SqlStep};
+use super::report::{DatabaseOutcome, RestoreReport};
+use crate::conn::ConnSettings;
+use crate::crypt::DecryptKey;
+use crate::files::file_name;
+
+/// Restores a dump set until done or until `shutdown` resolves (SIGINT/SIGTERM; the running
+/// tool is killed). Databases are restored one after the other, each with `jobs` pg_restore
+/// jobs; a failed database does not stop the next one, a failed globals step stops all.
+pub async fn restore(
+    settings: RestoreSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RestoreReport, RestoreError> {
+    let work = async {
+        let (plan, decryption) = plan_restore(&settings).await?;
+        let key = decryption.as_ref().map(Decryption::key);
+        if settings.dry_run {
+            return Ok(RestoreReport {
+                plan,
+                dry_run: true,
+                databases: Vec::new(),
+            });
+        }
+        if let Some(globals) = &plan.globals {
+            run_globals(globals, &settings.conn).await?;
+        }
+        let mut databases = Vec::new();
+        for db in &plan.databases {
+            databases.push(restore_database(db, &settings.conn, key).await);
+        }
+        Ok(RestoreReport {
+            plan,
+            dry_run: false,
+            databases,
+        })
+    };
+    tokio::select! {
+        result = work => result,
+        () = shutdown => Err(RestoreError::Interrupted),
+    }
+}
+
+/// The globals (roles, tablespaces): their failure stops the restore.
+async fn run_globals(globals: &SqlStep, conn: &ConnSettings) -> Result<(), RestoreError> {
+    let file = match &globals.input {
+        SqlInput::File(file) | SqlInput::Derived { from: file, .. } => file.clone(),
+    };
+    tracing::info!("[globals] {}", file_name(&file));
+    run_sql(globals, conn, "globals")
+        .await
+        .map_err(|source| RestoreError::Globals { file, source })
+}
+
+/// One psql run: the file named in argv, or the derived script on stdin (none when empty).
+async fn run_sql(step: &SqlStep, conn: &ConnSettings, label: &str) -> Result<(), ToolError> {
+    let input = match &step.input {
+        SqlInput::File(_) => Input::Null,
+        SqlInput::Derived { script, .. } if script.is_empty() => return Ok(()),
+        SqlInput::Derived { script, .. } => Input::Bytes(script.clone().into_bytes()),
+    };
+    run_tool(&step.command, conn, input, label).await
+}
+
+/// One database: its createdb step, then its load (from a decrypting stream when
+/// encrypted); how it ended, failed or not.
+async fn restore_database(
+    db: &DatabasePlan,
+    conn: &ConnSettings,
+    key: Option<&Arc<DecryptKey>>,
+) -> DatabaseOutcome {
+    let started = Instant::now();
+    tracing::info!(
+        "[{}] {}: {}",
+        db.name,
+        db.action.name(),
+        file_name(&db.dump)
+    );
+    let result = async {
+        run_sql(&db.prepare, conn, &db.name).await?;
+        let (input, decrypting) = match (&db.stream, key) {
+            (Some(source), Some(key)) => {
+                let (input, task) = decrypt::decrypting_input(source.clone(), key.clone());
+                (input, Some(task))
+            }
+            _ => (Input::Null, None),
+        };
+        let loaded = match &db.load.decompress {
+            Some(decompress) => {
+                run_piped(decompress, &db.load.command, input, conn, &db.name).await
+            }
+            None => run_tool(&db.load.command, conn, input, &db.name).await,
+        };
+        match decrypting {
+            Some(task) => decrypt::finish_stream(task, loaded).await,
+            None => loaded,
+        }
+    }
+    .await;
+    let duration = started.elapsed();
+    match &result {
+        Ok(()) => tracing::info!("[{}] restored in {:.1}s", db.name, duration.as_secs_f64()),
+        Err(e) => tracing::error!("[{}] failed: {e}", db.name),
+    }
+    DatabaseOutcome {
+        name: db.name.clone(),
+        action: db.action.clone(),
+        duration,
+        error: result.err(),
+    }
+}

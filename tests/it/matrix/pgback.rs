@@ -1,0 +1,211 @@
+//! pgback on every major: a dump restored with `pgback --restore` into a fresh cluster (roles,
+//! databases, settings, ACLs and rows compared), a standby's replay paused during the dumps and
+//! resumed after, and a pg_dump older than the server refused before anything is dumped.
+//! (`--exec -- pgback` under pgdrill is `drill::exec_pgback_dumps_the_backups_point_in_time`.)
+//!
+//! pg_restore 17+ cannot load into 10 to 16 (it always sets `transaction_timeout`): there the
+//! restore test shows that `pgback --restore` fails so, then restores through a test-side
+//! `pg_restore` that drops that one line, until pgback does it itself.
+//!
+//! pg_dump, pg_restore and psql are the harness's client tools: PostgreSQL 18's from
+//! `scripts/fetch-postgres` on every major (Debian 12's 15 cannot dump 16+).
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::dump::{files_in, pgback, pgback_with_bin, primary_and_standby};
+use crate::restore_dump::{client_bindir, database_catalog, pgback_dump, populate, server_catalog};
+use crate::util::{self, Run, TestCommand};
+
+/// b1 in custom format (the default), b2 as a directory dumped by two pg_dump jobs.
+const FORMATS: &str = r#"
+[dump]
+checksum_algorithm = "sha256"
+
+[dump.databases.b2]
+format = "directory"
+parallel_backup_jobs = 2
+"#;
+
+#[test]
+fn a_dump_restores_into_a_fresh_cluster() {
+    let source = Cluster::start(ClusterOptions::default().without_archive());
+    populate(&source, false);
+    let backups = cluster::scratch_dir();
+    let dir = backups.path().join("set");
+    std::fs::create_dir(&dir).unwrap();
+    pgback_dump(&source, &dir, FORMATS, &[]);
+
+    let target = Cluster::start(ClusterOptions::default().without_archive());
+    let server_major = target.version_num() / 10000;
+    let shim = (tool_major("pg_restore") >= 17 && server_major < 17).then(|| {
+        // pg_restore 17+ cannot load into 10-16: pgback --restore fails on its first database.
+        let refused = Cluster::start(ClusterOptions::default().without_archive());
+        pgback_restore(&refused, &dir, &client_bindir())
+            .assert_code(1, "pgback --restore with pg_restore 17+ into 10-16")
+            .assert_stderr("transaction_timeout");
+        pg_restore_without_transaction_timeout()
+    });
+    let bindir = shim
+        .as_ref()
+        .map_or_else(client_bindir, |dir| dir.path().display().to_string());
+    pgback_restore(&target, &dir, &bindir).assert_ok("pgback --restore");
+    assert_eq!(server_catalog(&target), server_catalog(&source));
+    for db in ["b1", "b2", "postgres"] {
+        assert_eq!(
+            database_catalog(&target, db),
+            database_catalog(&source, db),
+            "database {db:?}"
+        );
+    }
+    // The fixture really has what is compared.
+    let b1 = database_catalog(&target, "b1");
+    assert!(b1.contains("words 5000:"), "{b1}");
+    assert!(
+        server_catalog(&target).contains("b2|u1|{u1=CTc/u1,u2=c/u1}|20"),
+        "{}",
+        server_catalog(&target)
+    );
+}
+
+/// `pgback --restore dir -d target -B bindir`.
+fn pgback_restore(target: &Cluster, dir: &Path, bindir: &str) -> Run {
+    TestCommand::new(target, "pgback")
+        .arg("--restore")
+        .arg(dir)
+        .args(["-d", &target.conninfo_socket(), "-B", bindir])
+        .limit(Duration::from_secs(180))
+        .run()
+}
+
+/// The major of the harness's client tool `name` ("pg_restore (PostgreSQL) 18.6" -> 18).
+fn tool_major(name: &str) -> u32 {
+    let tool = cluster::pg_binaries().client_tool(name);
+    let text = util::tool(
+        tool.to_str().expect("test paths are UTF-8"),
+        &["--version".as_ref()],
+    );
+    text.split_whitespace()
+        .find_map(|word| word.split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{} --version printed {text:?}", tool.display()))
+}
+
+/// A bin directory with the harness's psql and a `pg_restore` that stands in for the missing
+/// piece of pgback: pg_restore 17+ always writes `SET transaction_timeout = 0;`, which servers
+/// 10 to 16 reject, so `pg_restore -d DB ... FILE` becomes `pg_restore -f - ... FILE`, that
+/// line dropped, into `psql -d DB` (no `-j`: a script is one stream). Everything else pgback
+/// --restore does (plan, checksums, globals, createdb.sql, order) runs as it is.
+fn pg_restore_without_transaction_timeout() -> TempDir {
+    let bin = cluster::scratch_dir();
+    let real = cluster::pg_binaries().client_tool("pg_restore");
+    let psql = cluster::pg_binaries().client_tool("psql");
+    std::os::unix::fs::symlink(&psql, bin.path().join("psql")).unwrap();
+    let script = format!(
+        r#"#!/bin/bash
+set -euo pipefail
+[[ ${{1:-}} != --version ]] || exec '{real}' --version
+args=() db=
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        -d) db=$2; shift 2 ;;
+        -j) shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+'{real}' "${{args[@]}}" -f - | sed '/^SET transaction_timeout = 0;$/d' |
+    '{psql}' -X -q -v ON_ERROR_STOP=1 -d "$db"
+"#,
+        real = real.display(),
+        psql = psql.display()
+    );
+    let wrapper = bin.path().join("pg_restore");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn a_standby_is_paused_during_the_dumps_and_resumed_after() {
+    let (_primary, standby) = primary_and_standby();
+    let out_dir = cluster::scratch_dir();
+    let output = pgback(
+        &standby,
+        &["-v", "-b", &out_dir.path().display().to_string(), "app"],
+    )
+    .run();
+    output
+        .assert_ok("pgback on a standby")
+        .assert_stderr("WAL replay paused")
+        .assert_stderr("WAL replay resumed");
+    assert_eq!(standby.psql("SELECT pg_is_wal_replay_paused()"), "f");
+    // Non-superuser-readable files may be missing on a standby, but the dump is there.
+    assert!(
+        files_in(out_dir.path())
+            .iter()
+            .any(|n| n.starts_with("app_") && n.ends_with(".dump")),
+        "{:?}",
+        files_in(out_dir.path())
+    );
+}
+
+/// A bin directory whose pg_dump is older than a server of `server_major`: Debian's newest
+/// when it is older (15 against 16+), else a script that says it is one major older and
+/// records any other call in `dumped`.
+fn older_pg_dump(server_major: u32, dumped: &Path) -> tempfile::TempDir {
+    let bin = cluster::scratch_dir();
+    let debian = cluster::debian_bindirs()
+        .into_iter()
+        .find(|(major, dir)| *major < server_major && dir.join("pg_dump").is_file());
+    if let Some((_, dir)) = debian {
+        std::os::unix::fs::symlink(dir.join("pg_dump"), bin.path().join("pg_dump")).unwrap();
+        return bin;
+    }
+    let older = match server_major {
+        10 => "9.6.24".to_string(),
+        major => format!("{}.9", major - 1),
+    };
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'pg_dump (PostgreSQL) {older}'; exit 0; fi\n\
+         echo \"$*\" >> '{}'\nexit 1\n",
+        dumped.display()
+    );
+    let wrapper = bin.path().join("pg_dump");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn a_pg_dump_older_than_the_server_is_refused_before_anything_runs() {
+    let source = Cluster::start(ClusterOptions::default().without_archive());
+    source.psql("CREATE DATABASE app");
+    let server_major = source.version_num() / 10000;
+    let scratch = cluster::scratch_dir();
+    let dumped = scratch.path().join("dumped");
+    let bin = older_pg_dump(server_major, &dumped);
+    let out_dir = scratch.path().join("backups");
+    std::fs::create_dir(&out_dir).unwrap();
+    let run = pgback_with_bin(
+        &source,
+        &bin.path().display().to_string(),
+        &["-b", &out_dir.display().to_string()],
+    )
+    .run();
+    run.assert_code(4, "pgback with a pg_dump older than the server")
+        .assert_stderr("older than the server")
+        .assert_stderr(&format!(
+            "hint: point -B (dump.bin_directory) at the client tools of PostgreSQL {server_major} or later"
+        ));
+    let last: Vec<&str> = run.stderr.lines().rev().take(2).collect();
+    assert!(
+        last[1].starts_with("pgback: ") && last[0].starts_with("hint: "),
+        "one error line and its hint at the end\n{run}"
+    );
+    assert!(!run.stderr.contains("app"), "no database was tried\n{run}");
+    assert!(files_in(&out_dir).is_empty(), "{:?}", files_in(&out_dir));
+    assert!(!dumped.exists(), "pg_dump was run to dump\n{run}");
+}
