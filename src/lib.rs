@@ -23,6 +23,9 @@
 //! - [`naming`]: a dump set's pg_back-compatible file names and stamps.
 //! - [`checksum`]: checksums computed while writing, and checksum files verified.
 //! - [`files`]: atomic writes, private directories, temporary names, `fsync_dir`, `file_name`.
+//! - [`glob`]: the one glob of the DBNAME patterns; a malformed one is refused (exit 2).
+//! - [`table`]: plain-text tables of the summaries, aligned columns.
+//! - [`shutdown`]: SIGINT and SIGTERM for every binary, through signal-hook.
 //! - [`values`]: the typed values of settings and flags (format, compression...), parsed strictly.
 //! - [`exit`]: the exit-code table, `Failure`, the one-line report, the log (`--log-format`).
 
@@ -45,5 +48,8 @@ pub mod wal;
 pub mod naming;
 pub mod checksum;
 pub mod files;
+pub mod glob;
+pub mod table;
+pub mod shutdown;
 pub mod values;
 pub mod exit;

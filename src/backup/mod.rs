@@ -1,7 +1,7 @@
 //! The physical hook pair: `pgpre`, the co-process that holds a non-exclusive backup, and
 //! `pgpost`.
 //!
-//! Uses: config, args, conn, metrics, process, server, wal, files, exit.
+//! Uses: config, args, conn, metrics, process, server, wal, files, shutdown, exit.
 //!
 //! In dependency order:
 //! - `row`: what a state-table row holds: states, the decoded row, unusable rows.

@@ -1,7 +1,7 @@
 //! pgback's encryption: age files (the format of the `age` CLI and of pg_back), streamed so that
 //! no plaintext byte of a dump touches the disk, and decrypted in place with `--decrypt`.
 //!
-//! Uses: secret, pump, checksum, files, values, exit.
+//! Uses: secret, pump, checksum, files, glob, values, exit.
 //!
 //! # Layout
 //! - `error`: [`CryptError`], what went wrong, never holding a secret.
@@ -27,5 +27,7 @@ pub use files::{
     decrypt_file, decrypt_files, decrypt_in_place, encrypt_directory, encrypt_file, find_encrypted,
     open_decryptor, payload_error, DecryptReport, EncryptedEntry,
 };
+#[cfg(test)]
+pub(crate) use keys::new_x25519_identity;
 pub use keys::{config_origin, DecryptKey, EncryptKey};
 pub use stream::{encrypt_stream, encrypt_to_vec, EncryptSink, EncryptedStream};

@@ -4,7 +4,7 @@
 //! database with amcheck (plus `--sql` and `--exec`), stops the server and removes the clone.
 //! [`run`] takes these steps in order: read DATADIR, clone, prepare, recover, check, clean up.
 //!
-//! Uses: metrics, server, wal, exit.
+//! Uses: metrics, server, wal, shutdown, exit.
 //!
 //! - `command`: the command line (clap), kept here so a man-page generator can reach it, and
 //!   the one call the binary makes.
@@ -45,6 +45,8 @@ use postmaster::{Binaries, NotReady, Postmaster};
 use prepare::Tablespace;
 use report::LabelSummary;
 use serverlog::RecoveryFailure;
+
+use crate::shutdown::shutdown_signal;
 
 /// What to drill and how, validated from the command line.
 #[derive(Clone, Debug)]
@@ -90,7 +92,7 @@ pub fn run(request: &DrillRequest) -> Report {
         Ok(runtime) => runtime.block_on(async {
             tokio::select! {
                 result = drill(request, &mut report) => result,
-                signal = interrupted() => Err(DrillError::Interrupted(signal)),
+                signal = shutdown_signal() => Err(DrillError::Interrupted(signal)),
             }
         }),
         Err(error) => Err(DrillError::Internal(format!("async runtime: {error}"))),
@@ -108,22 +110,6 @@ pub fn run(request: &DrillRequest) -> Report {
 fn error_line(error: &DrillError) -> String {
     let line = crate::exit::report("pgdrill", error, None);
     line.strip_prefix("pgdrill: ").unwrap_or(&line).to_string()
-}
-
-/// The first SIGINT or SIGTERM.
-async fn interrupted() -> nix::sys::signal::Signal {
-    use nix::sys::signal::Signal;
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
-            _ = interrupt.recv() => Signal::SIGINT,
-            _ = terminate.recv() => Signal::SIGTERM,
-        },
-        _ => std::future::pending().await,
-    }
 }
 
 /// The clone methods to try, in order; overlay is never put over a live server's directory.

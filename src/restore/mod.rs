@@ -1,7 +1,7 @@
 //! `pgback --restore DIR [DBNAME globs]`: restoring a dump set into the target server.
 //!
 //! Uses: config, crypt, args, programs, conn, secret, metrics, pump, process, server, naming,
-//! checksum, files, values, exit.
+//! checksum, files, glob, table, values, exit.
 //!
 //! In order: pick the set (the newest, or `--timestamp`), select databases by globs, verify
 //! every selected file against its checksum file (nothing is touched when one does not match),
