@@ -46,6 +46,10 @@ pub struct PgbaseArgs {
     #[arg(short = 'l', long, default_value = "pgbase base backup")]
     pub label: String,
 
+    /// Transfer limit of the server, in kB/s (32 to 1048576)
+    #[arg(short = 'r', long, value_name = "RATE", value_parser = clap::value_parser!(u32).range(32..=1_048_576))]
+    pub max_rate: Option<u32>,
+
     /// Show progress on stderr
     #[arg(short = 'P', long)]
     pub progress: bool,
@@ -123,6 +127,8 @@ pub struct Request {
     pub label: String,
     /// Progress on stderr.
     pub progress: bool,
+    /// The server's transfer limit in kB/s.
+    pub max_rate: Option<u32>,
     /// `-T` pairs, old location to new.
     pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
     /// The manifest's checksums; `None` for no manifest.
@@ -151,6 +157,7 @@ impl PgbaseArgs {
             checkpoint: self.checkpoint,
             label: self.label.clone(),
             progress: self.progress,
+            max_rate: self.max_rate,
             tablespace_mapping,
             manifest: (!self.no_manifest).then_some(self.manifest_checksums),
             checksum_algo: self.checksum_algo,

@@ -54,7 +54,7 @@ pub enum BaseError {
     #[error("{0}")]
     Stream(String),
     /// SIGINT or SIGTERM.
-    #[error("interrupted by {signal}: the backup in \"{}\" is incomplete (marked by {INCOMPLETE_MARKER})", dir.display())]
+    #[error("interrupted by {signal}: the partial backup in \"{}\" was removed", dir.display())]
     Interrupted {
         /// `SIGINT` or `SIGTERM`.
         signal: &'static str,
@@ -102,9 +102,6 @@ impl Failure for BaseError {
                 "relocate the tablespace with -T OLDDIR=NEWDIR to a new or empty directory"
                     .to_owned(),
             ),
-            BaseError::Interrupted { .. } => {
-                Some("remove the directory before running pgbase into it again".to_owned())
-            }
             _ => None,
         }
     }

@@ -39,8 +39,63 @@ pub struct BaseSummary {
 }
 
 /// Runs the backup until it is done or a signal arrives.
+///
+/// A failed or interrupted run removes what it wrote, as pg_basebackup does: `-D` and the `-T`
+/// targets were new or empty, so everything in them is this run's. A run killed outright
+/// (SIGKILL, power loss) leaves `pgbase.incomplete` in `-D` instead.
 pub async fn run(request: &Request, settings: &ConnSettings) -> Result<BaseSummary, BaseError> {
+    let mut ours = vec![(request.dir.clone(), request.dir.exists())];
+    for (_, target) in &request.tablespace_mapping {
+        if is_empty_or_absent(target) {
+            ours.push((target.clone(), target.exists()));
+        }
+    }
     prepare_dir(&request.dir)?;
+    let result = run_prepared(request, settings).await;
+    if result.is_err() {
+        for (dir, existed) in &ours {
+            remove_written(dir, *existed);
+        }
+    }
+    result
+}
+
+fn is_empty_or_absent(dir: &Path) -> bool {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(error) => error.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Removes `dir` (or, when it existed before the run, what is in it).
+fn remove_written(dir: &Path, existed: bool) {
+    let result = if existed {
+        fs::read_dir(dir).and_then(|entries| {
+            entries.into_iter().try_for_each(|entry| {
+                let path = entry?.path();
+                if path.is_dir() && !path.is_symlink() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                }
+            })
+        })
+    } else {
+        fs::remove_dir_all(dir)
+    };
+    match result {
+        Ok(()) => tracing::info!(dir = %dir.display(), "removed the partial backup"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::warn!(dir = %dir.display(), %error, "could not remove the partial backup")
+        }
+    }
+}
+
+async fn run_prepared(
+    request: &Request,
+    settings: &ConnSettings,
+) -> Result<BaseSummary, BaseError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(BaseError::Internal)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(BaseError::Internal)?;
     let interrupted = |signal| BaseError::Interrupted {
@@ -98,6 +153,7 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
         fast_checkpoint: request.checkpoint == Checkpoint::Fast,
         include_wal: request.wal_method == WalMethod::Fetch,
         manifest: request.manifest,
+        max_rate: request.max_rate,
     };
     let command = base_backup_command(version, &options);
     tracing::debug!(command, "starting the base backup");

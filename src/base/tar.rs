@@ -88,8 +88,11 @@ impl TarParser {
                     visitor.data(&bytes[..n])?;
                     self.remaining -= n as u64;
                     bytes = &bytes[n..];
-                    continue;
+                    if self.remaining > 0 {
+                        continue;
+                    }
                 }
+                // An entry whose data fills its last block ends with its last data byte.
                 let n = bytes
                     .len()
                     .min(usize::try_from(self.padding).unwrap_or(usize::MAX));
@@ -271,6 +274,8 @@ mod tests {
         archive.extend(std::iter::repeat_n(7u8, 700));
         archive.extend(std::iter::repeat_n(0u8, 1024 - 700));
         archive.extend(header("empty", 0, 1).unwrap());
+        archive.extend(header("full", BLOCK as u64, 1).unwrap());
+        archive.extend([9u8; BLOCK]);
         let mut parser = TarParser::new();
         let mut recorder = Recorder::default();
         for byte in &archive {
@@ -281,12 +286,14 @@ mod tests {
         assert!(parser.at_boundary() && !parser.ended());
         parser.feed(&[0u8; 1024], &mut recorder).unwrap();
         assert!(parser.ended());
-        assert_eq!(recorder.entries.len(), 2);
+        assert_eq!(recorder.entries.len(), 3);
         assert_eq!(recorder.entries[0].path, "000000010000000000000003");
         assert_eq!(recorder.entries[0].size, 700);
         assert_eq!(recorder.entries[0].mode, 0o600);
-        assert_eq!(recorder.data, vec![7u8; 700]);
-        assert_eq!(recorder.ended, 2);
+        let mut data = vec![7u8; 700];
+        data.extend([9u8; BLOCK]);
+        assert_eq!(recorder.data, data);
+        assert_eq!(recorder.ended, 3);
         assert!(parser
             .feed(&header("late", 0, 1).unwrap(), &mut recorder)
             .is_err());

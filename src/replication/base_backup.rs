@@ -69,6 +69,8 @@ pub struct BaseBackupOptions {
     pub include_wal: bool,
     /// The manifest and its checksums (13+); `None` for no manifest.
     pub manifest: Option<ManifestChecksums>,
+    /// The server's transfer limit in kB/s (`MAX_RATE`, 32 to 1048576); `None` for none.
+    pub max_rate: Option<u32>,
 }
 
 /// Whether this major sends the single-COPY shape (`TARGET 'client'` on 15, always on 16+).
@@ -102,6 +104,9 @@ pub fn base_backup_command(version: ServerVersion, options: &BaseBackupOptions) 
             list.push("WAL".to_owned());
         }
         list.push("WAIT false".to_owned());
+        if let Some(rate) = options.max_rate {
+            list.push(format!("MAX_RATE {rate}"));
+        }
         if let Some(checksums) = manifest {
             list.push("MANIFEST 'yes'".to_owned());
             list.push(format!("MANIFEST_CHECKSUMS '{}'", checksums.as_str()));
@@ -120,6 +125,9 @@ pub fn base_backup_command(version: ServerVersion, options: &BaseBackupOptions) 
             text.push_str(" WAL");
         }
         text.push_str(" NOWAIT");
+        if let Some(rate) = options.max_rate {
+            text.push_str(&format!(" MAX_RATE {rate}"));
+        }
         if let Some(checksums) = manifest {
             text.push_str(" MANIFEST 'yes' MANIFEST_CHECKSUMS '");
             text.push_str(checksums.as_str());
@@ -363,6 +371,7 @@ mod tests {
             fast_checkpoint: true,
             include_wal: false,
             manifest: Some(ManifestChecksums::Sha256),
+            max_rate: None,
         }
     }
 
@@ -381,11 +390,12 @@ mod tests {
             fast_checkpoint: false,
             include_wal: true,
             manifest: None,
+            max_rate: Some(32),
             ..options()
         };
         assert_eq!(
             base_backup_command(ServerVersion(140000), &spread_fetch),
-            "BASE_BACKUP LABEL 'it''s' WAL NOWAIT"
+            "BASE_BACKUP LABEL 'it''s' WAL NOWAIT MAX_RATE 32"
         );
         for version in [150000, 160004, 180001] {
             assert_eq!(
@@ -396,7 +406,8 @@ mod tests {
         }
         assert_eq!(
             base_backup_command(ServerVersion(170000), &spread_fetch),
-            "BASE_BACKUP (LABEL 'it''s', CHECKPOINT 'spread', WAL, WAIT false, TARGET 'client')"
+            "BASE_BACKUP (LABEL 'it''s', CHECKPOINT 'spread', WAL, WAIT false, MAX_RATE 32, \
+             TARGET 'client')"
         );
         assert!(!single_copy(ServerVersion(140010)));
         assert!(single_copy(ServerVersion(150000)));

@@ -177,7 +177,8 @@ fn server_hint(error: &ServerError) -> Option<String> {
                 .to_owned(),
         );
     }
-    if error.code == "42501" && error.message.contains("replication") {
+    let walsender = ["replication", "WAL sender", "walsender"];
+    if error.code == "42501" && walsender.iter().any(|w| error.message.contains(w)) {
         return Some(
             "give the role the REPLICATION attribute (ALTER ROLE <role> REPLICATION) or \
              connect as a superuser"
@@ -214,6 +215,9 @@ mod tests {
             "must be superuser or replication role to start walsender",
         );
         assert_eq!(role.exit_status(), ExitStatus::Server);
+        assert!(role.hint().unwrap().contains("REPLICATION"));
+        // 16+ words it differently.
+        let role = server("42501", "permission denied to start WAL sender");
         assert!(role.hint().unwrap().contains("REPLICATION"));
         let copy = server("58P01", "could not open file \"base/1/1234\"");
         assert_eq!(copy.exit_status(), ExitStatus::BackupFailed);

@@ -10,4 +10,5 @@ mod faults;
 mod field;
 mod hooks;
 mod named;
+mod pgbase;
 mod restore;
