@@ -227,6 +227,8 @@ fn a_plain_backup_relocates_its_tablespace_restores_and_verifies() {
             );
         }
     }
+    // pgbase ran as root here; the restored server runs as postgres.
+    cluster::chown_tree_to_server_user(&relocated);
     prove(
         &source,
         &data,
