@@ -165,10 +165,10 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
             return Ok(None);
         };
         let target = match request.format {
-            Format::Tar => WalTarget::Tar(HashedFile::create(
+            Format::Tar => WalTarget::Tar(Box::new(HashedFile::create(
                 request.dir.join("pg_wal.tar"),
                 request.checksum_algo,
-            )?),
+            )?)),
             Format::Plain => {
                 let dir = request.dir.join("pg_wal");
                 create_private_dir(&dir)?;
@@ -205,7 +205,7 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
 
 /// Where archive bytes go now.
 enum Sink {
-    Tar(TarFiles),
+    Tar(Box<TarFiles>),
     Plain(PlainTree),
 }
 
@@ -220,7 +220,7 @@ async fn receive_archives(
     end_tx: oneshot::Sender<Lsn>,
 ) -> Result<(BackupPosition, BackupPosition, u64, Vec<std::path::PathBuf>), BaseError> {
     let mut sink = match request.format {
-        Format::Tar => Sink::Tar(TarFiles::new(&request.dir, request.checksum_algo)),
+        Format::Tar => Sink::Tar(Box::new(TarFiles::new(&request.dir, request.checksum_algo))),
         Format::Plain => Sink::Plain(PlainTree::new(&request.dir, &request.tablespace_mapping)),
     };
     let manifest_algo = match request.format {

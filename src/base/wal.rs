@@ -16,13 +16,17 @@ use crate::base::tar::{header, BLOCK};
 use crate::replication::{BackupPosition, ReplicationConnection, WalEvent};
 use crate::wal::{wal_file_name, Lsn};
 
+/// How long, once the backup has ended, the stream may stay silent before the WAL it still
+/// needs is given up on.
+const END_WAIT: Duration = Duration::from_secs(300);
+
 /// How often a status update goes to the server without being asked.
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where the segments go.
 pub enum WalTarget {
     /// `pg_wal.tar`, each segment an entry.
-    Tar(HashedFile),
+    Tar(Box<HashedFile>),
     /// `pg_wal/`, each segment a file.
     Dir(PathBuf),
 }
@@ -216,6 +220,15 @@ pub async fn stream_wal(
                 continue;
             }
             event = stream.next() => event?,
+            () = tokio::time::sleep(END_WAIT), if end_lsn.is_some() => {
+                return Err(BaseError::Stream(format!(
+                    "the WAL up to the backup's end {} did not arrive within {} s (received up \
+                     to {}); on a standby, run SELECT pg_switch_wal() on the primary",
+                    end_lsn.unwrap_or(Lsn(0)),
+                    END_WAIT.as_secs(),
+                    stream.received()
+                )))
+            }
         };
         match event {
             WalEvent::Data { start, bytes } => writer.write(start, &bytes)?,
@@ -289,7 +302,7 @@ mod tests {
 
         let tar =
             HashedFile::create(scratch.path().join("pg_wal.tar"), Default::default()).unwrap();
-        let mut writer = WalWriter::new(WalTarget::Tar(tar), 1 << 20, 1);
+        let mut writer = WalWriter::new(WalTarget::Tar(Box::new(tar)), 1 << 20, 1);
         writer.write(Lsn(0x10_0000), &[3u8; 10]).unwrap();
         writer.finish().unwrap();
         let bytes = std::fs::read(scratch.path().join("pg_wal.tar")).unwrap();
