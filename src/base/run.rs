@@ -139,6 +139,12 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
     let mut streaming = None;
     if request.wal_method == WalMethod::Stream {
         let mut connection = ReplicationConnection::connect(settings).await?;
+        let identity = connection.identify_system().await?;
+        tracing::debug!(
+            system = identity.system_id,
+            timeline = identity.timeline,
+            "identified"
+        );
         let size_text = connection.show("wal_segment_size").await?;
         let segment_size = parse_segment_size(&size_text)
             .ok_or_else(|| BaseError::Stream(format!("bad wal_segment_size {size_text:?}")))?;

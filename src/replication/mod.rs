@@ -12,8 +12,8 @@
 //! - `startup.rs`: [`ReplicationConnection::connect`]: socket, TLS by `sslmode` (the rustls
 //!   client of [`crate::conn`]), StartupMessage with `replication=true`, trust, cleartext,
 //!   md5 and SCRAM-SHA-256 logins. Uses error, wire.
-//! - `simple_query.rs`: [`ReplicationConnection::simple_query`] and `show` (IDENTIFY_SYSTEM,
-//!   SHOW, slots), text rows with NULLs. Uses error, wire, startup.
+//! - `simple_query.rs`: [`ReplicationConnection::simple_query`], `identify_system` and `show`
+//!   (slots too), text rows with NULLs. Uses error, wire, startup.
 //! - `base_backup.rs`: the `BASE_BACKUP` command per major and [`BaseBackup`], its stream in
 //!   both shapes. Uses error, wire, startup, simple_query.
 //! - `start_replication.rs`: temporary physical slots and [`WalStream`]. Uses error, wire,
@@ -31,7 +31,7 @@ pub use base_backup::{
     BaseBackup, BaseBackupOptions, ManifestChecksums, Tablespace,
 };
 pub use error::{ReplicationError, ServerError};
-pub use simple_query::{ResultSet, Row};
+pub use simple_query::{ResultSet, Row, SystemIdentity};
 pub use start_replication::{
     create_temporary_slot_command, is_slot_name, start_replication_command, WalEvent, WalStream,
 };

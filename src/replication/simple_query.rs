@@ -7,6 +7,7 @@ use postgres_protocol::message::frontend;
 use crate::replication::error::ReplicationError;
 use crate::replication::startup::ReplicationConnection;
 use crate::replication::wire::{message_name, unexpected};
+use crate::wal::Lsn;
 
 /// One row in text format; `None` is SQL NULL.
 pub type Row = Vec<Option<String>>;
@@ -25,6 +26,17 @@ impl ResultSet {
     pub fn first(&self, column: usize) -> Option<&str> {
         self.rows.first()?.get(column)?.as_deref()
     }
+}
+
+/// What `IDENTIFY_SYSTEM` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemIdentity {
+    /// The cluster's system identifier (a 64-bit number as text).
+    pub system_id: String,
+    /// The current timeline.
+    pub timeline: u32,
+    /// The current WAL flush position.
+    pub position: Lsn,
 }
 
 impl ReplicationConnection {
@@ -53,6 +65,27 @@ impl ReplicationConnection {
                 other => return Err(unexpected(message_name(&other))),
             }
         }
+    }
+
+    /// `IDENTIFY_SYSTEM`: the cluster's identifier, its timeline and WAL position. Before 15,
+    /// a standby refuses START_REPLICATION on a connection that has not run it.
+    pub async fn identify_system(&mut self) -> Result<SystemIdentity, ReplicationError> {
+        let sets = self.simple_query("IDENTIFY_SYSTEM").await?;
+        let set = sets.first().ok_or_else(|| {
+            ReplicationError::Protocol("IDENTIFY_SYSTEM returned no rows".to_owned())
+        })?;
+        let bad = |what: &str| ReplicationError::Protocol(format!("IDENTIFY_SYSTEM: bad {what}"));
+        Ok(SystemIdentity {
+            system_id: set.first(0).ok_or_else(|| bad("systemid"))?.to_owned(),
+            timeline: set
+                .first(1)
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| bad("timeline"))?,
+            position: set
+                .first(2)
+                .and_then(Lsn::parse)
+                .ok_or_else(|| bad("xlogpos"))?,
+        })
     }
 
     /// `SHOW name`: the setting's value.

@@ -395,3 +395,38 @@ fn refusals_no_replication_role_non_empty_dir_no_hba_line_and_a_password_login()
         .assert_stderr("hint: add a line for replication connections to pg_hba.conf");
     assert!(!refused.exists());
 }
+
+#[test]
+fn a_backup_from_a_streaming_standby_restores() {
+    let mut primary = loaded_source(1);
+    let standby = primary.start_standby();
+    let scratch = cluster::scratch_dir();
+    primary.psql("INSERT INTO marker VALUES ('before pgbase')");
+    let committed = primary.pgbench_history_rows();
+    let replayed = format!("SELECT count(*) >= {committed} FROM pgbench_history");
+    wait_for(
+        "the standby to replay the marker",
+        Duration::from_secs(60),
+        || standby.psql("SELECT count(*) FROM marker") == "1" && standby.psql(&replayed) == "t",
+    );
+    // The primary's load moves the WAL on: a standby cannot switch to a new segment.
+    let load = primary.start_pgbench_load(2, 1);
+    let data = scratch.path().join("data");
+    pgbase(
+        &standby,
+        &[
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-F".as_ref(),
+            "p".as_ref(),
+            "-c".as_ref(),
+            "fast".as_ref(),
+        ],
+    )
+    .run()
+    .assert_ok("pgbase from a standby");
+    load.stop();
+    assert_eq!(slots(&standby), "0");
+    assert!(data.join("backup_label").is_file() && !data.join(INCOMPLETE).exists());
+    prove(&standby, &data, committed, &[]);
+}
