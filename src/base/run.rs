@@ -160,6 +160,7 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
         include_wal: request.wal_method == WalMethod::Fetch,
         manifest: request.manifest,
         max_rate: request.max_rate,
+        wait_for_archive: request.wal_method == WalMethod::None,
     };
     let command = base_backup_command(version, &options);
     tracing::debug!(command, "starting the base backup");

@@ -71,6 +71,9 @@ pub struct BaseBackupOptions {
     pub manifest: Option<ManifestChecksums>,
     /// The server's transfer limit in kB/s (`MAX_RATE`, 32 to 1048576); `None` for none.
     pub max_rate: Option<u32>,
+    /// Wait at the end until the backup's WAL is archived (pg_basebackup's `-X none`);
+    /// otherwise `NOWAIT` / `WAIT false`, for a backup that carries its WAL.
+    pub wait_for_archive: bool,
 }
 
 /// Whether this major sends the single-COPY shape (`TARGET 'client'` on 15, always on 16+).
@@ -103,7 +106,9 @@ pub fn base_backup_command(version: ServerVersion, options: &BaseBackupOptions) 
         if options.include_wal {
             list.push("WAL".to_owned());
         }
-        list.push("WAIT false".to_owned());
+        if !options.wait_for_archive {
+            list.push("WAIT false".to_owned());
+        }
         if let Some(rate) = options.max_rate {
             list.push(format!("MAX_RATE {rate}"));
         }
@@ -124,7 +129,9 @@ pub fn base_backup_command(version: ServerVersion, options: &BaseBackupOptions) 
         if options.include_wal {
             text.push_str(" WAL");
         }
-        text.push_str(" NOWAIT");
+        if !options.wait_for_archive {
+            text.push_str(" NOWAIT");
+        }
         if let Some(rate) = options.max_rate {
             text.push_str(&format!(" MAX_RATE {rate}"));
         }
@@ -372,6 +379,7 @@ mod tests {
             include_wal: false,
             manifest: Some(ManifestChecksums::Sha256),
             max_rate: None,
+            wait_for_archive: false,
         }
     }
 
@@ -408,6 +416,19 @@ mod tests {
             base_backup_command(ServerVersion(170000), &spread_fetch),
             "BASE_BACKUP (LABEL 'it''s', CHECKPOINT 'spread', WAL, WAIT false, MAX_RATE 32, \
              TARGET 'client')"
+        );
+        let archived = BaseBackupOptions {
+            wait_for_archive: true,
+            manifest: None,
+            ..options()
+        };
+        assert_eq!(
+            base_backup_command(ServerVersion(120000), &archived),
+            "BASE_BACKUP LABEL 'it''s' PROGRESS FAST"
+        );
+        assert_eq!(
+            base_backup_command(ServerVersion(160000), &archived),
+            "BASE_BACKUP (LABEL 'it''s', PROGRESS, CHECKPOINT 'fast', TARGET 'client')"
         );
         assert!(!single_copy(ServerVersion(140010)));
         assert!(single_copy(ServerVersion(150000)));

@@ -169,8 +169,14 @@ async fn authenticate(
     settings: &ConnSettings,
     target: &HostTarget,
 ) -> Result<(), ReplicationError> {
+    // The password file is searched for the database `replication`, as libpq does for a
+    // replication connection.
+    let lookup = ConnSettings {
+        dbname: "replication".to_owned(),
+        ..settings.clone()
+    };
     let password = || {
-        settings
+        lookup
             .password_for(target)
             .ok_or_else(|| ReplicationError::NoPassword {
                 user: settings.user.clone(),

@@ -377,6 +377,33 @@ fn refusals_no_replication_role_non_empty_dir_no_hba_line_and_a_password_login()
         listing.lines().any(|l| l.starts_with("pg_wal/0000000")),
         "-X fetch put no WAL in base.tar: {listing}"
     );
+    // -X none: no WAL anywhere (this cluster does not archive, so the server does not wait).
+    let no_wal = scratch.path().join("no-wal");
+    pgbase(
+        &source,
+        &[
+            "-D".as_ref(),
+            no_wal.as_os_str(),
+            "-F".as_ref(),
+            "t".as_ref(),
+            "-X".as_ref(),
+            "none".as_ref(),
+            "-c".as_ref(),
+            "fast".as_ref(),
+        ],
+    )
+    .run()
+    .assert_ok("pgbase -X none");
+    assert!(!no_wal.join("pg_wal.tar").exists());
+    let listing = util::tool(
+        "tar",
+        &["-tf".as_ref(), no_wal.join("base.tar").as_os_str()],
+    );
+    assert!(
+        !listing.lines().any(|l| l.starts_with("pg_wal/0000000")),
+        "-X none put WAL in base.tar: {listing}"
+    );
+
     // pg_hba.conf without a replication line: exit 3, the hint names the line to add.
     let hba = source.data_dir().join("pg_hba.conf");
     let kept: String = fs::read_to_string(&hba)
