@@ -2,7 +2,8 @@
 //! pgbench load, unpacked and proven by pgdrill; a plain backup with a relocated tablespace,
 //! proven by pgdrill and checked by `pg_verifybackup` (13+); and the faults: SIGTERM mid-stream
 //! and a walsender terminated mid-stream (no slot left, nothing that looks finished), a role
-//! without REPLICATION, a non-empty `-D`, no replication line in pg_hba.conf.
+//! without REPLICATION, a non-empty `-D`, no replication line in pg_hba.conf; a standby as
+//! the source; TLS by `sslmode`.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -456,4 +457,84 @@ fn a_backup_from_a_streaming_standby_restores() {
     assert_eq!(slots(&standby), "0");
     assert!(data.join("backup_label").is_file() && !data.join(INCOMPLETE).exists());
     prove(&standby, &data, committed, &[]);
+}
+
+#[test]
+fn tls_by_sslmode_on_both_connections() {
+    let keys = cluster::scratch_dir();
+    let (cert, key) = (
+        keys.path().join("server.crt"),
+        keys.path().join("server.key"),
+    );
+    util::tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]
+        .map(OsStr::new),
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    cluster::chown_tree_to_server_user(keys.path());
+    let source = Cluster::start(
+        ClusterOptions::default()
+            .without_archive()
+            .conf("ssl = on")
+            .conf(format!("ssl_cert_file = '{}'", cert.display()))
+            .conf(format!("ssl_key_file = '{}'", key.display())),
+    );
+    // Replication over TCP only with TLS: a login that works proves the handshake.
+    let hba = source.data_dir().join("pg_hba.conf");
+    let text = fs::read_to_string(&hba).unwrap();
+    let tls_only: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("host") {
+            Some(rest) if line.contains("replication") && rest.starts_with(char::is_whitespace) => {
+                format!("hostssl{rest}\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert!(tls_only.contains("hostssl"), "{tls_only}");
+    fs::write(&hba, tls_only).unwrap();
+    source.psql("SELECT pg_reload_conf()");
+    let scratch = cluster::scratch_dir();
+    let backup = |sslmode: &str| {
+        let out = scratch.path().join(sslmode);
+        let conninfo = format!("host=127.0.0.1 port={} sslmode={sslmode}", source.port());
+        let run = pgbase(
+            &source,
+            &[
+                "-d".as_ref(),
+                conninfo.as_ref(),
+                "-D".as_ref(),
+                out.as_os_str(),
+                "-F".as_ref(),
+                "t".as_ref(),
+                "-c".as_ref(),
+                "fast".as_ref(),
+            ],
+        )
+        .env("PGPASSWORD", source.password())
+        .run();
+        (run, out)
+    };
+    let (run, out) = backup("require");
+    run.assert_ok("pgbase with sslmode=require");
+    assert!(out.join("pg_wal.tar").is_file() && out.join("base.tar").is_file());
+    let (run, out) = backup("disable");
+    run.assert_code(3, "pgbase without TLS where only TLS may replicate")
+        .assert_stderr("no pg_hba.conf entry for replication connection");
+    assert!(!out.exists());
 }
