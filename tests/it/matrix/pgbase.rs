@@ -26,6 +26,15 @@ fn pgbase(source: &Cluster, args: &[&OsStr]) -> TestCommand {
         .limit(PROGRAM_LIMIT)
 }
 
+/// `pgbase -D out -F t -c fast EXTRA...`.
+fn tar_backup(source: &Cluster, out: &Path, extra: &[&str]) -> TestCommand {
+    pgbase(
+        source,
+        &["-D", out.to_str().unwrap(), "-F", "t", "-c", "fast"].map(OsStr::new),
+    )
+    .args(extra)
+}
+
 fn slots(source: &Cluster) -> String {
     source.psql("SELECT count(*) FROM pg_replication_slots")
 }
@@ -78,21 +87,9 @@ fn a_tar_backup_streamed_under_load_restores() {
     source.psql("INSERT INTO marker VALUES ('before pgbase')");
     let load = source.start_pgbench_load(2, 1);
     let committed = source.pgbench_history_rows();
-    pgbase(
-        &source,
-        &[
-            "-D".as_ref(),
-            out.as_os_str(),
-            "-F".as_ref(),
-            "t".as_ref(),
-            "-X".as_ref(),
-            "stream".as_ref(),
-            "-c".as_ref(),
-            "fast".as_ref(),
-        ],
-    )
-    .run()
-    .assert_ok("pgbase -F t -X stream");
+    tar_backup(&source, &out, &["-X", "stream"])
+        .run()
+        .assert_ok("pgbase -F t -X stream");
     load.stop();
     assert_eq!(slots(&source), "0", "the temporary slot outlived pgbase");
 
@@ -247,20 +244,7 @@ fn a_plain_backup_relocates_its_tablespace_restores_and_verifies() {
 /// Starts a backup throttled to 1 MB/s (the 20-odd MB of the cluster take long enough to be
 /// caught mid-stream) and returns once its slot exists and base.tar has grown past 1 MB.
 fn throttled_backup(source: &Cluster, out: &Path) -> util::Running {
-    let running = pgbase(
-        source,
-        &[
-            "-D".as_ref(),
-            out.as_os_str(),
-            "-F".as_ref(),
-            "t".as_ref(),
-            "-c".as_ref(),
-            "fast".as_ref(),
-            "-r".as_ref(),
-            "1024".as_ref(),
-        ],
-    )
-    .spawn();
+    let running = tar_backup(source, out, &["-r", "1024"]).spawn();
     wait_for("the temporary slot", Duration::from_secs(60), || {
         slots(source) == "1"
     });
@@ -347,24 +331,10 @@ fn refusals_no_replication_role_non_empty_dir_no_hba_line_and_a_password_login()
 
     // Over TCP with the harness's password (SCRAM or md5, as the major stores it), -X fetch.
     let fetched = scratch.path().join("fetched");
-    pgbase(
-        &source,
-        &[
-            "-D".as_ref(),
-            fetched.as_os_str(),
-            "-F".as_ref(),
-            "t".as_ref(),
-            "-X".as_ref(),
-            "fetch".as_ref(),
-            "-c".as_ref(),
-            "fast".as_ref(),
-            "-h".as_ref(),
-            "127.0.0.1".as_ref(),
-        ],
-    )
-    .env("PGPASSWORD", source.password())
-    .run()
-    .assert_ok("pgbase over TCP with a password, -X fetch");
+    tar_backup(&source, &fetched, &["-X", "fetch", "-h", "127.0.0.1"])
+        .env("PGPASSWORD", source.password())
+        .run()
+        .assert_ok("pgbase over TCP with a password, -X fetch");
     let names = names_in(&fetched);
     assert!(
         names.contains(&"base.tar".to_owned()) && !names.contains(&"pg_wal.tar".to_owned()),
@@ -380,21 +350,9 @@ fn refusals_no_replication_role_non_empty_dir_no_hba_line_and_a_password_login()
     );
     // -X none: no WAL anywhere (this cluster does not archive, so the server does not wait).
     let no_wal = scratch.path().join("no-wal");
-    pgbase(
-        &source,
-        &[
-            "-D".as_ref(),
-            no_wal.as_os_str(),
-            "-F".as_ref(),
-            "t".as_ref(),
-            "-X".as_ref(),
-            "none".as_ref(),
-            "-c".as_ref(),
-            "fast".as_ref(),
-        ],
-    )
-    .run()
-    .assert_ok("pgbase -X none");
+    tar_backup(&source, &no_wal, &["-X", "none"])
+        .run()
+        .assert_ok("pgbase -X none");
     assert!(!no_wal.join("pg_wal.tar").exists());
     let listing = util::tool(
         "tar",
@@ -513,21 +471,9 @@ fn tls_by_sslmode_on_both_connections() {
     let backup = |sslmode: &str| {
         let out = scratch.path().join(sslmode);
         let conninfo = format!("host=127.0.0.1 port={} sslmode={sslmode}", source.port());
-        let run = pgbase(
-            &source,
-            &[
-                "-d".as_ref(),
-                conninfo.as_ref(),
-                "-D".as_ref(),
-                out.as_os_str(),
-                "-F".as_ref(),
-                "t".as_ref(),
-                "-c".as_ref(),
-                "fast".as_ref(),
-            ],
-        )
-        .env("PGPASSWORD", source.password())
-        .run();
+        let run = tar_backup(&source, &out, &["-d", conninfo.as_str()])
+            .env("PGPASSWORD", source.password())
+            .run();
         (run, out)
     };
     let (run, out) = backup("require");
