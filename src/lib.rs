@@ -5,9 +5,12 @@
 //! (`scripts/check-layout` fails on an edge up the list or a cycle). The pipelines are at the
 //! top, the leaves every layer may use at the bottom.
 //! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
+//! - [`base`]: `pgbase`, the streamed base backup (tar or plain, WAL streamed or fetched).
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust); `--restore` goes on below.
 //! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load.
 //! - [`backup`]: `pgpre`, the co-process that holds a non-exclusive backup, and `pgpost`.
+//! - [`replication`]: a small physical replication-protocol client (startup, simple query,
+//!   BASE_BACKUP, START_REPLICATION).
 //! - [`remote`]: remote storage (S3, B2, GCS, Azure, SFTP): upload, list, download, delete.
 //! - [`config`]: the TOML configuration, each section layered defaults < file < env < flags.
 //! - [`crypt`]: age encryption of dumps as they stream, and `--decrypt` in place.
@@ -30,9 +33,11 @@
 //! - [`exit`]: the exit-code table, `Failure`, the one-line report, the log (`--log-format`).
 
 pub mod drill;
+pub mod base;
 pub mod dump;
 pub mod restore;
 pub mod backup;
+pub mod replication;
 pub mod remote;
 pub mod config;
 pub mod crypt;
