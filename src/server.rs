@@ -76,16 +76,18 @@ pub fn backup_start_sql(version: ServerVersion) -> &'static str {
     }
 }
 
-/// Stops the non-exclusive backup of this session. Parameter `$1`: wait for WAL
-/// archiving (bool; ignored by 9.6, which always waits). Returns one row: stop LSN
-/// as text, `backup_label`, `tablespace_map` (NULL or empty without tablespaces).
+/// Stops the non-exclusive backup of this session **without** the server's archive wait: that
+/// wait has no time limit and hands back the label only when it ends, so a session lost during
+/// it loses the label (the archive check is pgpost's, after the label is stored). No
+/// parameters (9.6 has no such argument and always waits). Returns one row: stop LSN as text,
+/// `backup_label`, `tablespace_map` (NULL or empty without tablespaces).
 pub fn backup_stop_sql(version: ServerVersion) -> &'static str {
     if version.has_backup_start() {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop($1::boolean)"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
     } else if version.0 >= 100000 {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, $1::boolean)"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
     } else {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false) WHERE $1::boolean IS NOT NULL"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false)"
     }
 }
 
@@ -180,19 +182,16 @@ mod tests {
     }
 
     #[test]
-    fn stop_sql_by_version() {
+    fn stop_sql_never_waits_for_archiving() {
         assert!(backup_stop_sql(ServerVersion(90624)).contains("pg_stop_backup(false)"));
-        assert!(
-            backup_stop_sql(ServerVersion(100000)).contains("pg_stop_backup(false, $1::boolean)")
-        );
-        assert!(
-            backup_stop_sql(ServerVersion(149999)).contains("pg_stop_backup(false, $1::boolean)")
-        );
-        assert!(backup_stop_sql(ServerVersion(150000)).contains("pg_backup_stop($1::boolean)"));
+        assert!(backup_stop_sql(ServerVersion(100000)).contains("pg_stop_backup(false, false)"));
+        assert!(backup_stop_sql(ServerVersion(149999)).contains("pg_stop_backup(false, false)"));
+        assert!(backup_stop_sql(ServerVersion(150000)).contains("pg_backup_stop(false)"));
+        assert!(backup_stop_sql(ServerVersion(180001)).contains("pg_backup_stop(false)"));
         for num in [90624, 120000, 170000] {
-            // Every builder binds exactly one parameter, so callers need not care.
-            assert!(backup_stop_sql(ServerVersion(num)).contains("$1"));
-            assert!(!backup_stop_sql(ServerVersion(num)).contains("$2"));
+            // No parameter: nothing a caller passes can turn the server's wait back on.
+            assert!(!backup_stop_sql(ServerVersion(num)).contains('$'));
+            assert!(!backup_stop_sql(ServerVersion(num)).contains("true"));
         }
     }
 
