@@ -11,12 +11,15 @@
 //!   it runs too long or `pgpre` is gone.
 //! - [`spawn`]: `pgpre`'s fork, detach and handshake pipe.
 //! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
+//! - [`archive`]: the archive check after the stop: every segment the backup needs, found
+//!   in a directory, through a restore_command or by the server's archiver.
 //! - [`exec`]: `pgpre --exec`: start, run a command, stop, in one process.
 //! - [`list`]: `pgpre --list` (a table, or with the history as JSON).
 //! - [`watch`]: the metrics file of pgpre and pgpost.
 //! - [`report`]: what pgpre and pgpost print when they succeed.
 //! - [`command`]: `pgpre` and `pgpost` from parsed flags to exit code.
 
+pub mod archive;
 pub mod command;
 pub mod error;
 pub mod exec;
@@ -54,8 +57,8 @@ pub struct BackupOptions {
     pub start_timeout: Option<Duration>,
     /// Limit on how long backup mode is held.
     pub backup_timeout: Option<Duration>,
-    /// Argument of the stop function.
-    pub wait_for_archive: bool,
+    /// The archive check after the stop (and pgpre's check that archiving is on).
+    pub archive: archive::ArchiveOptions,
     /// Limit on `pgpost`'s wait for completion.
     pub stop_timeout: Option<Duration>,
     /// Slow re-read of the state table behind LISTEN/NOTIFY.
@@ -86,7 +89,7 @@ impl BackupOptions {
             fast_checkpoint: config.checkpoint() == crate::cli::Checkpoint::Fast,
             start_timeout: limit(config.start_timeout),
             backup_timeout: limit(config.backup_timeout),
-            wait_for_archive: config.wait_for_archive,
+            archive: archive::ArchiveOptions::from_config(config),
             stop_timeout: limit(config.stop_timeout),
             recheck_interval: config.recheck_interval.0.max(Duration::from_secs(1)),
             log_file: (!config.log_file.as_os_str().is_empty()).then(|| config.log_file.clone()),

@@ -1,0 +1,755 @@
+//! The archive check: after the stop (the label is stored by then), pgpost proves that every
+//! WAL segment the backup needs is in the archive, within a timeout that restarts whenever
+//! another segment arrives, and records the result in the state row.
+//!
+//! Where it looks ([`ArchiveSource`]): a directory, a `restore_command`, or the server's own
+//! archiver (`pg_stat_archiver`). The server offers no notification for any of them, so each
+//! is re-checked at a slow, bounded interval ([`RECHECK_DIRECTORY`], [`RECHECK_SERVER`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::{sleep, Instant};
+use tokio_postgres::Client;
+
+use super::row::BackupRow;
+use super::table::StateTable;
+use super::BackupError;
+use crate::cli::ArchiveCheck;
+use crate::config::backup::limit;
+use crate::config::BackupConfig;
+use crate::conn::ConnSettings;
+use crate::server::{self, ServerVersion};
+use crate::wal::{self, Lsn, SegmentRange};
+
+/// Where the check looks for the backup's WAL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArchiveSource {
+    /// Nowhere (`--archive-check=none`).
+    Off,
+    /// `pg_stat_archiver`: the archiver's own word.
+    Server,
+    /// An archive directory (`--wal-archive`).
+    Directory(PathBuf),
+    /// A `restore_command` that fetches one segment (`--restore-command`).
+    Command(String),
+}
+
+/// The archive check's settings, resolved from `[backup]` and the flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveOptions {
+    /// Where to look.
+    pub source: ArchiveSource,
+    /// How long to wait for the next segment; `None`: no limit.
+    pub timeout: Option<Duration>,
+}
+
+impl ArchiveOptions {
+    /// From the `[backup]` section: a directory before a command before the server.
+    pub fn from_config(config: &BackupConfig) -> ArchiveOptions {
+        let source = if config.archive_check() == ArchiveCheck::None {
+            ArchiveSource::Off
+        } else if !config.wal_archive.as_os_str().is_empty() {
+            ArchiveSource::Directory(config.wal_archive.clone())
+        } else if !config.restore_command.is_empty() {
+            ArchiveSource::Command(config.restore_command.clone())
+        } else {
+            ArchiveSource::Server
+        };
+        ArchiveOptions {
+            source,
+            timeout: limit(config.archive_timeout),
+        }
+    }
+}
+
+/// Why nothing would reach the archive, if so: `archive_mode` off, or no `archive_command`
+/// and no `archive_library` (15+).
+pub fn archiving_problem(mode: &str, command: &str, library: &str) -> Option<String> {
+    if mode == "off" {
+        return Some(
+            "archive_mode is off: no WAL reaches the archive, so the backup's WAL cannot be \
+             checked"
+                .into(),
+        );
+    }
+    if command.trim().is_empty() && library.trim().is_empty() {
+        return Some(format!(
+            "archive_mode is {mode} but neither archive_command nor archive_library is set: no \
+             WAL reaches the archive"
+        ));
+    }
+    None
+}
+
+/// The archive check's result, as the `wal_archived` column, `--json` and the metrics say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalArchived {
+    /// Every segment was found.
+    Passed,
+    /// A segment was missing (or wrong) when the timeout ran out.
+    Failed,
+    /// Not checked yet (the co-process stored the label; pgpost has not checked).
+    Unchecked,
+    /// `--archive-check=none`.
+    Off,
+}
+
+impl WalArchived {
+    /// The column's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WalArchived::Passed => "passed",
+            WalArchived::Failed => "failed",
+            WalArchived::Unchecked => "unchecked",
+            WalArchived::Off => "off",
+        }
+    }
+}
+
+/// How often a directory is listed again while a segment is missing.
+pub const RECHECK_DIRECTORY: Duration = Duration::from_millis(500);
+/// How often `pg_stat_archiver` is read again, or the restore_command run again.
+pub const RECHECK_SERVER: Duration = Duration::from_secs(1);
+
+/// Checks the archive for the WAL of the complete backup in `row` and records the result
+/// there. Ok with the result when it passed or was off; [`BackupError::WalNotArchived`]
+/// when a segment is missing. `progress` gets the one-line report.
+pub async fn check(
+    settings: &ConnSettings,
+    table: &StateTable,
+    options: &ArchiveOptions,
+    row: &BackupRow,
+    progress: &mut dyn FnMut(&str),
+) -> Result<WalArchived, BackupError> {
+    let (start, stop) = backup_lsns(row)?;
+    let session = settings.connect().await?;
+    let client = &session.client;
+    if options.source == ArchiveSource::Off {
+        progress(&format!(
+            "note: the archive check is off (--archive-check=none): nothing checked that the WAL \
+             from {start} to {stop} is archived; the backup restores only with it"
+        ));
+        record(client, table, row, WalArchived::Off).await;
+        return Ok(WalArchived::Off);
+    }
+    let server = ServerFacts::read(client).await?;
+    let timeline = row
+        .backup_label
+        .as_deref()
+        .and_then(label_timeline)
+        .unwrap_or(server.timeline);
+    let range = SegmentRange::of_backup(timeline, start, stop, server.segment_size);
+    force_segment_out(client, server.version, row, progress).await;
+    let outcome = wait_for_range(client, options, &range, server.version, progress).await;
+    let result = match &outcome {
+        Ok(()) => WalArchived::Passed,
+        Err(_) => WalArchived::Failed,
+    };
+    record(client, table, row, result).await;
+    match outcome {
+        Ok(()) => Ok(result),
+        Err(missing) => Err(BackupError::WalNotArchived(
+            missing.describe(client, options, &range).await,
+        )),
+    }
+}
+
+/// Start and stop LSN of a complete row.
+fn backup_lsns(row: &BackupRow) -> Result<(Lsn, Lsn), BackupError> {
+    let lsn = |value: &Option<String>| value.as_deref().and_then(Lsn::parse);
+    match (lsn(&row.start_lsn), lsn(&row.stop_lsn)) {
+        (Some(start), Some(stop)) => Ok((start, stop)),
+        _ => Err(BackupError::System(format!(
+            "the complete backup's row has no start or stop LSN ({:?}, {:?})",
+            row.start_lsn, row.stop_lsn
+        ))),
+    }
+}
+
+/// The timeline of `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`.
+pub fn label_timeline(backup_label: &str) -> Option<u32> {
+    let line = backup_label
+        .lines()
+        .find(|line| line.starts_with("START WAL LOCATION:"))?;
+    let file = line.split("(file ").nth(1)?.get(..24)?;
+    wal::is_wal_file_name(file)
+        .then(|| u32::from_str_radix(&file[..8], 16).ok())
+        .flatten()
+}
+
+/// What the check needs to know of the server.
+struct ServerFacts {
+    version: ServerVersion,
+    timeline: u32,
+    segment_size: u64,
+}
+
+impl ServerFacts {
+    async fn read(client: &Client) -> Result<ServerFacts, BackupError> {
+        let row = client
+            .query_one(
+                "SELECT current_setting('server_version_num')::int4, \
+                   (SELECT timeline_id FROM pg_control_checkpoint())::int8, \
+                   (SELECT setting || ' ' || coalesce(unit, '') FROM pg_settings \
+                    WHERE name = 'wal_segment_size')",
+                &[],
+            )
+            .await
+            .map_err(|e| BackupError::sql("reading the WAL segment size", e))?;
+        let read = |e| BackupError::sql("reading the WAL segment size", e);
+        let version: i32 = row.try_get(0).map_err(read)?;
+        let timeline: i64 = row.try_get(1).map_err(read)?;
+        let size: String = row.try_get(2).map_err(read)?;
+        let segment_size = segment_size_setting(&size)
+            .ok_or_else(|| BackupError::System(format!("cannot read wal_segment_size {size:?}")))?;
+        Ok(ServerFacts {
+            version: ServerVersion(u32::try_from(version).unwrap_or_default()),
+            timeline: u32::try_from(timeline).unwrap_or(1),
+            segment_size,
+        })
+    }
+}
+
+/// `wal_segment_size` from `pg_settings`' `setting unit`: `16777216 B` (11+), `2048 8kB` (10).
+pub fn segment_size_setting(text: &str) -> Option<u64> {
+    let (setting, unit) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+    let setting: u64 = setting.parse().ok()?;
+    let unit = match unit {
+        "" | "B" => 1,
+        "kB" => 1024,
+        "8kB" => 8192,
+        "MB" => 1024 * 1024,
+        _ => return None,
+    };
+    let size = setting.checked_mul(unit)?;
+    (size.is_power_of_two() && size >= 1024 * 1024).then_some(size)
+}
+
+/// A restore point, then a switch: the segment holding the stop goes to the archiver even on
+/// an idle server. A refusal (no privilege) is reported, not fatal: on a busy server the
+/// segment is archived anyway.
+async fn force_segment_out(
+    client: &Client,
+    version: ServerVersion,
+    row: &BackupRow,
+    progress: &mut dyn FnMut(&str),
+) {
+    let [point, switch] = server::force_segment_out_sql(version);
+    let name = format!(
+        "safe-backup {} {}",
+        row.name,
+        row.stop_lsn.as_deref().unwrap_or_default()
+    );
+    let forced = match client.query_one(point, &[&name]).await {
+        Ok(_) => client.query_one(switch, &[]).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = forced {
+        let error = BackupError::sql("forcing the last WAL segment out", error);
+        progress(&format!(
+            "warning: {error}; on an idle server the last segment may not reach the archive \
+             (GRANT EXECUTE ON FUNCTION pg_create_restore_point(text), pg_switch_wal() to the \
+             backup role)"
+        ));
+    }
+}
+
+/// The first segment not found, and why the wait ended.
+struct Missing {
+    segment: String,
+    /// Why the segment does not count (a wrong file), if it was there at all.
+    problem: Option<String>,
+    waited: Duration,
+}
+
+/// Waits until every segment of `range` is found, the timer restarting whenever the first
+/// missing one moves on.
+async fn wait_for_range(
+    client: &Client,
+    options: &ArchiveOptions,
+    range: &SegmentRange,
+    version: ServerVersion,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), Missing> {
+    let began = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut next = range.first;
+    let mut fetch_dir: Option<PrivateDir> = None;
+    loop {
+        let found = match &options.source {
+            ArchiveSource::Off => return Ok(()),
+            ArchiveSource::Server => archived_by_server(client, range).await,
+            ArchiveSource::Directory(dir) => Ok(first_missing_in(dir, range, next)),
+            ArchiveSource::Command(command) => {
+                let dir = match &fetch_dir {
+                    Some(dir) => dir,
+                    None => match PrivateDir::create() {
+                        Ok(dir) => fetch_dir.insert(dir),
+                        Err(error) => {
+                            return Err(Missing {
+                                segment: range.name(next),
+                                problem: Some(format!(
+                                    "cannot create a private directory: {error}"
+                                )),
+                                waited: began.elapsed(),
+                            })
+                        }
+                    },
+                };
+                fetch_in_order(
+                    command,
+                    dir.path(),
+                    range,
+                    next,
+                    version,
+                    options,
+                    last_progress,
+                )
+                .await
+            }
+        };
+        match found {
+            Ok(first_missing) => {
+                if first_missing > next {
+                    next = first_missing;
+                    last_progress = Instant::now();
+                }
+            }
+            Err((segment, problem)) => {
+                return Err(Missing {
+                    segment: range.name(segment),
+                    problem: Some(problem),
+                    waited: began.elapsed(),
+                })
+            }
+        }
+        if next > range.last {
+            progress(&format!(
+                "WAL {} to {} ({} segment{}) {}",
+                range.name(range.first),
+                range.name(range.last),
+                range.len(),
+                if range.len() == 1 { "" } else { "s" },
+                where_found(&options.source)
+            ));
+            return Ok(());
+        }
+        if options
+            .timeout
+            .is_some_and(|timeout| last_progress.elapsed() >= timeout)
+        {
+            return Err(Missing {
+                segment: range.name(next),
+                problem: None,
+                waited: began.elapsed(),
+            });
+        }
+        let interval = match options.source {
+            ArchiveSource::Directory(_) => RECHECK_DIRECTORY,
+            _ => RECHECK_SERVER,
+        };
+        sleep(interval).await;
+    }
+}
+
+fn where_found(source: &ArchiveSource) -> String {
+    match source {
+        ArchiveSource::Off => "not checked".into(),
+        ArchiveSource::Server => "archived (pg_stat_archiver)".into(),
+        ArchiveSource::Directory(dir) => format!("found in {}", dir.display()),
+        ArchiveSource::Command(_) => {
+            "fetched by the restore_command, each a WAL segment of its timeline and address".into()
+        }
+    }
+}
+
+/// The first segment of `range` from `from` on that is not in `dir` (plain, compressed,
+/// pgBackRest's `-sha1` names, also in pgBackRest's 16-digit subdirectories).
+fn first_missing_in(dir: &Path, range: &SegmentRange, from: u64) -> u64 {
+    let mut listings: std::collections::HashMap<PathBuf, Vec<String>> = Default::default();
+    let mut list = |dir: PathBuf| -> Vec<String> {
+        listings
+            .entry(dir.clone())
+            .or_insert_with(|| {
+                std::fs::read_dir(&dir)
+                    .map(|entries| {
+                        entries
+                            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .clone()
+    };
+    for segment in from..=range.last {
+        let name = range.name(segment);
+        let present = [dir.to_path_buf(), dir.join(&name[..16])]
+            .into_iter()
+            .any(|dir| {
+                list(dir)
+                    .iter()
+                    .any(|file| wal::is_archived_name(file, &name))
+            });
+        if !present {
+            return segment;
+        }
+    }
+    range.last + 1
+}
+
+/// The first segment the archiver has not archived yet, by `pg_stat_archiver`: segments are
+/// archived in order, so `last_archived_wal` at or past a segment on this timeline (or any
+/// file of a later timeline) means it is archived.
+async fn archived_by_server(client: &Client, range: &SegmentRange) -> Result<u64, (u64, String)> {
+    let last: Option<String> = client
+        .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .unwrap_or_default();
+    Ok(first_unarchived(last.as_deref(), range))
+}
+
+/// [`archived_by_server`]'s decision, pure.
+pub fn first_unarchived(last_archived_wal: Option<&str>, range: &SegmentRange) -> u64 {
+    let Some(last) = last_archived_wal else {
+        return range.first;
+    };
+    let timeline = last
+        .get(..8)
+        .and_then(|tli| u32::from_str_radix(tli, 16).ok());
+    match (
+        timeline,
+        last.get(..24)
+            .and_then(|name| wal::parse_wal_file_name(name, range.segment_size)),
+    ) {
+        (_, Some((tli, segment))) if tli == range.timeline => (segment + 1).max(range.first),
+        (Some(tli), _) if tli > range.timeline => range.last + 1,
+        _ => range.first,
+    }
+}
+
+/// Fetches segments from `from` on with the restore_command, in order, and checks each one's
+/// header. Ok with the first one it could not fetch; Err with a segment that came back wrong.
+async fn fetch_in_order(
+    command: &str,
+    dir: &Path,
+    range: &SegmentRange,
+    from: u64,
+    version: ServerVersion,
+    options: &ArchiveOptions,
+    last_progress: Instant,
+) -> Result<u64, (u64, String)> {
+    let magic = wal::xlog_page_magic(version.major());
+    for segment in from..=range.last {
+        let name = range.name(segment);
+        let target = dir.join(&name);
+        let expanded = expand_restore_command(command, &name, &target, &range.name(range.first));
+        let run = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&expanded)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status();
+        // A hanging command is bounded by what is left of the timeout.
+        let left = options.timeout.map(|timeout| {
+            timeout
+                .saturating_sub(last_progress.elapsed())
+                .max(RECHECK_SERVER)
+        });
+        let status = match left {
+            Some(left) => tokio::time::timeout(left, run).await.ok(),
+            None => Some(run.await),
+        };
+        let fetched = matches!(status, Some(Ok(status)) if status.success()) && target.is_file();
+        if !fetched {
+            let _ = std::fs::remove_file(&target);
+            return Ok(segment);
+        }
+        let header = read_header(&target);
+        let _ = std::fs::remove_file(&target);
+        let header =
+            header.map_err(|error| (segment, format!("cannot read the fetched copy: {error}")))?;
+        if let Some(magic) = magic {
+            wal::check_segment_header(&header, magic, range.timeline, segment, range.segment_size)
+                .map_err(|problem| {
+                    (
+                        segment,
+                        format!("the restore_command returned a wrong file for it: {problem}"),
+                    )
+                })?;
+        }
+    }
+    Ok(range.last + 1)
+}
+
+fn read_header(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut header = Vec::with_capacity(wal::LONG_PAGE_HEADER_LEN);
+    std::fs::File::open(path)?
+        .take(wal::LONG_PAGE_HEADER_LEN as u64)
+        .read_to_end(&mut header)?;
+    Ok(header)
+}
+
+/// `restore_command` with `%f` (the segment's name), `%p` (where to put it), `%r` (the first
+/// segment the backup needs) and `%%`, as PostgreSQL expands it.
+pub fn expand_restore_command(command: &str, file: &str, path: &Path, restart: &str) -> String {
+    let mut out = String::with_capacity(command.len() + 64);
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('f') => out.push_str(file),
+            Some('p') => out.push_str(&path.to_string_lossy()),
+            Some('r') => out.push_str(restart),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// A directory only this user can read (0700), removed with what it holds when dropped.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn create() -> std::io::Result<PrivateDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "safe-backup-wal-{}-{nanos:08x}",
+            std::process::id()
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(PrivateDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Missing {
+    /// The failure's message: the segment, what was checked where, the wait, the archiver.
+    async fn describe(
+        &self,
+        client: &Client,
+        options: &ArchiveOptions,
+        range: &SegmentRange,
+    ) -> String {
+        let checked = match &options.source {
+            ArchiveSource::Off => "nothing".to_string(),
+            ArchiveSource::Server => "pg_stat_archiver.last_archived_wal".to_string(),
+            ArchiveSource::Directory(dir) => format!("the directory {}", dir.display()),
+            ArchiveSource::Command(command) => format!("the restore_command {command:?}"),
+        };
+        let what = match &self.problem {
+            Some(problem) => format!("WAL segment {} is not usable: {problem}", self.segment),
+            None => format!(
+                "WAL segment {} is not archived (waited {} s, --archive-timeout {})",
+                self.segment,
+                self.waited.as_secs(),
+                options
+                    .timeout
+                    .map_or("none".to_string(), |timeout| format!(
+                        "{} s",
+                        timeout.as_secs()
+                    ))
+            ),
+        };
+        format!(
+            "the backup stopped and its files are stored, but its WAL is not in the archive: \
+             {what}; checked {} to {} in {checked}; {}",
+            range.name(range.first),
+            range.name(range.last),
+            archiver_status(client).await
+        )
+    }
+}
+
+/// The archiver's backlog and last failure, in words.
+pub async fn archiver_status(client: &Client) -> String {
+    let row = client
+        .query_one(
+            "SELECT last_archived_wal, last_archived_time::text, last_failed_wal, \
+               last_failed_time::text, \
+               coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) \
+             FROM pg_stat_archiver",
+            &[],
+        )
+        .await;
+    let backlog = ready_backlog(client).await;
+    let Ok(row) = row else {
+        return "the archiver's state could not be read".into();
+    };
+    let text = |i: usize| -> String {
+        row.try_get::<_, Option<String>>(i)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "none".into())
+    };
+    let failing: bool = row.try_get(4).unwrap_or(false);
+    let backlog = match backlog {
+        Some(count) => format!("{count} segment(s) waiting to be archived"),
+        None => "backlog unknown".into(),
+    };
+    format!(
+        "archiver: last archived {} at {}, last failed {} at {}{}, {backlog}",
+        text(0),
+        text(1),
+        text(2),
+        text(3),
+        if failing { " (failing now)" } else { "" }
+    )
+}
+
+/// The `.ready` files in `archive_status` (12+, `pg_monitor`); `None` when unknown.
+pub async fn ready_backlog(client: &Client) -> Option<i64> {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'",
+            &[],
+        )
+        .await
+        .and_then(|row| row.try_get(0))
+        .ok()
+}
+
+/// Records the result in the row (and its history entry); a failure to record is logged.
+async fn record(client: &Client, table: &StateTable, row: &BackupRow, result: WalArchived) {
+    let started_at = row.started_at.clone().unwrap_or_default();
+    if let Err(error) = client
+        .query(
+            &table.set_wal_archived_sql(),
+            &[&result.as_str(), &started_at],
+        )
+        .await
+    {
+        tracing::warn!(
+            "cannot record the archive check ({}): {error}",
+            result.as_str()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_comes_from_the_label() {
+        let label = "START WAL LOCATION: 0/2000028 (file 000000030000000000000002)\n\
+                     CHECKPOINT LOCATION: 0/2000060\n";
+        assert_eq!(label_timeline(label), Some(3));
+        assert_eq!(label_timeline("START WAL LOCATION: 0/2000028\n"), None);
+        assert_eq!(label_timeline(""), None);
+    }
+
+    #[test]
+    fn pgpre_wants_archiving_on() {
+        assert!(archiving_problem("off", "cp %p /a/%f", "").is_some());
+        assert!(archiving_problem("on", "", "")
+            .unwrap()
+            .contains("archive_library"));
+        assert!(archiving_problem("always", " ", "").is_some());
+        assert_eq!(archiving_problem("on", "cp %p /a/%f", ""), None);
+        assert_eq!(archiving_problem("on", "", "basic_archive"), None);
+    }
+
+    #[test]
+    fn segment_sizes_by_unit() {
+        assert_eq!(segment_size_setting("16777216 B"), Some(16 << 20));
+        assert_eq!(segment_size_setting("2048 8kB"), Some(16 << 20));
+        assert_eq!(segment_size_setting("64 MB"), Some(64 << 20));
+        assert_eq!(segment_size_setting("1000 B"), None);
+        assert_eq!(segment_size_setting("x B"), None);
+    }
+
+    #[test]
+    fn the_archivers_last_file_says_how_far_it_got() {
+        let size = wal::DEFAULT_SEGMENT_SIZE;
+        let range = SegmentRange::of_backup(2, Lsn(0x3000028), Lsn(0x5000100), size);
+        assert_eq!((range.first, range.last), (3, 5));
+        assert_eq!(first_unarchived(None, &range), 3);
+        assert_eq!(
+            first_unarchived(Some("000000020000000000000002"), &range),
+            3
+        );
+        assert_eq!(
+            first_unarchived(Some("000000020000000000000004"), &range),
+            5
+        );
+        assert_eq!(
+            first_unarchived(Some("000000020000000000000005"), &range),
+            6
+        );
+        // The backup history file comes after its segment.
+        assert_eq!(
+            first_unarchived(Some("000000020000000000000005.00000028.backup"), &range),
+            6
+        );
+        // An older timeline says nothing; a later one (or its history file) says all.
+        assert_eq!(
+            first_unarchived(Some("000000010000000000000009"), &range),
+            3
+        );
+        assert_eq!(first_unarchived(Some("00000003.history"), &range), 6);
+    }
+
+    #[test]
+    fn restore_commands_expand_as_postgres_does() {
+        assert_eq!(
+            expand_restore_command(
+                "cp /a/%f \"%p\" # %r 100%% %x%",
+                "000000010000000000000003",
+                Path::new("/tmp/d/000000010000000000000003"),
+                "000000010000000000000002"
+            ),
+            "cp /a/000000010000000000000003 \"/tmp/d/000000010000000000000003\" \
+             # 000000010000000000000002 100% %x%"
+        );
+    }
+
+    #[test]
+    fn a_directory_holds_segments_in_every_archivers_form() {
+        let dir =
+            std::env::temp_dir().join(format!("safe-backup-archive-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("0000000100000000")).unwrap();
+        let range =
+            SegmentRange::of_backup(1, Lsn(0x2000000), Lsn(0x6000000), wal::DEFAULT_SEGMENT_SIZE);
+        assert_eq!(first_missing_in(&dir, &range, range.first), 2);
+        std::fs::write(dir.join("000000010000000000000002.zst"), b"").unwrap();
+        std::fs::write(
+            dir.join("0000000100000000")
+                .join(format!("000000010000000000000003-{}.gz", "a".repeat(40))),
+            b"",
+        )
+        .unwrap();
+        std::fs::write(dir.join("000000010000000000000005"), b"").unwrap();
+        assert_eq!(first_missing_in(&dir, &range, range.first), 4);
+        std::fs::write(dir.join("000000010000000000000004.partial"), b"").unwrap();
+        assert_eq!(first_missing_in(&dir, &range, 3), 4);
+        std::fs::write(dir.join("000000010000000000000004"), b"").unwrap();
+        assert_eq!(first_missing_in(&dir, &range, 4), 6);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
