@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::time::{sleep, Instant};
 use tokio_postgres::Client;
 
+use super::error::BackupError;
 use super::row::BackupRow;
 use super::table::StateTable;
-use super::BackupError;
 use crate::cli::ArchiveCheck;
 use crate::config::backup::limit;
 use crate::config::BackupConfig;

@@ -5,14 +5,14 @@
 //! - [`row`]: what a state-table row holds: states, the decoded row, unusable rows.
 //! - [`table`]: the state table: its SQL and its I/O (rows decoded by name).
 //! - [`files`]: writing `backup_label` / `tablespace_map` safely.
+//! - [`archive`]: the archive check after the stop: every segment the backup needs, found
+//!   in a directory, through a restore_command or by the server's archiver.
 //! - `wait`: what wakes a wait loop, the slow re-read, deadlines.
 //! - [`hold`]: the detached co-process: start, wait for `done`, stop.
 //! - [`start`]: starting a backup: lock, take-over, the start function, cancelled when
 //!   it runs too long or `pgpre` is gone.
 //! - [`spawn`]: `pgpre`'s fork, detach and handshake pipe.
 //! - [`post`]: `pgpost`: ask for the stop, wait, collect the result.
-//! - [`archive`]: the archive check after the stop: every segment the backup needs, found
-//!   in a directory, through a restore_command or by the server's archiver.
 //! - [`exec`]: `pgpre --exec`: start, run a command, stop, in one process.
 //! - [`list`]: `pgpre --list` (a table, or with the history as JSON).
 //! - [`watch`]: the metrics file of pgpre and pgpost.
