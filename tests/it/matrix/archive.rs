@@ -33,6 +33,23 @@ fn a_segment_missing_from_the_archive_directory_is_named() {
         began.elapsed()
     );
     assert_eq!(backup_row(&cluster, "wal_archived"), "passed");
+    // pgpre --exec stops as pgpost does, archive check included.
+    let exec = TestCommand::new(&cluster, "pgpre")
+        .args([
+            "--fast",
+            "--json",
+            "--wal-archive",
+            &archive,
+            "--exec",
+            "--",
+            "true",
+        ])
+        .limit(Duration::from_secs(60))
+        .run();
+    exec.assert_ok("pgpre --exec")
+        .assert_stderr(&format!("found in {archive}"));
+    let json: serde_json::Value = serde_json::from_str(&exec.stdout).expect("pgpre --exec --json");
+    assert_eq!(json["wal_archived"], "passed", "{json}");
     // The start segment is switched out during the backup, archived, then lost.
     let pre = run(&cluster, "pgpre", &["--fast"]);
     pre.assert_ok("pgpre");
