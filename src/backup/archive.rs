@@ -138,7 +138,11 @@ pub async fn check(
         .backup_label
         .as_deref()
         .and_then(label_timeline)
-        .unwrap_or(server.timeline);
+        .ok_or_else(|| {
+            BackupError::System(
+                "the stored backup_label has no \"START WAL LOCATION: ... (file ...)\" line".into(),
+            )
+        })?;
     let range = SegmentRange::of_backup(timeline, start, stop, server.segment_size);
     force_segment_out(client, server.version, row, progress).await;
     let outcome = wait_for_range(client, options, &range, server.version, progress).await;
@@ -181,7 +185,6 @@ pub fn label_timeline(backup_label: &str) -> Option<u32> {
 /// What the check needs to know of the server.
 struct ServerFacts {
     version: ServerVersion,
-    timeline: u32,
     segment_size: u64,
 }
 
@@ -190,7 +193,6 @@ impl ServerFacts {
         let row = client
             .query_one(
                 "SELECT current_setting('server_version_num')::int4, \
-                   (SELECT timeline_id FROM pg_control_checkpoint())::int8, \
                    (SELECT setting || ' ' || coalesce(unit, '') FROM pg_settings \
                     WHERE name = 'wal_segment_size')",
                 &[],
@@ -199,13 +201,11 @@ impl ServerFacts {
             .map_err(|e| BackupError::sql("reading the WAL segment size", e))?;
         let read = |e| BackupError::sql("reading the WAL segment size", e);
         let version: i32 = row.try_get(0).map_err(read)?;
-        let timeline: i64 = row.try_get(1).map_err(read)?;
-        let size: String = row.try_get(2).map_err(read)?;
+        let size: String = row.try_get(1).map_err(read)?;
         let segment_size = segment_size_setting(&size)
             .ok_or_else(|| BackupError::System(format!("cannot read wal_segment_size {size:?}")))?;
         Ok(ServerFacts {
             version: ServerVersion(u32::try_from(version).unwrap_or_default()),
-            timeline: u32::try_from(timeline).unwrap_or(1),
             segment_size,
         })
     }
@@ -255,6 +255,50 @@ async fn force_segment_out(
     }
 }
 
+/// The archive timeout that restarts whenever the first missing segment moves on.
+#[derive(Debug)]
+struct Patience {
+    timeout: Option<Duration>,
+    began: Instant,
+    last_progress: Instant,
+    /// The first segment not found yet.
+    next: u64,
+}
+
+impl Patience {
+    fn new(timeout: Option<Duration>, first: u64) -> Patience {
+        let now = Instant::now();
+        Patience {
+            timeout,
+            began: now,
+            last_progress: now,
+            next: first,
+        }
+    }
+
+    /// The first missing segment is now `first_missing`: progress restarts the timer.
+    fn saw(&mut self, first_missing: u64) {
+        if first_missing > self.next {
+            self.next = first_missing;
+            self.last_progress = Instant::now();
+        }
+    }
+
+    /// What is left of the timeout since the last progress; `None`: no limit.
+    fn left(&self) -> Option<Duration> {
+        self.timeout
+            .map(|timeout| timeout.saturating_sub(self.last_progress.elapsed()))
+    }
+
+    fn ran_out(&self) -> bool {
+        self.left().is_some_and(|left| left.is_zero())
+    }
+
+    fn waited(&self) -> Duration {
+        self.began.elapsed()
+    }
+}
+
 /// The first segment not found, and why the wait ended.
 struct Missing {
     segment: String,
@@ -272,15 +316,13 @@ async fn wait_for_range(
     version: ServerVersion,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), Missing> {
-    let began = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut next = range.first;
+    let mut patience = Patience::new(options.timeout, range.first);
     let mut fetch_dir: Option<PrivateDir> = None;
     loop {
         let found = match &options.source {
             ArchiveSource::Off => return Ok(()),
             ArchiveSource::Server => archived_by_server(client, range).await,
-            ArchiveSource::Directory(dir) => Ok(first_missing_in(dir, range, next)),
+            ArchiveSource::Directory(dir) => Ok(first_missing_in(dir, range, patience.next)),
             ArchiveSource::Command(command) => {
                 let dir = match &fetch_dir {
                     Some(dir) => dir,
@@ -288,43 +330,29 @@ async fn wait_for_range(
                         Ok(dir) => fetch_dir.insert(dir),
                         Err(error) => {
                             return Err(Missing {
-                                segment: range.name(next),
+                                segment: range.name(patience.next),
                                 problem: Some(format!(
                                     "cannot create a private directory: {error}"
                                 )),
-                                waited: began.elapsed(),
+                                waited: patience.waited(),
                             })
                         }
                     },
                 };
-                fetch_in_order(
-                    command,
-                    dir.path(),
-                    range,
-                    next,
-                    version,
-                    options,
-                    last_progress,
-                )
-                .await
+                fetch_in_order(command, dir.path(), range, version, &patience).await
             }
         };
         match found {
-            Ok(first_missing) => {
-                if first_missing > next {
-                    next = first_missing;
-                    last_progress = Instant::now();
-                }
-            }
+            Ok(first_missing) => patience.saw(first_missing),
             Err((segment, problem)) => {
                 return Err(Missing {
                     segment: range.name(segment),
                     problem: Some(problem),
-                    waited: began.elapsed(),
+                    waited: patience.waited(),
                 })
             }
         }
-        if next > range.last {
+        if patience.next > range.last {
             progress(&format!(
                 "WAL {} to {} ({} segment{}) {}",
                 range.name(range.first),
@@ -335,14 +363,11 @@ async fn wait_for_range(
             ));
             return Ok(());
         }
-        if options
-            .timeout
-            .is_some_and(|timeout| last_progress.elapsed() >= timeout)
-        {
+        if patience.ran_out() {
             return Err(Missing {
-                segment: range.name(next),
+                segment: range.name(patience.next),
                 problem: None,
-                waited: began.elapsed(),
+                waited: patience.waited(),
             });
         }
         let interval = match options.source {
@@ -435,13 +460,11 @@ async fn fetch_in_order(
     command: &str,
     dir: &Path,
     range: &SegmentRange,
-    from: u64,
     version: ServerVersion,
-    options: &ArchiveOptions,
-    last_progress: Instant,
+    patience: &Patience,
 ) -> Result<u64, (u64, String)> {
     let magic = wal::xlog_page_magic(version.major());
-    for segment in from..=range.last {
+    for segment in patience.next..=range.last {
         let name = range.name(segment);
         let target = dir.join(&name);
         let expanded = expand_restore_command(command, &name, &target, &range.name(range.first));
@@ -454,12 +477,7 @@ async fn fetch_in_order(
             .kill_on_drop(true)
             .status();
         // A hanging command is bounded by what is left of the timeout.
-        let left = options.timeout.map(|timeout| {
-            timeout
-                .saturating_sub(last_progress.elapsed())
-                .max(RECHECK_SERVER)
-        });
-        let status = match left {
+        let status = match patience.left().map(|left| left.max(RECHECK_SERVER)) {
             Some(left) => tokio::time::timeout(left, run).await.ok(),
             None => Some(run.await),
         };
@@ -653,6 +671,31 @@ async fn record(client: &Client, table: &StateTable, row: &BackupRow, result: Wa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_restarts_whenever_another_segment_arrives() {
+        let mut patience = Patience::new(Some(Duration::from_secs(10)), 3);
+        sleep(Duration::from_secs(8)).await;
+        patience.saw(3);
+        assert!(!patience.ran_out());
+        assert_eq!(patience.left(), Some(Duration::from_secs(2)));
+        patience.saw(4);
+        sleep(Duration::from_secs(8)).await;
+        assert!(
+            !patience.ran_out(),
+            "segment 3 arrived at 8 s: the timer restarted"
+        );
+        patience.saw(4);
+        sleep(Duration::from_secs(2)).await;
+        assert!(patience.ran_out());
+        assert_eq!(
+            (patience.next, patience.waited()),
+            (4, Duration::from_secs(18))
+        );
+        let endless = Patience::new(None, 3);
+        sleep(Duration::from_secs(86_400)).await;
+        assert!(!endless.ran_out());
+    }
 
     #[test]
     fn the_timeline_comes_from_the_label() {
