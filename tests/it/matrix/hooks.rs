@@ -493,6 +493,16 @@ fn broken_archiving_is_reported_and_the_row_stays_the_truth() {
         Duration::from_secs(10),
         || cluster.psql("SHOW archive_command") != "false",
     );
+    // The stored backup becomes usable once its WAL arrives: --fetch checks it again.
+    let fetched = TestCommand::new(&cluster, "pgpost")
+        .args(["--fetch", "--archive-timeout", "70"])
+        .limit(Duration::from_secs(90))
+        .run();
+    fetched
+        .assert_ok("pgpost --fetch after repair")
+        .assert_stderr("archived (pg_stat_archiver)");
+    assert_eq!(fetched.stdout, written);
+    assert_eq!(backup_row(&cluster, "wal_archived"), "passed");
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre after repair");
     let post = TestCommand::new(&cluster, "pgpost")
         .args(["--archive-timeout", "70", "--json"])
