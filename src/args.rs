@@ -173,6 +173,52 @@ pub struct BackupArgs {
     /// pgpost [config: backup.name; default: default]
     #[arg(short = 'n', long, env = "SAFE_BACKUP_NAME", value_name = "NAME")]
     pub name: Option<String>,
+
+    /// The archive check of both binaries.
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+}
+
+/// The archive check: after the stop, pgpost (and pgpre --exec) proves that every WAL segment
+/// the backup needs is archived; before the start, pgpre checks that archiving is on.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ArchiveArgs {
+    /// auto: check the archive (--wal-archive, else --restore-command, else the server's
+    /// pg_stat_archiver); none: check nothing (WAL is copied some other way)
+    /// [config: backup.archive_check; default: auto]
+    #[arg(long, env = "SAFE_BACKUP_ARCHIVE_CHECK", value_name = "auto|none")]
+    pub archive_check: Option<ArchiveCheck>,
+
+    /// Check that each segment is in DIR (plain, .gz .zst .lz4 .bz2 .xz, pgBackRest's
+    /// -SHA1 names) [config: backup.wal_archive]
+    #[arg(long, env = "SAFE_BACKUP_WAL_ARCHIVE", value_name = "DIR")]
+    pub wal_archive: Option<PathBuf>,
+
+    /// Fetch each segment with this restore_command (%f, %p; run by sh) into a private
+    /// temporary directory and check its page header [config: backup.restore_command]
+    #[arg(long, env = "SAFE_BACKUP_RESTORE_COMMAND", value_name = "CMD")]
+    pub restore_command: Option<String>,
+
+    /// How long the archive check waits for a segment; restarts whenever another one arrives;
+    /// 0 = no limit [config: backup.archive_timeout; default: 60s]
+    #[arg(long, env = "SAFE_BACKUP_ARCHIVE_TIMEOUT", value_name = "DURATION")]
+    pub archive_timeout: Option<Seconds>,
+
+    /// Deprecated: false is --archive-check=none, true is --archive-check=auto (the stop
+    /// never waits for archiving any more) [config: backup.wait_for_archive]
+    #[arg(long, env = "SAFE_BACKUP_WAIT_FOR_ARCHIVE", value_name = "BOOL")]
+    pub wait_for_archive: Option<bool>,
+}
+
+/// Whether the backup's WAL is checked in the archive.
+#[derive(clap::ValueEnum, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveCheck {
+    /// In `--wal-archive`, else through `--restore-command`, else by the server's archiver.
+    #[default]
+    Auto,
+    /// Not at all: the WAL reaches the backup some other way.
+    None,
 }
 
 /// The `[backup]` keys only `pgpre` takes: how the backup starts and how long it is held.
@@ -209,10 +255,6 @@ pub struct StartArgs {
     /// [config: backup.backup_timeout]
     #[arg(long, env = "SAFE_BACKUP_BACKUP_TIMEOUT", value_name = "SECONDS")]
     pub backup_timeout: Option<Seconds>,
-
-    /// Whether the stop waits for WAL archiving [config: backup.wait_for_archive]
-    #[arg(long, env = "SAFE_BACKUP_WAIT_FOR_ARCHIVE", value_name = "BOOL")]
-    pub wait_for_archive: Option<bool>,
 
     /// Log file of the co-process [config: backup.log_file]
     #[arg(long, env = "SAFE_BACKUP_LOG_FILE", value_name = "FILE")]

@@ -32,6 +32,8 @@ pub enum ExitStatus {
     NotRecovered = 8,
     /// `pgpre --exec`: the command failed, was killed or timed out; the backup was failed.
     CommandFailed = 9,
+    /// The backup stopped and its files are stored, but its WAL is not in the archive.
+    WalNotArchived = 10,
     /// A bug or an unexpected system failure.
     Internal = 70,
 }
@@ -46,7 +48,7 @@ pub struct ExitCodeDoc {
 }
 
 /// Every exit code with its meaning, in order: the one table behind `--help` and the README.
-pub const EXIT_CODES: [ExitCodeDoc; 11] = [
+pub const EXIT_CODES: [ExitCodeDoc; 12] = [
     ExitCodeDoc {
         status: ExitStatus::Success,
         meaning: "success: pgpre's backup is running, pgpost's backup is complete, pgback dumped everything, pgdrill proved the snapshot (consistent, every check clean)",
@@ -86,6 +88,10 @@ pub const EXIT_CODES: [ExitCodeDoc; 11] = [
     ExitCodeDoc {
         status: ExitStatus::CommandFailed,
         meaning: "pgpre --exec: the command failed, was killed (also by SIGINT/SIGTERM passed on from pgpre) or outlasted `backup_timeout`; the backup is `failed` and backup mode has ended",
+    },
+    ExitCodeDoc {
+        status: ExitStatus::WalNotArchived,
+        meaning: "pgpost, pgpre --exec: the backup stopped and its files are stored (state table, stdout, `--output-dir`), but a WAL segment it needs is not in the archive within `--archive-timeout` (the message names it); the backup becomes usable once that WAL is archived",
     },
     ExitCodeDoc {
         status: ExitStatus::Internal,
@@ -281,6 +287,7 @@ mod tests {
             assert_eq!(ExitStatus::from_code(doc.status.code()), Some(doc.status));
         }
         assert_eq!(ExitStatus::NotRecovered.code(), 8);
+        assert_eq!(ExitStatus::WalNotArchived.code(), 10);
         assert_eq!(ExitStatus::from_code(60), None);
     }
 

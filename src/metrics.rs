@@ -45,6 +45,9 @@ pub struct BackupMetrics {
     pub stop_lsn: Option<u64>,
     /// How long backup mode was held (start to stop).
     pub held: Option<Duration>,
+    /// The archive check: `passed`, `failed`, `unchecked` or `off` (the state row's
+    /// `wal_archived`); none before the stop.
+    pub wal_archived: Option<String>,
 }
 
 /// One upload of a run.
@@ -257,6 +260,19 @@ impl RunMetrics {
             backups
                 .iter()
                 .filter_map(|b| Some((b.name.as_str(), seconds(b.held?))))
+                .collect(),
+        );
+        text.family(
+            "wal_archived",
+            "1 when the archive check found every WAL segment the backup needs, else 0; the \
+             check label says passed, failed, unchecked or off.",
+            backups
+                .iter()
+                .filter_map(|b| {
+                    let check = b.wal_archived.as_deref()?;
+                    let labels = vec![("name", b.name.as_str()), ("check", check)];
+                    Some((labels, u8::from(check == "passed").to_string()))
+                })
                 .collect(),
         );
     }
@@ -494,6 +510,7 @@ mod tests {
                 start_lsn: Some(0x16_B374_D848),
                 stop_lsn: Some(0x16_B500_0000),
                 held: Some(Duration::from_millis(61_500)),
+                wal_archived: Some("failed".into()),
             })
             .write(&path)
             .unwrap();
@@ -557,10 +574,16 @@ print(json.dumps(out))
             0x16_B500_0000_u64 as f64
         );
         assert_eq!(value("safe_backup_backup_held_seconds", &vol), 61.5);
+        let check = [
+            ("program", "pgback"),
+            ("name", "vol\"1"),
+            ("check", "failed"),
+        ];
+        assert_eq!(value("safe_backup_wal_archived", &check), 0.0);
         let s3 = [("program", "pgback"), ("target", "s3")];
         assert_eq!(value("safe_backup_upload_success", &s3), 1.0);
         assert_eq!(value("safe_backup_upload_duration_seconds", &s3), 2.0);
         assert!(parsed.iter().all(|(_, kind, ..)| kind == "gauge"));
-        assert_eq!(parsed.len(), 18);
+        assert_eq!(parsed.len(), 19);
     }
 }

@@ -89,39 +89,68 @@ pub fn backup_start_sql(version: ServerVersion) -> &'static str {
     }
 }
 
-/// Stops the non-exclusive backup of this session. Parameter `$1`: wait for WAL
-/// archiving (bool; ignored by 9.6, which always waits). Returns one row: stop LSN
-/// as text, `backup_label`, `tablespace_map` (NULL or empty without tablespaces).
+/// Stops the non-exclusive backup of this session **without** the server's archive wait: that
+/// wait has no time limit and hands back the label only when it ends, so a session lost during
+/// it loses the label (the archive check is pgpost's, after the label is stored). No
+/// parameters (9.6 has no such argument and always waits). Returns one row: stop LSN as text,
+/// `backup_label`, `tablespace_map` (NULL or empty without tablespaces).
 pub fn backup_stop_sql(version: ServerVersion) -> &'static str {
     if version.has_backup_start() {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop($1::boolean)"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
     } else if version.0 >= 100000 {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, $1::boolean)"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
     } else {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false) WHERE $1::boolean IS NOT NULL"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false)"
     }
+}
+
+/// Forces the segment holding the stop out to the archiver, even on an idle server: a restore
+/// point writes a record (`$1`, its name, text), so the switch that follows always has
+/// something to switch out (pgBackRest's way; a bare switch on an idle server does nothing).
+/// Two statements, run one after the other.
+pub fn force_segment_out_sql(version: ServerVersion) -> [&'static str; 2] {
+    let switch = if version.0 >= 100000 {
+        "SELECT pg_switch_wal()::text"
+    } else {
+        "SELECT pg_switch_xlog()::text"
+    };
+    ["SELECT pg_create_restore_point($1::text)::text", switch]
 }
 
 /// The functions a non-superuser must be allowed to execute, as GRANT statements.
 pub fn backup_grants(version: ServerVersion, role: &str) -> Vec<String> {
     let role = quote_ident(role);
     let functions: &[&str] = if version.has_backup_start() {
-        &["pg_backup_start(text, boolean)", "pg_backup_stop(boolean)"]
+        &[
+            "pg_backup_start(text, boolean)",
+            "pg_backup_stop(boolean)",
+            "pg_create_restore_point(text)",
+            "pg_switch_wal()",
+        ]
     } else if version.0 >= 100000 {
         &[
             "pg_start_backup(text, boolean, boolean)",
             "pg_stop_backup(boolean, boolean)",
+            "pg_create_restore_point(text)",
+            "pg_switch_wal()",
         ]
     } else {
         &[
             "pg_start_backup(text, boolean, boolean)",
             "pg_stop_backup(boolean)",
+            "pg_create_restore_point(text)",
+            "pg_switch_xlog()",
         ]
     };
-    functions
+    let mut grants: Vec<String> = functions
         .iter()
         .map(|function| format!("GRANT EXECUTE ON FUNCTION {function} TO {role};"))
-        .collect()
+        .collect();
+    // pg_stat_archiver's times and pg_ls_archive_statusdir() (12+): the archive check.
+    if version.0 >= 100000 {
+        grants.push(format!("GRANT pg_monitor TO {role};"));
+    }
+    grants
 }
 
 /// Session settings that would end or interrupt the held session, turned off.
@@ -189,19 +218,16 @@ mod tests {
     }
 
     #[test]
-    fn stop_sql_by_version() {
+    fn stop_sql_never_waits_for_archiving() {
         assert!(backup_stop_sql(ServerVersion(90624)).contains("pg_stop_backup(false)"));
-        assert!(
-            backup_stop_sql(ServerVersion(100000)).contains("pg_stop_backup(false, $1::boolean)")
-        );
-        assert!(
-            backup_stop_sql(ServerVersion(149999)).contains("pg_stop_backup(false, $1::boolean)")
-        );
-        assert!(backup_stop_sql(ServerVersion(150000)).contains("pg_backup_stop($1::boolean)"));
+        assert!(backup_stop_sql(ServerVersion(100000)).contains("pg_stop_backup(false, false)"));
+        assert!(backup_stop_sql(ServerVersion(149999)).contains("pg_stop_backup(false, false)"));
+        assert!(backup_stop_sql(ServerVersion(150000)).contains("pg_backup_stop(false)"));
+        assert!(backup_stop_sql(ServerVersion(180001)).contains("pg_backup_stop(false)"));
         for num in [90624, 120000, 170000] {
-            // Every builder binds exactly one parameter, so callers need not care.
-            assert!(backup_stop_sql(ServerVersion(num)).contains("$1"));
-            assert!(!backup_stop_sql(ServerVersion(num)).contains("$2"));
+            // No parameter: nothing a caller passes can turn the server's wait back on.
+            assert!(!backup_stop_sql(ServerVersion(num)).contains('$'));
+            assert!(!backup_stop_sql(ServerVersion(num)).contains("true"));
         }
     }
 
@@ -212,11 +238,22 @@ mod tests {
             vec![
                 "GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean) TO \"back\"\"up\";",
                 "GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO \"back\"\"up\";",
+                "GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO \"back\"\"up\";",
+                "GRANT EXECUTE ON FUNCTION pg_switch_wal() TO \"back\"\"up\";",
+                "GRANT pg_monitor TO \"back\"\"up\";",
             ]
         );
         assert!(backup_grants(ServerVersion(100000), "b")[1]
             .contains("pg_stop_backup(boolean, boolean)"));
         assert!(backup_grants(ServerVersion(90600), "b")[1].contains("pg_stop_backup(boolean) "));
+    }
+
+    #[test]
+    fn a_restore_point_comes_before_the_switch() {
+        let [point, switch] = force_segment_out_sql(ServerVersion(100000));
+        assert!(point.contains("pg_create_restore_point($1::text)"));
+        assert!(switch.contains("pg_switch_wal()"));
+        assert!(force_segment_out_sql(ServerVersion(90624))[1].contains("pg_switch_xlog()"));
     }
 
     #[test]

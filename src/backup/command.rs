@@ -73,13 +73,41 @@ fn pgpre_exec(
     };
     let mut progress = |line: &str| eprintln!("pgpre: {line}");
     let result = runtime().and_then(|runtime| {
-        let completed = runtime.block_on(exec::run(settings, options, &request, &mut progress))?;
-        report::print_completed(&completed, cli.json)
+        let mut completed =
+            runtime.block_on(exec::run(settings, options, &request, &mut progress))?;
+        deliver(
+            &runtime,
+            settings,
+            options,
+            &mut completed,
+            cli.json,
+            &mut progress,
+        )
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail("pgpre", &error),
     }
+}
+
+/// Hands out a complete backup: `backup_label` on stdout first (before any wait), then the
+/// archive check; `--json` is printed after the check, so that it carries the result.
+fn deliver(
+    runtime: &tokio::runtime::Runtime,
+    settings: &crate::conn::ConnSettings,
+    options: &BackupOptions,
+    completed: &mut post::Completed,
+    as_json: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), crate::backup::BackupError> {
+    if !as_json {
+        report::print_completed(completed, false)?;
+    }
+    let checked = runtime.block_on(post::check_archive(settings, options, completed, progress));
+    if as_json {
+        report::print_completed(completed, true)?;
+    }
+    checked
 }
 
 /// `pgpost`: stops the backup (or fetches the last one), writes the files, prints the result.
@@ -106,10 +134,17 @@ pub fn pgpost(cli: &Pgpost) -> ExitCode {
     };
     let mut progress = |line: &str| eprintln!("pgpost: {line}");
     let result = runtime().and_then(|runtime| {
-        let completed =
+        let mut completed =
             runtime.block_on(post::finish(&settings, &options, &request, &mut progress))?;
-        let printed = report::print_completed(&completed, cli.json);
-        Ok((completed, printed))
+        let delivered = deliver(
+            &runtime,
+            &settings,
+            &options,
+            &mut completed,
+            cli.json,
+            &mut progress,
+        );
+        Ok((completed, delivered))
     });
     let result = match result {
         Ok((completed, printed)) => {

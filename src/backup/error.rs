@@ -82,6 +82,12 @@ pub enum BackupError {
     /// The state table holds a row pgpre and pgpost never write.
     #[error(transparent)]
     InvalidRow(#[from] InvalidRow),
+    /// The backup is stored but its WAL is not (all) in the archive.
+    #[error("{0}")]
+    WalNotArchived(String),
+    /// Archiving is off, so nothing would reach the archive (pgpre refuses to start).
+    #[error("{0}")]
+    ArchivingOff(String),
     /// Setting up the process (fork, pipe, runtime, signals) failed.
     #[error("{0}")]
     System(String),
@@ -92,7 +98,10 @@ impl Failure for BackupError {
         match self {
             BackupError::Conn(error) => error.exit_status(),
             BackupError::Sql { status, .. } | BackupError::Reported { status, .. } => *status,
-            BackupError::UnsupportedVersion(_) | BackupError::Standby => ExitStatus::Server,
+            BackupError::UnsupportedVersion(_)
+            | BackupError::Standby
+            | BackupError::ArchivingOff(_) => ExitStatus::Server,
+            BackupError::WalNotArchived(_) => ExitStatus::WalNotArchived,
             BackupError::NoBackup(_) => ExitStatus::NoBackup,
             BackupError::Failed { .. }
             | BackupError::Coproc(_)
@@ -119,6 +128,17 @@ impl Failure for BackupError {
                     .into(),
             ),
             BackupError::InvalidRow(invalid) => Some(invalid.hint()),
+            BackupError::WalNotArchived(_) => Some(
+                "backup_label and tablespace_map are stored: keep the snapshot. It becomes \
+                 usable once the missing WAL is archived (check archive_command and the server \
+                 log); pgpost --fetch checks again"
+                    .into(),
+            ),
+            BackupError::ArchivingOff(_) => Some(
+                "set archive_mode = on and an archive_command (or archive_library) and restart, \
+                 or, when the WAL reaches the backup some other way, pass --archive-check=none"
+                    .into(),
+            ),
             BackupError::LiveDataDir(_) => Some(
                 "write backup_label into the copy or snapshot, never into the live data directory"
                     .into(),

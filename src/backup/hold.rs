@@ -178,8 +178,9 @@ pub(crate) async fn stop(
 ) -> Result<(), BackupError> {
     info!("stop requested; calling the stop function");
     let client = &held.session.client;
-    let stop_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&options.wait_for_archive];
-    let stop = client.query_one(server::backup_stop_sql(held.version), &stop_params);
+    // Without the server's archive wait: the label is stored the moment backup mode ends;
+    // pgpost checks the archive afterwards.
+    let stop = client.query_one(server::backup_stop_sql(held.version), &[]);
     let interrupted = tokio::select! {
         result = stop => match result {
             Ok(row) => return complete(&held, options, row).await,
@@ -196,7 +197,7 @@ pub(crate) async fn stop(
             Err(error) => lost_reason(Some(error.to_string())),
         },
         _ = sleep_until_option(deadline) => format!(
-            "backup_timeout ({} s) ran out while stopping the backup (waiting for WAL archiving?)",
+            "backup_timeout ({} s) ran out while stopping the backup",
             options.backup_timeout.map_or(0, |limit| limit.as_secs())
         ),
         Some(signal) = signals.next() => format!(
@@ -248,7 +249,7 @@ pub(crate) async fn abort(
     warn!("ending the backup: {reason}");
     let client = &held.session.client;
     if let Err(error) = client
-        .query_one(server::backup_stop_sql(held.version), &[&false])
+        .query_one(server::backup_stop_sql(held.version), &[])
         .await
     {
         warn!("cannot end backup mode cleanly: {error}");

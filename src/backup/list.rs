@@ -50,9 +50,7 @@ async fn history(
     }
     let sql = format!(
         "SELECT coalesce(json_agg(h ORDER BY h.finished_at DESC NULLS LAST), '[]')::text FROM \
-           (SELECT name, state::text AS state, label, start_lsn::text AS start_lsn, \
-              stop_lsn::text AS stop_lsn, started_at, finished_at, error, pid FROM {} \
-            ORDER BY finished_at DESC NULLS LAST LIMIT {HISTORY_LIMIT}) h",
+           (SELECT * FROM {} ORDER BY finished_at DESC NULLS LAST LIMIT {HISTORY_LIMIT}) h",
         table.history_sql()
     );
     let text: String = client
@@ -65,7 +63,8 @@ async fn history(
 }
 
 /// `--list --json`: `running` (the state table's unfinished rows, with their holder) and
-/// `history` (finished backups, newest first).
+/// `history` (finished backups, newest first; every column of the history table, so
+/// `wal_archived`, the archive check, where the table has it).
 pub fn json(rows: &[BackupRow], history: &[serde_json::Value]) -> serde_json::Value {
     let running: Vec<serde_json::Value> = rows
         .iter()

@@ -21,6 +21,7 @@ pub fn backup_metrics(
         start_lsn: start_lsn.and_then(Lsn::parse).map(|lsn| lsn.0),
         stop_lsn: stop_lsn.and_then(Lsn::parse).map(|lsn| lsn.0),
         held,
+        wal_archived: None,
     }
 }
 
@@ -31,12 +32,15 @@ pub fn completed_metrics(completed: &Completed) -> BackupMetrics {
         (Some(started), Some(finished)) => held_between(started, finished),
         _ => None,
     };
-    backup_metrics(
-        &row.name,
-        row.start_lsn.as_deref(),
-        row.stop_lsn.as_deref(),
-        held,
-    )
+    BackupMetrics {
+        wal_archived: row.wal_archived.clone(),
+        ..backup_metrics(
+            &row.name,
+            row.start_lsn.as_deref(),
+            row.stop_lsn.as_deref(),
+            held,
+        )
+    }
 }
 
 /// What pgpost wrote: `backup_label` and `tablespace_map` (printed, and into `--output-dir`).

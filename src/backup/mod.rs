@@ -7,6 +7,8 @@
 //! - `row`: what a state-table row holds: states, the decoded row, unusable rows.
 //! - `table`: the state table: its SQL and its I/O (rows decoded by name).
 //! - `files`: writing `backup_label` / `tablespace_map` safely.
+//! - `archive`: the archive check after the stop: every segment the backup needs, found
+//!   in a directory, through a restore_command or by the server's archiver.
 //! - `wait`: what wakes a wait loop, the slow re-read, deadlines.
 //! - `hold`: the detached co-process: start, wait for `done`, stop.
 //! - `start`: starting a backup: lock, take-over, the start function, cancelled when
@@ -20,6 +22,7 @@
 //! - `report`: what pgpre and pgpost print when they succeed.
 //! - `command`: `pgpre` and `pgpost` from parsed flags to exit code.
 
+mod archive;
 mod command;
 mod coprocess_log;
 mod error;
@@ -60,8 +63,8 @@ pub struct BackupOptions {
     pub start_timeout: Option<Duration>,
     /// Limit on how long backup mode is held.
     pub backup_timeout: Option<Duration>,
-    /// Argument of the stop function.
-    pub wait_for_archive: bool,
+    /// The archive check after the stop (and pgpre's check that archiving is on).
+    pub archive: archive::ArchiveOptions,
     /// Limit on `pgpost`'s wait for completion.
     pub stop_timeout: Option<Duration>,
     /// Slow re-read of the state table behind LISTEN/NOTIFY.
@@ -92,7 +95,7 @@ impl BackupOptions {
             fast_checkpoint: config.checkpoint() == crate::args::Checkpoint::Fast,
             start_timeout: limit(config.start_timeout),
             backup_timeout: limit(config.backup_timeout),
-            wait_for_archive: config.wait_for_archive,
+            archive: archive::ArchiveOptions::from_config(config),
             stop_timeout: limit(config.stop_timeout),
             recheck_interval: config.recheck_interval.0.max(Duration::from_secs(1)),
             log_file: (!config.log_file.as_os_str().is_empty()).then(|| config.log_file.clone()),

@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 
 use super::files;
 use super::start::prepare_session;
-use super::table::{self, BackupRow, BackupState, StateTable, ADDED_COLUMNS};
+use super::table::{self, BackupRow, BackupState, StateTable, ADDED_COLUMNS, REQUIRED_COLUMNS};
 use super::wait::{sleep_until_option, SessionWatch, Wake, Watch};
 use super::{BackupError, BackupOptions};
 use crate::conn::ConnSettings;
@@ -56,11 +56,6 @@ pub async fn finish(
         .batch_execute(&table.listen_sql())
         .await
         .map_err(|e| BackupError::sql("listening for state changes", e))?;
-    let archive_mode: String = client
-        .query_one("SELECT current_setting('archive_mode')", &[])
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(|e| BackupError::sql("reading archive_mode", e))?;
     let row = table::read_row(client, table).await?.ok_or_else(|| {
         BackupError::NoBackup(format!("the table {} is empty", table.display_name()))
     })?;
@@ -101,17 +96,44 @@ pub async fn finish(
         }
     };
     let backup_label = row.complete_label(&table.display_name())?;
-    if archive_mode == "off" {
-        progress(
-            "warning: archive_mode is off: the WAL between start_lsn and stop_lsn must be \
-             copied by other means for this backup to restore",
-        );
-    }
     let files = match &request.output_dir {
         Some(dir) => write_files(dir, backup_label, row.tablespace_map.as_deref(), table)?,
         None => Vec::new(),
     };
     Ok(Completed { row, files })
+}
+
+/// The archive check of a complete backup whose label is stored and handed out: records
+/// the result in the row and in `completed`. A backup already `passed` (or `off`) is not
+/// checked again (`pgpost --fetch`); any other is.
+pub async fn check_archive(
+    settings: &ConnSettings,
+    options: &BackupOptions,
+    completed: &mut Completed,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), BackupError> {
+    use super::archive::{self, WalArchived};
+    let done = [WalArchived::Passed, WalArchived::Off].map(WalArchived::as_str);
+    if let Some(result) = completed.row.wal_archived.as_deref() {
+        if done.contains(&result) {
+            return Ok(());
+        }
+    }
+    let checked = archive::check(
+        settings,
+        &options.table,
+        &options.archive,
+        &completed.row,
+        progress,
+    )
+    .await;
+    let result = match &checked {
+        Ok(result) => *result,
+        Err(BackupError::WalNotArchived(_)) => WalArchived::Failed,
+        Err(_) => WalArchived::Unchecked,
+    };
+    completed.row.wal_archived = Some(result.as_str().to_string());
+    checked.map(|_| ())
 }
 
 fn write_files(
@@ -160,7 +182,7 @@ async fn check_table(client: &Client, options: &BackupOptions) -> Result<(), Bac
             table.display_name()
         )));
     }
-    if ADDED_COLUMNS
+    if ADDED_COLUMNS[..REQUIRED_COLUMNS]
         .iter()
         .any(|(name, _)| !columns.iter().any(|column| column == name))
     {
@@ -168,6 +190,14 @@ async fn check_table(client: &Client, options: &BackupOptions) -> Result<(), Bac
             "the state table {} was made by safe-backup's pgpre.sh and holds no backup started by pgpre",
             table.display_name()
         )));
+    }
+    // A backup started by an earlier pgpre: add the columns it did not know.
+    if let Some(upgrade) = table.upgrade_sql(&columns) {
+        let history = table.upgrade_history_sql();
+        client
+            .batch_execute(&format!("{upgrade}; {history}"))
+            .await
+            .map_err(|e| BackupError::sql("upgrading the state table", e))?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ pub fn print_start(report: &StartReport) {
 }
 
 /// pgpost --json: label, LSNs, times, `backup_label`, `tablespace_map` (null when empty),
-/// and the files written.
+/// the archive check (`wal_archived`) and the files written.
 pub fn json(completed: &Completed) -> serde_json::Value {
     let row = &completed.row;
     serde_json::json!({
@@ -28,6 +28,7 @@ pub fn json(completed: &Completed) -> serde_json::Value {
         "finished_at": row.finished_at,
         "backup_label": row.backup_label,
         "tablespace_map": row.tablespace_map.as_deref().filter(|map| !map.is_empty()),
+        "wal_archived": row.wal_archived,
         "files": completed.files,
     })
 }
@@ -60,6 +61,7 @@ mod tests {
         let mut complete = row(BackupState::Complete);
         complete.backup_label = Some("START WAL LOCATION: 0/2000028\n".into());
         complete.tablespace_map = Some(String::new());
+        complete.wal_archived = Some("failed".into());
         let completed = Completed {
             row: complete,
             files: vec!["/backup/backup_label".into()],
@@ -68,6 +70,7 @@ mod tests {
         assert_eq!(json["state"], "complete");
         assert_eq!(json["backup_label"], "START WAL LOCATION: 0/2000028\n");
         assert!(json["tablespace_map"].is_null());
+        assert_eq!(json["wal_archived"], "failed");
         assert_eq!(json["files"][0], "/backup/backup_label");
     }
 }

@@ -82,6 +82,9 @@ pub struct BackupRow {
     pub tablespace_map: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The archive check of a complete backup: `passed`, `failed`, `unchecked`, `off`
+    /// (NULL before completion, and in rows of older versions).
+    pub wal_archived: Option<String>,
     /// Whether the holding backend still exists (same pid and start time).
     pub holder_alive: bool,
     /// What the holding backend runs now, for "waiting for WAL archiving" reports.

@@ -6,6 +6,7 @@ use tokio::time::{Duration, Instant};
 use tokio_postgres::Client;
 use tracing::{debug, info, warn};
 
+use super::archive::{self, archiving_problem, ArchiveSource};
 use super::table::{self, BackupState, StateTable};
 use super::{BackupError, BackupOptions};
 use crate::conn::{ConnSettings, Session};
@@ -67,6 +68,9 @@ pub(crate) fn with_keepalive_defaults(settings: &ConnSettings) -> ConnSettings {
     settings
 }
 
+/// More `.ready` segments than this are reported by pgpre.
+const READY_BACKLOG_REPORTED: i64 = 16;
+
 async fn server_version(client: &Client) -> Result<ServerVersion, BackupError> {
     server::read_version(client)
         .await
@@ -120,8 +124,12 @@ pub(crate) async fn start(
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery() AS in_recovery, \
-               current_setting('archive_mode') AS archive_mode, pg_backend_pid() AS pid, \
-               current_user::text AS role",
+               current_setting('archive_mode') AS archive_mode, \
+               current_setting('archive_command') AS archive_command, \
+               coalesce(current_setting('archive_library', true), '') AS archive_library, \
+               (SELECT coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), \
+                  false) FROM pg_stat_archiver) AS archiver_failing, \
+               pg_backend_pid() AS pid, current_user::text AS role",
             &[],
         )
         .await
@@ -129,17 +137,46 @@ pub(crate) async fn start(
     let column_error = |e| BackupError::sql("reading the server state", e);
     let in_recovery: bool = row.try_get("in_recovery").map_err(column_error)?;
     let archive_mode: String = row.try_get("archive_mode").map_err(column_error)?;
+    let archive_command: String = row.try_get("archive_command").map_err(column_error)?;
+    let archive_library: String = row.try_get("archive_library").map_err(column_error)?;
+    let archiver_failing: bool = row.try_get("archiver_failing").map_err(column_error)?;
     let pid: i32 = row.try_get("pid").map_err(column_error)?;
     let role: String = row.try_get("role").map_err(column_error)?;
     debug!("connected as {role:?}, backend {pid}, archive_mode {archive_mode}");
     if in_recovery {
         return Err(BackupError::Standby);
     }
-    if archive_mode == "off" {
-        let text = "archive_mode is off: the WAL written during the backup must be copied by \
-                    other means (pg_receivewal, or a snapshot that includes pg_wal)";
+    let checked = options.archive.source != ArchiveSource::Off;
+    match archiving_problem(&archive_mode, &archive_command, &archive_library) {
+        Some(problem) if checked => return Err(BackupError::ArchivingOff(problem)),
+        Some(_) if archive_mode == "off" => {
+            let text = "archive_mode is off: the WAL written during the backup must be copied by \
+                        other means (pg_receivewal, or a snapshot that includes pg_wal)";
+            warn!("{text}");
+            handshake.warn(text);
+        }
+        _ => {}
+    }
+    if checked && archiver_failing {
+        let text = format!(
+            "the archiver is failing (its last failure is newer than its last success): {}",
+            archive::archiver_status(client).await
+        );
         warn!("{text}");
-        handshake.warn(text);
+        handshake.warn(&text);
+    }
+    if checked && version.num() >= 120000 {
+        match archive::ready_backlog(client).await {
+            Some(backlog) if backlog > READY_BACKLOG_REPORTED => {
+                let text = format!(
+                    "{backlog} WAL segments wait to be archived: pgpost's archive check waits \
+                     for them"
+                );
+                warn!("{text}");
+                handshake.warn(&text);
+            }
+            _ => {}
+        }
     }
     let table = &options.table;
     // One start_timeout covers the wait for the lock and the start function.

@@ -23,7 +23,7 @@ pub struct StateTable {
 }
 
 /// The columns we add, with their types, in order.
-pub const ADDED_COLUMNS: [(&str, &str); 8] = [
+pub const ADDED_COLUMNS: [(&str, &str); 9] = [
     ("label", "text"),
     ("start_lsn", "pg_lsn"),
     ("stop_lsn", "pg_lsn"),
@@ -32,7 +32,12 @@ pub const ADDED_COLUMNS: [(&str, &str); 8] = [
     ("error", "text"),
     ("backend_start", "timestamptz"),
     ("name", "text NOT NULL DEFAULT 'default'"),
+    ("wal_archived", "text"),
 ];
+
+/// The columns a table must have for pgpost to find a backup pgpre started: the added ones
+/// but those a later version added (pgpost adds them itself).
+pub const REQUIRED_COLUMNS: usize = 8;
 
 /// First key of the advisory lock that serializes `pgpre` calls ("safe" in ASCII-ish).
 const LOCK_CLASS: i32 = 0x7361_6665;
@@ -229,7 +234,7 @@ impl StateTable {
                b.start_lsn::text AS start_lsn, b.stop_lsn::text AS stop_lsn, \
                b.started_at::text AS started_at, b.finished_at::text AS finished_at, \
                b.backup_label AS backup_label, b.tablespace_map AS tablespace_map, \
-               b.error AS error, a.pid IS NOT NULL AS holder_alive, a.query AS holder_query \
+               b.error AS error, b.wal_archived AS wal_archived, a.pid IS NOT NULL AS holder_alive, a.query AS holder_query \
              FROM {} b LEFT JOIN pg_stat_activity a ON a.pid = b.pid \
                AND (a.backend_start = b.backend_start OR a.backend_start IS NULL)",
             self.table_sql()
@@ -246,9 +251,40 @@ impl StateTable {
         format!(
             "CREATE TABLE IF NOT EXISTS {} (label text, state {} NOT NULL, start_lsn pg_lsn, \
              stop_lsn pg_lsn, started_at timestamptz, finished_at timestamptz, error text, pid integer, \
-             name text)",
+             name text, wal_archived text)",
             self.history_sql(),
             self.type_sql()
+        )
+    }
+
+    /// Adds the archive check's column to a history table of an earlier version.
+    pub fn upgrade_history_sql(&self) -> String {
+        format!(
+            "DO $safe_backup$ BEGIN \
+               IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = {}::regclass \
+                 AND attname = 'wal_archived' AND NOT attisdropped) THEN \
+                 ALTER TABLE {} ADD COLUMN wal_archived text; \
+               END IF; \
+             END $safe_backup$",
+            quote_literal(&self.history_sql()),
+            self.history_sql()
+        )
+    }
+
+    /// pgpost records the archive check of a complete backup, in the row and its history
+    /// entry. Parameters: `$1` the result (text), `$2` the backup's `started_at` (text), so a
+    /// later backup of the same name is never marked. Returns a row when the state row changed.
+    pub fn set_wal_archived_sql(&self) -> String {
+        format!(
+            "WITH history AS (UPDATE {history} SET wal_archived = $1::text \
+               WHERE name = {name} AND state = 'complete' AND started_at = $2::text::timestamptz) \
+             UPDATE {table} SET wal_archived = $1::text \
+             WHERE {row} AND state = 'complete' AND started_at = $2::text::timestamptz \
+             RETURNING wal_archived",
+            history = self.history_sql(),
+            name = quote_literal(&self.name),
+            table = self.table_sql(),
+            row = self.row()
         )
     }
 
@@ -270,7 +306,7 @@ impl StateTable {
                backend_start = excluded.backend_start, label = excluded.label, \
                start_lsn = excluded.start_lsn, started_at = excluded.started_at, \
                finished_at = NULL, stop_lsn = NULL, backup_label = NULL, tablespace_map = NULL, \
-               error = NULL \
+               error = NULL, wal_archived = NULL \
              RETURNING b.backend_start::text",
             table = self.table_sql(),
             id = self.row_id_sql(),
@@ -301,20 +337,22 @@ impl StateTable {
     fn with_history(&self, update: String) -> String {
         format!(
             "WITH finished AS ({update} RETURNING label, state, start_lsn, stop_lsn, started_at, \
-               finished_at, error, pid, name) \
-             INSERT INTO {} (label, state, start_lsn, stop_lsn, started_at, finished_at, error, pid, name) \
+               finished_at, error, pid, name, wal_archived) \
+             INSERT INTO {} (label, state, start_lsn, stop_lsn, started_at, finished_at, error, pid, name, \
+               wal_archived) \
              SELECT * FROM finished RETURNING state::text",
             self.history_sql()
         )
     }
 
-    /// The holder stores the stop function's result. Parameters: `$1` stop LSN,
-    /// `$2` backup_label, `$3` tablespace_map. Returns a row only if this session
-    /// still owns a running or done row.
+    /// The holder stores the stop function's result, its WAL not yet checked (`unchecked`:
+    /// pgpost checks it next). Parameters: `$1` stop LSN, `$2` backup_label, `$3`
+    /// tablespace_map. Returns a row only if this session still owns a running or done row.
     pub fn set_complete_sql(&self) -> String {
         self.with_history(format!(
             "UPDATE {} SET state = 'complete', stop_lsn = $1::text::pg_lsn, backup_label = $2::text, \
-               tablespace_map = $3::text, finished_at = now(), error = NULL \
+               tablespace_map = $3::text, finished_at = now(), error = NULL, \
+               wal_archived = 'unchecked' \
              WHERE {} AND pid = pg_backend_pid() AND state IN ('running', 'done')",
             self.table_sql(),
             self.row()
@@ -347,7 +385,7 @@ impl StateTable {
                backend_start = excluded.backend_start, label = excluded.label, \
                start_lsn = NULL, stop_lsn = NULL, started_at = excluded.started_at, \
                finished_at = excluded.finished_at, backup_label = NULL, tablespace_map = NULL, \
-               error = excluded.error",
+               error = excluded.error, wal_archived = NULL",
             table = self.table_sql(),
             id = self.row_id_sql(),
             name = quote_literal(&self.name),
@@ -416,6 +454,7 @@ fn decode(row: &Row, table: &StateTable) -> Result<BackupRow, InvalidRow> {
         backup_label: get(row, "backup_label").map_err(invalid)?,
         tablespace_map: get(row, "tablespace_map").map_err(invalid)?,
         error: get(row, "error").map_err(invalid)?,
+        wal_archived: get(row, "wal_archived").map_err(invalid)?,
         holder_alive: get(row, "holder_alive").map_err(invalid)?,
         holder_query: get(row, "holder_query").map_err(invalid)?,
         name,
@@ -481,12 +520,14 @@ pub async fn ensure(client: &Client, table: &StateTable) -> Result<(), BackupErr
         .await
         .and_then(|row| row.try_get(0))
         .map_err(|e| BackupError::sql("inspecting the history table", e))?;
-    if !history {
-        client
-            .batch_execute(&table.create_history_sql())
-            .await
-            .map_err(|e| BackupError::sql("creating the history table", e))?;
-    }
+    let history_ddl = match history {
+        false => table.create_history_sql(),
+        true => table.upgrade_history_sql(),
+    };
+    client
+        .batch_execute(&history_ddl)
+        .await
+        .map_err(|e| BackupError::sql("creating the history table", e))?;
     Ok(())
 }
 

@@ -142,6 +142,7 @@ pub(crate) mod script {
             backup_label: None,
             tablespace_map: None,
             error: None,
+            wal_archived: None,
             holder_alive: true,
             holder_query: None,
         }

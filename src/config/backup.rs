@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::args::{BackupArgs, Checkpoint, StartArgs, StopArgs};
+use crate::args::{ArchiveArgs, ArchiveCheck, BackupArgs, Checkpoint, StartArgs, StopArgs};
 use crate::values::Seconds;
 
 /// The backup name used when none is given.
@@ -32,8 +32,18 @@ pub struct BackupConfig {
     /// How long the co-process holds backup mode before failing it; 0 = no limit.
     #[serde(deserialize_with = "seconds")]
     pub backup_timeout: Seconds,
-    /// Passed to the stop function: wait until the needed WAL is archived.
-    pub wait_for_archive: bool,
+    /// Whether pgpost checks that the backup's WAL is archived (and pgpre that archiving is on).
+    pub archive_check: ArchiveCheck,
+    /// Deprecated alias of `archive_check` (false = none, true = auto), still read; wins when
+    /// present. It was the stop function's argument; the stop never waits any more.
+    pub wait_for_archive: Option<bool>,
+    /// The archive directory the check looks in; empty means none.
+    pub wal_archive: PathBuf,
+    /// The restore_command the check fetches segments with; empty means none.
+    pub restore_command: String,
+    /// How long the check waits for the next segment; restarts on progress; 0 = no limit.
+    #[serde(deserialize_with = "seconds")]
+    pub archive_timeout: Seconds,
     /// How long `pgpost` waits for the backup to complete; 0 = no limit.
     #[serde(deserialize_with = "seconds")]
     pub stop_timeout: Seconds,
@@ -61,7 +71,11 @@ impl Default for BackupConfig {
             fast_checkpoint: None,
             start_timeout: secs(600),
             backup_timeout: secs(DEFAULT_BACKUP_TIMEOUT_SECS),
-            wait_for_archive: true,
+            archive_check: ArchiveCheck::Auto,
+            wait_for_archive: None,
+            wal_archive: PathBuf::new(),
+            restore_command: String::new(),
+            archive_timeout: secs(60),
             stop_timeout: secs(3600),
             schema: String::new(),
             table: "backup".to_string(),
@@ -171,7 +185,51 @@ impl BackupConfig {
         }
         validate_name(&self.name).map_err(|message| invalid("backup.name", message))?;
         validate_label(&self.label).map_err(|message| invalid("backup.label", message))?;
+        self.validate_archive_source("backup.wal_archive")
+    }
+
+    /// One place to look: a directory or a restore_command, not both.
+    fn validate_archive_source(&self, key: &'static str) -> Result<(), InvalidKey> {
+        if !self.wal_archive.as_os_str().is_empty() && !self.restore_command.is_empty() {
+            return Err(invalid(
+                key,
+                "give the archive directory or the restore_command (backup.restore_command), not both",
+            ));
+        }
         Ok(())
+    }
+
+    /// The archive check asked for: the deprecated `wait_for_archive` when set (false = none),
+    /// else `archive_check`.
+    pub fn archive_check(&self) -> ArchiveCheck {
+        match self.wait_for_archive {
+            Some(false) => ArchiveCheck::None,
+            Some(true) => ArchiveCheck::Auto,
+            None => self.archive_check,
+        }
+    }
+
+    /// Lays the archive-check flags (or their variables) over the section.
+    fn apply_archive(&mut self, archive: &ArchiveArgs) -> Result<(), InvalidKey> {
+        if let Some(wait) = archive.wait_for_archive {
+            self.wait_for_archive = Some(wait);
+        }
+        if let Some(check) = archive.archive_check {
+            self.archive_check = check;
+            self.wait_for_archive = None;
+        }
+        if let Some(dir) = &archive.wal_archive {
+            self.wal_archive.clone_from(dir);
+            self.restore_command.clear();
+        }
+        if let Some(command) = &archive.restore_command {
+            self.restore_command.clone_from(command);
+            if archive.wal_archive.is_none() {
+                self.wal_archive = PathBuf::new();
+            }
+        }
+        self.archive_timeout = archive.archive_timeout.unwrap_or(self.archive_timeout);
+        self.validate_archive_source("--wal-archive")
     }
 
     /// The checkpoint asked for: the deprecated `fast_checkpoint` when a file still sets it,
@@ -207,6 +265,7 @@ impl BackupConfig {
             validate_name(name).map_err(|message| invalid("--name", message))?;
             self.name.clone_from(name);
         }
+        self.apply_archive(&args.archive)?;
         if let Some(start) = start {
             if let Some(label) = &start.label {
                 validate_label(label).map_err(|message| invalid("--label", message))?;
@@ -224,7 +283,6 @@ impl BackupConfig {
             }
             self.start_timeout = start.start_timeout.unwrap_or(self.start_timeout);
             self.backup_timeout = start.backup_timeout.unwrap_or(self.backup_timeout);
-            self.wait_for_archive = start.wait_for_archive.unwrap_or(self.wait_for_archive);
             if let Some(log_file) = &start.log_file {
                 self.log_file.clone_from(log_file);
             }
@@ -392,6 +450,59 @@ mod tests {
         let _one_at_a_time = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
         assert!(Pgpre::try_parse_from(["pgpre", "--checkpoint", "slow"]).is_err());
         assert!(Pgpre::try_parse_from(["pgpre", "--fast", "--checkpoint=spread"]).is_err());
+    }
+
+    #[test]
+    fn the_archive_check_is_layered_and_wait_for_archive_is_its_alias() {
+        use ArchiveCheck::{Auto, None as Off};
+        let config = layered("", &[], &[]);
+        assert_eq!(
+            (config.archive_check(), config.archive_timeout),
+            (Auto, secs(60))
+        );
+        assert_eq!(
+            layered("[backup]\nwait_for_archive = false\n", &[], &[]).archive_check(),
+            Off
+        );
+        assert_eq!(
+            layered("[backup]\nwait_for_archive = true\n", &[], &[]).archive_check(),
+            Auto
+        );
+        assert_eq!(
+            layered(
+                "[backup]\nwait_for_archive = false\n",
+                &[],
+                &["--archive-check", "auto"]
+            )
+            .archive_check(),
+            Auto
+        );
+        assert_eq!(
+            layered("", &[], &["--wait-for-archive", "false"]).archive_check(),
+            Off
+        );
+        assert_eq!(
+            layered("", &[("SAFE_BACKUP_ARCHIVE_CHECK", "none")], &[]).archive_check(),
+            Off
+        );
+        let file = "[backup]\nwal_archive = \"/file\"\narchive_timeout = \"2m\"\n";
+        let config = layered(file, &[("SAFE_BACKUP_ARCHIVE_TIMEOUT", "3")], &[]);
+        assert_eq!(
+            (config.wal_archive.as_path(), config.archive_timeout),
+            (Path::new("/file"), secs(3))
+        );
+        // A restore_command on the command line replaces the file's directory.
+        let config = layered(file, &[], &["--restore-command", "cp /a/%f %p"]);
+        assert_eq!(
+            (
+                config.wal_archive.as_os_str().is_empty(),
+                config.restore_command.as_str()
+            ),
+            (true, "cp /a/%f %p")
+        );
+        let both = "[backup]\nwal_archive = \"/a\"\nrestore_command = \"cp\"\n";
+        let error = Config::parse(both, Path::new("test.toml")).unwrap_err();
+        assert!(error.to_string().contains("backup.wal_archive"), "{error}");
     }
 
     #[test]

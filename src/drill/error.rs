@@ -264,7 +264,7 @@ impl DrillError {
             ),
             DrillError::MissingWal { wal_source, .. } => Some(format!(
                 "{wal_source} must hold every WAL segment from the backup's start to its end \
-                 (pgpost waits for them when wait_for_archive is on); check archive_command and \
+                 (pgpost's archive check proves it, docs/wal-archive.md); check archive_command and \
                  pg_stat_archiver"
             )),
             DrillError::Timeout { .. } => {

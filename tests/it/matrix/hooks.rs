@@ -402,7 +402,8 @@ fn wal_level_minimal_is_reported_by_both_sides() {
             .conf("wal_level = minimal")
             .conf("max_wal_senders = 0"),
     );
-    run(&cluster, "pgpre", &["--fast"])
+    // With archiving off the archive check would refuse first: this test is about wal_level.
+    run(&cluster, "pgpre", &["--fast", "--archive-check=none"])
         .assert_code(4, "pgpre on wal_level=minimal")
         .assert_stderr("WAL level not sufficient")
         // The server's own hint; 17 started quoting the names ("wal_level").
@@ -423,49 +424,95 @@ fn wal_level_minimal_is_reported_by_both_sides() {
 }
 
 #[test]
-fn archive_mode_off_succeeds_with_a_warning() {
+fn archive_mode_off_is_refused_unless_the_check_is_off() {
     let cluster = Cluster::start(ClusterOptions::default().without_archive());
     run(&cluster, "pgpre", &["--fast"])
+        .assert_code(4, "pgpre with archive_mode=off")
+        .assert_stderr("archive_mode is off")
+        .assert_stderr("hint: set archive_mode = on")
+        .assert_stderr("--archive-check=none");
+    assert!(coprocesses(&cluster).is_empty(), "no co-process is left");
+    run(&cluster, "pgpre", &["--fast", "--archive-check=none"])
         .assert_ok("pgpre")
         .assert_stderr("pgpre: warning: archive_mode is off");
-    run(&cluster, "pgpost", &[])
-        .assert_ok("pgpost")
-        .assert_stderr("pgpost: warning: archive_mode is off");
+    let post = run(&cluster, "pgpost", &["--archive-check=none"]);
+    post.assert_ok("pgpost")
+        .assert_stderr("pgpost: note: the archive check is off");
+    assert!(post.stdout.starts_with("START WAL LOCATION"), "{post:#?}");
+    assert_eq!(backup_row(&cluster, "wal_archived"), "off");
 }
 
+/// The archiver fails: pgpost prints the label and stores it before it checks, ends within its
+/// archive timeout with exit 10, and the next cycle works once archiving is repaired.
 #[test]
 fn broken_archiving_is_reported_and_the_row_stays_the_truth() {
     let cluster = Cluster::start(ClusterOptions::default().conf("archive_command = 'false'"));
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
-    TestCommand::new(&cluster, "pgpost")
-        .args(["--stop-timeout", "6"])
+    let dir = scratch_dir();
+    let output = dir.path().to_str().unwrap();
+    let began = Instant::now();
+    let post = TestCommand::new(&cluster, "pgpost")
+        .args(["--archive-timeout", "3", "--output-dir", output])
         .limit(Duration::from_secs(30))
-        .run()
-        .assert_code(6, "pgpost while archiving fails")
-        .assert_stderr("waiting for WAL archiving")
-        .assert_stderr("it goes on");
-    assert_eq!(backup_state(&cluster), "done");
-    // Archiving is repaired: the same backup completes and a new pgpost collects it.
+        .run();
+    post.assert_code(10, "pgpost while archiving fails")
+        .assert_stderr("its WAL is not in the archive: WAL segment ")
+        .assert_stderr("is not archived (waited ")
+        .assert_stderr("pg_stat_archiver")
+        .assert_stderr("(failing now)")
+        .assert_stderr("hint: backup_label and tablespace_map are stored");
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "pgpost ends within its archive timeout: {:?}",
+        began.elapsed()
+    );
+    // The label is everywhere it is asked for, byte for byte.
+    assert!(post.stdout.starts_with("START WAL LOCATION"), "{post:#?}");
+    assert_eq!(post.stdout, backup_row(&cluster, "backup_label"));
+    let written = std::fs::read_to_string(dir.path().join("backup_label")).expect("backup_label");
+    assert_eq!(written, post.stdout);
+    assert_eq!(backup_state(&cluster), "complete");
+    assert_eq!(backup_row(&cluster, "wal_archived"), "failed");
+    assert_eq!(
+        cluster.psql("SELECT wal_archived FROM backup_history ORDER BY finished_at DESC LIMIT 1"),
+        "failed"
+    );
+    wait_for("the co-process to exit", Duration::from_secs(10), || {
+        coprocesses(&cluster).is_empty()
+    });
+    // Archiving is repaired: the next cycle works.
     let archive = cluster.archive_dir().to_string_lossy().into_owned();
     cluster.psql(&format!(
         "ALTER SYSTEM SET archive_command = 'cp %p {archive}/%f'; SELECT pg_reload_conf();"
     ));
     // Before 14, a reload does not wake an archiver that gave up after three failures: it
-    // retries at its 60 s wake-up or when a WAL segment is completed. Complete one once the
-    // new command is in effect, so the test does not sleep a minute (harmless on 14+).
+    // retries at its 60 s wake-up or when a WAL segment is completed, which pgpost's switch
+    // does. The timeout covers the 60 s wake-up should the nudge come too early.
     wait_for(
         "the repaired archive_command to be in effect",
         Duration::from_secs(10),
         || cluster.psql("SHOW archive_command") != "false",
     );
-    std::thread::sleep(Duration::from_millis(200));
-    cluster.psql("SELECT txid_current(); SELECT pg_switch_wal();");
-    // The 60 s wake-up is the fallback should the archiver miss the nudge.
-    let post = TestCommand::new(&cluster, "pgpost")
+    // The stored backup becomes usable once its WAL arrives: --fetch checks it again.
+    let fetched = TestCommand::new(&cluster, "pgpost")
+        .args(["--fetch", "--archive-timeout", "70"])
         .limit(Duration::from_secs(90))
         .run();
-    post.assert_ok("pgpost after repair");
-    assert!(post.stdout.starts_with("START WAL LOCATION"));
+    fetched
+        .assert_ok("pgpost --fetch after repair")
+        .assert_stderr("archived (pg_stat_archiver)");
+    assert_eq!(fetched.stdout, written);
+    assert_eq!(backup_row(&cluster, "wal_archived"), "passed");
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre after repair");
+    let post = TestCommand::new(&cluster, "pgpost")
+        .args(["--archive-timeout", "70", "--json"])
+        .limit(Duration::from_secs(90))
+        .run();
+    post.assert_ok("pgpost after repair")
+        .assert_stderr("archived (pg_stat_archiver)");
+    let json: serde_json::Value = serde_json::from_str(&post.stdout).expect("pgpost --json");
+    assert_eq!(json["wal_archived"], "passed", "{json}");
+    assert_eq!(backup_row(&cluster, "wal_archived"), "passed");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! pointing at that major's server; a test joins the matrix by living here. Everything else in
 //! `tests/it/` runs on the default server only (Debian's 15 in CI).
 
+mod archive;
 pub(crate) mod drill;
 mod drill_failures;
 mod faults;
