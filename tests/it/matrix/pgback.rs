@@ -33,6 +33,13 @@ parallel_backup_jobs = 2
 fn a_dump_restores_into_a_fresh_cluster() {
     let source = Cluster::start(ClusterOptions::default().without_archive());
     populate(&source, false);
+    // A row that reads like the line the script restore leaves out: it must stay.
+    source
+        .try_psql_in(
+            "b1",
+            "CREATE TABLE lines (line text); INSERT INTO lines VALUES ('SET transaction_timeout = 0;')",
+        )
+        .unwrap();
     let backups = cluster::scratch_dir();
     let dir = backups.path().join("set");
     std::fs::create_dir(&dir).unwrap();
@@ -76,6 +83,7 @@ fn a_dump_restores_into_a_fresh_cluster() {
     // The fixture really has what is compared.
     let b1 = database_catalog(&target, "b1");
     assert!(b1.contains("words 5000:"), "{b1}");
+    assert!(b1.contains("lines 1:"), "{b1}");
     assert!(
         server_catalog(&target).contains("b2|u1|{u1=CTc/u1,u2=c/u1}|20"),
         "{}",
