@@ -57,7 +57,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 11] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Usage,
-        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing",
+        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); a DBNAME glob that does not parse (`--download`, `--list-remote`, `--decrypt`, `--restore`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing",
     },
     ExitCodeDoc {
         status: ExitStatus::Connection,

@@ -3,6 +3,9 @@
 //! # Layout
 //! In dependency order: each module uses only those above it.
 //! - [`exit`]: the exit-code table, `Failure`, the one-line report, and the log (`--log-format`).
+//! - [`glob`]: the one glob of the DBNAME patterns; a malformed one is refused (exit 2).
+//! - [`shutdown`]: SIGINT and SIGTERM for every binary, through signal-hook.
+//! - [`table`]: plain-text tables of the summaries, aligned columns.
 //! - [`wal`]: WAL positions (`Lsn`) and segment names, computed without a server.
 //! - [`metrics`]: Prometheus textfile-collector metrics of a run, written atomically.
 //! - [`pump`]: moving a child's stdout into its sink (hash, encrypt, write) on a blocking thread.
@@ -28,6 +31,7 @@ pub mod crypt;
 pub mod drill;
 pub mod dump;
 pub mod exit;
+pub mod glob;
 pub mod metrics;
 pub mod process;
 pub mod pump;
@@ -35,4 +39,6 @@ pub mod remote;
 pub mod restore;
 pub mod secret;
 pub mod server;
+pub mod shutdown;
+pub mod table;
 pub mod wal;

@@ -159,11 +159,7 @@ const PIPE_CAPACITY: i32 = 1 << 20;
 /// Grows the pipe to [`PIPE_CAPACITY`]; a refusal (a lower `fs.pipe-max-size`, a user over
 /// `fs.pipe-user-pages-soft`) keeps the default size, which works, only slower.
 fn widen_pipe(pipe: &ChildStdout) {
-    use std::os::fd::AsRawFd;
-    if let Err(error) = nix::fcntl::fcntl(
-        pipe.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_CAPACITY),
-    ) {
+    if let Err(error) = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_CAPACITY)) {
         tracing::debug!("pipe kept at its default size: {error}");
     }
 }

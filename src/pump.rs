@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tokio::process::ChildStdout;
@@ -41,11 +41,8 @@ impl Source {
     pub fn child_stdout(stdout: ChildStdout) -> io::Result<Source> {
         use nix::fcntl::{fcntl, FcntlArg, OFlag};
         let pipe = stdout.into_owned_fd()?;
-        let flags = OFlag::from_bits_truncate(fcntl(pipe.as_raw_fd(), FcntlArg::F_GETFL)?);
-        fcntl(
-            pipe.as_raw_fd(),
-            FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
-        )?;
+        let flags = OFlag::from_bits_truncate(fcntl(&pipe, FcntlArg::F_GETFL)?);
+        fcntl(&pipe, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         Ok(Source::Pipe(File::from(pipe)))
     }
 

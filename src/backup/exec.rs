@@ -9,17 +9,16 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_tokio::Signals;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::hold::{abort, signal_name, stop};
+use super::hold::{abort, stop};
 use super::post::{self, Completed, PostRequest};
 use super::start::{start, with_keepalive_defaults, Handshake, HeldBackup};
 use super::wait::sleep_until_option;
 use super::{files, BackupError, BackupOptions};
 use crate::conn::ConnSettings;
+use crate::shutdown::ShutdownSignals;
 
 /// What `pgpre --exec` runs and where its result goes.
 #[derive(Clone, Debug)]
@@ -65,14 +64,14 @@ pub async fn run(
         files::prepare_output_dir(dir)?;
     }
     let settings = &with_keepalive_defaults(settings);
-    let mut signals = Signals::new([SIGTERM, SIGINT])
+    let mut signals = ShutdownSignals::new()
         .map_err(|error| BackupError::System(format!("cannot handle signals: {error}")))?;
     let mut handshake = StderrHandshake;
     let held = tokio::select! {
         result = start(settings, options, &mut handshake) => result?,
         Some(signal) = signals.next() => return Err(BackupError::CommandFailed(format!(
             "pgpre received {} while starting the backup; the command was not run",
-            signal_name(signal)
+            signal.as_str()
         ))),
     };
     info!("backup {:?} running from {}", held.label, held.start_lsn);
@@ -129,7 +128,7 @@ async fn run_command(
     program: &OsString,
     args: &[OsString],
     environment: &[(&str, String)],
-    signals: &mut Signals,
+    signals: &mut ShutdownSignals,
     deadline: Option<Instant>,
     options: &BackupOptions,
 ) -> Result<(), String> {
@@ -158,8 +157,8 @@ async fn run_command(
         tokio::select! {
             status = child.wait() => break status.map_err(|e| format!("cannot wait for {shown}: {e}"))?,
             Some(signal) = signals.next() => {
-                let name = signal_name(signal);
-                pass_on(Signal::try_from(signal).unwrap_or(Signal::SIGTERM));
+                let name = signal.as_str();
+                pass_on(signal);
                 interrupted.get_or_insert(format!("pgpre received {name} and passed it to {shown}"));
             }
             () = sleep_until_option(deadline), if interrupted.is_none() => {

@@ -1,8 +1,7 @@
 //! The detached co-process: starts backup mode, holds the session, and stops it when `pgpost` says `done`.
 
 use futures_util::{Stream, StreamExt};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_tokio::Signals;
+use nix::sys::signal::Signal;
 use tokio::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
@@ -12,6 +11,7 @@ use super::wait::{sleep_until_option, SessionWatch, Wake, Watch};
 use super::{BackupError, BackupOptions};
 use crate::conn::ConnSettings;
 use crate::server;
+use crate::shutdown::ShutdownSignals;
 
 /// Runs the co-process to the end. Returns Ok only when the backup completed.
 pub async fn run(
@@ -20,12 +20,12 @@ pub async fn run(
     handshake: &mut dyn Handshake,
 ) -> Result<(), BackupError> {
     let settings = &with_keepalive_defaults(settings);
-    let mut signals = Signals::new([SIGTERM, SIGINT])
+    let mut signals = ShutdownSignals::new()
         .map_err(|error| BackupError::System(format!("cannot handle signals: {error}")))?;
     let started = tokio::select! {
         result = start(settings, options, handshake) => result,
         Some(signal) = signals.next() => Err(BackupError::Coproc(format!(
-            "the co-process received {} while starting the backup", signal_name(signal)
+            "the co-process received {} while starting the backup", signal.as_str()
         ))),
     };
     let held = match started {
@@ -47,14 +47,6 @@ pub async fn run(
     hold(held, settings, options, &mut signals).await
 }
 
-pub(crate) fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        SIGTERM => "SIGTERM",
-        SIGINT => "SIGINT",
-        _ => "a signal",
-    }
-}
-
 /// Why the wait for `done` ended.
 #[derive(Debug, PartialEq)]
 enum WaitOutcome {
@@ -73,7 +65,7 @@ async fn hold(
     mut held: HeldBackup,
     settings: &ConnSettings,
     options: &BackupOptions,
-    signals: &mut Signals,
+    signals: &mut ShutdownSignals,
 ) -> Result<(), BackupError> {
     let deadline = options.backup_timeout.map(|limit| Instant::now() + limit);
     let mut watch = SessionWatch {
@@ -101,7 +93,7 @@ async fn wait_for_done(
     watch: &mut impl Watch,
     holder: &Holder,
     options: &BackupOptions,
-    signals: &mut (impl Stream<Item = i32> + Unpin),
+    signals: &mut (impl Stream<Item = Signal> + Unpin),
     deadline: Option<Instant>,
 ) -> WaitOutcome {
     loop {
@@ -150,7 +142,7 @@ async fn wait_for_done(
                 }
                 Some(signal) = signals.next() => {
                     return WaitOutcome::Abort(format!(
-                        "the co-process received {} while holding the backup", signal_name(signal)
+                        "the co-process received {} while holding the backup", signal.as_str()
                     ));
                 }
                 wake = watch.wake() => match wake {
@@ -181,7 +173,7 @@ pub(crate) async fn stop(
     held: HeldBackup,
     settings: &ConnSettings,
     options: &BackupOptions,
-    signals: &mut Signals,
+    signals: &mut ShutdownSignals,
     deadline: Option<Instant>,
 ) -> Result<(), BackupError> {
     info!("stop requested; calling the stop function");
@@ -208,7 +200,7 @@ pub(crate) async fn stop(
             options.backup_timeout.map_or(0, |limit| limit.as_secs())
         ),
         Some(signal) = signals.next() => format!(
-            "the co-process received {} while stopping the backup", signal_name(signal)
+            "the co-process received {} while stopping the backup", signal.as_str()
         ),
     };
     // The session is busy or gone: closing it ends backup mode on the server.
@@ -346,7 +338,7 @@ mod tests {
     async fn wait_with(
         script: &mut Script,
         options: &BackupOptions,
-        signals: &mut (impl Stream<Item = i32> + Unpin),
+        signals: &mut (impl Stream<Item = Signal> + Unpin),
     ) -> WaitOutcome {
         let deadline = options.backup_timeout.map(|limit| Instant::now() + limit);
         wait_for_done(script, &holder(), options, signals, deadline).await
@@ -408,7 +400,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_signal_or_someone_elses_row_ends_the_wait() {
         let mut script = Script::new(row(BackupState::Running));
-        let outcome = wait_with(&mut script, &options(10, 0), &mut stream::iter([SIGTERM])).await;
+        let outcome = wait_with(
+            &mut script,
+            &options(10, 0),
+            &mut stream::iter([Signal::SIGTERM]),
+        )
+        .await;
         assert_eq!(
             outcome,
             WaitOutcome::Abort("the co-process received SIGTERM while holding the backup".into())

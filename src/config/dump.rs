@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encryption::{EncryptionConfig, EncryptionFlags};
 use super::error::ConfigError;
-use super::flags::{either, negatable, toggle};
+use super::flags::{either, layer, negatable, toggle};
 use super::values::{
     text, text_opt, ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
     TimestampFormat,
@@ -288,39 +288,26 @@ impl DumpConfig {
     /// Applies the flags (and variables) actually given: they win over the file, per-database
     /// tables included.
     pub fn apply_flags(&mut self, flags: &DumpFlags) {
-        macro_rules! layer {
-            ($field:ident) => {
-                if let Some(value) = &flags.$field {
-                    self.$field = value.clone();
-                    for db in self.databases.values_mut() {
-                        db.$field = None;
-                    }
-                }
-            };
-        }
-        layer!(format);
-        layer!(parallel_backup_jobs);
-        layer!(compress_level);
-        layer!(checksum_algorithm);
-        layer!(purge_older_than);
-        layer!(purge_min_keep);
-        macro_rules! global {
-            ($field:ident) => {
-                if let Some(value) = &flags.$field {
-                    self.$field = value.clone();
-                }
-            };
-        }
-        global!(bin_directory);
-        global!(backup_directory);
-        global!(backup_file_mode);
-        global!(jobs);
-        global!(pause_timeout);
-        global!(pre_backup_hook);
-        global!(post_backup_hook);
-        global!(dump_only);
-        global!(uniform_timestamp);
-        global!(exclude_dbs);
+        layer!(self, flags, overriding self.databases.values_mut();
+            format,
+            parallel_backup_jobs,
+            compress_level,
+            checksum_algorithm,
+            purge_older_than,
+            purge_min_keep,
+        );
+        layer!(self, flags;
+            bin_directory,
+            backup_directory,
+            backup_file_mode,
+            jobs,
+            pause_timeout,
+            pre_backup_hook,
+            post_backup_hook,
+            dump_only,
+            uniform_timestamp,
+            exclude_dbs,
+        );
         if let Some(value) = either(flags.with_templates, flags.without_templates) {
             self.with_templates = value;
         }

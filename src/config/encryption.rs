@@ -297,7 +297,9 @@ mod tests {
     }
 
     fn public_key() -> String {
-        age::x25519::Identity::generate().to_public().to_string()
+        crate::crypt::keys::new_x25519_identity()
+            .to_public()
+            .to_string()
     }
 
     #[test]
@@ -361,7 +363,7 @@ mod tests {
     fn which_key_decrypts_and_where_identities_may_live() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
-        let identity = age::x25519::Identity::generate();
+        let identity = crate::crypt::keys::new_x25519_identity();
         let text = {
             use age::secrecy::ExposeSecret;
             identity.to_string().expose_secret().to_string()

@@ -24,6 +24,26 @@ pub fn toggle(arg: clap::Arg) -> clap::Arg {
         .value_parser(parse_bool)
 }
 
+/// Lays each flag (or variable) actually given over the same-named field of a section:
+/// `layer!(section, flags; a, b)`. With `overriding TABLES`, a flag also wins over the field
+/// of each per-database table (which is an `Option`, cleared).
+macro_rules! layer {
+    ($section:expr, $flags:expr; $($field:ident),+ $(,)?) => {
+        $(if let Some(value) = &$flags.$field {
+            $section.$field = value.clone();
+        })+
+    };
+    ($section:expr, $flags:expr, overriding $tables:expr; $($field:ident),+ $(,)?) => {
+        $(if let Some(value) = &$flags.$field {
+            $section.$field = value.clone();
+            for table in $tables {
+                table.$field = None;
+            }
+        })+
+    };
+}
+pub(crate) use layer;
+
 /// The positive flag of a `--with-x` / `--without-x` pair: a [`toggle`] whose `variable` is read
 /// as its default. Not clap's `env`: clap would take the variable for a conflict with a later
 /// `--without-x`, which must win over it.

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::flags::{layer, toggle};
 use crate::secret::Secret;
 
 /// Where files go, come from or are listed: pg_back's `none|s3|b2|gcs|azure|sftp`.
@@ -262,12 +263,12 @@ impl RemoteSettings {
 #[allow(clippy::duplicated_attributes)]
 #[derive(Clone, Debug, Default, PartialEq, clap::Args)]
 #[command(
-    mut_arg("delete_uploaded", yes_no_flag),
-    mut_arg("purge_remote", yes_no_flag),
-    mut_arg("s3_force_path", yes_no_flag),
-    mut_arg("s3_tls", yes_no_flag),
-    mut_arg("b2_force_path", yes_no_flag),
-    mut_arg("sftp_ignore_hostkey", yes_no_flag)
+    mut_arg("delete_uploaded", toggle),
+    mut_arg("purge_remote", toggle),
+    mut_arg("s3_force_path", toggle),
+    mut_arg("s3_tls", toggle),
+    mut_arg("b2_force_path", toggle),
+    mut_arg("sftp_ignore_hostkey", toggle)
 )]
 pub struct RemoteFlags {
     /// Upload each finished file: none, s3, b2, gcs, azure, sftp [config: dump.remote.upload]
@@ -375,26 +376,10 @@ pub struct RemoteFlags {
     pub sftp_ignore_hostkey: Option<bool>,
 }
 
-/// pg_back's boolean flag: `--flag` is true, `--flag=yes|no|true|false` says which.
-fn yes_no_flag(arg: clap::Arg) -> clap::Arg {
-    arg.value_name("BOOL")
-        .num_args(0..=1)
-        .require_equals(true)
-        .default_missing_value("true")
-        .value_parser(crate::config::values::parse_bool)
-}
-
 impl RemoteSettings {
     /// Lays the flags (and variables) actually given over these settings.
     pub fn apply_flags(&mut self, flags: &RemoteFlags) {
-        macro_rules! layer {
-            ($($field:ident),*) => {
-                $(if let Some(value) = &flags.$field {
-                    self.$field = value.clone();
-                })*
-            };
-        }
-        layer!(
+        layer!(self, flags;
             upload,
             download,
             list_remote,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject as _};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
@@ -91,7 +92,7 @@ fn load_certs(file: &Path, what: &'static str) -> Result<Vec<CertificateDer<'sta
             e.to_string()
         })
     })?;
-    let certs = rustls_pemfile::certs(&mut io::BufReader::new(handle))
+    let certs = CertificateDer::pem_reader_iter(handle)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_file(e.to_string()))?;
     if certs.is_empty() {
@@ -142,9 +143,10 @@ fn load_key(file: &Path) -> Result<PrivateKeyDer<'static>, ConnError> {
         ));
     }
     let handle = fs::File::open(file).map_err(|e| key_file(e.to_string()))?;
-    rustls_pemfile::private_key(&mut io::BufReader::new(handle))
-        .map_err(|e| key_file(e.to_string()))?
-        .ok_or_else(|| key_file("no PEM private key in it".to_owned()))
+    PrivateKeyDer::from_pem_reader(handle).map_err(|e| match e {
+        pem::Error::NoItemsFound => key_file("no PEM private key in it".to_owned()),
+        other => key_file(other.to_string()),
+    })
 }
 
 /// The certificate checks libpq makes and rustls' own verifier does not. Without `chain`:
@@ -317,6 +319,30 @@ mod tests {
             full.supported_verify_schemes()
         );
         assert!(!any.supported_verify_schemes().is_empty());
+    }
+
+    #[test]
+    fn pem_files_give_their_certificates_and_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let root = make_ca(dir.path(), "root");
+        assert_eq!(load_certs(&root, "root certificate").unwrap().len(), 1);
+        let key = dir.path().join("root.key");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(load_key(&key), Ok(PrivateKeyDer::Pkcs8(_))));
+        // The certificate file holds no key, the key file no certificate.
+        let no_key = dir.path().join("root-copy.crt");
+        fs::copy(&root, &no_key).unwrap();
+        fs::set_permissions(&no_key, fs::Permissions::from_mode(0o600)).unwrap();
+        let error = load_key(&no_key).unwrap_err().to_string();
+        assert!(error.contains("no PEM private key"), "{error}");
+        let error = load_certs(&key, "root certificate")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no PEM certificate"), "{error}");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let error = load_key(&key).unwrap_err().to_string();
+        assert!(error.contains("group or world access"), "{error}");
     }
 
     #[tokio::test]

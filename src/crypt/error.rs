@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::exit::{ExitStatus, Failure};
+use crate::glob::GlobError;
 use crate::secret::SecretError;
 
 /// A key could not be used, or a file could not be encrypted or decrypted. No variant holds a
@@ -97,13 +98,8 @@ pub enum CryptError {
         path: PathBuf,
     },
     /// A `--decrypt` glob that does not parse.
-    #[error("invalid pattern {pattern:?}: {reason}")]
-    BadGlob {
-        /// The pattern.
-        pattern: String,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    BadGlob(#[from] GlobError),
     /// Reading a file or directory failed.
     #[error("cannot read {}: {source}", path.display())]
     Read {
@@ -132,9 +128,9 @@ impl Failure for CryptError {
             | CryptError::BadRecipient { .. }
             | CryptError::BadIdentity { .. }
             | CryptError::NoIdentity { .. }
-            | CryptError::BadGlob { .. }
             | CryptError::NotAgeName { .. } => ExitStatus::Usage,
             CryptError::Secret(e) => e.exit_status(),
+            CryptError::BadGlob(e) => e.exit_status(),
             CryptError::Write { .. } => ExitStatus::Output,
             _ => ExitStatus::BackupFailed,
         }
@@ -143,6 +139,7 @@ impl Failure for CryptError {
     fn hint(&self) -> Option<String> {
         match self {
             CryptError::Secret(e) => e.hint(),
+            CryptError::BadGlob(e) => e.hint(),
             CryptError::EmptyPassphrase => {
                 Some("set the passphrase in PGBK_CIPHER_PASS (or cipher_pass in the configuration file)".into())
             }

@@ -16,6 +16,7 @@ use super::naming::{decrypted_path, encrypted_path, is_encrypted_name};
 use super::stream::EncryptSink;
 use crate::config::values::ChecksumAlgorithm;
 use crate::dump::naming::temp_path;
+use crate::glob::{any_matches, Glob};
 use crate::pump::BATCH_BYTES;
 
 /// One file encrypted by [`encrypt_file`].
@@ -330,21 +331,13 @@ pub fn decrypt_files(files: &[PathBuf], key: &DecryptKey, jobs: usize) -> Decryp
 /// in `.age` is taken, a matching directory (a directory dump) gives the `.age` files directly
 /// inside it. Sorted by path.
 pub fn find_encrypted(dir: &Path, globs: &[String]) -> Result<Vec<PathBuf>, CryptError> {
-    let patterns = globs
-        .iter()
-        .map(|glob| {
-            glob::Pattern::new(glob).map_err(|e| CryptError::BadGlob {
-                pattern: glob.clone(),
-                reason: e.msg.to_string(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let patterns = Glob::parse_all(globs)?;
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_error(dir))? {
         let entry = entry.map_err(read_error(dir))?;
         let name = entry.file_name();
         let name_text = name.to_string_lossy();
-        if !patterns.is_empty() && !patterns.iter().any(|p| p.matches(&name_text)) {
+        if !any_matches(&patterns, &name_text) {
             continue;
         }
         let path = entry.path();

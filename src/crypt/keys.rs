@@ -18,13 +18,18 @@ pub const SCRYPT_WORK_FACTOR: u8 = 18;
 /// about 4 GiB and 15 s), which bounds what a hostile file can make us spend.
 pub const SCRYPT_MAX_WORK_FACTOR: u8 = 22;
 
+/// An X25519 public key (`age1...`). age 0.13 deprecates X25519 in favour of post-quantum
+/// keys, but pg_back writes and reads X25519 keys, so they stay: this is the one allowed name.
+#[allow(deprecated)]
+pub type X25519Recipient = age::x25519::Recipient;
+
 /// What files are encrypted with.
 #[derive(Clone)]
 pub enum EncryptKey {
     /// A passphrase (`PGBK_CIPHER_PASS`, `cipher_pass`), stretched with scrypt for each file.
     Passphrase(Secret),
     /// One or more X25519 public keys (`cipher_public_key`); any matching identity decrypts.
-    Recipients(Vec<age::x25519::Recipient>),
+    Recipients(Vec<X25519Recipient>),
 }
 
 impl fmt::Debug for EncryptKey {
@@ -51,7 +56,7 @@ impl EncryptKey {
         let mut recipients = Vec::with_capacity(keys.len());
         for (index, key) in keys.iter().enumerate() {
             let key = key.as_ref().trim();
-            let recipient = key.parse::<age::x25519::Recipient>().map_err(|reason| {
+            let recipient = key.parse::<X25519Recipient>().map_err(|reason| {
                 CryptError::BadRecipient {
                     position: index + 1,
                     // Only what looks like a public key is shown: a private key pasted in the
@@ -176,6 +181,13 @@ pub fn config_origin(config_file: &Path, key: &str) -> PathBuf {
     PathBuf::from(format!("{} ({key})", config_file.display()))
 }
 
+/// A new X25519 identity, as pg_back's users make them with age-keygen (tests only).
+#[cfg(test)]
+#[allow(deprecated)]
+pub(crate) fn new_x25519_identity() -> age::x25519::Identity {
+    age::x25519::Identity::generate()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +196,7 @@ mod tests {
 
     /// A fresh identity and its public key, as text.
     fn key_pair() -> (String, String) {
-        let identity = age::x25519::Identity::generate();
+        let identity = new_x25519_identity();
         let secret = identity.to_string().expose_secret().to_string();
         (secret, identity.to_public().to_string())
     }

@@ -138,7 +138,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn recipient_pair() -> (EncryptKey, age::x25519::Identity) {
-        let identity = age::x25519::Identity::generate();
+        let identity = crate::crypt::keys::new_x25519_identity();
         let key = EncryptKey::Recipients(vec![identity.to_public()]);
         (key, identity)
     }

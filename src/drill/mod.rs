@@ -42,6 +42,8 @@ use prepare::Tablespace;
 use report::LabelSummary;
 use serverlog::RecoveryFailure;
 
+use crate::shutdown::shutdown_signal;
+
 /// What to drill and how, validated from the command line.
 #[derive(Clone, Debug)]
 pub struct DrillRequest {
@@ -86,7 +88,7 @@ pub fn run(request: &DrillRequest) -> Report {
         Ok(runtime) => runtime.block_on(async {
             tokio::select! {
                 result = drill(request, &mut report) => result,
-                signal = interrupted() => Err(DrillError::Interrupted(signal)),
+                signal = shutdown_signal() => Err(DrillError::Interrupted(signal)),
             }
         }),
         Err(error) => Err(DrillError::Internal(format!("async runtime: {error}"))),
@@ -104,22 +106,6 @@ pub fn run(request: &DrillRequest) -> Report {
 fn error_line(error: &DrillError) -> String {
     let line = crate::exit::report("pgdrill", error, None);
     line.strip_prefix("pgdrill: ").unwrap_or(&line).to_string()
-}
-
-/// The first SIGINT or SIGTERM.
-async fn interrupted() -> nix::sys::signal::Signal {
-    use nix::sys::signal::Signal;
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
-            _ = interrupt.recv() => Signal::SIGINT,
-            _ = terminate.recv() => Signal::SIGTERM,
-        },
-        _ => std::future::pending().await,
-    }
 }
 
 /// The clone methods to try, in order; overlay is never put over a live server's directory.

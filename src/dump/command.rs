@@ -409,22 +409,10 @@ fn decrypted(files: &[PathBuf], key: &DecryptKey, jobs: usize) -> ExitStatus {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM (never, when they cannot be caught).
+/// Resolves on SIGINT or SIGTERM (never, when they cannot be caught), saying so in the log.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-    tracing::warn!("signal received: stopping the dumps");
+    let signal = crate::shutdown::shutdown_signal().await;
+    tracing::warn!("{signal} received: stopping the run");
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::purge::{group_backups, select_purge, PurgeTarget};
 use super::report::{RunReport, UploadReport};
 use crate::config::dump::DumpConfig;
 use crate::config::remote::{RemoteSettings, StoreKind};
+use crate::glob::{any_matches, Glob, GlobError};
 use crate::remote::{
     remote_key, ProcessEnvironment, RemoteEntry, RemoteError, RemoteStore, Tuning, UploadQueue,
     Uploader, UploaderOptions,
@@ -300,22 +301,10 @@ fn remote_dir(fixed: &Path, dir: &Path) -> Option<String> {
 
 /// The remote entries whose key, or a leading part of it (a dump directory), matches one of
 /// `globs` (every entry when there are none).
-pub fn matching<'e>(entries: &'e [RemoteEntry], globs: &[String]) -> Vec<&'e RemoteEntry> {
-    let patterns: Vec<glob::Pattern> = globs
-        .iter()
-        .filter_map(|g| glob::Pattern::new(g).ok())
-        .collect();
-    let options = glob::MatchOptions {
-        require_literal_separator: true,
-        ..Default::default()
-    };
+pub fn matching<'e>(entries: &'e [RemoteEntry], globs: &[Glob]) -> Vec<&'e RemoteEntry> {
     entries
         .iter()
-        .filter(|e| {
-            patterns.is_empty()
-                || leading_parts(&e.key)
-                    .any(|part| patterns.iter().any(|p| p.matches_with(part, options)))
-        })
+        .filter(|e| globs.is_empty() || leading_parts(&e.key).any(|part| any_matches(globs, part)))
         .collect()
 }
 
@@ -335,6 +324,9 @@ pub enum OffsiteError {
     /// A downloaded file does not match its checksum file.
     #[error("downloaded files do not verify: {0}")]
     Verify(#[from] VerifyError),
+    /// A DBNAME glob does not parse: nothing was listed or downloaded.
+    #[error(transparent)]
+    Glob(#[from] GlobError),
     /// The local directory cannot be written.
     #[error("cannot create {path}: {source}")]
     Local {
@@ -350,12 +342,14 @@ impl crate::exit::Failure for OffsiteError {
         match self {
             OffsiteError::Remote(e) => e.exit_status(),
             OffsiteError::Verify(_) => crate::exit::ExitStatus::BackupFailed,
+            OffsiteError::Glob(e) => e.exit_status(),
             OffsiteError::Local { .. } => crate::exit::ExitStatus::Output,
         }
     }
     fn hint(&self) -> Option<String> {
         match self {
             OffsiteError::Remote(e) => e.hint(),
+            OffsiteError::Glob(e) => e.hint(),
             _ => None,
         }
     }
@@ -363,9 +357,10 @@ impl crate::exit::Failure for OffsiteError {
 
 /// `--list-remote`: the remote names matching the DBNAME globs, one per line.
 pub async fn list_remote(dump: &DumpConfig) -> Result<Vec<String>, OffsiteError> {
+    let globs = Glob::parse_all(&dump.include_dbs)?;
     let store = open_store(dump.remote.list_remote, &dump.remote).await?;
     let entries = store.list("").await?;
-    Ok(matching(&entries, &dump.include_dbs)
+    Ok(matching(&entries, &globs)
         .into_iter()
         .map(|e| e.key.clone())
         .collect())
@@ -374,12 +369,13 @@ pub async fn list_remote(dump: &DumpConfig) -> Result<Vec<String>, OffsiteError>
 /// `--download`: fetches the files matching the DBNAME globs into the backup directory, then
 /// checks each against its checksum file. Returns the local paths fetched.
 pub async fn download(dump: &DumpConfig) -> Result<Vec<PathBuf>, OffsiteError> {
+    let globs = Glob::parse_all(&dump.include_dbs)?;
     let store = open_store(dump.remote.download, &dump.remote).await?;
     let entries = store.list("").await?;
     let base = PathBuf::from(fixed_backup_dir(&dump.backup_directory));
     let mut fetched = Vec::new();
     let mut tops = BTreeSet::new();
-    for entry in matching(&entries, &dump.include_dbs) {
+    for entry in matching(&entries, &globs) {
         let path = base.join(&entry.key);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| OffsiteError::Local {
@@ -447,7 +443,7 @@ mod tests {
             entry("pg_globals_s.sql"),
         ];
         let keys = |globs: &[&str]| -> Vec<String> {
-            let globs: Vec<String> = globs.iter().map(|g| g.to_string()).collect();
+            let globs: Vec<Glob> = globs.iter().map(|g| Glob::new(g).unwrap()).collect();
             matching(&entries, &globs)
                 .into_iter()
                 .map(|e| e.key.clone())

@@ -7,6 +7,7 @@ use super::lock::LockError;
 use super::output::{OutputError, WrittenFile};
 use super::progress::human_bytes;
 use crate::process::ChildError;
+use crate::table::{render_table, Align};
 
 /// Why one database (or one server-level file) failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,15 +121,12 @@ impl RunReport {
 
     /// The final table: database, size, duration, outcome.
     pub fn summary_table(&self) -> String {
-        let mut rows = vec![[
-            "database".to_string(),
-            "size".into(),
-            "duration".into(),
-            "outcome".into(),
-        ]];
-        for db in &self.databases {
+        let mut rows = vec![["database", "size", "duration", "outcome"]
+            .map(String::from)
+            .to_vec()];
+        rows.extend(self.databases.iter().map(|db| {
             let bytes: u64 = db.files.iter().map(|f| f.bytes).sum();
-            rows.push([
+            vec![
                 db.name.escape_debug().to_string(),
                 human_bytes(bytes),
                 format!("{:.1}s", db.duration.as_secs_f64()),
@@ -136,24 +134,9 @@ impl RunReport {
                     None => "ok".into(),
                     Some(e) => format!("FAILED: {}", e.to_string().replace('\n', " ")),
                 },
-            ]);
-        }
-        let widths: Vec<usize> = (0..3)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::new();
-        for row in &rows {
-            out.push_str(&format!(
-                "{:<w0$}  {:>w1$}  {:>w2$}  {}\n",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2]
-            ));
-        }
+            ]
+        }));
+        let mut out = render_table(&rows, &[Align::Left, Align::Right, Align::Right]);
         let failed = self.failed_databases();
         if !failed.is_empty() {
             out.push_str(&format!("failed databases: {}\n", quoted_list(&failed)));

@@ -361,7 +361,7 @@ mod tests {
     async fn streams_decrypt_and_check_the_plaintext_checksum() {
         let tmp = tempfile::tempdir().unwrap();
         let plain: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let identity = age::x25519::Identity::generate();
+        let identity = crate::crypt::keys::new_x25519_identity();
         let encrypt = EncryptKey::recipients(&[identity.to_public().to_string()]).unwrap();
         let file = tmp.path().join("a_s.dump.age");
         std::fs::write(&file, encrypt_to_vec(&encrypt, &plain).unwrap()).unwrap();
@@ -398,7 +398,7 @@ mod tests {
             "{error}"
         );
         // The wrong key, at once.
-        let other = age::x25519::Identity::generate();
+        let other = crate::crypt::keys::new_x25519_identity();
         let secret = age::secrecy::ExposeSecret::expose_secret(&other.to_string()).to_string();
         let wrong = DecryptKey::from_identity_text(&Secret::new(secret), Path::new("k")).unwrap();
         let mut decryption = Decryption::new(Arc::new(wrong));

@@ -102,6 +102,7 @@ impl Failure for RestoreError {
             RestoreError::Set(SetError::NoSuchStamp { .. }) => {
                 Some("--timestamp takes a stamp from a file name of the set, e.g. of pg_globals_<stamp>.sql".into())
             }
+            RestoreError::Set(SetError::Glob(e)) => e.hint(),
             RestoreError::Key(e) => e.hint(),
             RestoreError::Decrypt(e) => e.hint(),
             RestoreError::Verify(VerifyError::NoChecksum(_)) => Some(

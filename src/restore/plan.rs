@@ -20,6 +20,7 @@ use crate::config::encryption::EncryptionError;
 use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
 use crate::dump::tools::{parse_tool_version, tool_path, ToolVersion};
+use crate::glob::Glob;
 use crate::server::ServerVersion;
 
 /// What to restore, where, and how.
@@ -29,7 +30,7 @@ pub struct RestoreSettings {
     pub dir: PathBuf,
     /// `--timestamp`: a stamp of the set to restore (any file's); the newest set when `None`.
     pub timestamp: Option<String>,
-    /// DBNAME globs (`*`, `?`, `[..]`); every database of the set when empty.
+    /// DBNAME globs ([`crate::glob::Glob`]), parsed first; every database of the set when empty.
     pub databases: Vec<String>,
     /// `--clean`: restore into databases that hold objects, dropping what the dump holds first.
     pub clean: bool,
@@ -217,6 +218,7 @@ async fn read_set_off_runtime(settings: &RestoreSettings) -> Result<ReadSet, Res
 
 /// Picks the set, selects, verifies and (for encrypted files) opens. Blocking; touches nothing.
 fn read_set(settings: &RestoreSettings) -> Result<ReadSet, RestoreError> {
+    let globs = Glob::parse_all(&settings.databases).map_err(set::SetError::from)?;
     let mut set = set::find_set(&settings.dir, settings.timestamp.as_deref())?;
     let mut decryption = match decrypt::needs_key(&set) {
         true => Some(Decryption::new(
@@ -227,10 +229,7 @@ fn read_set(settings: &RestoreSettings) -> Result<ReadSet, RestoreError> {
     if let Some(decryption) = &mut decryption {
         decryption.name_databases(&mut set);
     }
-    let selected: Vec<DatabaseDump> = set::select(&set, &settings.databases)?
-        .into_iter()
-        .cloned()
-        .collect();
+    let selected: Vec<DatabaseDump> = set::select(&set, &globs)?.into_iter().cloned().collect();
     if let Some(db) = selected
         .iter()
         .find(|db| db.encrypted && db.format == DumpFormat::Directory)

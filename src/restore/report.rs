@@ -8,6 +8,7 @@ use super::exec::ToolError;
 use super::filter::TRANSACTION_TIMEOUT_LINE;
 use super::plan::{file_name, quoted_list, DatabaseAction, RestorePlan, SqlInput, SqlStep};
 use super::verify::Verified;
+use crate::table::{render_table, Align};
 
 /// How one database ended.
 #[derive(Debug)]
@@ -83,49 +84,6 @@ impl RestoreReport {
         }
         out
     }
-}
-
-/// How a table column is padded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Align {
-    /// Text columns.
-    Left,
-    /// Numbers and durations.
-    Right,
-}
-
-/// Rows as aligned columns two spaces apart; the last column is never padded, columns beyond
-/// `aligns` are left-aligned.
-pub fn render_table(rows: &[Vec<String>], aligns: &[Align]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let width = |column: usize| {
-        rows.iter()
-            .filter_map(|row| row.get(column))
-            .map(|cell| cell.chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let widths: Vec<usize> = (0..columns).map(width).collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(column, cell)| {
-                let pad = widths[column].saturating_sub(cell.chars().count());
-                if column + 1 == row.len() {
-                    cell.clone()
-                } else if aligns.get(column) == Some(&Align::Right) {
-                    format!("{}{cell}", " ".repeat(pad))
-                } else {
-                    format!("{cell}{}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        out.push_str(&cells.join("  "));
-        out.push('\n');
-    }
-    out
 }
 
 fn write_sql_step(out: &mut String, step: &SqlStep) {

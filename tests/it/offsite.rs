@@ -566,3 +566,46 @@ fn remote_secrets_only_from_a_private_config_file() {
         "{listed}"
     );
 }
+
+/// A DBNAME glob that does not parse stops `--download` and `--list-remote` before the store
+/// is read: exit 2, the pattern named, nothing fetched (the bucket holds a file `*` would take).
+#[test]
+fn a_malformed_glob_is_refused() {
+    let remote = Backend::S3.start();
+    let port = remote.server.port();
+    let status = servers::http(
+        port,
+        "PUT",
+        "/pgback/nightly/host1/app_2026-01-01T00:00:00Z.dump",
+        &[],
+        b"not a dump",
+    );
+    assert_eq!(status, Some(200), "putting a file into the bucket");
+    let source = source_cluster();
+    let fetched = tempfile::tempdir().expect("a download directory");
+    for mode in ["download", "list-remote"] {
+        let mut args = vec!["-b".to_string(), fetched.path().display().to_string()];
+        args.extend(remote.flags(mode, port));
+        args.extend(["app_*".to_string(), "[x".to_string()]);
+        let run = remote.pgback(&source, &args).run();
+        run.assert_code(2, &format!("--{mode} '[x'"))
+            .assert_stderr("invalid pattern \"[x\"")
+            .assert_stderr("hint:");
+        assert!(run.stdout.is_empty(), "nothing listed:\n{run}");
+        remote.assert_no_secret(&run);
+    }
+    assert!(
+        files_in(fetched.path()).is_empty(),
+        "nothing downloaded: {:?}",
+        files_in(fetched.path())
+    );
+    // The same store and a good glob do fetch the file: the refusal above was the glob's.
+    let mut args = vec!["-b".to_string(), fetched.path().display().to_string()];
+    args.extend(remote.flags("download", port));
+    args.push("app_*".into());
+    remote
+        .pgback(&source, &args)
+        .run()
+        .assert_ok("--download app_*");
+    assert_eq!(files_in(fetched.path()), ["app_2026-01-01T00:00:00Z.dump"]);
+}

@@ -447,6 +447,18 @@ fn refusals_a_changed_byte_a_missing_file_and_dry_runs_touch_nothing() {
         .assert_stderr("hint: --clean");
     assert_eq!(target_state(&target), before);
 
+    // A glob that does not parse: refused (exit 2) naming it, nothing touched.
+    let mut malformed = settings(&target, &dir);
+    malformed.databases = vec!["b*".into(), "[x".into()];
+    let error = run(malformed).unwrap_err();
+    assert_eq!(error.exit_status(), ExitStatus::Usage, "{error}");
+    assert!(error.to_string().contains("\"[x\""), "{error}");
+    assert!(
+        error.hint().is_some_and(|hint| hint.contains("']'")),
+        "{error}"
+    );
+    assert_eq!(target_state(&target), before);
+
     // A dry run of the others: a plan, nothing touched.
     let mut dry = settings(&target, &dir);
     dry.dry_run = true;
