@@ -1,5 +1,6 @@
 //! pgback on every major: a dump restored with `pgback --restore` into a fresh cluster (roles,
-//! databases, settings, ACLs and rows compared), a standby's replay paused during the dumps and
+//! databases, settings, ACLs and rows compared), an encrypted one restored with `--clean` over
+//! a changed database, a standby's replay paused during the dumps and
 //! resumed after, and a pg_dump older than the server refused before anything is dumped.
 //! (`--exec -- pgback` under pgdrill is `drill::exec_pgback_dumps_the_backups_point_in_time`.)
 //!
@@ -89,6 +90,62 @@ fn a_dump_restores_into_a_fresh_cluster() {
         "{}",
         server_catalog(&target)
     );
+}
+
+/// An encrypted custom dump of b1 (passphrase) restored into a fresh cluster, then with
+/// `--clean` over a changed b1: from the decrypting stream into pg_restore's stdin, on 10 to 16
+/// `pg_restore -f - [--clean --if-exists] --format=custom` into psql.
+#[test]
+fn an_encrypted_dump_restores_with_clean_from_its_decrypting_stream() {
+    const PASSPHRASE: &str = "matrix-pgback-passphrase-7d2e";
+    let source = Cluster::start(ClusterOptions::default().without_archive());
+    populate(&source, false);
+    let backups = cluster::scratch_dir();
+    let encrypted = backups.path().join("encrypted");
+    TestCommand::new(&source, "pgback")
+        .args(["-d", &source.conninfo_socket(), "-B", &client_bindir()])
+        .args(["-b", &encrypted.display().to_string(), "-S", "sha256"])
+        .args(["--encrypt", "b1"])
+        .env("PGBK_CIPHER_PASS", PASSPHRASE)
+        .limit(Duration::from_secs(180))
+        .run()
+        .assert_ok("pgback --encrypt b1");
+
+    let target = Cluster::start(ClusterOptions::default().without_archive());
+    let restore = |extra: &[&str]| {
+        TestCommand::new(&target, "pgback")
+            .args(["--restore", &encrypted.display().to_string()])
+            .args(["-d", &target.conninfo_socket(), "-B", &client_bindir()])
+            .args(extra)
+            .env("PGBK_CIPHER_PASS", PASSPHRASE)
+            .limit(Duration::from_secs(180))
+            .run()
+    };
+    restore(&[]).assert_ok("pgback --restore of the encrypted b1");
+    assert_eq!(
+        database_catalog(&target, "b1"),
+        database_catalog(&source, "b1")
+    );
+    target
+        .try_psql_in("b1", "DELETE FROM words WHERE id > 10")
+        .unwrap();
+    assert_ne!(
+        database_catalog(&target, "b1"),
+        database_catalog(&source, "b1")
+    );
+    let cleaned = restore(&["--clean"]);
+    cleaned.assert_ok("pgback --restore --clean of the encrypted b1");
+    let script = tool_major("pg_restore") >= 17 && target.version_num() / 10000 < 17;
+    assert_eq!(
+        cleaned
+            .stderr
+            .contains("its script (pg_restore -f -) goes into psql without that line"),
+        script,
+        "{cleaned}"
+    );
+    let b1 = database_catalog(&target, "b1");
+    assert_eq!(b1, database_catalog(&source, "b1"));
+    assert!(b1.contains("words 5000:"), "{b1}");
 }
 
 /// `pgback --restore dir -j 2 -d target -B <the harness's client tools> [extra]`.
