@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::dump::{files_in, pgback, pgback_with_bin, primary_and_standby};
 use crate::restore_dump::{client_bindir, database_catalog, pgback_dump, populate, server_catalog};
+use crate::restore_encrypted::{change_b1, passphrase_dump, restore};
 use crate::util::{self, Run, TestCommand};
 
 /// b1 in custom format (the default), b2 as a directory dumped by two pg_dump jobs.
@@ -102,38 +103,17 @@ fn an_encrypted_dump_restores_with_clean_from_its_decrypting_stream() {
     populate(&source, false);
     let backups = cluster::scratch_dir();
     let encrypted = backups.path().join("encrypted");
-    TestCommand::new(&source, "pgback")
-        .args(["-d", &source.conninfo_socket(), "-B", &client_bindir()])
-        .args(["-b", &encrypted.display().to_string(), "-S", "sha256"])
-        .args(["--encrypt", "b1"])
-        .env("PGBK_CIPHER_PASS", PASSPHRASE)
-        .limit(Duration::from_secs(180))
-        .run()
-        .assert_ok("pgback --encrypt b1");
+    passphrase_dump(&source, &encrypted, PASSPHRASE, "b1");
 
     let target = Cluster::start(ClusterOptions::default().without_archive());
-    let restore = |extra: &[&str]| {
-        TestCommand::new(&target, "pgback")
-            .args(["--restore", &encrypted.display().to_string()])
-            .args(["-d", &target.conninfo_socket(), "-B", &client_bindir()])
-            .args(extra)
-            .env("PGBK_CIPHER_PASS", PASSPHRASE)
-            .limit(Duration::from_secs(180))
-            .run()
-    };
-    restore(&[]).assert_ok("pgback --restore of the encrypted b1");
+    let pass = [("PGBK_CIPHER_PASS", PASSPHRASE)];
+    restore(&target, &encrypted, &[], &pass).assert_ok("pgback --restore of the encrypted b1");
     assert_eq!(
         database_catalog(&target, "b1"),
         database_catalog(&source, "b1")
     );
-    target
-        .try_psql_in("b1", "DELETE FROM words WHERE id > 10")
-        .unwrap();
-    assert_ne!(
-        database_catalog(&target, "b1"),
-        database_catalog(&source, "b1")
-    );
-    let cleaned = restore(&["--clean"]);
+    change_b1(&target, &source);
+    let cleaned = restore(&target, &encrypted, &["--clean"], &pass);
     cleaned.assert_ok("pgback --restore --clean of the encrypted b1");
     let script = tool_major("pg_restore") >= 17 && target.version_num() / 10000 < 17;
     assert_eq!(
