@@ -53,19 +53,19 @@ pub const EXIT_CODES: [ExitCodeDoc; 11] = [
     },
     ExitCodeDoc {
         status: ExitStatus::BackupFailed,
-        meaning: "the backup failed: the row says `failed`, the co-process died or the stop failed; for pgback a database, a server-level file or a hook failed, or a signal stopped the run (nothing purged); for pgdrill the clone recovered but a check failed (amcheck, `--sql`, `--exec`)",
+        meaning: "the backup failed: the row says `failed`, the co-process died or the stop failed; for pgback a database, a server-level file or a hook failed, or a signal stopped the run (nothing purged); for pgdrill the clone recovered but a check failed (amcheck, `--sql`, `--exec`); for pgbase the server reported an error during the backup, the stream broke off, or SIGINT/SIGTERM stopped it (the partial backup removed)",
     },
     ExitCodeDoc {
         status: ExitStatus::Usage,
-        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); a DBNAME glob that does not parse (`--download`, `--list-remote`, `--decrypt`, `--restore`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing",
+        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); a DBNAME glob that does not parse (`--download`, `--list-remote`, `--decrypt`, `--restore`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing; for pgbase a non-empty `-D` or `-T` target, a `-T` that maps no tablespace",
     },
     ExitCodeDoc {
         status: ExitStatus::Connection,
-        meaning: "the server could not be reached or refused the login",
+        meaning: "the server could not be reached or refused the login (for pgbase also: no `replication` line in pg_hba.conf, the hint names it; `channel_binding=require`)",
     },
     ExitCodeDoc {
         status: ExitStatus::Server,
-        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay) or `pg_dump` is older than the server (the hint names `-B` and the major needed); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as)",
+        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay) or `pg_dump` is older than the server (the hint names `-B` and the major needed); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as); for pgbase a role without REPLICATION, a server older than 10",
     },
     ExitCodeDoc {
         status: ExitStatus::NoBackup,
@@ -77,7 +77,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 11] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Output,
-        meaning: "an output file or directory could not be written, or is the live data directory; for pgback the backup directory (its part before `{dbname}`) cannot be created; for pgdrill the work directory",
+        meaning: "an output file or directory could not be written, or is the live data directory; for pgback the backup directory (its part before `{dbname}`) cannot be created; for pgdrill the work directory; for pgbase a file of the backup",
     },
     ExitCodeDoc {
         status: ExitStatus::NotRecovered,

@@ -22,9 +22,13 @@
 //! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load
 //!   (`dump::command` hands `--restore` to `restore::command`).
 //! - [`drill`]: `pgdrill`, which proves a snapshot restores: clone, recover, amcheck, report.
+//! - [`replication`]: a small physical replication-protocol client (startup, simple query,
+//!   BASE_BACKUP, START_REPLICATION) on postgres-protocol, over our own socket.
+//! - [`base`]: `pgbase`, the streamed base backup (tar or plain, WAL streamed or fetched).
 
 pub mod args;
 pub mod backup;
+pub mod base;
 pub mod config;
 pub mod conn;
 pub mod crypt;
@@ -36,6 +40,7 @@ pub mod metrics;
 pub mod process;
 pub mod pump;
 pub mod remote;
+pub mod replication;
 pub mod restore;
 pub mod secret;
 pub mod server;

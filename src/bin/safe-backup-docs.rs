@@ -1,7 +1,7 @@
 //! `safe-backup-docs OUT_DIR`: the man pages and shell completions of every binary, generated from their clap definitions (for scripts/package; never installed).
 //!
 //! Writes `OUT_DIR/man/NAME.1` (clap_mangen) and `OUT_DIR/completions/{NAME.bash,_NAME,NAME.fish}`
-//! (clap_complete) for pgpre, pgpost, pgback and pgdrill. Built only with `--features docs`.
+//! (clap_complete) for pgpre, pgpost, pgback, pgdrill and pgbase. Built only with `--features docs`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,16 +10,18 @@ use anyhow::{bail, Context as _};
 use clap::{Command, CommandFactory as _};
 use clap_complete::Shell;
 use safe_backup::args::{Pgpost, Pgpre};
+use safe_backup::base::PgbaseArgs;
 use safe_backup::drill::command::DrillArgs;
 use safe_backup::dump::command::PgbackArgs;
 
 /// Every installed binary's command, named as its binary.
-fn commands() -> [Command; 4] {
+fn commands() -> [Command; 5] {
     [
         Pgpre::command(),
         Pgpost::command(),
         PgbackArgs::command(),
         DrillArgs::command(),
+        PgbaseArgs::command(),
     ]
 }
 

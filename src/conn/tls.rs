@@ -21,7 +21,7 @@ use crate::conn::settings::{ConnSettings, SslMode};
 impl ConnSettings {
     /// The rustls client for TCP hosts, built with the ring provider explicitly (no process
     /// default is assumed).
-    pub(super) fn tls_connector(
+    pub(crate) fn tls_connector(
         &self,
     ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, ConnError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

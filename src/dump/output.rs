@@ -77,7 +77,7 @@ fn chmod(path: &Path, mode: FileMode, is_dir: bool) -> io::Result<()> {
 
 /// Writes the checksum file `<path>.<algo>` (through a temporary name too). Names inside are
 /// relative to the checksum file's directory: `cd <dir> && sha256sum -c <file>.sha256`.
-fn write_checksum_file(
+pub fn write_checksum_file(
     path: &Path,
     algorithm: ChecksumAlgorithm,
     lines: &str,

@@ -237,7 +237,7 @@ fn chown_to_server_user(path: &Path) {
 }
 
 /// Chown a whole tree (not following symlinks) to the server user when running as root.
-fn chown_tree_to_server_user(root: &Path) {
+pub fn chown_tree_to_server_user(root: &Path) {
     if server_user().is_none() {
         return;
     }

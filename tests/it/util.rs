@@ -35,8 +35,9 @@ pub fn binary(name: &str) -> PathBuf {
         "pgpost" => env!("CARGO_BIN_EXE_pgpost"),
         "pgback" => env!("CARGO_BIN_EXE_pgback"),
         "pgdrill" => env!("CARGO_BIN_EXE_pgdrill"),
+        "pgbase" => env!("CARGO_BIN_EXE_pgbase"),
         other => {
-            panic!("binary({other:?}): not a binary of this package (known: pgpre, pgpost, pgback, pgdrill)")
+            panic!("binary({other:?}): not a binary of this package (known: pgpre, pgpost, pgback, pgdrill, pgbase)")
         }
     };
     PathBuf::from(path)

@@ -10,7 +10,7 @@ use super::{code_spans, documents, run};
 use crate::util::binary;
 
 /// Every binary with an option table.
-const BINARIES: [&str; 4] = ["pgpre", "pgpost", "pgback", "pgdrill"];
+const BINARIES: [&str; 5] = ["pgpre", "pgpost", "pgback", "pgdrill", "pgbase"];
 
 /// One option of a binary's `--help`.
 #[derive(Debug, Default)]

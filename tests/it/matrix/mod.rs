@@ -11,4 +11,5 @@ mod field;
 mod hooks;
 mod named;
 mod pgback;
+mod pgbase;
 mod restore;

@@ -1,0 +1,226 @@
+//! `pgbase`'s command line (clap) and the validated request it becomes.
+
+use std::path::{Path, PathBuf};
+
+use crate::args::{Checkpoint, ServerArgs};
+use crate::base::error::BaseError;
+use crate::config::values::ChecksumAlgorithm;
+use crate::exit::LogFormat;
+use crate::replication::ManifestChecksums;
+
+/// Take a base backup of a running PostgreSQL (10-18) over the replication protocol, as
+/// pg_basebackup does: a tar set (base.tar, <oid>.tar, pg_wal.tar, backup_manifest) or a data
+/// directory, with the WAL it needs streamed from a temporary slot.
+///
+/// The directory holds pgbase.incomplete until the backup is finished and synced to disk.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "pgbase",
+    version,
+    disable_help_flag = true,
+    after_help = crate::exit::exit_codes_help()
+)]
+pub struct PgbaseArgs {
+    /// How to reach the server (replication=true is added).
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Directory to write the backup into; must be new or empty
+    #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Output format: p (a data directory) or t (tar files)
+    #[arg(short = 'F', long, value_enum, default_value_t = Format::Plain)]
+    pub format: Format,
+
+    /// How the backup gets its WAL: stream (a second connection from a temporary slot),
+    /// fetch (in the main archive at the end), none (from your WAL archive)
+    #[arg(short = 'X', long, value_enum, default_value_t = WalMethod::Stream)]
+    pub wal_method: WalMethod,
+
+    /// The start's checkpoint: fast (immediate) or spread
+    #[arg(short = 'c', long, value_enum, default_value_t = Checkpoint::Spread)]
+    pub checkpoint: Checkpoint,
+
+    /// Backup label
+    #[arg(short = 'l', long, default_value = "pgbase base backup")]
+    pub label: String,
+
+    /// Transfer limit of the server, in kB/s (32 to 1048576)
+    #[arg(short = 'r', long, value_name = "RATE", value_parser = clap::value_parser!(u32).range(32..=1_048_576))]
+    pub max_rate: Option<u32>,
+
+    /// Show progress on stderr
+    #[arg(short = 'P', long)]
+    pub progress: bool,
+
+    /// Relocate the tablespace in OLDDIR to NEWDIR (plain format); "=" in a path as "\="
+    #[arg(short = 'T', long = "tablespace-mapping", value_name = "OLDDIR=NEWDIR")]
+    pub tablespace_mapping: Vec<String>,
+
+    /// Do not ask for a backup manifest (13+)
+    #[arg(long)]
+    pub no_manifest: bool,
+
+    /// Checksums the manifest lists per file
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = ManifestChecksums::Crc32c)]
+    pub manifest_checksums: ManifestChecksums,
+
+    /// Checksum file written beside each tar file and the manifest, as pgback writes them
+    /// (sha1, sha224, sha256, sha384, sha512, none)
+    #[arg(long, value_name = "ALGORITHM", default_value = "sha256")]
+    pub checksum_algo: ChecksumAlgorithm,
+
+    /// More log output: -v info, -vv debug
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log lines as text or json
+    #[arg(
+        long,
+        env = "SAFE_BACKUP_LOG_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
+
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// pg_basebackup's `-F`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A data directory.
+    #[value(name = "p", alias = "plain")]
+    Plain,
+    /// Tar files.
+    #[value(name = "t", alias = "tar")]
+    Tar,
+}
+
+/// pg_basebackup's `-X`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalMethod {
+    /// Streamed over a second connection from a temporary slot.
+    Stream,
+    /// Included by the server at the end of the main archive.
+    Fetch,
+    /// Not included: restore it from the WAL archive.
+    None,
+}
+
+/// A validated `pgbase` run.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The backup directory.
+    pub dir: PathBuf,
+    /// Tar or plain.
+    pub format: Format,
+    /// Where the WAL comes from.
+    pub wal_method: WalMethod,
+    /// Fast or spread checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The label.
+    pub label: String,
+    /// Progress on stderr.
+    pub progress: bool,
+    /// The server's transfer limit in kB/s.
+    pub max_rate: Option<u32>,
+    /// `-T` pairs, old location to new.
+    pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
+    /// The manifest's checksums; `None` for no manifest.
+    pub manifest: Option<ManifestChecksums>,
+    /// Our checksum files.
+    pub checksum_algo: ChecksumAlgorithm,
+}
+
+impl PgbaseArgs {
+    /// Checks what clap cannot.
+    pub fn request(&self) -> Result<Request, BaseError> {
+        let tablespace_mapping = self
+            .tablespace_mapping
+            .iter()
+            .map(|value| parse_mapping(value))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.format == Format::Tar && !tablespace_mapping.is_empty() {
+            return Err(BaseError::Usage(
+                "-T/--tablespace-mapping works only with the plain format (-F p)".to_owned(),
+            ));
+        }
+        Ok(Request {
+            dir: self.dir.clone(),
+            format: self.format,
+            wal_method: self.wal_method,
+            checkpoint: self.checkpoint,
+            label: self.label.clone(),
+            progress: self.progress,
+            max_rate: self.max_rate,
+            tablespace_mapping,
+            manifest: (!self.no_manifest).then_some(self.manifest_checksums),
+            checksum_algo: self.checksum_algo,
+        })
+    }
+}
+
+/// `OLDDIR=NEWDIR`, both absolute; `\=` is an `=` inside a path.
+pub fn parse_mapping(value: &str) -> Result<(PathBuf, PathBuf), BaseError> {
+    let bad = |reason: &str| {
+        BaseError::Usage(format!("invalid tablespace mapping \"{value}\": {reason}"))
+    };
+    let mut old = String::new();
+    let mut new = String::new();
+    let mut seen_equals = false;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        let target = if seen_equals { &mut new } else { &mut old };
+        match c {
+            '\\' if chars.clone().next() == Some('=') => {
+                target.push('=');
+                chars.next();
+            }
+            '=' if !seen_equals => seen_equals = true,
+            '=' => return Err(bad("multiple \"=\" signs")),
+            c => target.push(c),
+        }
+    }
+    if !seen_equals || old.is_empty() || new.is_empty() {
+        return Err(bad("must be OLDDIR=NEWDIR"));
+    }
+    if !Path::new(&old).is_absolute() || !Path::new(&new).is_absolute() {
+        return Err(bad("both directories must be absolute paths"));
+    }
+    Ok((PathBuf::from(old), PathBuf::from(new)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory as _, Parser as _};
+
+    #[test]
+    fn definitions_are_consistent_and_mappings_parse() {
+        PgbaseArgs::command().debug_assert();
+        assert_eq!(
+            parse_mapping("/a=/b").unwrap(),
+            (PathBuf::from("/a"), PathBuf::from("/b"))
+        );
+        assert_eq!(
+            parse_mapping(r"/a\=x=/b").unwrap(),
+            (PathBuf::from("/a=x"), PathBuf::from("/b"))
+        );
+        for bad in ["/a", "a=/b", "/a=b", "/a=/b=/c", "=/b"] {
+            assert!(parse_mapping(bad).is_err(), "{bad}");
+        }
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "-T", "/a=/b"]);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "--no-manifest"]);
+        let request = args.request().unwrap();
+        assert_eq!(request.manifest, None);
+        assert_eq!(request.format, Format::Plain);
+        assert_eq!(request.wal_method, WalMethod::Stream);
+        assert_eq!(request.checksum_algo, ChecksumAlgorithm::Sha256);
+    }
+}

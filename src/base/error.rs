@@ -1,0 +1,108 @@
+//! Why `pgbase` failed: [`BaseError`], with its exit status and hint.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::config::SetupError;
+use crate::exit::{ExitStatus, Failure};
+use crate::replication::ReplicationError;
+use crate::server::ServerVersion;
+
+/// The name of the file that marks a backup directory as not finished.
+pub const INCOMPLETE_MARKER: &str = "pgbase.incomplete";
+
+/// A failed `pgbase` run.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    /// Connection settings.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The replication connection or a command on it.
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// A bad flag value the parser cannot check.
+    #[error("{0}")]
+    Usage(String),
+    /// `-D` (or a tablespace's target) already holds files.
+    #[error("directory \"{}\" exists but is not empty", dir.display())]
+    NotEmpty {
+        /// The directory.
+        dir: PathBuf,
+        /// Whether it is a tablespace's target rather than `-D`.
+        tablespace: bool,
+    },
+    /// The server is older than 10.
+    #[error("server version {0} is not supported: pgbase needs PostgreSQL 10 or later")]
+    Unsupported(ServerVersion),
+    /// Writing the backup failed.
+    #[error("could not write \"{}\": {source}", path.display())]
+    Output {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The server's archive is not a tar stream we can read.
+    #[error("bad tar stream in {archive}: {source}")]
+    Tar {
+        /// `base.tar` or `<oid>.tar`.
+        archive: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The stream did not follow the protocol as the backup needs it.
+    #[error("{0}")]
+    Stream(String),
+    /// SIGINT or SIGTERM.
+    #[error("interrupted by {signal}: the partial backup in \"{}\" was removed", dir.display())]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+        /// The backup directory.
+        dir: PathBuf,
+    },
+    /// The runtime or a signal handler could not be set up.
+    #[error("internal error: {0}")]
+    Internal(io::Error),
+}
+
+impl BaseError {
+    /// An [`BaseError::Output`] for `path`.
+    pub fn output(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> BaseError {
+        let path = path.into();
+        move |source| BaseError::Output { path, source }
+    }
+}
+
+impl Failure for BaseError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            BaseError::Setup(error) => error.exit_status(),
+            BaseError::Replication(error) => error.exit_status(),
+            BaseError::Usage(_) | BaseError::NotEmpty { .. } => ExitStatus::Usage,
+            BaseError::Unsupported(_) => ExitStatus::Server,
+            BaseError::Output { .. } => ExitStatus::Output,
+            BaseError::Tar { .. } | BaseError::Stream(_) | BaseError::Interrupted { .. } => {
+                ExitStatus::BackupFailed
+            }
+            BaseError::Internal(_) => ExitStatus::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            BaseError::Setup(error) => error.hint(),
+            BaseError::Replication(error) => error.hint(),
+            BaseError::NotEmpty {
+                tablespace: false, ..
+            } => Some("give -D a new or empty directory".to_owned()),
+            BaseError::NotEmpty {
+                tablespace: true, ..
+            } => Some(
+                "relocate the tablespace with -T OLDDIR=NEWDIR to a new or empty directory"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}

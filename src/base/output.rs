@@ -1,0 +1,391 @@
+//! Where the server's archives go: [`TarFiles`] (`-F t`: each archive a file, hashed while
+//! written, with pgback's checksum file beside it) or [`PlainTree`] (`-F p`: each archive
+//! unpacked, the main one into `-D`, tablespaces into their `-T` targets).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Component, Path, PathBuf};
+
+use crate::base::error::BaseError;
+use crate::base::tar::{Entry, EntryKind, TarParser, TarVisitor, BLOCK};
+use crate::config::values::{ChecksumAlgorithm, FileMode};
+use crate::dump::checksum::{checksum_line, ChecksumWriter};
+use crate::dump::output::write_checksum_file;
+
+/// Mode of the files pgbase writes itself.
+const FILE_MODE: u32 = 0o600;
+
+/// A file written and hashed on the way.
+pub struct HashedFile {
+    path: PathBuf,
+    writer: ChecksumWriter<BufWriter<File>>,
+    algorithm: ChecksumAlgorithm,
+}
+
+impl HashedFile {
+    /// Creates `path` (mode 0600; it must not exist).
+    pub fn create(path: PathBuf, algorithm: ChecksumAlgorithm) -> Result<HashedFile, BaseError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(BaseError::output(&path))?;
+        Ok(HashedFile {
+            writer: ChecksumWriter::new(BufWriter::with_capacity(256 * 1024, file), algorithm),
+            path,
+            algorithm,
+        })
+    }
+
+    /// Appends bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), BaseError> {
+        self.writer
+            .write_all(bytes)
+            .map_err(BaseError::output(&self.path))
+    }
+
+    /// Flushes, fsyncs and writes the checksum file (`<name>.<algorithm>`).
+    pub fn finish(self) -> Result<u64, BaseError> {
+        let (buffered, digest, bytes) = self.writer.finish();
+        let file = buffered
+            .into_inner()
+            .map_err(|e| BaseError::output(&self.path)(e.into_error()))?;
+        file.sync_all().map_err(BaseError::output(&self.path))?;
+        if let Some(hex) = digest {
+            let name = self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            write_checksum_file(
+                &self.path,
+                self.algorithm,
+                &checksum_line(&hex, &name),
+                FileMode::Chmod(FILE_MODE),
+            )
+            .map_err(|e| BaseError::Output {
+                path: e.path.clone(),
+                source: e.source,
+            })?;
+        }
+        Ok(bytes)
+    }
+}
+
+/// Counts nothing and keeps nothing: the parser run over a tar file only to find its end.
+struct Skim;
+
+impl TarVisitor for Skim {
+    fn entry(&mut self, _: &Entry) -> io::Result<()> {
+        Ok(())
+    }
+    fn data(&mut self, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+    fn end_entry(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `-F t`: one file per archive.
+pub struct TarFiles {
+    dir: PathBuf,
+    algorithm: ChecksumAlgorithm,
+    current: Option<(String, HashedFile, TarParser)>,
+}
+
+impl TarFiles {
+    /// Tar files in `dir`.
+    pub fn new(dir: &Path, algorithm: ChecksumAlgorithm) -> TarFiles {
+        TarFiles {
+            dir: dir.to_path_buf(),
+            algorithm,
+            current: None,
+        }
+    }
+
+    /// Starts the archive `name` (`base.tar`, `<oid>.tar`).
+    pub fn begin(&mut self, name: &str) -> Result<(), BaseError> {
+        self.end()?;
+        check_archive_name(name)?;
+        let file = HashedFile::create(self.dir.join(name), self.algorithm)?;
+        self.current = Some((name.to_owned(), file, TarParser::new()));
+        Ok(())
+    }
+
+    /// Bytes of the current archive.
+    pub fn data(&mut self, bytes: &[u8]) -> Result<(), BaseError> {
+        let (name, file, parser) = self
+            .current
+            .as_mut()
+            .ok_or_else(|| BaseError::Stream("archive data before any archive".to_owned()))?;
+        parser
+            .feed(bytes, &mut Skim)
+            .map_err(|source| BaseError::Tar {
+                archive: name.clone(),
+                source,
+            })?;
+        file.write(bytes)
+    }
+
+    /// Ends the current archive: adds the two zero blocks older servers leave out.
+    pub fn end(&mut self) -> Result<(), BaseError> {
+        if let Some((name, mut file, parser)) = self.current.take() {
+            if !parser.at_boundary() {
+                return Err(BaseError::Stream(format!("{name} ends inside an entry")));
+            }
+            if !parser.ended() {
+                file.write(&[0u8; 2 * BLOCK])?;
+            }
+            file.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// `-F p`: archives unpacked.
+pub struct PlainTree {
+    dir: PathBuf,
+    mapping: Vec<(PathBuf, PathBuf)>,
+    current: Option<(String, TarParser, Unpacker)>,
+    /// Every directory an archive was unpacked into, for the final sync.
+    pub roots: Vec<PathBuf>,
+}
+
+impl PlainTree {
+    /// The data directory `dir`, tablespaces relocated by `mapping`.
+    pub fn new(dir: &Path, mapping: &[(PathBuf, PathBuf)]) -> PlainTree {
+        PlainTree {
+            dir: dir.to_path_buf(),
+            mapping: mapping.to_vec(),
+            current: None,
+            roots: vec![dir.to_path_buf()],
+        }
+    }
+
+    /// Where a tablespace at `location` on the server goes.
+    pub fn target(&self, location: &str) -> PathBuf {
+        let location = Path::new(location);
+        self.mapping
+            .iter()
+            .find(|(old, _)| old == location)
+            .map(|(_, new)| new.clone())
+            .unwrap_or_else(|| location.to_path_buf())
+    }
+
+    /// Checks the tablespaces before any byte arrives: each `-T` maps one, and each target is
+    /// new or empty (never the live server's own directory).
+    pub fn check_tablespaces(&self, locations: &[String]) -> Result<(), BaseError> {
+        if let Some((old, _)) = self
+            .mapping
+            .iter()
+            .find(|(old, _)| !locations.iter().any(|l| Path::new(l) == old))
+        {
+            return Err(BaseError::Usage(format!(
+                "-T maps \"{}\", which is not the location of any tablespace of the server",
+                old.display()
+            )));
+        }
+        for location in locations {
+            let target = self.target(location);
+            if fs::read_dir(&target).is_ok_and(|mut entries| entries.next().is_some()) {
+                return Err(BaseError::NotEmpty {
+                    dir: target,
+                    tablespace: true,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the archive `name`; a tablespace's goes to its target.
+    pub fn begin(&mut self, name: &str, location: Option<&str>) -> Result<(), BaseError> {
+        self.end()?;
+        check_archive_name(name)?;
+        let root = match location {
+            Some(location) => {
+                let target = self.target(location);
+                create_private_dir(&target)?;
+                self.roots.push(target.clone());
+                target
+            }
+            None => self.dir.clone(),
+        };
+        let unpacker = Unpacker {
+            root,
+            mapping: self.mapping.clone(),
+            file: None,
+        };
+        self.current = Some((name.to_owned(), TarParser::new(), unpacker));
+        Ok(())
+    }
+
+    /// Bytes of the current archive.
+    pub fn data(&mut self, bytes: &[u8]) -> Result<(), BaseError> {
+        let (name, parser, unpacker) = self
+            .current
+            .as_mut()
+            .ok_or_else(|| BaseError::Stream("archive data before any archive".to_owned()))?;
+        parser
+            .feed(bytes, unpacker)
+            .map_err(|source| BaseError::Tar {
+                archive: name.clone(),
+                source,
+            })
+    }
+
+    /// Ends the current archive.
+    pub fn end(&mut self) -> Result<(), BaseError> {
+        if let Some((name, parser, _)) = self.current.take() {
+            if !parser.at_boundary() {
+                return Err(BaseError::Stream(format!("{name} ends inside an entry")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_archive_name(name: &str) -> Result<(), BaseError> {
+    let plain = Path::new(name).components().count() == 1
+        && name.ends_with(".tar")
+        && !name.starts_with('.');
+    if plain {
+        Ok(())
+    } else {
+        Err(BaseError::Stream(format!(
+            "the server named an archive {name:?}"
+        )))
+    }
+}
+
+/// Creates `dir` (mode 0700) and its parents, or accepts it when it exists.
+pub fn create_private_dir(dir: &Path) -> Result<(), BaseError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(BaseError::output(dir))
+}
+
+/// Unpacks one archive under `root`.
+struct Unpacker {
+    root: PathBuf,
+    mapping: Vec<(PathBuf, PathBuf)>,
+    file: Option<File>,
+}
+
+impl Unpacker {
+    /// The entry's place under the root; names that climb out or are absolute are refused.
+    fn place(&self, name: &str) -> io::Result<PathBuf> {
+        let relative = Path::new(name);
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("refusing the entry {name:?}: it leaves the directory"),
+            ));
+        }
+        Ok(self.root.join(relative))
+    }
+}
+
+impl TarVisitor for Unpacker {
+    fn entry(&mut self, entry: &Entry) -> io::Result<()> {
+        let path = self.place(&entry.path)?;
+        match entry.kind {
+            EntryKind::Directory => fs::DirBuilder::new()
+                .recursive(true)
+                .mode(entry.mode & 0o700 | 0o700)
+                .create(&path),
+            EntryKind::File => {
+                self.file = Some(
+                    OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(entry.mode & 0o7777)
+                        .open(&path)?,
+                );
+                Ok(())
+            }
+            EntryKind::Symlink => {
+                let target = self
+                    .mapping
+                    .iter()
+                    .find(|(old, _)| old == Path::new(&entry.link))
+                    .map(|(_, new)| new.clone())
+                    .unwrap_or_else(|| PathBuf::from(&entry.link));
+                std::os::unix::fs::symlink(target, &path)
+            }
+        }
+    }
+
+    fn data(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.file {
+            Some(file) => file.write_all(bytes),
+            None => Ok(()),
+        }
+    }
+
+    fn end_entry(&mut self) -> io::Result<()> {
+        self.file = None;
+        Ok(())
+    }
+}
+
+/// Makes everything under `dirs` durable: one syncfs per file system they are on.
+pub fn sync_all(dirs: &[PathBuf]) -> Result<(), BaseError> {
+    for dir in dirs {
+        let handle = File::open(dir).map_err(BaseError::output(dir))?;
+        nix::unistd::syncfs(&handle).map_err(|e| BaseError::output(dir)(io::Error::from(e)))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::tar::header;
+
+    #[test]
+    fn plain_unpacks_relocates_and_refuses_escapes() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("data");
+        create_private_dir(&dir).unwrap();
+        let new = scratch.path().join("ts");
+        let mut tree = PlainTree::new(&dir, &[(PathBuf::from("/srv/ts"), new.clone())]);
+        assert!(tree.check_tablespaces(&["/elsewhere".to_owned()]).is_err());
+        tree.check_tablespaces(&["/srv/ts".to_owned()]).unwrap();
+        tree.begin("16384.tar", Some("/srv/ts")).unwrap();
+        let mut archive = header("PG_VERSION", 3, 0).unwrap().to_vec();
+        archive.extend(b"18\n");
+        archive.extend([0u8; BLOCK - 3]);
+        tree.data(&archive).unwrap();
+        tree.end().unwrap();
+        assert_eq!(fs::read(new.join("PG_VERSION")).unwrap(), b"18\n");
+        tree.begin("base.tar", None).unwrap();
+        assert!(tree.data(&header("../evil", 0, 0).unwrap()).is_err());
+        assert!(tree.begin("../x.tar", None).is_err());
+        assert_eq!(tree.roots, vec![dir, new]);
+    }
+
+    #[test]
+    fn tar_files_are_terminated_and_checksummed() {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut files = TarFiles::new(scratch.path(), ChecksumAlgorithm::Sha256);
+        files.begin("base.tar").unwrap();
+        files.data(&header("x", 0, 0).unwrap()).unwrap();
+        files.end().unwrap();
+        let tar = fs::read(scratch.path().join("base.tar")).unwrap();
+        assert_eq!(tar.len(), 3 * BLOCK);
+        let sum = fs::read_to_string(scratch.path().join("base.tar.sha256")).unwrap();
+        assert!(sum.ends_with("  base.tar\n"), "{sum}");
+        files.begin("1.tar").unwrap();
+        files.data(&header("x", 5, 0).unwrap()).unwrap();
+        assert!(files.end().is_err());
+    }
+}

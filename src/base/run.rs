@@ -1,0 +1,392 @@
+//! One `pgbase` run: check and mark the directory, connect, start the WAL stream's slot,
+//! receive the archives and the manifest while the WAL streams, sync, and only then remove
+//! the marker. SIGINT and SIGTERM drop both connections (the server drops the temporary slot)
+//! and leave the marker.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use futures_util::StreamExt as _;
+use tokio::sync::oneshot;
+
+use crate::args::Checkpoint;
+use crate::base::command::{Format, Request, WalMethod};
+use crate::base::error::{BaseError, INCOMPLETE_MARKER};
+use crate::base::output::{create_private_dir, sync_all, HashedFile, PlainTree, TarFiles};
+use crate::base::wal::{parse_segment_size, stream_wal, WalTarget};
+use crate::conn::ConnSettings;
+use crate::replication::{
+    base_backup_command, BackupEvent, BackupPosition, BaseBackupOptions, ReplicationConnection,
+};
+use crate::server::ServerVersion;
+use crate::shutdown::ShutdownSignals;
+use crate::wal::Lsn;
+
+/// What a finished backup holds.
+#[derive(Clone, Debug)]
+pub struct BaseSummary {
+    /// The server's version.
+    pub version: ServerVersion,
+    /// Where its WAL starts.
+    pub start: BackupPosition,
+    /// Where its WAL must reach.
+    pub end: BackupPosition,
+    /// Archive bytes received.
+    pub bytes: u64,
+    /// WAL segments streamed (`-X stream`).
+    pub wal_segments: Vec<String>,
+}
+
+/// Runs the backup until it is done or a signal arrives.
+///
+/// A failed or interrupted run removes what it wrote, as pg_basebackup does: `-D` and the `-T`
+/// targets were new or empty, so everything in them is this run's. A run killed outright
+/// (SIGKILL, power loss) leaves `pgbase.incomplete` in `-D` instead.
+pub async fn run(request: &Request, settings: &ConnSettings) -> Result<BaseSummary, BaseError> {
+    let mut ours = vec![(request.dir.clone(), request.dir.exists())];
+    for (_, target) in &request.tablespace_mapping {
+        if is_empty_or_absent(target) {
+            ours.push((target.clone(), target.exists()));
+        }
+    }
+    prepare_dir(&request.dir)?;
+    let result = run_prepared(request, settings).await;
+    if result.is_err() {
+        for (dir, existed) in &ours {
+            remove_written(dir, *existed);
+        }
+    }
+    result
+}
+
+fn is_empty_or_absent(dir: &Path) -> bool {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(error) => error.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Removes `dir` (or, when it existed before the run, what is in it).
+fn remove_written(dir: &Path, existed: bool) {
+    let result = if existed {
+        fs::read_dir(dir).and_then(|entries| {
+            entries.into_iter().try_for_each(|entry| {
+                let path = entry?.path();
+                if path.is_dir() && !path.is_symlink() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                }
+            })
+        })
+    } else {
+        fs::remove_dir_all(dir)
+    };
+    match result {
+        Ok(()) => tracing::info!(dir = %dir.display(), "removed the partial backup"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::warn!(dir = %dir.display(), %error, "could not remove the partial backup")
+        }
+    }
+}
+
+async fn run_prepared(
+    request: &Request,
+    settings: &ConnSettings,
+) -> Result<BaseSummary, BaseError> {
+    let mut signals = ShutdownSignals::new().map_err(BaseError::Internal)?;
+    let interrupted = |signal| BaseError::Interrupted {
+        signal,
+        dir: request.dir.clone(),
+    };
+    tokio::select! {
+        result = backup(request, settings) => result,
+        Some(signal) = signals.next() => Err(interrupted(signal.as_str())),
+    }
+}
+
+/// `-D` must be new or empty; it is created (0700) and marked incomplete.
+fn prepare_dir(dir: &Path) -> Result<(), BaseError> {
+    if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(BaseError::NotEmpty {
+            dir: dir.to_path_buf(),
+            tablespace: false,
+        });
+    }
+    create_private_dir(dir)?;
+    let marker = dir.join(INCOMPLETE_MARKER);
+    fs::File::create(&marker)
+        .and_then(|mut file| {
+            file.write_all(b"pgbase has not finished this backup: do not restore it\n")?;
+            file.sync_all()
+        })
+        .map_err(BaseError::output(&marker))
+}
+
+async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummary, BaseError> {
+    let mut main = ReplicationConnection::connect(settings).await?;
+    let version_text = main.show("server_version_num").await?;
+    let version = ServerVersion::parse(&version_text)
+        .ok_or_else(|| BaseError::Stream(format!("bad server_version_num {version_text:?}")))?;
+    if version.major() < 10 {
+        return Err(BaseError::Unsupported(version));
+    }
+    // The slot exists before the backup starts, so the WAL from its start is kept.
+    let mut streaming = None;
+    if request.wal_method == WalMethod::Stream {
+        let mut connection = ReplicationConnection::connect(settings).await?;
+        let identity = connection.identify_system().await?;
+        tracing::debug!(
+            system = identity.system_id,
+            timeline = identity.timeline,
+            "identified"
+        );
+        let size_text = connection.show("wal_segment_size").await?;
+        let segment_size = parse_segment_size(&size_text)
+            .ok_or_else(|| BaseError::Stream(format!("bad wal_segment_size {size_text:?}")))?;
+        let slot = format!("pgbase_{}", std::process::id());
+        connection.create_temporary_slot(&slot).await?;
+        tracing::info!(slot, "temporary replication slot created");
+        streaming = Some((connection, slot, segment_size));
+    }
+    let options = BaseBackupOptions {
+        label: request.label.clone(),
+        progress: request.progress,
+        fast_checkpoint: request.checkpoint == Checkpoint::Fast,
+        include_wal: request.wal_method == WalMethod::Fetch,
+        manifest: request.manifest,
+        max_rate: request.max_rate,
+        wait_for_archive: request.wal_method == WalMethod::None,
+    };
+    let command = base_backup_command(version, &options);
+    tracing::debug!(command, "starting the base backup");
+    let (start_tx, start_rx) = oneshot::channel();
+    let (end_tx, end_rx) = oneshot::channel();
+    let receive = receive_archives(&mut main, version, &command, request, start_tx, end_tx);
+    let wal = async {
+        let Some((connection, slot, segment_size)) = &mut streaming else {
+            return Ok(None);
+        };
+        let target = match request.format {
+            Format::Tar => WalTarget::Tar(Box::new(HashedFile::create(
+                request.dir.join("pg_wal.tar"),
+                request.checksum_algo,
+            )?)),
+            Format::Plain => {
+                let dir = request.dir.join("pg_wal");
+                create_private_dir(&dir)?;
+                WalTarget::Dir(dir)
+            }
+        };
+        // The timeline is known once the backup starts; the writer takes it from there.
+        stream_wal(connection, slot, start_rx, end_rx, target, *segment_size).await
+    };
+    let ((start, end, bytes, mut roots), writer) = tokio::try_join!(receive, wal)?;
+    let wal_segments = match writer {
+        Some(writer) => writer.finish()?,
+        None => Vec::new(),
+    };
+    main.close().await;
+    if let Some((connection, _, _)) = streaming {
+        connection.close().await;
+    }
+    roots.insert(0, request.dir.clone());
+    sync_all(&roots)?;
+    let marker = request.dir.join(INCOMPLETE_MARKER);
+    fs::remove_file(&marker).map_err(BaseError::output(&marker))?;
+    fs::File::open(&request.dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(BaseError::output(&request.dir))?;
+    Ok(BaseSummary {
+        version,
+        start,
+        end,
+        bytes,
+        wal_segments,
+    })
+}
+
+/// Where archive bytes go now.
+enum Sink {
+    Tar(Box<TarFiles>),
+    Plain(PlainTree),
+}
+
+/// Receives the stream of `BASE_BACKUP`; returns the start, the end, the archive bytes and
+/// the tablespace directories written.
+async fn receive_archives(
+    connection: &mut ReplicationConnection,
+    version: ServerVersion,
+    command: &str,
+    request: &Request,
+    start_tx: oneshot::Sender<BackupPosition>,
+    end_tx: oneshot::Sender<Lsn>,
+) -> Result<(BackupPosition, BackupPosition, u64, Vec<std::path::PathBuf>), BaseError> {
+    let mut sink = match request.format {
+        Format::Tar => Sink::Tar(Box::new(TarFiles::new(&request.dir, request.checksum_algo))),
+        Format::Plain => Sink::Plain(PlainTree::new(&request.dir, &request.tablespace_mapping)),
+    };
+    let manifest_algo = match request.format {
+        Format::Tar => request.checksum_algo,
+        // pg_verifybackup refuses files the manifest does not list in a data directory.
+        Format::Plain => Default::default(),
+    };
+    let mut stream = connection.base_backup(version, command).await?;
+    let mut start_tx = Some(start_tx);
+    let mut end_tx = Some(end_tx);
+    let (mut start, mut end) = (None, None);
+    let mut manifest: Option<HashedFile> = None;
+    let mut in_manifest = false;
+    let mut bytes = 0u64;
+    let mut progress = Progress::new(request.progress);
+    while let Some(event) = stream.next().await? {
+        match event {
+            BackupEvent::Start(position) => {
+                tracing::info!(lsn = %position.lsn, timeline = position.timeline, "backup started");
+                start = Some(position);
+                if let Some(tx) = start_tx.take() {
+                    let _ = tx.send(position);
+                }
+            }
+            BackupEvent::Tablespaces(tablespaces) => {
+                progress.total_kb = tablespaces.iter().filter_map(|t| t.size_kb).sum();
+                if let Sink::Plain(tree) = &sink {
+                    let locations: Vec<String> = tablespaces
+                        .iter()
+                        .filter_map(|t| t.location.clone())
+                        .collect();
+                    tree.check_tablespaces(&locations)?;
+                }
+            }
+            BackupEvent::Archive { name, location } => {
+                in_manifest = false;
+                match &mut sink {
+                    Sink::Tar(files) => files.begin(&name)?,
+                    Sink::Plain(tree) => tree.begin(&name, location.as_deref())?,
+                }
+            }
+            BackupEvent::Manifest => {
+                end_archive(&mut sink)?;
+                in_manifest = true;
+                manifest = Some(HashedFile::create(
+                    request.dir.join("backup_manifest"),
+                    manifest_algo,
+                )?);
+            }
+            BackupEvent::Data(data) => match (&mut manifest, in_manifest) {
+                (Some(file), true) => file.write(&data)?,
+                _ => {
+                    bytes += data.len() as u64;
+                    progress.show(bytes);
+                    match &mut sink {
+                        Sink::Tar(files) => files.data(&data)?,
+                        Sink::Plain(tree) => tree.data(&data)?,
+                    }
+                }
+            },
+            BackupEvent::Progress(_) => {}
+            BackupEvent::End(position) => {
+                tracing::info!(lsn = %position.lsn, "backup ended");
+                end = Some(position);
+                if let Some(tx) = end_tx.take() {
+                    let _ = tx.send(position.lsn);
+                }
+            }
+        }
+    }
+    progress.done(bytes);
+    end_archive(&mut sink)?;
+    if let Some(file) = manifest {
+        file.finish()?;
+    }
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err(BaseError::Stream(
+            "BASE_BACKUP ended without its start and end positions".to_owned(),
+        ));
+    };
+    let roots = match sink {
+        Sink::Plain(tree) => tree.roots,
+        Sink::Tar(_) => Vec::new(),
+    };
+    Ok((start, end, bytes, roots))
+}
+
+fn end_archive(sink: &mut Sink) -> Result<(), BaseError> {
+    match sink {
+        Sink::Tar(files) => files.end(),
+        Sink::Plain(tree) => tree.end(),
+    }
+}
+
+/// `-P`: bytes received against the server's estimate, at most once a second on stderr.
+struct Progress {
+    enabled: bool,
+    total_kb: i64,
+    shown: Option<Instant>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        Progress {
+            enabled,
+            total_kb: 0,
+            shown: None,
+        }
+    }
+
+    fn show(&mut self, bytes: u64) {
+        if !self.enabled || self.shown.is_some_and(|at| at.elapsed().as_secs() < 1) {
+            return;
+        }
+        self.shown = Some(Instant::now());
+        eprintln!("{}", progress_line(bytes, self.total_kb));
+    }
+
+    fn done(&mut self, bytes: u64) {
+        if self.enabled {
+            eprintln!("{}", progress_line(bytes, self.total_kb));
+        }
+    }
+}
+
+/// `12345/67890 kB (18%)`; the server's estimate can be passed, so the percentage stops at 100.
+pub fn progress_line(bytes: u64, total_kb: i64) -> String {
+    let done_kb = bytes / 1024;
+    match u64::try_from(total_kb) {
+        Ok(total) if total > 0 => format!(
+            "pgbase: {done_kb}/{total} kB ({}%)",
+            (done_kb * 100 / total).min(100)
+        ),
+        _ => format!("pgbase: {done_kb} kB"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_and_a_refused_directory() {
+        assert_eq!(
+            progress_line(2048 * 1024, 4096),
+            "pgbase: 2048/4096 kB (50%)"
+        );
+        assert_eq!(
+            progress_line(9000 * 1024, 4096),
+            "pgbase: 9000/4096 kB (100%)"
+        );
+        assert_eq!(progress_line(1024, 0), "pgbase: 1 kB");
+        let scratch = tempfile::tempdir().unwrap();
+        fs::write(scratch.path().join("x"), "").unwrap();
+        assert!(matches!(
+            prepare_dir(scratch.path()),
+            Err(BaseError::NotEmpty { .. })
+        ));
+        let fresh = scratch.path().join("new");
+        prepare_dir(&fresh).unwrap();
+        assert!(fresh.join(INCOMPLETE_MARKER).exists());
+    }
+}
