@@ -21,6 +21,7 @@ use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
 use crate::dump::tools::{parse_tool_version, tool_path, ToolVersion};
 use crate::glob::Glob;
+use crate::server::ServerVersion;
 
 /// What to restore, where, and how.
 #[derive(Debug, Clone)]
@@ -158,7 +159,7 @@ pub async fn plan_restore(
     } = read_set_off_runtime(settings).await?;
     let mut notes = set_notes(decryption.is_some(), &verified);
     let target = target::read_target(&settings.conn).await?;
-    let commands = command_settings(settings, &selected).await?;
+    let commands = command_settings(settings, &target, &selected).await?;
     let steps = DatabaseSteps {
         settings,
         commands: &commands,
@@ -265,9 +266,11 @@ fn set_notes(decrypting: bool, verified: &[Verified]) -> Vec<String> {
 }
 
 /// The tools and options of the plan's commands; pg_restore's version is probed only when a
-/// selected dump needs pg_restore.
+/// selected dump needs pg_restore. With the target's version it decides whether pg_restore
+/// restores itself or writes a script for psql.
 async fn command_settings(
     settings: &RestoreSettings,
+    target: &TargetState,
     selected: &[DatabaseDump],
 ) -> Result<CommandSettings, RestoreError> {
     let pg_restore_version = if selected
@@ -283,6 +286,7 @@ async fn command_settings(
         maintenance_db: settings.conn.dbname.clone(),
         jobs: settings.jobs,
         pg_restore_version,
+        server_version: ServerVersion::try_from(target.server_version_num).ok(),
     })
 }
 
@@ -428,10 +432,11 @@ impl DatabaseSteps<'_> {
             .then(|| stream_load_step(commands, &db.name, db.format, clean))
             .flatten();
         match stream {
-            Some(load) => {
+            Some((load, note)) => {
                 if self.settings.jobs > 1 && !matches!(db.format, DumpFormat::Plain(_)) {
                     notes.push(format!("{:?}: an encrypted dump streams into pg_restore's stdin: one job (pg_restore cannot restore in parallel from a pipe)", db.name));
                 }
+                notes.extend(note);
                 load
             }
             None => {

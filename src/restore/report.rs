@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use super::exec::ToolError;
+use super::filter::TRANSACTION_TIMEOUT_LINE;
 use super::plan::{file_name, quoted_list, DatabaseAction, RestorePlan, SqlInput, SqlStep};
 use super::verify::Verified;
 use crate::table::{render_table, Align};
@@ -175,12 +176,16 @@ impl fmt::Display for RestorePlan {
                 ),
                 None => String::new(),
             };
-            match &db.load.decompress {
-                Some(decompress) => {
+            let filter = match db.load.without_transaction_timeout {
+                true => format!("   # without the line {TRANSACTION_TIMEOUT_LINE:?}"),
+                false => String::new(),
+            };
+            match &db.load.producer {
+                Some(producer) => {
                     let _ = writeln!(
                         out,
-                        "      $ {decrypt}{} | {}",
-                        decompress.shell_line(),
+                        "      $ {decrypt}{} | {}{filter}",
+                        producer.shell_line(),
                         db.load.command.shell_line()
                     );
                 }
@@ -217,6 +222,7 @@ mod tests {
             maintenance_db: "postgres".into(),
             jobs: 2,
             pg_restore_version: None,
+            server_version: None,
         };
         RestorePlan {
             dir: "/b".into(),
