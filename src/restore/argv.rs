@@ -1,20 +1,23 @@
 //! The commands of a restore plan: psql, pg_restore and the decompressors, their argument
-//! vectors built by pure functions from the dump's format, the jobs asked for and pg_restore's
-//! version.
+//! vectors built by pure functions from the dump's format, the jobs asked for, pg_restore's
+//! version and the target's: pg_restore 17+ into a server 10 to 16 writes a script
+//! (`pg_restore -f -`) that psql runs, without the `SET transaction_timeout` those servers reject.
 
 use std::path::{Path, PathBuf};
 
 use super::exec::ToolCommand;
 use super::set::{DumpFormat, PlainCompression};
 use crate::programs::{conninfo_dbname, tool_path};
-use crate::server::quote_ident;
-use crate::server::ServerVersion;
+use crate::server::{quote_ident, ServerVersion};
 
 /// How the data of one database is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadStep {
-    /// The decompressor piped into psql, for compressed plain dumps.
-    pub decompress: Option<ToolCommand>,
+    /// What is piped into psql: the decompressor of a compressed plain dump, or
+    /// `pg_restore -f -` writing the script of a custom, directory or tar dump.
+    pub producer: Option<ToolCommand>,
+    /// The script's `SET transaction_timeout = 0;` is left out on its way into psql.
+    pub without_transaction_timeout: bool,
     /// pg_restore or psql.
     pub command: ToolCommand,
 }
@@ -30,6 +33,46 @@ pub struct CommandSettings {
     pub jobs: u32,
     /// pg_restore's version, when it was probed.
     pub pg_restore_version: Option<ServerVersion>,
+    /// The target server's version, when it was read.
+    pub server_version: Option<ServerVersion>,
+}
+
+/// The first major whose pg_restore writes `SET transaction_timeout = 0;` (a setting 17 added).
+pub const TRANSACTION_TIMEOUT_MAJOR: u32 = 17;
+
+/// Whether pg_restore must write a script for psql instead of restoring itself: pg_restore 17+
+/// always sets `transaction_timeout`, which a server before 17 rejects, and only the script
+/// lets that line be left out.
+pub fn restores_as_script(
+    pg_restore: Option<ServerVersion>,
+    server: Option<ServerVersion>,
+) -> bool {
+    matches!(
+        (pg_restore, server),
+        (Some(tool), Some(server))
+            if tool.num() >= TRANSACTION_TIMEOUT_MAJOR * 10000
+                && server.num() < TRANSACTION_TIMEOUT_MAJOR * 10000
+    )
+}
+
+/// Why a database restores as a script, for the plan's notes.
+fn script_note(settings: &CommandSettings, dbname: &str, jobs: u32) -> String {
+    let tool = settings
+        .pg_restore_version
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let server = settings
+        .server_version
+        .map(ServerVersion::major)
+        .unwrap_or(0);
+    let jobs = match jobs > 1 {
+        true => format!(", one job instead of {jobs} (a script is one stream)"),
+        false => String::new(),
+    };
+    format!(
+        "{dbname:?}: pg_restore {tool} always sets transaction_timeout, which PostgreSQL {server} rejects: \
+         its script (pg_restore -f -) goes into psql without that line{jobs}"
+    )
 }
 
 /// `psql -X -q -v ON_ERROR_STOP=1 -d <db> -f <file or ->`.
@@ -100,10 +143,18 @@ pub fn load_step(
             let file = (compression == PlainCompression::None).then_some(dump);
             (
                 LoadStep {
-                    decompress,
+                    producer: decompress,
+                    without_transaction_timeout: false,
                     command: psql_command(settings, dbname, file),
                 },
                 None,
+            )
+        }
+        _ if restores_as_script(settings.pg_restore_version, settings.server_version) => {
+            let source = dump.display().to_string();
+            (
+                script_load_step(settings, dbname, clean, source),
+                Some(script_note(settings, dbname, settings.jobs)),
             )
         }
         _ => {
@@ -111,7 +162,8 @@ pub fn load_step(
             let source = dump.display().to_string();
             (
                 LoadStep {
-                    decompress: None,
+                    producer: None,
+                    without_transaction_timeout: false,
                     command: pg_restore_command(settings, dbname, jobs, clean, source),
                 },
                 note.map(|n| format!("{dbname:?}: {n}")),
@@ -125,31 +177,75 @@ pub fn load_step(
 /// [`Input::Stream`](super::exec::Input::Stream) (to the decompressor's stdin for a compressed
 /// plain dump), so that no plaintext reaches the disk. pg_restore reads a custom or tar dump
 /// from stdin with one job (it cannot restore in parallel from a pipe); a directory dump is
-/// no stream (`None`): its files would be decrypted one by one.
+/// no stream (`None`): its files would be decrypted one by one. pg_restore 17+ into a server
+/// before 17 writes the script from stdin for psql, as [`load_step`] does from the file.
 pub fn stream_load_step(
     settings: &CommandSettings,
     dbname: &str,
     format: DumpFormat,
     clean: bool,
-) -> Option<LoadStep> {
+) -> Option<(LoadStep, Option<String>)> {
     match format {
         DumpFormat::Directory => None,
-        DumpFormat::Plain(compression) => Some(LoadStep {
-            decompress: compression
-                .decompressor()
-                .map(|program| ToolCommand::new(PathBuf::from(program), vec!["-dc".into()])),
-            command: psql_command(settings, dbname, None),
-        }),
-        DumpFormat::Custom | DumpFormat::Tar => Some(LoadStep {
-            decompress: None,
-            command: pg_restore_command(
-                settings,
-                dbname,
-                1,
-                clean,
-                format!("--format={}", format.name()),
-            ),
-        }),
+        DumpFormat::Plain(compression) => Some((
+            LoadStep {
+                producer: compression
+                    .decompressor()
+                    .map(|program| ToolCommand::new(PathBuf::from(program), vec!["-dc".into()])),
+                without_transaction_timeout: false,
+                command: psql_command(settings, dbname, None),
+            },
+            None,
+        )),
+        DumpFormat::Custom | DumpFormat::Tar
+            if restores_as_script(settings.pg_restore_version, settings.server_version) =>
+        {
+            let source = format!("--format={}", format.name());
+            Some((
+                script_load_step(settings, dbname, clean, source),
+                Some(script_note(settings, dbname, 1)),
+            ))
+        }
+        DumpFormat::Custom | DumpFormat::Tar => Some((
+            LoadStep {
+                producer: None,
+                without_transaction_timeout: false,
+                command: pg_restore_command(
+                    settings,
+                    dbname,
+                    1,
+                    clean,
+                    format!("--format={}", format.name()),
+                ),
+            },
+            None,
+        )),
+    }
+}
+
+/// `pg_restore -f - [--clean --if-exists] <source> | psql ... -f -`, the script's
+/// `SET transaction_timeout = 0;` left out between them. pg_restore connects to nothing:
+/// `-d`, `-w`, `--exit-on-error` and `-j` do not apply to a script; psql's ON_ERROR_STOP
+/// stops at the first error.
+fn script_load_step(
+    settings: &CommandSettings,
+    dbname: &str,
+    clean: bool,
+    source: String,
+) -> LoadStep {
+    let mut args = vec!["-f".to_string(), "-".into()];
+    if clean {
+        args.push("--clean".into());
+        args.push("--if-exists".into());
+    }
+    args.push(source);
+    LoadStep {
+        producer: Some(ToolCommand::new(
+            tool_path(&settings.bin_directory, "pg_restore"),
+            args,
+        )),
+        without_transaction_timeout: true,
+        command: psql_command(settings, dbname, None),
     }
 }
 
@@ -198,6 +294,7 @@ mod tests {
             maintenance_db: "postgres".into(),
             jobs,
             pg_restore_version: version,
+            server_version: Some(ServerVersion(150_004)),
         }
     }
 
@@ -252,7 +349,8 @@ mod tests {
             DumpFormat::Plain(PlainCompression::None),
             false,
         );
-        assert_eq!(plain.decompress, None);
+        assert_eq!(plain.producer, None);
+        assert!(!plain.without_transaction_timeout);
         assert_eq!(
             plain.command.args,
             [
@@ -273,7 +371,7 @@ mod tests {
             DumpFormat::Plain(PlainCompression::Gzip),
             false,
         );
-        let decompress = gz.decompress.unwrap();
+        let decompress = gz.producer.unwrap();
         assert_eq!(decompress.args, ["-dc", "/b/a.sql.gz"]);
         assert_eq!(gz.command.args.last().map(String::as_str), Some("-"));
     }
@@ -294,7 +392,9 @@ mod tests {
     #[test]
     fn streamed_loads_for_encrypted_sets() {
         let v15 = Some(ServerVersion(150004));
-        let custom = stream_load_step(&settings(4, v15), "b1", DumpFormat::Custom, false).unwrap();
+        let (custom, note) =
+            stream_load_step(&settings(4, v15), "b1", DumpFormat::Custom, false).unwrap();
+        assert_eq!(note, None);
         assert_eq!(
             custom.command.args,
             [
@@ -311,13 +411,86 @@ mod tests {
             DumpFormat::Plain(PlainCompression::Zstd),
             false,
         )
-        .unwrap();
-        assert_eq!(gz.decompress.unwrap().args, ["-dc"]);
+        .unwrap()
+        .0;
+        assert_eq!(gz.producer.unwrap().args, ["-dc"]);
         assert_eq!(gz.command.args.last().map(String::as_str), Some("-"));
         assert_eq!(
             stream_load_step(&settings(4, v15), "b1", DumpFormat::Directory, false),
             None
         );
+    }
+
+    #[test]
+    fn pg_restore_17_and_later_into_16_and_earlier_writes_a_script() {
+        let tool = |major: u32| Some(ServerVersion(major * 10000 + 1));
+        let server = |num| Some(ServerVersion(num));
+        assert!(restores_as_script(tool(17), server(160_009)));
+        assert!(restores_as_script(tool(18), server(100_023)));
+        assert!(!restores_as_script(tool(18), server(170_005)));
+        assert!(!restores_as_script(tool(16), server(100_023)));
+        assert!(!restores_as_script(None, server(100_023)));
+        assert!(!restores_as_script(tool(18), None));
+
+        let mut into_14 = settings(4, tool(18));
+        into_14.server_version = server(140_013);
+        let (custom, note) = load_step(
+            &into_14,
+            "x=y z",
+            Path::new("/b/x.dump"),
+            DumpFormat::Custom,
+            true,
+        );
+        let producer = custom.producer.unwrap();
+        assert_eq!(producer.program, PathBuf::from("/pg/bin/pg_restore"));
+        assert_eq!(
+            producer.args,
+            ["-f", "-", "--clean", "--if-exists", "/b/x.dump"]
+        );
+        assert!(custom.without_transaction_timeout);
+        assert_eq!(custom.command.program, PathBuf::from("/pg/bin/psql"));
+        assert_eq!(
+            custom.command.args,
+            [
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "dbname='x=y z'",
+                "-f",
+                "-"
+            ]
+        );
+        assert_eq!(
+            note.unwrap(),
+            "\"x=y z\": pg_restore 18.1 always sets transaction_timeout, which PostgreSQL 14 \
+             rejects: its script (pg_restore -f -) goes into psql without that line, one job \
+             instead of 4 (a script is one stream)"
+        );
+        let (directory, _) = load_step(
+            &into_14,
+            "a",
+            Path::new("/b/a.d"),
+            DumpFormat::Directory,
+            false,
+        );
+        assert_eq!(directory.producer.unwrap().args, ["-f", "-", "/b/a.d"]);
+        let (plain, note) = load_step(
+            &into_14,
+            "a",
+            Path::new("/b/a.sql"),
+            DumpFormat::Plain(PlainCompression::None),
+            false,
+        );
+        assert_eq!(
+            (plain.producer, plain.without_transaction_timeout, note),
+            (None, false, None)
+        );
+        let (tar, note) = stream_load_step(&into_14, "a", DumpFormat::Tar, false).unwrap();
+        assert_eq!(tar.producer.unwrap().args, ["-f", "-", "--format=tar"]);
+        assert!(tar.without_transaction_timeout);
+        assert!(!note.unwrap().contains("one job"));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::filter::TransactionTimeoutFilter;
 
 use crate::conn::{ConnSettings, LIBPQ_ENV_VARS};
 use crate::process::{keep_last_lines, ChildError};
@@ -55,6 +57,8 @@ pub enum Input {
     Bytes(Vec<u8>),
     /// A stream, copied to its stdin: the seam for decryption.
     Stream(Box<dyn AsyncRead + Unpin + Send>),
+    /// A script stream, copied through the filter that leaves `SET transaction_timeout` out.
+    Filtered(Box<dyn AsyncRead + Unpin + Send>, TransactionTimeoutFilter),
 }
 
 /// A tool could not be run or failed.
@@ -127,6 +131,7 @@ async fn feed(
         Input::Null => Ok(()),
         Input::Bytes(bytes) => stdin.write_all(&bytes).await,
         Input::Stream(mut reader) => tokio::io::copy(&mut reader, &mut stdin).await.map(drop),
+        Input::Filtered(reader, filter) => copy_filtered(reader, &mut stdin, filter).await,
     };
     let result = result.and(stdin.shutdown().await);
     match result {
@@ -135,6 +140,27 @@ async fn feed(
             source: e,
         }),
         _ => Ok(()),
+    }
+}
+
+/// Copies `reader` into `writer` chunk by chunk through `filter`: never more than a chunk (and
+/// the few bytes the filter holds back) in memory.
+async fn copy_filtered(
+    mut reader: impl AsyncRead + Unpin,
+    writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+    mut filter: TransactionTimeoutFilter,
+) -> std::io::Result<()> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(chunk.len());
+    loop {
+        let read = reader.read(&mut chunk).await?;
+        out.clear();
+        if read == 0 {
+            filter.finish(&mut out);
+            return writer.write_all(&out).await;
+        }
+        filter.push(&chunk[..read], &mut out);
+        writer.write_all(&out).await?;
     }
 }
 
@@ -195,13 +221,14 @@ pub async fn run_tool(
     fed
 }
 
-/// Runs `producer | consumer` (a decompressor into psql) without a shell: `input` goes to the
-/// producer's stdin, the producer's stdout is copied into the consumer's stdin. When both
-/// fail, both are reported.
+/// Runs `producer | consumer` (a decompressor or `pg_restore -f -` into psql) without a shell:
+/// `input` goes to the producer's stdin, the producer's stdout is copied into the consumer's
+/// stdin, through `filter` when there is one. When both fail, both are reported.
 pub async fn run_piped(
     producer: &ToolCommand,
     consumer: &ToolCommand,
     input: Input,
+    filter: Option<TransactionTimeoutFilter>,
     conn: &ConnSettings,
     label: &str,
 ) -> Result<(), ToolError> {
@@ -223,10 +250,15 @@ pub async fn run_piped(
     let stdin = second.stdin.take();
     let consumer_name = consumer.name();
     let pump = async {
-        match source {
-            Some(out) => feed(stdin, Input::Stream(Box::new(out)), &consumer_name).await,
-            None => Ok(()),
-        }
+        let source: Box<dyn AsyncRead + Unpin + Send> = match source {
+            Some(out) => Box::new(out),
+            None => return Ok(()),
+        };
+        let input = match filter {
+            Some(filter) => Input::Filtered(source, filter),
+            None => Input::Stream(source),
+        };
+        feed(stdin, input, &consumer_name).await
     };
     let first_stderr = first.stderr.take();
     let second_stderr = second.stderr.take();
@@ -292,6 +324,7 @@ mod tests {
             &gunzip,
             &sh("cat > \"$0\"", &[&out_arg]),
             Input::Stream(Box::new(std::io::Cursor::new(compressed))),
+            None,
             &conn(),
             "test",
         )
@@ -304,6 +337,7 @@ mod tests {
             &gunzip,
             &sh("echo 'psql: ERROR: boom' >&2; exit 3", &[]),
             Input::Bytes(b"not gzip".to_vec()),
+            None,
             &conn(),
             "test",
         )
@@ -337,6 +371,32 @@ mod tests {
         assert!(
             matches!(error, ToolError::Child(ChildError::Spawn { .. })),
             "{error}"
+        );
+    }
+
+    /// A script through the filter between two tools: the one line left out, the rest (here
+    /// far more than a chunk, with the same line again as data) unchanged.
+    #[tokio::test]
+    async fn a_piped_script_loses_its_transaction_timeout_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out.sql");
+        let out_arg = out.display().to_string();
+        let header = "SET lock_timeout = 0;\nSET transaction_timeout = 0;\nSET x = 1;\n";
+        let rows = "SET transaction_timeout = 0;\n".repeat(10_000);
+        let script = format!("{header}COPY t FROM stdin;\n{rows}");
+        run_piped(
+            &ToolCommand::new(PathBuf::from("cat"), vec![]),
+            &sh("cat > \"$0\"", &[&out_arg]),
+            Input::Bytes(script.clone().into_bytes()),
+            Some(TransactionTimeoutFilter::new()),
+            &conn(),
+            "test",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            script.replacen("SET transaction_timeout = 0;\n", "", 1)
         );
     }
 

@@ -8,9 +8,10 @@
 //! read the target (roles, databases, whether an existing database holds objects of its own),
 //! refuse non-empty databases unless `--clean`, then run the globals with psql (roles that
 //! exist are not created again, only reported), and for each database its createdb.sql (or
-//! its rewrite for a database that exists) and `pg_restore -j N` or psql. `pg_settings`,
-//! `hba_file` and `ident_file` are never applied; the summary names them. `--dry-run` stops
-//! after the plan.
+//! its rewrite for a database that exists) and `pg_restore -j N` or psql (pg_restore 17+ into
+//! a server before 17: `pg_restore -f -` into psql, without `SET transaction_timeout`).
+//! `pg_settings`, `hba_file` and `ident_file` are never applied; the summary names them.
+//! `--dry-run` stops after the plan.
 //!
 //! Encrypted sets (age) are verified as ciphertext against `<file>.age.<algo>`, their headers
 //! opened with the key before anything is touched, then restored from a decrypting stream
@@ -23,6 +24,7 @@
 //! - `argv`: the argument vectors of psql, pg_restore and the decompressors.
 //! - `plan`: the ordered steps, and deciding them before anything is touched.
 //! - `error`: [`RestoreError`], why a restore stops.
+//! - `filter`: the line filter that leaves pg_restore 17+'s `SET transaction_timeout` out.
 //! - `exec`: running psql / pg_restore / a decompressor; the seam for decryption.
 //! - `decrypt`: encrypted files decrypted into memory or streamed into a tool.
 //! - `run`: the plan run, globals first, then database by database.
@@ -34,6 +36,7 @@ mod command;
 mod decrypt;
 mod error;
 mod exec;
+mod filter;
 mod plan;
 mod report;
 mod run;

@@ -160,7 +160,7 @@ pub async fn plan_restore(
     } = read_set_off_runtime(settings).await?;
     let mut notes = set_notes(decryption.is_some(), &verified);
     let target = target::read_target(&settings.conn).await?;
-    let commands = command_settings(settings, &selected).await?;
+    let commands = command_settings(settings, &target, &selected).await?;
     let steps = DatabaseSteps {
         settings,
         commands: &commands,
@@ -267,9 +267,11 @@ fn set_notes(decrypting: bool, verified: &[Verified]) -> Vec<String> {
 }
 
 /// The tools and options of the plan's commands; pg_restore's version is probed only when a
-/// selected dump needs pg_restore.
+/// selected dump needs pg_restore. With the target's version it decides whether pg_restore
+/// restores itself or writes a script for psql.
 async fn command_settings(
     settings: &RestoreSettings,
+    target: &TargetState,
     selected: &[DatabaseDump],
 ) -> Result<CommandSettings, RestoreError> {
     let pg_restore_version = if selected
@@ -285,6 +287,7 @@ async fn command_settings(
         maintenance_db: settings.conn.dbname.clone(),
         jobs: settings.jobs,
         pg_restore_version,
+        server_version: Some(target.server_version),
     })
 }
 
@@ -429,10 +432,11 @@ impl DatabaseSteps<'_> {
             .then(|| stream_load_step(commands, &db.name, db.format, clean))
             .flatten();
         match stream {
-            Some(load) => {
+            Some((load, note)) => {
                 if self.settings.jobs > 1 && !matches!(db.format, DumpFormat::Plain(_)) {
                     notes.push(format!("{:?}: an encrypted dump streams into pg_restore's stdin: one job (pg_restore cannot restore in parallel from a pipe)", db.name));
                 }
+                notes.extend(note);
                 load
             }
             None => {

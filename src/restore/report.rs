@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use super::exec::ToolError;
+use super::filter::TRANSACTION_TIMEOUT_LINE;
 use super::plan::{DatabaseAction, RestorePlan, SqlInput, SqlStep};
 use crate::checksum::Verified;
 use crate::exit::quoted_list;
@@ -177,12 +178,16 @@ impl fmt::Display for RestorePlan {
                 ),
                 None => String::new(),
             };
-            match &db.load.decompress {
-                Some(decompress) => {
+            let filter = match db.load.without_transaction_timeout {
+                true => format!("   # without the line {TRANSACTION_TIMEOUT_LINE:?}"),
+                false => String::new(),
+            };
+            match &db.load.producer {
+                Some(producer) => {
                     let _ = writeln!(
                         out,
-                        "      $ {decrypt}{} | {}",
-                        decompress.shell_line(),
+                        "      $ {decrypt}{} | {}{filter}",
+                        producer.shell_line(),
                         db.load.command.shell_line()
                     );
                 }
@@ -219,6 +224,7 @@ mod tests {
             maintenance_db: "postgres".into(),
             jobs: 2,
             pg_restore_version: None,
+            server_version: None,
         };
         RestorePlan {
             dir: "/b".into(),

@@ -1,6 +1,6 @@
 //! Running a restore plan: the globals, then each database's createdb step and its load
-//! (pg_restore or psql, behind a decompressor or a decrypting stream), until done or
-//! interrupted.
+//! (pg_restore or psql, behind a decompressor, `pg_restore -f -` or a decrypting stream), until
+//! done or interrupted.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::decrypt::{self, Decryption};
 use super::error::RestoreError;
 use super::exec::{run_piped, run_tool, Input, ToolError};
+use super::filter::TransactionTimeoutFilter;
 use super::plan::{plan_restore, DatabasePlan, RestoreSettings, SqlInput, SqlStep};
 use super::report::{DatabaseOutcome, RestoreReport};
 use crate::conn::ConnSettings;
@@ -95,9 +96,13 @@ async fn restore_database(
             }
             _ => (Input::Null, None),
         };
-        let loaded = match &db.load.decompress {
-            Some(decompress) => {
-                run_piped(decompress, &db.load.command, input, conn, &db.name).await
+        let filter = db
+            .load
+            .without_transaction_timeout
+            .then(TransactionTimeoutFilter::new);
+        let loaded = match &db.load.producer {
+            Some(producer) => {
+                run_piped(producer, &db.load.command, input, filter, conn, &db.name).await
             }
             None => run_tool(&db.load.command, conn, input, &db.name).await,
         };

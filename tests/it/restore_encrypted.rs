@@ -33,7 +33,7 @@ compress_level = "1"
 "#;
 
 /// `pgback --restore DIR` into `target` with `extra` flags (and `env`).
-fn restore(target: &Cluster, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
+pub(crate) fn restore(target: &Cluster, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let mut command = TestCommand::new(target, "pgback")
         .args(["--restore", &dir.display().to_string()])
         .args(["-d", &target.conninfo_socket(), "-B", &client_bindir()])
@@ -42,6 +42,30 @@ fn restore(target: &Cluster, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -
         command = command.env(key, value);
     }
     command.limit(Duration::from_secs(240)).run()
+}
+
+/// `pgback --encrypt DB` of `source` into `dir`, the passphrase in PGBK_CIPHER_PASS, sha256
+/// checksums.
+pub(crate) fn passphrase_dump(source: &Cluster, dir: &Path, passphrase: &str, db: &str) {
+    TestCommand::new(source, "pgback")
+        .args(["-d", &source.conninfo_socket(), "-B", &client_bindir()])
+        .args(["-b", &dir.display().to_string(), "-S", "sha256"])
+        .args(["--encrypt", db])
+        .env("PGBK_CIPHER_PASS", passphrase)
+        .limit(Duration::from_secs(240))
+        .run()
+        .assert_ok("the passphrase dump");
+}
+
+/// Deletes most of b1's words on `target`, which then differs from `source`.
+pub(crate) fn change_b1(target: &Cluster, source: &Cluster) {
+    target
+        .try_psql_in("b1", "DELETE FROM words WHERE id > 10")
+        .unwrap();
+    assert_ne!(
+        database_catalog(target, "b1"),
+        database_catalog(source, "b1")
+    );
 }
 
 /// The lines pgback wrote to report a failure (`pgback: ...`).
@@ -173,21 +197,8 @@ fn encrypted_sets_restore_from_decrypting_streams_and_wrong_keys_touch_nothing()
 
     // A passphrase set of b1 (PGBK_CIPHER_PASS), restored over the changed b1 with --clean.
     let pass_dir = backups.path().join("pass");
-    TestCommand::new(&source, "pgback")
-        .args(["-d", &source.conninfo_socket(), "-B", &client_bindir()])
-        .args(["-b", &pass_dir.display().to_string(), "-S", "sha256"])
-        .args(["--encrypt", "b1"])
-        .env("PGBK_CIPHER_PASS", PASSPHRASE)
-        .limit(Duration::from_secs(240))
-        .run()
-        .assert_ok("the passphrase dump");
-    target
-        .try_psql_in("b1", "DELETE FROM words WHERE id > 10")
-        .unwrap();
-    assert_ne!(
-        database_catalog(&target, "b1"),
-        database_catalog(&source, "b1")
-    );
+    passphrase_dump(&source, &pass_dir, PASSPHRASE, "b1");
+    change_b1(&target, &source);
     let wrong_pass = restore(
         &target,
         &pass_dir,

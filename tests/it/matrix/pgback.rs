@@ -1,11 +1,12 @@
 //! pgback on every major: a dump restored with `pgback --restore` into a fresh cluster (roles,
-//! databases, settings, ACLs and rows compared), a standby's replay paused during the dumps and
+//! databases, settings, ACLs and rows compared), an encrypted one restored with `--clean` over
+//! a changed database, a standby's replay paused during the dumps and
 //! resumed after, and a pg_dump older than the server refused before anything is dumped.
 //! (`--exec -- pgback` under pgdrill is `drill::exec_pgback_dumps_the_backups_point_in_time`.)
 //!
-//! pg_restore 17+ cannot load into 10 to 16 (it always sets `transaction_timeout`): there the
-//! restore test shows that `pgback --restore` fails so, then restores through a test-side
-//! `pg_restore` that drops that one line, until pgback does it itself.
+//! pg_restore 17+ cannot load into 10 to 16 itself (it always sets `transaction_timeout`):
+//! there `pgback --restore` runs `pg_restore -f -` into psql without that line, and the restore
+//! test checks that its plan says so.
 //!
 //! pg_dump, pg_restore and psql are the harness's client tools: PostgreSQL 18's from
 //! `scripts/fetch-postgres` on every major (Debian 12's 15 cannot dump 16+).
@@ -14,11 +15,10 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use tempfile::TempDir;
-
 use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::dump::{files_in, pgback, pgback_with_bin, primary_and_standby};
 use crate::restore_dump::{client_bindir, database_catalog, pgback_dump, populate, server_catalog};
+use crate::restore_encrypted::{change_b1, passphrase_dump, restore};
 use crate::util::{self, Run, TestCommand};
 
 /// b1 in custom format (the default), b2 as a directory dumped by two pg_dump jobs.
@@ -35,6 +35,13 @@ parallel_backup_jobs = 2
 fn a_dump_restores_into_a_fresh_cluster() {
     let source = Cluster::start(ClusterOptions::default().without_archive());
     populate(&source, false);
+    // A row that reads like the line the script restore leaves out: it must stay.
+    source
+        .try_psql_in(
+            "b1",
+            "CREATE TABLE lines (line text); INSERT INTO lines VALUES ('SET transaction_timeout = 0;')",
+        )
+        .unwrap();
     let backups = cluster::scratch_dir();
     let dir = backups.path().join("set");
     std::fs::create_dir(&dir).unwrap();
@@ -42,18 +49,31 @@ fn a_dump_restores_into_a_fresh_cluster() {
 
     let target = Cluster::start(ClusterOptions::default().without_archive());
     let server_major = target.version_num() / 10000;
-    let shim = (tool_major("pg_restore") >= 17 && server_major < 17).then(|| {
-        // pg_restore 17+ cannot load into 10-16: pgback --restore fails on its first database.
-        let refused = Cluster::start(ClusterOptions::default().without_archive());
-        pgback_restore(&refused, &dir, &client_bindir())
-            .assert_code(1, "pgback --restore with pg_restore 17+ into 10-16")
-            .assert_stderr("transaction_timeout");
-        pg_restore_without_transaction_timeout()
-    });
-    let bindir = shim
-        .as_ref()
-        .map_or_else(client_bindir, |dir| dir.path().display().to_string());
-    pgback_restore(&target, &dir, &bindir).assert_ok("pgback --restore");
+    let plan = pgback_restore(&target, &dir, &["--dry-run"]);
+    plan.assert_ok("pgback --restore --dry-run");
+    let script = tool_major("pg_restore") >= 17 && server_major < 17;
+    let expected: &[&str] = if script {
+        // pg_restore 17+ into 10-16: its script into psql, without SET transaction_timeout.
+        &[
+            "pg_restore -f - ",
+            "# without the line \"SET transaction_timeout = 0;\"",
+            "rejects: its script (pg_restore -f -) goes into psql without that line, one job instead of 2",
+        ]
+    } else {
+        &["-w --exit-on-error -j 2 "]
+    };
+    for needle in expected {
+        assert!(
+            plan.stdout.contains(needle),
+            "{needle:?} not in the plan\n{plan}"
+        );
+    }
+    assert_eq!(
+        plan.stdout.contains("transaction_timeout"),
+        script,
+        "{plan}"
+    );
+    pgback_restore(&target, &dir, &[]).assert_ok("pgback --restore");
     assert_eq!(server_catalog(&target), server_catalog(&source));
     for db in ["b1", "b2", "postgres"] {
         assert_eq!(
@@ -65,6 +85,7 @@ fn a_dump_restores_into_a_fresh_cluster() {
     // The fixture really has what is compared.
     let b1 = database_catalog(&target, "b1");
     assert!(b1.contains("words 5000:"), "{b1}");
+    assert!(b1.contains("lines 1:"), "{b1}");
     assert!(
         server_catalog(&target).contains("b2|u1|{u1=CTc/u1,u2=c/u1}|20"),
         "{}",
@@ -72,12 +93,55 @@ fn a_dump_restores_into_a_fresh_cluster() {
     );
 }
 
-/// `pgback --restore dir -d target -B bindir`.
-fn pgback_restore(target: &Cluster, dir: &Path, bindir: &str) -> Run {
+/// An encrypted custom dump of b1 (passphrase) restored into a fresh cluster, then with
+/// `--clean` over a changed b1: from the decrypting stream into pg_restore's stdin, on 10 to 16
+/// `pg_restore -f - [--clean --if-exists] --format=custom` into psql.
+#[test]
+fn an_encrypted_dump_restores_with_clean_from_its_decrypting_stream() {
+    const PASSPHRASE: &str = "matrix-pgback-passphrase-7d2e";
+    let source = Cluster::start(ClusterOptions::default().without_archive());
+    populate(&source, false);
+    let backups = cluster::scratch_dir();
+    let encrypted = backups.path().join("encrypted");
+    passphrase_dump(&source, &encrypted, PASSPHRASE, "b1");
+
+    let target = Cluster::start(ClusterOptions::default().without_archive());
+    let pass = [("PGBK_CIPHER_PASS", PASSPHRASE)];
+    restore(&target, &encrypted, &[], &pass).assert_ok("pgback --restore of the encrypted b1");
+    assert_eq!(
+        database_catalog(&target, "b1"),
+        database_catalog(&source, "b1")
+    );
+    change_b1(&target, &source);
+    let cleaned = restore(&target, &encrypted, &["--clean"], &pass);
+    cleaned.assert_ok("pgback --restore --clean of the encrypted b1");
+    let script = tool_major("pg_restore") >= 17 && target.version_num() / 10000 < 17;
+    assert_eq!(
+        cleaned
+            .stderr
+            .contains("its script (pg_restore -f -) goes into psql without that line"),
+        script,
+        "{cleaned}"
+    );
+    let b1 = database_catalog(&target, "b1");
+    assert_eq!(b1, database_catalog(&source, "b1"));
+    assert!(b1.contains("words 5000:"), "{b1}");
+}
+
+/// `pgback --restore dir -j 2 -d target -B <the harness's client tools> [extra]`.
+fn pgback_restore(target: &Cluster, dir: &Path, extra: &[&str]) -> Run {
     TestCommand::new(target, "pgback")
         .arg("--restore")
         .arg(dir)
-        .args(["-d", &target.conninfo_socket(), "-B", bindir])
+        .args([
+            "-j",
+            "2",
+            "-d",
+            &target.conninfo_socket(),
+            "-B",
+            &client_bindir(),
+        ])
+        .args(extra)
         .limit(Duration::from_secs(180))
         .run()
 }
@@ -92,40 +156,6 @@ fn tool_major(name: &str) -> u32 {
     text.split_whitespace()
         .find_map(|word| word.split('.').next()?.parse().ok())
         .unwrap_or_else(|| panic!("{} --version printed {text:?}", tool.display()))
-}
-
-/// A bin directory with the harness's psql and a `pg_restore` that stands in for the missing
-/// piece of pgback: pg_restore 17+ always writes `SET transaction_timeout = 0;`, which servers
-/// 10 to 16 reject, so `pg_restore -d DB ... FILE` becomes `pg_restore -f - ... FILE`, that
-/// line dropped, into `psql -d DB` (no `-j`: a script is one stream). Everything else pgback
-/// --restore does (plan, checksums, globals, createdb.sql, order) runs as it is.
-fn pg_restore_without_transaction_timeout() -> TempDir {
-    let bin = cluster::scratch_dir();
-    let real = cluster::pg_binaries().client_tool("pg_restore");
-    let psql = cluster::pg_binaries().client_tool("psql");
-    std::os::unix::fs::symlink(&psql, bin.path().join("psql")).unwrap();
-    let script = format!(
-        r#"#!/bin/bash
-set -euo pipefail
-[[ ${{1:-}} != --version ]] || exec '{real}' --version
-args=() db=
-while [[ $# -gt 0 ]]; do
-    case $1 in
-        -d) db=$2; shift 2 ;;
-        -j) shift 2 ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
-'{real}' "${{args[@]}}" -f - | sed '/^SET transaction_timeout = 0;$/d' |
-    '{psql}' -X -q -v ON_ERROR_STOP=1 -d "$db"
-"#,
-        real = real.display(),
-        psql = psql.display()
-    );
-    let wrapper = bin.path().join("pg_restore");
-    std::fs::write(&wrapper, script).unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    bin
 }
 
 #[test]
