@@ -131,7 +131,7 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
     let version_text = main.show("server_version_num").await?;
     let version = ServerVersion::parse(&version_text)
         .ok_or_else(|| BaseError::Stream(format!("bad server_version_num {version_text:?}")))?;
-    if version.major() < 10 {
+    if version.num() < 100000 {
         return Err(BaseError::Unsupported(version));
     }
     // The slot exists before the backup starts, so the WAL from its start is kept.

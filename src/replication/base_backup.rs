@@ -78,12 +78,12 @@ pub struct BaseBackupOptions {
 
 /// Whether this major sends the single-COPY shape (`TARGET 'client'` on 15, always on 16+).
 pub fn single_copy(version: ServerVersion) -> bool {
-    version.major() >= 15
+    version.num() >= 150000
 }
 
 /// Whether this major can send a backup manifest.
 pub fn has_manifest(version: ServerVersion) -> bool {
-    version.major() >= 13
+    version.num() >= 130000
 }
 
 /// The `BASE_BACKUP` command for `version`: the 10–14 keyword syntax, or 15's parenthesised
@@ -432,6 +432,17 @@ mod tests {
         );
         assert!(!single_copy(ServerVersion(140010)));
         assert!(single_copy(ServerVersion(150000)));
+    }
+
+    #[test]
+    fn shapes_and_manifests_follow_the_version_number_not_the_major_name() {
+        // 9.6's major() is 96: comparing majors would take it for a 16.
+        assert!(!single_copy(ServerVersion(90624)));
+        assert!(!has_manifest(ServerVersion(90624)));
+        assert!(!single_copy(ServerVersion(140011)));
+        assert!(single_copy(ServerVersion(150018)));
+        assert!(!has_manifest(ServerVersion(120022)));
+        assert!(has_manifest(ServerVersion(130023)));
     }
 
     #[test]
