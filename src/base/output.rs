@@ -9,9 +9,9 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::base::error::BaseError;
 use crate::base::tar::{Entry, EntryKind, TarParser, TarVisitor, BLOCK};
-use crate::checksum::{checksum_line, ChecksumWriter};
-use crate::dump::write_checksum_file;
-use crate::values::{ChecksumAlgorithm, FileMode};
+use crate::checksum::{checksum_line, write_checksum_file, ChecksumWriter};
+use crate::files::FileOptions;
+use crate::values::ChecksumAlgorithm;
 
 /// Mode of the files pgbase writes itself.
 const FILE_MODE: u32 = 0o600;
@@ -59,16 +59,17 @@ impl HashedFile {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            let options = FileOptions {
+                mode: Some(FILE_MODE),
+                adopt_dir_owner: false,
+            };
             write_checksum_file(
                 &self.path,
                 self.algorithm,
                 &checksum_line(&hex, &name),
-                FileMode::Chmod(FILE_MODE),
+                options,
             )
-            .map_err(|e| BaseError::Output {
-                path: e.path.clone(),
-                source: e.source,
-            })?;
+            .map_err(|(path, source)| BaseError::Output { path, source })?;
         }
         Ok(bytes)
     }

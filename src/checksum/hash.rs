@@ -3,11 +3,12 @@
 //! `sha256sum -c` (and sha1sum, ...) accepts.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha1::Digest as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::files::{temp_path, write_atomically, FileOptions};
 use crate::values::ChecksumAlgorithm;
 
 /// A running digest of one of the supported algorithms.
@@ -161,6 +162,30 @@ pub fn checksum_line(hex: &str, path: &str) -> String {
         format!("\\{hex}  {escaped}\n")
     } else {
         format!("{hex}  {path}\n")
+    }
+}
+
+/// Writes the checksum file `<path>.<algo>` holding `lines` (through a temporary name, so it
+/// is never half-written) and returns its path. Names inside are relative to the checksum
+/// file's directory: `cd <dir> && sha256sum -c <file>.sha256`.
+pub fn write_checksum_file(
+    path: &Path,
+    algorithm: ChecksumAlgorithm,
+    lines: &str,
+    options: FileOptions,
+) -> Result<PathBuf, (PathBuf, io::Error)> {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".");
+    name.push(algorithm.name());
+    let checksum_path = PathBuf::from(name);
+    match write_atomically(
+        &checksum_path,
+        &temp_path(&checksum_path),
+        lines.as_bytes(),
+        options,
+    ) {
+        Ok(()) => Ok(checksum_path),
+        Err(error) => Err((checksum_path, error)),
     }
 }
 

@@ -6,7 +6,9 @@
 mod hash;
 mod verify;
 
-pub use hash::{checksum_line, copy_hashed, hash_file, ChecksumWriter, Hasher};
+pub use hash::{
+    checksum_line, copy_hashed, hash_file, write_checksum_file, ChecksumWriter, Hasher,
+};
 pub use verify::{
     checksum_files, parse_checksum_line, verify_all, verify_file, ChecksumLine, Verified,
     VerifyError, ALGORITHMS,

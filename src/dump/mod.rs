@@ -50,8 +50,6 @@ mod server_files;
 mod standby;
 mod tools;
 
-pub use output::write_checksum_file;
-
 pub use secret_flags::SECRET_FLAGS;
 
 pub use command::{run_pgback, PgbackArgs};

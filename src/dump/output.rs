@@ -11,10 +11,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::checksum::{checksum_line, hash_file, Hasher};
+use crate::checksum::{self, checksum_line, hash_file, Hasher};
 use crate::files::{
-    create_private_dir, directory_of, file_name, fsync_dir, temp_path, write_atomically,
-    AtomicFile, FileOptions,
+    create_private_dir, directory_of, file_name, fsync_dir, temp_path, AtomicFile, FileOptions,
 };
 use crate::pump::{blocking, pump, BatchSink, Source};
 use crate::values::{ChecksumAlgorithm, FileMode};
@@ -73,26 +72,16 @@ fn chmod(path: &Path, mode: FileMode, is_dir: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes the checksum file `<path>.<algo>` (through a temporary name too). Names inside are
-/// relative to the checksum file's directory: `cd <dir> && sha256sum -c <file>.sha256`.
+/// Writes the checksum file `<path>.<algo>` ([`crate::checksum::write_checksum_file`]) with
+/// the backup directory's file mode.
 pub fn write_checksum_file(
     path: &Path,
     algorithm: ChecksumAlgorithm,
     lines: &str,
     mode: FileMode,
 ) -> Result<PathBuf, OutputError> {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(".");
-    name.push(algorithm.name());
-    let checksum_path = PathBuf::from(name);
-    write_atomically(
-        &checksum_path,
-        &temp_path(&checksum_path),
-        lines.as_bytes(),
-        file_options(mode),
-    )
-    .map_err(at(&checksum_path))?;
-    Ok(checksum_path)
+    checksum::write_checksum_file(path, algorithm, lines, file_options(mode))
+        .map_err(|(checksum_path, error)| at(&checksum_path)(error))
 }
 
 /// Written bytes after which write-back of them is started (`posix_fadvise`), so that the
