@@ -41,7 +41,6 @@ pub enum ExitStatus {
 /// One exit code as the user reads it.
 #[derive(Clone, Copy, Debug)]
 pub struct ExitCodeDoc {
-    /// The status.
     pub status: ExitStatus,
     /// What it means, as the README and `--help` say it.
     pub meaning: &'static str,

@@ -13,7 +13,6 @@ use crate::server::ServerVersion;
 #[derive(Debug, thiserror::Error)]
 #[error("cannot use {program}: {reason}")]
 pub struct UnusableTool {
-    /// The program.
     pub program: PathBuf,
     /// Why.
     pub reason: String,

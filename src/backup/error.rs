@@ -39,7 +39,6 @@ pub enum BackupError {
     /// The backup ended in `failed`.
     #[error("backup {} failed: {reason}", crate::config::shorten_label(label))]
     Failed {
-        /// Its label.
         label: String,
         /// The `error` column.
         reason: String,
@@ -59,9 +58,7 @@ pub enum BackupError {
     /// The co-process reported an error through the handshake pipe.
     #[error("{message}")]
     Reported {
-        /// Its message.
         message: String,
-        /// Its hint.
         hint: Option<String>,
         /// Its exit status.
         status: ExitStatus,

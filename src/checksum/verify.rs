@@ -24,15 +24,12 @@ pub enum VerifyError {
     /// The digest differs.
     #[error("{file} does not match its checksum in {checksum_file}")]
     Mismatch {
-        /// The file.
         file: PathBuf,
-        /// The checksum file.
         checksum_file: PathBuf,
     },
     /// A file the checksum file lists is gone, or the dump itself is.
     #[error("{file} is missing{}", checksum_file.as_ref().map(|c| format!(" (listed in {})", c.display())).unwrap_or_default())]
     Missing {
-        /// The file.
         file: PathBuf,
         /// The checksum file listing it, if any.
         checksum_file: Option<PathBuf>,
@@ -43,15 +40,12 @@ pub enum VerifyError {
     /// A file inside a directory dump that its checksum file does not list.
     #[error("{file} is not listed in {checksum_file}")]
     Unlisted {
-        /// The file.
         file: PathBuf,
-        /// The checksum file.
         checksum_file: PathBuf,
     },
     /// A checksum file line that cannot be read.
     #[error("{checksum_file}:{line}: not a checksum line (<hex>  <file>)")]
     Malformed {
-        /// The checksum file.
         checksum_file: PathBuf,
         /// The 1-based line number.
         line: usize,

@@ -166,7 +166,6 @@ pub struct DatabaseDumpSettings {
     pub parallel_backup_jobs: u32,
     /// pg_dump -Z.
     pub compress_level: Compression,
-    /// Checksum algorithm.
     pub checksum_algorithm: ChecksumAlgorithm,
     /// Purge age.
     pub purge_older_than: PurgeInterval,

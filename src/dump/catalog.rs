@@ -25,7 +25,6 @@ pub enum CatalogError {
     Value {
         /// What was being read.
         what: &'static str,
-        /// The value.
         value: String,
     },
 }
@@ -169,7 +168,6 @@ pub async fn database_settings(
 /// One setting applied from the configuration files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSetting {
-    /// Its name.
     pub name: String,
     /// Its value as written (NULL when the server hides it).
     pub value: Option<String>,

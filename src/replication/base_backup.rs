@@ -153,9 +153,7 @@ pub fn quote_literal(text: &str) -> String {
 /// A WAL position and its timeline, as the start and end result sets give them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackupPosition {
-    /// The LSN.
     pub lsn: Lsn,
-    /// The timeline.
     pub timeline: u32,
 }
 

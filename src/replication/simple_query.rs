@@ -17,7 +17,6 @@ pub type Row = Vec<Option<String>>;
 pub struct ResultSet {
     /// Column names, in order.
     pub columns: Vec<String>,
-    /// The rows.
     pub rows: Vec<Row>,
 }
 

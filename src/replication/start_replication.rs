@@ -40,7 +40,6 @@ pub enum WalEvent {
     Data {
         /// The position of the first byte.
         start: Lsn,
-        /// The bytes.
         bytes: Bytes,
     },
     /// A keepalive that asks for a status update now ([`WalStream::send_status`]).
