@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::args::{Checkpoint, ServerArgs};
+use crate::base::compress::{parse_compression, Compression};
 use crate::base::error::BaseError;
 use crate::config::values::ChecksumAlgorithm;
 use crate::exit::LogFormat;
@@ -57,6 +58,11 @@ pub struct PgbaseArgs {
     /// Relocate the tablespace in OLDDIR to NEWDIR (plain format); "=" in a path as "\="
     #[arg(short = 'T', long = "tablespace-mapping", value_name = "OLDDIR=NEWDIR")]
     pub tablespace_mapping: Vec<String>,
+
+    /// Compress the tar files (-F t): [client-|server-]METHOD[:LEVEL] with gzip, lz4, zstd or
+    /// none, or a bare gzip LEVEL; server- needs PostgreSQL 15+
+    #[arg(short = 'Z', long = "compress", value_name = "METHOD")]
+    pub compress: Option<String>,
 
     /// Do not ask for a backup manifest (13+)
     #[arg(long)]
@@ -135,6 +141,8 @@ pub struct Request {
     pub manifest: Option<ManifestChecksums>,
     /// Our checksum files.
     pub checksum_algo: ChecksumAlgorithm,
+    /// `-Z`: client- or server-side compression of the tar files.
+    pub compression: Option<Compression>,
 }
 
 impl PgbaseArgs {
@@ -150,6 +158,15 @@ impl PgbaseArgs {
                 "-T/--tablespace-mapping works only with the plain format (-F p)".to_owned(),
             ));
         }
+        let compression = match &self.compress {
+            Some(spec) => parse_compression(spec).map_err(BaseError::Usage)?,
+            None => None,
+        };
+        if self.format == Format::Plain && compression.is_some() {
+            return Err(BaseError::Usage(
+                "-Z/--compress works only with the tar format (-F t)".to_owned(),
+            ));
+        }
         Ok(Request {
             dir: self.dir.clone(),
             format: self.format,
@@ -161,6 +178,7 @@ impl PgbaseArgs {
             tablespace_mapping,
             manifest: (!self.no_manifest).then_some(self.manifest_checksums),
             checksum_algo: self.checksum_algo,
+            compression,
         })
     }
 }
@@ -222,5 +240,12 @@ mod tests {
         assert_eq!(request.format, Format::Plain);
         assert_eq!(request.wal_method, WalMethod::Stream);
         assert_eq!(request.checksum_algo, ChecksumAlgorithm::Sha256);
+        assert_eq!(request.compression, None);
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-Z", "zstd:3"]);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "-Z", "5"]);
+        assert!(args.request().unwrap().compression.is_some());
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "-Z", "xz"]);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
     }
 }

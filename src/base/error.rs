@@ -34,6 +34,9 @@ pub enum BaseError {
     /// The server is older than 10.
     #[error("server version {0} is not supported: pgbase needs PostgreSQL 10 or later")]
     Unsupported(ServerVersion),
+    /// `-Z server-...` asked of a server older than 15.
+    #[error("-Z server-... needs PostgreSQL 15 or later; the server is {0}")]
+    ServerCompression(ServerVersion),
     /// Writing the backup failed.
     #[error("could not write \"{}\": {source}", path.display())]
     Output {
@@ -79,7 +82,9 @@ impl Failure for BaseError {
         match self {
             BaseError::Setup(error) => error.exit_status(),
             BaseError::Replication(error) => error.exit_status(),
-            BaseError::Usage(_) | BaseError::NotEmpty { .. } => ExitStatus::Usage,
+            BaseError::Usage(_) | BaseError::NotEmpty { .. } | BaseError::ServerCompression(_) => {
+                ExitStatus::Usage
+            }
             BaseError::Unsupported(_) => ExitStatus::Server,
             BaseError::Output { .. } => ExitStatus::Output,
             BaseError::Tar { .. } | BaseError::Stream(_) | BaseError::Interrupted { .. } => {
@@ -101,6 +106,9 @@ impl Failure for BaseError {
             } => Some(
                 "relocate the tablespace with -T OLDDIR=NEWDIR to a new or empty directory"
                     .to_owned(),
+            ),
+            BaseError::ServerCompression(_) => Some(
+                "compress on this side instead: -Z client-METHOD (gzip, lz4 or zstd)".to_owned(),
             ),
             _ => None,
         }

@@ -12,4 +12,5 @@ mod hooks;
 mod named;
 mod pgback;
 mod pgbase;
+mod pgbase_tar;
 mod restore;

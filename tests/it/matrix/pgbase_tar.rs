@@ -1,0 +1,99 @@
+//! `pgbase -F t` packed on the way, on every major: client-side zstd under pgbench load
+//! (checksum files of the bytes on disk, the archives unpacked with the CLI tools and proven
+//! by pgdrill); `-Z server-gzip` on 15+ and its refusal on older servers.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::matrix::pgbase::{major, names_in, prove, tar_backup, tar_backup_under_load};
+use crate::util::{self, TestCommand};
+
+/// The files of a tar backup, each archive with `suffix`, and their checksum files.
+fn expected_files(source: &Cluster, suffix: &str) -> Vec<String> {
+    let mut names = vec![];
+    for archive in ["base.tar", "pg_wal.tar"] {
+        names.push(format!("{archive}{suffix}"));
+        names.push(format!("{archive}{suffix}.sha256"));
+    }
+    if major(source) >= 13 {
+        names.extend([
+            "backup_manifest".to_owned(),
+            "backup_manifest.sha256".to_owned(),
+        ]);
+    }
+    names.sort();
+    names
+}
+
+fn check_sums(out: &Path, names: &[String]) {
+    let sums: Vec<&String> = names.iter().filter(|n| n.ends_with(".sha256")).collect();
+    TestCommand::tool("sha256sum")
+        .arg("-c")
+        .args(&sums)
+        .current_dir(out)
+        .run()
+        .assert_ok("sha256sum -c");
+}
+
+#[test]
+fn a_zstd_tar_backup_streamed_under_load_restores() {
+    let (source, scratch, out, committed) = tar_backup_under_load(&["-Z", "zstd:3"]);
+    let expected = expected_files(&source, ".zst");
+    assert_eq!(names_in(&out), expected);
+    check_sums(&out, &expected);
+
+    let data = scratch.path().join("restored");
+    fs::create_dir(&data).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+    for (archive, into) in [
+        ("base.tar.zst", data.clone()),
+        ("pg_wal.tar.zst", data.join("pg_wal")),
+    ] {
+        let archive = out.join(archive);
+        util::tool(
+            "tar",
+            &[
+                "--zstd".as_ref(),
+                "-xf".as_ref(),
+                archive.as_os_str(),
+                "-C".as_ref(),
+                into.as_os_str(),
+            ],
+        );
+    }
+    assert!(data.join("backup_label").is_file());
+    prove(&source, &data, committed, &[]);
+}
+
+#[test]
+fn server_gzip_on_15_and_later_is_refused_before() {
+    let source = Cluster::start(ClusterOptions::default().without_archive());
+    let scratch = cluster::scratch_dir();
+    let out = scratch.path().join("backup");
+    let run = tar_backup(&source, &out, &["-X", "fetch", "-Z", "server-gzip:1"]).run();
+    if major(&source) < 15 {
+        run.assert_code(2, "pgbase -Z server-gzip before 15")
+            .assert_stderr("-Z server-... needs PostgreSQL 15 or later")
+            .assert_stderr("hint: compress on this side instead");
+        assert!(!out.exists(), "a refused run left {}", out.display());
+        return;
+    }
+    run.assert_ok("pgbase -Z server-gzip");
+    let mut expected = vec!["base.tar.gz".to_owned(), "base.tar.gz.sha256".to_owned()];
+    expected.extend([
+        "backup_manifest".to_owned(),
+        "backup_manifest.sha256".to_owned(),
+    ]);
+    expected.sort();
+    assert_eq!(names_in(&out), expected);
+    check_sums(&out, &expected);
+    let archive = out.join("base.tar.gz");
+    let listing = util::tool("tar", &["-tzf".as_ref(), archive.as_os_str()]);
+    assert!(listing.lines().any(|l| l == "backup_label"), "{listing}");
+    assert!(
+        listing.lines().any(|l| l.starts_with("pg_wal/0000000")),
+        "{listing}"
+    );
+}
