@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use crate::args::{Checkpoint, ServerArgs};
 use crate::base::compress::{parse_compression, Compression};
 use crate::base::error::BaseError;
+use crate::config::encryption::{take_passphrase_from_env, EncryptionConfig, EncryptionFlags};
 use crate::config::values::ChecksumAlgorithm;
+use crate::crypt::EncryptKey;
 use crate::exit::LogFormat;
 use crate::replication::ManifestChecksums;
 
@@ -19,7 +21,18 @@ use crate::replication::ManifestChecksums;
     name = "pgbase",
     version,
     disable_help_flag = true,
-    after_help = crate::exit::exit_codes_help()
+    after_help = crate::exit::exit_codes_help(),
+    mut_arg("encrypt", |arg| arg.help(
+        "Encrypt every file written (tar format) with age, as pgback does [env: PGBACK_ENCRYPT]"
+    )),
+    mut_arg("cipher_public_key", |arg| arg.help(
+        "age public keys (age1...) to encrypt to, comma-separated; without one, the passphrase \
+         of PGBK_CIPHER_PASS is used"
+    )),
+    // pgback's flags that pgbase has no use for: no plaintext copies, nothing to decrypt.
+    mut_arg("encrypt_keep_src", |arg| arg.hide(true)),
+    mut_arg("no_encrypt_keep_src", |arg| arg.hide(true)),
+    mut_arg("cipher_identity", |arg| arg.hide(true))
 )]
 pub struct PgbaseArgs {
     /// How to reach the server (replication=true is added).
@@ -63,6 +76,10 @@ pub struct PgbaseArgs {
     /// none, or a bare gzip LEVEL; server- needs PostgreSQL 15+
     #[arg(short = 'Z', long = "compress", value_name = "METHOD")]
     pub compress: Option<String>,
+
+    /// --encrypt and its keys, as pgback takes them (tar format).
+    #[command(flatten)]
+    pub encryption: EncryptionFlags,
 
     /// Do not ask for a backup manifest (13+)
     #[arg(long)]
@@ -143,6 +160,8 @@ pub struct Request {
     pub checksum_algo: ChecksumAlgorithm,
     /// `-Z`: client- or server-side compression of the tar files.
     pub compression: Option<Compression>,
+    /// `--encrypt`: the age key every file is encrypted with.
+    pub encrypt: Option<EncryptKey>,
 }
 
 impl PgbaseArgs {
@@ -167,6 +186,12 @@ impl PgbaseArgs {
                 "-Z/--compress works only with the tar format (-F t)".to_owned(),
             ));
         }
+        let encrypt = self.encrypt_key()?;
+        if self.format == Format::Plain && encrypt.is_some() {
+            return Err(BaseError::Usage(
+                "--encrypt works only with the tar format (-F t)".to_owned(),
+            ));
+        }
         Ok(Request {
             dir: self.dir.clone(),
             format: self.format,
@@ -179,7 +204,25 @@ impl PgbaseArgs {
             manifest: (!self.no_manifest).then_some(self.manifest_checksums),
             checksum_algo: self.checksum_algo,
             compression,
+            encrypt,
         })
+    }
+
+    /// pgback's encryption settings from the flags, `PGBACK_*` and `PGBK_CIPHER_PASS` (taken
+    /// out of the environment); pgbase reads no configuration file yet.
+    fn encrypt_key(&self) -> Result<Option<EncryptKey>, BaseError> {
+        if self.encryption.encrypt_keep_src == Some(true) && !self.encryption.no_encrypt_keep_src {
+            return Err(BaseError::Usage(
+                "pgbase does not keep plaintext copies: --encrypt-keep-src is pgback's".to_owned(),
+            ));
+        }
+        let mut config = EncryptionConfig::default();
+        config.apply_flags(&self.encryption);
+        if !config.encrypt {
+            return Ok(None);
+        }
+        let passphrase = take_passphrase_from_env().map_err(|e| BaseError::Encryption(e.into()))?;
+        Ok(config.encrypt_key(passphrase.as_ref())?)
     }
 }
 
@@ -246,6 +289,21 @@ mod tests {
         let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "-Z", "5"]);
         assert!(args.request().unwrap().compression.is_some());
         let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "-Z", "xz"]);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let encrypted = [
+            "pgbase",
+            "-D",
+            "/x",
+            "--encrypt",
+            "--cipher-public-key",
+            key,
+        ];
+        let args = PgbaseArgs::parse_from(encrypted);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
+        let args = PgbaseArgs::parse_from(encrypted.iter().chain(&["-F", "t"]));
+        assert!(args.request().unwrap().encrypt.is_some());
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "--encrypt-keep-src"]);
         assert!(matches!(args.request(), Err(BaseError::Usage(_))));
     }
 }

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::config::encryption::EncryptionError;
 use crate::config::SetupError;
 use crate::exit::{ExitStatus, Failure};
 use crate::replication::ReplicationError;
@@ -20,6 +21,9 @@ pub enum BaseError {
     /// The replication connection or a command on it.
     #[error(transparent)]
     Replication(#[from] ReplicationError),
+    /// `--encrypt`'s key cannot be used.
+    #[error(transparent)]
+    Encryption(#[from] EncryptionError),
     /// A bad flag value the parser cannot check.
     #[error("{0}")]
     Usage(String),
@@ -82,6 +86,7 @@ impl Failure for BaseError {
         match self {
             BaseError::Setup(error) => error.exit_status(),
             BaseError::Replication(error) => error.exit_status(),
+            BaseError::Encryption(error) => error.exit_status(),
             BaseError::Usage(_) | BaseError::NotEmpty { .. } | BaseError::ServerCompression(_) => {
                 ExitStatus::Usage
             }
@@ -98,6 +103,7 @@ impl Failure for BaseError {
         match self {
             BaseError::Setup(error) => error.hint(),
             BaseError::Replication(error) => error.hint(),
+            BaseError::Encryption(error) => error.hint(),
             BaseError::NotEmpty {
                 tablespace: false, ..
             } => Some("give -D a new or empty directory".to_owned()),

@@ -11,19 +11,23 @@ use crate::base::compress::{Compressor, Method};
 use crate::base::error::BaseError;
 use crate::base::tar::{Entry, EntryKind, TarParser, TarVisitor, BLOCK};
 use crate::config::values::{ChecksumAlgorithm, FileMode};
+use crate::crypt::EncryptKey;
 use crate::dump::checksum::{checksum_line, ChecksumWriter};
 use crate::dump::output::write_checksum_file;
 
 /// Mode of the files pgbase writes itself.
 const FILE_MODE: u32 = 0o600;
 
-/// How pgbase's own files are written: compressed (`-Z client-...`), then hashed as written.
+/// How pgbase's own files are written: compressed (`-Z client-...`), encrypted (`--encrypt`),
+/// then hashed as written, as pgback hashes its `.age` files.
 #[derive(Clone, Debug)]
 pub struct Packing {
     /// The checksum files' algorithm.
     pub algorithm: ChecksumAlgorithm,
     /// Client-side compression: the method and its level (`None` for its default).
     pub compress: Option<(Method, Option<i32>)>,
+    /// The age key, with `--encrypt`.
+    pub key: Option<EncryptKey>,
 }
 
 impl Packing {
@@ -32,20 +36,73 @@ impl Packing {
         Packing {
             algorithm,
             compress: None,
+            key: None,
         }
     }
 
-    /// The name of the file holding `name` (`base.tar` becomes `base.tar.zst`).
+    /// The same without compression (for the manifest, and archives the server compressed).
+    pub fn uncompressed(&self) -> Packing {
+        Packing {
+            compress: None,
+            ..self.clone()
+        }
+    }
+
+    /// The name of the file holding `name` (`base.tar` becomes `base.tar.zst.age`).
     pub fn file_name(&self, name: &str) -> String {
         let suffix = self.compress.map_or("", |(method, _)| method.suffix());
-        format!("{name}{suffix}")
+        let sealed = if self.key.is_some() { ".age" } else { "" };
+        format!("{name}{suffix}{sealed}")
     }
 }
 
-/// A file written, compressed and hashed on the way: the checksum is of the bytes on disk.
+/// The age layer: ciphertext into `W`, or plaintext through.
+enum Sealed<W: io::Write> {
+    Clear(W),
+    Age(age::stream::StreamWriter<W>),
+}
+
+impl<W: io::Write> Sealed<W> {
+    fn new(inner: W, key: Option<&EncryptKey>) -> io::Result<Sealed<W>> {
+        Ok(match key {
+            None => Sealed::Clear(inner),
+            Some(key) => Sealed::Age(
+                key.encryptor()
+                    .map_err(io::Error::other)?
+                    .wrap_output(inner)?,
+            ),
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Sealed::Clear(inner) => Ok(inner),
+            Sealed::Age(writer) => writer.finish(),
+        }
+    }
+}
+
+impl<W: io::Write> io::Write for Sealed<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealed::Clear(inner) => inner.write(bytes),
+            Sealed::Age(writer) => writer.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealed::Clear(inner) => inner.flush(),
+            Sealed::Age(writer) => writer.flush(),
+        }
+    }
+}
+
+/// A file written, compressed, encrypted and hashed on the way: the checksum is of the bytes
+/// on disk (the ciphertext when encrypted).
 pub struct HashedFile {
     path: PathBuf,
-    writer: Compressor<ChecksumWriter<BufWriter<File>>>,
+    writer: Compressor<Sealed<ChecksumWriter<BufWriter<File>>>>,
     algorithm: ChecksumAlgorithm,
 }
 
@@ -68,7 +125,9 @@ impl HashedFile {
             BufWriter::with_capacity(256 * 1024, file),
             packing.algorithm,
         );
-        let writer = Compressor::new(hashed, packing.compress).map_err(BaseError::output(&path))?;
+        let writer = Sealed::new(hashed, packing.key.as_ref())
+            .and_then(|sealed| Compressor::new(sealed, packing.compress))
+            .map_err(BaseError::output(&path))?;
         Ok(HashedFile {
             writer,
             path,
@@ -88,6 +147,7 @@ impl HashedFile {
         let hashed = self
             .writer
             .finish()
+            .and_then(Sealed::finish)
             .map_err(BaseError::output(&self.path))?;
         let (buffered, digest, bytes) = hashed.finish();
         let file = buffered
@@ -154,11 +214,11 @@ impl TarFiles {
         self.end()?;
         check_archive_name(name)?;
         let parser = name.ends_with(".tar").then(TarParser::new);
-        let file = if parser.is_some() {
-            HashedFile::packed(self.dir.join(self.packing.file_name(name)), &self.packing)?
-        } else {
-            HashedFile::create(self.dir.join(name), self.packing.algorithm)?
+        let packing = match parser {
+            Some(_) => self.packing.clone(),
+            None => self.packing.uncompressed(),
         };
+        let file = HashedFile::packed(self.dir.join(packing.file_name(name)), &packing)?;
         self.current = Some((name.to_owned(), file, parser));
         Ok(())
     }

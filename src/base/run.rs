@@ -229,6 +229,7 @@ fn packing(request: &Request) -> Packing {
             .compression
             .filter(|c| c.side == Side::Client)
             .map(|c| (c.method, c.level)),
+        key: request.encrypt.clone(),
     }
 }
 
@@ -252,10 +253,10 @@ async fn receive_archives(
         Format::Tar => Sink::Tar(Box::new(TarFiles::new(&request.dir, packing(request)))),
         Format::Plain => Sink::Plain(PlainTree::new(&request.dir, &request.tablespace_mapping)),
     };
-    let manifest_algo = match request.format {
-        Format::Tar => request.checksum_algo,
+    let manifest_packing = match request.format {
+        Format::Tar => packing(request).uncompressed(),
         // pg_verifybackup refuses files the manifest does not list in a data directory.
-        Format::Plain => Default::default(),
+        Format::Plain => Packing::hashed(Default::default()),
     };
     let mut stream = connection.base_backup(version, command).await?;
     let mut start_tx = Some(start_tx);
@@ -294,9 +295,11 @@ async fn receive_archives(
             BackupEvent::Manifest => {
                 end_archive(&mut sink)?;
                 in_manifest = true;
-                manifest = Some(HashedFile::create(
-                    request.dir.join("backup_manifest"),
-                    manifest_algo,
+                manifest = Some(HashedFile::packed(
+                    request
+                        .dir
+                        .join(manifest_packing.file_name("backup_manifest")),
+                    &manifest_packing,
                 )?);
             }
             BackupEvent::Data(data) => match (&mut manifest, in_manifest) {

@@ -1,27 +1,27 @@
-//! `pgbase -F t` packed on the way, on every major: client-side zstd under pgbench load
-//! (checksum files of the bytes on disk, the archives unpacked with the CLI tools and proven
-//! by pgdrill); `-Z server-gzip` on 15+ and its refusal on older servers.
+//! `pgbase -F t` packed on the way, on every major: client-side zstd and age encryption
+//! under pgbench load (checksum files of the ciphertext on disk, the archives decrypted with
+//! the age CLI, unpacked with tar and proven by pgdrill); `-Z server-gzip` on 15+ and its refusal on older servers.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::crypt::keygen;
 use crate::matrix::pgbase::{major, names_in, prove, tar_backup, tar_backup_under_load};
 use crate::util::{self, TestCommand};
 
-/// The files of a tar backup, each archive with `suffix`, and their checksum files.
-fn expected_files(source: &Cluster, suffix: &str) -> Vec<String> {
+/// The files of a tar backup, each archive with `suffix`, the manifest with `sealed`
+/// (`.age` or nothing), and their checksum files.
+fn expected_files(source: &Cluster, suffix: &str, sealed: &str) -> Vec<String> {
     let mut names = vec![];
     for archive in ["base.tar", "pg_wal.tar"] {
         names.push(format!("{archive}{suffix}"));
         names.push(format!("{archive}{suffix}.sha256"));
     }
     if major(source) >= 13 {
-        names.extend([
-            "backup_manifest".to_owned(),
-            "backup_manifest.sha256".to_owned(),
-        ]);
+        names.push(format!("backup_manifest{sealed}"));
+        names.push(format!("backup_manifest{sealed}.sha256"));
     }
     names.sort();
     names
@@ -37,10 +37,28 @@ fn check_sums(out: &Path, names: &[String]) {
         .assert_ok("sha256sum -c");
 }
 
+/// `age -d -i IDENTITY -o OUT IN`, the CLI.
+fn age_decrypt(identity: &Path, encrypted: &Path, plain: &Path) {
+    util::tool(
+        "age",
+        &[
+            "-d".as_ref(),
+            "-i".as_ref(),
+            identity.as_os_str(),
+            "-o".as_ref(),
+            plain.as_os_str(),
+            encrypted.as_os_str(),
+        ],
+    );
+}
+
 #[test]
-fn a_zstd_tar_backup_streamed_under_load_restores() {
-    let (source, scratch, out, committed) = tar_backup_under_load(&["-Z", "zstd:3"]);
-    let expected = expected_files(&source, ".zst");
+fn a_zstd_encrypted_tar_backup_streamed_under_load_restores() {
+    let keys = cluster::scratch_dir();
+    let (identity, public) = keygen(keys.path(), "backup.key");
+    let (source, scratch, out, committed) =
+        tar_backup_under_load(&["-Z", "zstd:3", "--encrypt", "--cipher-public-key", &public]);
+    let expected = expected_files(&source, ".zst.age", ".age");
     assert_eq!(names_in(&out), expected);
     check_sums(&out, &expected);
 
@@ -48,22 +66,36 @@ fn a_zstd_tar_backup_streamed_under_load_restores() {
     fs::create_dir(&data).unwrap();
     fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
     for (archive, into) in [
-        ("base.tar.zst", data.clone()),
-        ("pg_wal.tar.zst", data.join("pg_wal")),
+        ("base.tar", data.clone()),
+        ("pg_wal.tar", data.join("pg_wal")),
     ] {
-        let archive = out.join(archive);
+        let compressed = scratch.path().join(format!("{archive}.zst"));
+        age_decrypt(
+            &identity,
+            &out.join(format!("{archive}.zst.age")),
+            &compressed,
+        );
         util::tool(
             "tar",
             &[
                 "--zstd".as_ref(),
                 "-xf".as_ref(),
-                archive.as_os_str(),
+                compressed.as_os_str(),
                 "-C".as_ref(),
                 into.as_os_str(),
             ],
         );
     }
     assert!(data.join("backup_label").is_file());
+    if major(&source) >= 13 {
+        let manifest = scratch.path().join("backup_manifest");
+        age_decrypt(&identity, &out.join("backup_manifest.age"), &manifest);
+        let text = fs::read_to_string(&manifest).unwrap();
+        assert!(
+            text.contains("\"PostgreSQL-Backup-Manifest-Version\""),
+            "{text}"
+        );
+    }
     prove(&source, &data, committed, &[]);
 }
 
