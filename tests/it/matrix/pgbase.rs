@@ -44,26 +44,45 @@ pub(super) fn major(source: &Cluster) -> u32 {
     source.version_num() / 10000
 }
 
-/// pgdrill proves the data directory `data` (WAL in its own pg_wal): it reaches consistency
-/// and holds what was committed before pgbase started, plus `extra` checks.
-pub(super) fn prove(source: &Cluster, data: &Path, committed: i64, extra: &[&str]) {
-    cluster::chown_tree_to_server_user(data);
-    let tmp = cluster::scratch_dir();
-    let wal = data.join("pg_wal");
-    let mut queries = vec![
+/// What pgdrill checks of a backup taken under load: the marker row written before pgbase,
+/// at least the pgbench rows committed before it, pgbench's balance invariant.
+pub(super) fn proof_queries(committed: i64) -> Vec<String> {
+    vec![
         "SELECT count(*) = 1 FROM marker WHERE note = 'before pgbase'".to_owned(),
         format!("SELECT count(*) >= {committed} FROM pgbench_history"),
         "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)"
             .to_owned(),
-    ];
+    ]
+}
+
+/// pgdrill proves the data directory `data` (WAL in its own pg_wal): it reaches consistency
+/// and holds what was committed before pgbase started, plus `extra` checks.
+pub(super) fn prove(source: &Cluster, data: &Path, committed: i64, extra: &[&str]) {
+    let wal = data.join("pg_wal");
+    prove_with(
+        source,
+        data,
+        &["--wal-archive", wal.to_str().unwrap()],
+        committed,
+        extra,
+    );
+}
+
+/// pgdrill (`--clone copy`, `flags`) proves `dir` (given to the server's user first): it
+/// reaches consistency and holds what was committed before pgbase started, plus `extra`.
+pub(super) fn prove_with(
+    source: &Cluster,
+    dir: &Path,
+    flags: &[&str],
+    committed: i64,
+    extra: &[&str],
+) {
+    cluster::chown_tree_to_server_user(dir);
+    let tmp = cluster::scratch_dir();
+    let mut queries = proof_queries(committed);
     queries.extend(extra.iter().map(|q| q.to_string()));
-    let mut args = vec![
-        data.to_str().unwrap(),
-        "--clone",
-        "copy",
-        "--wal-archive",
-        wal.to_str().unwrap(),
-    ];
+    let mut args = vec![dir.to_str().unwrap(), "--clone", "copy"];
+    args.extend(flags);
     for query in &queries {
         args.extend(["--sql", query.as_str()]);
     }

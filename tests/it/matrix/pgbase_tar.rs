@@ -1,14 +1,14 @@
 //! `pgbase -F t` packed on the way, on every major: client-side zstd and age encryption
-//! under pgbench load (checksum files of the ciphertext on disk, the archives decrypted with
-//! the age CLI, unpacked with tar and proven by pgdrill); `-Z server-gzip` on 15+ and its refusal on older servers.
+//! under pgbench load (checksum files of the ciphertext on disk, one file decrypted with the
+//! age CLI, the backup directory proven by pgdrill as it is); `-Z server-gzip` on 15+ and its refusal on older servers.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::crypt::keygen;
-use crate::matrix::pgbase::{major, names_in, prove, tar_backup, tar_backup_under_load};
+use crate::matrix::drill::pgdrill;
+use crate::matrix::pgbase::{major, names_in, prove_with, tar_backup, tar_backup_under_load};
 use crate::util::{self, TestCommand};
 
 /// The files of a tar backup, each archive with `suffix`, the manifest with `sealed`
@@ -62,31 +62,14 @@ fn a_zstd_encrypted_tar_backup_streamed_under_load_restores() {
     assert_eq!(names_in(&out), expected);
     check_sums(&out, &expected);
 
-    let data = scratch.path().join("restored");
-    fs::create_dir(&data).unwrap();
-    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
-    for (archive, into) in [
-        ("base.tar", data.clone()),
-        ("pg_wal.tar", data.join("pg_wal")),
-    ] {
-        let compressed = scratch.path().join(format!("{archive}.zst"));
-        age_decrypt(
-            &identity,
-            &out.join(format!("{archive}.zst.age")),
-            &compressed,
-        );
-        util::tool(
-            "tar",
-            &[
-                "--zstd".as_ref(),
-                "-xf".as_ref(),
-                compressed.as_os_str(),
-                "-C".as_ref(),
-                into.as_os_str(),
-            ],
-        );
-    }
-    assert!(data.join("backup_label").is_file());
+    // One file with the age CLI.
+    let listing = scratch.path().join("base.tar.zst");
+    age_decrypt(&identity, &out.join("base.tar.zst.age"), &listing);
+    let names = util::tool(
+        "tar",
+        &["--zstd".as_ref(), "-tf".as_ref(), listing.as_os_str()],
+    );
+    assert!(names.lines().any(|l| l == "backup_label"), "{names}");
     if major(&source) >= 13 {
         let manifest = scratch.path().join("backup_manifest");
         age_decrypt(&identity, &out.join("backup_manifest.age"), &manifest);
@@ -96,7 +79,29 @@ fn a_zstd_encrypted_tar_backup_streamed_under_load_restores() {
             "{text}"
         );
     }
-    prove(&source, &data, committed, &[]);
+
+    // pgdrill takes the backup directory as it is: no --wal-archive, nothing written into it.
+    let before = names_in(&out);
+    let key = ["--cipher-identity", identity.to_str().unwrap()];
+    prove_with(&source, &out, &key, committed, &[]);
+    assert_eq!(names_in(&out), before, "pgdrill wrote into the backup");
+
+    // A damaged file is found by its checksum before anything is unpacked.
+    let wal = out.join("pg_wal.tar.zst.age");
+    let mut bytes = fs::read(&wal).unwrap();
+    bytes.push(0);
+    fs::write(&wal, bytes).unwrap();
+    let tmp = cluster::scratch_dir();
+    let mut args = vec![out.to_str().unwrap()];
+    args.extend(key);
+    let drill = pgdrill(&source, tmp.path(), &args);
+    assert_eq!(drill.code(), 1, "{}", drill.describe());
+    let error = drill.report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does not match its checksum"),
+        "{}",
+        drill.describe()
+    );
 }
 
 #[test]
