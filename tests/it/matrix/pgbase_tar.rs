@@ -1,6 +1,7 @@
 //! `pgbase -F t` packed on the way, on every major: client-side zstd and age encryption
 //! under pgbench load (checksum files of the ciphertext on disk, one file decrypted with the
-//! age CLI, the backup directory proven by pgdrill as it is); `-Z server-gzip` on 15+ and its refusal on older servers.
+//! age CLI, the backup directory proven by pgdrill as it is); client-side lz4 and gzip read
+//! by `lz4 -d` and `gzip -d`; `-Z server-gzip` on 15+ and its refusal on older servers.
 
 use std::fs;
 use std::path::Path;
@@ -104,10 +105,30 @@ fn a_zstd_encrypted_tar_backup_streamed_under_load_restores() {
     );
 }
 
+/// The entries of the tar stream that `command` (a decompressor writing to stdout) reads.
+fn listing(command: &str, archive: &Path) -> Vec<String> {
+    let script = format!("{command} {} | tar -tf -", archive.display());
+    let names = util::tool("sh", &["-ec".as_ref(), script.as_ref()]);
+    names.lines().map(str::to_owned).collect()
+}
+
 #[test]
-fn server_gzip_on_15_and_later_is_refused_before() {
+fn client_lz4_and_gzip_are_read_by_their_clis_server_gzip_needs_15() {
     let source = Cluster::start(ClusterOptions::default().without_archive());
     let scratch = cluster::scratch_dir();
+    for (spec, file, command) in [
+        ("lz4", "base.tar.lz4", "lz4 -dc"),
+        ("1", "base.tar.gz", "gzip -dc"),
+    ] {
+        let out = scratch.path().join(spec);
+        tar_backup(&source, &out, &["-X", "fetch", "-Z", spec])
+            .run()
+            .assert_ok(&format!("pgbase -Z {spec}"));
+        assert!(out.join(format!("{file}.sha256")).is_file());
+        let names = listing(command, &out.join(file));
+        assert!(names.iter().any(|l| l == "backup_label"), "{names:?}");
+    }
+
     let out = scratch.path().join("backup");
     let run = tar_backup(&source, &out, &["-X", "fetch", "-Z", "server-gzip:1"]).run();
     if major(&source) < 15 {
@@ -126,11 +147,10 @@ fn server_gzip_on_15_and_later_is_refused_before() {
     expected.sort();
     assert_eq!(names_in(&out), expected);
     check_sums(&out, &expected);
-    let archive = out.join("base.tar.gz");
-    let listing = util::tool("tar", &["-tzf".as_ref(), archive.as_os_str()]);
-    assert!(listing.lines().any(|l| l == "backup_label"), "{listing}");
+    let names = listing("gzip -dc", &out.join("base.tar.gz"));
+    assert!(names.iter().any(|l| l == "backup_label"), "{names:?}");
     assert!(
-        listing.lines().any(|l| l.starts_with("pg_wal/0000000")),
-        "{listing}"
+        names.iter().any(|l| l.starts_with("pg_wal/0000000")),
+        "{names:?}"
     );
 }
