@@ -54,11 +54,11 @@ pub const EXIT_CODES: [ExitCodeDoc; 12] = [
     },
     ExitCodeDoc {
         status: ExitStatus::BackupFailed,
-        meaning: "the backup failed: the row says `failed`, the co-process died or the stop failed; for pgback a database, a server-level file or a hook failed, or a signal stopped the run (nothing purged); for pgdrill the clone recovered but a check failed (amcheck, `--sql`, `--exec`); for pgbase the server reported an error during the backup, the stream broke off, or SIGINT/SIGTERM stopped it (the partial backup removed)",
+        meaning: "the backup failed: the row says `failed`, the co-process died or the stop failed; for pgback a database, a server-level file or a hook failed, or a signal stopped the run (nothing purged); for pgdrill the clone recovered but a check failed (amcheck, `--sql`, `--exec`); for pgbase the server reported an error during the backup, the stream broke off, or SIGINT/SIGTERM stopped it (the partial backup removed); for pgdrill also a tar backup whose checksum file does not match, that cannot be decrypted or unpacked, or that holds tablespace archives",
     },
     ExitCodeDoc {
         status: ExitStatus::Usage,
-        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); a DBNAME glob that does not parse (`--download`, `--list-remote`, `--decrypt`, `--restore`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing; for pgbase a non-empty `-D` or `-T` target, a `-T` that maps no tablespace",
+        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); a DBNAME glob that does not parse (`--download`, `--list-remote`, `--decrypt`, `--restore`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing; for pgbase a non-empty `-D` or `-T` target, a `-T` that maps no tablespace, `-Z server-...` against a server older than 15 (hint: `-Z client-METHOD`), `-Z`/`--encrypt` with `-F p`, `--encrypt` without a key; for pgdrill also an unreadable `--cipher-identity`",
     },
     ExitCodeDoc {
         status: ExitStatus::Connection,
@@ -66,7 +66,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 12] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Server,
-        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay) or `pg_dump` is older than the server (the hint names `-B` and the major needed); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as); for pgbase a role without REPLICATION, a server older than 10",
+        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay) or `pg_dump` is older than the server (the hint names `-B` and the major needed); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as); for pgbase a role without REPLICATION, a server older than 10; for pgdrill also, as root, a tar backup directory owned by root",
     },
     ExitCodeDoc {
         status: ExitStatus::NoBackup,

@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::args::{Checkpoint, ServerArgs};
+use crate::base::compress::{parse_compression, Compression};
 use crate::base::error::BaseError;
+use crate::config::{take_passphrase_from_env, EncryptionConfig, EncryptionFlags};
+use crate::crypt::EncryptKey;
 use crate::exit::LogFormat;
 use crate::replication::ManifestChecksums;
 use crate::values::ChecksumAlgorithm;
@@ -18,7 +21,18 @@ use crate::values::ChecksumAlgorithm;
     name = "pgbase",
     version,
     disable_help_flag = true,
-    after_help = crate::exit::exit_codes_help()
+    after_help = crate::exit::exit_codes_help(),
+    mut_arg("encrypt", |arg| arg.help(
+        "Encrypt every file written (tar format) with age, as pgback does [env: PGBACK_ENCRYPT]"
+    )),
+    mut_arg("cipher_public_key", |arg| arg.help(
+        "age public keys (age1...) to encrypt to, comma-separated; without one, the passphrase \
+         of PGBK_CIPHER_PASS is used"
+    )),
+    // pgback's flags that pgbase has no use for: no plaintext copies, nothing to decrypt.
+    mut_arg("encrypt_keep_src", |arg| arg.hide(true)),
+    mut_arg("no_encrypt_keep_src", |arg| arg.hide(true)),
+    mut_arg("cipher_identity", |arg| arg.hide(true))
 )]
 pub struct PgbaseArgs {
     /// How to reach the server (replication=true is added).
@@ -57,6 +71,15 @@ pub struct PgbaseArgs {
     /// Relocate the tablespace in OLDDIR to NEWDIR (plain format); "=" in a path as "\="
     #[arg(short = 'T', long = "tablespace-mapping", value_name = "OLDDIR=NEWDIR")]
     pub tablespace_mapping: Vec<String>,
+
+    /// Compress the tar files (-F t): [client-|server-]METHOD[:LEVEL] with gzip, lz4, zstd or
+    /// none, or a bare gzip LEVEL; server- needs PostgreSQL 15+
+    #[arg(short = 'Z', long = "compress", value_name = "METHOD")]
+    pub compress: Option<String>,
+
+    /// --encrypt and its keys, as pgback takes them (tar format).
+    #[command(flatten)]
+    pub encryption: EncryptionFlags,
 
     /// Do not ask for a backup manifest (13+)
     #[arg(long)]
@@ -135,6 +158,10 @@ pub struct Request {
     pub manifest: Option<ManifestChecksums>,
     /// Our checksum files.
     pub checksum_algo: ChecksumAlgorithm,
+    /// `-Z`: client- or server-side compression of the tar files.
+    pub compression: Option<Compression>,
+    /// `--encrypt`: the age key every file is encrypted with.
+    pub encrypt: Option<EncryptKey>,
 }
 
 impl PgbaseArgs {
@@ -150,6 +177,21 @@ impl PgbaseArgs {
                 "-T/--tablespace-mapping works only with the plain format (-F p)".to_owned(),
             ));
         }
+        let compression = match &self.compress {
+            Some(spec) => parse_compression(spec).map_err(BaseError::Usage)?,
+            None => None,
+        };
+        if self.format == Format::Plain && compression.is_some() {
+            return Err(BaseError::Usage(
+                "-Z/--compress works only with the tar format (-F t)".to_owned(),
+            ));
+        }
+        let encrypt = self.encrypt_key()?;
+        if self.format == Format::Plain && encrypt.is_some() {
+            return Err(BaseError::Usage(
+                "--encrypt works only with the tar format (-F t)".to_owned(),
+            ));
+        }
         Ok(Request {
             dir: self.dir.clone(),
             format: self.format,
@@ -161,7 +203,26 @@ impl PgbaseArgs {
             tablespace_mapping,
             manifest: (!self.no_manifest).then_some(self.manifest_checksums),
             checksum_algo: self.checksum_algo,
+            compression,
+            encrypt,
         })
+    }
+
+    /// pgback's encryption settings from the flags, `PGBACK_*` and `PGBK_CIPHER_PASS` (taken
+    /// out of the environment); pgbase reads no configuration file yet.
+    fn encrypt_key(&self) -> Result<Option<EncryptKey>, BaseError> {
+        if self.encryption.encrypt_keep_src == Some(true) && !self.encryption.no_encrypt_keep_src {
+            return Err(BaseError::Usage(
+                "pgbase does not keep plaintext copies: --encrypt-keep-src is pgback's".to_owned(),
+            ));
+        }
+        let mut config = EncryptionConfig::default();
+        config.apply_flags(&self.encryption);
+        if !config.encrypt {
+            return Ok(None);
+        }
+        let passphrase = take_passphrase_from_env().map_err(|e| BaseError::Encryption(e.into()))?;
+        Ok(config.encrypt_key(passphrase.as_ref())?)
     }
 }
 
@@ -222,5 +283,27 @@ mod tests {
         assert_eq!(request.format, Format::Plain);
         assert_eq!(request.wal_method, WalMethod::Stream);
         assert_eq!(request.checksum_algo, ChecksumAlgorithm::Sha256);
+        assert_eq!(request.compression, None);
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-Z", "zstd:3"]);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "-Z", "5"]);
+        assert!(args.request().unwrap().compression.is_some());
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "-Z", "xz"]);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let encrypted = [
+            "pgbase",
+            "-D",
+            "/x",
+            "--encrypt",
+            "--cipher-public-key",
+            key,
+        ];
+        let args = PgbaseArgs::parse_from(encrypted);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
+        let args = PgbaseArgs::parse_from(encrypted.iter().chain(&["-F", "t"]));
+        assert!(args.request().unwrap().encrypt.is_some());
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "--encrypt-keep-src"]);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
     }
 }

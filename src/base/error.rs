@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::config::EncryptionError;
 use crate::config::SetupError;
 use crate::exit::{ExitStatus, Failure};
 use crate::replication::ReplicationError;
@@ -20,6 +21,9 @@ pub enum BaseError {
     /// The replication connection or a command on it.
     #[error(transparent)]
     Replication(#[from] ReplicationError),
+    /// `--encrypt`'s key cannot be used.
+    #[error(transparent)]
+    Encryption(#[from] EncryptionError),
     /// A bad flag value the parser cannot check.
     #[error("{0}")]
     Usage(String),
@@ -34,6 +38,9 @@ pub enum BaseError {
     /// The server is older than 10.
     #[error("server version {0} is not supported: pgbase needs PostgreSQL 10 or later")]
     Unsupported(ServerVersion),
+    /// `-Z server-...` asked of a server older than 15.
+    #[error("-Z server-... needs PostgreSQL 15 or later; the server is {0}")]
+    ServerCompression(ServerVersion),
     /// Writing the backup failed.
     #[error("could not write \"{}\": {source}", path.display())]
     Output {
@@ -79,7 +86,10 @@ impl Failure for BaseError {
         match self {
             BaseError::Setup(error) => error.exit_status(),
             BaseError::Replication(error) => error.exit_status(),
-            BaseError::Usage(_) | BaseError::NotEmpty { .. } => ExitStatus::Usage,
+            BaseError::Encryption(error) => error.exit_status(),
+            BaseError::Usage(_) | BaseError::NotEmpty { .. } | BaseError::ServerCompression(_) => {
+                ExitStatus::Usage
+            }
             BaseError::Unsupported(_) => ExitStatus::Server,
             BaseError::Output { .. } => ExitStatus::Output,
             BaseError::Tar { .. } | BaseError::Stream(_) | BaseError::Interrupted { .. } => {
@@ -93,6 +103,7 @@ impl Failure for BaseError {
         match self {
             BaseError::Setup(error) => error.hint(),
             BaseError::Replication(error) => error.hint(),
+            BaseError::Encryption(error) => error.hint(),
             BaseError::NotEmpty {
                 tablespace: false, ..
             } => Some("give -D a new or empty directory".to_owned()),
@@ -101,6 +112,9 @@ impl Failure for BaseError {
             } => Some(
                 "relocate the tablespace with -T OLDDIR=NEWDIR to a new or empty directory"
                     .to_owned(),
+            ),
+            BaseError::ServerCompression(_) => Some(
+                "compress on this side instead: -Z client-METHOD (gzip, lz4 or zstd)".to_owned(),
             ),
             _ => None,
         }

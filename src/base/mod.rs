@@ -2,20 +2,22 @@
 //! pg_basebackup takes it: tar files or a data directory, with its WAL streamed from a
 //! temporary slot (`-X stream`), fetched (`-X fetch`) or left to the archive (`-X none`).
 //!
-//! Uses: replication, config, args, conn, server, wal, checksum, files, shutdown, values, exit.
+//! Uses: replication, config, crypt, args, conn, server, wal, checksum, files, shutdown, values, exit.
 //!
 //! # Layout
 //! In dependency order: each file uses only files above it (tests aside).
 //! - `error.rs`: [`BaseError`] with its exit status and hint, the incomplete marker's name.
-//! - `command.rs`: [`PgbaseArgs`] (clap) and the validated [`Request`]. Uses error.
+//! - `compress.rs`: the `-Z` parser and the compressing writer.
+//! - `command.rs`: [`PgbaseArgs`] (clap) and the validated [`Request`]. Uses error, compress.
 //! - `tar.rs`: a push-style tar reader and the header of a WAL segment entry.
-//! - `output.rs`: [`TarFiles`] (`-F t`, hashed, pgback's checksum files) and [`PlainTree`]
-//!   (`-F p`, unpacked, tablespaces relocated by `-T`). Uses error, tar.
+//! - `output.rs`: [`TarFiles`] (`-F t`, compressed, hashed, pgback's checksum files) and
+//!   [`PlainTree`] (`-F p`, unpacked, tablespaces relocated by `-T`). Uses error, compress, tar.
 //! - `wal.rs`: `-X stream`: [`WalWriter`] and the streaming loop. Uses error, tar, output.
 //! - `run.rs`: one run: the directory, the two connections, the signals. Uses all above.
 //! - this file: [`main`], the binary's body (runtime, logging, the one-line report).
 
 mod command;
+mod compress;
 mod error;
 mod output;
 mod run;
@@ -25,8 +27,9 @@ mod wal;
 use std::process::ExitCode;
 
 pub use command::{Format, PgbaseArgs, Request, WalMethod};
+pub use compress::{parse_compression, Compression, Compressor, Method, Side};
 pub use error::{BaseError, INCOMPLETE_MARKER};
-pub use output::{PlainTree, TarFiles};
+pub use output::{Packing, PlainTree, TarFiles};
 pub use run::{run, BaseSummary};
 pub use wal::WalWriter;
 

@@ -7,35 +7,131 @@ use std::io::{self, BufWriter, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
+use crate::base::compress::{Compressor, Method};
 use crate::base::error::BaseError;
 use crate::base::tar::{Entry, EntryKind, TarParser, TarVisitor, BLOCK};
 use crate::checksum::{checksum_line, write_checksum_file, ChecksumWriter};
+use crate::crypt::EncryptKey;
 use crate::files::FileOptions;
 use crate::values::ChecksumAlgorithm;
 
 /// Mode of the files pgbase writes itself.
 const FILE_MODE: u32 = 0o600;
 
-/// A file written and hashed on the way.
+/// How pgbase's own files are written: compressed (`-Z client-...`), encrypted (`--encrypt`),
+/// then hashed as written, as pgback hashes its `.age` files.
+#[derive(Clone, Debug)]
+pub struct Packing {
+    /// The checksum files' algorithm.
+    pub algorithm: ChecksumAlgorithm,
+    /// Client-side compression: the method and its level (`None` for its default).
+    pub compress: Option<(Method, Option<i32>)>,
+    /// The age key, with `--encrypt`.
+    pub key: Option<EncryptKey>,
+}
+
+impl Packing {
+    /// Files written as they come, hashed.
+    pub fn hashed(algorithm: ChecksumAlgorithm) -> Packing {
+        Packing {
+            algorithm,
+            compress: None,
+            key: None,
+        }
+    }
+
+    /// The same without compression (for the manifest, and archives the server compressed).
+    pub fn uncompressed(&self) -> Packing {
+        Packing {
+            compress: None,
+            ..self.clone()
+        }
+    }
+
+    /// The name of the file holding `name` (`base.tar` becomes `base.tar.zst.age`).
+    pub fn file_name(&self, name: &str) -> String {
+        let suffix = self.compress.map_or("", |(method, _)| method.suffix());
+        let sealed = if self.key.is_some() { ".age" } else { "" };
+        format!("{name}{suffix}{sealed}")
+    }
+}
+
+/// The age layer: ciphertext into `W`, or plaintext through.
+enum Sealed<W: io::Write> {
+    Clear(W),
+    Age(age::stream::StreamWriter<W>),
+}
+
+impl<W: io::Write> Sealed<W> {
+    fn new(inner: W, key: Option<&EncryptKey>) -> io::Result<Sealed<W>> {
+        Ok(match key {
+            None => Sealed::Clear(inner),
+            Some(key) => Sealed::Age(
+                key.encryptor()
+                    .map_err(io::Error::other)?
+                    .wrap_output(inner)?,
+            ),
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Sealed::Clear(inner) => Ok(inner),
+            Sealed::Age(writer) => writer.finish(),
+        }
+    }
+}
+
+impl<W: io::Write> io::Write for Sealed<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealed::Clear(inner) => inner.write(bytes),
+            Sealed::Age(writer) => writer.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealed::Clear(inner) => inner.flush(),
+            Sealed::Age(writer) => writer.flush(),
+        }
+    }
+}
+
+/// A file written, compressed, encrypted and hashed on the way: the checksum is of the bytes
+/// on disk (the ciphertext when encrypted).
 pub struct HashedFile {
     path: PathBuf,
-    writer: ChecksumWriter<BufWriter<File>>,
+    writer: Compressor<Sealed<ChecksumWriter<BufWriter<File>>>>,
     algorithm: ChecksumAlgorithm,
 }
 
 impl HashedFile {
-    /// Creates `path` (mode 0600; it must not exist).
+    /// Creates `path` (mode 0600; it must not exist), uncompressed.
     pub fn create(path: PathBuf, algorithm: ChecksumAlgorithm) -> Result<HashedFile, BaseError> {
+        HashedFile::packed(path, &Packing::hashed(algorithm))
+    }
+
+    /// Creates `path` (mode 0600; it must not exist) written as `packing` says. `path` is the
+    /// file's final name ([`Packing::file_name`]).
+    pub fn packed(path: PathBuf, packing: &Packing) -> Result<HashedFile, BaseError> {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(FILE_MODE)
             .open(&path)
             .map_err(BaseError::output(&path))?;
+        let hashed = ChecksumWriter::new(
+            BufWriter::with_capacity(256 * 1024, file),
+            packing.algorithm,
+        );
+        let writer = Sealed::new(hashed, packing.key.as_ref())
+            .and_then(|sealed| Compressor::new(sealed, packing.compress))
+            .map_err(BaseError::output(&path))?;
         Ok(HashedFile {
-            writer: ChecksumWriter::new(BufWriter::with_capacity(256 * 1024, file), algorithm),
+            writer,
             path,
-            algorithm,
+            algorithm: packing.algorithm,
         })
     }
 
@@ -48,7 +144,12 @@ impl HashedFile {
 
     /// Flushes, fsyncs and writes the checksum file (`<name>.<algorithm>`).
     pub fn finish(self) -> Result<u64, BaseError> {
-        let (buffered, digest, bytes) = self.writer.finish();
+        let hashed = self
+            .writer
+            .finish()
+            .and_then(Sealed::finish)
+            .map_err(BaseError::output(&self.path))?;
+        let (buffered, digest, bytes) = hashed.finish();
         let file = buffered
             .into_inner()
             .map_err(|e| BaseError::output(&self.path)(e.into_error()))?;
@@ -90,29 +191,36 @@ impl TarVisitor for Skim {
     }
 }
 
-/// `-F t`: one file per archive.
+/// `-F t`: one file per archive. An archive the server compressed (`-Z server-...`) is
+/// written as it comes; an uncompressed one is followed by the tar parser, to be completed.
 pub struct TarFiles {
     dir: PathBuf,
-    algorithm: ChecksumAlgorithm,
-    current: Option<(String, HashedFile, TarParser)>,
+    packing: Packing,
+    current: Option<(String, HashedFile, Option<TarParser>)>,
 }
 
 impl TarFiles {
-    /// Tar files in `dir`.
-    pub fn new(dir: &Path, algorithm: ChecksumAlgorithm) -> TarFiles {
+    /// Tar files in `dir`, written as `packing` says.
+    pub fn new(dir: &Path, packing: Packing) -> TarFiles {
         TarFiles {
             dir: dir.to_path_buf(),
-            algorithm,
+            packing,
             current: None,
         }
     }
 
-    /// Starts the archive `name` (`base.tar`, `<oid>.tar`).
+    /// Starts the archive `name` (`base.tar`, `<oid>.tar`; `base.tar.gz` ... when the server
+    /// compresses).
     pub fn begin(&mut self, name: &str) -> Result<(), BaseError> {
         self.end()?;
         check_archive_name(name)?;
-        let file = HashedFile::create(self.dir.join(name), self.algorithm)?;
-        self.current = Some((name.to_owned(), file, TarParser::new()));
+        let parser = name.ends_with(".tar").then(TarParser::new);
+        let packing = match parser {
+            Some(_) => self.packing.clone(),
+            None => self.packing.uncompressed(),
+        };
+        let file = HashedFile::packed(self.dir.join(packing.file_name(name)), &packing)?;
+        self.current = Some((name.to_owned(), file, parser));
         Ok(())
     }
 
@@ -122,23 +230,27 @@ impl TarFiles {
             .current
             .as_mut()
             .ok_or_else(|| BaseError::Stream("archive data before any archive".to_owned()))?;
-        parser
-            .feed(bytes, &mut Skim)
-            .map_err(|source| BaseError::Tar {
-                archive: name.clone(),
-                source,
-            })?;
+        if let Some(parser) = parser {
+            parser
+                .feed(bytes, &mut Skim)
+                .map_err(|source| BaseError::Tar {
+                    archive: name.clone(),
+                    source,
+                })?;
+        }
         file.write(bytes)
     }
 
     /// Ends the current archive: adds the two zero blocks older servers leave out.
     pub fn end(&mut self) -> Result<(), BaseError> {
         if let Some((name, mut file, parser)) = self.current.take() {
-            if !parser.at_boundary() {
-                return Err(BaseError::Stream(format!("{name} ends inside an entry")));
-            }
-            if !parser.ended() {
-                file.write(&[0u8; 2 * BLOCK])?;
+            if let Some(parser) = parser {
+                if !parser.at_boundary() {
+                    return Err(BaseError::Stream(format!("{name} ends inside an entry")));
+                }
+                if !parser.ended() {
+                    file.write(&[0u8; 2 * BLOCK])?;
+                }
             }
             file.finish()?;
         }
@@ -250,7 +362,9 @@ impl PlainTree {
 
 fn check_archive_name(name: &str) -> Result<(), BaseError> {
     let plain = Path::new(name).components().count() == 1
-        && name.ends_with(".tar")
+        && [".tar", ".tar.gz", ".tar.lz4", ".tar.zst"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
         && !name.starts_with('.');
     if plain {
         Ok(())
@@ -377,7 +491,7 @@ mod tests {
     #[test]
     fn tar_files_are_terminated_and_checksummed() {
         let scratch = tempfile::tempdir().unwrap();
-        let mut files = TarFiles::new(scratch.path(), ChecksumAlgorithm::Sha256);
+        let mut files = TarFiles::new(scratch.path(), Packing::hashed(ChecksumAlgorithm::Sha256));
         files.begin("base.tar").unwrap();
         files.data(&header("x", 0, 0).unwrap()).unwrap();
         files.end().unwrap();

@@ -13,8 +13,9 @@ use tokio::sync::oneshot;
 
 use crate::args::Checkpoint;
 use crate::base::command::{Format, Request, WalMethod};
+use crate::base::compress::Side;
 use crate::base::error::{BaseError, INCOMPLETE_MARKER};
-use crate::base::output::{create_private_dir, sync_all, HashedFile, PlainTree, TarFiles};
+use crate::base::output::{create_private_dir, sync_all, HashedFile, Packing, PlainTree, TarFiles};
 use crate::base::wal::{parse_segment_size, stream_wal, WalTarget};
 use crate::conn::ConnSettings;
 use crate::replication::{
@@ -134,6 +135,13 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
     if version.num() < 100000 {
         return Err(BaseError::Unsupported(version));
     }
+    let server_compression = request
+        .compression
+        .filter(|c| c.side == Side::Server)
+        .map(|c| (c.method.as_str(), c.level));
+    if server_compression.is_some() && version.major() < 15 {
+        return Err(BaseError::ServerCompression(version));
+    }
     // The slot exists before the backup starts, so the WAL from its start is kept.
     let mut streaming = None;
     if request.wal_method == WalMethod::Stream {
@@ -160,6 +168,7 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
         manifest: request.manifest,
         max_rate: request.max_rate,
         wait_for_archive: request.wal_method == WalMethod::None,
+        compression: server_compression,
     };
     let command = base_backup_command(version, &options);
     tracing::debug!(command, "starting the base backup");
@@ -171,10 +180,13 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
             return Ok(None);
         };
         let target = match request.format {
-            Format::Tar => WalTarget::Tar(Box::new(HashedFile::create(
-                request.dir.join("pg_wal.tar"),
-                request.checksum_algo,
-            )?)),
+            Format::Tar => {
+                let packing = packing(request);
+                WalTarget::Tar(Box::new(HashedFile::packed(
+                    request.dir.join(packing.file_name("pg_wal.tar")),
+                    &packing,
+                )?))
+            }
             Format::Plain => {
                 let dir = request.dir.join("pg_wal");
                 create_private_dir(&dir)?;
@@ -209,6 +221,18 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
     })
 }
 
+/// How the tar files are written: client-side compression, the checksum files.
+fn packing(request: &Request) -> Packing {
+    Packing {
+        algorithm: request.checksum_algo,
+        compress: request
+            .compression
+            .filter(|c| c.side == Side::Client)
+            .map(|c| (c.method, c.level)),
+        key: request.encrypt.clone(),
+    }
+}
+
 /// Where archive bytes go now.
 enum Sink {
     Tar(Box<TarFiles>),
@@ -226,13 +250,13 @@ async fn receive_archives(
     end_tx: oneshot::Sender<Lsn>,
 ) -> Result<(BackupPosition, BackupPosition, u64, Vec<std::path::PathBuf>), BaseError> {
     let mut sink = match request.format {
-        Format::Tar => Sink::Tar(Box::new(TarFiles::new(&request.dir, request.checksum_algo))),
+        Format::Tar => Sink::Tar(Box::new(TarFiles::new(&request.dir, packing(request)))),
         Format::Plain => Sink::Plain(PlainTree::new(&request.dir, &request.tablespace_mapping)),
     };
-    let manifest_algo = match request.format {
-        Format::Tar => request.checksum_algo,
+    let manifest_packing = match request.format {
+        Format::Tar => packing(request).uncompressed(),
         // pg_verifybackup refuses files the manifest does not list in a data directory.
-        Format::Plain => Default::default(),
+        Format::Plain => Packing::hashed(Default::default()),
     };
     let mut stream = connection.base_backup(version, command).await?;
     let mut start_tx = Some(start_tx);
@@ -271,9 +295,11 @@ async fn receive_archives(
             BackupEvent::Manifest => {
                 end_archive(&mut sink)?;
                 in_manifest = true;
-                manifest = Some(HashedFile::create(
-                    request.dir.join("backup_manifest"),
-                    manifest_algo,
+                manifest = Some(HashedFile::packed(
+                    request
+                        .dir
+                        .join(manifest_packing.file_name("backup_manifest")),
+                    &manifest_packing,
                 )?);
             }
             BackupEvent::Data(data) => match (&mut manifest, in_manifest) {

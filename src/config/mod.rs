@@ -23,7 +23,9 @@ pub use remote::{RemoteSettings, StoreKind};
 
 pub use pg_back::convert_pg_back_config;
 
-pub use encryption::{take_passphrase_from_env, EncryptionError};
+pub use encryption::{
+    take_passphrase_from_env, EncryptionConfig, EncryptionError, EncryptionFlags,
+};
 
 pub use dump::{DatabaseDumpSettings, DumpFlags};
 

@@ -26,10 +26,11 @@ use crate::metrics::RunMetrics;
     name = "pgdrill",
     version,
     after_help = crate::exit::exit_codes_help(),
-    group(clap::ArgGroup::new("wal").required(true).args(["wal_archive", "restore_command"]))
+    group(clap::ArgGroup::new("wal").args(["wal_archive", "restore_command"]))
 )]
 pub struct DrillArgs {
-    /// The snapshot or copy of the data directory (read-only is fine; never written)
+    /// The snapshot or copy of the data directory, or the directory of a pgbase -F t backup
+    /// (base.tar[.gz|.lz4|.zst][.age], pg_wal.tar...); read-only is fine; never written
     #[arg(value_name = "DATADIR")]
     pub data_dir: PathBuf,
 
@@ -53,6 +54,11 @@ pub struct DrillArgs {
     /// The restore_command to fetch WAL with (%f, %p as PostgreSQL expands them)
     #[arg(long, value_name = "CMD")]
     pub restore_command: Option<String>,
+
+    /// Identity file (AGE-SECRET-KEY-1..., mode 0600) of an encrypted tar backup; without it,
+    /// the passphrase of PGBK_CIPHER_PASS
+    #[arg(long, env = "PGDRILL_CIPHER_IDENTITY", value_name = "FILE")]
+    pub cipher_identity: Option<PathBuf>,
 
     /// Directory of the `postgres` binary of DATADIR's major version [default:
     /// /usr/lib/postgresql/<major>/bin, /usr/pgsql-<major>/bin, pg_config --bindir, PATH]
@@ -143,6 +149,7 @@ impl DrillArgs {
         if !self.exec && !self.command.is_empty() {
             return Err(usage("a command after `--` needs --exec"));
         }
+        let tar_backup = super::tar_input::is_tar_backup(&self.data_dir);
         let wal = match (self.wal_archive, self.restore_command) {
             (Some(dir), None) => {
                 if !dir.is_dir() {
@@ -151,9 +158,10 @@ impl DrillArgs {
                         dir.display()
                     )));
                 }
-                WalSource::Archive(std::path::absolute(&dir).unwrap_or(dir))
+                Some(WalSource::Archive(std::path::absolute(&dir).unwrap_or(dir)))
             }
-            (None, Some(command)) => WalSource::Command(command),
+            (None, Some(command)) => Some(WalSource::Command(command)),
+            (None, None) if tar_backup => None,
             _ => return Err(usage("give one of --wal-archive and --restore-command")),
         };
         Ok(DrillRequest {
@@ -162,6 +170,7 @@ impl DrillArgs {
             tablespace_map: self.tablespace_map,
             tablespace_mappings: self.tablespace_mappings,
             wal,
+            cipher_identity: self.cipher_identity,
             pg_bindir: self.pg_bindir,
             clone: self.clone,
             work_dir: self.work_dir,
@@ -252,9 +261,10 @@ mod tests {
         .unwrap();
         let request = args.into_request().unwrap();
         assert_eq!(request.exec.unwrap(), ["pgback", "-b", "/dumps"]);
-        assert_eq!(request.wal, WalSource::Archive(archive));
+        assert_eq!(request.wal, Some(WalSource::Archive(archive)));
         assert_eq!(request.timeout, Some(Duration::from_secs(3600)));
-        assert!(DrillArgs::try_parse_from(["pgdrill", "/snap/data"]).is_err());
+        let no_wal = DrillArgs::try_parse_from(["pgdrill", "/snap/data"]).unwrap();
+        assert!(no_wal.into_request().is_err());
         assert!(DrillArgs::try_parse_from([
             "pgdrill",
             "/d",

@@ -165,6 +165,20 @@ pub enum DrillError {
     /// SIGINT or SIGTERM.
     #[error("interrupted by {0}; the server was stopped and the clone removed")]
     Interrupted(nix::sys::signal::Signal),
+    /// A tar backup (`pgbase -F t`) that cannot be drilled.
+    #[error("cannot drill the tar backup {path}: {reason}")]
+    TarBackup {
+        /// The backup directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A checksum file of a tar backup does not match, or cannot be read.
+    #[error(transparent)]
+    Checksum(#[from] crate::checksum::VerifyError),
+    /// The key of an encrypted tar backup.
+    #[error(transparent)]
+    Key(#[from] crate::config::EncryptionError),
     /// A bug or an unexpected system failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -208,7 +222,9 @@ impl DrillError {
             | NotDataDirectory { .. }
             | NoBackupLabel { .. }
             | BadFile { .. }
-            | Tablespace(_) => ExitStatus::Usage,
+            | Tablespace(_)
+            | Key(_) => ExitStatus::Usage,
+            TarBackup { .. } | Checksum(_) => ExitStatus::BackupFailed,
             Unsupported { .. }
             | NoBinaries { .. }
             | NoPgAmcheck
@@ -275,6 +291,7 @@ impl DrillError {
                  one of them must be a role of the backed-up cluster"
                     .into(),
             ),
+            DrillError::Key(error) => crate::exit::Failure::hint(error),
             _ => None,
         }
     }

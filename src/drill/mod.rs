@@ -4,7 +4,7 @@
 //! database with amcheck (plus `--sql` and `--exec`), stops the server and removes the clone.
 //! [`run`] takes these steps in order: read DATADIR, clone, prepare, recover, check, clean up.
 //!
-//! Uses: metrics, server, wal, shutdown, exit.
+//! Uses: base, config, crypt, metrics, server, wal, checksum, shutdown, exit.
 //!
 //! - `command`: the command line (clap), kept here so a man-page generator can reach it, and
 //!   the one call the binary makes.
@@ -16,6 +16,8 @@
 //! - `serverlog`: what the server log says (ready, consistent LSN, missing WAL).
 //! - `checks`: amcheck, `--sql`, `--exec`.
 //! - `report`: the report, as text or JSON.
+//! - `tar_input`: a `pgbase -F t` backup verified, decrypted, decompressed and unpacked
+//!   into a staging directory, which is then drilled.
 
 mod checks;
 mod clone;
@@ -27,6 +29,7 @@ mod prepare;
 mod report;
 mod serverlog;
 mod settings;
+mod tar_input;
 
 pub use command::{run_pgdrill, DrillArgs};
 
@@ -59,8 +62,10 @@ pub struct DrillRequest {
     pub tablespace_map: Option<PathBuf>,
     /// `-T OLD=NEW`: a tablespace recorded at OLD has its snapshot at NEW.
     pub tablespace_mappings: Vec<(PathBuf, PathBuf)>,
-    /// Where the WAL comes from.
-    pub wal: WalSource,
+    /// Where the WAL comes from; `None` for a tar backup that carries its own.
+    pub wal: Option<WalSource>,
+    /// The age identity file for an encrypted tar backup.
+    pub cipher_identity: Option<PathBuf>,
     pub pg_bindir: Option<PathBuf>,
     pub clone: CloneMethod,
     /// Where the clone goes (default: a private directory under `$TMPDIR`).
@@ -183,6 +188,33 @@ struct Recovered {
 /// The drill in its steps: read DATADIR, clone it, prepare the clone, recover it, check it,
 /// clean up. Every step records what it learnt in `report`.
 async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillError> {
+    let mut staged_request = None;
+    let staged = if tar_input::is_tar_backup(&request.data_dir) {
+        let stage = tar_input::StageRequest {
+            backup: request.data_dir.clone(),
+            wal: request.wal.clone(),
+            cipher_identity: request.cipher_identity.clone(),
+            work_dir: request.work_dir.clone(),
+            keep: request.keep,
+        };
+        let (staged, notes) = tokio::task::spawn_blocking(move || {
+            let mut notes = Vec::new();
+            (tar_input::stage(&stage, &mut notes), notes)
+        })
+        .await
+        .map_err(|e| DrillError::Internal(format!("unpacking the tar backup: {e}")))?;
+        report.notes.extend(notes);
+        let staged = staged?;
+        staged_request = Some(DrillRequest {
+            data_dir: staged.data_dir.clone(),
+            wal: Some(staged.wal.clone()),
+            ..request.clone()
+        });
+        Some(staged)
+    } else {
+        None
+    };
+    let request = staged_request.as_ref().unwrap_or(request);
     let source = read_source(request, report)?;
     let clone_started = Instant::now();
     let (workspace, tablespace_clones) = clone(request, &source, report).await?;
@@ -191,6 +223,7 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
     let recovered = recover(request, &source, &workspace, report).await?;
     check(request, &source, &recovered, report).await?;
     clean_up(request, recovered.server, workspace, report).await?;
+    drop(staged);
     verdict(report)
 }
 
@@ -312,7 +345,10 @@ async fn prepare(
         label_text: &source.label_text,
         has_map: source.has_map,
         tablespaces: tablespace_clones,
-        wal: &request.wal,
+        wal: request
+            .wal
+            .as_ref()
+            .ok_or_else(|| DrillError::Internal("no WAL source".to_owned()))?,
     };
     let notes = prepare::prepare_clone(&workspace.data_dir(), &files, &source.owner).await?;
     report.notes.extend(notes);
@@ -403,8 +439,10 @@ fn not_recovered(
                 wal_end: wal_end.map(|lsn| lsn.to_string()),
                 fatal,
                 wal_source: match &request.wal {
-                    WalSource::Archive(dir) => format!("the WAL archive {}", dir.display()),
-                    WalSource::Command(_) => "the restore command's source".to_string(),
+                    Some(WalSource::Archive(dir)) => {
+                        format!("the WAL archive {}", dir.display())
+                    }
+                    _ => "the restore command's source".to_string(),
                 },
             },
             RecoveryFailure::Other { fatal } => DrillError::RecoveryFailed(fatal),

@@ -74,6 +74,8 @@ pub struct BaseBackupOptions {
     /// Wait at the end until the backup's WAL is archived (pg_basebackup's `-X none`);
     /// otherwise `NOWAIT` / `WAIT false`, for a backup that carries its WAL.
     pub wait_for_archive: bool,
+    /// Server-side compression (15+): the method (`gzip`, `lz4`, `zstd`) and its level.
+    pub compression: Option<(&'static str, Option<i32>)>,
 }
 
 /// Whether this major sends the single-COPY shape (`TARGET 'client'` on 15, always on 16+).
@@ -117,6 +119,12 @@ pub fn base_backup_command(version: ServerVersion, options: &BaseBackupOptions) 
             list.push(format!("MANIFEST_CHECKSUMS '{}'", checksums.as_str()));
         }
         list.push("TARGET 'client'".to_owned());
+        if let Some((method, level)) = options.compression {
+            list.push(format!("COMPRESSION '{method}'"));
+            if let Some(level) = level {
+                list.push(format!("COMPRESSION_DETAIL 'level={level}'"));
+            }
+        }
         format!("BASE_BACKUP ({})", list.join(", "))
     } else {
         let mut text = format!("BASE_BACKUP LABEL {}", quote_literal(&options.label));
@@ -378,6 +386,7 @@ mod tests {
             manifest: Some(ManifestChecksums::Sha256),
             max_rate: None,
             wait_for_archive: false,
+            compression: None,
         }
     }
 
@@ -427,6 +436,15 @@ mod tests {
         assert_eq!(
             base_backup_command(ServerVersion(160000), &archived),
             "BASE_BACKUP (LABEL 'it''s', PROGRESS, CHECKPOINT 'fast', TARGET 'client')"
+        );
+        let compressed = BaseBackupOptions {
+            compression: Some(("zstd", Some(3))),
+            ..archived
+        };
+        assert_eq!(
+            base_backup_command(ServerVersion(150000), &compressed),
+            "BASE_BACKUP (LABEL 'it''s', PROGRESS, CHECKPOINT 'fast', TARGET 'client', \
+             COMPRESSION 'zstd', COMPRESSION_DETAIL 'level=3')"
         );
         assert!(!single_copy(ServerVersion(140010)));
         assert!(single_copy(ServerVersion(150000)));

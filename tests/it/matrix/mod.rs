@@ -13,4 +13,5 @@ mod hooks;
 mod named;
 mod pgback;
 mod pgbase;
+mod pgbase_tar;
 mod restore;

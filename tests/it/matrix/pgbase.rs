@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use tempfile::TempDir;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::matrix::drill::{assert_proven, loaded_source, pgdrill, PROGRAM_LIMIT};
@@ -27,7 +28,7 @@ fn pgbase(source: &Cluster, args: &[&OsStr]) -> TestCommand {
 }
 
 /// `pgbase -D out -F t -c fast EXTRA...`.
-fn tar_backup(source: &Cluster, out: &Path, extra: &[&str]) -> TestCommand {
+pub(super) fn tar_backup(source: &Cluster, out: &Path, extra: &[&str]) -> TestCommand {
     pgbase(
         source,
         &["-D", out.to_str().unwrap(), "-F", "t", "-c", "fast"].map(OsStr::new),
@@ -35,34 +36,53 @@ fn tar_backup(source: &Cluster, out: &Path, extra: &[&str]) -> TestCommand {
     .args(extra)
 }
 
-fn slots(source: &Cluster) -> String {
+pub(super) fn slots(source: &Cluster) -> String {
     source.psql("SELECT count(*) FROM pg_replication_slots")
 }
 
-fn major(source: &Cluster) -> u32 {
+pub(super) fn major(source: &Cluster) -> u32 {
     source.version_num() / 10000
 }
 
-/// pgdrill proves the data directory `data` (WAL in its own pg_wal): it reaches consistency
-/// and holds what was committed before pgbase started, plus `extra` checks.
-fn prove(source: &Cluster, data: &Path, committed: i64, extra: &[&str]) {
-    cluster::chown_tree_to_server_user(data);
-    let tmp = cluster::scratch_dir();
-    let wal = data.join("pg_wal");
-    let mut queries = vec![
+/// What pgdrill checks of a backup taken under load: the marker row written before pgbase,
+/// at least the pgbench rows committed before it, pgbench's balance invariant.
+pub(super) fn proof_queries(committed: i64) -> Vec<String> {
+    vec![
         "SELECT count(*) = 1 FROM marker WHERE note = 'before pgbase'".to_owned(),
         format!("SELECT count(*) >= {committed} FROM pgbench_history"),
         "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)"
             .to_owned(),
-    ];
+    ]
+}
+
+/// pgdrill proves the data directory `data` (WAL in its own pg_wal): it reaches consistency
+/// and holds what was committed before pgbase started, plus `extra` checks.
+pub(super) fn prove(source: &Cluster, data: &Path, committed: i64, extra: &[&str]) {
+    let wal = data.join("pg_wal");
+    prove_with(
+        source,
+        data,
+        &["--wal-archive", wal.to_str().unwrap()],
+        committed,
+        extra,
+    );
+}
+
+/// pgdrill (`--clone copy`, `flags`) proves `dir` (given to the server's user first): it
+/// reaches consistency and holds what was committed before pgbase started, plus `extra`.
+pub(super) fn prove_with(
+    source: &Cluster,
+    dir: &Path,
+    flags: &[&str],
+    committed: i64,
+    extra: &[&str],
+) {
+    cluster::chown_tree_to_server_user(dir);
+    let tmp = cluster::scratch_dir();
+    let mut queries = proof_queries(committed);
     queries.extend(extra.iter().map(|q| q.to_string()));
-    let mut args = vec![
-        data.to_str().unwrap(),
-        "--clone",
-        "copy",
-        "--wal-archive",
-        wal.to_str().unwrap(),
-    ];
+    let mut args = vec![dir.to_str().unwrap(), "--clone", "copy"];
+    args.extend(flags);
     for query in &queries {
         args.extend(["--sql", query.as_str()]);
     }
@@ -70,7 +90,7 @@ fn prove(source: &Cluster, data: &Path, committed: i64, extra: &[&str]) {
     assert_proven(&drill, "copy", queries.len());
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
+pub(super) fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -79,19 +99,29 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
-#[test]
-fn a_tar_backup_streamed_under_load_restores() {
+/// A tar backup (`-F t -X stream -c fast EXTRA...`) into `<scratch>/backup`, taken under
+/// pgbench load after a marker row: the source, the scratch directory, the backup directory
+/// and the pgbench rows committed before pgbase started. Checks no slot is left.
+pub(super) fn tar_backup_under_load(extra: &[&str]) -> (Cluster, TempDir, PathBuf, i64) {
     let source = loaded_source(1);
     let scratch = cluster::scratch_dir();
     let out = scratch.path().join("backup");
     source.psql("INSERT INTO marker VALUES ('before pgbase')");
     let load = source.start_pgbench_load(2, 1);
     let committed = source.pgbench_history_rows();
-    tar_backup(&source, &out, &["-X", "stream"])
+    let mut args = vec!["-X", "stream"];
+    args.extend(extra);
+    tar_backup(&source, &out, &args)
         .run()
-        .assert_ok("pgbase -F t -X stream");
+        .assert_ok(&format!("pgbase -F t {}", args.join(" ")));
     load.stop();
     assert_eq!(slots(&source), "0", "the temporary slot outlived pgbase");
+    (source, scratch, out, committed)
+}
+
+#[test]
+fn a_tar_backup_streamed_under_load_restores() {
+    let (source, scratch, out, committed) = tar_backup_under_load(&[]);
 
     let mut expected = vec![
         "base.tar",

@@ -1,0 +1,273 @@
+//! `-Z [client-|server-]METHOD[:LEVEL]` (pg_basebackup's syntax, bare levels too): the pure
+//! parser, and [`Compressor`], the writer that compresses a tar file on its way to disk
+//! (gzip with flate2, lz4 frames with lz4_flex, zstd with libzstd).
+
+use std::io::{self, Write};
+
+/// A compression method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// gzip (levels 1-9).
+    Gzip,
+    /// lz4 frames (levels 1-12 on the server; one level on the client).
+    Lz4,
+    /// zstd (levels 1-22).
+    Zstd,
+}
+
+impl Method {
+    /// The name pg_basebackup and the server use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Gzip => "gzip",
+            Method::Lz4 => "lz4",
+            Method::Zstd => "zstd",
+        }
+    }
+
+    /// The suffix of a file compressed with it, as the server names its archives.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Method::Gzip => ".gz",
+            Method::Lz4 => ".lz4",
+            Method::Zstd => ".zst",
+        }
+    }
+
+    fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Method::Gzip => 1..=9,
+            Method::Lz4 => 1..=12,
+            Method::Zstd => 1..=22,
+        }
+    }
+}
+
+/// Where the compression happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// pgbase compresses what it receives.
+    Client,
+    /// The server sends compressed archives (15+).
+    Server,
+}
+
+/// A parsed `-Z`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compression {
+    /// Client or server.
+    pub side: Side,
+    /// The method.
+    pub method: Method,
+    /// The level; `None` for the method's default.
+    pub level: Option<i32>,
+}
+
+/// Parses `-Z`: `LEVEL` (gzip at that level, 0 for none), `[client-|server-]METHOD`, with
+/// `:LEVEL` or `:level=LEVEL`; `none` for no compression (`Ok(None)`).
+pub fn parse_compression(spec: &str) -> Result<Option<Compression>, String> {
+    let bad = |reason: String| format!("invalid -Z \"{spec}\": {reason}");
+    if let Ok(level) = spec.parse::<i32>() {
+        if level == 0 {
+            return Ok(None);
+        }
+        return checked(Side::Client, Method::Gzip, Some(level)).map_err(bad);
+    }
+    let (side, rest) = match spec.split_once('-') {
+        Some(("client", rest)) => (Side::Client, rest),
+        Some(("server", rest)) => (Side::Server, rest),
+        _ => (Side::Client, spec),
+    };
+    let (name, detail) = match rest.split_once(':') {
+        Some((name, detail)) => (name, Some(detail)),
+        None => (rest, None),
+    };
+    let method = match name {
+        "gzip" => Method::Gzip,
+        "lz4" => Method::Lz4,
+        "zstd" => Method::Zstd,
+        "none" if detail.is_none() => return Ok(None),
+        "none" => return Err(bad("none takes no level".to_owned())),
+        other => {
+            return Err(bad(format!(
+                "unknown method \"{other}\" (gzip, lz4, zstd or none)"
+            )))
+        }
+    };
+    let level = match detail {
+        None => None,
+        Some(detail) => {
+            let number = detail.strip_prefix("level=").unwrap_or(detail);
+            Some(number.parse::<i32>().map_err(|_| {
+                bad(format!(
+                    "\"{detail}\" is not a level (LEVEL or level=LEVEL; other options are not supported)"
+                ))
+            })?)
+        }
+    };
+    checked(side, method, level).map_err(bad)
+}
+
+fn checked(side: Side, method: Method, level: Option<i32>) -> Result<Option<Compression>, String> {
+    if let Some(level) = level {
+        let range = method.levels();
+        if !range.contains(&level) {
+            return Err(format!(
+                "{} levels are {} to {}",
+                method.as_str(),
+                range.start(),
+                range.end()
+            ));
+        }
+        if side == Side::Client && method == Method::Lz4 {
+            return Err(
+                "client-side lz4 has one level (lz4's fast one): give no level, or use server-lz4:LEVEL or zstd"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(Some(Compression {
+        side,
+        method,
+        level,
+    }))
+}
+
+/// A writer that compresses into `W`, or passes through.
+pub enum Compressor<W: Write> {
+    /// No compression.
+    Plain(W),
+    /// gzip.
+    Gzip(flate2::write::GzEncoder<W>),
+    /// An lz4 frame, as `lz4 -d` reads it.
+    Lz4(lz4_flex::frame::FrameEncoder<W>),
+    /// A zstd frame.
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Compressor<W> {
+    /// Compresses with `method` (at `level`, or its default) into `inner`.
+    pub fn new(inner: W, method: Option<(Method, Option<i32>)>) -> io::Result<Compressor<W>> {
+        Ok(match method {
+            None => Compressor::Plain(inner),
+            Some((Method::Gzip, level)) => Compressor::Gzip(flate2::write::GzEncoder::new(
+                inner,
+                level.map_or_else(flate2::Compression::default, |l| {
+                    flate2::Compression::new(l.unsigned_abs())
+                }),
+            )),
+            Some((Method::Lz4, _)) => Compressor::Lz4(lz4_flex::frame::FrameEncoder::new(inner)),
+            Some((Method::Zstd, level)) => Compressor::Zstd(zstd::stream::write::Encoder::new(
+                inner,
+                level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL),
+            )?),
+        })
+    }
+
+    /// Ends the compressed stream and gives back the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Plain(inner) => Ok(inner),
+            Compressor::Gzip(encoder) => encoder.finish(),
+            Compressor::Lz4(encoder) => encoder.finish().map_err(io::Error::other),
+            Compressor::Zstd(encoder) => encoder.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Plain(inner) => inner.write(bytes),
+            Compressor::Gzip(encoder) => encoder.write(bytes),
+            Compressor::Lz4(encoder) => encoder.write(bytes),
+            Compressor::Zstd(encoder) => encoder.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(inner) => inner.flush(),
+            Compressor::Gzip(encoder) => encoder.flush(),
+            Compressor::Lz4(encoder) => encoder.flush(),
+            Compressor::Zstd(encoder) => encoder.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    fn some(side: Side, method: Method, level: Option<i32>) -> Option<Compression> {
+        Some(Compression {
+            side,
+            method,
+            level,
+        })
+    }
+
+    #[test]
+    fn specs_parse_as_pg_basebackup_reads_them() {
+        let ok = |spec| parse_compression(spec).unwrap();
+        assert_eq!(ok("5"), some(Side::Client, Method::Gzip, Some(5)));
+        assert_eq!(ok("0"), None);
+        assert_eq!(ok("none"), None);
+        assert_eq!(ok("client-none"), None);
+        assert_eq!(ok("gzip"), some(Side::Client, Method::Gzip, None));
+        assert_eq!(ok("zstd:3"), some(Side::Client, Method::Zstd, Some(3)));
+        assert_eq!(
+            ok("client-zstd:level=19"),
+            some(Side::Client, Method::Zstd, Some(19))
+        );
+        assert_eq!(ok("client-lz4"), some(Side::Client, Method::Lz4, None));
+        assert_eq!(
+            ok("server-lz4:12"),
+            some(Side::Server, Method::Lz4, Some(12))
+        );
+        assert_eq!(ok("server-gzip"), some(Side::Server, Method::Gzip, None));
+        for bad in [
+            "10",
+            "-1",
+            "gzip:0",
+            "zstd:23",
+            "brotli",
+            "lz4:3",
+            "zstd:workers=4",
+            "zstd:x",
+            "none:1",
+            "server-",
+            "",
+        ] {
+            assert!(parse_compression(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn each_method_round_trips() {
+        let plain: Vec<u8> = (0..200_000u32)
+            .flat_map(|n| (n % 251).to_le_bytes())
+            .collect();
+        for method in [Method::Gzip, Method::Lz4, Method::Zstd] {
+            let mut writer = Compressor::new(Vec::new(), Some((method, None))).unwrap();
+            writer.write_all(&plain).unwrap();
+            let packed = writer.finish().unwrap();
+            assert!(packed.len() < plain.len() / 4, "{method:?}");
+            let mut back = Vec::new();
+            match method {
+                Method::Gzip => flate2::read::GzDecoder::new(&packed[..])
+                    .read_to_end(&mut back)
+                    .unwrap(),
+                Method::Lz4 => lz4_flex::frame::FrameDecoder::new(&packed[..])
+                    .read_to_end(&mut back)
+                    .unwrap(),
+                Method::Zstd => zstd::stream::read::Decoder::new(&packed[..])
+                    .unwrap()
+                    .read_to_end(&mut back)
+                    .unwrap(),
+            };
+            assert_eq!(back, plain, "{method:?}");
+        }
+    }
+}
