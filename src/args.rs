@@ -111,15 +111,23 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub backup: BackupArgs,
 
-    /// More log output: -v info, -vv debug on stderr; pgpre's co-process log gets
-    /// debug (-v) and trace (-vv) lines
-    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
     /// Write the Prometheus metrics of this run (textfile-collector format: times, outcome,
     /// the backup's LSNs) to FILE when it ends, failed or not; replaced atomically
     #[arg(long, env = "SAFE_BACKUP_METRICS_FILE", value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+
+    /// -v, --log-format and --help.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The log flags of the hook pair and pgbase, and `--help` (without `-h`, which is `--host`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// More log output: -v info, -vv debug on stderr; pgpre's co-process log gets
+    /// debug (-v) and trace (-vv) lines
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 
     /// Log lines as text or json (one object per line), on stderr and in the co-process log
     #[arg(

@@ -27,8 +27,8 @@ pub fn pgpre(cli: &Pgpre) -> ExitCode {
             return fail("pgpre", &error);
         }
     };
-    let mut options = BackupOptions::from_config(&config.backup, cli.common.verbose);
-    options.log_format = cli.common.log_format;
+    let mut options = BackupOptions::from_config(&config.backup, cli.common.log.verbose);
+    options.log_format = cli.common.log.log_format;
     if cli.exec {
         return pgpre_exec(cli, &settings, &options);
     }
@@ -66,7 +66,7 @@ fn pgpre_exec(
     settings: &crate::conn::ConnSettings,
     options: &BackupOptions,
 ) -> ExitCode {
-    init_logging(cli.common.verbose, cli.common.log_format);
+    init_logging(cli.common.log.verbose, cli.common.log.log_format);
     let request = exec::ExecRequest {
         command: cli.command.clone(),
         output_dir: cli.output_dir.clone(),
@@ -116,7 +116,7 @@ pub fn pgpost(cli: &Pgpost) -> ExitCode {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
-    init_logging(cli.common.verbose, cli.common.log_format);
+    init_logging(cli.common.log.verbose, cli.common.log.log_format);
     let mut metrics = RunMetrics::new("pgpost", std::time::SystemTime::now());
     let metrics_file = cli.common.metrics_file.as_deref();
     let resolved = Config::for_hooks(&cli.common, None, Some(&cli.stop), "pgpost");
@@ -127,7 +127,7 @@ pub fn pgpost(cli: &Pgpost) -> ExitCode {
             return fail("pgpost", &error);
         }
     };
-    let options = BackupOptions::from_config(&config.backup, cli.common.verbose);
+    let options = BackupOptions::from_config(&config.backup, cli.common.log.verbose);
     let request = post::PostRequest {
         output_dir: cli.output_dir.clone(),
         fetch: cli.fetch,

@@ -2,12 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::args::{Checkpoint, ServerArgs};
+use crate::args::{Checkpoint, LogArgs, ServerArgs};
 use crate::base::compress::{parse_compression, Compression};
 use crate::base::error::BaseError;
 use crate::config::{take_passphrase_from_env, EncryptionConfig, EncryptionFlags};
 use crate::crypt::EncryptKey;
-use crate::exit::LogFormat;
 use crate::replication::ManifestChecksums;
 use crate::values::ChecksumAlgorithm;
 
@@ -94,23 +93,9 @@ pub struct PgbaseArgs {
     #[arg(long, value_name = "ALGORITHM", default_value = "sha256")]
     pub checksum_algo: ChecksumAlgorithm,
 
-    /// More log output: -v info, -vv debug
-    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Log lines as text or json
-    #[arg(
-        long,
-        env = "SAFE_BACKUP_LOG_FORMAT",
-        value_name = "FORMAT",
-        value_enum,
-        default_value_t
-    )]
-    pub log_format: LogFormat,
-
-    /// Print help
-    #[arg(long, action = clap::ArgAction::Help)]
-    pub help: Option<bool>,
+    /// -v, --log-format and --help, as the hook pair's.
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// pg_basebackup's `-F`.

@@ -38,7 +38,7 @@ use crate::exit::{print_failure, ExitStatus};
 
 /// `pgbase`'s whole run from parsed flags: exit 0 only when the backup is complete on disk.
 pub fn main(args: &PgbaseArgs) -> ExitCode {
-    crate::exit::init_logging(args.verbose, args.log_format);
+    crate::exit::init_logging(args.log.verbose, args.log.log_format);
     let result = args.request().and_then(|request| {
         let settings = ConnectionConfig::default()
             .resolve(&args.server, "pgbase")
