@@ -253,10 +253,11 @@ fn a_plain_backup_relocates_its_tablespace_restores_and_verifies() {
     if major(&source) >= 13 {
         let verified = verify_backup(&source, &data);
         eprintln!("pg_verifybackup: {verified:?}");
-        if major(&source) == 15 || major(&source) == 18 {
+        // 17 is left out by name (see verify_backup); every other major 13+ must verify.
+        if major(&source) != 17 {
             assert!(
                 verified.is_some(),
-                "no pg_verifybackup for {}",
+                "no pg_verifybackup for {}: run scripts/fetch-postgres",
                 major(&source)
             );
         }
