@@ -55,6 +55,14 @@ pub fn restores_as_script(
     )
 }
 
+/// Whether a plain dump must go through the filter: pg_dump 17+ writes `SET
+/// transaction_timeout = 0;` into every plain dump's header, also of an older server, and a
+/// server before 17 rejects it (psql stops there with `ON_ERROR_STOP`). The filter drops only
+/// that header line, so it is safe whichever pg_dump wrote the file.
+pub fn plain_needs_filter(server: Option<ServerVersion>) -> bool {
+    server.is_some_and(|server| server.num() < TRANSACTION_TIMEOUT_MAJOR * 10000)
+}
+
 /// Why a database restores as a script, for the plan's notes.
 fn script_note(settings: &CommandSettings, dbname: &str, jobs: u32) -> String {
     let tool = settings
@@ -140,11 +148,13 @@ pub fn load_step(
                     vec!["-dc".into(), dump.display().to_string()],
                 )
             });
-            let file = (compression == PlainCompression::None).then_some(dump);
+            let filtered = plain_needs_filter(settings.server_version);
+            // Filtered, psql reads the file from stdin (the restore opens it).
+            let file = (compression == PlainCompression::None && !filtered).then_some(dump);
             (
                 LoadStep {
                     producer: decompress,
-                    without_transaction_timeout: false,
+                    without_transaction_timeout: filtered,
                     command: psql_command(settings, dbname, file),
                 },
                 None,
@@ -192,7 +202,7 @@ pub fn stream_load_step(
                 producer: compression
                     .decompressor()
                     .map(|program| ToolCommand::new(PathBuf::from(program), vec!["-dc".into()])),
-                without_transaction_timeout: false,
+                without_transaction_timeout: plain_needs_filter(settings.server_version),
                 command: psql_command(settings, dbname, None),
             },
             None,
@@ -342,8 +352,13 @@ mod tests {
             ]
         );
         assert!(note.unwrap().contains("one job"));
+        // Into 17+, psql reads the file itself; before 17 it goes through the filter (below).
+        let into_17 = CommandSettings {
+            server_version: Some(ServerVersion(170_002)),
+            ..settings(4, v15)
+        };
         let (plain, _) = load_step(
-            &settings(4, v15),
+            &into_17,
             "a",
             Path::new("/b/a.sql"),
             DumpFormat::Plain(PlainCompression::None),
@@ -483,10 +498,15 @@ mod tests {
             DumpFormat::Plain(PlainCompression::None),
             false,
         );
+        // pg_dump 17+ writes the line into plain dumps too: filtered, read from stdin.
         assert_eq!(
             (plain.producer, plain.without_transaction_timeout, note),
-            (None, false, None)
+            (None, true, None)
         );
+        assert!(!plain.command.args.contains(&"/b/a.sql".to_string()));
+        assert!(plain_needs_filter(Some(ServerVersion(160004))));
+        assert!(!plain_needs_filter(Some(ServerVersion(170000))));
+        assert!(!plain_needs_filter(None));
         let (tar, note) = stream_load_step(&into_14, "a", DumpFormat::Tar, false).unwrap();
         assert_eq!(tar.producer.unwrap().args, ["-f", "-", "--format=tar"]);
         assert!(tar.without_transaction_timeout);

@@ -16,6 +16,26 @@ use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
 use crate::files::file_name;
 
+/// The stdin of psql for a plain dump read through `filter`: the decrypting stream, or the
+/// dump file itself.
+async fn filtered_script(
+    input: Input,
+    dump: &std::path::Path,
+    filter: TransactionTimeoutFilter,
+) -> Result<Input, ToolError> {
+    match input {
+        Input::Stream(reader) => Ok(Input::Filtered(reader, filter)),
+        Input::Null => match tokio::fs::File::open(dump).await {
+            Ok(file) => Ok(Input::Filtered(Box::new(file), filter)),
+            Err(source) => Err(ToolError::Feed {
+                program: format!("psql (reading {})", dump.display()),
+                source,
+            }),
+        },
+        other => Ok(other),
+    }
+}
+
 /// Restores a dump set until done or until `shutdown` resolves (SIGINT/SIGTERM; the running
 /// tool is killed). Databases are restored one after the other, each with `jobs` pg_restore
 /// jobs; a failed database does not stop the next one, a failed globals step stops all.
@@ -100,11 +120,15 @@ async fn restore_database(
             .load
             .without_transaction_timeout
             .then(TransactionTimeoutFilter::new);
-        let loaded = match &db.load.producer {
-            Some(producer) => {
+        let loaded = match (&db.load.producer, filter) {
+            (Some(producer), filter) => {
                 run_piped(producer, &db.load.command, input, filter, conn, &db.name).await
             }
-            None => run_tool(&db.load.command, conn, input, &db.name).await,
+            (None, Some(filter)) => match filtered_script(input, &db.dump, filter).await {
+                Ok(input) => run_tool(&db.load.command, conn, input, &db.name).await,
+                Err(error) => Err(error),
+            },
+            (None, None) => run_tool(&db.load.command, conn, input, &db.name).await,
         };
         match decrypting {
             Some(task) => decrypt::finish_stream(task, loaded).await,
