@@ -392,17 +392,34 @@ struct Unpacker {
 }
 
 impl Unpacker {
-    /// The entry's place under the root; names that climb out or are absolute are refused.
+    /// The entry's place under the root; names that climb out or are absolute are refused,
+    /// and so is a name whose parent on disk is a symlink (an earlier entry `x -> /etc` must
+    /// not let a later `x/passwd` land outside the root).
     fn place(&self, name: &str) -> io::Result<PathBuf> {
         let relative = Path::new(name);
+        let leaves = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("refusing the entry {name:?}: it leaves the directory"),
+            )
+        };
         if !relative
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
         {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("refusing the entry {name:?}: it leaves the directory"),
-            ));
+            return Err(leaves());
+        }
+        let mut parent = self.root.clone();
+        let mut components = relative.components().peekable();
+        while let Some(component) = components.next() {
+            if components.peek().is_none() {
+                break;
+            }
+            parent.push(component);
+            match fs::symlink_metadata(&parent) {
+                Ok(meta) if meta.file_type().is_symlink() => return Err(leaves()),
+                _ => {}
+            }
         }
         Ok(self.root.join(relative))
     }
@@ -423,6 +440,8 @@ impl TarVisitor for Unpacker {
                         .create(true)
                         .truncate(true)
                         .mode(entry.mode & 0o7777)
+                        // Never through a symlink an earlier entry made.
+                        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
                         .open(&path)?,
                 );
                 Ok(())
@@ -486,6 +505,45 @@ mod tests {
         assert!(tree.data(&header("../evil", 0, 0).unwrap()).is_err());
         assert!(tree.begin("../x.tar", None).is_err());
         assert_eq!(tree.roots, vec![dir, new]);
+    }
+
+    /// A symlink entry `name -> target`: `header`'s file header with type `2` and a link name.
+    fn symlink_header(name: &str, target: &str) -> [u8; BLOCK] {
+        let mut block = header(name, 0, 0).unwrap();
+        block[156] = b'2';
+        block[157..157 + target.len()].copy_from_slice(target.as_bytes());
+        block[148..156].copy_from_slice(b"        ");
+        let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+        block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        block
+    }
+
+    #[test]
+    fn nothing_is_written_through_a_symlink_an_earlier_entry_made() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("data");
+        let outside = scratch.path().join("outside");
+        create_private_dir(&dir).unwrap();
+        create_private_dir(&outside).unwrap();
+        fs::write(outside.join("victim"), b"keep").unwrap();
+        let link = outside.display().to_string();
+        let victim = outside.join("victim").display().to_string();
+
+        let mut tree = PlainTree::new(&dir, &[]);
+        tree.begin("base.tar", None).unwrap();
+        tree.data(&symlink_header("x", &link)).unwrap();
+        let error = tree.data(&header("x/passwd", 0, 0).unwrap()).unwrap_err();
+        assert!(
+            error.to_string().contains("leaves the directory"),
+            "{error}"
+        );
+        assert!(!outside.join("passwd").exists());
+
+        let mut tree = PlainTree::new(&dir, &[]);
+        tree.begin("base.tar", None).unwrap();
+        tree.data(&symlink_header("a", &victim)).unwrap();
+        assert!(tree.data(&header("a", 0, 0).unwrap()).is_err());
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::clone::Owner;
 use super::error::DrillError;
 use super::settings::WalSource;
-use crate::base::PlainTree;
+use crate::base::{PlainTree, INCOMPLETE_MARKER};
 use crate::checksum::verify_all;
 use crate::config::{take_passphrase_from_env, EncryptionConfig};
 use crate::crypt::DecryptKey;
@@ -82,6 +82,11 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
+    if names.iter().any(|n| n == INCOMPLETE_MARKER) {
+        return Err(bad(format!(
+            "pgbase did not finish this backup ({INCOMPLETE_MARKER} is there): it cannot be restored"
+        )));
+    }
     if let Some(tablespace) = names.iter().find(|n| {
         n.split('.')
             .next()
@@ -152,6 +157,13 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
         } else {
             data.clone()
         };
+        if fs::symlink_metadata(&into).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            // base.tar's pg_wal is a directory; a link would unpack pg_wal.tar elsewhere.
+            return Err(bad(format!(
+                "{}: its pg_wal is a symbolic link, which pgdrill does not follow",
+                backup.display()
+            )));
+        }
         fs::DirBuilder::new()
             .mode(0o700)
             .recursive(true)

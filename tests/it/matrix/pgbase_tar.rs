@@ -103,6 +103,13 @@ fn a_zstd_encrypted_tar_backup_streamed_under_load_restores() {
         "{}",
         drill.describe()
     );
+
+    // A backup pgbase did not finish is refused, whatever else it holds.
+    fs::write(out.join("pgbase.incomplete"), b"").unwrap();
+    let drill = pgdrill(&source, tmp.path(), &args);
+    assert_eq!(drill.code(), 1, "{}", drill.describe());
+    let error = drill.report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("did not finish"), "{}", drill.describe());
 }
 
 /// The entries of the tar stream that `command` (a decompressor writing to stdout) reads.
