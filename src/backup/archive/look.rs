@@ -110,7 +110,20 @@ pub(super) async fn fetch_in_order(
             return Ok(segment);
         }
         let header = read_header(&target);
+        let size = std::fs::metadata(&target).map(|meta| meta.len());
         let _ = std::fs::remove_file(&target);
+        // A restore refuses a copy of the wrong size ("archive file has wrong size").
+        if let Ok(size) = size {
+            if size != range.segment_size {
+                return Err((
+                    segment,
+                    format!(
+                        "the restore_command returned {size} bytes for it, not a whole segment of {}",
+                        range.segment_size
+                    ),
+                ));
+            }
+        }
         let header =
             header.map_err(|error| (segment, format!("cannot read the fetched copy: {error}")))?;
         if let Some(magic) = magic {

@@ -236,16 +236,12 @@ async fn force_segment_out(
     progress: &mut dyn FnMut(&str),
 ) {
     let [point, switch] = server::force_segment_out_sql(version);
-    let name = format!(
-        "safe-backup {} {}",
-        row.name,
-        row.stop_lsn.as_deref().unwrap_or_default()
-    );
-    let forced = match client.query_one(point, &[&name]).await {
-        Ok(_) => client.query_one(switch, &[]).await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = forced {
+    let name = restore_point_name(&row.name, row.stop_lsn.as_deref().unwrap_or_default());
+    // The switch runs even when the restore point is refused: on a server with new WAL it
+    // is enough by itself.
+    let point = client.query_one(point, &[&name]).await.err();
+    let switch = client.query_one(switch, &[]).await.err();
+    for error in [point, switch].into_iter().flatten() {
         let error = BackupError::sql("forcing the last WAL segment out", error);
         progress(&format!(
             "warning: {error}; on an idle server the last segment may not reach the archive \
@@ -253,6 +249,34 @@ async fn force_segment_out(
              backup role)"
         ));
     }
+}
+
+/// `safe-backup <name> <stop LSN>`, cut to the 63 bytes PostgreSQL allows a restore point
+/// name (a longer one is an error), on a character boundary.
+fn restore_point_name(backup: &str, stop_lsn: &str) -> String {
+    const MAX: usize = 63;
+    let mut name = format!("safe-backup {backup} {stop_lsn}");
+    if name.len() > MAX {
+        let mut cut = MAX;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    name
+}
+
+/// The program a restore_command runs, for messages: its first word that is not a
+/// `NAME=value` assignment (those may hold a secret).
+fn command_program(command: &str) -> &str {
+    command
+        .split_whitespace()
+        .find(|word| {
+            !word.split_once('=').is_some_and(|(name, _)| {
+                !name.is_empty() && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+            })
+        })
+        .unwrap_or_default()
 }
 
 /// The archive timeout that restarts whenever the first missing segment moves on.
@@ -412,7 +436,7 @@ impl Missing {
             // Only its program: the rest may hold a secret.
             ArchiveSource::Command(command) => format!(
                 "what the restore_command ({} ...) fetched",
-                command.split_whitespace().next().unwrap_or_default()
+                command_program(command)
             ),
         };
         let what = match &self.problem {
@@ -507,6 +531,25 @@ async fn record(client: &Client, table: &StateTable, row: &BackupRow, result: Wa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restore_point_names_fit_and_messages_name_no_assignment() {
+        assert_eq!(
+            restore_point_name("default", "0/3000028"),
+            "safe-backup default 0/3000028"
+        );
+        let long = restore_point_name(&"é".repeat(40), "16/B374D848");
+        assert!(
+            long.len() <= 63 && long.starts_with("safe-backup é"),
+            "{long}"
+        );
+        assert_eq!(command_program("cp /wal/%f %p"), "cp");
+        assert_eq!(
+            command_program("AWS_SECRET_ACCESS_KEY=s3cr3t PGPASSWORD=x aws s3 cp s3://b/%f %p"),
+            "aws"
+        );
+        assert_eq!(command_program(""), "");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_timeout_restarts_whenever_another_segment_arrives() {

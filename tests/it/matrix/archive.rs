@@ -99,6 +99,20 @@ fn the_restore_command_fetches_each_segment_and_its_header_is_checked() {
         began.elapsed()
     );
     assert_eq!(backup_row(&cluster, "wal_archived"), "failed");
+    // A truncated copy (a half-uploaded file) has a good header, but a restore refuses it.
+    let truncated = format!("head -c 8192 \"{archive}/%f\" > \"%p\"");
+    TestCommand::new(&cluster, "pgpost")
+        .args([
+            "--fetch",
+            "--restore-command",
+            &truncated,
+            "--archive-timeout",
+            "30",
+        ])
+        .limit(Duration::from_secs(60))
+        .run()
+        .assert_code(10, "pgpost --fetch with a truncating restore_command")
+        .assert_stderr("bytes for it, not a whole segment");
     // Off: nothing is checked, and it says so.
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     pgpost(&cluster, &["--archive-check=none"])
