@@ -205,6 +205,9 @@ pub async fn stream_wal(
         .start_replication(slot, segment_start, start.timeline)
         .await?;
     let mut end_lsn: Option<Lsn> = None;
+    // Set when the end is known, moved on by WAL that arrives, never by keepalives: a server
+    // that only answers keepalives cannot hold the run forever.
+    let mut deadline: Option<tokio::time::Instant> = None;
     let mut last_status = Instant::now();
     loop {
         if end_lsn.is_some_and(|end| stream.received() >= end) {
@@ -214,13 +217,16 @@ pub async fn stream_wal(
             biased;
             lsn = &mut end, if end_lsn.is_none() => {
                 match lsn {
-                    Ok(lsn) => end_lsn = Some(lsn),
+                    Ok(lsn) => {
+                        end_lsn = Some(lsn);
+                        deadline = Some(tokio::time::Instant::now() + END_WAIT);
+                    }
                     Err(_) => return Ok(None),
                 }
                 continue;
             }
             event = stream.next() => event?,
-            () = tokio::time::sleep(END_WAIT), if end_lsn.is_some() => {
+            () = sleep_until_deadline(deadline), if deadline.is_some() => {
                 return Err(BaseError::Stream(format!(
                     "the WAL up to the backup's end {} did not arrive within {} s (received up \
                      to {}); on a standby, run SELECT pg_switch_wal() on the primary",
@@ -231,7 +237,12 @@ pub async fn stream_wal(
             }
         };
         match event {
-            WalEvent::Data { start, bytes } => writer.write(start, &bytes)?,
+            WalEvent::Data { start, bytes } => {
+                writer.write(start, &bytes)?;
+                if deadline.is_some() {
+                    deadline = Some(tokio::time::Instant::now() + END_WAIT);
+                }
+            }
             WalEvent::ReplyRequested => {
                 stream.send_status().await?;
                 last_status = Instant::now();
@@ -266,6 +277,14 @@ pub fn parse_segment_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     Some(number * unit).filter(|size| size.is_power_of_two())
+}
+
+/// Sleeps until `deadline`; never when there is none.
+async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
