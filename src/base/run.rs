@@ -276,7 +276,10 @@ async fn receive_archives(
                 }
             }
             BackupEvent::Tablespaces(tablespaces) => {
-                progress.total_kb = tablespaces.iter().filter_map(|t| t.size_kb).sum();
+                progress.total_kb = tablespaces
+                    .iter()
+                    .filter_map(|t| t.size_kb)
+                    .fold(0, |total: i64, size| total.saturating_add(size));
                 if let Sink::Plain(tree) = &sink {
                     let locations: Vec<String> = tablespaces
                         .iter()

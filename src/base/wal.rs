@@ -276,7 +276,9 @@ pub fn parse_segment_size(text: &str) -> Option<u64> {
         "GB" => 1024 * 1024 * 1024,
         _ => return None,
     };
-    Some(number * unit).filter(|size| size.is_power_of_two())
+    number
+        .checked_mul(unit)
+        .filter(|size| size.is_power_of_two())
 }
 
 /// Sleeps until `deadline`; never when there is none.

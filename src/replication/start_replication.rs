@@ -128,7 +128,8 @@ impl WalStream<'_> {
                 let start = Lsn(data.get_u64());
                 let _server_end = data.get_u64();
                 let _send_time = data.get_i64();
-                self.received = self.received.max(Lsn(start.0 + data.len() as u64));
+                let end = start.0.checked_add(data.len() as u64).ok_or_else(short)?;
+                self.received = self.received.max(Lsn(end));
                 Ok(Some(WalEvent::Data { start, bytes: data }))
             }
             b'k' => {
