@@ -76,7 +76,7 @@ pub fn any_matches(globs: &[Glob], name: &str) -> bool {
 }
 
 /// Go's glob syntax in the `glob` crate's: `\c` outside a class becomes `c`, or `[c]` for a
-/// metacharacter; `[^` becomes `[!`. `None` for a trailing `\`.
+/// metacharacter; `[^` becomes `[!`; a run of `*` becomes one. `None` for a trailing `\`.
 fn translate(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -102,6 +102,11 @@ fn translate(text: &str) -> Option<String> {
                 in_class = false;
                 out.push(']');
             }
+            // Go reads `**` as `*`; the glob crate would take it for a recursive wildcard.
+            '*' if !in_class => {
+                while chars.next_if_eq(&'*').is_some() {}
+                out.push('*');
+            }
             other => out.push(other),
         }
     }
@@ -111,6 +116,14 @@ fn translate(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_of_stars_are_one_star_as_in_go() {
+        let glob = Glob::new("db**").unwrap();
+        assert!(glob.matches("db_2026"));
+        assert!(Glob::new("a***").unwrap().matches("abc"));
+        assert!(!Glob::new("a**").unwrap().matches("b"));
+    }
 
     #[test]
     fn matches_like_go() {
