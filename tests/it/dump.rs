@@ -662,6 +662,12 @@ fn a_non_superuser_gets_warnings_and_globals_without_passwords() {
 /// A bin directory with the real `pg_dumpall` and a `pg_dump` shell wrapper: `prelude` (sh
 /// lines, skipped for `--version`) runs first, then the real pg_dump is exec'd.
 pub(crate) fn wrapped_pg_dump(prelude: &str) -> tempfile::TempDir {
+    pg_dump_wrapper(&format!("if [ \"$1\" != --version ]; then\n{prelude}\nfi"))
+}
+
+/// A bin directory with the real `pg_dumpall` and a `pg_dump` shell script: `body` (sh
+/// lines), then the real pg_dump exec'd with the arguments.
+fn pg_dump_wrapper(body: &str) -> tempfile::TempDir {
     let bin = tempfile::tempdir().unwrap();
     let real = cluster::pg_binaries().client_tool("pg_dump");
     let real_dumpall = cluster::pg_binaries().client_tool("pg_dumpall");
@@ -669,10 +675,7 @@ pub(crate) fn wrapped_pg_dump(prelude: &str) -> tempfile::TempDir {
     let wrapper = bin.path().join("pg_dump");
     std::fs::write(
         &wrapper,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" != --version ]; then\n{prelude}\nfi\nexec '{}' \"$@\"\n",
-            real.display()
-        ),
+        format!("#!/bin/sh\n{body}\nexec '{}' \"$@\"\n", real.display()),
     )
     .unwrap();
     std::fs::set_permissions(
@@ -1159,25 +1162,9 @@ fn compression_methods_levels_and_the_pg_dump_that_lacks_one() {
 /// A bin directory with the real `pg_dumpall` and a `pg_dump` that prints `version` for
 /// `--version` and is the real one otherwise.
 fn pg_dump_saying(version: &str) -> tempfile::TempDir {
-    let bin = tempfile::tempdir().unwrap();
-    let real = cluster::pg_binaries().client_tool("pg_dump");
-    let real_dumpall = cluster::pg_binaries().client_tool("pg_dumpall");
-    std::os::unix::fs::symlink(&real_dumpall, bin.path().join("pg_dumpall")).unwrap();
-    let wrapper = bin.path().join("pg_dump");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version}'; exit 0; fi\nexec '{}' \"$@\"\n",
-            real.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    bin
+    pg_dump_wrapper(&format!(
+        "if [ \"$1\" = --version ]; then echo '{version}'; exit 0; fi"
+    ))
 }
 
 /// Left out (tests/skipped.txt): no pg_dump here has lz4 and zstd. Run it with

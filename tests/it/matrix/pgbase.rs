@@ -289,6 +289,18 @@ fn throttled_backup(source: &Cluster, out: &Path) -> util::Running {
     running
 }
 
+/// After a stopped run: no partial backup, and the server dropped the temporary slot.
+fn nothing_left_behind(source: &Cluster, out: &Path) {
+    assert!(
+        !out.exists(),
+        "the partial backup is left: {:?}",
+        names_in(out)
+    );
+    wait_for("the slot to be dropped", Duration::from_secs(30), || {
+        slots(source) == "0"
+    });
+}
+
 #[test]
 fn sigterm_or_a_terminated_walsender_mid_stream_leave_no_slot_and_nothing_behind() {
     let source = loaded_source(1);
@@ -299,14 +311,7 @@ fn sigterm_or_a_terminated_walsender_mid_stream_leave_no_slot_and_nothing_behind
     let run = running.finish();
     run.assert_code(1, "pgbase after SIGTERM")
         .assert_stderr("interrupted by SIGTERM");
-    assert!(
-        !out.exists(),
-        "the partial backup is left: {:?}",
-        names_in(&out)
-    );
-    wait_for("the slot to be dropped", Duration::from_secs(30), || {
-        slots(&source) == "0"
-    });
+    nothing_left_behind(&source, &out);
 
     // The server ends the session inside the copy: its ErrorResponse is the error.
     let running = throttled_backup(&source, &out);
@@ -316,14 +321,7 @@ fn sigterm_or_a_terminated_walsender_mid_stream_leave_no_slot_and_nothing_behind
     let run = running.finish();
     run.assert_code(1, "pgbase whose walsenders were terminated")
         .assert_stderr("server said: terminating connection due to administrator command");
-    assert!(
-        !out.exists(),
-        "the partial backup is left: {:?}",
-        names_in(&out)
-    );
-    wait_for("the slot to be dropped", Duration::from_secs(30), || {
-        slots(&source) == "0"
-    });
+    nothing_left_behind(&source, &out);
 }
 
 #[test]
