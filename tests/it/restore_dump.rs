@@ -173,6 +173,22 @@ fn query(cluster: &Cluster, db: &str, sql: &str) -> String {
         .unwrap_or_else(|e| panic!("{db}: {sql}: {e}"))
 }
 
+/// The target holds what the source holds: the server's catalog and each database's.
+pub(crate) fn assert_same_catalogs<'a>(
+    target: &Cluster,
+    source: &Cluster,
+    databases: impl IntoIterator<Item = &'a str>,
+) {
+    assert_eq!(server_catalog(target), server_catalog(source));
+    for db in databases {
+        assert_eq!(
+            database_catalog(target, db),
+            database_catalog(source, db),
+            "database {db:?}"
+        );
+    }
+}
+
 /// Roles, databases (owner, ACL, limit), settings, memberships: what must match after a restore.
 pub(crate) fn server_catalog(cluster: &Cluster) -> String {
     [
@@ -355,14 +371,11 @@ fn fixture_and_odd_names_restore_into_a_fresh_cluster_in_every_format() {
     }
     assert!(summary.contains("roles that already existed"), "{summary}");
 
-    assert_eq!(server_catalog(&target), server_catalog(&source));
-    for db in ["b1", "b2", "postgres"].iter().chain(ODD_NAMES.iter()) {
-        assert_eq!(
-            database_catalog(&target, db),
-            database_catalog(&source, db),
-            "database {db:?}"
-        );
-    }
+    assert_same_catalogs(
+        &target,
+        &source,
+        ["b1", "b2", "postgres"].into_iter().chain(ODD_NAMES),
+    );
     // The fixture really has what is compared.
     let catalog = server_catalog(&target);
     assert!(

@@ -15,8 +15,8 @@ use crate::crypt::keygen;
 use crate::dump::files_in;
 use crate::encrypt::watch;
 use crate::restore_dump::{
-    client_bindir, database_catalog, doc_args, file_of, pgback_dump, populate, server_catalog,
-    target_state,
+    assert_same_catalogs, client_bindir, database_catalog, doc_args, file_of, pgback_dump,
+    populate, target_state,
 };
 use crate::util::{Run, TestCommand};
 
@@ -185,14 +185,7 @@ fn encrypted_sets_restore_from_decrypting_streams_and_wrong_keys_touch_nothing()
         .filter(|l| l.ends_with("  ok"))
         .count();
     assert_eq!(ok_rows, 3, "{restored}");
-    assert_eq!(server_catalog(&target), server_catalog(&source));
-    for db in ["b1", "b2", "postgres"] {
-        assert_eq!(
-            database_catalog(&target, db),
-            database_catalog(&source, db),
-            "database {db:?}"
-        );
-    }
+    assert_same_catalogs(&target, &source, ["b1", "b2", "postgres"]);
     assert!(database_catalog(&target, "b1").contains("words 5000:"));
 
     // A passphrase set of b1 (PGBK_CIPHER_PASS), restored over the changed b1 with --clean.

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::dump::{files_in, pgback, pgback_with_bin, primary_and_standby};
-use crate::restore_dump::{client_bindir, database_catalog, pgback_dump, populate, server_catalog};
+use crate::restore_dump::{
+    assert_same_catalogs, client_bindir, database_catalog, pgback_dump, populate, server_catalog,
+};
 use crate::restore_encrypted::{change_b1, passphrase_dump, restore};
 use crate::util::{self, Run, TestCommand};
 
@@ -79,14 +81,7 @@ fn a_dump_restores_into_a_fresh_cluster() {
         "{plan}"
     );
     pgback_restore(&target, &dir, &[]).assert_ok("pgback --restore");
-    assert_eq!(server_catalog(&target), server_catalog(&source));
-    for db in ["b1", "b2", "postgres"] {
-        assert_eq!(
-            database_catalog(&target, db),
-            database_catalog(&source, db),
-            "database {db:?}"
-        );
-    }
+    assert_same_catalogs(&target, &source, ["b1", "b2", "postgres"]);
     // The fixture really has what is compared.
     let b1 = database_catalog(&target, "b1");
     assert!(b1.contains("words 5000:"), "{b1}");
