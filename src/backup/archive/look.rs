@@ -60,7 +60,12 @@ pub(super) async fn archived_by_server(
         .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
         .await
         .and_then(|row| row.try_get(0))
-        .unwrap_or_default();
+        .map_err(|error| {
+            (
+                range.first,
+                format!("cannot read pg_stat_archiver, so it was not checked: {error}"),
+            )
+        })?;
     Ok(first_unarchived(last.as_deref(), range))
 }
 

@@ -125,6 +125,12 @@ pub async fn check(
     let (start, stop) = backup_lsns(row)?;
     let session = settings.connect().await?;
     let client = &session.client;
+    let server = ServerFacts::read(client).await?;
+    // The role's or database's statement or idle timeouts must not end the wait.
+    client
+        .batch_execute(server::session_guard_sql(server.version))
+        .await
+        .map_err(|e| BackupError::sql("preparing the session", e))?;
     if options.source == ArchiveSource::Off {
         progress(&format!(
             "note: the archive check is off (--archive-check=none): nothing checked that the WAL \
@@ -133,7 +139,6 @@ pub async fn check(
         record(client, table, row, WalArchived::Off).await;
         return Ok(WalArchived::Off);
     }
-    let server = ServerFacts::read(client).await?;
     let timeline = row
         .backup_label
         .as_deref()

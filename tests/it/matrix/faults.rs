@@ -41,6 +41,12 @@ fn timeouts_set_on_the_role_do_not_end_the_held_session() {
     } else {
         "statement_timeout = '1s', idle_in_transaction_session_timeout = '1s'"
     };
+    // A slow archiver keeps pgpost's archive check idle for longer than the timeouts.
+    let archive_command = cluster.psql("SHOW archive_command");
+    cluster.psql(&format!(
+        "ALTER SYSTEM SET archive_command = 'sleep 3 && {}'; SELECT pg_reload_conf();",
+        archive_command.replace('\'', "''")
+    ));
     for setting in timeouts.split(", ") {
         cluster.psql(&format!("ALTER ROLE postgres SET {setting}"));
         cluster.psql(&format!("ALTER DATABASE postgres SET {setting}"));
@@ -51,6 +57,40 @@ fn timeouts_set_on_the_role_do_not_end_the_held_session() {
     let post = run(&cluster, "pgpost", &[]);
     post.assert_ok("pgpost after the role's timeouts ran out");
     assert!(post.stdout.starts_with("START WAL LOCATION"));
+}
+
+#[test]
+fn a_session_lost_during_the_archive_check_ends_pgpost_with_the_label_kept() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    // The archiver is slow, so pgpost is still waiting when its session is ended.
+    let archive_command = cluster.psql("SHOW archive_command");
+    cluster.psql(&format!(
+        "ALTER SYSTEM SET archive_command = 'sleep 30 && {}'; SELECT pg_reload_conf();",
+        archive_command.replace('\'', "''")
+    ));
+    run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
+    let post = TestCommand::new(&cluster, "pgpost").spawn();
+    wait_for(
+        "pgpost to wait for the archiver",
+        Duration::from_secs(20),
+        || {
+            cluster.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpost' \
+                 AND query LIKE '%pg_stat_archiver%'",
+            ) == "1"
+        },
+    );
+    cluster.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgpost'",
+    );
+    let post = post.finish_within(Duration::from_secs(20));
+    post.assert_code(10, "pgpost whose session ended during the archive check")
+        .assert_stderr("cannot read pg_stat_archiver");
+    assert!(
+        post.stdout.starts_with("START WAL LOCATION"),
+        "the label is printed"
+    );
+    assert_eq!(backup_state(&cluster), "complete");
 }
 
 #[test]
