@@ -182,6 +182,12 @@ pub struct BackupArgs {
     #[arg(short = 'n', long, env = "SAFE_BACKUP_NAME", value_name = "NAME")]
     pub name: Option<String>,
 
+    /// Where a backup of a hot standby keeps its state between pgpre and pgpost (a private
+    /// directory; nothing is written to a standby) [config: backup.state_dir; default:
+    /// $XDG_RUNTIME_DIR/safe-backup, else /run/safe-backup]
+    #[arg(long, env = "SAFE_BACKUP_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// The archive check of both binaries.
     #[command(flatten)]
     pub archive: ArchiveArgs,

@@ -117,6 +117,21 @@ pub fn force_segment_out_sql(version: ServerVersion) -> [&'static str; 2] {
     ["SELECT pg_create_restore_point($1::text)::text", switch]
 }
 
+/// What pgpre reports of a standby's replay, one row: whether replay is paused (or a pause
+/// is requested) and how far replay lags behind the WAL already received, in seconds (NULL
+/// when nothing waits to be replayed: an idle primary is no lag).
+pub fn replay_state_sql(version: ServerVersion) -> &'static str {
+    if version.0 >= 140000 {
+        "SELECT pg_get_wal_replay_pause_state() <> 'not paused' AS paused, \
+           CASE WHEN pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() \
+             THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS lag"
+    } else {
+        "SELECT pg_is_wal_replay_paused() AS paused, \
+           CASE WHEN pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() \
+             THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS lag"
+    }
+}
+
 /// The functions a non-superuser must be allowed to execute, as GRANT statements.
 pub fn backup_grants(version: ServerVersion, role: &str) -> Vec<String> {
     let role = quote_ident(role);
@@ -184,6 +199,13 @@ pub fn quote_literal(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replay_pause_is_read_as_each_major_can() {
+        assert!(replay_state_sql(ServerVersion(140000)).contains("pg_get_wal_replay_pause_state()"));
+        assert!(replay_state_sql(ServerVersion(130010)).contains("pg_is_wal_replay_paused()"));
+        assert!(replay_state_sql(ServerVersion(100000)).contains("pg_last_wal_replay_lsn()"));
+    }
 
     #[test]
     fn versions_parse_and_print() {

@@ -30,9 +30,6 @@ pub enum BackupError {
     /// The server is older than 9.6.
     #[error("PostgreSQL {0} is not supported: non-exclusive backups need 9.6 or later")]
     UnsupportedVersion(ServerVersion),
-    /// The server is a standby.
-    #[error("the server is a standby (in recovery): backups are started on the primary")]
-    Standby,
     /// There is nothing for `pgpost` to stop.
     #[error("no backup in progress: {0}")]
     NoBackup(String),
@@ -95,9 +92,7 @@ impl Failure for BackupError {
         match self {
             BackupError::Conn(error) => error.exit_status(),
             BackupError::Sql { status, .. } | BackupError::Reported { status, .. } => *status,
-            BackupError::UnsupportedVersion(_)
-            | BackupError::Standby
-            | BackupError::ArchivingOff(_) => ExitStatus::Server,
+            BackupError::UnsupportedVersion(_) | BackupError::ArchivingOff(_) => ExitStatus::Server,
             BackupError::WalNotArchived(_) => ExitStatus::WalNotArchived,
             BackupError::NoBackup(_) => ExitStatus::NoBackup,
             BackupError::Failed { .. }
@@ -115,9 +110,6 @@ impl Failure for BackupError {
         match self {
             BackupError::Conn(error) => error.hint(),
             BackupError::Sql { hint, .. } | BackupError::Reported { hint, .. } => hint.clone(),
-            BackupError::Standby => Some(
-                "point pgpre at the primary; backups from a standby are not supported yet".into(),
-            ),
             BackupError::NoBackup(_) => Some("start one with pgpre first".into()),
             BackupError::CommandFailed(_) => Some(
                 "the backup was failed and backup mode ended: what the command copied is not a \

@@ -105,8 +105,18 @@ pub async fn run(
     }
 }
 
-/// The WAL file the backup starts in, named by the server.
+/// The WAL file the backup starts in, named by the server (here on a standby, where
+/// `pg_walfile_name()` fails during recovery).
 async fn start_wal_file(held: &HeldBackup) -> Result<String, BackupError> {
+    if let Some(standby) = &held.standby {
+        let client = &held.session.client;
+        let size = super::archive::wal_segment_size(client).await?;
+        let lsn = crate::wal::Lsn::parse(&held.start_lsn).ok_or_else(|| {
+            BackupError::System(format!("the start LSN {:?} is not an LSN", held.start_lsn))
+        })?;
+        let timeline = standby.start_timeline.unwrap_or(1);
+        return Ok(crate::wal::wal_file_name(timeline, lsn, size));
+    }
     let function = match held.version.num() >= 100_000 {
         true => "pg_walfile_name",
         false => "pg_xlogfile_name",

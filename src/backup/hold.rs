@@ -5,11 +5,13 @@ use nix::sys::signal::Signal;
 use tokio::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
+use super::local::LocalState;
+use super::standby;
 use super::start::{start, with_keepalive_defaults, Handshake, HeldBackup, Holder};
 use super::table::{self, BackupState, ReadError};
 use super::wait::{sleep_until_option, SessionWatch, Wake, Watch};
 use super::{BackupError, BackupOptions};
-use crate::conn::ConnSettings;
+use crate::conn::{ConnSettings, Session, SessionEvent};
 use crate::server;
 use crate::shutdown::ShutdownSignals;
 
@@ -68,6 +70,9 @@ async fn hold(
     signals: &mut ShutdownSignals,
 ) -> Result<(), BackupError> {
     let deadline = options.backup_timeout.map(|limit| Instant::now() + limit);
+    if held.standby.is_some() {
+        return hold_on_standby(held, settings, options, signals, deadline).await;
+    }
     let mut watch = SessionWatch {
         session: &mut held.session,
         table: &options.table,
@@ -77,13 +82,130 @@ async fn hold(
         WaitOutcome::StopRequested => stop(held, settings, options, signals, deadline).await,
         WaitOutcome::Abort(reason) => abort(held, options, reason).await,
         WaitOutcome::Lost(reason) => {
-            record_after_loss(settings, options, &held.holder, &reason).await;
+            record_after_loss(settings, options, &held.holder, None, &reason).await;
             Err(BackupError::Coproc(reason))
         }
         WaitOutcome::Disowned(reason) => {
             warn!("{reason}");
             Err(BackupError::Coproc(reason))
         }
+    }
+}
+
+/// Why a standby's wait for pgpost ended.
+enum StandbyWait {
+    /// pgpost asked to stop, on this stream (it gets the outcome).
+    Stop(tokio::net::UnixStream),
+    /// Something else ended it: mark failed and end backup mode.
+    Abort(String),
+    /// The session is gone; the server has ended backup mode.
+    Lost(String),
+}
+
+/// On a standby: holds backup mode until pgpost asks on the socket, a timeout, a signal, a
+/// lost session or a promotion (re-checked every `recheck_interval`: no event says it).
+async fn hold_on_standby(
+    mut held: HeldBackup,
+    settings: &ConnSettings,
+    options: &BackupOptions,
+    signals: &mut ShutdownSignals,
+    deadline: Option<Instant>,
+) -> Result<(), BackupError> {
+    let Some(listener) = held.standby.as_mut().and_then(|s| s.listener.take()) else {
+        return abort(
+            held,
+            options,
+            "the co-process has no socket for pgpost".into(),
+        )
+        .await;
+    };
+    let outcome = wait_on_standby(&mut held.session, &listener, options, signals, deadline).await;
+    let local = held.standby.as_ref().map(|s| s.local.clone());
+    match outcome {
+        StandbyWait::Stop(stream) => {
+            if let Some(local) = &local {
+                standby::mark_done(local);
+            }
+            let result = stop(held, settings, options, signals, deadline).await;
+            standby::answer(stream, &result).await;
+            result
+        }
+        StandbyWait::Abort(reason) => abort(held, options, reason).await,
+        StandbyWait::Lost(reason) => {
+            let holder = held.holder.clone();
+            drop(held);
+            record_after_loss(settings, options, &holder, local.as_ref(), &reason).await;
+            Err(BackupError::Coproc(reason))
+        }
+    }
+}
+
+async fn wait_on_standby(
+    session: &mut Session,
+    listener: &tokio::net::UnixListener,
+    options: &BackupOptions,
+    signals: &mut ShutdownSignals,
+    deadline: Option<Instant>,
+) -> StandbyWait {
+    loop {
+        let recheck = tokio::time::sleep(options.recheck_interval);
+        tokio::select! {
+            biased;
+            () = sleep_until_option(deadline) => return StandbyWait::Abort(timeout_reason(options)),
+            Some(signal) = signals.next() => return StandbyWait::Abort(signal_reason(signal)),
+            Some(stream) = standby::next_request(listener) => return StandbyWait::Stop(stream),
+            event = session.events.recv() => match event {
+                Some(SessionEvent::Notice(notice)) => info!("server notice: {}", notice.message()),
+                Some(SessionEvent::Notification(_)) => {}
+                Some(SessionEvent::Closed(reason)) => return StandbyWait::Lost(lost_reason(reason)),
+                None => return StandbyWait::Lost(lost_reason(None)),
+            },
+            () = recheck => {
+                match session.client.query_one("SELECT pg_is_in_recovery()", &[]).await {
+                    Ok(row) if !row.try_get::<_, bool>(0).unwrap_or(true) => {
+                        return StandbyWait::Abort(standby::PROMOTED.to_string());
+                    }
+                    Ok(_) => debug!("still a standby; waiting for pgpost"),
+                    Err(error) if error.as_db_error().is_none() => {
+                        return StandbyWait::Lost(lost_reason(Some(error.to_string())));
+                    }
+                    Err(error) => warn!("cannot check for a promotion: {error}"),
+                }
+            }
+        }
+    }
+}
+
+fn timeout_reason(options: &BackupOptions) -> String {
+    format!(
+        "backup_timeout ({} s) ran out before pgpost asked to stop the backup",
+        options.backup_timeout.map_or(0, |limit| limit.as_secs())
+    )
+}
+
+fn signal_reason(signal: Signal) -> String {
+    format!(
+        "the co-process received {} while holding the backup",
+        signal.as_str()
+    )
+}
+
+/// Records the failure of the backup `held` holds, in its state table row or local state.
+async fn record_failed(held: &HeldBackup, options: &BackupOptions, reason: &str) {
+    if let Some(standby) = &held.standby {
+        standby::record_failed(&standby.local, reason);
+        return;
+    }
+    if let Err(error) = table::set_failed(
+        &held.session.client,
+        &options.table,
+        held.holder.pid,
+        held.holder.backend_start.as_deref(),
+        reason,
+    )
+    .await
+    {
+        warn!("cannot record the failure: {error}");
     }
 }
 
@@ -135,15 +257,10 @@ async fn wait_for_done(
             tokio::select! {
                 biased;
                 () = sleep_until_option(deadline) => {
-                    return WaitOutcome::Abort(format!(
-                        "backup_timeout ({} s) ran out before pgpost asked to stop the backup",
-                        options.backup_timeout.map_or(0, |limit| limit.as_secs())
-                    ));
+                    return WaitOutcome::Abort(timeout_reason(options));
                 }
                 Some(signal) = signals.next() => {
-                    return WaitOutcome::Abort(format!(
-                        "the co-process received {} while holding the backup", signal.as_str()
-                    ));
+                    return WaitOutcome::Abort(signal_reason(signal));
                 }
                 wake = watch.wake() => match wake {
                     Wake::Changed => {
@@ -187,11 +304,7 @@ pub(crate) async fn stop(
             Err(error) if error.as_db_error().is_some() => {
                 // The session survives a failed statement: record it there.
                 let error = BackupError::sql("stopping the backup", error);
-                let reason = error.to_string();
-                if let Err(e) = table::set_failed(client, &options.table, held.holder.pid,
-                    held.holder.backend_start.as_deref(), &reason).await {
-                    warn!("cannot record the failure: {e}");
-                }
+                record_failed(&held, options, &error.to_string()).await;
                 return Err(error);
             }
             Err(error) => lost_reason(Some(error.to_string())),
@@ -206,8 +319,9 @@ pub(crate) async fn stop(
     };
     // The session is busy or gone: closing it ends backup mode on the server.
     let holder = held.holder.clone();
+    let local = held.standby.as_ref().map(|s| s.local.clone());
     drop(held);
-    record_after_loss(settings, options, &holder, &interrupted).await;
+    record_after_loss(settings, options, &holder, local.as_ref(), &interrupted).await;
     Err(BackupError::Coproc(interrupted))
 }
 
@@ -221,6 +335,21 @@ async fn complete(
     let backup_label: String = row.try_get("labelfile").map_err(column)?;
     let tablespace_map: Option<String> = row.try_get("spcmapfile").map_err(column)?;
     let client = &held.session.client;
+    if let Some(standby) = &held.standby {
+        standby::complete(
+            client,
+            standby,
+            &stop_lsn,
+            &backup_label,
+            tablespace_map.as_deref(),
+        )
+        .await?;
+        info!(
+            "backup {:?} complete at {stop_lsn} (on a standby)",
+            held.label
+        );
+        return Ok(());
+    }
     let updated = client
         .query(
             &options.table.set_complete_sql(),
@@ -254,17 +383,7 @@ pub(crate) async fn abort(
     {
         warn!("cannot end backup mode cleanly: {error}");
     }
-    if let Err(error) = table::set_failed(
-        client,
-        &options.table,
-        held.holder.pid,
-        held.holder.backend_start.as_deref(),
-        &reason,
-    )
-    .await
-    {
-        warn!("cannot record the failure: {error}");
-    }
+    record_failed(&held, options, &reason).await;
     Err(BackupError::Coproc(reason))
 }
 
@@ -274,9 +393,14 @@ async fn record_after_loss(
     settings: &ConnSettings,
     options: &BackupOptions,
     holder: &Holder,
+    local: Option<&LocalState>,
     reason: &str,
 ) {
     warn!("{reason}");
+    if let Some(local) = local {
+        standby::record_failed(local, reason);
+        return;
+    }
     let give_up = Instant::now() + RECORD_RETRY_FOR;
     loop {
         match settings.connect().await {

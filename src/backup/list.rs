@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::standby;
 use super::table::{self, BackupRow, StateTable};
 use super::{BackupError, BackupOptions};
 use crate::conn::ConnSettings;
@@ -22,6 +23,24 @@ pub async fn list_backups(
 ) -> Result<String, BackupError> {
     let session = settings.connect().await?;
     let client = &session.client;
+    let (local, in_recovery) = standby::local_state(client, options).await?;
+    if in_recovery {
+        // A standby's backups are in its local state: every name, finished ones as history.
+        let records = local.list()?;
+        let rows = records
+            .iter()
+            .map(|record| record.to_row())
+            .collect::<Result<Vec<_>, _>>()?;
+        if !as_json {
+            return Ok(render(&rows));
+        }
+        let history: Vec<serde_json::Value> = records
+            .iter()
+            .filter(|record| record.is_final())
+            .filter_map(|record| serde_json::to_value(record).ok())
+            .collect();
+        return Ok(format!("{:#}\n", json(&rows, &history)));
+    }
     let rows = if table::columns(client, &options.table).await?.is_empty() {
         Vec::new()
     } else {

@@ -6,9 +6,11 @@
 //! In dependency order:
 //! - `row`: what a state-table row holds: states, the decoded row, unusable rows.
 //! - `table`: the state table: its SQL and its I/O (rows decoded by name).
+//! - `local`: the state of a backup of a hot standby, in a private local directory.
 //! - `files`: writing `backup_label` / `tablespace_map` safely.
 //! - `archive`: the archive check after the stop: every segment the backup needs, found
 //!   in a directory, through a restore_command or by the server's archiver.
+//! - `standby`: backups of a hot standby: local state, socket, timelines, promotion.
 //! - `wait`: what wakes a wait loop, the slow re-read, deadlines.
 //! - `hold`: the detached co-process: start, wait for `done`, stop.
 //! - `start`: starting a backup: lock, take-over, the start function, cancelled when
@@ -30,11 +32,13 @@ mod exec;
 mod files;
 mod hold;
 mod list;
+mod local;
 mod metrics;
 mod post;
 mod report;
 mod row;
 mod spawn;
+mod standby;
 mod start;
 mod table;
 mod wait;
@@ -55,6 +59,8 @@ use table::StateTable;
 pub struct BackupOptions {
     /// The state table.
     pub table: StateTable,
+    /// Where a backup of a hot standby keeps its state (nothing is written to a standby).
+    pub state_dir: PathBuf,
     /// Label for the start function.
     pub label: String,
     /// Immediate instead of spread checkpoint.
@@ -91,6 +97,10 @@ impl BackupOptions {
     pub fn from_config(config: &BackupConfig, verbose: u8) -> BackupOptions {
         BackupOptions {
             table: StateTable::new(&config.schema, &config.table, &config.name),
+            state_dir: match config.state_dir.as_os_str().is_empty() {
+                true => local::default_state_dir(std::env::var_os("XDG_RUNTIME_DIR").as_deref()),
+                false => config.state_dir.clone(),
+            },
             label: config.label.clone(),
             fast_checkpoint: config.checkpoint() == crate::args::Checkpoint::Fast,
             start_timeout: limit(config.start_timeout),

@@ -7,6 +7,8 @@ use tokio::time::{sleep, Instant};
 use tokio_postgres::Client;
 
 use super::files;
+use super::local::LocalState;
+use super::standby::{self, describe, failed};
 use super::start::prepare_session;
 use super::table::{self, BackupRow, BackupState, StateTable, ADDED_COLUMNS, REQUIRED_COLUMNS};
 use super::wait::{sleep_until_option, SessionWatch, Wake, Watch};
@@ -29,6 +31,8 @@ pub struct Completed {
     pub row: BackupRow,
     /// Files written into the output directory.
     pub files: Vec<PathBuf>,
+    /// Where a backup taken on a standby is recorded (none: the state table).
+    pub(crate) local: Option<LocalState>,
 }
 
 /// How often the "waiting for WAL archiving" line is repeated.
@@ -51,6 +55,10 @@ pub async fn finish(
     let client = &session.client;
     let table = &options.table;
     prepare_session(client).await?;
+    if let Some(local) = standby::locate(client, options).await? {
+        let row = standby::finish(&local, options, request.fetch).await?;
+        return collect(row, request, table, Some(local));
+    }
     check_table(client, options).await?;
     client
         .batch_execute(&table.listen_sql())
@@ -95,12 +103,22 @@ pub async fn finish(
             }
         }
     };
+    collect(row, request, table, None)
+}
+
+/// Writes the files of a complete backup where asked.
+fn collect(
+    row: BackupRow,
+    request: &PostRequest,
+    table: &StateTable,
+    local: Option<LocalState>,
+) -> Result<Completed, BackupError> {
     let backup_label = row.complete_label(&table.display_name())?;
     let files = match &request.output_dir {
         Some(dir) => write_files(dir, backup_label, row.tablespace_map.as_deref(), table)?,
         None => Vec::new(),
     };
-    Ok(Completed { row, files })
+    Ok(Completed { row, files, local })
 }
 
 /// The archive check of a complete backup whose label is stored and handed out: records
@@ -119,9 +137,13 @@ pub async fn check_archive(
             return Ok(());
         }
     }
+    let recorder = match &completed.local {
+        Some(local) => archive::Recorder::Local(local),
+        None => archive::Recorder::Table(&options.table),
+    };
     let checked = archive::check(
         settings,
-        &options.table,
+        recorder,
         &options.archive,
         &completed.row,
         progress,
@@ -156,20 +178,6 @@ fn write_files(
         },
         other => other,
     })
-}
-
-fn describe(row: &BackupRow) -> String {
-    format!("label {:?}", row.label.as_deref().unwrap_or(""))
-}
-
-fn failed(row: &BackupRow) -> BackupError {
-    BackupError::Failed {
-        label: row.label.clone().unwrap_or_default(),
-        reason: row
-            .error
-            .clone()
-            .unwrap_or_else(|| "no reason recorded".to_string()),
-    }
 }
 
 /// Makes sure the table exists with our columns.

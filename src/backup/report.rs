@@ -65,6 +65,7 @@ mod tests {
         let completed = Completed {
             row: complete,
             files: vec!["/backup/backup_label".into()],
+            local: None,
         };
         let json = json(&completed);
         assert_eq!(json["state"], "complete");

@@ -7,6 +7,8 @@ use tokio_postgres::Client;
 use tracing::{debug, info, warn};
 
 use super::archive::{self, archiving_problem, ArchiveSource};
+use super::local::LocalState;
+use super::standby::{self, Standby};
 use super::table::{self, BackupState, StateTable};
 use super::{BackupError, BackupOptions};
 use crate::conn::{ConnSettings, Session};
@@ -49,6 +51,8 @@ pub(crate) struct HeldBackup {
     pub(crate) label: String,
     /// The start function's LSN.
     pub(crate) start_lsn: String,
+    /// On a standby: the local state, its socket and the start timeline.
+    pub(crate) standby: Option<Standby>,
 }
 
 /// The held session must notice a dead network within about a minute, not the
@@ -143,11 +147,14 @@ pub(crate) async fn start(
     let pid: i32 = row.try_get("pid").map_err(column_error)?;
     let role: String = row.try_get("role").map_err(column_error)?;
     debug!("connected as {role:?}, backend {pid}, archive_mode {archive_mode}");
-    if in_recovery {
-        return Err(BackupError::Standby);
-    }
-    let checked = options.archive.source != ArchiveSource::Off;
+    let local = match in_recovery {
+        true => Some(standby_checks(client, version, options, &archive_mode, handshake).await?),
+        false => None,
+    };
+    let checked =
+        options.archive.source != ArchiveSource::Off && (!in_recovery || archive_mode == "always");
     match archiving_problem(&archive_mode, &archive_command, &archive_library) {
+        _ if in_recovery => {}
         Some(problem) if checked => return Err(BackupError::ArchivingOff(problem)),
         Some(_) if archive_mode == "off" => {
             let text = "archive_mode is off: the WAL written during the backup must be copied by \
@@ -205,7 +212,13 @@ pub(crate) async fn start(
     } else {
         options.label.clone()
     };
-    let result = start_locked(client, version, &label, &starting, &mut gone, handshake).await;
+    let target = Target {
+        version,
+        label: &label,
+        local: local.as_ref(),
+        pid,
+    };
+    let result = start_locked(client, &target, &starting, &mut gone, handshake).await;
     if let Err((BackupError::Timeout(_) | BackupError::Orphaned(_), _)) = &result {
         // The start function still runs on our session: cancel it, so that backup
         // mode never begins and the session is free for the unlock below.
@@ -214,27 +227,69 @@ pub(crate) async fn start(
     if let Err(error) = client.query_one(&table.unlock_sql(), &[]).await {
         warn!("cannot release the advisory lock: {error}");
     }
-    let (start_lsn, backend_start) = match result {
+    let (start_lsn, backend_start, standby) = match result {
         Ok(started) => started,
         Err((error, owns_row)) => {
             let error = error.with_privilege_hint(|| privilege_hint(version, &role, table));
-            if owns_row {
-                record_start_failure(settings, &session, options, &label, &error).await;
+            match &local {
+                Some(local) => standby::record_start_failed(local, &label, &error.to_string()),
+                None if owns_row => {
+                    record_start_failure(settings, &session, options, &label, &error).await
+                }
+                None => {}
             }
             return Err(error);
         }
     };
-    client
-        .batch_execute(&table.listen_sql())
-        .await
-        .map_err(|e| BackupError::sql("listening for state changes", e))?;
+    if standby.is_none() {
+        client
+            .batch_execute(&table.listen_sql())
+            .await
+            .map_err(|e| BackupError::sql("listening for state changes", e))?;
+    }
     Ok(HeldBackup {
         session,
         version,
         holder: Holder { pid, backend_start },
         label,
         start_lsn,
+        standby,
     })
+}
+
+/// On a standby: the local state directory (made private), what pgpre says of replay, and
+/// whether the WAL can be checked at all.
+async fn standby_checks(
+    client: &Client,
+    version: ServerVersion,
+    options: &BackupOptions,
+    archive_mode: &str,
+    handshake: &mut dyn Handshake,
+) -> Result<LocalState, BackupError> {
+    let (local, _) = standby::local_state(client, options).await?;
+    local.ensure_dir()?;
+    let mut warnings = standby::replay_warnings(client, version).await;
+    if options.archive.source == ArchiveSource::Server && archive_mode != "always" {
+        warnings.push(
+            "archive_mode is not always on this standby, so its archiver archives nothing: \
+             pgpost will not check the backup's WAL (give --wal-archive or --restore-command)"
+                .to_string(),
+        );
+    }
+    for text in warnings {
+        warn!("{text}");
+        handshake.warn(&text);
+    }
+    Ok(local)
+}
+
+/// What the start works on: the server, the label, where the state goes, our backend.
+struct Target<'a> {
+    version: ServerVersion,
+    label: &'a str,
+    /// The local state on a standby; the state table otherwise.
+    local: Option<&'a LocalState>,
+    pid: i32,
 }
 
 /// The application name the binaries give when the user gave none.
@@ -410,19 +465,24 @@ async fn default_label(client: &Client) -> Result<String, BackupError> {
 /// error says whether the row was already ours (so the failure is recorded there).
 async fn start_locked(
     client: &Client,
-    version: ServerVersion,
-    label: &str,
+    target: &Target<'_>,
     starting: &Starting<'_>,
     gone: &mut BoxFuture<'static, ()>,
     handshake: &mut dyn Handshake,
-) -> Result<(String, Option<String>), (BackupError, bool)> {
+) -> Result<(String, Option<String>, Option<Standby>), (BackupError, bool)> {
+    let (version, label) = (target.version, target.label);
     let options = starting.options;
     let table = &options.table;
-    table::with_table_lock(client, table, table::ensure(client, table))
-        .await
-        .map_err(|e| (BackupError::sql("locking the state table", e), false))?
-        .map_err(|e| (e, false))?;
-    take_over(client, table).await.map_err(|e| (e, false))?;
+    match target.local {
+        Some(local) => standby::take_over(local).map_err(|e| (e, false))?,
+        None => {
+            table::with_table_lock(client, table, table::ensure(client, table))
+                .await
+                .map_err(|e| (BackupError::sql("locking the state table", e), false))?
+                .map_err(|e| (e, false))?;
+            take_over(client, table).await.map_err(|e| (e, false))?;
+        }
+    }
     // Read before the start: the session is busy once the checkpoint runs.
     let spread_note = match options.fast_checkpoint {
         true => None,
@@ -448,6 +508,13 @@ async fn start_locked(
     }
     .and_then(|row| row.try_get(0))
     .map_err(|e| (BackupError::sql("starting the backup", e), true))?;
+    if let Some(local) = target.local {
+        let standby = standby::record_running(client, local, label, &start_lsn, target.pid)
+            .await
+            .map_err(|e| (e, true))?;
+        let process_start = standby::own_process_start();
+        return Ok((start_lsn, process_start, Some(standby)));
+    }
     let set_running_sql = table.set_running_sql();
     let backend_start: Option<String> = table::with_table_lock(
         client,
@@ -459,7 +526,7 @@ async fn start_locked(
     .and_then(|row| row.try_get(0))
     .map_err(|e| (BackupError::sql("recording the backup as running", e), true))?;
     table::notify(client, table, BackupState::Running).await;
-    Ok((start_lsn, backend_start))
+    Ok((start_lsn, backend_start, None))
 }
 
 /// Ends an earlier backup still in the row: superseded when its holder lives

@@ -60,6 +60,9 @@ pub struct BackupConfig {
     pub recheck_interval: Seconds,
     /// Which backup (row) pgpre and pgpost work on; several can run at once.
     pub name: String,
+    /// Where a backup of a hot standby keeps its state (nothing is written to a standby);
+    /// empty means `$XDG_RUNTIME_DIR/safe-backup`, else `/run/safe-backup`.
+    pub state_dir: PathBuf,
 }
 
 impl Default for BackupConfig {
@@ -83,6 +86,7 @@ impl Default for BackupConfig {
             log_target: LogTarget::File,
             recheck_interval: secs(10),
             name: DEFAULT_NAME.to_string(),
+            state_dir: PathBuf::new(),
         }
     }
 }
@@ -264,6 +268,9 @@ impl BackupConfig {
         if let Some(name) = &args.name {
             validate_name(name).map_err(|message| invalid("--name", message))?;
             self.name.clone_from(name);
+        }
+        if let Some(dir) = &args.state_dir {
+            self.state_dir.clone_from(dir);
         }
         self.apply_archive(&args.archive)?;
         if let Some(start) = start {

@@ -972,6 +972,26 @@ impl Cluster {
     }
 
     /// Stop the server (`pg_ctl stop -m fast`); panics with the log when that fails.
+    /// Promote this standby (`pg_ctl promote -w`, which every major 10-18 has) and wait until
+    /// it accepts writes.
+    pub fn promote(&self) {
+        let pg_ctl = pg_binaries().server_tool("pg_ctl");
+        let output = self
+            .server_command(&pg_ctl)
+            .arg("promote")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-w", "-t", "60"])
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", pg_ctl.display()));
+        assert!(
+            output.status.success(),
+            "pg_ctl promote failed: {}\n--- server log ---\n{}",
+            describe_output(&output),
+            tail(&self.server_log(), 60)
+        );
+    }
+
     pub fn stop(&mut self) {
         let pg_ctl = pg_binaries().server_tool("pg_ctl");
         let output = self

@@ -13,6 +13,7 @@ use tokio::time::{sleep, Instant};
 use tokio_postgres::Client;
 
 use super::error::BackupError;
+use super::local::LocalState;
 use super::row::BackupRow;
 use super::table::StateTable;
 use crate::args::ArchiveCheck;
@@ -112,12 +113,22 @@ impl WalArchived {
     }
 }
 
+/// Where the archive check's result is recorded: the state table, or a standby's local state.
+#[derive(Clone, Copy, Debug)]
+pub enum Recorder<'a> {
+    /// The row (and its history entry) in the state table.
+    Table(&'a StateTable),
+    /// The record of a backup taken on a standby.
+    Local(&'a LocalState),
+}
+
 /// Checks the archive for the WAL of the complete backup in `row` and records the result
-/// there. Ok with the result when it passed or was off; [`BackupError::WalNotArchived`]
-/// when a segment is missing. `progress` gets the one-line report.
+/// there. Ok with the result when it passed, was off or could not be checked (a standby with
+/// no archiver of its own); [`BackupError::WalNotArchived`] when a segment is missing.
+/// `progress` gets the one-line report.
 pub async fn check(
     settings: &ConnSettings,
-    table: &StateTable,
+    table: Recorder<'_>,
     options: &ArchiveOptions,
     row: &BackupRow,
     progress: &mut dyn FnMut(&str),
@@ -149,7 +160,25 @@ pub async fn check(
             )
         })?;
     let range = SegmentRange::of_backup(timeline, start, stop, server.segment_size);
-    force_segment_out(client, server.version, row, progress).await;
+    if server.in_recovery
+        && options.source == ArchiveSource::Server
+        && server.archive_mode != "always"
+    {
+        progress(&format!(
+            "warning: the backup's WAL was not checked: this standby's archiver archives nothing \
+             (archive_mode is {}, not always), so pg_stat_archiver here says nothing of {} to {}; \
+             give --wal-archive or --restore-command to check the archive the primary fills",
+            server.archive_mode,
+            range.name(range.first),
+            range.name(range.last)
+        ));
+        record(client, table, row, WalArchived::Unchecked).await;
+        return Ok(WalArchived::Unchecked);
+    }
+    // A standby writes no WAL: only its primary can switch the last segment out.
+    if !server.in_recovery {
+        force_segment_out(client, server.version, row, progress).await;
+    }
     let outcome = wait_for_range(client, options, &range, server.version, progress).await;
     let result = match &outcome {
         Ok(()) => WalArchived::Passed,
@@ -158,11 +187,20 @@ pub async fn check(
     record(client, table, row, result).await;
     match outcome {
         Ok(()) => Ok(result),
-        Err(missing) => Err(BackupError::WalNotArchived(
-            missing.describe(client, options, &range).await,
-        )),
+        Err(missing) => {
+            let mut message = missing.describe(client, options, &range).await;
+            if server.in_recovery {
+                message.push_str(STANDBY_IDLE_PRIMARY);
+            }
+            Err(BackupError::WalNotArchived(message))
+        }
     }
 }
+
+/// Said after a failed check of a standby backup: the last segment is the primary's to switch.
+const STANDBY_IDLE_PRIMARY: &str = "; on a standby the last segment reaches the archive only \
+    when the primary switches to the next one: on an idle primary, set archive_timeout there \
+    (e.g. 60s), or give pgpost --primary CONNINFO so that it switches the WAL itself";
 
 /// Start and stop LSN of a complete row.
 fn backup_lsns(row: &BackupRow) -> Result<(Lsn, Lsn), BackupError> {
@@ -191,6 +229,9 @@ pub fn label_timeline(backup_label: &str) -> Option<u32> {
 struct ServerFacts {
     version: ServerVersion,
     segment_size: u64,
+    /// A standby: nothing can be forced out here, and its archiver may archive nothing.
+    in_recovery: bool,
+    archive_mode: String,
 }
 
 impl ServerFacts {
@@ -199,7 +240,8 @@ impl ServerFacts {
             .query_one(
                 "SELECT current_setting('server_version_num')::int4, \
                    (SELECT setting || ' ' || coalesce(unit, '') FROM pg_settings \
-                    WHERE name = 'wal_segment_size')",
+                    WHERE name = 'wal_segment_size'), \
+                   pg_is_in_recovery(), current_setting('archive_mode')",
                 &[],
             )
             .await
@@ -212,8 +254,17 @@ impl ServerFacts {
         Ok(ServerFacts {
             version: ServerVersion(u32::try_from(version).unwrap_or_default()),
             segment_size,
+            in_recovery: row.try_get(2).map_err(read)?,
+            archive_mode: row.try_get(3).map_err(read)?,
         })
     }
+}
+
+/// The server's WAL segment size.
+pub async fn wal_segment_size(client: &Client) -> Result<u64, BackupError> {
+    ServerFacts::read(client)
+        .await
+        .map(|facts| facts.segment_size)
 }
 
 /// `wal_segment_size` from `pg_settings`' `setting unit`: `16777216 B` (11+), `2048 8kB` (10).
@@ -516,9 +567,29 @@ pub async fn ready_backlog(client: &Client) -> Option<i64> {
         .ok()
 }
 
-/// Records the result in the row (and its history entry); a failure to record is logged.
-async fn record(client: &Client, table: &StateTable, row: &BackupRow, result: WalArchived) {
+/// Records the result in the row (and its history entry) or the local record; a failure to
+/// record is logged.
+async fn record(client: &Client, recorder: Recorder<'_>, row: &BackupRow, result: WalArchived) {
     let started_at = row.started_at.clone().unwrap_or_default();
+    let table = match recorder {
+        Recorder::Table(table) => table,
+        Recorder::Local(local) => {
+            let recorded = local.update(|r| {
+                let same = r.started_at == row.started_at && r.state == "complete";
+                if same {
+                    r.wal_archived = Some(result.as_str().to_string());
+                }
+                same
+            });
+            if let Err(error) = recorded {
+                tracing::warn!(
+                    "cannot record the archive check ({}): {error}",
+                    result.as_str()
+                );
+            }
+            return;
+        }
+    };
     if let Err(error) = client
         .query(
             &table.set_wal_archived_sql(),

@@ -561,23 +561,3 @@ fn config_is_found_from_any_working_directory() {
     assert_eq!(backup_row(&cluster, "label"), "from config");
     run(&cluster, "pgpost", &["-c", &config]).assert_ok("pgpost");
 }
-
-#[test]
-fn a_standby_is_refused_with_a_hint() {
-    let mut primary = new_cluster();
-    let standby = primary.start_standby();
-    assert_eq!(standby.psql("SELECT pg_is_in_recovery()"), "t");
-    run(&standby, "pgpre", &["--fast"])
-        .assert_code(4, "pgpre on a standby")
-        .assert_stderr("the server is a standby")
-        .assert_stderr("hint: point pgpre at the primary");
-    TestCommand::new(&standby, "pgpost")
-        .limit(Duration::from_secs(10))
-        .run()
-        .assert_code(5, "pgpost on a standby");
-    wait_for(
-        "the refused co-process to exit",
-        Duration::from_secs(10),
-        || coprocesses(&standby).is_empty(),
-    );
-}

@@ -15,3 +15,4 @@ mod pgback;
 mod pgbase;
 mod pgbase_tar;
 mod restore;
+mod standby;

@@ -1,0 +1,217 @@
+//! pgpre / pgpost with PGHOST at a streaming hot standby: the snapshot taken between them under
+//! pgbench load on the primary, restored with its label and proven by pgdrill; nothing written
+//! to the standby; the label's BACKUP FROM and timeline; the archive check that cannot claim
+//! anything (no archiver of its own) and an idle primary; a promotion while the backup is held.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::cluster::{self, Cluster};
+use crate::matrix::drill::{assert_proven, backup_args, loaded_source, pgdrill};
+use crate::util::{coprocesses, wait_for, Run, TestCommand};
+
+/// A primary with pgbench tables and a marker table, its streaming standby, and a scratch
+/// directory whose `state` the hooks keep their local state in.
+fn primary_and_standby() -> (Cluster, Cluster, TempDir) {
+    let mut primary = loaded_source(1);
+    let standby = primary.start_standby();
+    (primary, standby, cluster::scratch_dir())
+}
+
+fn state_dir(scratch: &TempDir) -> PathBuf {
+    scratch.path().join("state")
+}
+
+/// pgpre or pgpost against the standby, with the scratch state directory.
+fn hook(standby: &Cluster, scratch: &TempDir, program: &str, args: &[&str]) -> Run {
+    TestCommand::new(standby, program)
+        .arg("--state-dir")
+        .arg(state_dir(scratch))
+        .args(args)
+        .limit(Duration::from_secs(120))
+        .run()
+}
+
+/// Waits until the standby has replayed everything the primary has written so far.
+fn wait_for_replay(primary: &Cluster, standby: &Cluster) {
+    let lsn = primary.psql("SELECT pg_current_wal_lsn()");
+    let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+    wait_for("the standby to replay", Duration::from_secs(60), || {
+        standby.psql(&sql) == "t"
+    });
+}
+
+/// The local record of the default backup, as JSON.
+fn record(scratch: &TempDir) -> serde_json::Value {
+    let servers: Vec<PathBuf> = std::fs::read_dir(state_dir(scratch))
+        .expect("the state directory exists")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(servers.len(), 1, "one server directory: {servers:?}");
+    let text = std::fs::read_to_string(servers[0].join("default.json")).expect("the record");
+    serde_json::from_str(&text).expect("the record is JSON")
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn a_standby_snapshot_restores_and_its_label_says_backup_from_standby() {
+    let (primary, standby, scratch) = primary_and_standby();
+    primary.psql("INSERT INTO marker VALUES ('before pgpre')");
+    // The restartpoint of pgpre's start then flushes everything replayed so far.
+    primary.psql("CHECKPOINT");
+    wait_for_replay(&primary, &standby);
+    let committed: i64 = standby
+        .psql("SELECT count(*) FROM pgbench_history")
+        .parse()
+        .expect("a count");
+    let load = primary.start_pgbench_load(2, 1);
+    let pre = hook(
+        &standby,
+        &scratch,
+        "pgpre",
+        &["--fast", "--label", "standby nightly"],
+    );
+    pre.assert_ok("pgpre on a standby");
+    let start_lsn = pre.stdout.trim().to_string();
+    assert!(start_lsn.contains('/'), "{pre}");
+    // Nothing is written to the standby: the state is local and private.
+    assert_eq!(standby.psql("SELECT to_regclass('backup') IS NULL"), "t");
+    assert_eq!(mode(&state_dir(&scratch)), 0o700);
+    let running = record(&scratch);
+    assert_eq!(running["state"], "running", "{running}");
+    assert_eq!(running["start_lsn"], start_lsn.as_str());
+    let list = hook(&standby, &scratch, "pgpre", &["--list"]);
+    list.assert_ok("pgpre --list on a standby");
+    assert!(
+        list.stdout.contains("default\trunning\talive\t"),
+        "{}",
+        list.stdout
+    );
+    // The snapshot: the data directory, then global/pg_control again (it must be captured
+    // with or after the rest).
+    let copy = scratch.path().join("copy");
+    standby.copy_data_dir(&copy);
+    std::fs::copy(
+        standby.data_dir().join("global/pg_control"),
+        copy.join("global/pg_control"),
+    )
+    .expect("copy pg_control last");
+    let labels = scratch.path().join("label");
+    let archive = primary.archive_dir().to_str().unwrap().to_string();
+    let post = TestCommand::new(&standby, "pgpost")
+        .arg("--state-dir")
+        .arg(state_dir(&scratch))
+        .args(["--wal-archive", &archive, "--archive-timeout", "60"])
+        .args(["-o", labels.to_str().unwrap()])
+        .limit(Duration::from_secs(120))
+        .spawn();
+    wait_for("the co-process to exit", Duration::from_secs(30), || {
+        coprocesses(&standby).is_empty()
+    });
+    // The primary switches the last segment out while pgpost's archive check waits for it.
+    primary.psql("SELECT pg_switch_wal()");
+    let post = post.finish();
+    load.stop();
+    post.assert_ok("pgpost on a standby")
+        .assert_stderr(&format!("found in {archive}"));
+    assert!(post.stdout.contains("BACKUP FROM: standby\n"), "{post}");
+    assert!(post.stdout.contains("LABEL: standby nightly\n"), "{post}");
+    if primary.version_num() >= 110000 {
+        assert!(post.stdout.contains("START TIMELINE: 1\n"), "{post}");
+    }
+    let complete = record(&scratch);
+    assert_eq!(complete["state"], "complete", "{complete}");
+    assert_eq!(complete["start_timeline"], 1);
+    assert_eq!(complete["stop_timeline"], 1);
+    assert_eq!(complete["backup_label"], post.stdout.as_str());
+    assert_eq!(complete["wal_archived"], "passed");
+    // --fetch hands the same label out again, from the local state.
+    let fetched = hook(&standby, &scratch, "pgpost", &["--fetch"]);
+    fetched.assert_ok("pgpost --fetch on a standby");
+    assert_eq!(fetched.stdout, post.stdout);
+    let queries = [
+        "SELECT count(*) = 1 FROM marker WHERE note = 'before pgpre'".to_string(),
+        format!("SELECT count(*) >= {committed} FROM pgbench_history"),
+        "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = \
+           (SELECT coalesce(sum(delta), 0) FROM pgbench_history)"
+            .to_string(),
+    ];
+    cluster::chown_tree_to_server_user(&copy);
+    let tmp = cluster::scratch_dir();
+    let label_file = labels.join("backup_label");
+    let mut args = backup_args(&copy, &label_file, primary.archive_dir());
+    args.extend(["--clone", "copy"]);
+    for query in &queries {
+        args.extend(["--sql", query.as_str()]);
+    }
+    let drill = pgdrill(&standby, tmp.path(), &args);
+    assert_proven(&drill, "copy", queries.len());
+}
+
+#[test]
+fn the_wal_of_a_standby_backup_is_not_claimed_and_an_idle_primary_is_named() {
+    let (_primary, standby, scratch) = primary_and_standby();
+    // No archiver on the standby (archive_mode is not always), no directory: nothing checked.
+    hook(&standby, &scratch, "pgpre", &["--fast"])
+        .assert_ok("pgpre")
+        .assert_stderr("archive_mode is not always on this standby");
+    let post = hook(&standby, &scratch, "pgpost", &["--json"]);
+    post.assert_ok("pgpost without a place to check")
+        .assert_stderr("the backup's WAL was not checked");
+    let json: serde_json::Value = serde_json::from_str(&post.stdout).expect("--json");
+    assert_eq!(json["wal_archived"], "unchecked", "{json}");
+    assert_eq!(record(&scratch)["wal_archived"], "unchecked");
+    // An idle primary never switches the last segment out: the failure says what to do.
+    let archive = _primary.archive_dir().to_str().unwrap().to_string();
+    hook(&standby, &scratch, "pgpre", &["--fast"]).assert_ok("pgpre");
+    hook(
+        &standby,
+        &scratch,
+        "pgpost",
+        &["--wal-archive", &archive, "--archive-timeout", "2"],
+    )
+    .assert_code(10, "pgpost with an idle primary")
+    .assert_stderr("is not archived")
+    .assert_stderr("archive_timeout")
+    .assert_stderr("--primary");
+    assert_eq!(record(&scratch)["wal_archived"], "failed");
+    assert_eq!(record(&scratch)["state"], "complete");
+}
+
+#[test]
+fn a_standby_promoted_while_the_backup_is_held_fails_it() {
+    let (_primary, standby, scratch) = primary_and_standby();
+    let config = scratch.path().join("config.toml");
+    std::fs::write(&config, "[backup]\nrecheck_interval = 1\n").expect("config");
+    let config = config.to_str().unwrap().to_string();
+    hook(&standby, &scratch, "pgpre", &["--fast", "-c", &config]).assert_ok("pgpre");
+    assert_eq!(coprocesses(&standby).len(), 1);
+    standby.promote();
+    wait_for(
+        "the co-process to see the promotion and exit",
+        Duration::from_secs(30),
+        || coprocesses(&standby).is_empty(),
+    );
+    let failed = record(&scratch);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("promoted"),
+        "{failed}"
+    );
+    hook(&standby, &scratch, "pgpost", &["-c", &config])
+        .assert_code(1, "pgpost after a promotion")
+        .assert_stderr("promoted");
+}
