@@ -188,6 +188,13 @@ pub struct BackupArgs {
     #[arg(long, env = "SAFE_BACKUP_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// With PGHOST at a hot standby: its primary (connection string; the password from
+    /// ~/.pgpass, PGPASSFILE or PGPASSWORD). pgpre checks it is the primary of this standby
+    /// and archives; pgpost makes it switch the last WAL segment out
+    /// [config: backup.primary_conninfo]
+    #[arg(long, env = "SAFE_BACKUP_PRIMARY", value_name = "CONNINFO")]
+    pub primary: Option<String>,
+
     /// The archive check of both binaries.
     #[command(flatten)]
     pub archive: ArchiveArgs,

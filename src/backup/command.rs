@@ -29,6 +29,13 @@ pub fn pgpre(cli: &Pgpre) -> ExitCode {
     };
     let mut options = BackupOptions::from_config(&config.backup, cli.common.log.verbose);
     options.log_format = cli.common.log.log_format;
+    match config.primary_settings("pgpre co-process") {
+        Ok(primary) => options.primary = primary,
+        Err(error) => {
+            metrics.write_at_end("pgpre", metrics_file, error.exit_status().code());
+            return fail("pgpre", &error);
+        }
+    }
     if cli.exec {
         return pgpre_exec(cli, &settings, &options);
     }
@@ -127,7 +134,14 @@ pub fn pgpost(cli: &Pgpost) -> ExitCode {
             return fail("pgpost", &error);
         }
     };
-    let options = BackupOptions::from_config(&config.backup, cli.common.log.verbose);
+    let mut options = BackupOptions::from_config(&config.backup, cli.common.log.verbose);
+    match config.primary_settings("pgpost") {
+        Ok(primary) => options.primary = primary,
+        Err(error) => {
+            metrics.write_at_end("pgpost", metrics_file, error.exit_status().code());
+            return fail("pgpost", &error);
+        }
+    }
     let request = post::PostRequest {
         output_dir: cli.output_dir.clone(),
         fetch: cli.fetch,

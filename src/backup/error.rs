@@ -30,6 +30,9 @@ pub enum BackupError {
     /// The server is older than 9.6.
     #[error("PostgreSQL {0} is not supported: non-exclusive backups need 9.6 or later")]
     UnsupportedVersion(ServerVersion),
+    /// `--primary` is not the primary of this standby.
+    #[error("{0}")]
+    Primary(String),
     /// There is nothing for `pgpost` to stop.
     #[error("no backup in progress: {0}")]
     NoBackup(String),
@@ -92,7 +95,9 @@ impl Failure for BackupError {
         match self {
             BackupError::Conn(error) => error.exit_status(),
             BackupError::Sql { status, .. } | BackupError::Reported { status, .. } => *status,
-            BackupError::UnsupportedVersion(_) | BackupError::ArchivingOff(_) => ExitStatus::Server,
+            BackupError::UnsupportedVersion(_)
+            | BackupError::ArchivingOff(_)
+            | BackupError::Primary(_) => ExitStatus::Server,
             BackupError::WalNotArchived(_) => ExitStatus::WalNotArchived,
             BackupError::NoBackup(_) => ExitStatus::NoBackup,
             BackupError::Failed { .. }
@@ -111,6 +116,11 @@ impl Failure for BackupError {
             BackupError::Conn(error) => error.hint(),
             BackupError::Sql { hint, .. } | BackupError::Reported { hint, .. } => hint.clone(),
             BackupError::NoBackup(_) => Some("start one with pgpre first".into()),
+            BackupError::Primary(_) => Some(
+                "give --primary the server this standby streams from (its primary_conninfo), \
+                 or leave --primary out"
+                    .into(),
+            ),
             BackupError::CommandFailed(_) => Some(
                 "the backup was failed and backup mode ended: what the command copied is not a \
                  backup; run it again"

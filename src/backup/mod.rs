@@ -61,6 +61,9 @@ pub struct BackupOptions {
     pub table: StateTable,
     /// Where a backup of a hot standby keeps its state (nothing is written to a standby).
     pub state_dir: PathBuf,
+    /// With the connection at a standby: its primary (`--primary`), checked by pgpre and
+    /// made to switch the last segment out by pgpost.
+    pub primary: Option<crate::conn::ConnSettings>,
     /// Label for the start function.
     pub label: String,
     /// Immediate instead of spread checkpoint.
@@ -101,6 +104,7 @@ impl BackupOptions {
                 true => local::default_state_dir(std::env::var_os("XDG_RUNTIME_DIR").as_deref()),
                 false => config.state_dir.clone(),
             },
+            primary: None,
             label: config.label.clone(),
             fast_checkpoint: config.checkpoint() == crate::args::Checkpoint::Fast,
             start_timeout: limit(config.start_timeout),

@@ -143,6 +143,7 @@ pub async fn check_archive(
     };
     let checked = archive::check(
         settings,
+        options.primary.as_ref(),
         recorder,
         &options.archive,
         &completed.row,

@@ -96,6 +96,51 @@ pub(crate) async fn locate(
     }
 }
 
+/// pgpre with `--primary`: the primary must be a primary, of this standby's system, and
+/// archive (when the archive is checked).
+pub(crate) async fn check_primary(
+    standby: &Client,
+    primary: &crate::conn::ConnSettings,
+    archive_checked: bool,
+) -> Result<(), BackupError> {
+    let identity = "SELECT pg_is_in_recovery(), \
+           (SELECT system_identifier::text FROM pg_control_system()), \
+           current_setting('archive_mode'), current_setting('archive_command'), \
+           coalesce(current_setting('archive_library', true), '')";
+    let read = |e| BackupError::sql("reading the primary's identity", e);
+    let own: String = standby
+        .query_one(identity, &[])
+        .await
+        .and_then(|row| row.try_get(1))
+        .map_err(read)?;
+    let session = primary.connect().await?;
+    let row = session
+        .client
+        .query_one(identity, &[])
+        .await
+        .map_err(read)?;
+    let in_recovery: bool = row.try_get(0).map_err(read)?;
+    let system: String = row.try_get(1).map_err(read)?;
+    if in_recovery {
+        return Err(BackupError::Primary(
+            "--primary points at a server in recovery, not at a primary".into(),
+        ));
+    }
+    if system != own {
+        return Err(BackupError::Primary(format!(
+            "--primary is another system (system identifier {system}; this standby's is {own})"
+        )));
+    }
+    let text = |i| row.try_get::<_, String>(i).map_err(read);
+    let problem = super::archive::archiving_problem(&text(2)?, &text(3)?, &text(4)?);
+    match problem {
+        Some(problem) if archive_checked => Err(BackupError::ArchivingOff(format!(
+            "on the primary: {problem}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// What pgpre says before a standby backup starts: replay paused, or far behind.
 pub(crate) async fn replay_warnings(client: &Client, version: ServerVersion) -> Vec<String> {
     let Ok(row) = client

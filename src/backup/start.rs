@@ -268,8 +268,16 @@ async fn standby_checks(
 ) -> Result<LocalState, BackupError> {
     let (local, _) = standby::local_state(client, options).await?;
     local.ensure_dir()?;
+    if let Some(primary) = &options.primary {
+        let checked = options.archive.source != ArchiveSource::Off;
+        standby::check_primary(client, primary, checked).await?;
+    }
     let mut warnings = standby::replay_warnings(client, version).await;
-    if options.archive.source == ArchiveSource::Server && archive_mode != "always" {
+    let primary_archiver = options.primary.is_some();
+    if options.archive.source == ArchiveSource::Server
+        && archive_mode != "always"
+        && !primary_archiver
+    {
         warnings.push(
             "archive_mode is not always on this standby, so its archiver archives nothing: \
              pgpost will not check the backup's WAL (give --wal-archive or --restore-command)"

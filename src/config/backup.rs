@@ -63,6 +63,8 @@ pub struct BackupConfig {
     /// Where a backup of a hot standby keeps its state (nothing is written to a standby);
     /// empty means `$XDG_RUNTIME_DIR/safe-backup`, else `/run/safe-backup`.
     pub state_dir: PathBuf,
+    /// The primary of the standby the hooks back up (a connection string); empty means none.
+    pub primary_conninfo: String,
 }
 
 impl Default for BackupConfig {
@@ -87,6 +89,7 @@ impl Default for BackupConfig {
             recheck_interval: secs(10),
             name: DEFAULT_NAME.to_string(),
             state_dir: PathBuf::new(),
+            primary_conninfo: String::new(),
         }
     }
 }
@@ -272,6 +275,17 @@ impl BackupConfig {
         if let Some(dir) = &args.state_dir {
             self.state_dir.clone_from(dir);
         }
+        if let Some(primary) = &args.primary {
+            let params = crate::conn::ConnParams::parse(primary).ok();
+            if params.is_some_and(|params| params.get("password").is_some()) {
+                return Err(invalid(
+                    "--primary",
+                    "must not hold a password (the command line is visible to every local \
+                     user): put it in ~/.pgpass, PGPASSFILE or PGPASSWORD",
+                ));
+            }
+            self.primary_conninfo.clone_from(primary);
+        }
         self.apply_archive(&args.archive)?;
         if let Some(start) = start {
             if let Some(label) = &start.label {
@@ -352,6 +366,27 @@ mod tests {
             .apply(&cli.common.backup, Some(&cli.start), None)
             .unwrap();
         config
+    }
+
+    #[test]
+    fn the_standby_keys_layer_and_a_password_in_primary_is_refused() {
+        let file = "[backup]\nstate_dir = \"/file\"\nprimary_conninfo = \"host=file\"\n";
+        let config = layered(file, &[("SAFE_BACKUP_STATE_DIR", "/env")], &[]);
+        assert_eq!(config.state_dir, PathBuf::from("/env"));
+        assert_eq!(config.primary_conninfo, "host=file");
+        let config = layered(
+            file,
+            &[("SAFE_BACKUP_PRIMARY", "host=env")],
+            &["--primary", "host=flag"],
+        );
+        assert_eq!(config.primary_conninfo, "host=flag");
+        assert_eq!(BackupConfig::default().state_dir, PathBuf::new());
+        let cli = Pgpre::try_parse_from(["pgpre", "--primary", "host=p password=s3cr3t"]).unwrap();
+        let refused = parse(file)
+            .apply(&cli.common.backup, Some(&cli.start), None)
+            .unwrap_err();
+        assert_eq!(refused.key, "--primary");
+        assert!(!refused.message.contains("s3cr3t"), "{}", refused.message);
     }
 
     #[test]

@@ -161,6 +161,26 @@ impl Config {
         Ok((config, settings))
     }
 
+    /// The primary of `[backup] primary_conninfo` (none when empty), resolved with libpq's
+    /// rules in this process's environment.
+    pub fn primary_settings(
+        &self,
+        application_name: &str,
+    ) -> Result<Option<ConnSettings>, SetupError> {
+        let conninfo = &self.backup.primary_conninfo;
+        if conninfo.is_empty() {
+            return Ok(None);
+        }
+        let mut params = ConnParams::parse(conninfo)?;
+        if params.get("application_name").is_none() {
+            params.set("fallback_application_name", application_name)?;
+        }
+        Ok(Some(ConnSettings::resolve(
+            &params,
+            &Environment::from_process(),
+        )?))
+    }
+
     /// Loads the configuration: `explicit` must exist; otherwise the default
     /// path is used when it exists, and built-in defaults when it does not.
     pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {

@@ -128,6 +128,7 @@ pub enum Recorder<'a> {
 /// `progress` gets the one-line report.
 pub async fn check(
     settings: &ConnSettings,
+    primary: Option<&ConnSettings>,
     table: Recorder<'_>,
     options: &ArchiveOptions,
     row: &BackupRow,
@@ -160,14 +161,23 @@ pub async fn check(
             )
         })?;
     let range = SegmentRange::of_backup(timeline, start, stop, server.segment_size);
-    if server.in_recovery
-        && options.source == ArchiveSource::Server
-        && server.archive_mode != "always"
-    {
+    // On a standby, the primary (`--primary`) switches the last segment out and, when the
+    // standby archives nothing itself, its archiver is asked.
+    let primary = match (server.in_recovery, primary) {
+        (true, Some(primary)) => Some(primary.connect().await?),
+        _ => None,
+    };
+    let own_archiver = !server.in_recovery || server.archive_mode == "always";
+    let archiver = match (&primary, own_archiver) {
+        (Some(primary), false) => &primary.client,
+        _ => client,
+    };
+    if options.source == ArchiveSource::Server && !own_archiver && primary.is_none() {
         progress(&format!(
             "warning: the backup's WAL was not checked: this standby's archiver archives nothing \
              (archive_mode is {}, not always), so pg_stat_archiver here says nothing of {} to {}; \
-             give --wal-archive or --restore-command to check the archive the primary fills",
+             give --wal-archive, --restore-command or --primary to check the archive the \
+             primary fills",
             server.archive_mode,
             range.name(range.first),
             range.name(range.last)
@@ -176,10 +186,17 @@ pub async fn check(
         return Ok(WalArchived::Unchecked);
     }
     // A standby writes no WAL: only its primary can switch the last segment out.
-    if !server.in_recovery {
-        force_segment_out(client, server.version, row, progress).await;
+    match &primary {
+        Some(primary) => {
+            let version = ServerFacts::read(&primary.client).await?.version;
+            force_segment_out(&primary.client, version, row, progress).await;
+        }
+        None if !server.in_recovery => {
+            force_segment_out(client, server.version, row, progress).await
+        }
+        None => {}
     }
-    let outcome = wait_for_range(client, options, &range, server.version, progress).await;
+    let outcome = wait_for_range(archiver, options, &range, server.version, progress).await;
     let result = match &outcome {
         Ok(()) => WalArchived::Passed,
         Err(_) => WalArchived::Failed,
@@ -188,8 +205,8 @@ pub async fn check(
     match outcome {
         Ok(()) => Ok(result),
         Err(missing) => {
-            let mut message = missing.describe(client, options, &range).await;
-            if server.in_recovery {
+            let mut message = missing.describe(archiver, options, &range).await;
+            if server.in_recovery && primary.is_none() {
                 message.push_str(STANDBY_IDLE_PRIMARY);
             }
             Err(BackupError::WalNotArchived(message))

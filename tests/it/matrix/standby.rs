@@ -189,6 +189,64 @@ fn the_wal_of_a_standby_backup_is_not_claimed_and_an_idle_primary_is_named() {
 }
 
 #[test]
+fn with_primary_an_idle_primary_passes_and_a_wrong_one_is_refused() {
+    let (primary, standby, scratch) = primary_and_standby();
+    let archive = primary.archive_dir().to_str().unwrap().to_string();
+    let with_primary = ["--primary", &primary.conninfo_socket()].map(str::to_string);
+    let with_primary: Vec<&str> = with_primary.iter().map(String::as_str).collect();
+    // Idle: pgpost makes the primary switch the last segment out (restore point + switch).
+    hook(
+        &standby,
+        &scratch,
+        "pgpre",
+        &[&["--fast"], &with_primary[..]].concat(),
+    )
+    .assert_ok("pgpre --primary");
+    let began = std::time::Instant::now();
+    let args = [
+        &with_primary[..],
+        &["--wal-archive", &archive, "--archive-timeout", "30"],
+    ];
+    hook(&standby, &scratch, "pgpost", &args.concat())
+        .assert_ok("pgpost --primary on an idle primary")
+        .assert_stderr(&format!("found in {archive}"));
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(record(&scratch)["wal_archived"], "passed");
+    // Without a directory, the primary's archiver is asked.
+    hook(
+        &standby,
+        &scratch,
+        "pgpre",
+        &[&["--fast"], &with_primary[..]].concat(),
+    )
+    .assert_ok("pgpre --primary");
+    hook(&standby, &scratch, "pgpost", &with_primary)
+        .assert_ok("pgpost --primary, the primary's archiver")
+        .assert_stderr("archived (pg_stat_archiver)");
+    // The standby itself is no primary: refused before anything starts.
+    let wrong = standby.conninfo_socket();
+    hook(
+        &standby,
+        &scratch,
+        "pgpre",
+        &["--fast", "--primary", &wrong],
+    )
+    .assert_code(4, "pgpre --primary at a standby")
+    .assert_stderr("not at a primary")
+    .assert_stderr("hint: give --primary the server this standby streams from");
+    assert_eq!(record(&scratch)["state"], "complete", "nothing started");
+    wait_for(
+        "the refused co-process to exit",
+        Duration::from_secs(10),
+        || coprocesses(&standby).is_empty(),
+    );
+}
+
+#[test]
 fn a_standby_promoted_while_the_backup_is_held_fails_it() {
     let (_primary, standby, scratch) = primary_and_standby();
     let config = scratch.path().join("config.toml");
