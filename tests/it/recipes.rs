@@ -172,6 +172,55 @@ fn btrfs_snapshot_recipe_restores_and_a_failed_snapshot_ends_the_backup() {
     assert!(!labels.path().join("again/backup_label").exists());
 }
 
+/// examples/btrfs-standby-snapshot: PG* at a streaming standby whose data directory is a btrfs
+/// subvolume, pgbench on the primary, `SAFE_BACKUP_PRIMARY` so pgpost switches the primary's
+/// WAL; the snapshot restores with the label (BACKUP FROM: standby) and pgdrill proves it.
+#[test]
+fn btrfs_standby_snapshot_recipe_restores() {
+    let disk = LoopFs::btrfs("1G");
+    let mut primary = loaded_source(1);
+    let mut standby = primary.start_standby();
+    let volume = disk.mount().join("pg");
+    let snapshots = disk.mount().join("snapshots");
+    btrfs(&["subvolume".as_ref(), "create".as_ref(), volume.as_ref()]);
+    move_data_dir(&mut standby, &volume);
+    let tag = "before the standby snapshot";
+    primary.psql(&format!("INSERT INTO marker VALUES ('{tag}')"));
+    // The restartpoint of pgpre's start then flushes everything replayed so far.
+    primary.psql("CHECKPOINT");
+    crate::matrix::standby::wait_for_replay(&primary, &standby);
+    let committed: i64 = standby
+        .psql("SELECT count(*) FROM pgbench_history")
+        .parse()
+        .unwrap();
+    let labels = cluster::scratch_dir();
+    let state = cluster::scratch_dir();
+    let load = primary.start_pgbench_load(2, 1);
+    let run = TestCommand::example(&standby, "btrfs-standby-snapshot")
+        .current_dir("/")
+        .limit(PROGRAM_LIMIT)
+        .env("PG_VOLUME", &volume)
+        .env("SNAPSHOT_DIR", &snapshots)
+        .env("SNAPSHOT_NAME", "nightly")
+        .env("LABEL_DIR", labels.path())
+        .env("WAL_ARCHIVE", primary.archive_dir())
+        .env("SAFE_BACKUP_PRIMARY", primary.conninfo_socket())
+        .env("SAFE_BACKUP_STATE_DIR", state.path().join("state"))
+        .run();
+    load.stop();
+    run.assert_ok("examples/btrfs-standby-snapshot");
+    assert!(run.stdout.contains("BACKUP FROM: standby\n"), "{run}");
+    let label = labels.path().join("backup_label");
+    assert_eq!(fs::read_to_string(&label).unwrap(), run.stdout);
+    prove(
+        &primary,
+        &snapshots.join("nightly/data"),
+        &label,
+        tag,
+        committed,
+    );
+}
+
 #[test]
 fn btrfs_snapshot_exec_recipe_restores_and_a_failed_snapshot_fails_the_backup() {
     let (_disk, source, volume, snapshots) = btrfs_source();

@@ -15,4 +15,4 @@ mod pgback;
 mod pgbase;
 mod pgbase_tar;
 mod restore;
-mod standby;
+pub(crate) mod standby;

@@ -35,7 +35,7 @@ fn hook(standby: &Cluster, scratch: &TempDir, program: &str, args: &[&str]) -> R
 }
 
 /// Waits until the standby has replayed everything the primary has written so far.
-fn wait_for_replay(primary: &Cluster, standby: &Cluster) {
+pub(crate) fn wait_for_replay(primary: &Cluster, standby: &Cluster) {
     let lsn = primary.psql("SELECT pg_current_wal_lsn()");
     let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
     wait_for("the standby to replay", Duration::from_secs(60), || {
