@@ -273,3 +273,74 @@ fn a_standby_promoted_while_the_backup_is_held_fails_it() {
         .assert_code(1, "pgpost after a promotion")
         .assert_stderr("promoted");
 }
+
+/// Today's rules on a standby's local state: a paused replay is reported, a second pgpre
+/// supersedes the first, several names run at once, a killed co-process is found gone,
+/// `--exec` names the start segment itself (pg_walfile_name() fails during recovery).
+#[test]
+fn supersede_names_a_killed_coprocess_and_exec_work_on_a_standby() {
+    let (_primary, standby, scratch) = primary_and_standby();
+    standby.psql("SELECT pg_wal_replay_pause()");
+    hook(&standby, &scratch, "pgpre", &["--fast"])
+        .assert_ok("pgpre with replay paused")
+        .assert_stderr("replay is paused on this standby");
+    standby.psql("SELECT pg_wal_replay_resume()");
+    let first = record(&scratch)["pid"].as_i64().expect("the holder's pid");
+    hook(&standby, &scratch, "pgpre", &["--fast"]).assert_ok("a second pgpre");
+    wait_for(
+        "the superseded co-process to exit",
+        Duration::from_secs(10),
+        || !coprocesses(&standby).contains(&(first as i32)),
+    );
+    assert_eq!(record(&scratch)["state"], "running");
+    // Another name beside it.
+    hook(&standby, &scratch, "pgpre", &["--fast", "-n", "vol2"]).assert_ok("pgpre -n vol2");
+    let list = hook(&standby, &scratch, "pgpre", &["--list"]);
+    assert!(list.stdout.contains("default\trunning\talive\t"), "{list}");
+    assert!(list.stdout.contains("vol2\trunning\talive\t"), "{list}");
+    hook(
+        &standby,
+        &scratch,
+        "pgpost",
+        &["-n", "vol2", "--archive-check=none"],
+    )
+    .assert_ok("pgpost -n vol2");
+    // The default backup's co-process is killed: pgpost finds it gone.
+    let holder = record(&scratch)["pid"].as_i64().expect("pid") as i32;
+    crate::util::send_signal(holder, nix::sys::signal::Signal::SIGKILL);
+    wait_for(
+        "the killed co-process to go",
+        Duration::from_secs(10),
+        || !coprocesses(&standby).contains(&holder),
+    );
+    hook(&standby, &scratch, "pgpost", &[])
+        .assert_code(1, "pgpost after the co-process was killed")
+        .assert_stderr("the co-process holding the backup is gone");
+    assert_eq!(record(&scratch)["state"], "failed");
+    // --exec: the start segment's name, computed here, is the label's.
+    let exec = hook(
+        &standby,
+        &scratch,
+        "pgpre",
+        &[
+            "--fast",
+            "--archive-check=none",
+            "--exec",
+            "--",
+            "sh",
+            "-c",
+            "echo \"start segment $SAFE_BACKUP_START_WAL_FILE\" >&2",
+        ],
+    );
+    exec.assert_ok("pgpre --exec on a standby");
+    let segment = exec
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("START WAL LOCATION: "))
+        .and_then(|rest| rest.split("(file ").nth(1))
+        .map(|file| file.trim_end_matches(')').to_string())
+        .expect("the label names the start segment");
+    exec.assert_stderr(&format!("start segment {segment}"));
+    assert!(exec.stdout.contains("BACKUP FROM: standby\n"), "{exec}");
+    assert_eq!(record(&scratch)["state"], "complete");
+}
