@@ -115,12 +115,17 @@ impl LocalRecord {
     }
 }
 
-/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`), if it runs.
+/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`), if it runs (a zombie,
+/// dead but not yet reaped, does not).
 pub fn process_start(pid: i32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command (field 2) may hold spaces and parentheses: count from its last ')'.
     let (_, rest) = stat.rsplit_once(") ")?;
-    rest.split(' ').nth(19).map(str::to_string)
+    let mut fields = rest.split(' ');
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18).map(str::to_string)
 }
 
 impl LocalState {

@@ -372,8 +372,14 @@ pub(crate) async fn complete(
 /// The co-process: waits for pgpost's request on the socket; returns the stream to answer on.
 pub(crate) async fn next_request(listener: &UnixListener) -> Option<UnixStream> {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of descriptors, say: try again in a while, not at once.
+                warn!("cannot accept pgpost's connection: {error}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
         };
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
@@ -437,7 +443,7 @@ pub(crate) async fn finish(
         BackupState::Failed => Err(failed(&row)),
         _ if !row.holder_alive => Err(mark_gone(local, &row)),
         _ => {
-            ask_to_stop(&local.socket_path(), options).await?;
+            ask_to_stop(&local.socket_path(), &row, options).await?;
             let row = local
                 .read()?
                 .ok_or_else(|| BackupError::NoBackup("the local state disappeared".into()))?
@@ -445,7 +451,10 @@ pub(crate) async fn finish(
             match row.state {
                 BackupState::Complete => Ok(row),
                 BackupState::Failed => Err(failed(&row)),
-                _ => Err(mark_gone(local, &row)),
+                _ if !row.holder_alive => Err(mark_gone(local, &row)),
+                state => Err(BackupError::Coproc(format!(
+                    "the co-process ended the exchange but the backup is still {state}"
+                ))),
             }
         }
     }
@@ -483,12 +492,35 @@ fn mark_gone(local: &LocalState, row: &BackupRow) -> BackupError {
     }
 }
 
+/// Whether the co-process of `row` runs now (same pid and start time).
+fn still_alive(row: &BackupRow) -> bool {
+    row.backend_start.is_some() && row.pid.and_then(process_start) == row.backend_start
+}
+
 /// Asks the co-process to stop and waits for its answer (the end of the stream), within
-/// `stop_timeout`. A co-process gone meanwhile is no error here: the record says the rest.
-async fn ask_to_stop(socket: &Path, options: &BackupOptions) -> Result<(), BackupError> {
+/// `stop_timeout`. A co-process that dies meanwhile is no error here: the record says the
+/// rest. A living one that cannot be reached is (nothing is marked).
+async fn ask_to_stop(
+    socket: &Path,
+    row: &BackupRow,
+    options: &BackupOptions,
+) -> Result<(), BackupError> {
     let deadline = options.stop_timeout.map(|limit| Instant::now() + limit);
+    let mut stream = match UnixStream::connect(socket).await {
+        Ok(stream) => stream,
+        Err(error) if still_alive(row) => {
+            return Err(BackupError::Coproc(format!(
+                "cannot reach the co-process (pid {}) holding the backup through {}: {error}",
+                row.pid.unwrap_or_default(),
+                socket.display()
+            )))
+        }
+        Err(error) => {
+            info!("the co-process is gone ({error}); reading its record");
+            return Ok(());
+        }
+    };
     let exchange = async {
-        let mut stream = UnixStream::connect(socket).await?;
         stream.write_all(b"stop\n").await?;
         let mut answer = String::new();
         BufReader::new(stream).read_line(&mut answer).await?;
