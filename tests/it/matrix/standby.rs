@@ -344,3 +344,59 @@ fn supersede_names_a_killed_coprocess_and_exec_work_on_a_standby() {
     assert!(exec.stdout.contains("BACKUP FROM: standby\n"), "{exec}");
     assert_eq!(record(&scratch)["state"], "complete");
 }
+
+/// The archive check of a standby backup fails as a primary's does: a segment deleted from the
+/// archive is named, and so is a failing archiver on the primary.
+#[test]
+fn a_deleted_segment_or_a_broken_archive_command_fails_a_standby_backup() {
+    let (primary, standby, scratch) = primary_and_standby();
+    let archive = primary.archive_dir().to_str().unwrap().to_string();
+    let with_primary = ["--primary".to_string(), primary.conninfo_socket()];
+    let with_primary: Vec<&str> = with_primary.iter().map(String::as_str).collect();
+    let pre = hook(
+        &standby,
+        &scratch,
+        "pgpre",
+        &[&["--fast"], &with_primary[..]].concat(),
+    );
+    pre.assert_ok("pgpre --primary");
+    // The same timeline on both: the primary names the standby backup's start segment.
+    let start = primary.psql(&format!("SELECT pg_walfile_name('{}')", pre.stdout.trim()));
+    primary.psql("CREATE TABLE t (i int); INSERT INTO t VALUES (1)");
+    primary.psql("SELECT pg_switch_wal()");
+    let archived = primary.archive_dir().join(&start);
+    wait_for(
+        "the start segment to be archived",
+        Duration::from_secs(30),
+        || archived.is_file(),
+    );
+    std::fs::remove_file(&archived).expect("delete the start segment");
+    let args = [
+        &with_primary[..],
+        &["--wal-archive", &archive, "--archive-timeout", "2"],
+    ];
+    hook(&standby, &scratch, "pgpost", &args.concat())
+        .assert_code(10, "pgpost with a segment missing")
+        .assert_stderr(&format!("WAL segment {start} is not archived"));
+    assert_eq!(record(&scratch)["wal_archived"], "failed");
+    // The primary's archive_command fails: its archiver (asked through --primary) says so.
+    primary.psql("ALTER SYSTEM SET archive_command = 'false'");
+    primary.psql("SELECT pg_reload_conf()");
+    // New WAL the broken archiver cannot archive, and a checkpoint the standby's start uses.
+    primary.psql("INSERT INTO t VALUES (2)");
+    primary.psql("SELECT pg_switch_wal()");
+    primary.psql("CHECKPOINT");
+    wait_for_replay(&primary, &standby);
+    hook(
+        &standby,
+        &scratch,
+        "pgpre",
+        &[&["--fast"], &with_primary[..]].concat(),
+    )
+    .assert_ok("pgpre --primary");
+    let args = [&with_primary[..], &["--archive-timeout", "3"]];
+    hook(&standby, &scratch, "pgpost", &args.concat())
+        .assert_code(10, "pgpost with the primary's archiver failing")
+        .assert_stderr("pg_stat_archiver.last_archived_wal")
+        .assert_stderr("(failing now)");
+}
