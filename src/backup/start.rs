@@ -232,11 +232,13 @@ pub(crate) async fn start(
         Err((error, owns_row)) => {
             let error = error.with_privilege_hint(|| privilege_hint(version, &role, table));
             match &local {
-                Some(local) => standby::record_start_failed(local, &label, &error.to_string()),
+                Some(local) if owns_row => {
+                    standby::record_start_failed(local, &label, &error.to_string())
+                }
                 None if owns_row => {
                     record_start_failure(settings, &session, options, &label, &error).await
                 }
-                None => {}
+                _ => {}
             }
             return Err(error);
         }
