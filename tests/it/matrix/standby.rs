@@ -400,3 +400,38 @@ fn a_deleted_segment_or_a_broken_archive_command_fails_a_standby_backup() {
         .assert_stderr("pg_stat_archiver.last_archived_wal")
         .assert_stderr("(failing now)");
 }
+
+/// A cascading standby whose upstream is promoted follows it onto timeline 2: a backup held on
+/// it across the switch fails at the stop, and says the timeline changed.
+#[test]
+fn a_timeline_change_during_the_backup_fails_it() {
+    let (_primary, mut upstream, scratch) = primary_and_standby();
+    let mut cascade = upstream.start_standby();
+    if cascade.version_num() < 120000 {
+        // 10 and 11 stay on their timeline unless told to follow.
+        let conf = cascade.data_dir().join("recovery.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("recovery.conf");
+        text.push_str("recovery_target_timeline = 'latest'\n");
+        std::fs::write(&conf, text).expect("recovery.conf");
+        cascade.restart();
+    }
+    hook(&cascade, &scratch, "pgpre", &["--fast"]).assert_ok("pgpre on a cascading standby");
+    upstream.promote();
+    upstream.psql("CREATE TABLE after_promotion AS SELECT 1 AS i");
+    upstream.psql("CHECKPOINT");
+    wait_for_replay(&upstream, &cascade);
+    // A restartpoint moves the cascade's minimum recovery point onto the new timeline.
+    cascade.psql("CHECKPOINT");
+    wait_for(
+        "the cascade's minimum recovery point on timeline 2",
+        Duration::from_secs(30),
+        || cascade.psql("SELECT min_recovery_end_timeline FROM pg_control_recovery()") == "2",
+    );
+    hook(&cascade, &scratch, "pgpost", &["--archive-check=none"])
+        .assert_code(1, "pgpost across a timeline change")
+        .assert_stderr("timeline changed from 1 to 2");
+    assert_eq!(record(&scratch)["state"], "failed");
+    wait_for("the co-process to exit", Duration::from_secs(10), || {
+        coprocesses(&cascade).is_empty()
+    });
+}
