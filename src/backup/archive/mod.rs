@@ -18,7 +18,7 @@ use super::table::StateTable;
 use crate::args::ArchiveCheck;
 use crate::config::limit;
 use crate::config::BackupConfig;
-use crate::conn::ConnSettings;
+use crate::conn::{ConnSettings, Session};
 use crate::server::{self, ServerVersion};
 use crate::wal::{self, Lsn, SegmentRange};
 use look::{archived_by_server, fetch_in_order, first_missing_in, PrivateDir};
@@ -123,20 +123,10 @@ pub async fn check(
     progress: &mut dyn FnMut(&str),
 ) -> Result<WalArchived, BackupError> {
     let (start, stop) = backup_lsns(row)?;
-    let session = settings.connect().await?;
-    let client = &session.client;
-    let server = ServerFacts::read(client).await?;
-    // The role's or database's statement or idle timeouts must not end the wait.
-    client
-        .batch_execute(server::session_guard_sql(server.version))
-        .await
-        .map_err(|e| BackupError::sql("preparing the session", e))?;
+    let session = CheckSession::open(settings).await?;
     if options.source == ArchiveSource::Off {
-        progress(&format!(
-            "note: the archive check is off (--archive-check=none): nothing checked that the WAL \
-             from {start} to {stop} is archived; the backup restores only with it"
-        ));
-        record(client, table, row, WalArchived::Off).await;
+        progress(&check_off_note(start, stop));
+        record(&session.session.client, table, row, WalArchived::Off).await;
         return Ok(WalArchived::Off);
     }
     let timeline = row
@@ -148,19 +138,96 @@ pub async fn check(
                 "the stored backup_label has no \"START WAL LOCATION: ... (file ...)\" line".into(),
             )
         })?;
-    let range = SegmentRange::of_backup(timeline, start, stop, server.segment_size);
-    force_segment_out(client, server.version, row, progress).await;
-    let outcome = wait_for_range(client, options, &range, server.version, progress).await;
+    let wal = BackupWal {
+        timeline,
+        start,
+        stop,
+        name: row.name.clone(),
+    };
+    let outcome = session.wait_for_wal(options, &wal, progress).await;
     let result = match &outcome {
         Ok(()) => WalArchived::Passed,
         Err(_) => WalArchived::Failed,
     };
-    record(client, table, row, result).await;
-    match outcome {
-        Ok(()) => Ok(result),
-        Err(missing) => Err(BackupError::WalNotArchived(
-            missing.describe(client, options, &range).await,
-        )),
+    record(&session.session.client, table, row, result).await;
+    outcome.map(|()| result)
+}
+
+/// The WAL one backup needs, as the archive check looks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupWal {
+    /// The backup's timeline (its start's).
+    pub timeline: u32,
+    /// The backup's start.
+    pub start: Lsn,
+    /// The backup's end (stop): the segment holding the byte before it is the last needed.
+    pub stop: Lsn,
+    /// The backup's name, for the restore point that forces the last segment out.
+    pub name: String,
+}
+
+/// What `--archive-check=none` reports instead of checking.
+pub fn check_off_note(start: Lsn, stop: Lsn) -> String {
+    format!(
+        "note: the archive check is off (--archive-check=none): nothing checked that the WAL \
+         from {start} to {stop} is archived; the backup restores only with it"
+    )
+}
+
+/// The check's own session: its statement and idle timeouts off. pgbase `-X none` opens it
+/// before its backup starts (archiving must be on) and waits for the backup's WAL with it.
+pub struct CheckSession {
+    session: Session,
+    server: ServerFacts,
+}
+
+impl CheckSession {
+    /// Connects and turns the session's timeouts off.
+    pub async fn open(settings: &ConnSettings) -> Result<CheckSession, BackupError> {
+        let session = settings.connect().await?;
+        let client = &session.client;
+        let server = ServerFacts::read(client).await?;
+        // The role's or database's statement or idle timeouts must not end the wait.
+        client
+            .batch_execute(server::session_guard_sql(server.version))
+            .await
+            .map_err(|e| BackupError::sql("preparing the session", e))?;
+        Ok(CheckSession { session, server })
+    }
+
+    /// [`BackupError::ArchivingOff`] when nothing would reach the archive.
+    pub fn require_archiving(&self) -> Result<(), BackupError> {
+        let server = &self.server;
+        match archiving_problem(
+            &server.archive_mode,
+            &server.archive_command,
+            &server.archive_library,
+        ) {
+            Some(problem) => Err(BackupError::ArchivingOff(problem)),
+            None => Ok(()),
+        }
+    }
+
+    /// Forces the last segment out, then waits for every segment of `wal` in the archive:
+    /// [`BackupError::WalNotArchived`] when one is missing once the timeout runs out.
+    pub async fn wait_for_wal(
+        &self,
+        options: &ArchiveOptions,
+        wal: &BackupWal,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), BackupError> {
+        let client = &self.session.client;
+        let range =
+            SegmentRange::of_backup(wal.timeline, wal.start, wal.stop, self.server.segment_size);
+        let point = restore_point_name(&wal.name, &wal.stop.to_string());
+        force_segment_out(client, self.server.version, &point, progress).await;
+        let outcome = wait_for_range(client, options, &range, self.server.version, progress).await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(missing) => Err(BackupError::WalNotArchived(
+                missing.describe(client, options, &range).await,
+            )),
+        }
     }
 }
 
@@ -191,6 +258,9 @@ pub fn label_timeline(backup_label: &str) -> Option<u32> {
 struct ServerFacts {
     version: ServerVersion,
     segment_size: u64,
+    archive_mode: String,
+    archive_command: String,
+    archive_library: String,
 }
 
 impl ServerFacts {
@@ -199,19 +269,27 @@ impl ServerFacts {
             .query_one(
                 "SELECT current_setting('server_version_num')::int4, \
                    (SELECT setting || ' ' || coalesce(unit, '') FROM pg_settings \
-                    WHERE name = 'wal_segment_size')",
+                    WHERE name = 'wal_segment_size'), \
+                   current_setting('archive_mode'), current_setting('archive_command'), \
+                   coalesce(current_setting('archive_library', true), '')",
                 &[],
             )
             .await
-            .map_err(|e| BackupError::sql("reading the WAL segment size", e))?;
-        let read = |e| BackupError::sql("reading the WAL segment size", e);
+            .map_err(|e| BackupError::sql("reading the WAL settings", e))?;
+        let read = |e| BackupError::sql("reading the WAL settings", e);
         let version: i32 = row.try_get(0).map_err(read)?;
         let size: String = row.try_get(1).map_err(read)?;
+        let archive_mode: String = row.try_get(2).map_err(read)?;
+        let archive_command: String = row.try_get(3).map_err(read)?;
+        let archive_library: String = row.try_get(4).map_err(read)?;
         let segment_size = segment_size_setting(&size)
             .ok_or_else(|| BackupError::System(format!("cannot read wal_segment_size {size:?}")))?;
         Ok(ServerFacts {
             version: ServerVersion(u32::try_from(version).unwrap_or_default()),
             segment_size,
+            archive_mode,
+            archive_command,
+            archive_library,
         })
     }
 }
@@ -237,11 +315,10 @@ pub fn segment_size_setting(text: &str) -> Option<u64> {
 async fn force_segment_out(
     client: &Client,
     version: ServerVersion,
-    row: &BackupRow,
+    name: &str,
     progress: &mut dyn FnMut(&str),
 ) {
     let [point, switch] = server::force_segment_out_sql(version);
-    let name = restore_point_name(&row.name, row.stop_lsn.as_deref().unwrap_or_default());
     // The switch runs even when the restore point is refused: on a server with new WAL it
     // is enough by itself.
     let point = client.query_one(point, &[&name]).await.err();

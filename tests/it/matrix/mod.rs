@@ -13,5 +13,6 @@ mod hooks;
 mod named;
 mod pgback;
 mod pgbase;
+mod pgbase_faults;
 mod pgbase_tar;
 mod restore;

