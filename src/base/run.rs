@@ -19,6 +19,7 @@ use crate::base::error::{BaseError, INCOMPLETE_MARKER};
 use crate::base::output::{create_private_dir, sync_all, HashedFile, Packing, PlainTree, TarFiles};
 use crate::base::wal::{parse_segment_size, stream_wal, WalTarget};
 use crate::conn::ConnSettings;
+use crate::files::fsync_dir;
 use crate::replication::{
     base_backup_command, BackupEvent, BackupPosition, BaseBackupOptions, ReplicationConnection,
 };
@@ -219,8 +220,16 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
     if let Some((connection, _, _)) = streaming {
         connection.close().await;
     }
-    roots.insert(0, request.dir.clone());
-    sync_all(&roots)?;
+    match request.format {
+        // Each tar file and checksum file was fsynced as it was finished; their names need
+        // only the directory's fsync. A syncfs would also wait for every other writer's dirty
+        // pages on the same file system.
+        Format::Tar => fsync_dir(&request.dir).map_err(BaseError::output(&request.dir))?,
+        Format::Plain => {
+            roots.insert(0, request.dir.clone());
+            sync_all(&roots)?;
+        }
+    }
     if request.wal_method == WalMethod::None {
         check_archive(request, archive_check, &start, &end).await?;
     }
