@@ -51,6 +51,9 @@ use std::time::Duration;
 use crate::config::BackupConfig;
 use crate::config::{limit, LogTarget};
 use crate::exit::LogFormat;
+pub use archive::{
+    check_off_note, ArchiveOptions, ArchiveSource, BackupWal, CheckSession, WalArchived,
+};
 pub use error::BackupError;
 use table::StateTable;
 

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::args::{Checkpoint, LogArgs, ServerArgs};
+use crate::args::{ArchiveArgs, Checkpoint, LogArgs, ServerArgs};
+use crate::backup::ArchiveOptions;
 use crate::base::compress::{parse_compression, Compression};
 use crate::base::error::BaseError;
-use crate::config::{take_passphrase_from_env, EncryptionConfig, EncryptionFlags};
+use crate::config::{take_passphrase_from_env, BackupConfig, EncryptionConfig, EncryptionFlags};
 use crate::crypt::EncryptKey;
 use crate::replication::ManifestChecksums;
 use crate::values::ChecksumAlgorithm;
@@ -31,7 +32,25 @@ use crate::values::ChecksumAlgorithm;
     // pgback's flags that pgbase has no use for: no plaintext copies, nothing to decrypt.
     mut_arg("encrypt_keep_src", |arg| arg.hide(true)),
     mut_arg("no_encrypt_keep_src", |arg| arg.hide(true)),
-    mut_arg("cipher_identity", |arg| arg.hide(true))
+    mut_arg("cipher_identity", |arg| arg.hide(true)),
+    // The hook pair's archive check, run after a -X none backup.
+    mut_arg("archive_check", |arg| arg.help(
+        "-X none: auto checks that the backup's WAL is archived (--wal-archive, else \
+         --restore-command, else the server's pg_stat_archiver); none checks nothing [default: auto]"
+    )),
+    mut_arg("wal_archive", |arg| arg.help(
+        "-X none: check that each segment is in DIR (plain, .gz .zst .lz4 .bz2 .xz, pgBackRest's \
+         -SHA1 names)"
+    )),
+    mut_arg("restore_command", |arg| arg.help(
+        "-X none: fetch each segment with this restore_command (%f, %p; run by sh) into a \
+         private temporary directory and check its page header"
+    )),
+    mut_arg("archive_timeout", |arg| arg.help(
+        "-X none: how long the archive check waits for a segment; restarts whenever another \
+         one arrives; 0 = no limit [default: 60s]"
+    )),
+    mut_arg("wait_for_archive", |arg| arg.hide(true))
 )]
 pub struct PgbaseArgs {
     /// How to reach the server (replication=true is added).
@@ -96,6 +115,15 @@ pub struct PgbaseArgs {
     /// -v, --log-format and --help, as the hook pair's.
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// `-X none`: the hook pair's archive check on the backup's WAL, with its flags.
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+
+    /// Keep what a failed or interrupted run wrote, marked pgbase.incomplete (to look at it;
+    /// never restore it)
+    #[arg(short = 'n', long)]
+    pub no_clean: bool,
 }
 
 /// pg_basebackup's `-F`.
@@ -147,6 +175,10 @@ pub struct Request {
     pub compression: Option<Compression>,
     /// `--encrypt`: the age key every file is encrypted with.
     pub encrypt: Option<EncryptKey>,
+    /// `-X none`: where and how long the archive check looks for the backup's WAL.
+    pub archive: ArchiveOptions,
+    /// `-n`: a failed run leaves its files, marked incomplete.
+    pub no_clean: bool,
 }
 
 impl PgbaseArgs {
@@ -172,6 +204,7 @@ impl PgbaseArgs {
             ));
         }
         let encrypt = self.encrypt_key()?;
+        let archive = self.archive_options()?;
         if self.format == Format::Plain && encrypt.is_some() {
             return Err(BaseError::Usage(
                 "--encrypt works only with the tar format (-F t)".to_owned(),
@@ -190,7 +223,31 @@ impl PgbaseArgs {
             checksum_algo: self.checksum_algo,
             compression,
             encrypt,
+            archive,
+            no_clean: self.no_clean,
         })
+    }
+
+    /// The archive check's flags over the hook pair's defaults; they mean something with
+    /// `-X none` only.
+    fn archive_options(&self) -> Result<ArchiveOptions, BaseError> {
+        let flags = &self.archive;
+        let given = flags.archive_check.is_some()
+            || flags.wal_archive.is_some()
+            || flags.restore_command.is_some()
+            || flags.archive_timeout.is_some();
+        if given && self.wal_method != WalMethod::None {
+            return Err(BaseError::Usage(
+                "--archive-check, --wal-archive, --restore-command and --archive-timeout work \
+                 only with -X none (the backup carries its WAL otherwise)"
+                    .to_owned(),
+            ));
+        }
+        let mut config = BackupConfig::default();
+        config
+            .apply_archive(flags)
+            .map_err(|invalid| BaseError::Usage(format!("{}: {}", invalid.key, invalid.message)))?;
+        Ok(ArchiveOptions::from_config(&config))
     }
 
     /// pgback's encryption settings from the flags, `PGBACK_*` and `PGBK_CIPHER_PASS` (taken

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::backup::BackupError;
 use crate::config::EncryptionError;
 use crate::config::SetupError;
 use crate::exit::{ExitStatus, Failure};
@@ -61,19 +62,34 @@ pub enum BaseError {
     #[error("{0}")]
     Stream(String),
     /// SIGINT or SIGTERM.
-    #[error("interrupted by {signal}: the partial backup in \"{}\" was removed", dir.display())]
+    #[error(
+        "interrupted by {signal}: the partial backup in \"{}\" was {}",
+        dir.display(),
+        if *kept { "kept (--no-clean), marked pgbase.incomplete" } else { "removed" }
+    )]
     Interrupted {
         /// `SIGINT` or `SIGTERM`.
         signal: &'static str,
         /// The backup directory.
         dir: PathBuf,
+        /// `--no-clean`: the partial backup is left.
+        kept: bool,
     },
+    /// `-X none`: archiving is off, or the backup's WAL is not in the archive.
+    #[error(transparent)]
+    Archive(#[from] BackupError),
     /// The runtime or a signal handler could not be set up.
     #[error("internal error: {0}")]
     Internal(io::Error),
 }
 
 impl BaseError {
+    /// Whether the run's files stay on disk after this failure: a backup whose WAL is not
+    /// archived yet becomes usable once it is.
+    pub fn keeps_backup(&self) -> bool {
+        matches!(self, BaseError::Archive(BackupError::WalNotArchived(_)))
+    }
+
     /// An [`BaseError::Output`] for `path`.
     pub fn output(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> BaseError {
         let path = path.into();
@@ -87,6 +103,7 @@ impl Failure for BaseError {
             BaseError::Setup(error) => error.exit_status(),
             BaseError::Replication(error) => error.exit_status(),
             BaseError::Encryption(error) => error.exit_status(),
+            BaseError::Archive(error) => error.exit_status(),
             BaseError::Usage(_) | BaseError::NotEmpty { .. } | BaseError::ServerCompression(_) => {
                 ExitStatus::Usage
             }
@@ -104,6 +121,11 @@ impl Failure for BaseError {
             BaseError::Setup(error) => error.hint(),
             BaseError::Replication(error) => error.hint(),
             BaseError::Encryption(error) => error.hint(),
+            BaseError::Archive(BackupError::WalNotArchived(_)) => Some(format!(
+                "the backup is kept, still marked {INCOMPLETE_MARKER}: it restores once that WAL \
+                 is archived (check archive_command and the server log); then remove the marker"
+            )),
+            BaseError::Archive(error) => error.hint(),
             BaseError::NotEmpty {
                 tablespace: false, ..
             } => Some("give -D a new or empty directory".to_owned()),
@@ -113,6 +135,16 @@ impl Failure for BaseError {
                 "relocate the tablespace with -T OLDDIR=NEWDIR to a new or empty directory"
                     .to_owned(),
             ),
+            BaseError::Output { source, .. }
+                if source.kind() == io::ErrorKind::StorageFull
+                    || source.kind() == io::ErrorKind::QuotaExceeded =>
+            {
+                Some(
+                    "the backup's file system is full: free space there or give -D a larger one \
+                     (the partial backup was removed unless --no-clean was given)"
+                        .to_owned(),
+                )
+            }
             BaseError::ServerCompression(_) => Some(
                 "compress on this side instead: -Z client-METHOD (gzip, lz4 or zstd)".to_owned(),
             ),

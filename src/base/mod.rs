@@ -2,7 +2,7 @@
 //! pg_basebackup takes it: tar files or a data directory, with its WAL streamed from a
 //! temporary slot (`-X stream`), fetched (`-X fetch`) or left to the archive (`-X none`).
 //!
-//! Uses: replication, config, crypt, args, conn, server, wal, checksum, files, shutdown, values, exit.
+//! Uses: backup, replication, config, crypt, args, conn, server, wal, checksum, files, shutdown, values, exit.
 //!
 //! # Layout
 //! In dependency order: each file uses only files above it (tests aside).

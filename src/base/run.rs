@@ -12,12 +12,14 @@ use futures_util::StreamExt as _;
 use tokio::sync::oneshot;
 
 use crate::args::Checkpoint;
+use crate::backup::{check_off_note, ArchiveSource, BackupWal, CheckSession};
 use crate::base::command::{Format, Request, WalMethod};
 use crate::base::compress::Side;
 use crate::base::error::{BaseError, INCOMPLETE_MARKER};
 use crate::base::output::{create_private_dir, sync_all, HashedFile, Packing, PlainTree, TarFiles};
 use crate::base::wal::{parse_segment_size, stream_wal, WalTarget};
 use crate::conn::ConnSettings;
+use crate::files::fsync_dir;
 use crate::replication::{
     base_backup_command, BackupEvent, BackupPosition, BaseBackupOptions, ReplicationConnection,
 };
@@ -44,7 +46,8 @@ pub struct BaseSummary {
 ///
 /// A failed or interrupted run removes what it wrote, as pg_basebackup does: `-D` and the `-T`
 /// targets were new or empty, so everything in them is this run's. A run killed outright
-/// (SIGKILL, power loss) leaves `pgbase.incomplete` in `-D` instead.
+/// (SIGKILL, power loss) leaves `pgbase.incomplete` in `-D` instead, as do `--no-clean` and
+/// a `-X none` backup whose WAL is not archived.
 pub async fn run(request: &Request, settings: &ConnSettings) -> Result<BaseSummary, BaseError> {
     let mut ours = vec![(request.dir.clone(), request.dir.exists())];
     for (_, target) in &request.tablespace_mapping {
@@ -54,7 +57,7 @@ pub async fn run(request: &Request, settings: &ConnSettings) -> Result<BaseSumma
     }
     prepare_dir(&request.dir)?;
     let result = run_prepared(request, settings).await;
-    if result.is_err() {
+    if !request.no_clean && result.as_ref().is_err_and(|error| !error.keeps_backup()) {
         for (dir, existed) in &ours {
             remove_written(dir, *existed);
         }
@@ -102,6 +105,7 @@ async fn run_prepared(
     let interrupted = |signal| BaseError::Interrupted {
         signal,
         dir: request.dir.clone(),
+        kept: request.no_clean,
     };
     tokio::select! {
         result = backup(request, settings) => result,
@@ -142,6 +146,16 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
     if server_compression.is_some() && version.major() < 15 {
         return Err(BaseError::ServerCompression(version));
     }
+    // -X none: archiving must be on before the backup starts; the same session checks the
+    // archive once it ends.
+    let archive_check = match (request.wal_method, &request.archive.source) {
+        (WalMethod::None, source) if *source != ArchiveSource::Off => {
+            let session = CheckSession::open(settings).await?;
+            session.require_archiving()?;
+            Some(session)
+        }
+        _ => None,
+    };
     // The slot exists before the backup starts, so the WAL from its start is kept.
     let mut streaming = None;
     if request.wal_method == WalMethod::Stream {
@@ -167,7 +181,8 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
         include_wal: request.wal_method == WalMethod::Fetch,
         manifest: request.manifest,
         max_rate: request.max_rate,
-        wait_for_archive: request.wal_method == WalMethod::None,
+        // -X none: the archive check below waits, with a timeout and a clear report.
+        wait_for_archive: false,
         compression: server_compression,
     };
     let command = base_backup_command(version, &options);
@@ -205,8 +220,19 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
     if let Some((connection, _, _)) = streaming {
         connection.close().await;
     }
-    roots.insert(0, request.dir.clone());
-    sync_all(&roots)?;
+    match request.format {
+        // Each tar file and checksum file was fsynced as it was finished; their names need
+        // only the directory's fsync. A syncfs would also wait for every other writer's dirty
+        // pages on the same file system.
+        Format::Tar => fsync_dir(&request.dir).map_err(BaseError::output(&request.dir))?,
+        Format::Plain => {
+            roots.insert(0, request.dir.clone());
+            sync_all(&roots)?;
+        }
+    }
+    if request.wal_method == WalMethod::None {
+        check_archive(request, archive_check, &start, &end).await?;
+    }
     let marker = request.dir.join(INCOMPLETE_MARKER);
     fs::remove_file(&marker).map_err(BaseError::output(&marker))?;
     fs::File::open(&request.dir)
@@ -219,6 +245,31 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
         bytes,
         wal_segments,
     })
+}
+
+/// `-X none`: the hook pair's archive check on the WAL from the backup's start to its end.
+async fn check_archive(
+    request: &Request,
+    session: Option<CheckSession>,
+    start: &BackupPosition,
+    end: &BackupPosition,
+) -> Result<(), BaseError> {
+    let mut progress = |line: &str| eprintln!("pgbase: {line}");
+    let Some(session) = session else {
+        progress(&check_off_note(start.lsn, end.lsn));
+        return Ok(());
+    };
+    let wal = BackupWal {
+        timeline: start.timeline,
+        start: start.lsn,
+        stop: end.lsn,
+        name: "pgbase".to_owned(),
+    };
+    // From a standby with no archiver of its own, the check claims nothing and says so.
+    session
+        .wait_for_wal(&request.archive, &wal, None, &mut progress)
+        .await?;
+    Ok(())
 }
 
 /// How the tar files are written: client-side compression, the checksum files.

@@ -217,7 +217,7 @@ impl BackupConfig {
     }
 
     /// Lays the archive-check flags (or their variables) over the section.
-    fn apply_archive(&mut self, archive: &ArchiveArgs) -> Result<(), InvalidKey> {
+    pub fn apply_archive(&mut self, archive: &ArchiveArgs) -> Result<(), InvalidKey> {
         if let Some(wait) = archive.wait_for_archive {
             self.wait_for_archive = Some(wait);
         }

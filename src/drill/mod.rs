@@ -205,9 +205,19 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
         .map_err(|e| DrillError::Internal(format!("unpacking the tar backup: {e}")))?;
         report.notes.extend(notes);
         let staged = staged?;
+        // Each tablespace is read from its staged directory, whatever -T says of it.
+        let mut tablespace_mappings = staged.tablespace_mappings.clone();
+        tablespace_mappings.extend(
+            request
+                .tablespace_mappings
+                .iter()
+                .filter(|(old, _)| !staged.tablespace_mappings.iter().any(|(o, _)| o == old))
+                .cloned(),
+        );
         staged_request = Some(DrillRequest {
             data_dir: staged.data_dir.clone(),
             wal: Some(staged.wal.clone()),
+            tablespace_mappings,
             ..request.clone()
         });
         Some(staged)

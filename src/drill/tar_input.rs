@@ -1,8 +1,9 @@
 //! `pgdrill BACKUP_DIR` on what `pgbase -F t` writes (`base.tar[.gz|.lz4|.zst][.age]`,
-//! `pg_wal.tar...`): the checksum files are verified first, then each archive is decrypted
-//! and decompressed on the fly and unpacked (with pgbase's tar reader) into a private staging
-//! directory in the work directory, never into the backup. The staged data directory is then
-//! drilled as any other, its `pg_wal` as the WAL archive unless one is given.
+//! `<oid>.tar...`, `pg_wal.tar...`): the checksum files are verified first, then each archive
+//! is decrypted and decompressed on the fly and unpacked (with pgbase's tar reader) into a
+//! private staging directory in the work directory, never into the backup. The staged data
+//! directory is then drilled as any other, its `pg_wal` as the WAL archive unless one is
+//! given, each tablespace read from its staged directory (as `-T RECORDED=STAGED` would say).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -60,6 +61,9 @@ pub struct Staged {
     pub data_dir: PathBuf,
     /// The WAL source: the one given, else the staged `pg_wal/`.
     pub wal: WalSource,
+    /// Each tablespace's recorded location (its `pg_tblspc` link or `tablespace_map` line)
+    /// and its staged directory, for the drill's `-T`.
+    pub tablespace_mappings: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Drop for Staged {
@@ -87,19 +91,12 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
             "pgbase did not finish this backup ({INCOMPLETE_MARKER} is there): it cannot be restored"
         )));
     }
-    if let Some(tablespace) = names.iter().find(|n| {
-        n.split('.')
-            .next()
-            .is_some_and(|oid| oid.parse::<u32>().is_ok())
-    }) {
-        return Err(bad(format!(
-            "it holds the tablespace archive {tablespace}: pgdrill does not unpack tablespaces of a tar backup yet"
-        )));
-    }
-    let archives: Vec<PathBuf> = ARCHIVES
+    let tablespaces = tablespace_archives(backup, &names);
+    let mut archives: Vec<PathBuf> = ARCHIVES
         .iter()
         .filter_map(|name| find_archive(backup, name))
         .collect();
+    archives.extend(tablespaces.iter().map(|(_, archive)| archive.clone()));
     let mut checked = archives.clone();
     checked.extend(
         ["backup_manifest", "backup_manifest.age"]
@@ -146,6 +143,7 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
         keep: request.keep,
         data_dir: data.clone(),
         wal: WalSource::Archive(data.join("pg_wal")),
+        tablespace_mappings: Vec::new(),
     };
     let mut tree = PlainTree::new(&data, &[]);
     for name in ARCHIVES {
@@ -173,6 +171,13 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
         unpack(&archive, name, key.as_ref(), &mut tree, location.as_deref())
             .map_err(|reason| bad(format!("{}: {reason}", archive.display())))?;
     }
+    staged.tablespace_mappings = tablespace_locations(&data, &tablespaces).map_err(bad)?;
+    for ((oid, archive), (_, into)) in tablespaces.iter().zip(&staged.tablespace_mappings) {
+        let tar_name = format!("{oid}.tar");
+        let location = into.display().to_string();
+        unpack(archive, &tar_name, key.as_ref(), &mut tree, Some(&location))
+            .map_err(|reason| bad(format!("{}: {reason}", archive.display())))?;
+    }
     chown_tree(&root, &owner)?;
     match &request.wal {
         Some(wal) => staged.wal = wal.clone(),
@@ -185,6 +190,72 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
         None => {}
     }
     Ok(staged)
+}
+
+/// The tablespace archives in the backup (`<oid>.tar[.gz|.lz4|.zst][.age]`), by OID.
+fn tablespace_archives(backup: &Path, names: &[String]) -> Vec<(String, PathBuf)> {
+    let oids: std::collections::BTreeSet<&str> = names
+        .iter()
+        .filter_map(|name| name.split_once('.'))
+        .filter(|(oid, rest)| oid.parse::<u32>().is_ok() && rest.starts_with("tar"))
+        .map(|(oid, _)| oid)
+        .collect();
+    oids.into_iter()
+        .filter_map(|oid| Some((oid.to_owned(), find_archive(backup, &format!("{oid}.tar"))?)))
+        .collect()
+}
+
+/// Where each tablespace of the staged data directory `data` was recorded (its `pg_tblspc`
+/// link, or the `tablespace_map` line, which wins) and where it is staged
+/// (`<staging>/tablespaces/<oid>`). Every tablespace must come with its archive and every
+/// archive with a tablespace.
+fn tablespace_locations(
+    data: &Path,
+    archives: &[(String, PathBuf)],
+) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+    let map = super::prepare::read_map(data, None).map_err(|e| e.to_string())?;
+    let staging = data.parent().unwrap_or(data).join("tablespaces");
+    let links = data.join("pg_tblspc");
+    let mut recorded: Vec<String> = fs::read_dir(&links)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    recorded.extend(map.iter().flatten().map(|entry| entry.oid.clone()));
+    recorded.sort();
+    recorded.dedup();
+    if let Some(oid) = recorded
+        .iter()
+        .find(|oid| !archives.iter().any(|(archive_oid, _)| archive_oid == *oid))
+    {
+        return Err(format!(
+            "base.tar has tablespace {oid}, but the backup has no {oid}.tar"
+        ));
+    }
+    archives
+        .iter()
+        .map(|(oid, archive)| {
+            let from_map = map
+                .iter()
+                .flatten()
+                .find(|entry| entry.oid == *oid)
+                .map(|entry| entry.path.clone());
+            let location = match from_map {
+                Some(path) => path,
+                None => fs::read_link(links.join(oid)).map_err(|_| {
+                    format!(
+                        "{}: base.tar has no tablespace {oid} (no pg_tblspc link, no \
+                         tablespace_map line)",
+                        archive.display()
+                    )
+                })?,
+            };
+            Ok((location, staging.join(oid)))
+        })
+        .collect()
 }
 
 /// Streams `archive` through age and the decompressor its name says into `tree`.
@@ -247,4 +318,34 @@ fn chown_tree(root: &Path, owner: &Owner) -> Result<(), DrillError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tablespace_archives_are_found_by_oid_with_any_packing() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            "base.tar.zst.age",
+            "16384.tar.zst.age",
+            "16384.tar.zst.age.sha256",
+            "16390.tar",
+            "16390.tar.sha256",
+            "16400.txt",
+            "backup_manifest",
+        ];
+        for name in files {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        let names: Vec<String> = files.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            tablespace_archives(dir.path(), &names),
+            vec![
+                ("16384".to_owned(), dir.path().join("16384.tar.zst.age")),
+                ("16390".to_owned(), dir.path().join("16390.tar")),
+            ]
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! the rustls client `conn` builds), the StartupMessage with `replication=true`, and the login
 //! (trust, cleartext, md5, SCRAM-SHA-256), host after host like libpq.
 
+use std::time::Duration;
+
 use postgres_protocol::authentication::{md5_hash, sasl};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
@@ -89,6 +91,7 @@ async fn connect_host(
                 .await
                 .map_err(connect_error)?;
             tcp.set_nodelay(true).map_err(connect_error)?;
+            set_keepalive(&tcp, settings).map_err(connect_error)?;
             if settings.sslmode == SslMode::Disable {
                 Box::new(tcp)
             } else {
@@ -124,6 +127,38 @@ async fn connect_host(
             other => return Err(unexpected(message_name(&other))),
         }
     }
+}
+
+/// Keepalive probes when `keepalives_idle` is not given: a backup's connection is quiet for
+/// long stretches (a spread checkpoint, a throttled server), and a peer gone without a word
+/// (a crashed host, a dropped route) must be noticed in minutes, not in the system's 2 hours.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Time between probes when `keepalives_interval` is not given.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Probes lost before the connection is dead when `keepalives_count` is not given: with the
+/// two above, a dead peer is noticed within two minutes.
+pub const KEEPALIVE_RETRIES: u32 = 6;
+
+/// TCP keepalives as libpq's `keepalives*` keywords say (on unless `keepalives=0`), with
+/// [`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`] and [`KEEPALIVE_RETRIES`] for the keywords not
+/// given (or 0, libpq's "the system's default").
+fn set_keepalive(tcp: &TcpStream, settings: &ConnSettings) -> std::io::Result<()> {
+    let socket = socket2::SockRef::from(tcp);
+    if !settings.keepalives {
+        return socket.set_keepalive(false);
+    }
+    let given =
+        |value: Option<Duration>, default| value.filter(|d| !d.is_zero()).unwrap_or(default);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(given(settings.keepalives_idle, KEEPALIVE_IDLE))
+        .with_interval(given(settings.keepalives_interval, KEEPALIVE_INTERVAL))
+        .with_retries(
+            settings
+                .keepalives_retries
+                .filter(|count| *count > 0)
+                .unwrap_or(KEEPALIVE_RETRIES),
+        );
+    socket.set_tcp_keepalive(&keepalive)
 }
 
 /// SSLRequest, then TLS if the server agrees; a refusal is fine below `require`.
@@ -256,5 +291,54 @@ async fn authenticate(
             other => return Err(unexpected(message_name(&other))),
         }
         wire.flush().await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{ConnParams, Environment};
+
+    /// The socket options pgbase's replication socket ends up with, for `conninfo`.
+    async fn keepalive_of(conninfo: &str) -> (bool, Option<(Duration, Duration, u32)>) {
+        let env = Environment {
+            os_user: "alice".to_owned(),
+            ..Environment::default()
+        };
+        let settings = ConnSettings::resolve(&ConnParams::parse(conninfo).unwrap(), &env).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        set_keepalive(&tcp, &settings).unwrap();
+        let socket = socket2::SockRef::from(&tcp);
+        let on = socket.keepalive().unwrap();
+        let times = on.then(|| {
+            (
+                socket.tcp_keepalive_time().unwrap(),
+                socket.tcp_keepalive_interval().unwrap(),
+                socket.tcp_keepalive_retries().unwrap(),
+            )
+        });
+        (on, times)
+    }
+
+    #[tokio::test]
+    async fn keepalives_follow_libpq_keywords_with_minutes_not_hours_by_default() {
+        let defaults = Some((KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES));
+        assert_eq!(keepalive_of("host=db").await, (true, defaults));
+        assert_eq!(
+            keepalive_of("host=db keepalives_idle=5 keepalives_interval=2 keepalives_count=3")
+                .await,
+            (
+                true,
+                Some((Duration::from_secs(5), Duration::from_secs(2), 3))
+            )
+        );
+        assert_eq!(
+            keepalive_of("host=db keepalives_idle=0").await,
+            (true, defaults)
+        );
+        assert_eq!(keepalive_of("host=db keepalives=0").await, (false, None));
     }
 }

@@ -1043,7 +1043,8 @@ impl Cluster {
         self.running
     }
 
-    fn stop_immediate(&mut self) {
+    /// `pg_ctl stop -m immediate`: the server dies as in a crash (the next start recovers).
+    pub fn stop_immediate(&mut self) {
         let pg_ctl = pg_binaries().server_tool("pg_ctl");
         let _ = self
             .server_command(&pg_ctl)

@@ -19,7 +19,7 @@ use super::table::StateTable;
 use crate::args::ArchiveCheck;
 use crate::config::limit;
 use crate::config::BackupConfig;
-use crate::conn::ConnSettings;
+use crate::conn::{ConnSettings, Session};
 use crate::server::{self, ServerVersion};
 use crate::wal::{self, Lsn, SegmentRange};
 use look::{archived_by_server, fetch_in_order, first_missing_in, PrivateDir};
@@ -135,20 +135,10 @@ pub async fn check(
     progress: &mut dyn FnMut(&str),
 ) -> Result<WalArchived, BackupError> {
     let (start, stop) = backup_lsns(row)?;
-    let session = settings.connect().await?;
-    let client = &session.client;
-    let server = ServerFacts::read(client).await?;
-    // The role's or database's statement or idle timeouts must not end the wait.
-    client
-        .batch_execute(server::session_guard_sql(server.version))
-        .await
-        .map_err(|e| BackupError::sql("preparing the session", e))?;
+    let session = CheckSession::open(settings).await?;
     if options.source == ArchiveSource::Off {
-        progress(&format!(
-            "note: the archive check is off (--archive-check=none): nothing checked that the WAL \
-             from {start} to {stop} is archived; the backup restores only with it"
-        ));
-        record(client, table, row, WalArchived::Off).await;
+        progress(&check_off_note(start, stop));
+        record(&session.session.client, table, row, WalArchived::Off).await;
         return Ok(WalArchived::Off);
     }
     let timeline = row
@@ -160,64 +150,145 @@ pub async fn check(
                 "the stored backup_label has no \"START WAL LOCATION: ... (file ...)\" line".into(),
             )
         })?;
-    let range = SegmentRange::of_backup(timeline, start, stop, server.segment_size);
+    let wal = BackupWal {
+        timeline,
+        start,
+        stop,
+        name: row.name.clone(),
+    };
     // On a standby, the primary (`--primary`) switches the last segment out and, when the
     // standby archives nothing itself, its archiver is asked.
-    let primary = match (server.in_recovery, primary) {
+    let primary = match (session.server.in_recovery, primary) {
         (true, Some(primary)) => Some(primary.connect().await?),
         _ => None,
     };
-    let own_archiver = !server.in_recovery || server.archive_mode == "always";
-    let archiver = match (&primary, own_archiver) {
-        (Some(primary), false) => &primary.client,
-        _ => client,
-    };
-    if options.source == ArchiveSource::Server && !own_archiver && primary.is_none() {
-        progress(&format!(
-            "warning: the backup's WAL was not checked: this standby's archiver archives nothing \
-             (archive_mode is {}, not always), so pg_stat_archiver here says nothing of {} to {}; \
-             give --wal-archive, --restore-command or --primary to check the archive the \
-             primary fills",
-            server.archive_mode,
-            range.name(range.first),
-            range.name(range.last)
-        ));
-        record(client, table, row, WalArchived::Unchecked).await;
-        return Ok(WalArchived::Unchecked);
-    }
-    // A standby writes no WAL: only its primary can switch the last segment out.
-    match &primary {
-        Some(primary) => {
-            let version = ServerFacts::read(&primary.client).await?.version;
-            force_segment_out(&primary.client, version, row, progress).await;
-        }
-        None if !server.in_recovery => {
-            force_segment_out(client, server.version, row, progress).await
-        }
-        None => {}
-    }
-    let outcome = wait_for_range(archiver, options, &range, server.version, progress).await;
+    let outcome = session
+        .wait_for_wal(options, &wal, primary.as_ref(), progress)
+        .await;
     let result = match &outcome {
-        Ok(()) => WalArchived::Passed,
+        Ok(result) => *result,
         Err(_) => WalArchived::Failed,
     };
-    record(client, table, row, result).await;
-    match outcome {
-        Ok(()) => Ok(result),
-        Err(missing) => {
-            let mut message = missing.describe(archiver, options, &range).await;
-            if server.in_recovery && primary.is_none() {
-                message.push_str(STANDBY_IDLE_PRIMARY);
-            }
-            Err(BackupError::WalNotArchived(message))
-        }
-    }
+    record(&session.session.client, table, row, result).await;
+    outcome
 }
 
 /// Said after a failed check of a standby backup: the last segment is the primary's to switch.
 const STANDBY_IDLE_PRIMARY: &str = "; on a standby the last segment reaches the archive only \
     when the primary switches to the next one: on an idle primary, set archive_timeout there \
     (e.g. 60s), or give pgpost --primary CONNINFO so that it switches the WAL itself";
+
+/// The WAL one backup needs, as the archive check looks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupWal {
+    /// The backup's timeline (its start's).
+    pub timeline: u32,
+    /// The backup's start.
+    pub start: Lsn,
+    /// The backup's end (stop): the segment holding the byte before it is the last needed.
+    pub stop: Lsn,
+    /// The backup's name, for the restore point that forces the last segment out.
+    pub name: String,
+}
+
+/// What `--archive-check=none` reports instead of checking.
+pub fn check_off_note(start: Lsn, stop: Lsn) -> String {
+    format!(
+        "note: the archive check is off (--archive-check=none): nothing checked that the WAL \
+         from {start} to {stop} is archived; the backup restores only with it"
+    )
+}
+
+/// The check's own session: its statement and idle timeouts off. pgbase `-X none` opens it
+/// before its backup starts (archiving must be on) and waits for the backup's WAL with it.
+pub struct CheckSession {
+    session: Session,
+    server: ServerFacts,
+}
+
+impl CheckSession {
+    /// Connects and turns the session's timeouts off.
+    pub async fn open(settings: &ConnSettings) -> Result<CheckSession, BackupError> {
+        let session = settings.connect().await?;
+        let client = &session.client;
+        let server = ServerFacts::read(client).await?;
+        // The role's or database's statement or idle timeouts must not end the wait.
+        client
+            .batch_execute(server::session_guard_sql(server.version))
+            .await
+            .map_err(|e| BackupError::sql("preparing the session", e))?;
+        Ok(CheckSession { session, server })
+    }
+
+    /// [`BackupError::ArchivingOff`] when nothing would reach the archive.
+    pub fn require_archiving(&self) -> Result<(), BackupError> {
+        let server = &self.server;
+        match archiving_problem(
+            &server.archive_mode,
+            &server.archive_command,
+            &server.archive_library,
+        ) {
+            Some(problem) => Err(BackupError::ArchivingOff(problem)),
+            None => Ok(()),
+        }
+    }
+
+    /// Forces the last segment out (on a standby, through `primary` when given), then waits
+    /// for every segment of `wal` in the archive: `Passed`, or `Unchecked` on a standby whose
+    /// archiver archives nothing with no primary to ask; [`BackupError::WalNotArchived`] when
+    /// one is missing once the timeout runs out.
+    pub async fn wait_for_wal(
+        &self,
+        options: &ArchiveOptions,
+        wal: &BackupWal,
+        primary: Option<&Session>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<WalArchived, BackupError> {
+        let client = &self.session.client;
+        let server = &self.server;
+        let range = SegmentRange::of_backup(wal.timeline, wal.start, wal.stop, server.segment_size);
+        let own_archiver = !server.in_recovery || server.archive_mode == "always";
+        let archiver = match (primary, own_archiver) {
+            (Some(primary), false) => &primary.client,
+            _ => client,
+        };
+        if options.source == ArchiveSource::Server && !own_archiver && primary.is_none() {
+            progress(&format!(
+                "warning: the backup's WAL was not checked: this standby's archiver archives \
+                 nothing (archive_mode is {}, not always), so pg_stat_archiver here says nothing \
+                 of {} to {}; give --wal-archive, --restore-command or --primary to check the \
+                 archive the primary fills",
+                server.archive_mode,
+                range.name(range.first),
+                range.name(range.last)
+            ));
+            return Ok(WalArchived::Unchecked);
+        }
+        let point = restore_point_name(&wal.name, &wal.stop.to_string());
+        // A standby writes no WAL: only its primary can switch the last segment out.
+        match primary {
+            Some(primary) => {
+                let version = ServerFacts::read(&primary.client).await?.version;
+                force_segment_out(&primary.client, version, &point, progress).await;
+            }
+            None if !server.in_recovery => {
+                force_segment_out(client, server.version, &point, progress).await
+            }
+            None => {}
+        }
+        let outcome = wait_for_range(archiver, options, &range, server.version, progress).await;
+        match outcome {
+            Ok(()) => Ok(WalArchived::Passed),
+            Err(missing) => {
+                let mut message = missing.describe(archiver, options, &range).await;
+                if server.in_recovery && primary.is_none() {
+                    message.push_str(STANDBY_IDLE_PRIMARY);
+                }
+                Err(BackupError::WalNotArchived(message))
+            }
+        }
+    }
+}
 
 /// Start and stop LSN of a complete row.
 fn backup_lsns(row: &BackupRow) -> Result<(Lsn, Lsn), BackupError> {
@@ -249,6 +320,8 @@ struct ServerFacts {
     /// A standby: nothing can be forced out here, and its archiver may archive nothing.
     in_recovery: bool,
     archive_mode: String,
+    archive_command: String,
+    archive_library: String,
 }
 
 impl ServerFacts {
@@ -258,21 +331,27 @@ impl ServerFacts {
                 "SELECT current_setting('server_version_num')::int4, \
                    (SELECT setting || ' ' || coalesce(unit, '') FROM pg_settings \
                     WHERE name = 'wal_segment_size'), \
-                   pg_is_in_recovery(), current_setting('archive_mode')",
+                   current_setting('archive_mode'), current_setting('archive_command'), \
+                   coalesce(current_setting('archive_library', true), ''), pg_is_in_recovery()",
                 &[],
             )
             .await
-            .map_err(|e| BackupError::sql("reading the WAL segment size", e))?;
-        let read = |e| BackupError::sql("reading the WAL segment size", e);
+            .map_err(|e| BackupError::sql("reading the WAL settings", e))?;
+        let read = |e| BackupError::sql("reading the WAL settings", e);
         let version: i32 = row.try_get(0).map_err(read)?;
         let size: String = row.try_get(1).map_err(read)?;
+        let archive_mode: String = row.try_get(2).map_err(read)?;
+        let archive_command: String = row.try_get(3).map_err(read)?;
+        let archive_library: String = row.try_get(4).map_err(read)?;
         let segment_size = segment_size_setting(&size)
             .ok_or_else(|| BackupError::System(format!("cannot read wal_segment_size {size:?}")))?;
         Ok(ServerFacts {
             version: ServerVersion(u32::try_from(version).unwrap_or_default()),
             segment_size,
-            in_recovery: row.try_get(2).map_err(read)?,
-            archive_mode: row.try_get(3).map_err(read)?,
+            in_recovery: row.try_get(5).map_err(read)?,
+            archive_mode,
+            archive_command,
+            archive_library,
         })
     }
 }
@@ -305,11 +384,10 @@ pub fn segment_size_setting(text: &str) -> Option<u64> {
 async fn force_segment_out(
     client: &Client,
     version: ServerVersion,
-    row: &BackupRow,
+    name: &str,
     progress: &mut dyn FnMut(&str),
 ) {
     let [point, switch] = server::force_segment_out_sql(version);
-    let name = restore_point_name(&row.name, row.stop_lsn.as_deref().unwrap_or_default());
     // The switch runs even when the restore point is refused: on a server with new WAL it
     // is enough by itself.
     let point = client.query_one(point, &[&name]).await.err();

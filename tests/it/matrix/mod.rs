@@ -13,6 +13,7 @@ mod hooks;
 mod named;
 mod pgback;
 mod pgbase;
+mod pgbase_faults;
 mod pgbase_tar;
 mod restore;
 pub(crate) mod standby;
