@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::config::EncryptionError;
 use crate::config::SetupError;
 use crate::exit::{ExitStatus, Failure};
+use crate::remote::RemoteError;
 use crate::replication::ReplicationError;
 use crate::server::ServerVersion;
 
@@ -68,6 +69,21 @@ pub enum BaseError {
         /// The backup directory.
         dir: PathBuf,
     },
+    /// The store of `--upload` or `--download` failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// A file did not upload (the local backup is complete, the remote one is not).
+    #[error("{0}")]
+    Upload(String),
+    /// `--restore` refused the backup: not finished, not a pgbase tar backup, a checksum that
+    /// does not match, an archive that cannot be decrypted or unpacked.
+    #[error("cannot restore {backup}: {reason}")]
+    Restore {
+        /// The backup directory (or its remote name).
+        backup: String,
+        /// Why.
+        reason: String,
+    },
     /// The runtime or a signal handler could not be set up.
     #[error("internal error: {0}")]
     Internal(io::Error),
@@ -92,9 +108,12 @@ impl Failure for BaseError {
             }
             BaseError::Unsupported(_) => ExitStatus::Server,
             BaseError::Output { .. } => ExitStatus::Output,
-            BaseError::Tar { .. } | BaseError::Stream(_) | BaseError::Interrupted { .. } => {
-                ExitStatus::BackupFailed
-            }
+            BaseError::Tar { .. }
+            | BaseError::Stream(_)
+            | BaseError::Interrupted { .. }
+            | BaseError::Upload(_)
+            | BaseError::Restore { .. } => ExitStatus::BackupFailed,
+            BaseError::Remote(error) => error.exit_status(),
             BaseError::Internal(_) => ExitStatus::Internal,
         }
     }
@@ -104,6 +123,7 @@ impl Failure for BaseError {
             BaseError::Setup(error) => error.hint(),
             BaseError::Replication(error) => error.hint(),
             BaseError::Encryption(error) => error.hint(),
+            BaseError::Remote(error) => error.hint(),
             BaseError::NotEmpty {
                 tablespace: false, ..
             } => Some("give -D a new or empty directory".to_owned()),

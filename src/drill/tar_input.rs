@@ -4,32 +4,19 @@
 //! directory in the work directory, never into the backup. The staged data directory is then
 //! drilled as any other, its `pg_wal` as the WAL archive unless one is given.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::fs;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use super::clone::Owner;
 use super::error::DrillError;
 use super::settings::WalSource;
-use crate::base::{PlainTree, INCOMPLETE_MARKER};
+use crate::base::{find_archive, unpack_backup, BaseError, PlainTree, INCOMPLETE_MARKER};
 use crate::checksum::verify_all;
 use crate::config::{take_passphrase_from_env, EncryptionConfig};
-use crate::crypt::DecryptKey;
-use crate::crypt::{open_decryptor, payload_error};
 
 /// The archives pgdrill unpacks, in order: the data directory, then its WAL.
 const ARCHIVES: [&str; 2] = ["base.tar", "pg_wal.tar"];
-
-/// The file in `dir` that holds the archive `name`, with whatever compression and encryption.
-pub fn find_archive(dir: &Path, name: &str) -> Option<PathBuf> {
-    ["", ".gz", ".lz4", ".zst"]
-        .iter()
-        .flat_map(|compressed| {
-            ["", ".age"].map(|sealed| dir.join(format!("{name}{compressed}{sealed}")))
-        })
-        .find(|path| path.is_file())
-}
 
 /// Whether `dir` is a tar backup (it holds a `base.tar...`) rather than a data directory.
 pub fn is_tar_backup(dir: &Path) -> bool {
@@ -147,32 +134,15 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
         data_dir: data.clone(),
         wal: WalSource::Archive(data.join("pg_wal")),
     };
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&data)
+        .map_err(|source| DrillError::workspace("create", &data, source))?;
     let mut tree = PlainTree::new(&data, &[]);
-    for name in ARCHIVES {
-        let Some(archive) = find_archive(backup, name) else {
-            continue;
-        };
-        let into = if name == "pg_wal.tar" {
-            data.join("pg_wal")
-        } else {
-            data.clone()
-        };
-        if fs::symlink_metadata(&into).is_ok_and(|meta| meta.file_type().is_symlink()) {
-            // base.tar's pg_wal is a directory; a link would unpack pg_wal.tar elsewhere.
-            return Err(bad(format!(
-                "{}: its pg_wal is a symbolic link, which pgdrill does not follow",
-                backup.display()
-            )));
-        }
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&into)
-            .map_err(|source| DrillError::workspace("create", &into, source))?;
-        let location = (name == "pg_wal.tar").then(|| into.display().to_string());
-        unpack(&archive, name, key.as_ref(), &mut tree, location.as_deref())
-            .map_err(|reason| bad(format!("{}: {reason}", archive.display())))?;
-    }
+    unpack_backup(backup, &data, key.as_ref(), &mut tree).map_err(|error| match error {
+        BaseError::Restore { reason, .. } => bad(reason),
+        other => bad(other.to_string()),
+    })?;
     chown_tree(&root, &owner)?;
     match &request.wal {
         Some(wal) => staged.wal = wal.clone(),
@@ -185,51 +155,6 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
         None => {}
     }
     Ok(staged)
-}
-
-/// Streams `archive` through age and the decompressor its name says into `tree`.
-fn unpack(
-    archive: &Path,
-    tar_name: &str,
-    key: Option<&DecryptKey>,
-    tree: &mut PlainTree,
-    location: Option<&str>,
-) -> Result<(), String> {
-    let file = File::open(archive).map_err(|e| e.to_string())?;
-    let mut name = archive
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut reader: Box<dyn Read> = match name.strip_suffix(".age") {
-        Some(inner) => {
-            let key = key.ok_or("encrypted, and no key was given (--cipher-identity)")?;
-            let plain = open_decryptor(file, archive, key).map_err(|e| e.to_string())?;
-            name = inner.to_owned();
-            Box::new(plain)
-        }
-        None => Box::new(BufReader::new(file)),
-    };
-    reader = if name.ends_with(".gz") {
-        Box::new(flate2::read::GzDecoder::new(reader))
-    } else if name.ends_with(".lz4") {
-        Box::new(lz4_flex::frame::FrameDecoder::new(reader))
-    } else if name.ends_with(".zst") {
-        Box::new(zstd::stream::read::Decoder::new(reader).map_err(|e| e.to_string())?)
-    } else {
-        reader
-    };
-    tree.begin(tar_name, location).map_err(|e| e.to_string())?;
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let n = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(payload_error(archive, e).to_string()),
-        };
-        tree.data(&buffer[..n]).map_err(|e| e.to_string())?;
-    }
-    tree.end().map_err(|e| e.to_string())
 }
 
 /// Gives everything under `root` to the data directory's owner (when running as root).
