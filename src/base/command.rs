@@ -40,7 +40,7 @@ use crate::values::{Keep, PurgeInterval};
     mut_arg("cipher_identity", |arg| arg.help(
         "With --restore: age identity file (AGE-SECRET-KEY-1..., mode 0600) of an encrypted \
          backup; without one, the passphrase of PGBK_CIPHER_PASS [config: \
-         dump.encryption.cipher_private_key] [env: PGBACK_CIPHER_IDENTITY]"
+         dump.encryption.cipher_private_key]"
     )),
     mut_arg("list_remote", |arg| arg.hide(true)),
     mut_arg("download", |arg| arg.help(
@@ -311,7 +311,8 @@ impl PgbaseArgs {
             _ => None,
         };
         Ok(Request {
-            dir: self.dir.clone(),
+            // Absolute, so that each file's remote name is its path under -D's parent.
+            dir: std::path::absolute(&self.dir).map_err(BaseError::output(&self.dir))?,
             format: base.format,
             wal_method: base.wal_method,
             checkpoint: base.checkpoint,

@@ -19,7 +19,7 @@ use crate::values::{Keep, PurgeInterval};
 
 /// `-D`'s parent, the base of every remote key: a backup `nightly` goes up as `nightly/...`.
 pub fn backups_dir(dir: &Path) -> Result<PathBuf, BaseError> {
-    let dir = std::fs::canonicalize(dir).map_err(BaseError::output(dir))?;
+    let dir = std::path::absolute(dir).map_err(BaseError::output(dir))?;
     Ok(dir.parent().map(Path::to_path_buf).unwrap_or(dir))
 }
 
@@ -44,10 +44,7 @@ pub async fn start(request: &Request) -> Result<Option<Offsite>, BaseError> {
         return Ok(None);
     };
     let marker = request.dir.join(INCOMPLETE_MARKER);
-    let key = remote_key(
-        &base,
-        &std::fs::canonicalize(&marker).map_err(BaseError::output(&marker))?,
-    )?;
+    let key = remote_key(&base, &marker)?;
     offsite.store().upload(&marker, &key).await?;
     Ok(Some(offsite))
 }
@@ -58,10 +55,7 @@ pub async fn finish(offsite: Offsite, request: &Request) -> Result<UploadReport,
     let base = backups_dir(&request.dir)?;
     let config = upload_config(request, &base);
     let mut report = RunReport::default();
-    let store_marker = remote_key(
-        &base,
-        &base.join(dir_name(&request.dir)?).join(INCOMPLETE_MARKER),
-    )?;
+    let store_marker = remote_key(&base, &request.dir.join(INCOMPLETE_MARKER))?;
     let handle = offsite.clone();
     finish_offsite(Some(offsite), &config, &[], &[], &mut report).await;
     let upload = report.upload.clone().unwrap_or_else(|| UploadReport {
@@ -85,7 +79,7 @@ pub async fn finish(offsite: Offsite, request: &Request) -> Result<UploadReport,
 
 /// The name of the backup directory `dir` (its last component).
 fn dir_name(dir: &Path) -> Result<String, BaseError> {
-    std::fs::canonicalize(dir)
+    std::path::absolute(dir)
         .map_err(BaseError::output(dir))?
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -14,4 +14,5 @@ mod named;
 mod pgback;
 mod pgbase;
 mod pgbase_tar;
+mod pgbase_offsite;
 mod restore;

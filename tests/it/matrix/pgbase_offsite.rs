@@ -1,0 +1,315 @@
+//! `pgbase` offsite and back, on every major: a zstd-compressed, age-encrypted tar backup
+//! taken under pgbench load goes up to moto (S3) as it is written (`--json` and
+//! `--metrics-file` say so), `pgbase --restore --download s3` fetches it into a new data
+//! directory and pgdrill proves it; the refusals of `--restore` (a backup pgbase did not
+//! finish, a checksum that does not match, a non-empty `-D`, a store that cannot be written);
+//! the recovery files written only when asked; the purge of the old tar backups beside `-D`
+//! and on the store, never a directory that is not a tar backup.
+
+use std::fs;
+use std::path::Path;
+
+use crate::cluster::{self, Cluster};
+use crate::crypt::keygen;
+use crate::matrix::drill::loaded_source;
+use crate::matrix::pgbase::{major, names_in, prove, slots, tar_backup};
+use crate::servers::{self, Server};
+use crate::util::{Run, TestCommand};
+use crate::watch::{parse_metrics, sample};
+
+const S3_SECRET: &str = "moto-secret-pgbase-Tz64";
+
+/// pgback's S3 flags for moto, the bucket `pgbase` under the prefix `site1`.
+fn s3_flags(moto: &Server) -> Vec<String> {
+    [
+        "--s3-endpoint",
+        &moto.url(),
+        "--s3-bucket=pgbase",
+        "--s3-region=us-east-1",
+        "--s3-key-id=AKIDPGBASE",
+        "--s3-force-path=yes",
+        "--upload-prefix=site1",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// `pgbase ARGS` against `source` with the store's secret in the environment.
+fn pgbase(source: &Cluster, args: &[String]) -> TestCommand {
+    TestCommand::new(source, "pgbase")
+        .args(args)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        .limit(crate::matrix::drill::PROGRAM_LIMIT)
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("--json: {e}\n{run}"))
+}
+
+/// `args` as owned strings.
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+#[test]
+fn an_uploaded_encrypted_backup_is_restored_from_the_bucket_and_proven() {
+    let moto = servers::moto(&["pgbase"]);
+    let keys = cluster::scratch_dir();
+    let (identity, public) = keygen(keys.path(), "backup.key");
+    let identity = identity.to_str().unwrap();
+    let source = loaded_source(1);
+    let scratch = cluster::scratch_dir();
+    let out = scratch.path().join("backup");
+    let metrics = scratch.path().join("pgbase.prom");
+    source.psql("INSERT INTO marker VALUES ('before pgbase')");
+    let load = source.start_pgbench_load(2, 1);
+    let committed = source.pgbench_history_rows();
+    let mut args = owned(&[
+        "-D",
+        out.to_str().unwrap(),
+        "-F",
+        "t",
+        "-c",
+        "fast",
+        "-Z",
+        "zstd:3",
+        "--encrypt",
+        "--cipher-public-key",
+        &public,
+        "--upload",
+        "s3",
+        "--json",
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ]);
+    args.extend(s3_flags(&moto));
+    let run = pgbase(&source, &args).run();
+    load.stop();
+    run.assert_ok("pgbase --upload s3");
+    assert!(!run.stderr.contains(S3_SECRET), "a secret leaked:\n{run}");
+    assert_eq!(slots(&source), "0", "the temporary slot outlived pgbase");
+    let local = names_in(&out);
+    assert!(!local.iter().any(|n| n == "pgbase.incomplete"), "{local:?}");
+    let report = json(&run);
+    // Every file but the manifest's plaintext went up: archives, manifest, checksum files.
+    assert_eq!(report["upload"]["files"], local.len(), "{report:#}");
+    assert_eq!(report["upload"]["store"], "s3", "{report:#}");
+    assert!(report["bytes"].as_u64().unwrap_or(0) > 0, "{report:#}");
+    let samples = parse_metrics(&source, &metrics);
+    assert_eq!(
+        sample(&samples, "safe_backup_last_run_success{program=pgbase}"),
+        1.0
+    );
+    assert!(
+        sample(
+            &samples,
+            "safe_backup_upload_success{program=pgbase,target=s3}"
+        ) == 1.0
+    );
+
+    // Back from the bucket: verified, decrypted, decompressed, laid out; pgdrill proves it.
+    let restored = scratch.path().join("restored");
+    let mut args = owned(&[
+        "--restore",
+        "backup",
+        "--download",
+        "s3",
+        "-D",
+        restored.to_str().unwrap(),
+        "--cipher-identity",
+        identity,
+        "--json",
+    ]);
+    args.extend(s3_flags(&moto));
+    let run = pgbase(&source, &args).run();
+    run.assert_ok("pgbase --restore --download s3");
+    let report = json(&run);
+    assert_eq!(report["downloaded"], local.len(), "{report:#}");
+    assert!(report["verified"].as_u64().unwrap_or(0) >= 2, "{report:#}");
+    assert_eq!(report["major"], major(&source), "{report:#}");
+    assert!(restored.join("backup_label").is_file());
+    assert!(!restored.join("pgbase.incomplete").exists());
+    assert!(
+        !names_in(scratch.path())
+            .iter()
+            .any(|n| n.starts_with(".pgbase-download")),
+        "the downloaded copy was left behind"
+    );
+    prove(&source, &restored, committed, &[]);
+
+    // A store that refuses the upload: nothing is reported done, nothing left behind.
+    let refused = scratch.path().join("refused");
+    let mut args = owned(&["-D", refused.to_str().unwrap(), "-F", "t", "-X", "fetch"]);
+    args.extend(["--upload".into(), "s3".into()]);
+    args.extend(
+        s3_flags(&moto)
+            .into_iter()
+            .map(|f| f.replace("--s3-bucket=pgbase", "--s3-bucket=no-such-bucket")),
+    );
+    let run = pgbase(&source, &args).run();
+    assert_ne!(
+        run.code, 0,
+        "an upload into a missing bucket succeeded\n{run}"
+    );
+    assert!(run.stderr.contains("no-such-bucket"), "{run}");
+    assert!(
+        !refused.exists(),
+        "a refused run left {}",
+        refused.display()
+    );
+}
+
+/// `pgbase --restore DIR -D TARGET EXTRA...` of a local backup.
+fn restore_local(source: &Cluster, backup: &Path, target: &Path, extra: &[&str]) -> Run {
+    let mut args = owned(&[
+        "--restore",
+        backup.to_str().unwrap(),
+        "-D",
+        target.to_str().unwrap(),
+    ]);
+    args.extend(owned(extra));
+    pgbase(source, &args).run()
+}
+
+/// An old tar backup (a `base.tar` ten days old) beside the real ones, or a directory that is
+/// not one.
+fn fake_backup(dir: &Path, file: &str) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join(file), b"x").unwrap();
+    TestCommand::tool("touch")
+        .args(["-d", "10 days ago"])
+        .arg(dir.join(file))
+        .run()
+        .assert_ok("touch -d");
+}
+
+#[test]
+fn restore_refuses_what_it_cannot_trust_and_purge_keeps_what_is_not_a_backup() {
+    let moto = servers::moto(&["pgbase"]);
+    let source = Cluster::start(crate::cluster::ClusterOptions::default().without_archive());
+    let scratch = cluster::scratch_dir();
+    let out = scratch.path().join("backup");
+    tar_backup(&source, &out, &["-X", "fetch", "-Z", "gzip:1"])
+        .run()
+        .assert_ok("pgbase -F t -Z gzip:1");
+
+    // Recovery files only when asked, in the form of the server's version.
+    let plain = scratch.path().join("plain");
+    restore_local(&source, &out, &plain, &[]).assert_ok("pgbase --restore");
+    assert!(!plain.join("recovery.signal").exists());
+    assert!(!plain.join("recovery.conf").exists());
+    let asked = scratch.path().join("asked");
+    let command = "cp '/archive/%f' %p";
+    let run = restore_local(
+        &source,
+        &out,
+        &asked,
+        &["--recovery-signal", "--restore-command", command],
+    );
+    run.assert_ok("pgbase --restore --recovery-signal --restore-command");
+    let line = "restore_command = 'cp ''/archive/%f'' %p'";
+    if major(&source) >= 12 {
+        assert!(asked.join("recovery.signal").is_file());
+        let auto = fs::read_to_string(asked.join("postgresql.auto.conf")).unwrap();
+        assert!(auto.lines().any(|l| l == line), "{auto}");
+    } else {
+        let conf = fs::read_to_string(asked.join("recovery.conf")).unwrap();
+        assert!(conf.lines().any(|l| l == line), "{conf}");
+    }
+
+    // A non-empty -D.
+    restore_local(&source, &out, &plain, &[])
+        .assert_code(2, "pgbase --restore into a non-empty -D")
+        .assert_stderr("exists but is not empty");
+
+    // A damaged archive is found before anything is unpacked.
+    let damaged = scratch.path().join("damaged");
+    fs::create_dir(&damaged).unwrap();
+    for name in names_in(&out) {
+        fs::copy(out.join(&name), damaged.join(&name)).unwrap();
+    }
+    let base = damaged.join("base.tar.gz");
+    let mut bytes = fs::read(&base).unwrap();
+    bytes.push(0);
+    fs::write(&base, bytes).unwrap();
+    let target = scratch.path().join("target");
+    restore_local(&source, &damaged, &target, &[])
+        .assert_code(1, "pgbase --restore of a damaged backup")
+        .assert_stderr("does not match its checksum");
+    assert!(
+        !target.exists(),
+        "a refused restore wrote {}",
+        target.display()
+    );
+
+    // A backup pgbase did not finish.
+    fs::remove_dir_all(&damaged).unwrap();
+    fs::write(out.join("pgbase.incomplete"), b"").unwrap();
+    restore_local(&source, &out, &target, &[])
+        .assert_code(1, "pgbase --restore of an unfinished backup")
+        .assert_stderr("pgbase did not finish this backup");
+    assert!(
+        !target.exists(),
+        "a refused restore wrote {}",
+        target.display()
+    );
+    fs::remove_file(out.join("pgbase.incomplete")).unwrap();
+
+    // Purge: an upload, then a second backup purging everything older than now but itself,
+    // locally and on the store. A directory that is not a tar backup (a data directory, the
+    // restored ones) stays, whatever its age.
+    let mut args = owned(&["-D", "first", "-F", "t", "-X", "fetch", "--upload", "s3"]);
+    args.extend(s3_flags(&moto));
+    pgbase(&source, &args)
+        .current_dir(scratch.path())
+        .run()
+        .assert_ok("pgbase --upload s3");
+    fake_backup(&scratch.path().join("old"), "base.tar.gz");
+    fake_backup(&scratch.path().join("olddata"), "PG_VERSION");
+    let newest = scratch.path().join("newest");
+    let mut args = owned(&[
+        "-D",
+        newest.to_str().unwrap(),
+        "-F",
+        "t",
+        "-X",
+        "fetch",
+        "--upload",
+        "s3",
+        "--purge-remote=yes",
+        "--purge-older-than",
+        "0",
+        "--purge-min-keep",
+        "1",
+        "--json",
+    ]);
+    args.extend(s3_flags(&moto));
+    let run = pgbase(&source, &args).run();
+    run.assert_ok("pgbase --purge-older-than 0 --purge-min-keep 1");
+    let purged: Vec<String> = json(&run)["purged"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no purged list\n{run}"))
+        .iter()
+        .map(|p| p.as_str().unwrap_or_default().to_owned())
+        .collect();
+    let left = names_in(scratch.path());
+    assert_eq!(left, ["asked", "newest", "olddata", "plain"], "{purged:?}");
+    assert!(
+        purged.iter().any(|p| p.contains("site1/first/base.tar")),
+        "the store's older backup was not purged: {purged:?}"
+    );
+    assert!(!purged.iter().any(|p| p.contains("newest")), "{purged:?}");
+    let mut args = owned(&["--restore", "first", "--download", "s3", "-D"]);
+    args.push(target.display().to_string());
+    args.extend(s3_flags(&moto));
+    pgbase(&source, &args)
+        .run()
+        .assert_code(1, "pgbase --restore of a purged backup")
+        .assert_stderr("holds nothing");
+    let mut args = owned(&["--restore", "newest", "--download", "s3", "-D"]);
+    args.push(target.display().to_string());
+    args.extend(s3_flags(&moto));
+    pgbase(&source, &args)
+        .run()
+        .assert_ok("pgbase --restore of the newest backup from the store");
+}
