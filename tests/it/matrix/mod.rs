@@ -12,7 +12,6 @@ mod field;
 mod hooks;
 mod named;
 mod pgback;
-mod pgbase;
+pub(crate) mod pgbase;
 mod pgbase_tar;
-mod pgbase_offsite;
 mod restore;

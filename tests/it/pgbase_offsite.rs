@@ -1,4 +1,5 @@
-//! `pgbase` offsite and back, on every major: a zstd-compressed, age-encrypted tar backup
+//! `pgbase` offsite and back (outside the matrix: about 15 s each; run on 10, 13, 15 and 18
+//! through `PG_BINDIR`): a zstd-compressed, age-encrypted tar backup
 //! taken under pgbench load goes up to moto (S3) as it is written (`--json` and
 //! `--metrics-file` say so), `pgbase --restore --download s3` fetches it into a new data
 //! directory and pgdrill proves it; the refusals of `--restore` (a backup pgbase did not
