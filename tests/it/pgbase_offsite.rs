@@ -12,6 +12,7 @@ use std::path::Path;
 
 use crate::cluster::{self, Cluster};
 use crate::crypt::keygen;
+use crate::docs::doc_block;
 use crate::matrix::drill::loaded_source;
 use crate::matrix::pgbase::{major, names_in, prove, slots, tar_backup};
 use crate::servers::{self, Server};
@@ -47,6 +48,36 @@ fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("--json: {e}\n{run}"))
 }
 
+/// The backup's name in docs/restore.md's example, and so the test's `-D`.
+const DOC_BACKUP: &str = "base-2026-12-07";
+
+/// The arguments of docs/restore.md's `pgbase --restore` line: its `-D` becomes `restored`,
+/// its identity file `identity`.
+fn doc_restore_args(restored: &Path, identity: &str) -> Vec<String> {
+    let block = doc_block("pgbase-restore");
+    let line = block
+        .lines()
+        .find(|l| l.starts_with("pgbase "))
+        .unwrap_or_else(|| panic!("no pgbase line in {block}"));
+    let mut words = shell_words::split(line).unwrap().into_iter().skip(1);
+    let mut args = Vec::new();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "-D" => {
+                words.next();
+                args.extend(["-D".to_owned(), restored.display().to_string()]);
+            }
+            "--cipher-identity" => {
+                words.next();
+                args.extend(["--cipher-identity".to_owned(), identity.to_owned()]);
+            }
+            _ => args.push(word),
+        }
+    }
+    assert!(args.iter().any(|a| a == DOC_BACKUP), "{line}");
+    args
+}
+
 /// `args` as owned strings.
 fn owned(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
@@ -60,7 +91,7 @@ fn an_uploaded_encrypted_backup_is_restored_from_the_bucket_and_proven() {
     let identity = identity.to_str().unwrap();
     let source = loaded_source(1);
     let scratch = cluster::scratch_dir();
-    let out = scratch.path().join("backup");
+    let out = scratch.path().join(DOC_BACKUP);
     let metrics = scratch.path().join("pgbase.prom");
     source.psql("INSERT INTO marker VALUES ('before pgbase')");
     let load = source.start_pgbench_load(2, 1);
@@ -108,19 +139,11 @@ fn an_uploaded_encrypted_backup_is_restored_from_the_bucket_and_proven() {
         ) == 1.0
     );
 
-    // Back from the bucket: verified, decrypted, decompressed, laid out; pgdrill proves it.
+    // Back from the bucket, as docs/restore.md says: verified, decrypted, decompressed, laid
+    // out; pgdrill proves it.
     let restored = scratch.path().join("restored");
-    let mut args = owned(&[
-        "--restore",
-        "backup",
-        "--download",
-        "s3",
-        "-D",
-        restored.to_str().unwrap(),
-        "--cipher-identity",
-        identity,
-        "--json",
-    ]);
+    let mut args = doc_restore_args(&restored, identity);
+    args.push("--json".into());
     args.extend(s3_flags(&moto));
     let run = pgbase(&source, &args).run();
     run.assert_ok("pgbase --restore --download s3");
