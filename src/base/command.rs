@@ -231,8 +231,7 @@ impl PgbaseArgs {
         config: Config,
         config_file: Option<PathBuf>,
     ) -> Result<RestoreRequest, BaseError> {
-        let mut remote = config.dump.remote;
-        remote.apply_flags(&self.remote);
+        let remote = self.remote_settings(config.dump.remote);
         let mut encryption = config.dump.encryption;
         encryption.apply_flags(&self.encryption);
         if remote.upload != StoreKind::None || encryption.encrypt {
@@ -253,6 +252,15 @@ impl PgbaseArgs {
         })
     }
 
+    /// `[dump.remote]` under the flags; its `download` and `list_remote` are pgback's (set
+    /// there, every pgback run downloads or lists): only `--download` counts.
+    fn remote_settings(&self, mut remote: RemoteSettings) -> RemoteSettings {
+        remote.download = StoreKind::None;
+        remote.list_remote = StoreKind::None;
+        remote.apply_flags(&self.remote);
+        remote
+    }
+
     fn mapping(&self) -> Result<Vec<(PathBuf, PathBuf)>, BaseError> {
         self.tablespace_mapping
             .iter()
@@ -268,8 +276,7 @@ impl PgbaseArgs {
     /// Checks what clap cannot, over `config`.
     pub fn request_with(&self, config: Config) -> Result<Request, BaseError> {
         let base = config.base.layered(&self.base);
-        let mut remote = config.dump.remote;
-        remote.apply_flags(&self.remote);
+        let remote = self.remote_settings(config.dump.remote);
         if remote.download != StoreKind::None {
             return Err(BaseError::Usage(
                 "--download works only with --restore".to_owned(),
@@ -298,12 +305,16 @@ impl PgbaseArgs {
         let encrypt = self.encrypt_key(config.dump.encryption)?;
         if base.format == Format::Plain && encrypt.is_some() {
             return Err(BaseError::Usage(
-                "--encrypt works only with the tar format (-F t)".to_owned(),
+                "--encrypt (or dump.encryption.encrypt) works only with the tar format (-F t, or \
+                 base.format = \"t\")"
+                    .to_owned(),
             ));
         }
         if base.format == Format::Plain && remote.upload != StoreKind::None {
             return Err(BaseError::Usage(
-                "--upload works only with the tar format (-F t)".to_owned(),
+                "--upload (or dump.remote.upload) works only with the tar format (-F t, or \
+                 base.format = \"t\")"
+                    .to_owned(),
             ));
         }
         let purge = match (base.purge_older_than, base.purge_min_keep) {
@@ -427,5 +438,46 @@ mod tests {
         assert!(args.request().unwrap().encrypt.is_some());
         let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t", "--encrypt-keep-src"]);
         assert!(matches!(args.request(), Err(BaseError::Usage(_))));
+    }
+
+    #[test]
+    fn the_file_lies_under_the_flags_and_pgbacks_download_key_is_not_read() {
+        let text = "[base]\nformat = \"t\"\ncompress = \"gzip:1\"\npurge_older_than = \"7\"\n\
+                    [dump.remote]\nupload = \"s3\"\ndownload = \"s3\"\n";
+        let config = || Config::parse(text, Path::new("t.toml")).unwrap();
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "--purge-min-keep", "2"]);
+        let request = args.request_with(config()).unwrap();
+        assert_eq!(request.format, Format::Tar);
+        assert!(request.compression.is_some());
+        assert_eq!(request.remote.upload, StoreKind::S3);
+        assert_eq!(request.remote.download, StoreKind::None);
+        assert_eq!(
+            request.purge,
+            Some((
+                PurgeInterval(std::time::Duration::from_secs(7 * 86_400)),
+                Keep::Newest(2)
+            ))
+        );
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "p"]);
+        let refused = args.request_with(config()).unwrap_err().to_string();
+        assert!(refused.contains("-Z/--compress"), "{refused}");
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "--upload", "s3"]);
+        let refused = args.request().unwrap_err().to_string();
+        assert!(
+            refused.contains("--upload (or dump.remote.upload)"),
+            "{refused}"
+        );
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "--download", "s3"]);
+        assert!(matches!(args.request(), Err(BaseError::Usage(_))));
+        let args =
+            PgbaseArgs::parse_from(["pgbase", "-D", "x", "--restore", "b", "--upload", "s3"]);
+        assert!(matches!(
+            args.restore_request("b", Config::default(), None),
+            Err(BaseError::Usage(_))
+        ));
+        assert!(PgbaseArgs::try_parse_from(["pgbase", "-D", "/x", "--recovery-signal"]).is_err());
+        let args = PgbaseArgs::parse_from(["pgbase", "-D", "/x", "-F", "t"]);
+        assert_eq!(args.request().unwrap().purge, None);
+        assert!(args.request().unwrap().dir.is_absolute());
     }
 }
