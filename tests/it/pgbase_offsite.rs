@@ -2,8 +2,9 @@
 //! through `PG_BINDIR`): a zstd-compressed, age-encrypted tar backup
 //! taken under pgbench load goes up to moto (S3) as it is written (`--json` and
 //! `--metrics-file` say so), `pgbase --restore --download s3` fetches it into a new data
-//! directory and pgdrill proves it; the refusals of `--restore` (a backup pgbase did not
-//! finish, a checksum that does not match, a non-empty `-D`, a store that cannot be written);
+//! directory and pgdrill proves it; a tablespace laid out where `-T` says, proven by pgdrill;
+//! the refusals of `--restore` (a backup pgbase did not finish, a checksum that does not match,
+//! a non-empty `-D`, the live tablespace's directory, a store that cannot be written);
 //! the recovery files written only when asked; the purge of the old tar backups beside `-D`
 //! and on the store, never a directory that is not a tar backup.
 
@@ -208,27 +209,79 @@ fn fake_backup(dir: &Path, file: &str) {
 }
 
 #[test]
-fn restore_refuses_what_it_cannot_trust_and_purge_keeps_what_is_not_a_backup() {
+fn restore_lays_out_tablespaces_refuses_what_it_cannot_trust_and_purge_keeps_what_is_not_a_backup()
+{
     let moto = servers::moto(&["pgbase"]);
-    let source = Cluster::start(crate::cluster::ClusterOptions::default().without_archive());
+    let live_tablespace = cluster::scratch_dir();
+    let relocated = cluster::scratch_dir();
+    let source = loaded_source(1);
+    source.psql(&format!(
+        "CREATE TABLESPACE ts LOCATION '{}'; \
+         CREATE TABLE ts_rows(id int PRIMARY KEY USING INDEX TABLESPACE ts) TABLESPACE ts; \
+         INSERT INTO ts_rows SELECT generate_series(1, 1000); \
+         INSERT INTO marker VALUES ('before pgbase')",
+        live_tablespace.path().display()
+    ));
+    let oid = source.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'");
+    // -T OLD=<relocated>/NAME: each restore's tablespace in a new directory.
+    let mapping = |name: &str| {
+        format!(
+            "{}={}",
+            live_tablespace.path().display(),
+            relocated.path().join(name).display()
+        )
+    };
     let scratch = cluster::scratch_dir();
     let out = scratch.path().join("backup");
     tar_backup(&source, &out, &["-X", "fetch", "-Z", "gzip:1"])
         .run()
-        .assert_ok("pgbase -F t -Z gzip:1");
+        .assert_ok("pgbase -F t -Z gzip:1 with a tablespace");
+    assert!(
+        out.join(format!("{oid}.tar.gz.sha256")).is_file(),
+        "{:?}",
+        names_in(&out)
+    );
 
-    // Recovery files only when asked, in the form of the server's version.
+    // The tablespace where -T says, the link to it; pgdrill proves it. No recovery file.
     let plain = scratch.path().join("plain");
-    restore_local(&source, &out, &plain, &[]).assert_ok("pgbase --restore");
+    restore_local(&source, &out, &plain, &["-T", &mapping("plain")])
+        .assert_ok("pgbase --restore -T");
+    let target = relocated.path().join("plain");
+    assert_eq!(
+        fs::read_link(plain.join("pg_tblspc").join(&oid)).unwrap(),
+        target
+    );
+    assert!(names_in(&target)[0].starts_with(&format!("PG_{}", major(&source))));
     assert!(!plain.join("recovery.signal").exists());
     assert!(!plain.join("recovery.conf").exists());
+    cluster::chown_tree_to_server_user(&target);
+    prove(&source, &plain, 0, &["SELECT count(*) = 1000 FROM ts_rows"]);
+
+    // Without -T, the tablespace's own directory is the live server's: refused, nothing left.
+    let unmapped = scratch.path().join("unmapped");
+    restore_local(&source, &out, &unmapped, &[])
+        .assert_code(2, "pgbase --restore onto the live tablespace")
+        .assert_stderr("relocate the tablespace with -T");
+    assert!(
+        !unmapped.exists(),
+        "a refused restore left {}",
+        unmapped.display()
+    );
+
+    // Recovery files only when asked, in the form of the server's version.
     let asked = scratch.path().join("asked");
     let command = "cp '/archive/%f' %p";
     let run = restore_local(
         &source,
         &out,
         &asked,
-        &["--recovery-signal", "--restore-command", command],
+        &[
+            "-T",
+            &mapping("asked"),
+            "--recovery-signal",
+            "--restore-command",
+            command,
+        ],
     );
     run.assert_ok("pgbase --restore --recovery-signal --restore-command");
     let line = "restore_command = 'cp ''/archive/%f'' %p'";
@@ -252,12 +305,12 @@ fn restore_refuses_what_it_cannot_trust_and_purge_keeps_what_is_not_a_backup() {
     for name in names_in(&out) {
         fs::copy(out.join(&name), damaged.join(&name)).unwrap();
     }
-    let base = damaged.join("base.tar.gz");
-    let mut bytes = fs::read(&base).unwrap();
+    let archive = damaged.join(format!("{oid}.tar.gz"));
+    let mut bytes = fs::read(&archive).unwrap();
     bytes.push(0);
-    fs::write(&base, bytes).unwrap();
+    fs::write(&archive, bytes).unwrap();
     let target = scratch.path().join("target");
-    restore_local(&source, &damaged, &target, &[])
+    restore_local(&source, &damaged, &target, &["-T", &mapping("damaged")])
         .assert_code(1, "pgbase --restore of a damaged backup")
         .assert_stderr("does not match its checksum");
     assert!(
@@ -265,6 +318,7 @@ fn restore_refuses_what_it_cannot_trust_and_purge_keeps_what_is_not_a_backup() {
         "a refused restore wrote {}",
         target.display()
     );
+    assert!(!relocated.path().join("damaged").exists());
 
     // A backup pgbase did not finish.
     fs::remove_dir_all(&damaged).unwrap();
@@ -323,17 +377,18 @@ fn restore_refuses_what_it_cannot_trust_and_purge_keeps_what_is_not_a_backup() {
         "the store's older backup was not purged: {purged:?}"
     );
     assert!(!purged.iter().any(|p| p.contains("newest")), "{purged:?}");
-    let mut args = owned(&["--restore", "first", "--download", "s3", "-D"]);
-    args.push(target.display().to_string());
-    args.extend(s3_flags(&moto));
-    pgbase(&source, &args)
-        .run()
+    let from_store = |name: &str| {
+        let mut args = owned(&["--restore", name, "--download", "s3", "-T", &mapping(name)]);
+        args.extend(["-D".to_owned(), target.display().to_string()]);
+        args.extend(s3_flags(&moto));
+        pgbase(&source, &args).run()
+    };
+    from_store("first")
         .assert_code(1, "pgbase --restore of a purged backup")
         .assert_stderr("holds nothing");
-    let mut args = owned(&["--restore", "newest", "--download", "s3", "-D"]);
-    args.push(target.display().to_string());
-    args.extend(s3_flags(&moto));
-    pgbase(&source, &args)
-        .run()
-        .assert_ok("pgbase --restore of the newest backup from the store");
+    from_store("newest").assert_ok("pgbase --restore of the newest backup from the store");
+    assert_eq!(
+        fs::read_link(target.join("pg_tblspc").join(&oid)).unwrap(),
+        relocated.path().join("newest")
+    );
 }
