@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::config::EncryptionError;
 use crate::config::SetupError;
+use crate::dump::UploadReport;
 use crate::exit::{ExitStatus, Failure};
 use crate::remote::RemoteError;
 use crate::replication::ReplicationError;
@@ -73,8 +74,13 @@ pub enum BaseError {
     #[error(transparent)]
     Remote(#[from] RemoteError),
     /// A file did not upload (the local backup is complete, the remote one is not).
-    #[error("{0}")]
-    Upload(String),
+    #[error("{message}")]
+    Upload {
+        /// What did not arrive, and where the backup stands.
+        message: String,
+        /// The upload stage's counts, for the metrics.
+        report: Option<UploadReport>,
+    },
     /// `--restore` refused the backup: not finished, not a pgbase tar backup, a checksum that
     /// does not match, an archive that cannot be decrypted or unpacked.
     #[error("cannot restore {backup}: {reason}")]
@@ -111,7 +117,7 @@ impl Failure for BaseError {
             BaseError::Tar { .. }
             | BaseError::Stream(_)
             | BaseError::Interrupted { .. }
-            | BaseError::Upload(_)
+            | BaseError::Upload { .. }
             | BaseError::Restore { .. } => ExitStatus::BackupFailed,
             BaseError::Remote(error) => error.exit_status(),
             BaseError::Internal(_) => ExitStatus::Internal,

@@ -99,6 +99,13 @@ pub fn main(args: &PgbaseArgs) -> ExitCode {
             ExitStatus::Success.into()
         }
         Err(error) => {
+            let metrics = match &error {
+                BaseError::Upload {
+                    report: Some(upload),
+                    ..
+                } => report::upload_metrics(metrics, upload),
+                _ => metrics,
+            };
             metrics.write_at_end("pgbase", metrics_file, error.exit_status().code());
             print_failure("pgbase", &error).into()
         }

@@ -66,12 +66,16 @@ pub async fn finish(offsite: Offsite, request: &Request) -> Result<UploadReport,
         duration: std::time::Duration::ZERO,
     });
     if !report.server_errors.is_empty() {
-        return Err(BaseError::Upload(format!(
-            "{} file(s) did not upload ({}): the local backup in \"{}\" is complete, the remote one is not (still marked {INCOMPLETE_MARKER})",
-            report.server_errors.len(),
-            report.server_errors.join("; "),
-            request.dir.display()
-        )));
+        return Err(BaseError::Upload {
+            message: format!(
+                "{} file(s) did not upload ({}): the local backup in \"{}\" is complete, the \
+                 remote one is not (still marked {INCOMPLETE_MARKER})",
+                report.server_errors.len(),
+                report.server_errors.join("; "),
+                request.dir.display()
+            ),
+            report: Some(upload),
+        });
     }
     handle.store().delete(&store_marker).await?;
     Ok(upload)

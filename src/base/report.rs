@@ -3,6 +3,7 @@
 
 use crate::base::restore::RestoreSummary;
 use crate::base::run::BaseSummary;
+use crate::dump::UploadReport;
 use crate::metrics::{BackupMetrics, RunMetrics, UploadMetrics};
 
 /// `pgbase --json` after a backup: where its WAL starts and ends, what was received, sent
@@ -48,12 +49,17 @@ pub fn backup_metrics(metrics: RunMetrics, summary: &BaseSummary, label: &str) -
         wal_archived: None,
     });
     if let Some(upload) = &summary.upload {
-        metrics = metrics.upload(UploadMetrics {
-            target: upload.store.clone(),
-            success: upload.failed == 0,
-            bytes: upload.bytes,
-            duration: upload.duration,
-        });
+        metrics = upload_metrics(metrics, upload);
     }
     metrics
+}
+
+/// The upload's series: its store, whether every file arrived, bytes, time.
+pub fn upload_metrics(metrics: RunMetrics, upload: &UploadReport) -> RunMetrics {
+    metrics.upload(UploadMetrics {
+        target: upload.store.clone(),
+        success: upload.failed == 0,
+        bytes: upload.bytes,
+        duration: upload.duration,
+    })
 }

@@ -83,11 +83,15 @@ pub async fn run(request: &Request, settings: &ConnSettings) -> Result<BaseSumma
     if let Some(offsite) = offsite {
         summary.upload = Some(tokio::select! {
             result = offsite::finish(offsite, request) => result?,
-            Some(signal) = signals.next() => return Err(BaseError::Upload(format!(
-                "interrupted by {}: the local backup in \"{}\" is complete, the remote one is not",
-                signal.as_str(),
-                request.dir.display()
-            ))),
+            Some(signal) = signals.next() => return Err(BaseError::Upload {
+                message: format!(
+                    "interrupted by {}: the local backup in \"{}\" is complete, the remote \
+                     one is not",
+                    signal.as_str(),
+                    request.dir.display()
+                ),
+                report: None,
+            }),
         });
     }
     summary.purged = offsite::purge(request, store.as_deref()).await;

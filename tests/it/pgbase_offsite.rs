@@ -16,7 +16,7 @@ use crate::crypt::keygen;
 use crate::docs::doc_block;
 use crate::matrix::drill::loaded_source;
 use crate::matrix::pgbase::{major, names_in, prove, slots, tar_backup};
-use crate::servers::{self, Server};
+use crate::servers::{self, ByteTap, Server};
 use crate::util::{Run, TestCommand};
 use crate::watch::{parse_metrics, sample};
 
@@ -24,9 +24,14 @@ const S3_SECRET: &str = "moto-secret-pgbase-Tz64";
 
 /// pgback's S3 flags for moto, the bucket `pgbase` under the prefix `site1`.
 fn s3_flags(moto: &Server) -> Vec<String> {
+    s3_flags_at(moto.port())
+}
+
+/// [`s3_flags`] through `port` (moto's, or a tap's).
+fn s3_flags_at(port: u16) -> Vec<String> {
     [
         "--s3-endpoint",
-        &moto.url(),
+        &format!("http://127.0.0.1:{port}"),
         "--s3-bucket=pgbase",
         "--s3-region=us-east-1",
         "--s3-key-id=AKIDPGBASE",
@@ -390,5 +395,63 @@ fn restore_lays_out_tablespaces_refuses_what_it_cannot_trust_and_purge_keeps_wha
     assert_eq!(
         fs::read_link(target.join("pg_tblspc").join(&oid)).unwrap(),
         relocated.path().join("newest")
+    );
+}
+
+#[test]
+fn a_store_killed_mid_upload_fails_the_run_and_keeps_the_local_backup() {
+    let mut moto = servers::moto(&["pgbase"]);
+    let source = Cluster::start(crate::cluster::ClusterOptions::default().without_archive());
+    source.psql(
+        "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g + 1)::text) AS s \
+         FROM generate_series(1, 400000) g",
+    );
+    let scratch = cluster::scratch_dir();
+    let out = scratch.path().join("backup");
+    let metrics = scratch.path().join("pgbase.prom");
+    let tap = ByteTap::new(moto.port(), 6 * 1024 * 1024);
+    let mut args = owned(&[
+        "-D",
+        out.to_str().unwrap(),
+        "-F",
+        "t",
+        "-X",
+        "fetch",
+        "-c",
+        "fast",
+        "--upload",
+        "s3",
+        "--json",
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ]);
+    args.extend(s3_flags_at(tap.port()));
+    let running = pgbase(&source, &args).spawn();
+    tap.wait_crossed(std::time::Duration::from_secs(90));
+    moto.kill();
+    let run = running.finish();
+    run.assert_code(1, "pgbase --upload to a killed store")
+        .assert_stderr("did not upload")
+        .assert_stderr("the remote one is not");
+    assert!(
+        run.stdout.is_empty(),
+        "a failed run printed its result:\n{run}"
+    );
+    assert!(!run.stderr.contains(S3_SECRET), "a secret leaked:\n{run}");
+    // The local backup is complete: no marker, every file with its checksum.
+    let local = names_in(&out);
+    assert!(!local.iter().any(|n| n == "pgbase.incomplete"), "{local:?}");
+    assert!(local.iter().any(|n| n == "base.tar.sha256"), "{local:?}");
+    let samples = parse_metrics(&source, &metrics);
+    assert_eq!(
+        sample(&samples, "safe_backup_last_run_success{program=pgbase}"),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "safe_backup_upload_success{program=pgbase,target=s3}"
+        ),
+        0.0
     );
 }
