@@ -1,12 +1,13 @@
-//! `pgbase` offsite and back (outside the matrix: about 15 s each; run on 10, 13, 15 and 18
-//! through `PG_BINDIR`): a zstd-compressed, age-encrypted tar backup
+//! `pgbase` offsite and back (outside the matrix: 15 to 25 s a test; run on 10 to 18 through
+//! `PG_BINDIR`): a zstd-compressed, age-encrypted tar backup
 //! taken under pgbench load goes up to moto (S3) as it is written (`--json` and
 //! `--metrics-file` say so), `pgbase --restore --download s3` fetches it into a new data
 //! directory and pgdrill proves it; a tablespace laid out where `-T` says, proven by pgdrill;
 //! the refusals of `--restore` (a backup pgbase did not finish, a checksum that does not match,
 //! a non-empty `-D`, the live tablespace's directory, a store that cannot be written);
-//! the recovery files written only when asked; the purge of the old tar backups beside `-D`
-//! and on the store, never a directory that is not a tar backup.
+//! the recovery files written only when asked; a backup configured by `[base]` and
+//! `[dump.remote]`; the purge of the old tar backups beside `-D` and on the store, never a
+//! directory that is not a tar backup; the store killed mid-upload.
 
 use std::fs;
 use std::path::Path;
@@ -341,12 +342,28 @@ fn restore_lays_out_tablespaces_refuses_what_it_cannot_trust_and_purge_keeps_wha
     // Purge: an upload, then a second backup purging everything older than now but itself,
     // locally and on the store. A directory that is not a tar backup (a data directory, the
     // restored ones) stays, whatever its age.
-    let mut args = owned(&["-D", "first", "-F", "t", "-X", "fetch", "--upload", "s3"]);
-    args.extend(s3_flags(&moto));
+    // The first from a configuration file: [base] and pgback's [dump.remote], a flag over it.
+    let config_dir = cluster::scratch_dir();
+    let config = config_dir.path().join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[base]\nformat = \"t\"\nwal_method = \"fetch\"\ncompress = \"lz4\"\n\
+             [dump.remote]\nupload = \"s3\"\ns3_endpoint = \"{}\"\ns3_bucket = \"pgbase\"\n\
+             s3_region = \"us-east-1\"\ns3_key_id = \"AKIDPGBASE\"\ns3_force_path = true\n\
+             upload_prefix = \"elsewhere\"\n",
+            moto.url()
+        ),
+    )
+    .unwrap();
+    let args = owned(&["-D", "first", "--upload-prefix=site1", "--config"]);
     pgbase(&source, &args)
+        .arg(&config)
         .current_dir(scratch.path())
         .run()
-        .assert_ok("pgbase --upload s3");
+        .assert_ok("pgbase --config with [base] and [dump.remote]");
+    let first = names_in(&scratch.path().join("first"));
+    assert!(first.iter().any(|n| n == "base.tar.lz4"), "{first:?}");
     fake_backup(&scratch.path().join("old"), "base.tar.gz");
     fake_backup(&scratch.path().join("olddata"), "PG_VERSION");
     let newest = scratch.path().join("newest");
