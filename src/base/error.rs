@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use crate::backup::BackupError;
 use crate::config::EncryptionError;
 use crate::config::SetupError;
+use crate::dump::UploadReport;
 use crate::exit::{ExitStatus, Failure};
+use crate::remote::RemoteError;
 use crate::replication::ReplicationError;
 use crate::server::ServerVersion;
 
@@ -78,6 +80,26 @@ pub enum BaseError {
     /// `-X none`: archiving is off, or the backup's WAL is not in the archive.
     #[error(transparent)]
     Archive(#[from] BackupError),
+    /// The store of `--upload` or `--download` failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// A file did not upload (the local backup is complete, the remote one is not).
+    #[error("{message}")]
+    Upload {
+        /// What did not arrive, and where the backup stands.
+        message: String,
+        /// The upload stage's counts, for the metrics.
+        report: Option<UploadReport>,
+    },
+    /// `--restore` refused the backup: not finished, not a pgbase tar backup, a checksum that
+    /// does not match, an archive that cannot be decrypted or unpacked.
+    #[error("cannot restore {backup}: {reason}")]
+    Restore {
+        /// The backup directory (or its remote name).
+        backup: String,
+        /// Why.
+        reason: String,
+    },
     /// The runtime or a signal handler could not be set up.
     #[error("internal error: {0}")]
     Internal(io::Error),
@@ -109,9 +131,12 @@ impl Failure for BaseError {
             }
             BaseError::Unsupported(_) => ExitStatus::Server,
             BaseError::Output { .. } => ExitStatus::Output,
-            BaseError::Tar { .. } | BaseError::Stream(_) | BaseError::Interrupted { .. } => {
-                ExitStatus::BackupFailed
-            }
+            BaseError::Tar { .. }
+            | BaseError::Stream(_)
+            | BaseError::Interrupted { .. }
+            | BaseError::Upload { .. }
+            | BaseError::Restore { .. } => ExitStatus::BackupFailed,
+            BaseError::Remote(error) => error.exit_status(),
             BaseError::Internal(_) => ExitStatus::Internal,
         }
     }
@@ -126,6 +151,7 @@ impl Failure for BaseError {
                  is archived (check archive_command and the server log); then remove the marker"
             )),
             BaseError::Archive(error) => error.hint(),
+            BaseError::Remote(error) => error.hint(),
             BaseError::NotEmpty {
                 tablespace: false, ..
             } => Some("give -D a new or empty directory".to_owned()),

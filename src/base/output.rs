@@ -12,6 +12,7 @@ use crate::base::error::BaseError;
 use crate::base::tar::{Entry, EntryKind, TarParser, TarVisitor, BLOCK};
 use crate::checksum::{checksum_line, write_checksum_file, ChecksumWriter};
 use crate::crypt::EncryptKey;
+use crate::dump::{FinalFiles, WrittenFile};
 use crate::files::FileOptions;
 use crate::values::ChecksumAlgorithm;
 
@@ -28,6 +29,8 @@ pub struct Packing {
     pub compress: Option<(Method, Option<i32>)>,
     /// The age key, with `--encrypt`.
     pub key: Option<EncryptKey>,
+    /// Where each finished file (and its checksum file) is reported: `--upload`'s queue.
+    pub finals: FinalFiles,
 }
 
 impl Packing {
@@ -37,6 +40,7 @@ impl Packing {
             algorithm,
             compress: None,
             key: None,
+            finals: FinalFiles::default(),
         }
     }
 
@@ -104,6 +108,7 @@ pub struct HashedFile {
     path: PathBuf,
     writer: Compressor<Sealed<ChecksumWriter<BufWriter<File>>>>,
     algorithm: ChecksumAlgorithm,
+    finals: FinalFiles,
 }
 
 impl HashedFile {
@@ -132,6 +137,7 @@ impl HashedFile {
             writer,
             path,
             algorithm: packing.algorithm,
+            finals: packing.finals.clone(),
         })
     }
 
@@ -142,7 +148,8 @@ impl HashedFile {
             .map_err(BaseError::output(&self.path))
     }
 
-    /// Flushes, fsyncs and writes the checksum file (`<name>.<algorithm>`).
+    /// Flushes, fsyncs and writes the checksum file (`<name>.<algorithm>`); then both are
+    /// final, and reported to the packing's [`FinalFiles`] (queued for upload).
     pub fn finish(self) -> Result<u64, BaseError> {
         let hashed = self
             .writer
@@ -154,6 +161,7 @@ impl HashedFile {
             .into_inner()
             .map_err(|e| BaseError::output(&self.path)(e.into_error()))?;
         file.sync_all().map_err(BaseError::output(&self.path))?;
+        let mut checksum_path = None;
         if let Some(hex) = digest {
             let name = self
                 .path
@@ -164,14 +172,21 @@ impl HashedFile {
                 mode: Some(FILE_MODE),
                 adopt_dir_owner: false,
             };
-            write_checksum_file(
-                &self.path,
-                self.algorithm,
-                &checksum_line(&hex, &name),
-                options,
-            )
-            .map_err(|(path, source)| BaseError::Output { path, source })?;
+            checksum_path = Some(
+                write_checksum_file(
+                    &self.path,
+                    self.algorithm,
+                    &checksum_line(&hex, &name),
+                    options,
+                )
+                .map_err(|(path, source)| BaseError::Output { path, source })?,
+            );
         }
+        self.finals.submit(&[WrittenFile {
+            path: self.path,
+            checksum_path,
+            bytes,
+        }]);
         Ok(bytes)
     }
 }
@@ -276,6 +291,11 @@ impl PlainTree {
             current: None,
             roots: vec![dir.to_path_buf()],
         }
+    }
+
+    /// The `-T` pairs.
+    pub fn mapping(&self) -> &[(PathBuf, PathBuf)] {
+        &self.mapping
     }
 
     /// Where a tablespace at `location` on the server goes.

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::StreamExt as _;
@@ -16,9 +16,11 @@ use crate::backup::{check_off_note, ArchiveSource, BackupWal, CheckSession};
 use crate::base::command::{Format, Request, WalMethod};
 use crate::base::compress::Side;
 use crate::base::error::{BaseError, INCOMPLETE_MARKER};
+use crate::base::offsite;
 use crate::base::output::{create_private_dir, sync_all, HashedFile, Packing, PlainTree, TarFiles};
 use crate::base::wal::{parse_segment_size, stream_wal, WalTarget};
 use crate::conn::ConnSettings;
+use crate::dump::{FinalFiles, Offsite, UploadReport};
 use crate::files::fsync_dir;
 use crate::replication::{
     base_backup_command, BackupEvent, BackupPosition, BaseBackupOptions, ReplicationConnection,
@@ -40,6 +42,12 @@ pub struct BaseSummary {
     pub bytes: u64,
     /// WAL segments streamed (`-X stream`).
     pub wal_segments: Vec<String>,
+    /// What `--upload` sent.
+    pub upload: Option<UploadReport>,
+    /// The backups the purge deleted.
+    pub purged: Vec<String>,
+    /// How long the backup took (to the last upload).
+    pub duration: std::time::Duration,
 }
 
 /// Runs the backup until it is done or a signal arrives.
@@ -48,21 +56,113 @@ pub struct BaseSummary {
 /// targets were new or empty, so everything in them is this run's. A run killed outright
 /// (SIGKILL, power loss) leaves `pgbase.incomplete` in `-D` instead, as do `--no-clean` and
 /// a `-X none` backup whose WAL is not archived.
+///
+/// With `--upload`, each file goes up once final; the run succeeds only when every one is
+/// confirmed. A failed upload keeps the local backup, which is complete. The purge comes last.
 pub async fn run(request: &Request, settings: &ConnSettings) -> Result<BaseSummary, BaseError> {
-    let mut ours = vec![(request.dir.clone(), request.dir.exists())];
-    for (_, target) in &request.tablespace_mapping {
+    let started = Instant::now();
+    let mut signals = ShutdownSignals::new().map_err(BaseError::Internal)?;
+    let mut offsite = None;
+    let dirs = NewDirs {
+        dir: &request.dir,
+        mapping: &request.tablespace_mapping,
+        no_clean: request.no_clean,
+    };
+    let mut summary = into_new_dirs(dirs, async {
+        let interrupted = |signal: &'static str| BaseError::Interrupted {
+            signal,
+            dir: request.dir.clone(),
+            kept: request.no_clean,
+        };
+        tokio::select! {
+            result = offsite::start(request) => offsite = result?,
+            Some(signal) = signals.next() => return Err(interrupted(signal.as_str())),
+        }
+        let finals = offsite
+            .as_ref()
+            .map(Offsite::final_files)
+            .unwrap_or_default();
+        tokio::select! {
+            result = backup(request, settings, &finals) => result,
+            Some(signal) = signals.next() => Err(interrupted(signal.as_str())),
+        }
+    })
+    .await?;
+    let store = offsite.as_ref().map(Offsite::store);
+    if let Some(offsite) = offsite {
+        summary.upload = Some(tokio::select! {
+            result = offsite::finish(offsite, request) => result?,
+            Some(signal) = signals.next() => return Err(BaseError::Upload {
+                message: format!(
+                    "interrupted by {}: the local backup in \"{}\" is complete, the remote \
+                     one is not",
+                    signal.as_str(),
+                    request.dir.display()
+                ),
+                report: None,
+            }),
+        });
+    }
+    summary.purged = offsite::purge(request, store.as_deref()).await;
+    summary.duration = started.elapsed();
+    Ok(summary)
+}
+
+/// The directories a run writes into, new or empty.
+pub struct NewDirs<'a> {
+    /// `-D`.
+    pub dir: &'a Path,
+    /// The `-T` pairs; their targets are written too.
+    pub mapping: &'a [(PathBuf, PathBuf)],
+    /// `--no-clean`: a failed run leaves what it wrote.
+    pub no_clean: bool,
+}
+
+/// Runs `work` on `dir` (new or empty: created 0700 and marked incomplete) and the `-T`
+/// targets; when it fails, removes what it wrote, as pg_basebackup does: `dir` and the
+/// targets were new or empty, so everything in them is this run's. Kept with `--no-clean`,
+/// and when the failure keeps the backup (`-X none` whose WAL is not archived).
+pub async fn into_new_dirs<T>(
+    dirs: NewDirs<'_>,
+    work: impl std::future::Future<Output = Result<T, BaseError>>,
+) -> Result<T, BaseError> {
+    let NewDirs {
+        dir,
+        mapping,
+        no_clean,
+    } = dirs;
+    let mut ours = vec![(dir.to_path_buf(), dir.exists())];
+    for (_, target) in mapping {
         if is_empty_or_absent(target) {
             ours.push((target.clone(), target.exists()));
         }
     }
-    prepare_dir(&request.dir)?;
-    let result = run_prepared(request, settings).await;
-    if !request.no_clean && result.as_ref().is_err_and(|error| !error.keeps_backup()) {
+    prepare_dir(dir)?;
+    let result = work.await;
+    if !no_clean && result.as_ref().is_err_and(|error| !error.keeps_backup()) {
         for (dir, existed) in &ours {
             remove_written(dir, *existed);
         }
     }
     result
+}
+
+/// Syncs `roots` (the data directory first), then removes its incomplete marker.
+pub fn seal(roots: &[PathBuf]) -> Result<(), BaseError> {
+    sync_all(roots)?;
+    match roots.first() {
+        Some(dir) => unmark(dir),
+        None => Ok(()),
+    }
+}
+
+/// Removes `dir`'s incomplete marker, durably: the backup is finished.
+fn unmark(dir: &Path) -> Result<(), BaseError> {
+    let marker = dir.join(INCOMPLETE_MARKER);
+    fs::remove_file(&marker).map_err(BaseError::output(&marker))?;
+    fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(BaseError::output(dir))
 }
 
 fn is_empty_or_absent(dir: &Path) -> bool {
@@ -97,22 +197,6 @@ fn remove_written(dir: &Path, existed: bool) {
     }
 }
 
-async fn run_prepared(
-    request: &Request,
-    settings: &ConnSettings,
-) -> Result<BaseSummary, BaseError> {
-    let mut signals = ShutdownSignals::new().map_err(BaseError::Internal)?;
-    let interrupted = |signal| BaseError::Interrupted {
-        signal,
-        dir: request.dir.clone(),
-        kept: request.no_clean,
-    };
-    tokio::select! {
-        result = backup(request, settings) => result,
-        Some(signal) = signals.next() => Err(interrupted(signal.as_str())),
-    }
-}
-
 /// `-D` must be new or empty; it is created (0700) and marked incomplete.
 fn prepare_dir(dir: &Path) -> Result<(), BaseError> {
     if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
@@ -131,7 +215,11 @@ fn prepare_dir(dir: &Path) -> Result<(), BaseError> {
         .map_err(BaseError::output(&marker))
 }
 
-async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummary, BaseError> {
+async fn backup(
+    request: &Request,
+    settings: &ConnSettings,
+    finals: &FinalFiles,
+) -> Result<BaseSummary, BaseError> {
     let mut main = ReplicationConnection::connect(settings).await?;
     let version_text = main.show("server_version_num").await?;
     let version = ServerVersion::parse(&version_text)
@@ -189,14 +277,16 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
     tracing::debug!(command, "starting the base backup");
     let (start_tx, start_rx) = oneshot::channel();
     let (end_tx, end_rx) = oneshot::channel();
-    let receive = receive_archives(&mut main, version, &command, request, start_tx, end_tx);
+    let receive = receive_archives(
+        &mut main, version, &command, request, finals, start_tx, end_tx,
+    );
     let wal = async {
         let Some((connection, slot, segment_size)) = &mut streaming else {
             return Ok(None);
         };
         let target = match request.format {
             Format::Tar => {
-                let packing = packing(request);
+                let packing = packing(request, finals);
                 WalTarget::Tar(Box::new(HashedFile::packed(
                     request.dir.join(packing.file_name("pg_wal.tar")),
                     &packing,
@@ -233,17 +323,16 @@ async fn backup(request: &Request, settings: &ConnSettings) -> Result<BaseSummar
     if request.wal_method == WalMethod::None {
         check_archive(request, archive_check, &start, &end).await?;
     }
-    let marker = request.dir.join(INCOMPLETE_MARKER);
-    fs::remove_file(&marker).map_err(BaseError::output(&marker))?;
-    fs::File::open(&request.dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(BaseError::output(&request.dir))?;
+    unmark(&request.dir)?;
     Ok(BaseSummary {
         version,
         start,
         end,
         bytes,
         wal_segments,
+        upload: None,
+        purged: Vec::new(),
+        duration: std::time::Duration::ZERO,
     })
 }
 
@@ -265,7 +354,6 @@ async fn check_archive(
         stop: end.lsn,
         name: "pgbase".to_owned(),
     };
-    // From a standby with no archiver of its own, the check claims nothing and says so.
     session
         .wait_for_wal(&request.archive, &wal, None, &mut progress)
         .await?;
@@ -273,8 +361,9 @@ async fn check_archive(
 }
 
 /// How the tar files are written: client-side compression, the checksum files.
-fn packing(request: &Request) -> Packing {
+fn packing(request: &Request, finals: &FinalFiles) -> Packing {
     Packing {
+        finals: finals.clone(),
         algorithm: request.checksum_algo,
         compress: request
             .compression
@@ -297,15 +386,19 @@ async fn receive_archives(
     version: ServerVersion,
     command: &str,
     request: &Request,
+    finals: &FinalFiles,
     start_tx: oneshot::Sender<BackupPosition>,
     end_tx: oneshot::Sender<Lsn>,
 ) -> Result<(BackupPosition, BackupPosition, u64, Vec<std::path::PathBuf>), BaseError> {
     let mut sink = match request.format {
-        Format::Tar => Sink::Tar(Box::new(TarFiles::new(&request.dir, packing(request)))),
+        Format::Tar => Sink::Tar(Box::new(TarFiles::new(
+            &request.dir,
+            packing(request, finals),
+        ))),
         Format::Plain => Sink::Plain(PlainTree::new(&request.dir, &request.tablespace_mapping)),
     };
     let manifest_packing = match request.format {
-        Format::Tar => packing(request).uncompressed(),
+        Format::Tar => packing(request, finals).uncompressed(),
         // pg_verifybackup refuses files the manifest does not list in a data directory.
         Format::Plain => Packing::hashed(Default::default()),
     };

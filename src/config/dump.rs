@@ -4,12 +4,14 @@
 //! [`crate::config::Config`]; its errors are [`ConfigError`]s.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::encryption::{EncryptionConfig, EncryptionFlags};
 use super::error::ConfigError;
 use super::flags::{either, layer, negatable, toggle};
+use crate::secret::{check_config_file, SecretError};
 use crate::values::{
     text, text_opt, ChecksumAlgorithm, Compression, FileMode, Format, Keep, PurgeInterval, Seconds,
     TimestampFormat,
@@ -273,6 +275,18 @@ impl DumpConfig {
             pg_dump_options: shell_words::split(options).unwrap_or_default(),
             with_blobs: db.with_blobs,
         }
+    }
+
+    /// Refuses a configuration file that holds a secret (`[dump.encryption]`'s passphrase or
+    /// key, a `[dump.remote]` secret) and that other users can read.
+    pub fn check_secret_files(&self, path: Option<&Path>) -> Result<(), SecretError> {
+        self.encryption.check_file(path)?;
+        if let Some(path) = path {
+            for key in self.remote.secret_keys() {
+                check_config_file(path, &format!("dump.remote.{key}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// `[dump]` as a run uses it: the defaults and the file (`self`, read over the defaults)

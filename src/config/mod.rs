@@ -8,10 +8,11 @@
 //! the documented defaults and [`Config::default`] cannot drift apart.
 //!
 //! One function per section lays the command line over it: [`BackupConfig::apply`] for
-//! `[backup]`, [`ConnectionConfig::resolve`] for `[connection]` (libpq's order, see there);
+//! `[backup]`, [`BaseConfig::layered`] for `[base]`, [`ConnectionConfig::resolve`] for `[connection]` (libpq's order, see there);
 //! [`Config::for_hooks`] runs both for `pgpre` and `pgpost`.
 
 mod backup;
+mod base;
 mod dump;
 mod encryption;
 mod error;
@@ -19,7 +20,7 @@ mod flags;
 mod pg_back;
 mod remote;
 
-pub use remote::{RemoteSettings, StoreKind};
+pub use remote::{RemoteFlags, RemoteSettings, StoreKind};
 
 pub use pg_back::convert_pg_back_config;
 
@@ -37,6 +38,7 @@ use crate::args::{CommonArgs, ServerArgs, StartArgs, StopArgs};
 use crate::conn::{ConnError, ConnParams, ConnSettings, Environment};
 use crate::exit::{ExitStatus, Failure};
 pub use backup::{limit, shorten_label, BackupConfig, LogTarget};
+pub use base::{BaseConfig, BaseFlags, BaseFormat, WalMethod};
 pub use dump::DumpConfig;
 pub use error::ConfigError;
 
@@ -56,6 +58,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// The logical dump pipeline (`pgback`).
     pub dump: DumpConfig,
+    /// The streamed base backup (`pgbase`).
+    pub base: BaseConfig,
 }
 
 /// `[connection]`: the server to back up.

@@ -4,7 +4,7 @@
 //! database with amcheck (plus `--sql` and `--exec`), stops the server and removes the clone.
 //! [`run`] takes these steps in order: read DATADIR, clone, prepare, recover, check, clean up.
 //!
-//! Uses: base, config, crypt, metrics, server, wal, checksum, shutdown, exit.
+//! Uses: base, config, metrics, server, wal, checksum, shutdown, exit.
 //!
 //! - `command`: the command line (clap), kept here so a man-page generator can reach it, and
 //!   the one call the binary makes.

@@ -5,32 +5,21 @@
 //! directory is then drilled as any other, its `pg_wal` as the WAL archive unless one is
 //! given, each tablespace read from its staged directory (as `-T RECORDED=STAGED` would say).
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::fs;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use super::clone::Owner;
 use super::error::DrillError;
 use super::settings::WalSource;
-use crate::base::{PlainTree, INCOMPLETE_MARKER};
+use crate::base::{
+    backup_files, find_archive, tablespace_archives, unpack_archive, PlainTree, INCOMPLETE_MARKER,
+};
 use crate::checksum::verify_all;
 use crate::config::{take_passphrase_from_env, EncryptionConfig};
-use crate::crypt::DecryptKey;
-use crate::crypt::{open_decryptor, payload_error};
 
 /// The archives pgdrill unpacks, in order: the data directory, then its WAL.
 const ARCHIVES: [&str; 2] = ["base.tar", "pg_wal.tar"];
-
-/// The file in `dir` that holds the archive `name`, with whatever compression and encryption.
-pub fn find_archive(dir: &Path, name: &str) -> Option<PathBuf> {
-    ["", ".gz", ".lz4", ".zst"]
-        .iter()
-        .flat_map(|compressed| {
-            ["", ".age"].map(|sealed| dir.join(format!("{name}{compressed}{sealed}")))
-        })
-        .find(|path| path.is_file())
-}
 
 /// Whether `dir` is a tar backup (it holds a `base.tar...`) rather than a data directory.
 pub fn is_tar_backup(dir: &Path) -> bool {
@@ -91,19 +80,9 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
             "pgbase did not finish this backup ({INCOMPLETE_MARKER} is there): it cannot be restored"
         )));
     }
-    let tablespaces = tablespace_archives(backup, &names);
-    let mut archives: Vec<PathBuf> = ARCHIVES
-        .iter()
-        .filter_map(|name| find_archive(backup, name))
-        .collect();
-    archives.extend(tablespaces.iter().map(|(_, archive)| archive.clone()));
-    let mut checked = archives.clone();
-    checked.extend(
-        ["backup_manifest", "backup_manifest.age"]
-            .iter()
-            .map(|name| backup.join(name))
-            .filter(|path| path.is_file()),
-    );
+    let tablespaces =
+        tablespace_archives(backup).map_err(|source| DrillError::input(backup, source))?;
+    let checked = backup_files(backup).map_err(|source| DrillError::input(backup, source))?;
     let verified = verify_all(&checked, false)?;
     notes.push(format!(
         "{} checksum file(s) of the tar backup verified",
@@ -112,7 +91,7 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
             .map(|v| v.checksum_files.len())
             .sum::<usize>()
     ));
-    let key = if archives
+    let key = if checked
         .iter()
         .any(|a| a.extension() == Some("age".as_ref()))
     {
@@ -168,14 +147,14 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
             .create(&into)
             .map_err(|source| DrillError::workspace("create", &into, source))?;
         let location = (name == "pg_wal.tar").then(|| into.display().to_string());
-        unpack(&archive, name, key.as_ref(), &mut tree, location.as_deref())
+        unpack_archive(&archive, name, key.as_ref(), &mut tree, location.as_deref())
             .map_err(|reason| bad(format!("{}: {reason}", archive.display())))?;
     }
     staged.tablespace_mappings = tablespace_locations(&data, &tablespaces).map_err(bad)?;
     for ((oid, archive), (_, into)) in tablespaces.iter().zip(&staged.tablespace_mappings) {
         let tar_name = format!("{oid}.tar");
         let location = into.display().to_string();
-        unpack(archive, &tar_name, key.as_ref(), &mut tree, Some(&location))
+        unpack_archive(archive, &tar_name, key.as_ref(), &mut tree, Some(&location))
             .map_err(|reason| bad(format!("{}: {reason}", archive.display())))?;
     }
     chown_tree(&root, &owner)?;
@@ -192,26 +171,13 @@ pub fn stage(request: &StageRequest, notes: &mut Vec<String>) -> Result<Staged, 
     Ok(staged)
 }
 
-/// The tablespace archives in the backup (`<oid>.tar[.gz|.lz4|.zst][.age]`), by OID.
-fn tablespace_archives(backup: &Path, names: &[String]) -> Vec<(String, PathBuf)> {
-    let oids: std::collections::BTreeSet<&str> = names
-        .iter()
-        .filter_map(|name| name.split_once('.'))
-        .filter(|(oid, rest)| oid.parse::<u32>().is_ok() && rest.starts_with("tar"))
-        .map(|(oid, _)| oid)
-        .collect();
-    oids.into_iter()
-        .filter_map(|oid| Some((oid.to_owned(), find_archive(backup, &format!("{oid}.tar"))?)))
-        .collect()
-}
-
 /// Where each tablespace of the staged data directory `data` was recorded (its `pg_tblspc`
 /// link, or the `tablespace_map` line, which wins) and where it is staged
 /// (`<staging>/tablespaces/<oid>`). Every tablespace must come with its archive and every
 /// archive with a tablespace.
 fn tablespace_locations(
     data: &Path,
-    archives: &[(String, PathBuf)],
+    archives: &[(u32, PathBuf)],
 ) -> Result<Vec<(PathBuf, PathBuf)>, String> {
     let map = super::prepare::read_map(data, None).map_err(|e| e.to_string())?;
     let staging = data.parent().unwrap_or(data).join("tablespaces");
@@ -229,7 +195,11 @@ fn tablespace_locations(
     recorded.dedup();
     if let Some(oid) = recorded
         .iter()
-        .find(|oid| !archives.iter().any(|(archive_oid, _)| archive_oid == *oid))
+        .find(|oid| {
+            !archives
+                .iter()
+                .any(|(archive_oid, _)| archive_oid.to_string() == **oid)
+        })
     {
         return Err(format!(
             "base.tar has tablespace {oid}, but the backup has no {oid}.tar"
@@ -238,14 +208,15 @@ fn tablespace_locations(
     archives
         .iter()
         .map(|(oid, archive)| {
+            let oid = oid.to_string();
             let from_map = map
                 .iter()
                 .flatten()
-                .find(|entry| entry.oid == *oid)
+                .find(|entry| entry.oid == oid)
                 .map(|entry| entry.path.clone());
             let location = match from_map {
                 Some(path) => path,
-                None => fs::read_link(links.join(oid)).map_err(|_| {
+                None => fs::read_link(links.join(&oid)).map_err(|_| {
                     format!(
                         "{}: base.tar has no tablespace {oid} (no pg_tblspc link, no \
                          tablespace_map line)",
@@ -256,51 +227,6 @@ fn tablespace_locations(
             Ok((location, staging.join(oid)))
         })
         .collect()
-}
-
-/// Streams `archive` through age and the decompressor its name says into `tree`.
-fn unpack(
-    archive: &Path,
-    tar_name: &str,
-    key: Option<&DecryptKey>,
-    tree: &mut PlainTree,
-    location: Option<&str>,
-) -> Result<(), String> {
-    let file = File::open(archive).map_err(|e| e.to_string())?;
-    let mut name = archive
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut reader: Box<dyn Read> = match name.strip_suffix(".age") {
-        Some(inner) => {
-            let key = key.ok_or("encrypted, and no key was given (--cipher-identity)")?;
-            let plain = open_decryptor(file, archive, key).map_err(|e| e.to_string())?;
-            name = inner.to_owned();
-            Box::new(plain)
-        }
-        None => Box::new(BufReader::new(file)),
-    };
-    reader = if name.ends_with(".gz") {
-        Box::new(flate2::read::GzDecoder::new(reader))
-    } else if name.ends_with(".lz4") {
-        Box::new(lz4_flex::frame::FrameDecoder::new(reader))
-    } else if name.ends_with(".zst") {
-        Box::new(zstd::stream::read::Decoder::new(reader).map_err(|e| e.to_string())?)
-    } else {
-        reader
-    };
-    tree.begin(tar_name, location).map_err(|e| e.to_string())?;
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let n = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(payload_error(archive, e).to_string()),
-        };
-        tree.data(&buffer[..n]).map_err(|e| e.to_string())?;
-    }
-    tree.end().map_err(|e| e.to_string())
 }
 
 /// Gives everything under `root` to the data directory's owner (when running as root).
@@ -318,34 +244,4 @@ fn chown_tree(root: &Path, owner: &Owner) -> Result<(), DrillError> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tablespace_archives_are_found_by_oid_with_any_packing() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = [
-            "base.tar.zst.age",
-            "16384.tar.zst.age",
-            "16384.tar.zst.age.sha256",
-            "16390.tar",
-            "16390.tar.sha256",
-            "16400.txt",
-            "backup_manifest",
-        ];
-        for name in files {
-            fs::write(dir.path().join(name), "").unwrap();
-        }
-        let names: Vec<String> = files.iter().map(|n| n.to_string()).collect();
-        assert_eq!(
-            tablespace_archives(dir.path(), &names),
-            vec![
-                ("16384".to_owned(), dir.path().join("16384.tar.zst.age")),
-                ("16390".to_owned(), dir.path().join("16390.tar")),
-            ]
-        );
-    }
 }

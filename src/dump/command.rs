@@ -24,7 +24,7 @@ use crate::exit::{fail, init_logging_with, print_failure, LogFormat};
 use crate::exit::{report, ExitStatus, Failure};
 use crate::metrics::RunMetrics;
 use crate::restore::{run_restore, RestoreFlags};
-use crate::secret::{check_config_file, Secret, SecretError};
+use crate::secret::{Secret, SecretError};
 
 /// Dump every database (or the ones named) with pg_dump, plus the globals, settings, hba/ident
 /// files and a createdb.sql per database; checksum while writing; purge old backups.
@@ -153,14 +153,7 @@ impl PgbackArgs {
     fn load(&self) -> Result<Loaded, StartError> {
         let (config, path) = Config::load(self.config.as_deref())?;
         let dump = config.dump.layered(&self.dump)?;
-        dump.encryption
-            .check_file(path.as_deref())
-            .map_err(EncryptionError::from)?;
-        if let Some(path) = &path {
-            for key in dump.remote.secret_keys() {
-                check_config_file(path, &format!("dump.remote.{key}"))?;
-            }
-        }
+        dump.check_secret_files(path.as_deref())?;
         Ok((dump, config.connection, path))
     }
 

@@ -53,3 +53,8 @@ mod tools;
 pub use secret_flags::SECRET_FLAGS;
 
 pub use command::{run_pgback, PgbackArgs};
+pub use metrics::run_metrics;
+pub use offsite::{finish as finish_offsite, open_store, FinalFiles, Offsite};
+pub use output::WrittenFile;
+pub use purge::{select_purge, BackupGroup};
+pub use report::{RunReport, UploadReport};

@@ -84,6 +84,11 @@ impl Offsite {
         }))
     }
 
+    /// The store files go up to.
+    pub fn store(&self) -> Arc<RemoteStore> {
+        self.store.clone()
+    }
+
     /// Where the dump steps report final files.
     pub fn final_files(&self) -> FinalFiles {
         self.finals.clone()

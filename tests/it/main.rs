@@ -13,6 +13,7 @@ mod encrypt;
 mod harness_selftest;
 mod matrix;
 mod offsite;
+mod pgbase_offsite;
 mod recipes;
 mod remote;
 mod restore_dump;

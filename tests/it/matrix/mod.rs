@@ -12,7 +12,7 @@ mod field;
 mod hooks;
 mod named;
 mod pgback;
-mod pgbase;
+pub(crate) mod pgbase;
 mod pgbase_faults;
 mod pgbase_tar;
 mod restore;

@@ -28,7 +28,7 @@ fn pgbase(source: &Cluster, args: &[&OsStr]) -> TestCommand {
 }
 
 /// `pgbase -D out -F t -c fast EXTRA...`.
-pub(super) fn tar_backup(source: &Cluster, out: &Path, extra: &[&str]) -> TestCommand {
+pub(crate) fn tar_backup(source: &Cluster, out: &Path, extra: &[&str]) -> TestCommand {
     pgbase(
         source,
         &["-D", out.to_str().unwrap(), "-F", "t", "-c", "fast"].map(OsStr::new),
@@ -36,11 +36,11 @@ pub(super) fn tar_backup(source: &Cluster, out: &Path, extra: &[&str]) -> TestCo
     .args(extra)
 }
 
-pub(super) fn slots(source: &Cluster) -> String {
+pub(crate) fn slots(source: &Cluster) -> String {
     source.psql("SELECT count(*) FROM pg_replication_slots")
 }
 
-pub(super) fn major(source: &Cluster) -> u32 {
+pub(crate) fn major(source: &Cluster) -> u32 {
     source.version_num() / 10000
 }
 
@@ -57,7 +57,7 @@ pub(super) fn proof_queries(committed: i64) -> Vec<String> {
 
 /// pgdrill proves the data directory `data` (WAL in its own pg_wal): it reaches consistency
 /// and holds what was committed before pgbase started, plus `extra` checks.
-pub(super) fn prove(source: &Cluster, data: &Path, committed: i64, extra: &[&str]) {
+pub(crate) fn prove(source: &Cluster, data: &Path, committed: i64, extra: &[&str]) {
     let wal = data.join("pg_wal");
     prove_with(
         source,
@@ -90,7 +90,7 @@ pub(super) fn prove_with(
     assert_proven(&drill, "copy", queries.len());
 }
 
-pub(super) fn names_in(dir: &Path) -> Vec<String> {
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
