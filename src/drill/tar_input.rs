@@ -193,14 +193,11 @@ fn tablespace_locations(
     recorded.extend(map.iter().flatten().map(|entry| entry.oid.clone()));
     recorded.sort();
     recorded.dedup();
-    if let Some(oid) = recorded
-        .iter()
-        .find(|oid| {
-            !archives
-                .iter()
-                .any(|(archive_oid, _)| archive_oid.to_string() == **oid)
-        })
-    {
+    if let Some(oid) = recorded.iter().find(|oid| {
+        !archives
+            .iter()
+            .any(|(archive_oid, _)| archive_oid.to_string() == **oid)
+    }) {
         return Err(format!(
             "base.tar has tablespace {oid}, but the backup has no {oid}.tar"
         ));
