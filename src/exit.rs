@@ -54,11 +54,11 @@ pub const EXIT_CODES: [ExitCodeDoc; 12] = [
     },
     ExitCodeDoc {
         status: ExitStatus::BackupFailed,
-        meaning: "the backup failed: the row says `failed`, the co-process died or the stop failed; for pgback a database, a server-level file or a hook failed, or a signal stopped the run (nothing purged); for pgdrill the clone recovered but a check failed (amcheck, `--sql`, `--exec`); for pgbase the server reported an error during the backup, the stream broke off, or SIGINT/SIGTERM stopped it (the partial backup removed); for pgdrill also a tar backup whose checksum file does not match, that cannot be decrypted or unpacked, or that holds tablespace archives",
+        meaning: "the backup failed: the row says `failed`, the co-process died or the stop failed; for pgback a database, a server-level file or a hook failed, or a signal stopped the run (nothing purged); for pgdrill the clone recovered but a check failed (amcheck, `--sql`, `--exec`); for pgbase the server reported an error during the backup, the stream broke off, the server went away (stopped, crashed, or silent past the TCP keepalives), or SIGINT/SIGTERM stopped it (the partial backup removed unless `--no-clean`); for pgbase also a store that could not be reached or refused, a file that did not upload (the local backup stays), `--restore` refusing a backup (`pgbase.incomplete`, a checksum mismatch, an archive that cannot be decrypted or unpacked); for pgdrill also a tar backup whose checksum file does not match, that cannot be decrypted or unpacked, or whose tablespace archives do not match its tablespaces",
     },
     ExitCodeDoc {
         status: ExitStatus::Usage,
-        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); a DBNAME glob that does not parse (`--download`, `--list-remote`, `--decrypt`, `--restore`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing; for pgbase a non-empty `-D` or `-T` target, a `-T` that maps no tablespace, `-Z server-...` against a server older than 15 (hint: `-Z client-METHOD`), `-Z`/`--encrypt` with `-F p`, `--encrypt` without a key; for pgdrill also an unreadable `--cipher-identity`",
+        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); a DBNAME glob that does not parse (`--download`, `--list-remote`, `--decrypt`, `--restore`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing; for pgbase a non-empty `-D` or `-T` target, a `-T` that maps no tablespace, `-Z server-...` against a server older than 15 (hint: `-Z client-METHOD`), `-Z`/`--encrypt`/`--upload` with `-F p`, `--encrypt` without a key, the archive-check flags in a backup without `-X none`, bad store settings, `--recovery-signal` without `--restore-command` on 10 and 11; for pgdrill also an unreadable `--cipher-identity`",
     },
     ExitCodeDoc {
         status: ExitStatus::Connection,
@@ -66,7 +66,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 12] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Server,
-        meaning: "the server is not usable: missing privilege, standby, `wal_level=minimal`, version < 9.6; for pgback a server query of the run failed (version, database list, pausing replay) or `pg_dump` is older than the server (the hint names `-B` and the major needed); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as); for pgbase a role without REPLICATION, a server older than 10; for pgdrill also, as root, a tar backup directory owned by root",
+        meaning: "the server is not usable: missing privilege, `wal_level=minimal`, archiving off (unless `--archive-check=none`), version < 9.6, a `--primary` that is not the standby's primary or does not archive; for pgback a server query of the run failed (version, database list, pausing replay) or `pg_dump` is older than the server (the hint names `-B` and the major needed); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as); for pgbase a role without REPLICATION, a server older than 10, `-X none` with archiving off; for pgdrill also, as root, a tar backup directory owned by root",
     },
     ExitCodeDoc {
         status: ExitStatus::NoBackup,
@@ -78,7 +78,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 12] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Output,
-        meaning: "an output file or directory could not be written, or is the live data directory; for pgback the backup directory (its part before `{dbname}`) cannot be created; for pgdrill the work directory; for pgbase a file of the backup",
+        meaning: "an output file or directory could not be written, or is the live data directory; for pgback the backup directory (its part before `{dbname}`) cannot be created; for pgdrill the work directory; for pgbase a file of the backup (a full disk: `No space left on device`, with a hint)",
     },
     ExitCodeDoc {
         status: ExitStatus::NotRecovered,
@@ -90,7 +90,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 12] = [
     },
     ExitCodeDoc {
         status: ExitStatus::WalNotArchived,
-        meaning: "pgpost, pgpre --exec: the backup stopped and its files are stored (state table, stdout, `--output-dir`), but a WAL segment it needs is not in the archive within `--archive-timeout` (the message names it); the backup becomes usable once that WAL is archived",
+        meaning: "pgpost, pgpre --exec, pgbase -X none: the backup stopped and its files are stored (state table, stdout, `--output-dir`; pgbase keeps the backup, marked `pgbase.incomplete`), but a WAL segment it needs is not in the archive within `--archive-timeout`, or the check lost its session (the message names it); the backup becomes usable once that WAL is archived",
     },
     ExitCodeDoc {
         status: ExitStatus::Internal,
