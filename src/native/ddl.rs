@@ -1,0 +1,297 @@
+//! The SQL text of a native dump, built from catalog rows without a server: the preamble of
+//! session settings, CREATE statements, ownership, privileges and the COPY framing. Names
+//! arrive quoted by the server (`quote_ident`, `regclass` and `regprocedure` under an empty
+//! `search_path`); literals are quoted here with [`crate::server::quote_literal`].
+
+use crate::server::{quote_literal, ServerVersion};
+
+/// The first line of every native dump; `pgback --restore` recognises a native set by it.
+pub const NATIVE_HEADER: &str = "-- pgback native dump";
+
+/// The header and pg_dump's session settings, which `psql -f` and the native restore apply.
+pub fn preamble(dbname: &str, version: ServerVersion, encoding: &str) -> String {
+    let dbname = dbname.replace(['\n', '\r'], " ");
+    format!(
+        "{NATIVE_HEADER}, format 1\n\
+         --\n\
+         -- Database {dbname}, from a PostgreSQL {version} server. Restore it with\n\
+         -- `psql -X -v ON_ERROR_STOP=1 -f FILE` or `pgback --restore`.\n\
+         --\n\n\
+         SET statement_timeout = 0;\n\
+         SET lock_timeout = 0;\n\
+         SET idle_in_transaction_session_timeout = 0;\n\
+         SET client_encoding = {encoding};\n\
+         SET standard_conforming_strings = on;\n\
+         SELECT pg_catalog.set_config('search_path', '', false);\n\
+         SET check_function_bodies = false;\n\
+         SET xmloption = content;\n\
+         SET client_min_messages = warning;\n\
+         SET row_security = off;\n\
+         SET DateStyle = ISO;\n\
+         SET IntervalStyle = postgres;\n\
+         SET extra_float_digits = 3;\n\n",
+        encoding = quote_literal(encoding),
+    )
+}
+
+/// A comment line naming what follows (names on one line).
+pub fn section(title: &str) -> String {
+    format!("--\n-- {}\n--\n\n", title.replace(['\n', '\r'], " "))
+}
+
+/// One column of a table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Quoted name.
+    pub name: String,
+    /// `format_type()` with its typmod.
+    pub type_name: String,
+    /// NOT NULL.
+    pub not_null: bool,
+    /// `pg_get_expr()` of its default.
+    pub default: Option<String>,
+}
+
+/// `CREATE TABLE`, columns with types, defaults and NOT NULL.
+pub fn create_table(name: &str, columns: &[Column]) -> String {
+    let lines: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let mut line = format!("    {} {}", c.name, c.type_name);
+            if let Some(default) = &c.default {
+                line.push_str(" DEFAULT ");
+                line.push_str(default);
+            }
+            if c.not_null {
+                line.push_str(" NOT NULL");
+            }
+            line
+        })
+        .collect();
+    match lines.is_empty() {
+        true => format!("CREATE TABLE {name} (\n);\n\n"),
+        false => format!("CREATE TABLE {name} (\n{}\n);\n\n", lines.join(",\n")),
+    }
+}
+
+/// A sequence's definition (10+: `AS type`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// Quoted, qualified name.
+    pub name: String,
+    /// `format_type` of its type.
+    pub type_name: String,
+    /// START WITH.
+    pub start: i64,
+    /// INCREMENT BY.
+    pub increment: i64,
+    /// MINVALUE.
+    pub min: i64,
+    /// MAXVALUE.
+    pub max: i64,
+    /// CACHE.
+    pub cache: i64,
+    /// CYCLE.
+    pub cycle: bool,
+}
+
+/// `CREATE SEQUENCE` with every parameter spelled out.
+pub fn create_sequence(s: &Sequence) -> String {
+    format!(
+        "CREATE SEQUENCE {} AS {} START WITH {} INCREMENT BY {} MINVALUE {} MAXVALUE {} \
+         CACHE {}{};\n\n",
+        s.name,
+        s.type_name,
+        s.start,
+        s.increment,
+        s.min,
+        s.max,
+        s.cache,
+        if s.cycle { " CYCLE" } else { " NO CYCLE" }
+    )
+}
+
+/// `setval` with the sequence's state at the snapshot.
+pub fn setval(name: &str, last_value: i64, is_called: bool) -> String {
+    format!(
+        "SELECT pg_catalog.setval({}, {last_value}, {is_called});\n",
+        quote_literal(name)
+    )
+}
+
+/// One privilege of an ACL, from `aclexplode`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Quoted role name; `None` is PUBLIC.
+    pub grantee: Option<String>,
+    /// `SELECT`, `USAGE`, `EXECUTE`...
+    pub privilege: String,
+    /// WITH GRANT OPTION.
+    pub grantable: bool,
+}
+
+/// The privileges of an object with a non-null ACL: everything revoked (from PUBLIC and the
+/// owner: the ACL is then empty), then each privilege granted again in the ACL's order, so
+/// the restored ACL is the same array. Granted by the owner (the inventory refuses others).
+pub fn privileges(object_type: &str, name: &str, owner: &str, grants: &[Grant]) -> String {
+    let mut sql = format!(
+        "REVOKE ALL ON {object_type} {name} FROM PUBLIC;\nREVOKE ALL ON {object_type} {name} FROM {owner};\n"
+    );
+    for grant in grants {
+        sql.push_str(&format!(
+            "GRANT {} ON {object_type} {name} TO {}{};\n",
+            grant.privilege,
+            grant.grantee.as_deref().unwrap_or("PUBLIC"),
+            if grant.grantable {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            }
+        ));
+    }
+    sql
+}
+
+/// `COPY ... FROM stdin;`, the line that opens a table's data (no list for no columns).
+pub fn copy_from_stdin(table: &str, columns: &[String]) -> String {
+    match columns.is_empty() {
+        true => format!("COPY {table} FROM stdin;\n"),
+        false => format!("COPY {table} ({}) FROM stdin;\n", columns.join(", ")),
+    }
+}
+
+/// `COPY ... TO STDOUT`, the query that reads it.
+pub fn copy_to_stdout(table: &str, columns: &[String]) -> String {
+    match columns.is_empty() {
+        true => format!("COPY {table} TO STDOUT"),
+        false => format!("COPY {table} ({}) TO STDOUT", columns.join(", ")),
+    }
+}
+
+/// The line that ends a table's data.
+pub const COPY_END: &str = "\\.\n\n";
+
+/// Orders views so that each comes after the views it reads: `depends` holds (view, view it
+/// reads) pairs; a cycle (impossible in a catalog) keeps the remaining views in oid order.
+pub fn view_order(views: &[u32], depends: &[(u32, u32)]) -> Vec<u32> {
+    let mut done: Vec<u32> = Vec::with_capacity(views.len());
+    let mut left: Vec<u32> = views.to_vec();
+    while !left.is_empty() {
+        let ready: Vec<u32> = left
+            .iter()
+            .copied()
+            .filter(|v| {
+                depends
+                    .iter()
+                    .all(|(view, on)| view != v || !left.contains(on) || on == v)
+            })
+            .collect();
+        if ready.is_empty() {
+            done.append(&mut left);
+            break;
+        }
+        left.retain(|v| !ready.contains(v));
+        done.extend(ready);
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_sequences_and_copy_framing() {
+        let columns = [
+            Column {
+                name: "id".into(),
+                type_name: "integer".into(),
+                not_null: true,
+                default: Some("nextval('public.t_id_seq'::regclass)".into()),
+            },
+            Column {
+                name: "\"Odd\"".into(),
+                type_name: "character varying(10)[]".into(),
+                not_null: false,
+                default: None,
+            },
+        ];
+        assert_eq!(
+            create_table("public.t", &columns),
+            "CREATE TABLE public.t (\n    id integer DEFAULT nextval('public.t_id_seq'::regclass) NOT NULL,\n    \"Odd\" character varying(10)[]\n);\n\n"
+        );
+        assert_eq!(
+            create_table("public.e", &[]),
+            "CREATE TABLE public.e (\n);\n\n"
+        );
+        let seq = Sequence {
+            name: "public.s".into(),
+            type_name: "bigint".into(),
+            start: 1,
+            increment: -2,
+            min: -100,
+            max: 9,
+            cache: 1,
+            cycle: true,
+        };
+        assert_eq!(
+            create_sequence(&seq),
+            "CREATE SEQUENCE public.s AS bigint START WITH 1 INCREMENT BY -2 MINVALUE -100 MAXVALUE 9 CACHE 1 CYCLE;\n\n"
+        );
+        assert_eq!(
+            setval("public.\"it's\"", 42, false),
+            "SELECT pg_catalog.setval('public.\"it''s\"', 42, false);\n"
+        );
+        let cols = ["a".to_string(), "\"B\"".to_string()];
+        assert_eq!(
+            copy_from_stdin("public.t", &cols),
+            "COPY public.t (a, \"B\") FROM stdin;\n"
+        );
+        assert_eq!(copy_to_stdout("public.e", &[]), "COPY public.e TO STDOUT");
+    }
+
+    #[test]
+    fn privileges_are_replayed_in_order_after_revoking_all() {
+        let grants = [
+            Grant {
+                grantee: Some("u1".into()),
+                privilege: "SELECT".into(),
+                grantable: false,
+            },
+            Grant {
+                grantee: None,
+                privilege: "USAGE".into(),
+                grantable: true,
+            },
+        ];
+        assert_eq!(
+            privileges("SCHEMA", "s", "\"Owner\"", &grants),
+            "REVOKE ALL ON SCHEMA s FROM PUBLIC;\nREVOKE ALL ON SCHEMA s FROM \"Owner\";\n\
+             GRANT SELECT ON SCHEMA s TO u1;\nGRANT USAGE ON SCHEMA s TO PUBLIC WITH GRANT OPTION;\n"
+        );
+    }
+
+    #[test]
+    fn views_follow_the_views_they_read() {
+        assert_eq!(view_order(&[1, 2, 3], &[(1, 3), (3, 2)]), vec![2, 3, 1]);
+        assert_eq!(view_order(&[1, 2], &[(1, 2), (2, 1)]), vec![1, 2]);
+        assert_eq!(view_order(&[5], &[(5, 99)]), vec![5]);
+    }
+
+    #[test]
+    fn the_preamble_sets_what_pg_dump_sets() {
+        let text = preamble("db\nx", ServerVersion(180001), "UTF8");
+        assert!(text.starts_with(NATIVE_HEADER));
+        for line in [
+            "SET client_encoding = 'UTF8';",
+            "SELECT pg_catalog.set_config('search_path', '', false);",
+            "SET standard_conforming_strings = on;",
+            "SET extra_float_digits = 3;",
+            "SET DateStyle = ISO;",
+            "SET IntervalStyle = postgres;",
+            "-- Database db x,",
+        ] {
+            assert!(text.contains(line), "{line}");
+        }
+    }
+}

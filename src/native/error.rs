@@ -1,0 +1,36 @@
+//! The errors of a native export.
+
+use super::inventory::Refusal;
+use super::output::OutputClosed;
+
+/// A native export failed, or refused its database.
+#[derive(Debug, thiserror::Error)]
+pub enum NativeError {
+    /// A catalog read or a COPY failed.
+    #[error("{what}: {source}")]
+    Query {
+        /// What was being read.
+        what: &'static str,
+        /// The server's or the driver's error.
+        source: tokio_postgres::Error,
+    },
+    /// The database holds objects a native dump cannot reproduce.
+    #[error("{} object(s) a native dump cannot reproduce: {}", .0.len(), list(.0))]
+    Refused(Vec<Refusal>),
+    /// The file could not take the output.
+    #[error(transparent)]
+    Output(#[from] OutputClosed),
+}
+
+fn list(refusals: &[Refusal]) -> String {
+    refusals
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Wraps a driver error with what was being read.
+pub fn query(what: &'static str) -> impl Fn(tokio_postgres::Error) -> NativeError {
+    move |source| NativeError::Query { what, source }
+}

@@ -1,0 +1,308 @@
+//! The catalog reads of a native export, typed: every query of the engine but the inventory's.
+//! Each reads only the oids the inventory accepted, so nothing is exported that was not
+//! inventoried. Names come back quoted by the server under the session's empty search_path.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Client;
+
+use super::ddl::{Column, Grant, Sequence};
+use super::error::{query, NativeError};
+
+/// A schema, function, table, view or sequence: its name, owner and privileges.
+#[derive(Clone, Debug)]
+pub struct Owned {
+    /// Its oid.
+    pub oid: u32,
+    /// Quoted (qualified) name, or a function's signature.
+    pub name: String,
+    /// Quoted owner.
+    pub owner: String,
+    /// Whether its ACL is set (not the default).
+    pub has_acl: bool,
+    /// Its definition, where the server writes it (functions, views, indexes).
+    pub definition: String,
+}
+
+fn oids(list: &[u32]) -> Vec<u32> {
+    list.to_vec()
+}
+
+async fn owned(
+    client: &Client,
+    sql: &str,
+    list: &[u32],
+    what: &'static str,
+) -> Result<Vec<Owned>, NativeError> {
+    let rows = client
+        .query(sql, &[&oids(list)])
+        .await
+        .map_err(query(what))?;
+    rows.iter()
+        .map(|row| {
+            Ok(Owned {
+                oid: row.try_get(0).map_err(query(what))?,
+                name: row.try_get(1).map_err(query(what))?,
+                owner: row.try_get(2).map_err(query(what))?,
+                has_acl: row.try_get(3).map_err(query(what))?,
+                definition: row.try_get(4).map_err(query(what))?,
+            })
+        })
+        .collect()
+}
+
+/// Schemas, in oid order.
+pub async fn schemas(client: &Client, list: &[u32]) -> Result<Vec<Owned>, NativeError> {
+    let sql = "SELECT n.oid, pg_catalog.quote_ident(n.nspname), \
+        pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(n.nspowner)), n.nspacl IS NOT NULL, ''::text \
+        FROM pg_catalog.pg_namespace n WHERE n.oid = ANY($1) ORDER BY n.oid";
+    owned(client, sql, list, "reading schemas").await
+}
+
+/// Functions with their `pg_get_functiondef`, in oid order.
+pub async fn functions(client: &Client, list: &[u32]) -> Result<Vec<Owned>, NativeError> {
+    let sql = "SELECT p.oid, p.oid::pg_catalog.regprocedure::text, \
+        pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.proowner)), p.proacl IS NOT NULL, \
+        pg_catalog.pg_get_functiondef(p.oid) \
+        FROM pg_catalog.pg_proc p WHERE p.oid = ANY($1) ORDER BY p.oid";
+    owned(client, sql, list, "reading functions").await
+}
+
+/// Relations (tables, views, sequences, indexes): views with `pg_get_viewdef`, indexes with
+/// `pg_get_indexdef`, in oid order.
+pub async fn relations(client: &Client, list: &[u32]) -> Result<Vec<Owned>, NativeError> {
+    let sql = "SELECT c.oid, c.oid::pg_catalog.regclass::text, \
+        pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relacl IS NOT NULL, \
+        CASE c.relkind WHEN 'v' THEN pg_catalog.pg_get_viewdef(c.oid) \
+          WHEN 'i' THEN pg_catalog.pg_get_indexdef(c.oid) ELSE '' END \
+        FROM pg_catalog.pg_class c WHERE c.oid = ANY($1) ORDER BY c.oid";
+    owned(client, sql, list, "reading relations").await
+}
+
+/// The privileges of objects of `catalog` (`pg_class`, `pg_proc`, `pg_namespace`), per oid, in
+/// the ACL's order.
+pub async fn grants(
+    client: &Client,
+    catalog: &str,
+    list: &[u32],
+) -> Result<HashMap<u32, Vec<Grant>>, NativeError> {
+    let acl = match catalog {
+        "pg_class" => "relacl",
+        "pg_proc" => "proacl",
+        _ => "nspacl",
+    };
+    let sql = format!(
+        "SELECT o.oid, CASE WHEN g.grantee = 0 THEN NULL \
+           ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END, \
+         g.privilege_type, g.is_grantable \
+         FROM pg_catalog.{catalog} o \
+         CROSS JOIN LATERAL pg_catalog.aclexplode(o.{acl}) WITH ORDINALITY \
+           g(grantor, grantee, privilege_type, is_grantable, n) \
+         WHERE o.oid = ANY($1) ORDER BY o.oid, g.n"
+    );
+    let what = "reading privileges";
+    let rows = client
+        .query(&sql, &[&oids(list)])
+        .await
+        .map_err(query(what))?;
+    let mut map: HashMap<u32, Vec<Grant>> = HashMap::new();
+    for row in rows {
+        map.entry(row.try_get(0).map_err(query(what))?)
+            .or_default()
+            .push(Grant {
+                grantee: row.try_get(1).map_err(query(what))?,
+                privilege: row.try_get(2).map_err(query(what))?,
+                grantable: row.try_get(3).map_err(query(what))?,
+            });
+    }
+    Ok(map)
+}
+
+/// The columns of each table, in attnum order (dropped ones left out).
+pub async fn columns(
+    client: &Client,
+    tables: &[u32],
+) -> Result<HashMap<u32, Vec<Column>>, NativeError> {
+    let sql = "SELECT a.attrelid, pg_catalog.quote_ident(a.attname), \
+        pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+        pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+        FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d \
+          ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+        WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
+        ORDER BY a.attrelid, a.attnum";
+    let what = "reading columns";
+    let rows = client
+        .query(sql, &[&oids(tables)])
+        .await
+        .map_err(query(what))?;
+    let mut map: HashMap<u32, Vec<Column>> = HashMap::new();
+    for row in rows {
+        map.entry(row.try_get(0).map_err(query(what))?)
+            .or_default()
+            .push(Column {
+                name: row.try_get(1).map_err(query(what))?,
+                type_name: row.try_get(2).map_err(query(what))?,
+                not_null: row.try_get(3).map_err(query(what))?,
+                default: row.try_get(4).map_err(query(what))?,
+            });
+    }
+    Ok(map)
+}
+
+/// A table constraint: CHECK, PRIMARY KEY, UNIQUE or FOREIGN KEY.
+#[derive(Clone, Debug)]
+pub struct Constraint {
+    /// `pg_constraint.contype`.
+    pub contype: String,
+    /// Whether it was validated (NOT VALID ones go after the data).
+    pub validated: bool,
+    /// `ALTER TABLE ONLY ... ADD CONSTRAINT ...;`
+    pub statement: String,
+}
+
+/// The table constraints, in oid order.
+pub async fn constraints(client: &Client, list: &[u32]) -> Result<Vec<Constraint>, NativeError> {
+    let sql = "SELECT k.contype::text, k.convalidated, \
+        pg_catalog.format('ALTER TABLE ONLY %s ADD CONSTRAINT %I %s;', \
+          k.conrelid::pg_catalog.regclass, k.conname, pg_catalog.pg_get_constraintdef(k.oid)) \
+        FROM pg_catalog.pg_constraint k WHERE k.oid = ANY($1) ORDER BY k.oid";
+    let what = "reading constraints";
+    let rows = client
+        .query(sql, &[&oids(list)])
+        .await
+        .map_err(query(what))?;
+    rows.iter()
+        .map(|row| {
+            Ok(Constraint {
+                contype: row.try_get(0).map_err(query(what))?,
+                validated: row.try_get(1).map_err(query(what))?,
+                statement: row.try_get(2).map_err(query(what))?,
+            })
+        })
+        .collect()
+}
+
+/// Sequences' parameters (pg_sequence, 10+) and `OWNED BY`, in oid order.
+pub async fn sequences(
+    client: &Client,
+    list: &[u32],
+) -> Result<Vec<(Sequence, Option<String>)>, NativeError> {
+    let sql = "SELECT c.oid::pg_catalog.regclass::text, pg_catalog.format_type(s.seqtypid, NULL), \
+        s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle, \
+        (SELECT pg_catalog.format('%s.%I', d.refobjid::pg_catalog.regclass, a.attname) \
+           FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attribute a \
+             ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+           WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid \
+             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+             AND d.refobjsubid > 0 AND d.deptype = 'a') \
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid \
+        WHERE c.oid = ANY($1) ORDER BY c.oid";
+    let what = "reading sequences";
+    let rows = client
+        .query(sql, &[&oids(list)])
+        .await
+        .map_err(query(what))?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                Sequence {
+                    name: row.try_get(0).map_err(query(what))?,
+                    type_name: row.try_get(1).map_err(query(what))?,
+                    start: row.try_get(2).map_err(query(what))?,
+                    increment: row.try_get(3).map_err(query(what))?,
+                    min: row.try_get(4).map_err(query(what))?,
+                    max: row.try_get(5).map_err(query(what))?,
+                    cache: row.try_get(6).map_err(query(what))?,
+                    cycle: row.try_get(7).map_err(query(what))?,
+                },
+                row.try_get(8).map_err(query(what))?,
+            ))
+        })
+        .collect()
+}
+
+/// A sequence's state at the snapshot: `last_value`, `is_called`.
+pub async fn sequence_state(client: &Client, name: &str) -> Result<(i64, bool), NativeError> {
+    let what = "reading a sequence's state";
+    let row = client
+        .query_one(&format!("SELECT last_value, is_called FROM {name}"), &[])
+        .await
+        .map_err(query(what))?;
+    Ok((
+        row.try_get(0).map_err(query(what))?,
+        row.try_get(1).map_err(query(what))?,
+    ))
+}
+
+/// Which views each view reads (through its `_RETURN` rule's dependencies).
+pub async fn view_dependencies(
+    client: &Client,
+    views: &[u32],
+) -> Result<Vec<(u32, u32)>, NativeError> {
+    let sql = "SELECT DISTINCT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r \
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+          AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+        WHERE r.ev_class = ANY($1) AND d.refobjid = ANY($1) AND d.refobjid <> r.ev_class";
+    let what = "reading the views' dependencies";
+    let rows = client
+        .query(sql, &[&oids(views)])
+        .await
+        .map_err(query(what))?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0).map_err(query(what))?,
+                row.try_get(1).map_err(query(what))?,
+            ))
+        })
+        .collect()
+}
+
+/// `COMMENT ON` statements of the exported objects and their columns.
+pub async fn comments(
+    client: &Client,
+    relations: &[u32],
+    functions: &[u32],
+    schemas: &[u32],
+    constraints: &[u32],
+) -> Result<Vec<String>, NativeError> {
+    let sql = "SELECT pg_catalog.format('COMMENT ON %s %s IS %L;', CASE c.relkind \
+          WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'INDEX' END, \
+          c.oid::pg_catalog.regclass, d.description) \
+        FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid \
+        WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0 \
+          AND c.oid = ANY($1) \
+        UNION ALL SELECT pg_catalog.format('COMMENT ON COLUMN %s.%I IS %L;', \
+          a.attrelid::pg_catalog.regclass, a.attname, d.description) \
+        FROM pg_catalog.pg_description d JOIN pg_catalog.pg_attribute a \
+          ON a.attrelid = d.objoid AND a.attnum = d.objsubid \
+        WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid > 0 \
+          AND a.attrelid = ANY($1) \
+        UNION ALL SELECT pg_catalog.format('COMMENT ON FUNCTION %s IS %L;', \
+          d.objoid::pg_catalog.regprocedure, d.description) \
+        FROM pg_catalog.pg_description d \
+        WHERE d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objoid = ANY($2) \
+        UNION ALL SELECT pg_catalog.format('COMMENT ON SCHEMA %I IS %L;', n.nspname, d.description) \
+        FROM pg_catalog.pg_description d JOIN pg_catalog.pg_namespace n ON n.oid = d.objoid \
+        WHERE d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND n.oid = ANY($3) \
+        UNION ALL SELECT pg_catalog.format('COMMENT ON CONSTRAINT %I ON %s IS %L;', k.conname, \
+          k.conrelid::pg_catalog.regclass, d.description) \
+        FROM pg_catalog.pg_description d JOIN pg_catalog.pg_constraint k ON k.oid = d.objoid \
+        WHERE d.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND k.oid = ANY($4)";
+    let what = "reading comments";
+    let rows = client
+        .query(
+            sql,
+            &[
+                &oids(relations),
+                &oids(functions),
+                &oids(schemas),
+                &oids(constraints),
+            ],
+        )
+        .await
+        .map_err(query(what))?;
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(query(what)))
+        .collect()
+}
