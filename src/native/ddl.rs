@@ -52,8 +52,25 @@ pub struct Column {
     pub default: Option<String>,
 }
 
-/// `CREATE TABLE`, columns with types, defaults and NOT NULL.
-pub fn create_table(name: &str, columns: &[Column]) -> String {
+/// ` WITH (name='value', ...)` of a relation's `reloptions` (`name=value` each), values quoted
+/// as pg_dump quotes them; empty without options.
+pub fn with_options(options: &[String]) -> String {
+    if options.is_empty() {
+        return String::new();
+    }
+    let items: Vec<String> = options
+        .iter()
+        .map(|option| match option.split_once('=') {
+            Some((name, value)) => format!("{name}={}", quote_literal(value)),
+            None => option.clone(),
+        })
+        .collect();
+    format!(" WITH ({})", items.join(", "))
+}
+
+/// `CREATE TABLE`, columns with types, defaults and NOT NULL, and its storage parameters.
+pub fn create_table(name: &str, columns: &[Column], options: &[String]) -> String {
+    let with = with_options(options);
     let lines: Vec<String> = columns
         .iter()
         .map(|c| {
@@ -69,8 +86,8 @@ pub fn create_table(name: &str, columns: &[Column]) -> String {
         })
         .collect();
     match lines.is_empty() {
-        true => format!("CREATE TABLE {name} (\n);\n\n"),
-        false => format!("CREATE TABLE {name} (\n{}\n);\n\n", lines.join(",\n")),
+        true => format!("CREATE TABLE {name} (\n){with};\n\n"),
+        false => format!("CREATE TABLE {name} (\n{}\n){with};\n\n", lines.join(",\n")),
     }
 }
 
@@ -217,13 +234,18 @@ mod tests {
             },
         ];
         assert_eq!(
-            create_table("public.t", &columns),
+            create_table("public.t", &columns, &[]),
             "CREATE TABLE public.t (\n    id integer DEFAULT nextval('public.t_id_seq'::regclass) NOT NULL,\n    \"Odd\" character varying(10)[]\n);\n\n"
         );
         assert_eq!(
-            create_table("public.e", &[]),
-            "CREATE TABLE public.e (\n);\n\n"
+            create_table("public.e", &[], &["fillfactor=70".into()]),
+            "CREATE TABLE public.e (\n) WITH (fillfactor='70');\n\n"
         );
+        assert_eq!(
+            with_options(&["check_option=local".into(), "security_barrier=true".into()]),
+            " WITH (check_option='local', security_barrier='true')"
+        );
+        assert_eq!(with_options(&[]), "");
         let seq = Sequence {
             name: "public.s".into(),
             type_name: "bigint".into(),

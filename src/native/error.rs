@@ -7,7 +7,7 @@ use super::output::OutputClosed;
 #[derive(Debug, thiserror::Error)]
 pub enum NativeError {
     /// A catalog read or a COPY failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", describe(.source))]
     Query {
         /// What was being read.
         what: &'static str,
@@ -28,6 +28,17 @@ fn list(refusals: &[Refusal]) -> String {
         .map(|r| r.to_string())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The server's message (and detail) when there is one, else the driver's text.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => error.to_string(),
+    }
 }
 
 /// Wraps a driver error with what was being read.

@@ -67,7 +67,8 @@ pub async fn export(
         let cols = columns.get(&table.oid).map(Vec::as_slice).unwrap_or(&[]);
         out.text(&ddl::section(&format!("table {}", table.name)))
             .await?;
-        out.text(&ddl::create_table(&table.name, cols)).await?;
+        out.text(&ddl::create_table(&table.name, cols, &table.options))
+            .await?;
     }
     let constraints = objects::constraints(client, &constraint_oids).await?;
     for check in constraints
@@ -85,8 +86,9 @@ pub async fn export(
     for oid in order {
         if let Some(view) = views.iter().find(|v| v.oid == oid) {
             out.text(&format!(
-                "\nCREATE VIEW {} AS\n{}\n",
+                "\nCREATE VIEW {}{} AS\n{}\n",
                 view.name,
+                ddl::with_options(&view.options),
                 view.definition.trim_end()
             ))
             .await?;

@@ -152,7 +152,11 @@ fn unsupported_sql(version: ServerVersion) -> String {
     let v = version.num();
     let mut class = vec![
         ("c.relpersistence = 'u'", "unlogged"),
-        ("c.reloptions IS NOT NULL", "storage or view options"),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_class t \
+             WHERE t.oid = c.reltoastrelid AND t.reloptions IS NOT NULL)",
+            "TOAST storage parameters",
+        ),
         ("c.reltablespace <> 0", "tablespace"),
         ("c.reloftype <> 0", "typed table"),
         (
@@ -313,13 +317,13 @@ pub fn inventory_sql(version: ServerVersion, catalogs: &[String]) -> String {
         .iter()
         .filter(|name| !PART_CATALOGS.contains(&name.as_str()))
         .map(|name| {
-            let filter = match name.as_str() {
-                // A large object's oid may be any the user chose.
-                "pg_largeobject_metadata" => "",
-                _ => " WHERE oid >= 16384",
+            // A large object's oid may be any the user chose; its class is pg_largeobject.
+            let (class, filter) = match name.as_str() {
+                "pg_largeobject_metadata" => ("pg_largeobject", ""),
+                _ => (name.as_str(), " WHERE oid >= 16384"),
             };
             format!(
-                "SELECT '{name}'::text AS catalog, 'pg_catalog.{name}'::pg_catalog.regclass::oid \
+                "SELECT '{name}'::text AS catalog, 'pg_catalog.{class}'::pg_catalog.regclass::oid \
                  AS classid, oid AS objid FROM pg_catalog.{name}{filter}"
             )
         })
@@ -331,7 +335,7 @@ pub fn inventory_sql(version: ServerVersion, catalogs: &[String]) -> String {
          ({unsupported}) AS unsupported \
          FROM o CROSS JOIN LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, 0) i \
          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid \
-           AND d.objid = o.objid AND d.deptype IN ('i', 'e')) \
+           AND d.objid = o.objid AND d.objsubid = 0 AND d.deptype IN ('i', 'e')) \
          AND coalesce(i.schema, '') !~ '^pg_(toast|temp_[0-9]+|toast_temp_[0-9]+)$' \
          AND NOT (o.catalog = 'pg_namespace' \
            AND i.identity ~ '^pg_(toast|temp_[0-9]+|toast_temp_[0-9]+)$') \

@@ -22,6 +22,8 @@ pub struct Owned {
     pub has_acl: bool,
     /// Its definition, where the server writes it (functions, views, indexes).
     pub definition: String,
+    /// A relation's `reloptions` (`name=value`); empty for the others.
+    pub options: Vec<String>,
 }
 
 fn oids(list: &[u32]) -> Vec<u32> {
@@ -46,6 +48,7 @@ async fn owned(
                 owner: row.try_get(2).map_err(query(what))?,
                 has_acl: row.try_get(3).map_err(query(what))?,
                 definition: row.try_get(4).map_err(query(what))?,
+                options: row.try_get(5).map_err(query(what))?,
             })
         })
         .collect()
@@ -54,7 +57,7 @@ async fn owned(
 /// Schemas, in oid order.
 pub async fn schemas(client: &Client, list: &[u32]) -> Result<Vec<Owned>, NativeError> {
     let sql = "SELECT n.oid, pg_catalog.quote_ident(n.nspname), \
-        pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(n.nspowner)), n.nspacl IS NOT NULL, ''::text \
+        pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(n.nspowner)), n.nspacl IS NOT NULL, ''::text, '{}'::text[] \
         FROM pg_catalog.pg_namespace n WHERE n.oid = ANY($1) ORDER BY n.oid";
     owned(client, sql, list, "reading schemas").await
 }
@@ -63,7 +66,7 @@ pub async fn schemas(client: &Client, list: &[u32]) -> Result<Vec<Owned>, Native
 pub async fn functions(client: &Client, list: &[u32]) -> Result<Vec<Owned>, NativeError> {
     let sql = "SELECT p.oid, p.oid::pg_catalog.regprocedure::text, \
         pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(p.proowner)), p.proacl IS NOT NULL, \
-        pg_catalog.pg_get_functiondef(p.oid) \
+        pg_catalog.pg_get_functiondef(p.oid), '{}'::text[] \
         FROM pg_catalog.pg_proc p WHERE p.oid = ANY($1) ORDER BY p.oid";
     owned(client, sql, list, "reading functions").await
 }
@@ -74,7 +77,8 @@ pub async fn relations(client: &Client, list: &[u32]) -> Result<Vec<Owned>, Nati
     let sql = "SELECT c.oid, c.oid::pg_catalog.regclass::text, \
         pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relacl IS NOT NULL, \
         CASE c.relkind WHEN 'v' THEN pg_catalog.pg_get_viewdef(c.oid) \
-          WHEN 'i' THEN pg_catalog.pg_get_indexdef(c.oid) ELSE '' END \
+          WHEN 'i' THEN pg_catalog.pg_get_indexdef(c.oid) ELSE '' END, \
+        coalesce(c.reloptions, '{}') \
         FROM pg_catalog.pg_class c WHERE c.oid = ANY($1) ORDER BY c.oid";
     owned(client, sql, list, "reading relations").await
 }
