@@ -8,11 +8,64 @@ use crate::server::{quote_literal, ServerVersion};
 /// The first line of every native dump; `pgback --restore` recognises a native set by it.
 pub const NATIVE_HEADER: &str = "-- pgback native dump";
 
+/// The framing of a native dump for the native restore, in comment lines psql ignores, each
+/// carrying the dump's marker (random, written in the header line), so that no text of the
+/// database (a comment, a function body) can pose as one:
+/// - `-- pgback MARKER batch`: the statements since the previous line of the framing end here;
+/// - `-- pgback MARKER copy LEN`: the next LEN bytes and a newline are a `COPY ... FROM stdin;`,
+///   followed by its rows up to the line `\.`.
+pub fn header_line(marker: &str) -> String {
+    format!("{NATIVE_HEADER}, format 1, marker {marker}\n")
+}
+
+/// The marker of a native dump, from its first line; `None` for any other file.
+pub fn marker_of(first_line: &str) -> Option<&str> {
+    let marker = first_line
+        .trim_end()
+        .strip_prefix(NATIVE_HEADER)?
+        .strip_prefix(", format 1, marker ")?;
+    (!marker.is_empty() && marker.bytes().all(|b| b.is_ascii_hexdigit())).then_some(marker)
+}
+
+/// The line that ends a batch of statements.
+pub fn batch_line(marker: &str) -> String {
+    format!("-- pgback {marker} batch\n")
+}
+
+/// What a line of the framing says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// The statements so far are one batch.
+    Batch,
+    /// A COPY statement of this many bytes follows.
+    Copy(usize),
+}
+
+/// Reads a line of the framing (`None`: any other line).
+pub fn frame_of(line: &[u8], marker: &str) -> Option<Frame> {
+    let text = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
+    let rest = text.strip_prefix("-- pgback ")?.strip_prefix(marker)?;
+    match rest {
+        " batch" => Some(Frame::Batch),
+        _ => rest
+            .strip_prefix(" copy ")
+            .and_then(|len| len.parse().ok())
+            .map(Frame::Copy),
+    }
+}
+
+/// The framing line and the `COPY ... FROM stdin;` statement that opens a table's data.
+pub fn copy_lines(marker: &str, table: &str, columns: &[String]) -> String {
+    let statement = copy_from_stdin(table, columns);
+    let statement = statement.trim_end_matches('\n');
+    format!("-- pgback {marker} copy {}\n{statement}\n", statement.len())
+}
+
 /// The header and pg_dump's session settings, which `psql -f` and the native restore apply.
-pub fn preamble(dbname: &str, version: ServerVersion, encoding: &str) -> String {
+pub fn preamble(dbname: &str, version: ServerVersion, encoding: &str, marker: &str) -> String {
     let dbname = dbname.replace(['\n', '\r'], " ");
     format!(
-        "{NATIVE_HEADER}, format 1\n\
+        "{}\
          --\n\
          -- Database {dbname}, from a PostgreSQL {version} server. Restore it with\n\
          -- `psql -X -v ON_ERROR_STOP=1 -f FILE` or `pgback --restore`.\n\
@@ -29,14 +82,20 @@ pub fn preamble(dbname: &str, version: ServerVersion, encoding: &str) -> String 
          SET row_security = off;\n\
          SET DateStyle = ISO;\n\
          SET IntervalStyle = postgres;\n\
-         SET extra_float_digits = 3;\n\n",
+         SET extra_float_digits = 3;\n{}\n",
+        header_line(marker),
+        batch_line(marker),
         encoding = quote_literal(encoding),
     )
 }
 
-/// A comment line naming what follows (names on one line).
-pub fn section(title: &str) -> String {
-    format!("--\n-- {}\n--\n\n", title.replace(['\n', '\r'], " "))
+/// A comment naming what follows (names on one line), after the end of a batch.
+pub fn section(marker: &str, title: &str) -> String {
+    format!(
+        "{}--\n-- {}\n--\n\n",
+        batch_line(marker),
+        title.replace(['\n', '\r'], " ")
+    )
 }
 
 /// One column of a table.
@@ -185,6 +244,9 @@ pub fn copy_to_stdout(table: &str, columns: &[String]) -> String {
     }
 }
 
+/// The last line of a complete native dump.
+pub const END_LINE: &str = "-- end of the pgback native dump";
+
 /// The line that ends a table's data.
 pub const COPY_END: &str = "\\.\n\n";
 
@@ -294,6 +356,33 @@ mod tests {
     }
 
     #[test]
+    fn the_framing_is_found_only_with_the_marker() {
+        assert_eq!(
+            marker_of("-- pgback native dump, format 1, marker 0a1b\n"),
+            Some("0a1b")
+        );
+        assert_eq!(
+            marker_of("-- pgback native dump, format 1, marker \n"),
+            None
+        );
+        assert_eq!(marker_of("--\n"), None);
+        assert_eq!(
+            frame_of(batch_line("0a1b").as_bytes(), "0a1b"),
+            Some(Frame::Batch)
+        );
+        assert_eq!(frame_of(batch_line("ffff").as_bytes(), "0a1b"), None);
+        let cols = ["a".to_string()];
+        let lines = copy_lines("0a1b", "public.\"x\ny\"", &cols);
+        let (frame, statement) = lines.split_once('\n').unwrap();
+        assert_eq!(
+            frame_of(frame.as_bytes(), "0a1b"),
+            Some(Frame::Copy(statement.len() - 1))
+        );
+        assert_eq!(statement, "COPY public.\"x\ny\" (a) FROM stdin;\n");
+        assert_eq!(frame_of(b"-- pgback 0a1b copy x\n", "0a1b"), None);
+    }
+
+    #[test]
     fn views_follow_the_views_they_read() {
         assert_eq!(view_order(&[1, 2, 3], &[(1, 3), (3, 2)]), vec![2, 3, 1]);
         assert_eq!(view_order(&[1, 2], &[(1, 2), (2, 1)]), vec![1, 2]);
@@ -302,8 +391,9 @@ mod tests {
 
     #[test]
     fn the_preamble_sets_what_pg_dump_sets() {
-        let text = preamble("db\nx", ServerVersion(180001), "UTF8");
-        assert!(text.starts_with(NATIVE_HEADER));
+        let text = preamble("db\nx", ServerVersion(180001), "UTF8", "00ff");
+        assert!(text.starts_with("-- pgback native dump, format 1, marker 00ff\n"));
+        assert!(text.ends_with("-- pgback 00ff batch\n\n"));
         for line in [
             "SET client_encoding = 'UTF8';",
             "SELECT pg_catalog.set_config('search_path', '', false);",

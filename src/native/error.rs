@@ -17,6 +17,12 @@ pub enum NativeError {
     /// The database holds objects a native dump cannot reproduce.
     #[error("{} object(s) a native dump cannot reproduce: {}", .0.len(), list(.0))]
     Refused(Vec<Refusal>),
+    /// The dump's marker could not be drawn.
+    #[error("reading /dev/urandom: {0}")]
+    Random(std::io::Error),
+    /// A native dump could not be loaded (not one, cut short, not UTF-8).
+    #[error("{0}")]
+    Load(String),
     /// The file could not take the output.
     #[error(transparent)]
     Output(#[from] OutputClosed),

@@ -12,6 +12,16 @@ use super::objects::{self, Owned};
 use super::output::SqlWriter;
 use super::session::Snapshot;
 
+/// A marker no text of the database can know in advance: 16 random bytes, in hex.
+fn new_marker() -> Result<String, NativeError> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .map_err(NativeError::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// What one export wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ExportSummary {
@@ -34,8 +44,15 @@ pub async fn export(
         return Err(NativeError::Refused(inventory.refusals.clone()));
     }
     let client = snapshot.client;
-    out.text(&ddl::preamble(dbname, snapshot.version, &snapshot.encoding))
-        .await?;
+    let marker = new_marker()?;
+    let marker = marker.as_str();
+    out.text(&ddl::preamble(
+        dbname,
+        snapshot.version,
+        &snapshot.encoding,
+        marker,
+    ))
+    .await?;
 
     let schema_oids = inventory.oids("schema");
     let function_oids = inventory.oids("function");
@@ -52,8 +69,11 @@ pub async fn export(
     }
     let functions = objects::functions(client, &function_oids).await?;
     for function in &functions {
-        out.text(&ddl::section(&format!("function {}", function.name)))
-            .await?;
+        out.text(&ddl::section(
+            marker,
+            &format!("function {}", function.name),
+        ))
+        .await?;
         out.text(function.definition.trim_end()).await?;
         out.text(";\n\n").await?;
     }
@@ -65,7 +85,7 @@ pub async fn export(
     let mut columns = objects::columns(client, &table_oids).await?;
     for table in &tables {
         let cols = columns.get(&table.oid).map(Vec::as_slice).unwrap_or(&[]);
-        out.text(&ddl::section(&format!("table {}", table.name)))
+        out.text(&ddl::section(marker, &format!("table {}", table.name)))
             .await?;
         out.text(&ddl::create_table(&table.name, cols, &table.options))
             .await?;
@@ -112,9 +132,10 @@ pub async fn export(
             .into_iter()
             .map(|c| c.name)
             .collect();
-        out.text(&ddl::section(&format!("data of {}", table.name)))
+        out.text(&ddl::section(marker, &format!("data of {}", table.name)))
             .await?;
-        out.text(&ddl::copy_from_stdin(&table.name, &names)).await?;
+        out.text(&ddl::copy_lines(marker, &table.name, &names))
+            .await?;
         let stream = client
             .copy_out(&ddl::copy_to_stdout(&table.name, &names))
             .await
@@ -129,6 +150,7 @@ pub async fn export(
         }
         out.text(COPY_END).await?;
     }
+    out.text(&ddl::batch_line(marker)).await?;
     for (sequence, _) in &sequences {
         let (last_value, is_called) = objects::sequence_state(client, &sequence.name).await?;
         out.text(&ddl::setval(&sequence.name, last_value, is_called))
@@ -136,6 +158,7 @@ pub async fn export(
     }
     out.text("\n").await?;
 
+    out.text(&ddl::batch_line(marker)).await?;
     for key in constraints
         .iter()
         .filter(|k| matches!(k.contype.as_str(), "p" | "u"))
@@ -156,6 +179,7 @@ pub async fn export(
     }
     out.text("\n").await?;
 
+    out.text(&ddl::batch_line(marker)).await?;
     let relation_oids: Vec<u32> = [&table_oids, &sequence_oids, &view_oids, &index_oids]
         .into_iter()
         .flatten()
@@ -212,7 +236,8 @@ pub async fn export(
             .await?;
         }
     }
-    out.text("\n-- end of the pgback native dump\n").await?;
+    out.text(&ddl::batch_line(marker)).await?;
+    out.text(&format!("\n{}\n", ddl::END_LINE)).await?;
     let bytes = out.finish().await?;
     Ok(ExportSummary {
         objects: inventory.objects.len(),

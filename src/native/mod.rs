@@ -12,11 +12,13 @@
 //! - `objects`: the typed catalog reads of the exported objects.
 //! - `session`: the snapshot session (pg_dump's settings, `REPEATABLE READ READ ONLY`, locks).
 //! - `export`: one database's SQL, in pg_dump's order, data streamed with COPY.
+//! - `load`: the native restore of such a file: batches of statements, COPY FROM STDIN.
 
 mod ddl;
 mod error;
 mod export;
 mod inventory;
+mod load;
 mod objects;
 mod output;
 mod session;
@@ -25,5 +27,6 @@ pub use ddl::NATIVE_HEADER;
 pub use error::NativeError;
 pub use export::{export, ExportSummary};
 pub use inventory::{Inventory, Refusal, SUPPORTED_KINDS};
+pub use load::{is_native_dump, load, LoadSummary};
 pub use output::{sql_stream, ChunkReader, SqlWriter};
 pub use session::{open, Snapshot};

@@ -324,15 +324,31 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
         psql_file(&by_psql, db, &sql, true);
     }
 
-    // Restored with pgback --restore.
+    // Restored with pgback --restore: each database loaded natively, without psql.
     let by_pgback = Cluster::start(ClusterOptions::default().without_archive());
-    TestCommand::new(&by_pgback, "pgback")
-        .arg("--restore")
-        .arg(&dir)
-        .args(["-d", &by_pgback.conninfo_socket(), "-B", &client_bindir()])
-        .limit(Duration::from_secs(300))
-        .run()
-        .assert_ok("pgback --restore of the native set");
+    let restore = |extra: &[&str]| {
+        TestCommand::new(&by_pgback, "pgback")
+            .arg("--restore")
+            .arg(&dir)
+            .args(["-d", &by_pgback.conninfo_socket(), "-B", &client_bindir()])
+            .args(extra)
+            .limit(Duration::from_secs(300))
+            .run()
+    };
+    let plan = restore(&["--dry-run"]);
+    plan.assert_ok("pgback --restore --dry-run of the native set");
+    for db in EXPORTED {
+        let line = format!("native load (no psql): {}", prefix(db));
+        assert!(
+            plan.stdout.contains(&line),
+            "{line:?} not in the plan\n{plan}"
+        );
+    }
+    let restored = restore(&[]);
+    restored.assert_ok("pgback --restore of the native set");
+    for db in EXPORTED {
+        restored.assert_stderr(&format!("[{db}] loaded natively: "));
+    }
 
     for db in EXPORTED {
         let schema = schema_of(&source, db);
