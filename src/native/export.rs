@@ -62,10 +62,15 @@ pub async fn export(
     let index_oids = inventory.oids("index");
     let constraint_oids = inventory.oids("table constraint");
 
+    let enum_oids = inventory.oids("enum type");
     let schemas = objects::schemas(client, &schema_oids).await?;
     for schema in &schemas {
         out.text(&format!("CREATE SCHEMA {};\n\n", schema.name))
             .await?;
+    }
+    let enums = objects::enums(client, &enum_oids).await?;
+    for enum_type in &enums {
+        out.text(&enum_type.definition).await?;
     }
     let functions = objects::functions(client, &function_oids).await?;
     for function in &functions {
@@ -82,7 +87,13 @@ pub async fn export(
         out.text(&ddl::create_sequence(sequence)).await?;
     }
     let tables = objects::relations(client, &table_oids).await?;
-    let mut columns = objects::columns(client, &table_oids).await?;
+    let mut columns = objects::columns(client, snapshot.version, &table_oids).await?;
+    // Identity columns' sequences: their state is set with the others'.
+    let identity_sequences: Vec<String> = columns
+        .values()
+        .flatten()
+        .filter_map(|c| c.identity.as_ref().map(|(_, s)| s.name.clone()))
+        .collect();
     for table in &tables {
         let cols = columns.get(&table.oid).map(Vec::as_slice).unwrap_or(&[]);
         out.text(&ddl::section(marker, &format!("table {}", table.name)))
@@ -130,6 +141,7 @@ pub async fn export(
             .remove(&table.oid)
             .unwrap_or_default()
             .into_iter()
+            .filter(|c| !c.generated)
             .map(|c| c.name)
             .collect();
         out.text(&ddl::section(marker, &format!("data of {}", table.name)))
@@ -151,10 +163,10 @@ pub async fn export(
         out.text(COPY_END).await?;
     }
     out.text(&ddl::batch_line(marker)).await?;
-    for (sequence, _) in &sequences {
-        let (last_value, is_called) = objects::sequence_state(client, &sequence.name).await?;
-        out.text(&ddl::setval(&sequence.name, last_value, is_called))
-            .await?;
+    let sequence_names = sequences.iter().map(|(s, _)| &s.name);
+    for name in sequence_names.chain(&identity_sequences) {
+        let (last_value, is_called) = objects::sequence_state(client, name).await?;
+        out.text(&ddl::setval(name, last_value, is_called)).await?;
     }
     out.text("\n").await?;
 
@@ -191,6 +203,7 @@ pub async fn export(
         &function_oids,
         &schema_oids,
         &constraint_oids,
+        &enum_oids,
     )
     .await?
     {
@@ -199,8 +212,9 @@ pub async fn export(
     }
 
     let sequence_rels = objects::relations(client, &sequence_oids).await?;
-    let owned: [(&str, &str, &[Owned]); 5] = [
+    let owned: [(&str, &str, &[Owned]); 6] = [
         ("SCHEMA", "pg_namespace", &schemas),
+        ("TYPE", "pg_type", &enums),
         ("FUNCTION", "pg_proc", &functions),
         ("TABLE", "pg_class", &tables),
         ("SEQUENCE", "pg_class", &sequence_rels),

@@ -13,8 +13,9 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 9] = [
+pub const SUPPORTED_KINDS: [&str; 10] = [
     "schema",
+    "enum type",
     "table",
     "sequence",
     "view",
@@ -205,9 +206,17 @@ fn unsupported_sql(version: ServerVersion) -> String {
             "column storage or collation",
         ),
         (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity <> '')",
-            "identity column",
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+             JOIN pg_catalog.pg_class q ON q.oid = d.objid \
+             JOIN pg_catalog.pg_sequence s ON s.seqrelid = q.oid \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid \
+             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+             AND d.refobjid = c.oid AND d.deptype = 'i' AND q.relkind = 'S' \
+             AND (q.relacl IS NOT NULL OR s.seqtypid <> a.atttypid \
+               OR q.relpersistence <> c.relpersistence \
+               OR pg_catalog.obj_description(q.oid, 'pg_class') IS NOT NULL))",
+            "identity sequence with privileges, a comment or its own type",
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
@@ -234,8 +243,9 @@ fn unsupported_sql(version: ServerVersion) -> String {
     } else {
         class.push((
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '')",
-            "generated column",
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             AND a.attgenerated NOT IN ('', 's'))",
+            "virtual generated column",
         ));
         class.push((
             "c.relkind IN ('r', 'm') AND c.relam <> \
@@ -289,6 +299,18 @@ fn unsupported_sql(version: ServerVersion) -> String {
         "EXISTS (SELECT 1 FROM pg_catalog.aclexplode(n.nspacl) g WHERE g.grantor <> n.nspowner)",
         "privilege granted by a role other than the owner",
     )];
+    let types = [
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.aclexplode(t.typacl) g \
+             WHERE g.grantor <> t.typowner)",
+            "privilege granted by a role other than the owner",
+        ),
+        (
+            "t.typtype = 'e' AND EXISTS (SELECT 1 FROM pg_catalog.pg_type a \
+             WHERE a.oid = t.typarray AND a.typacl IS NOT NULL)",
+            "privileges on its array type",
+        ),
+    ];
     let array = |table: &str, alias: &str, checks: &[(&str, &str)]| {
         let items: Vec<String> = checks
             .iter()
@@ -302,11 +324,13 @@ fn unsupported_sql(version: ServerVersion) -> String {
     };
     format!(
         "CASE o.catalog WHEN 'pg_class' THEN {} WHEN 'pg_proc' THEN {} \
-         WHEN 'pg_constraint' THEN {} WHEN 'pg_namespace' THEN {} ELSE '{{}}'::text[] END",
+         WHEN 'pg_constraint' THEN {} WHEN 'pg_namespace' THEN {} WHEN 'pg_type' THEN {} \
+         ELSE '{{}}'::text[] END",
         array("pg_class", "c", &class),
         array("pg_proc", "p", &proc),
         array("pg_constraint", "k", &constraint),
         array("pg_namespace", "n", &namespace),
+        array("pg_type", "t", &types),
     )
 }
 

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use super::ddl::{Column, Grant, Sequence};
+use super::ddl::{Column, Grant, Identity, Sequence};
 use super::error::{query, NativeError};
+use crate::server::ServerVersion;
 
 /// A schema, function, table, view or sequence: its name, owner and privileges.
 #[derive(Clone, Debug)]
@@ -47,7 +48,10 @@ async fn owned(
                 name: row.try_get(1).map_err(query(what))?,
                 owner: row.try_get(2).map_err(query(what))?,
                 has_acl: row.try_get(3).map_err(query(what))?,
-                definition: row.try_get(4).map_err(query(what))?,
+                definition: row
+                    .try_get::<_, Option<String>>(4)
+                    .map_err(query(what))?
+                    .unwrap_or_default(),
                 options: row.try_get(5).map_err(query(what))?,
             })
         })
@@ -93,6 +97,7 @@ pub async fn grants(
     let acl = match catalog {
         "pg_class" => "relacl",
         "pg_proc" => "proacl",
+        "pg_type" => "typacl",
         _ => "nspacl",
     };
     let sql = format!(
@@ -122,25 +127,68 @@ pub async fn grants(
     Ok(map)
 }
 
-/// The columns of each table, in attnum order (dropped ones left out).
+/// The columns of tables, in attnum order (dropped ones left out), with an identity's
+/// sequence; `attgenerated` from 12 on.
+pub fn columns_sql(version: ServerVersion) -> String {
+    let generated = match version.num() >= 120000 {
+        true => "a.attgenerated = 's'",
+        false => "false",
+    };
+    format!(
+        "SELECT a.attrelid, pg_catalog.quote_ident(a.attname), \
+         pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+         pg_catalog.pg_get_expr(d.adbin, d.adrelid), {generated}, a.attidentity::text, \
+         q.seqrelid::pg_catalog.regclass::text, q.seqstart, q.seqincrement, q.seqmin, \
+         q.seqmax, q.seqcache, q.seqcycle \
+         FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d \
+           ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+         LEFT JOIN pg_catalog.pg_depend i ON a.attidentity <> '' \
+           AND i.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+           AND i.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+           AND i.refobjid = a.attrelid AND i.refobjsubid = a.attnum AND i.deptype = 'i' \
+         LEFT JOIN pg_catalog.pg_sequence q ON q.seqrelid = i.objid \
+         WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attrelid, a.attnum"
+    )
+}
+
+/// The columns of each table (see [`columns_sql`]).
 pub async fn columns(
     client: &Client,
+    version: ServerVersion,
     tables: &[u32],
 ) -> Result<HashMap<u32, Vec<Column>>, NativeError> {
-    let sql = "SELECT a.attrelid, pg_catalog.quote_ident(a.attname), \
-        pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, \
-        pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
-        FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d \
-          ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-        WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
-        ORDER BY a.attrelid, a.attnum";
     let what = "reading columns";
     let rows = client
-        .query(sql, &[&oids(tables)])
+        .query(&columns_sql(version), &[&oids(tables)])
         .await
         .map_err(query(what))?;
     let mut map: HashMap<u32, Vec<Column>> = HashMap::new();
     for row in rows {
+        let get_identity = || -> Result<Option<(Identity, Sequence)>, tokio_postgres::Error> {
+            let kind: String = row.try_get(6)?;
+            let Some(name) = row.try_get::<_, Option<String>>(7)? else {
+                return Ok(None);
+            };
+            let identity = match kind.as_str() {
+                "a" => Identity::Always,
+                _ => Identity::ByDefault,
+            };
+            Ok(Some((
+                identity,
+                Sequence {
+                    name,
+                    type_name: String::new(),
+                    start: row.try_get(8)?,
+                    increment: row.try_get(9)?,
+                    min: row.try_get(10)?,
+                    max: row.try_get(11)?,
+                    cache: row.try_get(12)?,
+                    cycle: row.try_get(13)?,
+                },
+            )))
+        };
+        let identity = get_identity().map_err(query(what))?;
         map.entry(row.try_get(0).map_err(query(what))?)
             .or_default()
             .push(Column {
@@ -148,9 +196,25 @@ pub async fn columns(
                 type_name: row.try_get(2).map_err(query(what))?,
                 not_null: row.try_get(3).map_err(query(what))?,
                 default: row.try_get(4).map_err(query(what))?,
+                generated: row.try_get(5).map_err(query(what))?,
+                identity,
             });
     }
     Ok(map)
+}
+
+/// Enum types with their labels (quoted, in their sort order) as the definition.
+pub async fn enums(client: &Client, list: &[u32]) -> Result<Vec<Owned>, NativeError> {
+    let sql = "SELECT t.oid, pg_catalog.format_type(t.oid, NULL), \
+        pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(t.typowner)), t.typacl IS NOT NULL, \
+        (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' \
+           ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), \
+        '{}'::text[] FROM pg_catalog.pg_type t WHERE t.oid = ANY($1) ORDER BY t.oid";
+    let mut enums = owned(client, sql, list, "reading enum types").await?;
+    for e in &mut enums {
+        e.definition = format!("CREATE TYPE {} AS ENUM ({});\n", e.name, e.definition);
+    }
+    Ok(enums)
 }
 
 /// A table constraint: CHECK, PRIMARY KEY, UNIQUE or FOREIGN KEY.
@@ -269,6 +333,7 @@ pub async fn comments(
     functions: &[u32],
     schemas: &[u32],
     constraints: &[u32],
+    types: &[u32],
 ) -> Result<Vec<String>, NativeError> {
     let sql = "SELECT pg_catalog.format('COMMENT ON %s %s IS %L;', CASE c.relkind \
           WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'INDEX' END, \
@@ -286,6 +351,10 @@ pub async fn comments(
           d.objoid::pg_catalog.regprocedure, d.description) \
         FROM pg_catalog.pg_description d \
         WHERE d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objoid = ANY($2) \
+        UNION ALL SELECT pg_catalog.format('COMMENT ON TYPE %s IS %L;', \
+          pg_catalog.format_type(d.objoid, NULL), d.description) \
+        FROM pg_catalog.pg_description d \
+        WHERE d.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objoid = ANY($5) \
         UNION ALL SELECT pg_catalog.format('COMMENT ON SCHEMA %I IS %L;', n.nspname, d.description) \
         FROM pg_catalog.pg_description d JOIN pg_catalog.pg_namespace n ON n.oid = d.objoid \
         WHERE d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND n.oid = ANY($3) \
@@ -302,6 +371,7 @@ pub async fn comments(
                 &oids(functions),
                 &oids(schemas),
                 &oids(constraints),
+                &oids(types),
             ],
         )
         .await
@@ -309,4 +379,15 @@ pub async fn comments(
     rows.iter()
         .map(|row| row.try_get(0).map_err(query(what)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_columns_are_read_from_12_on() {
+        assert!(columns_sql(ServerVersion(110022)).contains(", false, a.attidentity"));
+        assert!(columns_sql(ServerVersion(120000)).contains("a.attgenerated = 's'"));
+    }
 }
