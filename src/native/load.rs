@@ -40,6 +40,16 @@ fn read_error(e: std::io::Error) -> NativeError {
     NativeError::Load(format!("reading the dump: {e}"))
 }
 
+/// Reads the next line of `input` into `line` (cleared first); `false` at the end.
+async fn next_line(
+    input: &mut (impl AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+) -> Result<bool, NativeError> {
+    line.clear();
+    let read = input.read_until(b'\n', line).await.map_err(read_error)?;
+    Ok(read > 0)
+}
+
 /// Loads the native dump `input` through `client` (connected to the target database).
 pub async fn load(
     client: &Client,
@@ -58,16 +68,7 @@ pub async fn load(
     let mut summary = LoadSummary::default();
     let mut batch: Vec<u8> = Vec::new();
     let mut ended = false;
-    loop {
-        line.clear();
-        if input
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(read_error)?
-            == 0
-        {
-            break;
-        }
+    while next_line(&mut input, &mut line).await? {
         match frame_of(&line, &marker) {
             None => {
                 ended = line.starts_with(END_LINE.as_bytes());
@@ -127,13 +128,7 @@ async fn copy_rows(
     let mut chunk: Vec<u8> = Vec::with_capacity(COPY_CHUNK);
     let mut line = Vec::new();
     loop {
-        line.clear();
-        if input
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(read_error)?
-            == 0
-        {
+        if !next_line(input, &mut line).await? {
             return Err(truncated("a table's rows have no end"));
         }
         if line == b"\\.\n" {

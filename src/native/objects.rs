@@ -31,31 +31,37 @@ fn oids(list: &[u32]) -> Vec<u32> {
     list.to_vec()
 }
 
+/// Runs `sql` with `params` and turns each row into a `T`; errors say `what` was being read.
+async fn read_rows<T>(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    what: &'static str,
+    row_to: impl Fn(&tokio_postgres::Row) -> Result<T, tokio_postgres::Error>,
+) -> Result<Vec<T>, NativeError> {
+    let rows = client.query(sql, params).await.map_err(query(what))?;
+    rows.iter()
+        .map(|row| row_to(row).map_err(query(what)))
+        .collect()
+}
+
 async fn owned(
     client: &Client,
     sql: &str,
     list: &[u32],
     what: &'static str,
 ) -> Result<Vec<Owned>, NativeError> {
-    let rows = client
-        .query(sql, &[&oids(list)])
-        .await
-        .map_err(query(what))?;
-    rows.iter()
-        .map(|row| {
-            Ok(Owned {
-                oid: row.try_get(0).map_err(query(what))?,
-                name: row.try_get(1).map_err(query(what))?,
-                owner: row.try_get(2).map_err(query(what))?,
-                has_acl: row.try_get(3).map_err(query(what))?,
-                definition: row
-                    .try_get::<_, Option<String>>(4)
-                    .map_err(query(what))?
-                    .unwrap_or_default(),
-                options: row.try_get(5).map_err(query(what))?,
-            })
+    read_rows(client, sql, &[&oids(list)], what, |row| {
+        Ok(Owned {
+            oid: row.try_get(0)?,
+            name: row.try_get(1)?,
+            owner: row.try_get(2)?,
+            has_acl: row.try_get(3)?,
+            definition: row.try_get::<_, Option<String>>(4)?.unwrap_or_default(),
+            options: row.try_get(5)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// Schemas, in oid order.
@@ -234,20 +240,14 @@ pub async fn constraints(client: &Client, list: &[u32]) -> Result<Vec<Constraint
         pg_catalog.format('ALTER TABLE ONLY %s ADD CONSTRAINT %I %s;', \
           k.conrelid::pg_catalog.regclass, k.conname, pg_catalog.pg_get_constraintdef(k.oid)) \
         FROM pg_catalog.pg_constraint k WHERE k.oid = ANY($1) ORDER BY k.oid";
-    let what = "reading constraints";
-    let rows = client
-        .query(sql, &[&oids(list)])
-        .await
-        .map_err(query(what))?;
-    rows.iter()
-        .map(|row| {
-            Ok(Constraint {
-                contype: row.try_get(0).map_err(query(what))?,
-                validated: row.try_get(1).map_err(query(what))?,
-                statement: row.try_get(2).map_err(query(what))?,
-            })
+    read_rows(client, sql, &[&oids(list)], "reading constraints", |row| {
+        Ok(Constraint {
+            contype: row.try_get(0)?,
+            validated: row.try_get(1)?,
+            statement: row.try_get(2)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// Sequences' parameters (pg_sequence, 10+) and `OWNED BY`, in oid order.
