@@ -287,6 +287,22 @@ pub const END_LINE: &str = "-- end of the pgback native dump";
 /// The line that ends a table's data.
 pub const COPY_END: &str = "\\.\n\n";
 
+/// `CREATE VIEW` or, empty until refreshed, `CREATE MATERIALIZED VIEW ... WITH NO DATA`;
+/// `definition` is `pg_get_viewdef`'s (ending in `;`).
+pub fn create_view(name: &str, options: &[String], definition: &str, materialized: bool) -> String {
+    let definition = definition.trim_end().trim_end_matches(';');
+    match materialized {
+        true => format!(
+            "\nCREATE MATERIALIZED VIEW {name}{} AS\n{definition}\n  WITH NO DATA;\n",
+            with_options(options)
+        ),
+        false => format!(
+            "\nCREATE VIEW {name}{} AS\n{definition};\n",
+            with_options(options)
+        ),
+    }
+}
+
 /// Orders views so that each comes after the views it reads: `depends` holds (view, view it
 /// reads) pairs; a cycle (impossible in a catalog) keeps the remaining views in oid order.
 pub fn view_order(views: &[u32], depends: &[(u32, u32)]) -> Vec<u32> {
@@ -457,6 +473,18 @@ mod tests {
         );
         assert_eq!(statement, "COPY public.\"x\ny\" (a) FROM stdin;\n");
         assert_eq!(frame_of(b"-- pgback 0a1b copy x\n", "0a1b"), None);
+    }
+
+    #[test]
+    fn views_and_materialized_views() {
+        assert_eq!(
+            create_view("public.v", &[], " SELECT 1 AS one;", false),
+            "\nCREATE VIEW public.v AS\n SELECT 1 AS one;\n"
+        );
+        assert_eq!(
+            create_view("public.m", &["fillfactor=50".into()], " SELECT 1 AS one;", true),
+            "\nCREATE MATERIALIZED VIEW public.m WITH (fillfactor='50') AS\n SELECT 1 AS one\n  WITH NO DATA;\n"
+        );
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub async fn export(
     let table_oids = inventory.oids("table");
     let sequence_oids = inventory.oids("sequence");
     let view_oids = inventory.oids("view");
+    let matview_oids = inventory.oids("materialized view");
+    let trigger_oids = inventory.oids("trigger");
     let index_oids = inventory.oids("index");
     let constraint_oids = inventory.oids("table constraint");
 
@@ -109,21 +111,29 @@ pub async fn export(
         out.text(&check.statement).await?;
         out.text("\n").await?;
     }
+    // Views and materialized views in one order: each after those it reads.
     let views = objects::relations(client, &view_oids).await?;
+    let matviews = objects::relations(client, &matview_oids).await?;
+    let all_views: Vec<u32> = view_oids.iter().chain(&matview_oids).copied().collect();
     let order = ddl::view_order(
-        &view_oids,
-        &objects::view_dependencies(client, &view_oids).await?,
+        &all_views,
+        &objects::view_dependencies(client, &all_views).await?,
     );
-    for oid in order {
-        if let Some(view) = views.iter().find(|v| v.oid == oid) {
-            out.text(&format!(
-                "\nCREATE VIEW {}{} AS\n{}\n",
-                view.name,
-                ddl::with_options(&view.options),
-                view.definition.trim_end()
-            ))
-            .await?;
-        }
+    for oid in &order {
+        let (view, materialized) = match views.iter().find(|v| v.oid == *oid) {
+            Some(view) => (view, false),
+            None => match matviews.iter().find(|v| v.oid == *oid) {
+                Some(view) => (view, true),
+                None => continue,
+            },
+        };
+        out.text(&ddl::create_view(
+            &view.name,
+            &view.options,
+            &view.definition,
+            materialized,
+        ))
+        .await?;
     }
     out.text("\n").await?;
     for (sequence, owned_by) in &sequences {
@@ -189,14 +199,31 @@ pub async fn export(
         out.text(&late.statement).await?;
         out.text("\n").await?;
     }
+    for trigger in objects::triggers(client, &trigger_oids).await? {
+        out.text(&trigger).await?;
+        out.text("\n").await?;
+    }
+    let populated = objects::populated(client, &matview_oids).await?;
+    for oid in order.iter().filter(|oid| populated.contains(oid)) {
+        if let Some(view) = matviews.iter().find(|v| v.oid == *oid) {
+            out.text(&format!("REFRESH MATERIALIZED VIEW {};\n", view.name))
+                .await?;
+        }
+    }
     out.text("\n").await?;
 
     out.text(&ddl::batch_line(marker)).await?;
-    let relation_oids: Vec<u32> = [&table_oids, &sequence_oids, &view_oids, &index_oids]
-        .into_iter()
-        .flatten()
-        .copied()
-        .collect();
+    let relation_oids: Vec<u32> = [
+        &table_oids,
+        &sequence_oids,
+        &view_oids,
+        &matview_oids,
+        &index_oids,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+    .collect();
     for comment in objects::comments(
         client,
         &relation_oids,
@@ -204,6 +231,7 @@ pub async fn export(
         &schema_oids,
         &constraint_oids,
         &enum_oids,
+        &trigger_oids,
     )
     .await?
     {
@@ -212,13 +240,14 @@ pub async fn export(
     }
 
     let sequence_rels = objects::relations(client, &sequence_oids).await?;
-    let owned: [(&str, &str, &[Owned]); 6] = [
+    let owned: [(&str, &str, &[Owned]); 7] = [
         ("SCHEMA", "pg_namespace", &schemas),
         ("TYPE", "pg_type", &enums),
         ("FUNCTION", "pg_proc", &functions),
         ("TABLE", "pg_class", &tables),
         ("SEQUENCE", "pg_class", &sequence_rels),
         ("VIEW", "pg_class", &views),
+        ("MATERIALIZED VIEW", "pg_class", &matviews),
     ];
     for (object_type, _, list) in owned {
         for object in list {
@@ -236,7 +265,7 @@ pub async fn export(
         }
         let grants = objects::grants(client, catalog, &with_acl).await?;
         let acl_type = match object_type {
-            "VIEW" => "TABLE",
+            "VIEW" | "MATERIALIZED VIEW" => "TABLE",
             other => other,
         };
         for object in list.iter().filter(|o| o.has_acl) {

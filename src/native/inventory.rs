@@ -13,13 +13,15 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 10] = [
+pub const SUPPORTED_KINDS: [&str; 12] = [
     "schema",
     "enum type",
     "table",
     "sequence",
     "view",
+    "materialized view",
     "index",
+    "trigger",
     "function",
     "table constraint",
     "not-null constraint",
@@ -311,6 +313,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
             "privileges on its array type",
         ),
     ];
+    let trigger = [("g.tgenabled <> 'O'", "disabled, replica or always trigger")];
     let array = |table: &str, alias: &str, checks: &[(&str, &str)]| {
         let items: Vec<String> = checks
             .iter()
@@ -325,12 +328,13 @@ fn unsupported_sql(version: ServerVersion) -> String {
     format!(
         "CASE o.catalog WHEN 'pg_class' THEN {} WHEN 'pg_proc' THEN {} \
          WHEN 'pg_constraint' THEN {} WHEN 'pg_namespace' THEN {} WHEN 'pg_type' THEN {} \
-         ELSE '{{}}'::text[] END",
+         WHEN 'pg_trigger' THEN {} ELSE '{{}}'::text[] END",
         array("pg_class", "c", &class),
         array("pg_proc", "p", &proc),
         array("pg_constraint", "k", &constraint),
         array("pg_namespace", "n", &namespace),
         array("pg_type", "t", &types),
+        array("pg_trigger", "g", &trigger),
     )
 }
 
@@ -432,7 +436,7 @@ mod tests {
     fn unsupported_kinds_and_properties_are_refused_by_name() {
         let inventory = classify(vec![
             object("table", &[]),
-            object("trigger", &[]),
+            object("rule", &[]),
             object("table", &["unlogged", "tablespace"]),
         ]);
         assert_eq!(inventory.objects, vec![object("table", &[])]);
@@ -440,7 +444,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "trigger public.t (kind not supported)",
+                "rule public.t (kind not supported)",
                 "table public.t (unlogged, tablespace)"
             ]
         );

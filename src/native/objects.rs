@@ -86,8 +86,8 @@ pub async fn functions(client: &Client, list: &[u32]) -> Result<Vec<Owned>, Nati
 pub async fn relations(client: &Client, list: &[u32]) -> Result<Vec<Owned>, NativeError> {
     let sql = "SELECT c.oid, c.oid::pg_catalog.regclass::text, \
         pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relacl IS NOT NULL, \
-        CASE c.relkind WHEN 'v' THEN pg_catalog.pg_get_viewdef(c.oid) \
-          WHEN 'i' THEN pg_catalog.pg_get_indexdef(c.oid) ELSE '' END, \
+        CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) \
+          WHEN c.relkind = 'i' THEN pg_catalog.pg_get_indexdef(c.oid) ELSE '' END, \
         coalesce(c.reloptions, '{}') \
         FROM pg_catalog.pg_class c WHERE c.oid = ANY($1) ORDER BY c.oid";
     owned(client, sql, list, "reading relations").await
@@ -207,6 +207,29 @@ pub async fn columns(
             });
     }
     Ok(map)
+}
+
+/// `CREATE TRIGGER` statements (`pg_get_triggerdef`), in oid order.
+pub async fn triggers(client: &Client, list: &[u32]) -> Result<Vec<String>, NativeError> {
+    let sql = "SELECT pg_catalog.pg_get_triggerdef(g.oid, false) || ';' \
+        FROM pg_catalog.pg_trigger g WHERE g.oid = ANY($1) ORDER BY g.oid";
+    read_rows(client, sql, &[&oids(list)], "reading triggers", |row| {
+        row.try_get(0)
+    })
+    .await
+}
+
+/// The materialized views of `list` that hold data (refreshed after the data).
+pub async fn populated(client: &Client, list: &[u32]) -> Result<Vec<u32>, NativeError> {
+    let sql = "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = ANY($1) AND c.relispopulated";
+    read_rows(
+        client,
+        sql,
+        &[&oids(list)],
+        "reading materialized views",
+        |row| row.try_get(0),
+    )
+    .await
 }
 
 /// Enum types with their labels (quoted, in their sort order) as the definition.
@@ -334,9 +357,11 @@ pub async fn comments(
     schemas: &[u32],
     constraints: &[u32],
     types: &[u32],
+    triggers: &[u32],
 ) -> Result<Vec<String>, NativeError> {
     let sql = "SELECT pg_catalog.format('COMMENT ON %s %s IS %L;', CASE c.relkind \
-          WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'INDEX' END, \
+          WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' \
+          WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'INDEX' END, \
           c.oid::pg_catalog.regclass, d.description) \
         FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid \
         WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0 \
@@ -351,6 +376,10 @@ pub async fn comments(
           d.objoid::pg_catalog.regprocedure, d.description) \
         FROM pg_catalog.pg_description d \
         WHERE d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objoid = ANY($2) \
+        UNION ALL SELECT pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L;', g.tgname, \
+          g.tgrelid::pg_catalog.regclass, d.description) \
+        FROM pg_catalog.pg_description d JOIN pg_catalog.pg_trigger g ON g.oid = d.objoid \
+        WHERE d.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND g.oid = ANY($6) \
         UNION ALL SELECT pg_catalog.format('COMMENT ON TYPE %s IS %L;', \
           pg_catalog.format_type(d.objoid, NULL), d.description) \
         FROM pg_catalog.pg_description d \
@@ -372,6 +401,7 @@ pub async fn comments(
                 &oids(schemas),
                 &oids(constraints),
                 &oids(types),
+                &oids(triggers),
             ],
         )
         .await
