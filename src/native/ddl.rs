@@ -62,18 +62,21 @@ pub fn copy_lines(marker: &str, table: &str, columns: &[String]) -> String {
 }
 
 /// The header and pg_dump's session settings, which `psql -f` and the native restore apply.
+/// `client_encoding` is the export session's, UTF8 (tokio-postgres's, whatever the database's
+/// `encoding` is, which the header names): the file's bytes are UTF-8.
 pub fn preamble(dbname: &str, version: ServerVersion, encoding: &str, marker: &str) -> String {
     let dbname = dbname.replace(['\n', '\r'], " ");
     format!(
         "{}\
          --\n\
-         -- Database {dbname}, from a PostgreSQL {version} server. Restore it with\n\
+         -- Database {dbname} (encoding {encoding}), from a PostgreSQL {version} server.\n\
+         -- Restore it with\n\
          -- `psql -X -v ON_ERROR_STOP=1 -f FILE` or `pgback --restore`.\n\
          --\n\n\
          SET statement_timeout = 0;\n\
          SET lock_timeout = 0;\n\
          SET idle_in_transaction_session_timeout = 0;\n\
-         SET client_encoding = {encoding};\n\
+         SET client_encoding = 'UTF8';\n\
          SET standard_conforming_strings = on;\n\
          SELECT pg_catalog.set_config('search_path', '', false);\n\
          SET check_function_bodies = false;\n\
@@ -85,7 +88,7 @@ pub fn preamble(dbname: &str, version: ServerVersion, encoding: &str, marker: &s
          SET extra_float_digits = 3;\n{}\n",
         header_line(marker),
         batch_line(marker),
-        encoding = quote_literal(encoding),
+        encoding = encoding.replace(['\n', '\r'], " "),
     )
 }
 
@@ -496,7 +499,7 @@ mod tests {
 
     #[test]
     fn the_preamble_sets_what_pg_dump_sets() {
-        let text = preamble("db\nx", ServerVersion(180001), "UTF8", "00ff");
+        let text = preamble("db\nx", ServerVersion(180001), "LATIN1", "00ff");
         assert!(text.starts_with("-- pgback native dump, format 1, marker 00ff\n"));
         assert!(text.ends_with("-- pgback 00ff batch\n\n"));
         for line in [
@@ -506,7 +509,7 @@ mod tests {
             "SET extra_float_digits = 3;",
             "SET DateStyle = ISO;",
             "SET IntervalStyle = postgres;",
-            "-- Database db x,",
+            "-- Database db x (encoding LATIN1),",
         ] {
             assert!(text.contains(line), "{line}");
         }

@@ -116,9 +116,10 @@ const REFUSED: [(&str, &str, &[&str]); 16] = [
 ];
 
 /// The databases exported natively: the native fixture, pgbench's (in postgres, with
-/// pg_back's fixture's table), b1 of pg_back's fixture and the odd names.
-const EXPORTED: [&str; 7] = [
-    "native", "postgres", "b1", "a\"b", "x=y z", ".hidden", "név",
+/// pg_back's fixture's table), b1 of pg_back's fixture, the odd names, and a LATIN1 database
+/// (the export's session is UTF-8: the file must say so, whatever the database's encoding).
+const EXPORTED: [&str; 8] = [
+    "native", "postgres", "b1", "a\"b", "x=y z", ".hidden", "név", "latin1",
 ];
 
 fn source_cluster() -> Cluster {
@@ -137,6 +138,16 @@ fn source_cluster() -> Cluster {
             )
             .unwrap();
     }
+    source.psql(
+        "CREATE DATABASE latin1 TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'",
+    );
+    source
+        .try_psql_in(
+            "latin1",
+            "CREATE TABLE \"wörter\" (w text); INSERT INTO \"wörter\" VALUES ('név'), ('Straße'); \
+             COMMENT ON TABLE \"wörter\" IS 'élan'",
+        )
+        .unwrap();
     for (db, sql, _) in REFUSED {
         source.psql(&format!("CREATE DATABASE {db}"));
         source.try_psql_in(db, sql).unwrap();
