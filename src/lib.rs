@@ -8,6 +8,7 @@
 //! - [`base`]: `pgbase`, the streamed base backup (tar or plain, WAL streamed or fetched).
 //! - [`dump`]: `pgback`, the logical dump pipeline (pg_back in Rust); `--restore` goes on below.
 //! - [`restore`]: `pgback --restore`, restoring a dump set: verify, globals, createdb, load.
+//! - [`native`]: `pgback --native`: the export without client programs, and its refusals.
 //! - [`backup`]: `pgpre`, the co-process that holds a non-exclusive backup, and `pgpost`.
 //! - [`replication`]: a small physical replication-protocol client (startup, simple query,
 //!   BASE_BACKUP, START_REPLICATION).
@@ -36,6 +37,7 @@ pub mod drill;
 pub mod base;
 pub mod dump;
 pub mod restore;
+pub mod native;
 pub mod backup;
 pub mod replication;
 pub mod remote;

@@ -43,6 +43,11 @@ pub struct DumpConfig {
     pub with_role_passwords: bool,
     /// One stamp for all files of a run (the run's start) instead of each file's own time.
     pub uniform_timestamp: bool,
+    /// `--native`: each database exported as plain SQL by pgback itself, without pg_dump;
+    /// a database holding objects it cannot reproduce is refused.
+    pub native: bool,
+    /// With `native`: a refused database is dumped with pg_dump instead.
+    pub fallback_tools: bool,
     /// pg_dump format.
     #[serde(with = "text")]
     pub format: Format,
@@ -95,6 +100,8 @@ impl Default for DumpConfig {
             dump_only: false,
             with_role_passwords: true,
             uniform_timestamp: false,
+            native: false,
+            fallback_tools: false,
             format: Format::Custom,
             parallel_backup_jobs: 1,
             compress_level: Compression::Default,
@@ -319,6 +326,8 @@ impl DumpConfig {
             post_backup_hook,
             dump_only,
             uniform_timestamp,
+            native,
+            fallback_tools,
             exclude_dbs,
         );
         if let Some(value) = either(flags.with_templates, flags.without_templates) {
@@ -342,7 +351,9 @@ impl DumpConfig {
     mut_arg("with_templates", |arg| negatable(arg, "PGBACK_WITH_TEMPLATES")),
     mut_arg("dump_only", toggle),
     mut_arg("with_role_passwords", |arg| negatable(arg, "PGBACK_WITH_ROLE_PASSWORDS")),
-    mut_arg("uniform_timestamp", toggle)
+    mut_arg("uniform_timestamp", toggle),
+    mut_arg("native", toggle),
+    mut_arg("fallback_tools", toggle)
 )]
 pub struct DumpFlags {
     /// Databases to dump, in this order (default: all) [config: dump.include_dbs]
@@ -447,6 +458,14 @@ pub struct DumpFlags {
     /// One stamp (the run's start) for every file [config: dump.uniform_timestamp]
     #[arg(long, env = "PGBACK_UNIFORM_TIMESTAMP")]
     pub uniform_timestamp: Option<bool>,
+    /// Export each database as plain SQL without pg_dump; refuse (exit 2) a database holding
+    /// objects it cannot reproduce, naming each [config: dump.native]
+    #[arg(long, env = "PGBACK_NATIVE")]
+    pub native: Option<bool>,
+    /// With --native: dump a refused database with pg_dump instead [config:
+    /// dump.fallback_tools]
+    #[arg(long, env = "PGBACK_FALLBACK_TOOLS")]
+    pub fallback_tools: Option<bool>,
     /// How long to wait for replay to pause on a standby, seconds [config: dump.pause_timeout]
     #[arg(
         short = 'T',

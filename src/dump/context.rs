@@ -90,7 +90,7 @@ impl RunContext {
             .unwrap_or_default()
     }
 
-    fn track(&self, path: &Path, active: bool) {
+    pub(super) fn track(&self, path: &Path, active: bool) {
         if let Ok(mut partials) = self.partials.lock() {
             if active {
                 partials.insert(path.to_path_buf());

@@ -1,4 +1,4 @@
-//! One database's dump: take its lock, run pg_dump into `<db>_<stamp>.<ext>` (streamed through
+//! One database's dump: take its lock, run pg_dump (or with `--native` the native export) into `<db>_<stamp>.<ext>` (streamed through
 //! the checksum, and the encryptor with `--encrypt`), then write its `createdb.sql`.
 
 use std::path::Path;
@@ -10,9 +10,11 @@ use super::context::{RunContext, ToolOutput};
 use super::createdb::createdb_script;
 use super::encrypt::{run_tool, write_small, Encryption};
 use super::lock::lock_database;
+use super::native::dump_native;
 use super::output::{self, WrittenFile};
 use super::report::{DatabaseOutcome, DumpError};
 use super::tools::pg_dump_args;
+use crate::config::DatabaseDumpSettings;
 use crate::files::temp_path;
 use crate::naming::{backup_dir, dump_extension, dump_path, lock_path};
 use crate::process::ChildName;
@@ -26,6 +28,7 @@ pub async fn dump_database(
     server_version: ServerVersion,
     dbname: String,
     encryption: Option<Arc<Encryption>>,
+    native: bool,
 ) -> DatabaseOutcome {
     let started = Instant::now();
     let mut files = Vec::new();
@@ -36,6 +39,7 @@ pub async fn dump_database(
         server_version,
         &dbname,
         encryption,
+        native,
         &mut files,
     )
     .await;
@@ -58,6 +62,7 @@ async fn dump_files(
     server_version: ServerVersion,
     dbname: &str,
     encryption: Option<&Encryption>,
+    native: bool,
     files: &mut Vec<WrittenFile>,
 ) -> Result<(), DumpError> {
     let settings = ctx.dump.for_database(dbname);
@@ -70,12 +75,44 @@ async fn dump_files(
         );
     }
     let stamp = ctx.stamp();
+    if native {
+        let path = dump_path(base, dbname, &stamp, "sql");
+        let checksum = settings.checksum_algorithm;
+        files.extend(dump_native(ctx, encryption, server_version, dbname, &path, checksum).await?);
+    } else {
+        dump_with_pg_dump(ctx, &settings, &stamp, encryption, dbname, files).await?;
+    }
+    if !ctx.dump.dump_only {
+        let createdb = createdb_file(
+            ctx,
+            client,
+            server_version,
+            dbname,
+            &stamp,
+            settings.checksum_algorithm,
+            encryption,
+        );
+        files.extend(createdb.await?);
+    }
+    Ok(())
+}
+
+/// `<db>_<stamp>.<ext>` written by pg_dump.
+async fn dump_with_pg_dump(
+    ctx: &RunContext,
+    settings: &DatabaseDumpSettings,
+    stamp: &str,
+    encryption: Option<&Encryption>,
+    dbname: &str,
+    files: &mut Vec<WrittenFile>,
+) -> Result<(), DumpError> {
+    let base = Path::new(&ctx.dump.backup_directory);
     let ext = dump_extension(settings.format, &settings.compress_level);
-    let path = dump_path(base, dbname, &stamp, &ext);
+    let path = dump_path(base, dbname, stamp, &ext);
     let directory = settings.format == Format::Directory;
     let temp = temp_path(&path);
     let args = pg_dump_args(
-        &settings,
+        settings,
         ctx.tools.version,
         directory.then_some(temp.as_path()),
     );
@@ -93,18 +130,6 @@ async fn dump_files(
     };
     let jobs = settings.parallel_backup_jobs;
     files.extend(run_tool(ctx, encryption, command, name, out, jobs).await?);
-    if !ctx.dump.dump_only {
-        let createdb = createdb_file(
-            ctx,
-            client,
-            server_version,
-            dbname,
-            &stamp,
-            settings.checksum_algorithm,
-            encryption,
-        );
-        files.extend(createdb.await?);
-    }
     Ok(())
 }
 

@@ -37,7 +37,7 @@ pub struct Encryption {
 }
 
 /// A stream encrypted into temporary files, not yet under its final names.
-struct Pending {
+pub(super) struct Pending {
     age: AtomicFile,
     plain: Option<AtomicFile>,
     plain_digest: Option<String>,
@@ -75,7 +75,7 @@ fn output_error(error: CryptError, fallback: &Path) -> OutputError {
 
 impl Encryption {
     /// Encrypts `reader` into `temp(<path>.age)` (and `temp(<path>)` with keep-src).
-    async fn stream(
+    pub(super) async fn stream(
         &self,
         reader: Source,
         path: &Path,
@@ -118,7 +118,7 @@ impl Encryption {
     }
 
     /// Puts a complete stream under its final names, then writes its checksum files.
-    async fn commit(
+    pub(super) async fn commit(
         &self,
         pending: Pending,
         path: &Path,

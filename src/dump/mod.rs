@@ -1,7 +1,7 @@
 //! `pgback`: pg_back's logical dump pipeline (globals, settings, hba/ident, createdb.sql,
 //! per-database pg_dump streamed through checksums, purge, hooks, standby replay pause).
 //!
-//! Uses: restore, remote, config, crypt, args, programs, conn, secret, metrics, pump, process,
+//! Uses: restore, native, remote, config, crypt, args, programs, conn, secret, metrics, pump, process,
 //! server, naming, checksum, files, glob, table, shutdown, values, exit.
 //!
 //! # Layout (each file uses only those above it)
@@ -19,6 +19,8 @@
 //! - `report`: each database's outcome, the summary table, the wording of a failed run.
 //! - `context`: what the steps of one run share; running a tool into a backup file.
 //! - `encrypt`: `--encrypt`: streams into `<file>.age`, directory dumps file by file.
+//! - `native`: `--native`: the refusals read before the run, a database exported by
+//!   [`crate::native`] into the pipeline.
 //! - `database`: one database's dump and createdb.sql.
 //! - `server_files`: globals, settings, hba/ident.
 //! - `offsite`: uploads as files become final, remote purge, `--list-remote`, `--download`.
@@ -38,6 +40,7 @@ mod encrypt;
 mod hooks;
 mod lock;
 mod metrics;
+mod native;
 mod offsite;
 mod output;
 mod progress;

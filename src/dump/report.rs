@@ -25,6 +25,9 @@ pub enum DumpError {
     /// Reading the catalog for createdb.sql failed.
     #[error("createdb.sql: {0}")]
     Catalog(String),
+    /// The native export (`--native`) failed or refused the database.
+    #[error("native export: {0}")]
+    Native(String),
 }
 
 /// The outcome of one database.

@@ -4,6 +4,7 @@
 //! hba/ident); the databases, `jobs` at a time; the replay resumed; the purge after a success;
 //! and the post hook, on every path once the pre hook succeeded.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,11 +16,12 @@ use super::context::RunContext;
 use super::database::dump_database;
 use super::encrypt::Encryption;
 use super::hooks::{run_hook, HookError, HookKind, HookOutcome};
+use super::native::{refused_databases, unsupported_settings};
 use super::offsite::{self, FinalFiles, Offsite};
 use super::output::{self, OutputError};
 use super::progress::Progress;
 use super::purge::{purge, purge_targets};
-use super::report::RunReport;
+use super::report::{DumpError, RunReport};
 use super::select::{select_databases, SelectionRules};
 use super::server_files::save_server_files;
 use super::standby::{self, StandbyError};
@@ -28,6 +30,7 @@ use crate::config::DumpConfig;
 use crate::conn::{ConnError, ConnSettings};
 use crate::exit::{ExitStatus, Failure};
 use crate::naming::fixed_backup_dir;
+use crate::native::Refusal;
 use crate::programs::{OlderThanServer, Tools, UnusableTool};
 use crate::server::ServerVersion;
 
@@ -58,6 +61,27 @@ pub enum RunError {
     /// SIGINT or SIGTERM.
     #[error("interrupted by a signal")]
     Interrupted,
+    /// `--native` with a setting it cannot honour.
+    #[error("{0}")]
+    NativeSettings(String),
+    /// `--native`: databases hold objects the native export cannot reproduce.
+    #[error("--native refuses {}", refusal_list(.0))]
+    NativeRefused(Vec<(String, Vec<Refusal>)>),
+    /// `--native`: a database's inventory could not be read.
+    #[error("--native: the inventory of database {0:?} failed: {1}")]
+    NativeInventory(String, DumpError),
+}
+
+/// `database "b1": trigger public.t (kind not supported); ...`, every refused object named.
+fn refusal_list(refused: &[(String, Vec<Refusal>)]) -> String {
+    refused
+        .iter()
+        .map(|(dbname, refusals)| {
+            let objects: Vec<String> = refusals.iter().map(Refusal::to_string).collect();
+            format!("database {dbname:?}: {}", objects.join("; "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Failure for RunError {
@@ -71,6 +95,8 @@ impl Failure for RunError {
             RunError::Output(_) => ExitStatus::Output,
             RunError::Standby(e) => e.exit_status(),
             RunError::Interrupted => ExitStatus::BackupFailed,
+            RunError::NativeSettings(_) | RunError::NativeRefused(_) => ExitStatus::Usage,
+            RunError::NativeInventory(..) => ExitStatus::Server,
         }
     }
     fn hint(&self) -> Option<String> {
@@ -88,6 +114,13 @@ impl Failure for RunError {
             )),
             RunError::Connect(e) => e.hint(),
             RunError::Standby(e) => e.hint(),
+            RunError::NativeRefused(_) => Some(
+                "add --fallback-tools to dump these databases with pg_dump, or leave --native off"
+                    .into(),
+            ),
+            RunError::NativeSettings(_) => {
+                Some("leave these settings unset with --native, or leave --native off".into())
+            }
             _ => None,
         }
     }
@@ -212,6 +245,7 @@ async fn dump_and_purge(
         report.warn(format!("database {missing:?} does not exist: skipped"));
     }
     let ctx = Arc::new(RunContext::new(dump, conn, tools, progress));
+    let native = native_databases(&ctx, server.version, &selection.databases, &mut report).await?;
     let mut paused = false;
     let work = async {
         if server.in_recovery {
@@ -229,6 +263,7 @@ async fn dump_and_purge(
             }
         };
         let lanes = Lanes {
+            native: &native,
             version: server.version,
             encryption: encryption.clone(),
             finals: &finals,
@@ -265,8 +300,47 @@ async fn dump_and_purge(
     Ok(report)
 }
 
+/// With `--native`, the databases exported natively: every selected one whose inventory has
+/// no refusal, read before anything is written. A refused one fails the run (exit 2, each
+/// object named) or, with `--fallback-tools`, is dumped with pg_dump, and the report says so.
+async fn native_databases(
+    ctx: &RunContext,
+    version: ServerVersion,
+    databases: &[String],
+    report: &mut RunReport,
+) -> Result<BTreeSet<String>, RunError> {
+    if !ctx.dump.native {
+        return Ok(BTreeSet::new());
+    }
+    if let Some(message) = unsupported_settings(&ctx.dump, databases) {
+        return Err(RunError::NativeSettings(message));
+    }
+    let refused = refused_databases(ctx, version, databases)
+        .await
+        .map_err(|(dbname, e)| RunError::NativeInventory(dbname, e))?;
+    if !refused.is_empty() && !ctx.dump.fallback_tools {
+        return Err(RunError::NativeRefused(refused));
+    }
+    let mut native: BTreeSet<String> = databases.iter().cloned().collect();
+    for (dbname, refusals) in &refused {
+        native.remove(dbname);
+        report.warn(format!(
+            "database {dbname:?} dumped with pg_dump (--fallback-tools): --native refuses {} \
+             object(s): {}",
+            refusals.len(),
+            refusals
+                .iter()
+                .map(Refusal::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    Ok(native)
+}
+
 /// What every database's dump shares: the server's version, the key and where final files go.
 struct Lanes<'a> {
+    native: &'a BTreeSet<String>,
     version: ServerVersion,
     encryption: Option<Arc<Encryption>>,
     finals: &'a FinalFiles,
@@ -288,10 +362,11 @@ async fn dump_databases(
         let ctx = ctx.clone();
         let client = client.clone();
         let (version, encryption) = (lanes.version, lanes.encryption.clone());
+        let native = lanes.native.contains(&dbname);
         let finals = lanes.finals.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            let outcome = dump_database(ctx, client, version, dbname, encryption).await;
+            let outcome = dump_database(ctx, client, version, dbname, encryption, native).await;
             finals.submit(&outcome.files);
             outcome
         }));

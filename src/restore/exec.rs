@@ -86,6 +86,9 @@ pub enum ToolError {
         /// `<file>.<algo>.age`.
         checksum_file: PathBuf,
     },
+    /// The native load of a native dump (no psql) failed.
+    #[error("native load: {0}")]
+    Native(String),
     /// Two tools of a pipeline failed.
     #[error("{first}; {second}")]
     Both {

@@ -1,6 +1,6 @@
 //! `pgback --restore DIR [DBNAME globs]`: restoring a dump set into the target server.
 //!
-//! Uses: config, crypt, args, programs, conn, secret, metrics, pump, process, server, naming,
+//! Uses: native, config, crypt, args, programs, conn, secret, metrics, pump, process, server, naming,
 //! checksum, files, glob, table, values, exit.
 //!
 //! In order: pick the set (the newest, or `--timestamp`), select databases by globs, verify
@@ -11,7 +11,8 @@
 //! its rewrite for a database that exists) and `pg_restore -j N` or psql (pg_restore 17+ into
 //! a server before 17: `pg_restore -f -` into psql, without `SET transaction_timeout`).
 //! `pg_settings`, `hba_file` and `ident_file` are never applied; the summary names them.
-//! `--dry-run` stops after the plan.
+//! `--dry-run` stops after the plan. A native dump (`pgback --native`, uncompressed and
+//! unencrypted) is loaded by pgback itself: no psql for its statements and rows.
 //!
 //! Encrypted sets (age) are verified as ciphertext against `<file>.age.<algo>`, their headers
 //! opened with the key before anything is touched, then restored from a decrypting stream

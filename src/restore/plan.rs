@@ -13,7 +13,7 @@ use super::decrypt::{self, DecryptError, Decryption, EncryptedSource};
 use super::error::RestoreError;
 use super::exec::ToolCommand;
 use super::script;
-use super::set::{self, DatabaseDump, DumpFormat, DumpSet};
+use super::set::{self, DatabaseDump, DumpFormat, DumpSet, PlainCompression};
 use super::target::{self, TargetState};
 use crate::checksum::{self, Verified};
 use crate::config::EncryptionError;
@@ -114,6 +114,9 @@ pub struct DatabasePlan {
     pub load: LoadStep,
     /// An encrypted dump: decrypted in memory into the load step's stdin.
     pub stream: Option<EncryptedSource>,
+    /// A native dump (`pgback --native`), uncompressed and unencrypted: loaded by pgback
+    /// itself instead of the load step's psql.
+    pub native: bool,
 }
 
 /// The whole restore, in order.
@@ -349,7 +352,11 @@ impl DatabaseSteps<'_> {
         let clean = matches!(action, DatabaseAction::Clean { .. });
         let stream = self.decryption.and_then(|d| d.stream(&db.dump)).cloned();
         let load = self.load(db, stream.is_some(), clean, notes);
+        let native = stream.is_none()
+            && db.format == DumpFormat::Plain(PlainCompression::None)
+            && is_native_file(&db.dump);
         Ok(DatabasePlan {
+            native,
             name: db.name.clone(),
             dump: db.dump.clone(),
             format: db.format,
@@ -446,6 +453,16 @@ impl DatabaseSteps<'_> {
             }
         }
     }
+}
+
+/// Whether `path` opens with a native dump's header line.
+fn is_native_file(path: &Path) -> bool {
+    use std::io::BufRead as _;
+    let mut first = String::new();
+    std::fs::File::open(path)
+        .map(std::io::BufReader::new)
+        .and_then(|mut reader| reader.read_line(&mut first))
+        .is_ok_and(|_| crate::native::is_native_dump(&first))
 }
 
 /// The globals step: the file as it is, or without CREATE ROLE for the roles that exist

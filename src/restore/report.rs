@@ -183,6 +183,14 @@ impl fmt::Display for RestorePlan {
                 false => String::new(),
             };
             match &db.load.producer {
+                _ if db.native => {
+                    let _ = writeln!(
+                        out,
+                        "      native load (no psql): {} in {} batches of statements and COPY FROM STDIN",
+                        file_name(&db.dump),
+                        shell_words::quote(&db.name)
+                    );
+                }
                 Some(producer) => {
                     let _ = writeln!(
                         out,
@@ -253,6 +261,7 @@ mod tests {
                     )
                     .0,
                     stream: None,
+                    native: false,
                 })
                 .collect(),
             unapplied: vec!["/b/hba_file_2024-03-05T07:00:00Z.out".into()],

@@ -93,6 +93,33 @@ async fn run_sql(step: &SqlStep, conn: &ConnSettings, label: &str) -> Result<(),
     run_tool(&step.command, conn, input, label).await
 }
 
+/// The native load of a native dump into `db`, through one session of pgback's own.
+async fn load_native(db: &DatabasePlan, conn: &ConnSettings) -> Result<(), ToolError> {
+    let mut settings = conn.clone();
+    settings.dbname = db.name.clone();
+    let session = settings
+        .connect()
+        .await
+        .map_err(|e| ToolError::Native(e.to_string()))?;
+    let file = tokio::fs::File::open(&db.dump)
+        .await
+        .map_err(|e| ToolError::Native(format!("{}: {e}", db.dump.display())))?;
+    let summary = crate::native::load(
+        &session.client,
+        tokio::io::BufReader::with_capacity(1024 * 1024, file),
+    )
+    .await
+    .map_err(|e| ToolError::Native(e.to_string()))?;
+    tracing::info!(
+        "[{}] loaded natively: {} batches of statements, {} rows into {} tables",
+        db.name,
+        summary.batches,
+        summary.rows,
+        summary.tables
+    );
+    Ok(())
+}
+
 /// One database: its createdb step, then its load (from a decrypting stream when
 /// encrypted); how it ended, failed or not.
 async fn restore_database(
@@ -120,6 +147,9 @@ async fn restore_database(
             .load
             .without_transaction_timeout
             .then(TransactionTimeoutFilter::new);
+        if db.native {
+            return load_native(db, conn).await;
+        }
         let loaded = match (&db.load.producer, filter) {
             (Some(producer), filter) => {
                 run_piped(producer, &db.load.command, input, filter, conn, &db.name).await

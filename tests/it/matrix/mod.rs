@@ -11,6 +11,7 @@ mod faults;
 mod field;
 mod hooks;
 mod named;
+mod native;
 mod pgback;
 pub(crate) mod pgbase;
 mod pgbase_faults;

@@ -1,0 +1,32 @@
+//! `pgback --native`: a logical export of a database with no client program, and its refusal
+//! of what it cannot reproduce. The dump pipeline (`dump`) streams the export into its usual
+//! file, checksum, encryption and upload; the restore (`restore`) recognises a native set.
+//!
+//! Uses: server.
+//!
+//! # Layout (each file uses only those above it)
+//! - `inventory`: every object of the catalogs, classified as exported or refused.
+//! - `ddl`: the SQL text, built without a server (preamble, CREATE, privileges, COPY framing).
+//! - `output`: the export's bytes, over a bounded channel, to the pipeline's reader.
+//! - `error`: what fails.
+//! - `objects`: the typed catalog reads of the exported objects.
+//! - `session`: the snapshot session (pg_dump's settings, `REPEATABLE READ READ ONLY`, locks).
+//! - `export`: one database's SQL, in pg_dump's order, data streamed with COPY.
+//! - `load`: the native restore of such a file: batches of statements, COPY FROM STDIN.
+
+mod ddl;
+mod error;
+mod export;
+mod inventory;
+mod load;
+mod objects;
+mod output;
+mod session;
+
+pub use ddl::NATIVE_HEADER;
+pub use error::NativeError;
+pub use export::{export, ExportSummary};
+pub use inventory::{Inventory, Refusal, SUPPORTED_KINDS};
+pub use load::{is_native_dump, load, LoadSummary};
+pub use output::{sql_stream, ChunkReader, SqlWriter};
+pub use session::{open, Snapshot};

@@ -1,0 +1,153 @@
+//! The export's session, as pg_dump opens it: its timeouts off, `DateStyle`, `IntervalStyle`,
+//! `extra_float_digits` and an empty `search_path` set, `row_security` off (a policy fails the
+//! dump rather than hiding rows), one `REPEATABLE READ READ ONLY` transaction whose snapshot is
+//! exported (`pg_export_snapshot`) for worker connections, the inventory read in it, and
+//! `ACCESS SHARE` locks on every table before any definition is read.
+
+use tokio_postgres::Client;
+
+use super::error::{query, NativeError};
+use super::inventory::{
+    classify, inventory_sql, system_changes_sql, Inventory, InventoryObject, Refusal,
+    CATALOGS_WITH_OIDS_SQL,
+};
+use crate::server::{session_guard_sql, ServerVersion};
+
+/// Settings of the export's session (the output sets the same for the restore).
+const SESSION_SQL: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
+    SET extra_float_digits = 3; SET row_security = off; \
+    SELECT pg_catalog.set_config('search_path', '', false)";
+
+/// An open export: the transaction, its snapshot and what the database holds.
+#[derive(Debug)]
+pub struct Snapshot<'a> {
+    /// The session, inside its transaction.
+    pub client: &'a Client,
+    /// The server's version.
+    pub version: ServerVersion,
+    /// `pg_export_snapshot()`'s name, for `SET TRANSACTION SNAPSHOT` in worker sessions.
+    pub snapshot_id: String,
+    /// The inventory, read in the snapshot.
+    pub inventory: Inventory,
+    /// The database's encoding.
+    pub encoding: String,
+}
+
+/// Opens the transaction on `client` and reads the inventory; tables are locked only when
+/// `lock` (an inventory before the run needs no locks).
+pub async fn open(
+    client: &Client,
+    version: ServerVersion,
+    lock: bool,
+) -> Result<Snapshot<'_>, NativeError> {
+    let what = "opening the export's session";
+    client
+        .batch_execute(session_guard_sql(version))
+        .await
+        .map_err(query(what))?;
+    client
+        .batch_execute(SESSION_SQL)
+        .await
+        .map_err(query(what))?;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(query(what))?;
+    let snapshot_id: String = client
+        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+        .await
+        .map_err(query(what))?
+        .try_get(0)
+        .map_err(query(what))?;
+    let encoding: String = client
+        .query_one("SELECT pg_catalog.pg_encoding_to_char(encoding) FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()", &[])
+        .await
+        .map_err(query(what))?
+        .try_get(0)
+        .map_err(query(what))?;
+    let inventory = read_inventory(client, version).await?;
+    if lock {
+        lock_tables(client, &inventory).await?;
+    }
+    Ok(Snapshot {
+        client,
+        version,
+        snapshot_id,
+        inventory,
+        encoding,
+    })
+}
+
+/// Reads and classifies every object of the database.
+async fn read_inventory(client: &Client, version: ServerVersion) -> Result<Inventory, NativeError> {
+    let what = "reading the inventory";
+    let catalogs: Vec<String> = client
+        .query(CATALOGS_WITH_OIDS_SQL, &[])
+        .await
+        .map_err(query(what))?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(query(what))?;
+    let rows = client
+        .query(&inventory_sql(version, &catalogs), &[])
+        .await
+        .map_err(query(what))?;
+    let mut objects = Vec::with_capacity(rows.len());
+    for row in rows {
+        objects.push(InventoryObject {
+            catalog: row.try_get(0).map_err(query(what))?,
+            oid: row.try_get(1).map_err(query(what))?,
+            kind: row.try_get(2).map_err(query(what))?,
+            identity: row.try_get(3).map_err(query(what))?,
+            unsupported: row.try_get(4).map_err(query(what))?,
+        });
+    }
+    let mut inventory = classify(objects);
+    for row in client
+        .query(&system_changes_sql(version), &[])
+        .await
+        .map_err(query(what))?
+    {
+        inventory.refusals.push(Refusal {
+            kind: row.try_get(0).map_err(query(what))?,
+            identity: row.try_get(1).map_err(query(what))?,
+            reasons: Vec::new(),
+        });
+    }
+    Ok(inventory)
+}
+
+/// `LOCK TABLE ... IN ACCESS SHARE MODE` on every table of the inventory, a few at a time.
+async fn lock_tables(client: &Client, inventory: &Inventory) -> Result<(), NativeError> {
+    let tables = inventory.oids("table");
+    for batch in tables.chunks(500) {
+        let names: Vec<String> = client
+            .query(
+                "SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c \
+                 WHERE c.oid = ANY($1)",
+                &[&batch.to_vec()],
+            )
+            .await
+            .map_err(query("naming the tables to lock"))?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(query("naming the tables to lock"))?;
+        if names.is_empty() {
+            continue;
+        }
+        client
+            .batch_execute(&format!(
+                "LOCK TABLE {} IN ACCESS SHARE MODE",
+                names
+                    .iter()
+                    .map(|n| format!("ONLY {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .await
+            .map_err(query("locking the tables"))?;
+    }
+    Ok(())
+}

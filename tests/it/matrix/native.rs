@@ -1,0 +1,412 @@
+//! The fidelity test of `pgback --native`, on every major: the corpus (the native fixture of
+//! every object kind the export covers, pgbench's tables, pg_back's fixture and the odd
+//! database names) dumped with `--native`, restored into a fresh cluster once with psql and
+//! once with `pgback --restore`; `pg_dump --schema-only` (PostgreSQL 18's) of the source and of
+//! each restore must be identical after dropping the `\restrict` lines, and each table's
+//! `count(*)` and the md5 of its rows in a stable order equal. One database per kind the
+//! export refuses: each refusal is asserted by name, `--fallback-tools` dumps a refused one
+//! with pg_dump and says so.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::restore_dump::{client_bindir, file_of, populate};
+use crate::util::{Run, TestCommand};
+
+const FIXTURE: &str = include_str!("../fixtures/native_fixture.sql");
+
+/// Databases holding one object the export refuses, and what the refusal must say.
+const REFUSED: [(&str, &str, &[&str]); 16] = [
+    (
+        "r_disabled_trigger",
+        "CREATE TABLE t (i int); CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql \
+         AS $$BEGIN RETURN NEW; END$$; \
+         CREATE TRIGGER tg BEFORE INSERT ON t FOR EACH ROW EXECUTE PROCEDURE f(); \
+         ALTER TABLE t DISABLE TRIGGER tg",
+        &["trigger tg on public.t (disabled, replica or always trigger)"],
+    ),
+    (
+        "r_range",
+        "CREATE TYPE floatrange AS RANGE (subtype = float8)",
+        &["range type public.floatrange (kind not supported)"],
+    ),
+    (
+        "r_domain",
+        "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+        &["domain public.posint (kind not supported)"],
+    ),
+    (
+        "r_composite",
+        "CREATE TYPE pair AS (a int, b int)",
+        &["composite type public.pair (kind not supported)"],
+    ),
+    (
+        "r_partition",
+        "CREATE TABLE p (i int) PARTITION BY RANGE (i); \
+         CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10)",
+        &[
+            "partitioned table public.p (kind not supported)",
+            "table public.p1 (inheritance or partition)",
+        ],
+    ),
+    (
+        "r_inherit",
+        "CREATE TABLE parent (i int); CREATE TABLE child () INHERITS (parent)",
+        &[
+            "table public.parent (inheritance or partition)",
+            "table public.child (inheritance or partition)",
+        ],
+    ),
+    (
+        "r_unlogged",
+        "CREATE UNLOGGED TABLE u (i int)",
+        &["table public.u (unlogged)"],
+    ),
+    (
+        "r_foreign_data",
+        "CREATE FOREIGN DATA WRAPPER w",
+        &["foreign-data wrapper w (kind not supported)"],
+    ),
+    (
+        "r_policy",
+        "CREATE TABLE s (i int); ALTER TABLE s ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY pol ON s USING (i > 0)",
+        &[
+            "table public.s (row-level security)",
+            "policy pol on public.s (kind not supported)",
+        ],
+    ),
+    (
+        "r_collation",
+        "CREATE COLLATION c1 (locale = 'C')",
+        &["collation public.c1 (kind not supported)"],
+    ),
+    (
+        "r_large_object",
+        "SELECT lo_create(4242)",
+        &["large object 4242 (kind not supported)"],
+    ),
+    (
+        "r_default_acl",
+        "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
+        &["default acl for role postgres on tables (kind not supported)"],
+    ),
+    (
+        "r_column_acl",
+        "CREATE TABLE ca (i int, j int); GRANT SELECT (i) ON ca TO PUBLIC",
+        &["table public.ca (column privileges)"],
+    ),
+    (
+        "r_rule",
+        "CREATE TABLE rt (i int); CREATE RULE r AS ON INSERT TO rt DO INSTEAD NOTHING",
+        &["rule r on public.rt (kind not supported)"],
+    ),
+    (
+        "r_aggregate",
+        "CREATE AGGREGATE mysum(int) (sfunc = int4pl, stype = int)",
+        &["aggregate public.mysum(integer) (kind not supported)"],
+    ),
+    (
+        "r_public_schema",
+        "REVOKE USAGE ON SCHEMA public FROM PUBLIC",
+        &["privileges on a system object schema public (kind not supported)"],
+    ),
+];
+
+/// The databases exported natively: the native fixture, pgbench's (in postgres, with
+/// pg_back's fixture's table), b1 of pg_back's fixture, the odd names, and a LATIN1 database
+/// (the export's session is UTF-8: the file must say so, whatever the database's encoding).
+const EXPORTED: [&str; 8] = [
+    "native", "postgres", "b1", "a\"b", "x=y z", ".hidden", "név", "latin1",
+];
+
+fn source_cluster() -> Cluster {
+    let source = Cluster::start(ClusterOptions::default().without_archive());
+    populate(&source, true);
+    source.pgbench_init(1);
+    source.psql("CREATE ROLE nat_owner; CREATE ROLE nat_reader; CREATE DATABASE native");
+    source.try_psql_in("native", FIXTURE).unwrap();
+    if source.version_num() >= 120000 {
+        source
+            .try_psql_in(
+                "native",
+                "CREATE TABLE app.measures (cm numeric, inches numeric \
+                 GENERATED ALWAYS AS (round(cm / 2.54, 2)) STORED); \
+                 INSERT INTO app.measures (cm) SELECT g FROM generate_series(1, 50) g",
+            )
+            .unwrap();
+    }
+    source.psql(
+        "CREATE DATABASE latin1 TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'",
+    );
+    source
+        .try_psql_in(
+            "latin1",
+            "CREATE TABLE \"wörter\" (w text); INSERT INTO \"wörter\" VALUES ('név'), ('Straße'); \
+             COMMENT ON TABLE \"wörter\" IS 'élan'",
+        )
+        .unwrap();
+    for (db, sql, _) in REFUSED {
+        source.psql(&format!("CREATE DATABASE {db}"));
+        source.try_psql_in(db, sql).unwrap();
+    }
+    source
+}
+
+fn pgback(source: &Cluster, dir: &Path, args: &[&str]) -> Run {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.with_extension("toml");
+    std::fs::write(&config, "").unwrap();
+    TestCommand::new(source, "pgback")
+        .args(["-c", &config.display().to_string()])
+        .args(["-d", &source.conninfo_socket(), "-B", &client_bindir()])
+        .args(["-b", &dir.display().to_string(), "-S", "sha256"])
+        .args(args)
+        .limit(Duration::from_secs(300))
+        .run()
+}
+
+/// `pg_dump --schema-only` of PostgreSQL 18 without its `\restrict` lines.
+fn schema_of(cluster: &Cluster, db: &str) -> String {
+    let pg_dump = cluster::pg_binaries().client_tool("pg_dump");
+    let output = cluster
+        .command(&pg_dump)
+        .args(["--schema-only", "-d"])
+        .arg(format!(
+            "dbname='{}'",
+            db.replace('\\', "\\\\").replace('\'', "\\'")
+        ))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "pg_dump {db}: {output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Each table and populated materialized view of `db`: its name, `count(*)` and the md5 of
+/// its rows in a stable order; each sequence's state.
+fn data_of(cluster: &Cluster, db: &str) -> String {
+    let tables = cluster
+        .try_psql_in(
+            db,
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'm') AND c.relispopulated \
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY 1",
+        )
+        .unwrap();
+    let mut out = String::new();
+    for table in tables.lines().filter(|t| !t.is_empty()) {
+        let sum = cluster
+            .try_psql_in(
+                db,
+                &format!(
+                    "SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, E'\\n' \
+                     ORDER BY t::text), '')) FROM {table} t"
+                ),
+            )
+            .unwrap();
+        out.push_str(&format!("{table} {sum}\n"));
+    }
+    let sequences = cluster
+        .try_psql_in(
+            db,
+            "SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             ORDER BY 1",
+        )
+        .unwrap();
+    for sequence in sequences.lines().filter(|s| !s.is_empty()) {
+        let state = cluster
+            .try_psql_in(db, &format!("SELECT last_value, is_called FROM {sequence}"))
+            .unwrap();
+        out.push_str(&format!("sequence {sequence} {state}\n"));
+    }
+    out
+}
+
+/// Runs `file` through psql (`-f`) in `db`, stopping at the first error when `strict`.
+fn psql_file(target: &Cluster, db: &str, file: &Path, strict: bool) {
+    let psql = cluster::pg_binaries().client_tool("psql");
+    let mut command = target.command(&psql);
+    command
+        .args(["-X", "-q", "-f"])
+        .arg(file)
+        .arg("-d")
+        .arg(format!(
+            "dbname='{}'",
+            db.replace('\\', "\\\\").replace('\'', "\\'")
+        ));
+    if strict {
+        command.args(["-v", "ON_ERROR_STOP=1"]);
+    }
+    let output = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "psql -f {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The file name prefix of `db` in a dump set (as pg_back names it).
+fn prefix(db: &str) -> String {
+    let name = db.replace('/', "_");
+    match name.starts_with('.') {
+        true => format!("_{name}_"),
+        false => format!("{name}_"),
+    }
+}
+
+#[test]
+fn native_dumps_restore_identical_with_psql_and_pgback() {
+    let source = source_cluster();
+    let backups = cluster::scratch_dir();
+
+    // Every database: refused before anything is written, each object named.
+    let refused_dir = backups.path().join("refused");
+    let refused = pgback(&source, &refused_dir, &["--native"]);
+    refused.assert_code(2, "pgback --native over the whole cluster");
+    for (db, _, needles) in REFUSED {
+        refused.assert_stderr(&format!("database {db:?}: "));
+        for needle in needles {
+            refused.assert_stderr(needle);
+        }
+    }
+    refused.assert_stderr("database \"b2\": privileges on a system object schema public");
+    refused.assert_stderr("hint: add --fallback-tools");
+    assert_eq!(
+        crate::dump::files_in(&refused_dir),
+        Vec::<String>::new(),
+        "a refused run writes nothing"
+    );
+
+    // --fallback-tools: b2 with pg_dump, said so; native natively.
+    let fallback_dir = backups.path().join("fallback");
+    let fallback = pgback(
+        &source,
+        &fallback_dir,
+        &["--native", "--fallback-tools", "b2", "native"],
+    );
+    fallback.assert_ok("pgback --native --fallback-tools b2 native");
+    fallback.assert_stderr("database \"b2\" dumped with pg_dump (--fallback-tools)");
+    file_of(&fallback_dir, "b2_", ".dump");
+    let native_sql = std::fs::read_to_string(file_of(&fallback_dir, "native_", ".sql")).unwrap();
+    assert!(
+        native_sql.starts_with("-- pgback native dump"),
+        "{native_sql:.200}"
+    );
+
+    // The corpus, natively.
+    let dir = backups.path().join("set");
+    let mut args = vec!["--native"];
+    args.extend(EXPORTED);
+    pgback(&source, &dir, &args).assert_ok("pgback --native of the corpus");
+    for db in EXPORTED {
+        let sql = std::fs::read_to_string(file_of(&dir, &prefix(db), ".sql")).unwrap();
+        assert!(sql.starts_with("-- pgback native dump"), "{db}: {sql:.200}");
+    }
+    assert!(std::fs::read_to_string(file_of(&dir, "native_", ".sql"))
+        .unwrap()
+        .contains("COPY app.customers (id, \"Name\", email, balance, created, tags, \"select\") FROM stdin;"));
+
+    // Restored with psql: globals, then each database's createdb.sql and its SQL.
+    let by_psql = Cluster::start(ClusterOptions::default().without_archive());
+    psql_file(
+        &by_psql,
+        "postgres",
+        &file_of(&dir, "pg_globals_", ".sql"),
+        false,
+    );
+    for db in EXPORTED {
+        if db != "postgres" {
+            psql_file(
+                &by_psql,
+                "postgres",
+                &file_of(&dir, &prefix(db), ".createdb.sql"),
+                true,
+            );
+        }
+        let sql = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with(&prefix(db))
+                    && name.ends_with(".sql")
+                    && !name.ends_with(".createdb.sql")
+            })
+            .unwrap();
+        psql_file(&by_psql, db, &sql, true);
+    }
+
+    // Restored with pgback --restore: each database loaded natively, without psql.
+    let by_pgback = Cluster::start(ClusterOptions::default().without_archive());
+    let restore = |extra: &[&str]| {
+        TestCommand::new(&by_pgback, "pgback")
+            .arg("--restore")
+            .arg(&dir)
+            .args(["-d", &by_pgback.conninfo_socket(), "-B", &client_bindir()])
+            .args(extra)
+            .limit(Duration::from_secs(300))
+            .run()
+    };
+    let plan = restore(&["--dry-run"]);
+    plan.assert_ok("pgback --restore --dry-run of the native set");
+    for db in EXPORTED {
+        let line = format!("native load (no psql): {}", prefix(db));
+        assert!(
+            plan.stdout.contains(&line),
+            "{line:?} not in the plan\n{plan}"
+        );
+    }
+    let restored = restore(&[]);
+    restored.assert_ok("pgback --restore of the native set");
+    for db in EXPORTED {
+        restored.assert_stderr(&format!("[{db}] loaded natively: "));
+    }
+
+    for db in EXPORTED {
+        let schema = schema_of(&source, db);
+        let data = data_of(&source, db);
+        assert!(!data.is_empty(), "{db} has tables");
+        for (how, target) in [("psql", &by_psql), ("pgback --restore", &by_pgback)] {
+            assert_eq!(
+                schema_of(target, db),
+                schema,
+                "{db}: schema restored by {how}"
+            );
+            assert_eq!(data_of(target, db), data, "{db}: rows restored by {how}");
+        }
+    }
+    // The corpus really holds what is compared.
+    let native = schema_of(&source, "native");
+    for needle in [
+        "CREATE FUNCTION app.add(a text, b text)",
+        "NOT VALID",
+        "DEFERRABLE INITIALLY DEFERRED",
+        "GRANT USAGE ON SCHEMA app TO nat_reader WITH GRANT OPTION",
+        "CREATE VIEW app.big_order_count",
+        "CREATE TYPE app.status AS ENUM (\n    'new',\n    'open',\n    'paid',\n    'closed'\n);",
+        "GENERATED ALWAYS AS IDENTITY (\n    SEQUENCE NAME app.events_id_seq\n    START WITH 100",
+        "CREATE TRIGGER customers_touch BEFORE UPDATE OF \"Name\" ON app.customers",
+        "CREATE MATERIALIZED VIEW app.not_yet",
+    ] {
+        assert!(native.contains(needle), "{needle}");
+    }
+    assert!(data_of(&source, "postgres").contains("public.pgbench_accounts 100000:"));
+    assert!(data_of(&source, "native").contains("sequence app.unused_seq 1|f"));
+    assert!(data_of(&source, "native").contains("sequence app.events_id_seq 350|t"));
+    // The populated materialized view's rows are compared; the other stays empty.
+    assert!(data_of(&source, "native").contains("app.order_totals 300:"));
+    assert!(!data_of(&source, "native").contains("app.not_yet"));
+}
