@@ -58,7 +58,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 12] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Usage,
-        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`); a DBNAME glob that does not parse (`--download`, `--list-remote`, `--decrypt`, `--restore`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing; for pgbase a non-empty `-D` or `-T` target, a `-T` that maps no tablespace, `-Z server-...` against a server older than 15 (hint: `-Z client-METHOD`), `-Z`/`--encrypt`/`--upload` with `-F p`, `--encrypt` without a key, the archive-check flags in a backup without `-X none`, bad store settings, `--recovery-signal` without `--restore-command` on 10 and 11; for pgdrill also an unreadable `--cipher-identity`",
+        meaning: "bad command line, configuration file or connection string; for pgback also an unusable `pg_dump` (the hint names `-B`), `--native` on a database that holds objects the native export cannot reproduce (each named) or with a schema/table selection or `pg_dump_options`; a DBNAME glob that does not parse (`--download`, `--list-remote`, `--decrypt`, `--restore`); for pgdrill also no `backup_label`, not a data directory, a bad label or map, a `-T` that maps nothing; for pgbase a non-empty `-D` or `-T` target, a `-T` that maps no tablespace, `-Z server-...` against a server older than 15 (hint: `-Z client-METHOD`), `-Z`/`--encrypt`/`--upload` with `-F p`, `--encrypt` without a key, the archive-check flags in a backup without `-X none`, bad store settings, `--recovery-signal` without `--restore-command` on 10 and 11; for pgdrill also an unreadable `--cipher-identity`",
     },
     ExitCodeDoc {
         status: ExitStatus::Connection,
@@ -66,7 +66,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 12] = [
     },
     ExitCodeDoc {
         status: ExitStatus::Server,
-        meaning: "the server is not usable: missing privilege, `wal_level=minimal`, archiving off (unless `--archive-check=none`), version < 9.6, a `--primary` that is not the standby's primary or does not archive; for pgback a server query of the run failed (version, database list, pausing replay) or `pg_dump` is older than the server (the hint names `-B` and the major needed); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as); for pgbase a role without REPLICATION, a server older than 10, `-X none` with archiving off; for pgdrill also, as root, a tar backup directory owned by root",
+        meaning: "the server is not usable: missing privilege, `wal_level=minimal`, archiving off (unless `--archive-check=none`), version < 9.6, a `--primary` that is not the standby's primary or does not archive; for pgback a server query of the run failed (version, database list, pausing replay, `--native`'s inventory) or `pg_dump` is older than the server (the hint names `-B` and the major needed); for pgdrill this machine cannot run the drill (no `postgres` of that major, no `pg_amcheck` for 14+, no clone method, no role to connect as); for pgbase a role without REPLICATION, a server older than 10, `-X none` with archiving off; for pgdrill also, as root, a tar backup directory owned by root",
     },
     ExitCodeDoc {
         status: ExitStatus::NoBackup,
