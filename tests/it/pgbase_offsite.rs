@@ -16,7 +16,7 @@ use crate::cluster::{self, Cluster};
 use crate::crypt::keygen;
 use crate::docs::doc_block;
 use crate::matrix::drill::loaded_source;
-use crate::matrix::pgbase::{major, names_in, prove, slots, tar_backup};
+use crate::matrix::pgbase::{major, names_in, prove, slots, tar_backup, with_tablespace};
 use crate::servers::{self, ByteTap, Server};
 use crate::util::{Run, TestCommand};
 use crate::watch::{parse_metrics, sample};
@@ -218,16 +218,9 @@ fn fake_backup(dir: &Path, file: &str) {
 fn restore_lays_out_tablespaces_refuses_what_it_cannot_trust_and_purge_keeps_what_is_not_a_backup()
 {
     let moto = servers::moto(&["pgbase"]);
-    let live_tablespace = cluster::scratch_dir();
     let relocated = cluster::scratch_dir();
     let source = loaded_source(1);
-    source.psql(&format!(
-        "CREATE TABLESPACE ts LOCATION '{}'; \
-         CREATE TABLE ts_rows(id int PRIMARY KEY USING INDEX TABLESPACE ts) TABLESPACE ts; \
-         INSERT INTO ts_rows SELECT generate_series(1, 1000); \
-         INSERT INTO marker VALUES ('before pgbase')",
-        live_tablespace.path().display()
-    ));
+    let live_tablespace = with_tablespace(&source);
     let oid = source.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'");
     // -T OLD=<relocated>/NAME: each restore's tablespace in a new directory.
     let mapping = |name: &str| {

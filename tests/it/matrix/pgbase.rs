@@ -90,6 +90,20 @@ pub(super) fn prove_with(
     assert_proven(&drill, "copy", queries.len());
 }
 
+/// Tablespace `ts` in a new directory with 1,000 rows in `ts_rows` (its index there too), and
+/// the marker row 'before pgbase'; the directory lives as long as the value returned.
+pub(crate) fn with_tablespace(source: &Cluster) -> TempDir {
+    let live_tablespace = cluster::scratch_dir();
+    source.psql(&format!(
+        "CREATE TABLESPACE ts LOCATION '{}'; \
+         CREATE TABLE ts_rows(id int PRIMARY KEY USING INDEX TABLESPACE ts) TABLESPACE ts; \
+         INSERT INTO ts_rows SELECT generate_series(1, 1000); \
+         INSERT INTO marker VALUES ('before pgbase')",
+        live_tablespace.path().display()
+    ));
+    live_tablespace
+}
+
 pub(crate) fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -206,16 +220,9 @@ pub(super) fn verify_backup(source: &Cluster, dir: &Path, tar: bool) -> Option<S
 
 #[test]
 fn a_plain_backup_relocates_its_tablespace_restores_and_verifies() {
-    let live_tablespace = cluster::scratch_dir();
     let scratch = cluster::scratch_dir();
     let source = loaded_source(1);
-    source.psql(&format!(
-        "CREATE TABLESPACE ts LOCATION '{}'; \
-         CREATE TABLE ts_rows(id int PRIMARY KEY USING INDEX TABLESPACE ts) TABLESPACE ts; \
-         INSERT INTO ts_rows SELECT generate_series(1, 1000); \
-         INSERT INTO marker VALUES ('before pgbase')",
-        live_tablespace.path().display()
-    ));
+    let live_tablespace = with_tablespace(&source);
     let committed = source.pgbench_history_rows();
     let data = scratch.path().join("data");
     let relocated = scratch.path().join("ts");

@@ -11,6 +11,7 @@ use crate::crypt::keygen;
 use crate::matrix::drill::{loaded_source, pgdrill};
 use crate::matrix::pgbase::{
     major, names_in, prove_with, slots, tar_backup, tar_backup_under_load, verify_backup,
+    with_tablespace,
 };
 use crate::util::{self, TestCommand};
 
@@ -172,16 +173,9 @@ fn server_gzip_is_a_tar_with_its_wal(out: &Path) {
 
 #[test]
 fn a_tar_backup_with_a_tablespace_is_proven_by_pgdrill_and_pg_verifybackup() {
-    let live_tablespace = cluster::scratch_dir();
     let scratch = cluster::scratch_dir();
     let source = loaded_source(1);
-    source.psql(&format!(
-        "CREATE TABLESPACE ts LOCATION '{}'; \
-         CREATE TABLE ts_rows(id int PRIMARY KEY USING INDEX TABLESPACE ts) TABLESPACE ts; \
-         INSERT INTO ts_rows SELECT generate_series(1, 1000); \
-         INSERT INTO marker VALUES ('before pgbase')",
-        live_tablespace.path().display()
-    ));
+    let live_tablespace = with_tablespace(&source);
     let committed = source.pgbench_history_rows();
     let oid = source.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'");
     let out = scratch.path().join("backup");
