@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 
 use super::catalog::CatalogError;
 use super::createdb::{acl_commands, set_clause, CreatedbError};
+use crate::native::NATIVE_GLOBALS_HEADER;
 use crate::server::{quote_ident, quote_literal, ServerVersion};
 
 /// One role, as `pg_authid` (or `pg_roles` without passwords) has it.
@@ -303,9 +304,9 @@ fn ordered_memberships(globals: &Globals) -> Vec<&Membership> {
 /// as pg_dumpall writes them, so that an existing role gets them too), their comments and
 /// settings, the memberships, then the tablespaces.
 pub fn globals_script(globals: &Globals) -> Result<String, CreatedbError> {
-    let mut out = String::from(
-        "-- pgback native globals\n\nSET default_transaction_read_only = off;\n\
-         SET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n\n",
+    let mut out = format!(
+        "{NATIVE_GLOBALS_HEADER}\n\nSET default_transaction_read_only = off;\n\
+         SET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n\n"
     );
     for role in &globals.roles {
         let name = quote_ident(&role.name);

@@ -12,7 +12,8 @@
 //! a server before 17: `pg_restore -f -` into psql, without `SET transaction_timeout`).
 //! `pg_settings`, `hba_file` and `ident_file` are never applied; the summary names them.
 //! `--dry-run` stops after the plan. A native dump (`pgback --native`, uncompressed and
-//! unencrypted) is loaded by pgback itself: no psql for its statements and rows.
+//! unencrypted) is loaded by pgback itself: no psql for its statements and rows; and a native
+//! set's globals and createdb.sql are run by pgback itself, statement by statement.
 //!
 //! Encrypted sets (age) are verified as ciphertext against `<file>.age.<algo>`, their headers
 //! opened with the key before anything is touched, then restored from a decrypting stream

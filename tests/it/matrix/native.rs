@@ -454,19 +454,31 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
     );
     by_psql.psql("DROP TABLESPACE nat_space");
 
-    // Restored with pgback --restore: each database loaded natively, without psql.
+    // Restored with pgback --restore with no client tool reachable (no -B, PATH an empty
+    // directory): globals and createdb.sql run natively, each database loaded natively.
     let by_pgback = Cluster::start(ClusterOptions::default().without_archive());
+    let empty_path = backups.path().join("empty-path");
+    std::fs::create_dir_all(&empty_path).unwrap();
     let restore = |extra: &[&str]| {
         TestCommand::new(&by_pgback, "pgback")
             .arg("--restore")
             .arg(&dir)
-            .args(["-d", &by_pgback.conninfo_socket(), "-B", &client_bindir()])
+            .args(["-d", &by_pgback.conninfo_socket()])
             .args(extra)
+            .env("PATH", &empty_path)
             .limit(Duration::from_secs(300))
             .run()
     };
     let plan = restore(&["--dry-run"]);
     plan.assert_ok("pgback --restore --dry-run of the native set");
+    assert!(
+        !plan.stdout.contains("$ "),
+        "no command in the plan\n{plan}"
+    );
+    assert!(
+        plan.stdout.contains("run natively (no psql): pg_globals_"),
+        "{plan}"
+    );
     for db in EXPORTED {
         let line = format!("native load (no psql): {}", prefix(db));
         assert!(
@@ -476,6 +488,8 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
     }
     let restored = restore(&[]);
     restored.assert_ok("pgback --restore of the native set");
+    restored.assert_stderr("[globals] ");
+    restored.assert_stderr("statement(s) run natively (no psql)");
     for db in EXPORTED {
         restored.assert_stderr(&format!("[{db}] loaded natively: "));
     }
