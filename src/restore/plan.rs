@@ -361,9 +361,11 @@ impl DatabaseSteps<'_> {
         let clean = matches!(action, DatabaseAction::Clean { .. });
         let stream = self.decryption.and_then(|d| d.stream(&db.dump)).cloned();
         let load = self.load(db, stream.is_some(), clean, notes);
-        let native = stream.is_none()
-            && db.format == DumpFormat::Plain(PlainCompression::None)
-            && is_native_file(&db.dump);
+        let native = db.format == DumpFormat::Plain(PlainCompression::None)
+            && match &stream {
+                None => is_native_file(&db.dump),
+                Some(source) => source.native,
+            };
         Ok(DatabasePlan {
             native,
             name: db.name.clone(),

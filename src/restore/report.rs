@@ -201,7 +201,7 @@ impl fmt::Display for RestorePlan {
                 _ if db.native => {
                     let _ = writeln!(
                         out,
-                        "      native load (no psql): {} in {} batches of statements and COPY FROM STDIN",
+                        "      {decrypt}native load (no psql): {} into {}: batches of statements and COPY FROM STDIN",
                         file_name(&db.dump),
                         shell_words::quote(&db.name)
                     );

@@ -147,20 +147,30 @@ async fn run_sql_natively(
     Ok(())
 }
 
-/// The native load of a native dump into `db`, through one session of pgback's own.
-async fn load_native(db: &DatabasePlan, conn: &ConnSettings) -> Result<(), ToolError> {
+/// The native load of a native dump into `db`, through one session of pgback's own: from
+/// the decrypting stream `input` when encrypted, else from the file.
+async fn load_native(
+    db: &DatabasePlan,
+    conn: &ConnSettings,
+    input: Input,
+) -> Result<(), ToolError> {
     let mut settings = conn.clone();
     settings.dbname = db.name.clone();
     let session = settings
         .connect()
         .await
         .map_err(|e| ToolError::Native(e.to_string()))?;
-    let file = tokio::fs::File::open(&db.dump)
-        .await
-        .map_err(|e| ToolError::Native(format!("{}: {e}", db.dump.display())))?;
+    let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match input {
+        Input::Stream(reader) => reader,
+        _ => Box::new(
+            tokio::fs::File::open(&db.dump)
+                .await
+                .map_err(|e| ToolError::Native(format!("{}: {e}", db.dump.display())))?,
+        ),
+    };
     let summary = crate::native::load(
         &session.client,
-        tokio::io::BufReader::with_capacity(1024 * 1024, file),
+        tokio::io::BufReader::with_capacity(1024 * 1024, reader),
     )
     .await
     .map_err(|e| ToolError::Native(e.to_string()))?;
@@ -202,10 +212,8 @@ async fn restore_database(
             .load
             .without_transaction_timeout
             .then(TransactionTimeoutFilter::new);
-        if db.native {
-            return load_native(db, conn).await;
-        }
         let loaded = match (&db.load.producer, filter) {
+            _ if db.native => load_native(db, conn, input).await,
             (Some(producer), filter) => {
                 run_piped(producer, &db.load.command, input, filter, conn, &db.name).await
             }

@@ -144,6 +144,10 @@ const EXPORTED: [&str; 8] = [
     "native", "postgres", "b1", "a\"b", "x=y z", ".hidden", "név", "latin1",
 ];
 
+/// The databases also dumped with `--encrypt`, and restored from their encrypted files.
+const ENCRYPTED: [&str; 2] = ["native", "latin1"];
+const PASSPHRASE: &str = "native passphrase";
+
 fn source_cluster(space: &Path) -> Cluster {
     let source = Cluster::start(ClusterOptions::default().without_archive());
     populate(&source, true);
@@ -407,6 +411,20 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
             );
         }
     }
+    // Two databases again, encrypted (a passphrase): restored below from the decrypting
+    // stream, natively.
+    let encrypted_dir = backups.path().join("encrypted");
+    TestCommand::new(&source, "pgback")
+        .args(["--native", "--encrypt", "-d", &source.conninfo_socket()])
+        .args(["-b", &encrypted_dir.display().to_string(), "-S", "sha256"])
+        .args(ENCRYPTED)
+        .env("PGBK_CIPHER_PASS", PASSPHRASE)
+        .env("PATH", dir.with_extension("empty-path"))
+        .limit(Duration::from_secs(300))
+        .run()
+        .assert_ok("pgback --native --encrypt");
+    file_of(&encrypted_dir, "native_", ".sql.age");
+
     // One tablespace directory serves one cluster at a time: each restore in turn gets it.
     source.psql("DROP TABLESPACE nat_space");
     for db in EXPORTED {
@@ -459,17 +477,25 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
     let by_pgback = Cluster::start(ClusterOptions::default().without_archive());
     let empty_path = backups.path().join("empty-path");
     std::fs::create_dir_all(&empty_path).unwrap();
-    let restore = |extra: &[&str]| {
+    let restore = |dir: &Path, extra: &[&str]| {
         TestCommand::new(&by_pgback, "pgback")
             .arg("--restore")
-            .arg(&dir)
+            .arg(dir)
             .args(["-d", &by_pgback.conninfo_socket()])
             .args(extra)
             .env("PATH", &empty_path)
+            .env("PGBK_CIPHER_PASS", PASSPHRASE)
             .limit(Duration::from_secs(300))
             .run()
     };
-    let plan = restore(&["--dry-run"]);
+    // The plain set but the databases of the encrypted one, which come after.
+    let plain: Vec<&str> = EXPORTED
+        .into_iter()
+        .filter(|db| !ENCRYPTED.contains(db))
+        .collect();
+    let mut args = vec!["--dry-run"];
+    args.extend(&plain);
+    let plan = restore(&dir, &args);
     plan.assert_ok("pgback --restore --dry-run of the native set");
     assert!(
         !plan.stdout.contains("$ "),
@@ -479,18 +505,18 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
         plan.stdout.contains("run natively (no psql): pg_globals_"),
         "{plan}"
     );
-    for db in EXPORTED {
+    for db in &plain {
         let line = format!("native load (no psql): {}", prefix(db));
         assert!(
             plan.stdout.contains(&line),
             "{line:?} not in the plan\n{plan}"
         );
     }
-    let restored = restore(&[]);
+    let restored = restore(&dir, &plain);
     restored.assert_ok("pgback --restore of the native set");
     restored.assert_stderr("[globals] ");
     restored.assert_stderr("statement(s) run natively (no psql)");
-    for db in EXPORTED {
+    for db in &plain {
         restored.assert_stderr(&format!("[{db}] loaded natively: "));
     }
     assert_eq!(
@@ -498,6 +524,29 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
         source_globals,
         "pg_dumpall --globals-only after pgback --restore"
     );
+    // The encrypted set, its globals again (the existing roles altered, the tablespace
+    // created anew), its dumps loaded natively from the decrypting stream.
+    by_pgback.psql("DROP TABLESPACE nat_space");
+    let plan = restore(&encrypted_dir, &["--dry-run"]);
+    plan.assert_ok("pgback --restore --dry-run of the encrypted native set");
+    assert!(
+        !plan.stdout.contains("$ "),
+        "no command in the plan\n{plan}"
+    );
+    for db in ENCRYPTED {
+        let line = format!("(in memory, plaintext checked against {}", prefix(db));
+        assert!(plan.stdout.contains(&line), "{line:?}\n{plan}");
+        assert!(
+            plan.stdout.contains(") | native load (no psql): "),
+            "{plan}"
+        );
+    }
+    let restored = restore(&encrypted_dir, &[]);
+    restored.assert_ok("pgback --restore of the encrypted native set");
+    for db in ENCRYPTED {
+        restored.assert_stderr(&format!("[{db}] loaded natively: "));
+    }
+    assert_eq!(globals_of(&by_pgback), source_globals);
 
     for db in EXPORTED {
         let schema = schema_of(&source, db);
