@@ -458,12 +458,13 @@ pub struct DumpFlags {
     /// One stamp (the run's start) for every file [config: dump.uniform_timestamp]
     #[arg(long, env = "PGBACK_UNIFORM_TIMESTAMP")]
     pub uniform_timestamp: Option<bool>,
-    /// Export each database as plain SQL without pg_dump; refuse (exit 2) a database holding
-    /// objects it cannot reproduce, naming each [config: dump.native]
+    /// Export each database and the globals as plain SQL without pg_dump or pg_dumpall (no
+    /// client tool needed); refuse (exit 2) a database holding objects it cannot reproduce,
+    /// naming each [config: dump.native]
     #[arg(long, env = "PGBACK_NATIVE")]
     pub native: Option<bool>,
-    /// With --native: dump a refused database with pg_dump instead [config:
-    /// dump.fallback_tools]
+    /// With --native: dump a refused database with pg_dump instead (only then is pg_dump
+    /// looked for) [config: dump.fallback_tools]
     #[arg(long, env = "PGBACK_FALLBACK_TOOLS")]
     pub fallback_tools: Option<bool>,
     /// How long to wait for replay to pause on a standby, seconds [config: dump.pause_timeout]

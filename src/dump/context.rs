@@ -26,8 +26,9 @@ pub struct RunContext {
     pub dump: DumpConfig,
     /// The resolved connection (its dbname is the maintenance database).
     pub conn: ConnSettings,
-    /// pg_dump and pg_dumpall, and the version that gates their options.
-    pub tools: Tools,
+    /// pg_dump and pg_dumpall, and the version that gates their options; `None` with
+    /// `--native` when no database needs pg_dump.
+    pub tools: Option<Tools>,
     run_stamp: String,
     stamps: Mutex<BTreeSet<String>>,
     partials: Mutex<BTreeSet<PathBuf>>,
@@ -50,7 +51,7 @@ impl RunContext {
     pub fn new(
         dump: DumpConfig,
         conn: ConnSettings,
-        tools: Tools,
+        tools: Option<Tools>,
         progress: Progress,
     ) -> RunContext {
         RunContext {
@@ -62,6 +63,13 @@ impl RunContext {
             partials: Mutex::new(BTreeSet::new()),
             progress,
         }
+    }
+
+    /// The client tools; a run that dumps with pg_dump found them before any dump.
+    pub fn tools(&self) -> Result<&Tools, DumpError> {
+        self.tools
+            .as_ref()
+            .ok_or_else(|| DumpError::Catalog("internal: pg_dump was not looked for".into()))
     }
 
     /// The stamp of a file started now (the run's own with `uniform_timestamp`).

@@ -113,7 +113,7 @@ fn split_list_value(value: &str) -> Vec<String> {
 }
 
 /// `name TO value` for a stored `name=value` setting; the value is kept whole, `=` included.
-fn set_clause(entry: &str) -> Result<String, CreatedbError> {
+pub(super) fn set_clause(entry: &str) -> Result<String, CreatedbError> {
     let (name, value) = entry
         .split_once('=')
         .ok_or_else(|| CreatedbError::Setting(entry.to_string()))?;
@@ -132,6 +132,50 @@ fn set_clause(entry: &str) -> Result<String, CreatedbError> {
         quote_literal(value)
     };
     Ok(format!("{} TO {value}", quote_ident(name)))
+}
+
+/// The REVOKE/GRANT lines of an explicit ACL on `object` (`DATABASE "x"`, `TABLESPACE "t"`):
+/// an explicit ACL replaces the defaults, so start from nothing, then grant what it lists
+/// (PUBLIC as the keyword; grants by another role than the owner made as that role).
+pub(super) fn acl_commands(
+    out: &mut String,
+    object: &str,
+    owner: &str,
+    acl: &[String],
+) -> Result<(), CreatedbError> {
+    let _ = writeln!(out, "REVOKE ALL ON {object} FROM PUBLIC;");
+    let _ = writeln!(out, "REVOKE ALL ON {object} FROM {};", quote_ident(owner));
+    for text in acl {
+        let item = parse_acl_item(text)?;
+        let grantee = match &item.grantee {
+            Some(role) => quote_ident(role),
+            None => "PUBLIC".to_string(),
+        };
+        let as_other = item.grantor != owner;
+        if as_other {
+            let _ = writeln!(
+                out,
+                "SET SESSION AUTHORIZATION {};",
+                quote_ident(&item.grantor)
+            );
+        }
+        for (privilege, grant_option) in &item.privileges {
+            let _ = writeln!(
+                out,
+                "GRANT {} ON {object} TO {grantee}{};",
+                privilege.keyword(),
+                if *grant_option {
+                    " WITH GRANT OPTION"
+                } else {
+                    ""
+                }
+            );
+        }
+        if as_other {
+            out.push_str("RESET SESSION AUTHORIZATION;\n");
+        }
+    }
+    Ok(())
 }
 
 /// Builds the whole createdb.sql text.
@@ -186,39 +230,7 @@ pub fn createdb_script(
         let _ = writeln!(out, "ALTER DATABASE {db} IS_TEMPLATE = true;");
     }
     if let Some(acl) = &def.acl {
-        // An explicit ACL replaces the defaults: start from nothing, then grant what it lists.
-        let _ = writeln!(out, "REVOKE ALL ON DATABASE {db} FROM PUBLIC;");
-        let _ = writeln!(out, "REVOKE ALL ON DATABASE {db} FROM {owner};");
-        for text in acl {
-            let item = parse_acl_item(text)?;
-            let grantee = match &item.grantee {
-                Some(role) => quote_ident(role),
-                None => "PUBLIC".to_string(),
-            };
-            let as_other = item.grantor != def.owner;
-            if as_other {
-                let _ = writeln!(
-                    out,
-                    "SET SESSION AUTHORIZATION {};",
-                    quote_ident(&item.grantor)
-                );
-            }
-            for (privilege, grant_option) in &item.privileges {
-                let _ = writeln!(
-                    out,
-                    "GRANT {} ON DATABASE {db} TO {grantee}{};",
-                    privilege.keyword(),
-                    if *grant_option {
-                        " WITH GRANT OPTION"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            if as_other {
-                out.push_str("RESET SESSION AUTHORIZATION;\n");
-            }
-        }
+        acl_commands(&mut out, &format!("DATABASE {db}"), &def.owner, acl)?;
     }
     for row in settings {
         for entry in &row.settings {

@@ -111,12 +111,9 @@ async fn dump_with_pg_dump(
     let path = dump_path(base, dbname, stamp, &ext);
     let directory = settings.format == Format::Directory;
     let temp = temp_path(&path);
-    let args = pg_dump_args(
-        settings,
-        ctx.tools.version,
-        directory.then_some(temp.as_path()),
-    );
-    let mut command = ctx.command(&ctx.tools.pg_dump, dbname, settings.user.as_deref());
+    let tools = ctx.tools()?;
+    let args = pg_dump_args(settings, tools.version, directory.then_some(temp.as_path()));
+    let mut command = ctx.command(&tools.pg_dump, dbname, settings.user.as_deref());
     command.args(&args);
     tracing::info!("[{dbname}] dumping to {}", path.display());
     let name = ChildName {

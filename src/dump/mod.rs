@@ -9,6 +9,7 @@
 //! - `acl`: database `aclitem` parsing.
 //! - `createdb`: the `<db>_<stamp>.createdb.sql` builder.
 //! - `catalog`: every catalog query, typed, with its SQL per server version.
+//! - `globals`: `--native`'s globals file (roles, memberships, tablespaces) without pg_dumpall.
 //! - `output`: temp name + fsync + chmod + rename, checksum files.
 //! - `progress`: spinners on a terminal, periodic log lines otherwise.
 //! - `lock`: the per-database flock.
@@ -37,6 +38,7 @@ mod context;
 mod createdb;
 mod database;
 mod encrypt;
+mod globals;
 mod hooks;
 mod lock;
 mod metrics;

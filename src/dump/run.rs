@@ -1,4 +1,5 @@
-//! The pgback run, in order: the pre hook; pg_dump's probe; the connection, and pg_dump's
+//! The pgback run, in order: the pre hook; pg_dump's probe (with `--native`, only when a
+//! refused database falls back to it); the connection, and pg_dump's
 //! version against the server's (older: refused before anything is dumped); the selection of
 //! databases; on a standby, the replay pause; the server-level files (globals, settings,
 //! hba/ident); the databases, `jobs` at a time; the replay resumed; the purge after a success;
@@ -220,8 +221,12 @@ async fn dump_and_purge(
         .as_ref()
         .map(Offsite::final_files)
         .unwrap_or_default();
-    let tools = Tools::find(&dump.bin_directory).await?;
-    check_compression(&tools, &dump)?;
+    // With --native no client tool is looked for, unless a refused database falls back to
+    // pg_dump (below, once the inventories are read).
+    let mut tools = match dump.native {
+        true => None,
+        false => Some(find_tools(&dump).await?),
+    };
     // The fixed part of the backup directory (before any `{dbname}`) must be writable up front.
     let fixed = fixed_backup_dir(&dump.backup_directory);
     if !fixed.is_empty() {
@@ -230,7 +235,9 @@ async fn dump_and_purge(
     tracing::info!("connecting: {}", conn.describe());
     let client = Arc::new(conn.connect().await?.client);
     let server = catalog::server_info(&client).await?;
-    tools.check_server(server.version)?;
+    if let Some(tools) = &tools {
+        tools.check_server(server.version)?;
+    }
     let listed = catalog::list_databases(&client).await?;
     let selection = select_databases(
         &listed,
@@ -244,8 +251,15 @@ async fn dump_and_purge(
     for missing in &selection.missing {
         report.warn(format!("database {missing:?} does not exist: skipped"));
     }
-    let ctx = Arc::new(RunContext::new(dump, conn, tools, progress));
+    let mut ctx = RunContext::new(dump, conn, None, progress);
     let native = native_databases(&ctx, server.version, &selection.databases, &mut report).await?;
+    if tools.is_none() && selection.databases.iter().any(|db| !native.contains(db)) {
+        let found = find_tools(&ctx.dump).await?;
+        found.check_server(server.version)?;
+        tools = Some(found);
+    }
+    ctx.tools = tools;
+    let ctx = Arc::new(ctx);
     let mut paused = false;
     let work = async {
         if server.in_recovery {
@@ -298,6 +312,13 @@ async fn dump_and_purge(
         tracing::warn!("the run failed: nothing purged");
     }
     Ok(report)
+}
+
+/// pg_dump (and pg_dumpall beside it), probed, with every `compress_level` checked against it.
+async fn find_tools(dump: &DumpConfig) -> Result<Tools, RunError> {
+    let tools = Tools::find(&dump.bin_directory).await?;
+    check_compression(&tools, dump)?;
+    Ok(tools)
 }
 
 /// With `--native`, the databases exported natively: every selected one whose inventory has

@@ -1,4 +1,4 @@
-//! The server-level files: the globals (`pg_dumpall -g`), the settings applied from the
+//! The server-level files: the globals (`pg_dumpall -g`, or pgback's own with `--native`), the settings applied from the
 //! configuration files, and the files named by `hba_file` and `ident_file`. What cannot be read
 //! is a warning; what cannot be written fails the run. With `--encrypt` each is streamed into
 //! its `.age` file.
@@ -8,6 +8,7 @@ use std::path::Path;
 use super::catalog::{self, FileSetting, ServerInfo};
 use super::context::{RunContext, ToolOutput};
 use super::encrypt::{run_tool, write_small, Encryption};
+use super::globals::{globals_script, read_globals};
 use super::output::{self, WrittenFile};
 use super::report::{DumpError, RunReport};
 use super::tools::pg_dumpall_args;
@@ -23,7 +24,10 @@ pub async fn save_server_files(
     report: &mut RunReport,
     encryption: Option<&Encryption>,
 ) {
-    let globals = save_globals(ctx, server.superuser, encryption).await;
+    let globals = match ctx.dump.native {
+        true => save_native_globals(ctx, client, server, encryption).await,
+        false => save_globals(ctx, server.superuser, encryption).await,
+    };
     if let Err(e) = &globals {
         tracing::error!("[{GLOBALS}] {e}");
     }
@@ -76,11 +80,12 @@ async fn save_globals(
     let base = Path::new(&ctx.dump.backup_directory);
     let path = dump_path(base, GLOBALS, &ctx.stamp(), "sql");
     let no_passwords = !superuser || !ctx.dump.with_role_passwords;
-    let mut command = ctx.command(&ctx.tools.pg_dumpall, &ctx.conn.dbname, None);
+    let tools = ctx.tools()?;
+    let mut command = ctx.command(&tools.pg_dumpall, &ctx.conn.dbname, None);
     command.args(pg_dumpall_args(
         &ctx.conn.dbname,
         no_passwords,
-        ctx.tools.version,
+        tools.version,
     ));
     output::ensure_dir(&backup_dir(base, GLOBALS))?;
     let name = ChildName {
@@ -93,6 +98,32 @@ async fn save_globals(
         directory: false,
     };
     run_tool(ctx, encryption, command, name, out, 1).await
+}
+
+/// `--native`: `pg_globals_<stamp>.sql` written by pgback itself, with the role passwords
+/// under the same rule as pg_dumpall's (asked for, and readable: superuser).
+async fn save_native_globals(
+    ctx: &RunContext,
+    client: &tokio_postgres::Client,
+    server: &ServerInfo,
+    encryption: Option<&Encryption>,
+) -> Result<Vec<WrittenFile>, DumpError> {
+    let with_passwords = server.superuser && ctx.dump.with_role_passwords;
+    let globals = read_globals(client, server.version, with_passwords)
+        .await
+        .map_err(|e| DumpError::Catalog(e.to_string()))?;
+    let script = globals_script(&globals).map_err(|e| DumpError::Catalog(e.to_string()))?;
+    let base = Path::new(&ctx.dump.backup_directory);
+    let path = dump_path(base, GLOBALS, &ctx.stamp(), "sql");
+    output::ensure_dir(&backup_dir(base, GLOBALS))?;
+    tracing::info!(
+        "[{GLOBALS}] written natively: {} role(s), {} membership(s), {} tablespace(s)",
+        globals.roles.len(),
+        globals.memberships.len(),
+        globals.tablespaces.len()
+    );
+    let checksum = ctx.dump.checksum_algorithm;
+    Ok(write_small(ctx, encryption, &path, script.as_bytes(), checksum).await?)
 }
 
 /// `pg_settings_<stamp>.out`: one `name = 'value'` line per applied setting.

@@ -8,6 +8,10 @@ use crate::server::{quote_literal, ServerVersion};
 /// The first line of every native dump; `pgback --restore` recognises a native set by it.
 pub const NATIVE_HEADER: &str = "-- pgback native dump";
 
+/// The first line of `pgback --native`'s globals file: `pgback --restore` runs the globals and
+/// createdb.sql of such a set itself, without psql.
+pub const NATIVE_GLOBALS_HEADER: &str = "-- pgback native globals";
+
 /// The framing of a native dump for the native restore, in comment lines psql ignores, each
 /// carrying the dump's marker (random, written in the header line), so that no text of the
 /// database (a comment, a function body) can pose as one:

@@ -97,6 +97,15 @@ pub async fn load(
     Ok(summary)
 }
 
+/// Runs one statement of a native set's globals or createdb.sql as a simple query of its own
+/// (as psql does: `CREATE DATABASE` cannot share a query with another statement).
+pub async fn run_statement(client: &Client, statement: &str) -> Result<(), NativeError> {
+    client
+        .batch_execute(statement)
+        .await
+        .map_err(query("running a statement of the script"))
+}
+
 /// Runs the statements gathered so far as one simple query.
 async fn run_batch(
     client: &Client,

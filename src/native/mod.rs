@@ -23,10 +23,10 @@ mod objects;
 mod output;
 mod session;
 
-pub use ddl::NATIVE_HEADER;
+pub use ddl::{NATIVE_GLOBALS_HEADER, NATIVE_HEADER};
 pub use error::NativeError;
 pub use export::{export, ExportSummary};
 pub use inventory::{Inventory, Refusal, SUPPORTED_KINDS};
-pub use load::{is_native_dump, load, LoadSummary};
+pub use load::{is_native_dump, load, run_statement, LoadSummary};
 pub use output::{sql_stream, ChunkReader, SqlWriter};
 pub use session::{open, Snapshot};

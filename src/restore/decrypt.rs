@@ -44,6 +44,23 @@ pub struct EncryptedSource {
     pub file: PathBuf,
     /// Checked at the end of the stream, when the set has one.
     pub plain_checksum: Option<PlainChecksum>,
+    /// Its plaintext opens with a native dump's header line (`pgback --native`).
+    pub native: bool,
+}
+
+/// Whether the plaintext of `plain` opens with a native dump's header line (read up to its
+/// first newline, at most a few hundred bytes). A read error says no: the stream reports it.
+fn opens_native_dump(plain: &mut impl Read) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while head.len() < 256 && !head.ends_with(b"\n") {
+        match plain.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            _ => break,
+        }
+    }
+    crate::native::is_native_dump(&String::from_utf8_lossy(&head))
 }
 
 /// An encrypted file that cannot be used: nothing was restored.
@@ -243,13 +260,15 @@ impl Decryption {
         }
         for dump in dumps.iter().filter(|f| is_encrypted_file(f)) {
             let opened = File::open(dump).map_err(read_error(dump))?;
-            open_decryptor(opened, dump, &self.key)?;
+            let mut plain = open_decryptor(opened, dump, &self.key)?;
+            let native = opens_native_dump(&mut plain);
             let plain_checksum = self.plain_checksum(dump)?;
             self.streams.insert(
                 dump.clone(),
                 EncryptedSource {
                     file: dump.clone(),
                     plain_checksum,
+                    native,
                 },
             );
         }
@@ -364,6 +383,7 @@ mod tests {
         let key =
             Arc::new(DecryptKey::from_identity_text(&Secret::new(secret), Path::new("k")).unwrap());
         let source = |hex: &str| EncryptedSource {
+            native: false,
             file: file.clone(),
             plain_checksum: Some(PlainChecksum {
                 algorithm: ChecksumAlgorithm::Sha256,

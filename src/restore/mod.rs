@@ -11,8 +11,9 @@
 //! its rewrite for a database that exists) and `pg_restore -j N` or psql (pg_restore 17+ into
 //! a server before 17: `pg_restore -f -` into psql, without `SET transaction_timeout`).
 //! `pg_settings`, `hba_file` and `ident_file` are never applied; the summary names them.
-//! `--dry-run` stops after the plan. A native dump (`pgback --native`, uncompressed and
-//! unencrypted) is loaded by pgback itself: no psql for its statements and rows.
+//! `--dry-run` stops after the plan. A native dump (`pgback --native`, uncompressed; when
+//! encrypted, from the decrypting stream) is loaded by pgback itself: no psql for its statements and rows; and a native
+//! set's globals and createdb.sql are run by pgback itself, statement by statement.
 //!
 //! Encrypted sets (age) are verified as ciphertext against `<file>.age.<algo>`, their headers
 //! opened with the key before anything is touched, then restored from a decrypting stream

@@ -21,6 +21,7 @@ use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
 use crate::exit::quoted_list;
 use crate::glob::Glob;
+use crate::native::NATIVE_GLOBALS_HEADER;
 use crate::programs::{probe_version, tool_path};
 use crate::server::ServerVersion;
 
@@ -134,6 +135,9 @@ pub struct RestorePlan {
     pub globals: Option<SqlStep>,
     /// Roles of the globals that exist on the target: not created again.
     pub existing_roles: Vec<String>,
+    /// A native set (`pgback --native`'s globals file, or only native dumps without one): its
+    /// globals and createdb.sql are run by pgback itself, statement by statement, no psql.
+    pub native_sql: bool,
     /// The databases, in order.
     pub databases: Vec<DatabasePlan>,
     /// `pg_settings`, `hba_file`, `ident_file`: never applied.
@@ -195,7 +199,12 @@ pub async fn plan_restore(
             (None, Vec::new())
         }
     };
+    let native_sql = match &set.globals {
+        Some(file) => read_text(file, decryption.as_ref())?.starts_with(NATIVE_GLOBALS_HEADER),
+        None => !databases.is_empty() && databases.iter().all(|db| db.native),
+    };
     let plan = RestorePlan {
+        native_sql,
         dir: set.dir.clone(),
         stamp: set.stamp.clone(),
         target: settings.conn.describe(),
@@ -352,9 +361,11 @@ impl DatabaseSteps<'_> {
         let clean = matches!(action, DatabaseAction::Clean { .. });
         let stream = self.decryption.and_then(|d| d.stream(&db.dump)).cloned();
         let load = self.load(db, stream.is_some(), clean, notes);
-        let native = stream.is_none()
-            && db.format == DumpFormat::Plain(PlainCompression::None)
-            && is_native_file(&db.dump);
+        let native = db.format == DumpFormat::Plain(PlainCompression::None)
+            && match &stream {
+                None => is_native_file(&db.dump),
+                Some(source) => source.native,
+            };
         Ok(DatabasePlan {
             native,
             name: db.name.clone(),

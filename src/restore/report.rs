@@ -88,8 +88,23 @@ impl RestoreReport {
     }
 }
 
-fn write_sql_step(out: &mut String, step: &SqlStep) {
+fn write_sql_step(out: &mut String, step: &SqlStep, native: bool) {
     match &step.input {
+        SqlInput::Derived { script, .. } if native && script.is_empty() => {}
+        SqlInput::File(file) if native => {
+            let _ = writeln!(
+                out,
+                "      run natively (no psql): {}, statement by statement",
+                file_name(file)
+            );
+        }
+        SqlInput::Derived { from, change, .. } if native => {
+            let _ = writeln!(
+                out,
+                "      run natively (no psql): {}, statement by statement   # {change}",
+                file_name(from)
+            );
+        }
         SqlInput::File(_) => {
             let _ = writeln!(out, "      $ {}", step.command.shell_line());
         }
@@ -144,7 +159,7 @@ impl fmt::Display for RestorePlan {
                     quoted_list(&self.existing_roles)
                 );
             }
-            write_sql_step(&mut out, globals);
+            write_sql_step(&mut out, globals, self.native_sql);
             step += 1;
         }
         for db in &self.databases {
@@ -162,7 +177,7 @@ impl fmt::Display for RestorePlan {
                     "      it holds {objects}: pg_restore --clean drops what the dump holds first"
                 );
             }
-            write_sql_step(&mut out, &db.prepare);
+            write_sql_step(&mut out, &db.prepare, self.native_sql);
             let decrypt = match &db.stream {
                 Some(source) => format!(
                     "decrypt {} (in memory{}) | ",
@@ -186,7 +201,7 @@ impl fmt::Display for RestorePlan {
                 _ if db.native => {
                     let _ = writeln!(
                         out,
-                        "      native load (no psql): {} in {} batches of statements and COPY FROM STDIN",
+                        "      {decrypt}native load (no psql): {} into {}: batches of statements and COPY FROM STDIN",
                         file_name(&db.dump),
                         shell_words::quote(&db.name)
                     );
@@ -241,6 +256,7 @@ mod tests {
             verified: vec![],
             globals: None,
             existing_roles: vec!["postgres".into()],
+            native_sql: false,
             databases: names
                 .iter()
                 .map(|name| DatabasePlan {

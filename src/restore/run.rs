@@ -12,6 +12,7 @@ use super::exec::{run_piped, run_tool, Input, ToolError};
 use super::filter::TransactionTimeoutFilter;
 use super::plan::{plan_restore, DatabasePlan, RestoreSettings, SqlInput, SqlStep};
 use super::report::{DatabaseOutcome, RestoreReport};
+use super::script::{split_script, Piece};
 use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
 use crate::files::file_name;
@@ -53,12 +54,16 @@ pub async fn restore(
                 databases: Vec::new(),
             });
         }
+        let sql = SqlRunner {
+            conn: &settings.conn,
+            native: plan.native_sql,
+        };
         if let Some(globals) = &plan.globals {
-            run_globals(globals, &settings.conn).await?;
+            run_globals(globals, sql).await?;
         }
         let mut databases = Vec::new();
         for db in &plan.databases {
-            databases.push(restore_database(db, &settings.conn, key).await);
+            databases.push(restore_database(db, sql, key).await);
         }
         Ok(RestoreReport {
             plan,
@@ -72,41 +77,100 @@ pub async fn restore(
     }
 }
 
+/// How the SQL steps (globals, createdb.sql) run: psql, or pgback itself for a native set.
+#[derive(Clone, Copy)]
+struct SqlRunner<'a> {
+    conn: &'a ConnSettings,
+    native: bool,
+}
+
 /// The globals (roles, tablespaces): their failure stops the restore.
-async fn run_globals(globals: &SqlStep, conn: &ConnSettings) -> Result<(), RestoreError> {
+async fn run_globals(globals: &SqlStep, sql: SqlRunner<'_>) -> Result<(), RestoreError> {
     let file = match &globals.input {
         SqlInput::File(file) | SqlInput::Derived { from: file, .. } => file.clone(),
     };
     tracing::info!("[globals] {}", file_name(&file));
-    run_sql(globals, conn, "globals")
+    run_sql(globals, sql, "globals")
         .await
         .map_err(|source| RestoreError::Globals { file, source })
 }
 
-/// One psql run: the file named in argv, or the derived script on stdin (none when empty).
-async fn run_sql(step: &SqlStep, conn: &ConnSettings, label: &str) -> Result<(), ToolError> {
+/// One psql run: the file named in argv, or the derived script on stdin (none when empty);
+/// for a native set, the same script run by pgback itself.
+async fn run_sql(step: &SqlStep, sql: SqlRunner<'_>, label: &str) -> Result<(), ToolError> {
     let input = match &step.input {
-        SqlInput::File(_) => Input::Null,
         SqlInput::Derived { script, .. } if script.is_empty() => return Ok(()),
+        _ if sql.native => return run_sql_natively(step, sql.conn, label).await,
+        SqlInput::File(_) => Input::Null,
         SqlInput::Derived { script, .. } => Input::Bytes(script.clone().into_bytes()),
     };
-    run_tool(&step.command, conn, input, label).await
+    run_tool(&step.command, sql.conn, input, label).await
 }
 
-/// The native load of a native dump into `db`, through one session of pgback's own.
-async fn load_native(db: &DatabasePlan, conn: &ConnSettings) -> Result<(), ToolError> {
+/// A native set's globals or createdb.sql run through one session of pgback's own on the
+/// maintenance database, each statement a simple query of its own, stopping at the first
+/// error (as `psql -v ON_ERROR_STOP=1` does). A psql meta-command is refused.
+async fn run_sql_natively(
+    step: &SqlStep,
+    conn: &ConnSettings,
+    label: &str,
+) -> Result<(), ToolError> {
+    let text = match &step.input {
+        SqlInput::File(file) => tokio::fs::read_to_string(file)
+            .await
+            .map_err(|e| ToolError::Native(format!("{}: {e}", file.display())))?,
+        SqlInput::Derived { script, .. } => script.clone(),
+    };
+    let session = conn
+        .connect()
+        .await
+        .map_err(|e| ToolError::Native(e.to_string()))?;
+    let mut statements = 0;
+    for piece in split_script(&text) {
+        match piece {
+            Piece::Statement(statement) => {
+                crate::native::run_statement(&session.client, statement)
+                    .await
+                    .map_err(|e| ToolError::Native(e.to_string()))?;
+                statements += 1;
+            }
+            Piece::Meta(meta) => {
+                return Err(ToolError::Native(format!(
+                    "a psql meta-command in a native script: {}",
+                    meta.trim()
+                )))
+            }
+            Piece::Gap(_) => {}
+        }
+    }
+    tracing::info!("[{label}] {statements} statement(s) run natively (no psql)");
+    Ok(())
+}
+
+/// The native load of a native dump into `db`, through one session of pgback's own: from
+/// the decrypting stream `input` when encrypted, else from the file.
+async fn load_native(
+    db: &DatabasePlan,
+    conn: &ConnSettings,
+    input: Input,
+) -> Result<(), ToolError> {
     let mut settings = conn.clone();
     settings.dbname = db.name.clone();
     let session = settings
         .connect()
         .await
         .map_err(|e| ToolError::Native(e.to_string()))?;
-    let file = tokio::fs::File::open(&db.dump)
-        .await
-        .map_err(|e| ToolError::Native(format!("{}: {e}", db.dump.display())))?;
+    let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match input {
+        Input::Stream(reader) => reader,
+        _ => Box::new(
+            tokio::fs::File::open(&db.dump)
+                .await
+                .map_err(|e| ToolError::Native(format!("{}: {e}", db.dump.display())))?,
+        ),
+    };
     let summary = crate::native::load(
         &session.client,
-        tokio::io::BufReader::with_capacity(1024 * 1024, file),
+        tokio::io::BufReader::with_capacity(1024 * 1024, reader),
     )
     .await
     .map_err(|e| ToolError::Native(e.to_string()))?;
@@ -124,9 +188,10 @@ async fn load_native(db: &DatabasePlan, conn: &ConnSettings) -> Result<(), ToolE
 /// encrypted); how it ended, failed or not.
 async fn restore_database(
     db: &DatabasePlan,
-    conn: &ConnSettings,
+    sql: SqlRunner<'_>,
     key: Option<&Arc<DecryptKey>>,
 ) -> DatabaseOutcome {
+    let conn = sql.conn;
     let started = Instant::now();
     tracing::info!(
         "[{}] {}: {}",
@@ -135,7 +200,7 @@ async fn restore_database(
         file_name(&db.dump)
     );
     let result = async {
-        run_sql(&db.prepare, conn, &db.name).await?;
+        run_sql(&db.prepare, sql, &db.name).await?;
         let (input, decrypting) = match (&db.stream, key) {
             (Some(source), Some(key)) => {
                 let (input, task) = decrypt::decrypting_input(source.clone(), key.clone());
@@ -147,10 +212,8 @@ async fn restore_database(
             .load
             .without_transaction_timeout
             .then(TransactionTimeoutFilter::new);
-        if db.native {
-            return load_native(db, conn).await;
-        }
         let loaded = match (&db.load.producer, filter) {
+            _ if db.native => load_native(db, conn, input).await,
             (Some(producer), filter) => {
                 run_piped(producer, &db.load.command, input, filter, conn, &db.name).await
             }

@@ -17,6 +17,28 @@ use crate::util::{Run, TestCommand};
 
 const FIXTURE: &str = include_str!("../fixtures/native_fixture.sql");
 
+/// The globals of the corpus: roles with attributes, a password, an expiry, comments and
+/// settings (every database, and one database's), memberships with ADMIN OPTION and one
+/// granted by a role that is not a superuser; `{space}` is the tablespace's directory.
+const GLOBALS: &str = "CREATE ROLE nat_admin WITH CREATEROLE CREATEDB LOGIN CONNECTION LIMIT 3 \
+     PASSWORD 'long secret' VALID UNTIL '2031-02-03 04:05:06+00'; \
+     CREATE ROLE \"Nat Group\" NOINHERIT BYPASSRLS REPLICATION; \
+     COMMENT ON ROLE nat_admin IS 'it''s the admin'; \
+     GRANT \"Nat Group\" TO nat_admin WITH ADMIN OPTION; \
+     GRANT nat_owner TO nat_reader; \
+     SET ROLE nat_admin; GRANT \"Nat Group\" TO nat_owner; RESET ROLE; \
+     ALTER ROLE nat_admin SET work_mem = '8MB'; \
+     ALTER ROLE nat_admin SET search_path = app, \"$user\"; \
+     ALTER ROLE nat_reader IN DATABASE native SET statement_timeout = '5s'; \
+     CREATE TABLESPACE nat_space OWNER nat_admin LOCATION '{space}'; \
+     ALTER TABLESPACE nat_space SET (seq_page_cost = 2); \
+     GRANT CREATE ON TABLESPACE nat_space TO nat_reader WITH GRANT OPTION; \
+     COMMENT ON TABLESPACE nat_space IS 'spare disk'";
+
+/// On 16+: a membership with INHERIT and SET off.
+const GLOBALS_16: &str =
+    "CREATE ROLE nat_guest; GRANT nat_owner TO nat_guest WITH INHERIT FALSE, SET FALSE";
+
 /// Databases holding one object the export refuses, and what the refusal must say.
 const REFUSED: [(&str, &str, &[&str]); 16] = [
     (
@@ -122,11 +144,23 @@ const EXPORTED: [&str; 8] = [
     "native", "postgres", "b1", "a\"b", "x=y z", ".hidden", "név", "latin1",
 ];
 
-fn source_cluster() -> Cluster {
+/// The databases also dumped with `--encrypt`, and restored from their encrypted files.
+const ENCRYPTED: [&str; 2] = ["native", "latin1"];
+const PASSPHRASE: &str = "native passphrase";
+
+fn source_cluster(space: &Path) -> Cluster {
     let source = Cluster::start(ClusterOptions::default().without_archive());
     populate(&source, true);
     source.pgbench_init(1);
     source.psql("CREATE ROLE nat_owner; CREATE ROLE nat_reader; CREATE DATABASE native");
+    std::fs::create_dir_all(space).unwrap();
+    cluster::chown_tree_to_server_user(space);
+    source
+        .try_psql(&GLOBALS.replace("{space}", &space.display().to_string()))
+        .unwrap();
+    if source.version_num() >= 160000 {
+        source.try_psql(GLOBALS_16).unwrap();
+    }
     source.try_psql_in("native", FIXTURE).unwrap();
     if source.version_num() >= 120000 {
         source
@@ -155,37 +189,53 @@ fn source_cluster() -> Cluster {
     source
 }
 
-fn pgback(source: &Cluster, dir: &Path, args: &[&str]) -> Run {
+/// pgback against `source`; without client tools (no `-B`, a `PATH` of an empty directory)
+/// unless `tools`.
+fn pgback(source: &Cluster, dir: &Path, args: &[&str], tools: bool) -> Run {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.with_extension("toml");
     std::fs::write(&config, "").unwrap();
-    TestCommand::new(source, "pgback")
+    let empty = dir.with_extension("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let command = TestCommand::new(source, "pgback")
         .args(["-c", &config.display().to_string()])
-        .args(["-d", &source.conninfo_socket(), "-B", &client_bindir()])
+        .args(["-d", &source.conninfo_socket()])
         .args(["-b", &dir.display().to_string(), "-S", "sha256"])
         .args(args)
-        .limit(Duration::from_secs(300))
-        .run()
+        .limit(Duration::from_secs(300));
+    match tools {
+        true => command.args(["-B", &client_bindir()]).run(),
+        false => command.env("PATH", &empty).run(),
+    }
 }
 
-/// `pg_dump --schema-only` of PostgreSQL 18 without its `\restrict` lines.
-fn schema_of(cluster: &Cluster, db: &str) -> String {
-    let pg_dump = cluster::pg_binaries().client_tool("pg_dump");
-    let output = cluster
-        .command(&pg_dump)
-        .args(["--schema-only", "-d"])
-        .arg(format!(
-            "dbname='{}'",
-            db.replace('\\', "\\\\").replace('\'', "\\'")
-        ))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "pg_dump {db}: {output:?}");
+/// The output of PostgreSQL 18's `tool` (`pg_dumpall`, `pg_dump`) with `args` against
+/// `cluster`, without its `\restrict` lines (a random key each run).
+fn dump_text(cluster: &Cluster, tool: &str, args: &[String]) -> String {
+    let program = cluster::pg_binaries().client_tool(tool);
+    let output = cluster.command(&program).args(args).output().unwrap();
+    assert!(output.status.success(), "{tool} {args:?}: {output:?}");
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `pg_dumpall --globals-only`, the bootstrap superuser included (each restore sets its
+/// attributes and password from the file).
+fn globals_of(cluster: &Cluster) -> String {
+    dump_text(cluster, "pg_dumpall", &["--globals-only".into()])
+}
+
+/// `pg_dump --schema-only` of `db`.
+fn schema_of(cluster: &Cluster, db: &str) -> String {
+    let dbname = format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"));
+    dump_text(
+        cluster,
+        "pg_dump",
+        &["--schema-only".into(), "-d".into(), dbname],
+    )
 }
 
 /// Each table and populated materialized view of `db`: its name, `count(*)` and the md5 of
@@ -269,12 +319,13 @@ fn prefix(db: &str) -> String {
 
 #[test]
 fn native_dumps_restore_identical_with_psql_and_pgback() {
-    let source = source_cluster();
     let backups = cluster::scratch_dir();
+    let space = backups.path().join("space");
+    let source = source_cluster(&space);
 
     // Every database: refused before anything is written, each object named.
     let refused_dir = backups.path().join("refused");
-    let refused = pgback(&source, &refused_dir, &["--native"]);
+    let refused = pgback(&source, &refused_dir, &["--native"], false);
     refused.assert_code(2, "pgback --native over the whole cluster");
     for (db, _, needles) in REFUSED {
         refused.assert_stderr(&format!("database {db:?}: "));
@@ -290,12 +341,27 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
         "a refused run writes nothing"
     );
 
+    // --fallback-tools: pg_dump is looked for only now that b2 needs it, and without
+    // client tools that fails before anything is written.
+    let no_tools_dir = backups.path().join("no-tools");
+    let no_tools = pgback(
+        &source,
+        &no_tools_dir,
+        &["--native", "--fallback-tools", "b2", "native"],
+        false,
+    );
+    no_tools.assert_code(2, "pgback --native --fallback-tools without pg_dump");
+    no_tools.assert_stderr("pg_dump");
+    no_tools.assert_stderr("hint: install PostgreSQL's client tools");
+    assert_eq!(crate::dump::files_in(&no_tools_dir), Vec::<String>::new());
+
     // --fallback-tools: b2 with pg_dump, said so; native natively.
     let fallback_dir = backups.path().join("fallback");
     let fallback = pgback(
         &source,
         &fallback_dir,
         &["--native", "--fallback-tools", "b2", "native"],
+        true,
     );
     fallback.assert_ok("pgback --native --fallback-tools b2 native");
     fallback.assert_stderr("database \"b2\" dumped with pg_dump (--fallback-tools)");
@@ -306,11 +372,61 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
         "{native_sql:.200}"
     );
 
-    // The corpus, natively.
+    // The corpus, natively, with no client tool reachable: the globals are pgback's own.
     let dir = backups.path().join("set");
     let mut args = vec!["--native"];
     args.extend(EXPORTED);
-    pgback(&source, &dir, &args).assert_ok("pgback --native of the corpus");
+    let corpus = pgback(&source, &dir, &args, false);
+    corpus.assert_ok("pgback --native of the corpus");
+    corpus.assert_stderr("[pg_globals] written natively: ");
+    let globals = std::fs::read_to_string(file_of(&dir, "pg_globals_", ".sql")).unwrap();
+    assert!(
+        globals.starts_with("-- pgback native globals"),
+        "{globals:.200}"
+    );
+    let source_globals = globals_of(&source);
+    for needle in [
+        "CREATE ROLE nat_admin;",
+        "PASSWORD '",
+        "VALID UNTIL '2031-02-0",
+        "ALTER ROLE nat_admin SET search_path TO ",
+        "COMMENT ON ROLE nat_admin IS 'it''s the admin';",
+        "GRANT \"Nat Group\" TO nat_owner",
+        "CREATE TABLESPACE nat_space OWNER nat_admin LOCATION",
+        "ALTER TABLESPACE nat_space SET (seq_page_cost=2);",
+        "ON TABLESPACE nat_space TO nat_reader WITH GRANT OPTION;",
+        "COMMENT ON TABLESPACE nat_space IS 'spare disk';",
+    ] {
+        assert!(
+            source_globals.contains(needle),
+            "{needle:?} not in the source's globals:\n{source_globals}"
+        );
+    }
+    if source.version_num() >= 160000 {
+        // pg_dumpall writes the grantor and the options of servers 16 and later only.
+        for needle in ["INHERIT FALSE, SET FALSE", "GRANTED BY nat_admin"] {
+            assert!(
+                source_globals.contains(needle),
+                "{needle}: {source_globals}"
+            );
+        }
+    }
+    // Two databases again, encrypted (a passphrase): restored below from the decrypting
+    // stream, natively.
+    let encrypted_dir = backups.path().join("encrypted");
+    TestCommand::new(&source, "pgback")
+        .args(["--native", "--encrypt", "-d", &source.conninfo_socket()])
+        .args(["-b", &encrypted_dir.display().to_string(), "-S", "sha256"])
+        .args(ENCRYPTED)
+        .env("PGBK_CIPHER_PASS", PASSPHRASE)
+        .env("PATH", dir.with_extension("empty-path"))
+        .limit(Duration::from_secs(300))
+        .run()
+        .assert_ok("pgback --native --encrypt");
+    file_of(&encrypted_dir, "native_", ".sql.age");
+
+    // One tablespace directory serves one cluster at a time: each restore in turn gets it.
+    source.psql("DROP TABLESPACE nat_space");
     for db in EXPORTED {
         let sql = std::fs::read_to_string(file_of(&dir, &prefix(db), ".sql")).unwrap();
         assert!(sql.starts_with("-- pgback native dump"), "{db}: {sql:.200}");
@@ -349,31 +465,88 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
         psql_file(&by_psql, db, &sql, true);
     }
 
-    // Restored with pgback --restore: each database loaded natively, without psql.
+    assert_eq!(
+        globals_of(&by_psql),
+        source_globals,
+        "pg_dumpall --globals-only after psql -f of the native globals"
+    );
+    by_psql.psql("DROP TABLESPACE nat_space");
+
+    // Restored with pgback --restore with no client tool reachable (no -B, PATH an empty
+    // directory): globals and createdb.sql run natively, each database loaded natively.
     let by_pgback = Cluster::start(ClusterOptions::default().without_archive());
-    let restore = |extra: &[&str]| {
+    let empty_path = backups.path().join("empty-path");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    let restore = |dir: &Path, extra: &[&str]| {
         TestCommand::new(&by_pgback, "pgback")
             .arg("--restore")
-            .arg(&dir)
-            .args(["-d", &by_pgback.conninfo_socket(), "-B", &client_bindir()])
+            .arg(dir)
+            .args(["-d", &by_pgback.conninfo_socket()])
             .args(extra)
+            .env("PATH", &empty_path)
+            .env("PGBK_CIPHER_PASS", PASSPHRASE)
             .limit(Duration::from_secs(300))
             .run()
     };
-    let plan = restore(&["--dry-run"]);
+    // The plain set but the databases of the encrypted one, which come after.
+    let plain: Vec<&str> = EXPORTED
+        .into_iter()
+        .filter(|db| !ENCRYPTED.contains(db))
+        .collect();
+    let mut args = vec!["--dry-run"];
+    args.extend(&plain);
+    let plan = restore(&dir, &args);
     plan.assert_ok("pgback --restore --dry-run of the native set");
-    for db in EXPORTED {
+    assert!(
+        !plan.stdout.contains("$ "),
+        "no command in the plan\n{plan}"
+    );
+    assert!(
+        plan.stdout.contains("run natively (no psql): pg_globals_"),
+        "{plan}"
+    );
+    for db in &plain {
         let line = format!("native load (no psql): {}", prefix(db));
         assert!(
             plan.stdout.contains(&line),
             "{line:?} not in the plan\n{plan}"
         );
     }
-    let restored = restore(&[]);
+    let restored = restore(&dir, &plain);
     restored.assert_ok("pgback --restore of the native set");
-    for db in EXPORTED {
+    restored.assert_stderr("[globals] ");
+    restored.assert_stderr("statement(s) run natively (no psql)");
+    for db in &plain {
         restored.assert_stderr(&format!("[{db}] loaded natively: "));
     }
+    assert_eq!(
+        globals_of(&by_pgback),
+        source_globals,
+        "pg_dumpall --globals-only after pgback --restore"
+    );
+    // The encrypted set, its globals again (the existing roles altered, the tablespace
+    // created anew), its dumps loaded natively from the decrypting stream.
+    by_pgback.psql("DROP TABLESPACE nat_space");
+    let plan = restore(&encrypted_dir, &["--dry-run"]);
+    plan.assert_ok("pgback --restore --dry-run of the encrypted native set");
+    assert!(
+        !plan.stdout.contains("$ "),
+        "no command in the plan\n{plan}"
+    );
+    for db in ENCRYPTED {
+        let line = format!("(in memory, plaintext checked against {}", prefix(db));
+        assert!(plan.stdout.contains(&line), "{line:?}\n{plan}");
+        assert!(
+            plan.stdout.contains(") | native load (no psql): "),
+            "{plan}"
+        );
+    }
+    let restored = restore(&encrypted_dir, &[]);
+    restored.assert_ok("pgback --restore of the encrypted native set");
+    for db in ENCRYPTED {
+        restored.assert_stderr(&format!("[{db}] loaded natively: "));
+    }
+    assert_eq!(globals_of(&by_pgback), source_globals);
 
     for db in EXPORTED {
         let schema = schema_of(&source, db);
