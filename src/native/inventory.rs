@@ -56,7 +56,16 @@ pub struct Refusal {
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.kind, self.identity)?;
+        // An identity may hold a newline (a quoted name can): the refusal stays one line.
+        let identity: String = self
+            .identity
+            .chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_default().to_string(),
+                false => c.to_string(),
+            })
+            .collect();
+        write!(f, "{} {identity}", self.kind)?;
         if self.reasons.is_empty() {
             write!(f, " (kind not supported)")
         } else {
@@ -420,6 +429,19 @@ pub fn system_changes_sql(version: ServerVersion) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_refusal_is_one_line_whatever_the_name() {
+        let refusal = Refusal {
+            kind: "table".into(),
+            identity: "public.\"a\nb\"".into(),
+            reasons: Vec::new(),
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "table public.\"a\\nb\" (kind not supported)"
+        );
+    }
+
     use super::*;
 
     fn object(kind: &str, unsupported: &[&str]) -> InventoryObject {
