@@ -193,7 +193,7 @@ pub enum HeaderProblem {
     },
     /// The first page lacks the long header (`XLP_LONG_HEADER`) every segment starts with.
     NotLongHeader,
-    /// `xlp_tli` is 0 or later than the backup's timeline.
+    /// `xlp_tli` is outside the timelines the segment may hold.
     Timeline(u32),
     /// `xlp_pageaddr` is not the segment's start: a file of another segment.
     Address(Lsn),
@@ -221,12 +221,14 @@ impl fmt::Display for HeaderProblem {
 
 /// Checks the long page header a segment starts with (little-endian, as written on the
 /// architectures PostgreSQL runs on here): this major's magic, the long-header flag, a
-/// timeline from 1 to `timeline` (the first segment of a new timeline is copied from the old
-/// one, header and all), the page address of `segment`, and the segment size.
+/// timeline in `timelines`, the page address of `segment`, and the segment size. The first
+/// segment of a new timeline is copied from the old one, header and all, so the first segment
+/// of a backup may say any timeline up to the backup's ([`timelines_of`]); every later one must
+/// say the backup's own.
 pub fn check_segment_header(
     page: &[u8],
     magic: u16,
-    timeline: u32,
+    timelines: std::ops::RangeInclusive<u32>,
     segment: u64,
     segment_size: u64,
 ) -> Result<(), HeaderProblem> {
@@ -249,7 +251,7 @@ pub fn check_segment_header(
         return Err(HeaderProblem::NotLongHeader);
     }
     let tli = u32_at(4);
-    if tli == 0 || tli > timeline {
+    if tli == 0 || !timelines.contains(&tli) {
         return Err(HeaderProblem::Timeline(tli));
     }
     let address = u64_at(8);
@@ -261,6 +263,16 @@ pub fn check_segment_header(
         return Err(HeaderProblem::SegmentSize(size));
     }
     Ok(())
+}
+
+/// The timelines the first page of `segment` of `range` may say: from 1 to the backup's for
+/// its first segment (it may be the one copied at the switch to the backup's timeline), the
+/// backup's own for every later one.
+pub fn timelines_of(range: &SegmentRange, segment: u64) -> std::ops::RangeInclusive<u32> {
+    match segment == range.first {
+        true => 1..=range.timeline,
+        false => range.timeline..=range.timeline,
+    }
 }
 
 #[cfg(test)]
@@ -387,20 +399,28 @@ mod tests {
         let size = DEFAULT_SEGMENT_SIZE;
         let magic = xlog_page_magic(15).unwrap();
         let good = header(magic, 0x0002, 2, 3 * size, size as u32);
-        assert_eq!(check_segment_header(&good, magic, 2, 3, size), Ok(()));
+        assert_eq!(check_segment_header(&good, magic, 1..=2, 3, size), Ok(()));
         // A later timeline's backup may start in the segment copied at the switch.
-        assert_eq!(check_segment_header(&good, magic, 3, 3, size), Ok(()));
+        assert_eq!(check_segment_header(&good, magic, 1..=3, 3, size), Ok(()));
+        // Past the backup's first segment, only the backup's own timeline.
         assert_eq!(
-            check_segment_header(&good, magic, 1, 3, size),
+            check_segment_header(&good, magic, 3..=3, 3, size),
+            Err(HeaderProblem::Timeline(2))
+        );
+        let range = SegmentRange::of_backup(3, Lsn(3 * size + 40), Lsn(5 * size), size);
+        assert_eq!(timelines_of(&range, 3), 1..=3);
+        assert_eq!(timelines_of(&range, 4), 3..=3);
+        assert_eq!(
+            check_segment_header(&good, magic, 1..=1, 3, size),
             Err(HeaderProblem::Timeline(2))
         );
         assert_eq!(
-            check_segment_header(&good, magic, 2, 4, size),
+            check_segment_header(&good, magic, 1..=2, 4, size),
             Err(HeaderProblem::Address(Lsn(3 * size)))
         );
         let other_major = xlog_page_magic(14).unwrap();
         assert_eq!(
-            check_segment_header(&good, other_major, 2, 3, size),
+            check_segment_header(&good, other_major, 1..=2, 3, size),
             Err(HeaderProblem::Magic {
                 found: magic,
                 expected: other_major
@@ -408,20 +428,20 @@ mod tests {
         );
         let short = header(magic, 0x0000, 2, 3 * size, size as u32);
         assert_eq!(
-            check_segment_header(&short, magic, 2, 3, size),
+            check_segment_header(&short, magic, 1..=2, 3, size),
             Err(HeaderProblem::NotLongHeader)
         );
         let resized = header(magic, 0x0002, 2, 3 * size, 1 << 26);
         assert!(matches!(
-            check_segment_header(&resized, magic, 2, 3, size),
+            check_segment_header(&resized, magic, 1..=2, 3, size),
             Err(HeaderProblem::SegmentSize(_))
         ));
         assert_eq!(
-            check_segment_header(b"garbage", magic, 2, 3, size),
+            check_segment_header(b"garbage", magic, 1..=2, 3, size),
             Err(HeaderProblem::TooShort(7))
         );
         let zeros = vec![0u8; 8192];
-        assert!(check_segment_header(&zeros, magic, 2, 3, size)
+        assert!(check_segment_header(&zeros, magic, 1..=2, 3, size)
             .unwrap_err()
             .to_string()
             .contains("page magic 0x0000"));

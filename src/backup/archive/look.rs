@@ -132,7 +132,8 @@ pub(super) async fn fetch_in_order(
         let header =
             header.map_err(|error| (segment, format!("cannot read the fetched copy: {error}")))?;
         if let Some(magic) = magic {
-            wal::check_segment_header(&header, magic, range.timeline, segment, range.segment_size)
+            let timelines = wal::timelines_of(range, segment);
+            wal::check_segment_header(&header, magic, timelines, segment, range.segment_size)
                 .map_err(|problem| {
                     (
                         segment,
