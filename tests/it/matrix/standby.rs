@@ -34,6 +34,23 @@ fn hook(standby: &Cluster, scratch: &TempDir, program: &str, args: &[&str]) -> R
         .run()
 }
 
+/// [`hook`] with `--primary` naming `primary` first.
+fn hook_via(
+    primary: &Cluster,
+    standby: &Cluster,
+    scratch: &TempDir,
+    program: &str,
+    args: &[&str],
+) -> Run {
+    let conninfo = primary.conninfo_socket();
+    hook(
+        standby,
+        scratch,
+        program,
+        &[&["--primary", &conninfo], args].concat(),
+    )
+}
+
 /// Waits until the standby has replayed everything the primary has written so far.
 pub(crate) fn wait_for_replay(primary: &Cluster, standby: &Cluster) {
     let lsn = primary.psql("SELECT pg_current_wal_lsn()");
@@ -192,22 +209,11 @@ fn the_wal_of_a_standby_backup_is_not_claimed_and_an_idle_primary_is_named() {
 fn with_primary_an_idle_primary_passes_and_a_wrong_one_is_refused() {
     let (primary, standby, scratch) = primary_and_standby();
     let archive = primary.archive_dir().to_str().unwrap().to_string();
-    let with_primary = ["--primary", &primary.conninfo_socket()].map(str::to_string);
-    let with_primary: Vec<&str> = with_primary.iter().map(String::as_str).collect();
     // Idle: pgpost makes the primary switch the last segment out (restore point + switch).
-    hook(
-        &standby,
-        &scratch,
-        "pgpre",
-        &[&["--fast"], &with_primary[..]].concat(),
-    )
-    .assert_ok("pgpre --primary");
+    hook_via(&primary, &standby, &scratch, "pgpre", &["--fast"]).assert_ok("pgpre --primary");
     let began = std::time::Instant::now();
-    let args = [
-        &with_primary[..],
-        &["--wal-archive", &archive, "--archive-timeout", "30"],
-    ];
-    hook(&standby, &scratch, "pgpost", &args.concat())
+    let args = ["--wal-archive", &archive, "--archive-timeout", "30"];
+    hook_via(&primary, &standby, &scratch, "pgpost", &args)
         .assert_ok("pgpost --primary on an idle primary")
         .assert_stderr(&format!("found in {archive}"));
     assert!(
@@ -217,14 +223,8 @@ fn with_primary_an_idle_primary_passes_and_a_wrong_one_is_refused() {
     );
     assert_eq!(record(&scratch)["wal_archived"], "passed");
     // Without a directory, the primary's archiver is asked.
-    hook(
-        &standby,
-        &scratch,
-        "pgpre",
-        &[&["--fast"], &with_primary[..]].concat(),
-    )
-    .assert_ok("pgpre --primary");
-    hook(&standby, &scratch, "pgpost", &with_primary)
+    hook_via(&primary, &standby, &scratch, "pgpre", &["--fast"]).assert_ok("pgpre --primary");
+    hook_via(&primary, &standby, &scratch, "pgpost", &[])
         .assert_ok("pgpost --primary, the primary's archiver")
         .assert_stderr("archived (pg_stat_archiver)");
     // The standby itself is no primary: refused before anything starts.
@@ -351,14 +351,7 @@ fn supersede_names_a_killed_coprocess_and_exec_work_on_a_standby() {
 fn a_deleted_segment_or_a_broken_archive_command_fails_a_standby_backup() {
     let (primary, standby, scratch) = primary_and_standby();
     let archive = primary.archive_dir().to_str().unwrap().to_string();
-    let with_primary = ["--primary".to_string(), primary.conninfo_socket()];
-    let with_primary: Vec<&str> = with_primary.iter().map(String::as_str).collect();
-    let pre = hook(
-        &standby,
-        &scratch,
-        "pgpre",
-        &[&["--fast"], &with_primary[..]].concat(),
-    );
+    let pre = hook_via(&primary, &standby, &scratch, "pgpre", &["--fast"]);
     pre.assert_ok("pgpre --primary");
     // The same timeline on both: the primary names the standby backup's start segment.
     let start = primary.psql(&format!("SELECT pg_walfile_name('{}')", pre.stdout.trim()));
@@ -371,11 +364,8 @@ fn a_deleted_segment_or_a_broken_archive_command_fails_a_standby_backup() {
         || archived.is_file(),
     );
     std::fs::remove_file(&archived).expect("delete the start segment");
-    let args = [
-        &with_primary[..],
-        &["--wal-archive", &archive, "--archive-timeout", "2"],
-    ];
-    hook(&standby, &scratch, "pgpost", &args.concat())
+    let args = ["--wal-archive", &archive, "--archive-timeout", "2"];
+    hook_via(&primary, &standby, &scratch, "pgpost", &args)
         .assert_code(10, "pgpost with a segment missing")
         .assert_stderr(&format!("WAL segment {start} is not archived"));
     assert_eq!(record(&scratch)["wal_archived"], "failed");
@@ -387,18 +377,17 @@ fn a_deleted_segment_or_a_broken_archive_command_fails_a_standby_backup() {
     primary.psql("SELECT pg_switch_wal()");
     primary.psql("CHECKPOINT");
     wait_for_replay(&primary, &standby);
-    hook(
+    hook_via(&primary, &standby, &scratch, "pgpre", &["--fast"]).assert_ok("pgpre --primary");
+    hook_via(
+        &primary,
         &standby,
         &scratch,
-        "pgpre",
-        &[&["--fast"], &with_primary[..]].concat(),
+        "pgpost",
+        &["--archive-timeout", "3"],
     )
-    .assert_ok("pgpre --primary");
-    let args = [&with_primary[..], &["--archive-timeout", "3"]];
-    hook(&standby, &scratch, "pgpost", &args.concat())
-        .assert_code(10, "pgpost with the primary's archiver failing")
-        .assert_stderr("pg_stat_archiver.last_archived_wal")
-        .assert_stderr("(failing now)");
+    .assert_code(10, "pgpost with the primary's archiver failing")
+    .assert_stderr("pg_stat_archiver.last_archived_wal")
+    .assert_stderr("(failing now)");
 }
 
 /// A cascading standby whose upstream is promoted follows it onto timeline 2: a backup held on
