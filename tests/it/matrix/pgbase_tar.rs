@@ -10,8 +10,8 @@ use crate::cluster::{self, Cluster, ClusterOptions};
 use crate::crypt::keygen;
 use crate::matrix::drill::{loaded_source, pgdrill};
 use crate::matrix::pgbase::{
-    major, names_in, prove_with, slots, tar_backup, tar_backup_under_load, verify_backup,
-    with_tablespace,
+    fetched_verifybackup, major, names_in, prove_with, slots, tar_backup, tar_backup_under_load,
+    verify_backup, with_tablespace,
 };
 use crate::util::{self, TestCommand};
 
@@ -197,7 +197,9 @@ fn a_tar_backup_with_a_tablespace_is_proven_by_pgdrill_and_pg_verifybackup() {
         for dir in [&out, &gzipped] {
             let verified = verify_backup(&source, dir, true);
             eprintln!("pg_verifybackup {}: {verified:?}", dir.display());
-            if major(&source) != 17 {
+            // Only 18's tool reads a tar backup: required wherever scripts/fetch-postgres ran
+            // (scripts/test runs it first), but for 17 (see verify_backup).
+            if major(&source) != 17 && fetched_verifybackup().is_file() {
                 assert!(
                     verified.is_some(),
                     "no pg_verifybackup for {}",
