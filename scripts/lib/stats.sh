@@ -9,11 +9,12 @@ median() {
         m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f\n", m }'
 }
 
-# spread: "min-max" of the numbers on stdin, one decimal ("nan" when there is none).
+# spread [DECIMALS]: "min-max" of the numbers on stdin, with DECIMALS decimals (default one;
+# "nan" when there is none).
 spread() {
-    sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END {
+    sort -n | awk -v d="${1:-1}" 'NR == 1 { lo = $1 } { hi = $1 } END {
         if (NR == 0) { print "nan"; exit }
-        printf "%.1f-%.1f\n", lo, hi }'
+        printf "%.*f-%.*f\n", d, lo, d, hi }'
 }
 
 # elapsed_s START END: seconds between two $EPOCHREALTIME values, two decimals.
