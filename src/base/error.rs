@@ -77,6 +77,17 @@ pub enum BaseError {
         /// `--no-clean`: the partial backup is left.
         kept: bool,
     },
+    /// `--restore`: SIGINT or SIGTERM; what it wrote is removed, the backup is untouched.
+    #[error(
+        "interrupted by {signal}: what the restore wrote into \"{}\" was removed; the backup is untouched",
+        dir.display()
+    )]
+    RestoreInterrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+        /// `-D`.
+        dir: PathBuf,
+    },
     /// `-X none`: archiving is off, or the backup's WAL is not in the archive.
     #[error(transparent)]
     Archive(#[from] BackupError),
@@ -134,6 +145,7 @@ impl Failure for BaseError {
             BaseError::Tar { .. }
             | BaseError::Stream(_)
             | BaseError::Interrupted { .. }
+            | BaseError::RestoreInterrupted { .. }
             | BaseError::Upload { .. }
             | BaseError::Restore { .. } => ExitStatus::BackupFailed,
             BaseError::Remote(error) => error.exit_status(),

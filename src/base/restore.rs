@@ -17,6 +17,7 @@ use crate::base::unpack::{backup_files, find_archive, unpack_backup};
 use crate::checksum::verify_all;
 use crate::config::StoreKind;
 use crate::dump::open_store;
+use crate::shutdown::{shutdown_signal, stop_on_signals, stop_requested};
 
 /// What a restore did.
 #[derive(Clone, Debug)]
@@ -48,9 +49,24 @@ impl Drop for Fetched {
     }
 }
 
-/// Restores `request.backup` into `request.dir`; on failure removes what it wrote. A run
-/// killed outright leaves `pgbase.incomplete` in `-D`.
+/// Restores `request.backup` into `request.dir`; on failure, SIGINT or SIGTERM removes what it
+/// wrote (a download's staging directory too). A run killed outright (SIGKILL) leaves
+/// `pgbase.incomplete` in `-D`.
 pub async fn restore(request: &RestoreRequest) -> Result<RestoreSummary, BaseError> {
+    // The hashing and unpacking hold the thread: a signal sets a flag their reads check, the
+    // run ends on the error, and into_new_dirs removes what it wrote.
+    stop_on_signals().map_err(BaseError::Internal)?;
+    let interrupted = |error: BaseError| match stop_requested() {
+        Some(signal) => BaseError::RestoreInterrupted {
+            signal: signal.as_str(),
+            dir: request.dir.clone(),
+        },
+        None => error,
+    };
+    restore_until_stopped(request).await.map_err(interrupted)
+}
+
+async fn restore_until_stopped(request: &RestoreRequest) -> Result<RestoreSummary, BaseError> {
     if fs::read_dir(&request.dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(BaseError::NotEmpty {
             dir: request.dir.clone(),
@@ -168,9 +184,17 @@ async fn download(request: &RestoreRequest, kind: StoreKind) -> Result<Fetched, 
         count: 0,
     };
     for file in files {
-        store
-            .download(&format!("{prefix}{file}"), &staging.join(file))
-            .await?;
+        if stop_requested().is_some() {
+            return Err(refuse("stopped during the download".to_owned()));
+        }
+        let (key, into) = (format!("{prefix}{file}"), staging.join(file));
+        tokio::select! {
+            downloaded = store.download(&key, &into) => {
+                downloaded?;
+            }
+            // stop_on_signals set the flag; restore() names the signal.
+            _ = shutdown_signal() => return Err(refuse("stopped during the download".to_owned())),
+        }
         fetched.count += 1;
     }
     tracing::info!(

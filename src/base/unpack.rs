@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::base::error::BaseError;
 use crate::base::output::{create_private_dir, PlainTree};
 use crate::crypt::{open_decryptor, payload_error, DecryptKey};
+use crate::shutdown::Stoppable;
 
 /// The file in `dir` that holds the archive `name`, with whatever compression and encryption.
 pub fn find_archive(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -88,6 +89,8 @@ pub fn unpack_archive(
     } else {
         reader
     };
+    // A SIGINT or SIGTERM ends the unpacking within one read (see shutdown::stop_on_signals).
+    let mut reader = Stoppable::new(reader);
     tree.begin(tar_name, location).map_err(|e| e.to_string())?;
     let mut buffer = vec![0u8; 256 * 1024];
     loop {

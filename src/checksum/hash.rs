@@ -145,7 +145,8 @@ pub fn hash_file(path: &Path, algorithm: ChecksumAlgorithm) -> io::Result<Option
         hasher: Some(hasher),
         written: 0,
     };
-    let mut file = std::fs::File::open(path)?;
+    // Stoppable: a SIGINT or SIGTERM ends the hashing of a large file (see shutdown).
+    let mut file = crate::shutdown::Stoppable::new(std::fs::File::open(path)?);
     io::copy(&mut file, &mut writer)?;
     Ok(writer.finish().1)
 }

@@ -1,7 +1,7 @@
 //! Checksums: computed while the bytes are written (`hash`), and checked against checksum
 //! files that `sha256sum -c` accepts (`verify`), as `pgback --restore` and `--download` do.
 //!
-//! Uses: files, values.
+//! Uses: files, shutdown, values.
 
 mod hash;
 mod verify;

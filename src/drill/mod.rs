@@ -197,6 +197,10 @@ async fn drill(request: &DrillRequest, report: &mut Report) -> Result<(), DrillE
             work_dir: request.work_dir.clone(),
             keep: request.keep,
         };
+        // The unpacking cannot be cancelled from here: a signal (which run() stops on) also
+        // sets the flag its reads check, so it ends within one read and its Drop cleans up.
+        crate::shutdown::stop_on_signals()
+            .map_err(|e| DrillError::Internal(format!("signal handler: {e}")))?;
         let (staged, notes) = tokio::task::spawn_blocking(move || {
             let mut notes = Vec::new();
             (tar_input::stage(&stage, &mut notes), notes)

@@ -7,7 +7,8 @@
 //! a non-empty `-D`, the live tablespace's directory, a store that cannot be written);
 //! the recovery files written only when asked; a backup configured by `[base]` and
 //! `[dump.remote]`; the purge of the old tar backups beside `-D` and on the store, never a
-//! directory that is not a tar backup; the store killed mid-upload.
+//! directory that is not a tar backup; the store killed mid-upload; a restore stopped by
+//! SIGTERM (what it wrote removed, the backup untouched) and its retry.
 
 use std::fs;
 use std::path::Path;
@@ -464,4 +465,75 @@ fn a_store_killed_mid_upload_fails_the_run_and_keeps_the_local_backup() {
         ),
         0.0
     );
+}
+
+/// A caller that gives up on a restore (SIGTERM) and retries: the first run ends with exit 1
+/// and removes what it wrote, the backup untouched; the retry restores, and the data is there.
+/// The backup is encrypted with a passphrase: each archive's scrypt holds the unpacking long
+/// enough for the signal to land in it.
+#[test]
+fn a_restore_stopped_by_sigterm_removes_what_it_wrote_and_the_retry_restores() {
+    const PASSPHRASE: &str = "restore-stop passphrase";
+    let source = loaded_source(1);
+    source.psql("INSERT INTO marker VALUES ('before pgbase')");
+    let committed = source.pgbench_history_rows();
+    let scratch = cluster::scratch_dir();
+    let out = scratch.path().join("backup");
+    tar_backup(&source, &out, &["-X", "stream", "--encrypt"])
+        .env("PGBK_CIPHER_PASS", PASSPHRASE)
+        .run()
+        .assert_ok("pgbase --encrypt with a passphrase");
+    let sizes = |dir: &Path| -> Vec<(String, u64)> {
+        names_in(dir)
+            .into_iter()
+            .map(|name| (name.clone(), fs::metadata(dir.join(name)).unwrap().len()))
+            .collect()
+    };
+    let backup_files = sizes(&out);
+    let target = scratch.path().join("restored");
+    let restore = |target: &Path| {
+        pgbase(
+            &source,
+            &owned(&[
+                "--restore",
+                out.to_str().unwrap(),
+                "-D",
+                target.to_str().unwrap(),
+            ]),
+        )
+        .env("PGBK_CIPHER_PASS", PASSPHRASE)
+    };
+    let running = restore(&target).spawn();
+    // The marker appears once the checksums are verified and unpacking begins.
+    crate::util::wait_for(
+        "the restore to begin unpacking",
+        std::time::Duration::from_secs(60),
+        || target.join("pgbase.incomplete").exists(),
+    );
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let stopped = running.finish();
+    stopped
+        .assert_code(1, "pgbase --restore stopped by SIGTERM")
+        .assert_stderr("interrupted by SIGTERM")
+        .assert_stderr("the backup is untouched");
+    assert_eq!(stopped.stderr.trim().lines().count(), 1, "{stopped}");
+    assert!(
+        !target.exists() || names_in(&target).is_empty(),
+        "the stopped restore left {:?}",
+        names_in(&target)
+    );
+    let after: Vec<(String, u64)> = names_in(&out)
+        .into_iter()
+        .map(|name| {
+            let size = fs::metadata(out.join(&name)).unwrap().len();
+            (name, size)
+        })
+        .collect();
+    assert_eq!(
+        after, backup_files,
+        "the stopped restore changed the backup"
+    );
+
+    restore(&target).run().assert_ok("the retried restore");
+    prove(&source, &target, committed, &[]);
 }
