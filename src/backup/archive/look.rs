@@ -88,6 +88,17 @@ pub fn first_unarchived(last_archived_wal: Option<&str>, range: &SegmentRange) -
     }
 }
 
+/// A segment the restore_command returned wrong.
+pub(super) struct WrongCopy {
+    /// Which.
+    pub segment: u64,
+    /// What is wrong with it.
+    pub problem: String,
+    /// Shorter than a segment: perhaps a copy still being written into the archive (an
+    /// archive_command's `cp` is not atomic), or a half-uploaded file for good.
+    pub short: bool,
+}
+
 /// Fetches segments from `from` on with the restore_command, in order, and checks each one's
 /// header. Ok with the first one it could not fetch; Err with a segment that came back wrong.
 pub(super) async fn fetch_in_order(
@@ -97,7 +108,12 @@ pub(super) async fn fetch_in_order(
     from: u64,
     version: ServerVersion,
     left: Option<Duration>,
-) -> Result<u64, (u64, String)> {
+) -> Result<u64, WrongCopy> {
+    let wrong = |segment, problem: String, short| WrongCopy {
+        segment,
+        problem,
+        short,
+    };
     let magic = wal::xlog_page_magic(version.major());
     for segment in from..=range.last {
         let name = range.name(segment);
@@ -120,24 +136,31 @@ pub(super) async fn fetch_in_order(
         // A restore refuses a copy of the wrong size ("archive file has wrong size").
         if let Ok(size) = size {
             if size != range.segment_size {
-                return Err((
+                return Err(wrong(
                     segment,
                     format!(
                         "the restore_command returned {size} bytes for it, not a whole segment of {}",
                         range.segment_size
                     ),
+                    size < range.segment_size,
                 ));
             }
         }
-        let header =
-            header.map_err(|error| (segment, format!("cannot read the fetched copy: {error}")))?;
+        let header = header.map_err(|error| {
+            wrong(
+                segment,
+                format!("cannot read the fetched copy: {error}"),
+                false,
+            )
+        })?;
         if let Some(magic) = magic {
             let timelines = wal::timelines_of(range, segment);
             wal::check_segment_header(&header, magic, timelines, segment, range.segment_size)
                 .map_err(|problem| {
-                    (
+                    wrong(
                         segment,
                         format!("the restore_command returned a wrong file for it: {problem}"),
+                        false,
                     )
                 })?;
         }

@@ -493,6 +493,9 @@ async fn wait_for_range(
 ) -> Result<(), Missing> {
     let mut patience = Patience::new(options.timeout, range.first);
     let mut fetch_dir: Option<PrivateDir> = None;
+    // A short copy: what the archiver said after it (the first segment it had not archived),
+    // and the problem, reported if the wait runs out on that segment.
+    let mut short_copy: Option<(Option<u64>, u64, String)> = None;
     loop {
         let found = match &options.source {
             ArchiveSource::Off => return Ok(()),
@@ -514,7 +517,7 @@ async fn wait_for_range(
                         }
                     },
                 };
-                fetch_in_order(
+                let fetched = fetch_in_order(
                     command,
                     dir.path(),
                     range,
@@ -522,7 +525,27 @@ async fn wait_for_range(
                     version,
                     patience.left(),
                 )
-                .await
+                .await;
+                match fetched {
+                    Ok(first_missing) => Ok(first_missing),
+                    // Short again, and the archiver had archived it before this fetch: final.
+                    Err(wrong)
+                        if wrong.short
+                            && short_copy.as_ref().is_some_and(|(archived, segment, _)| {
+                                *segment == wrong.segment
+                                    && archived.is_some_and(|first| first > wrong.segment)
+                            }) =>
+                    {
+                        Err((wrong.segment, wrong.problem))
+                    }
+                    // Perhaps still being copied into the archive: asked again after a pause.
+                    Err(wrong) if wrong.short => {
+                        let archived = archived_by_server(client, range).await.ok();
+                        short_copy = Some((archived, wrong.segment, wrong.problem));
+                        Ok(wrong.segment)
+                    }
+                    Err(wrong) => Err((wrong.segment, wrong.problem)),
+                }
             }
         };
         match found {
@@ -547,9 +570,13 @@ async fn wait_for_range(
             return Ok(());
         }
         if patience.ran_out() {
+            let problem = short_copy
+                .take()
+                .filter(|(_, segment, _)| *segment == patience.next)
+                .map(|(_, _, problem)| problem);
             return Err(Missing {
                 segment: range.name(patience.next),
-                problem: None,
+                problem,
                 waited: patience.waited(),
             });
         }

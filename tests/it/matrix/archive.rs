@@ -72,14 +72,28 @@ fn a_segment_missing_from_the_archive_directory_is_named() {
 }
 
 /// The restore_command is what a restore runs: its segments pass with this major's page
-/// magic; a garbage file fails at once; --archive-check=none checks nothing.
+/// magic, a short copy still being written is waited for; a garbage file fails at once, a
+/// truncated one once the archiver says it is archived; --archive-check=none checks nothing.
 #[test]
 fn the_restore_command_fetches_each_segment_and_its_header_is_checked() {
     let cluster = Cluster::start(ClusterOptions::default());
     let archive = cluster.archive_dir().to_string_lossy().into_owned();
+    // An archiver that writes each segment in two steps, as a slow `cp` does: a short file in
+    // the archive first, whole 2 s later. A short copy is waited for, not taken for damage
+    // (CI once failed here on a loaded machine).
+    let two_steps = format!(
+        "head -c 4194304 \"%p\" > \"{archive}/%f\" && sleep 2 && cp \"%p\" \"{archive}/%f\""
+    );
+    cluster.psql(&format!(
+        "ALTER SYSTEM SET archive_command = '{}'; SELECT pg_reload_conf();",
+        two_steps.replace('\'', "''")
+    ));
     run(&cluster, "pgpre", &["--fast"]).assert_ok("pgpre");
     let fetch = format!("cp \"{archive}/%f\" \"%p\"");
-    pgpost(&cluster, &["--restore-command", &fetch])
+    TestCommand::new(&cluster, "pgpost")
+        .args(["--restore-command", &fetch, "--archive-timeout", "30"])
+        .limit(Duration::from_secs(60))
+        .run()
         .assert_ok("pgpost with a restore_command")
         .assert_stderr("fetched by the restore_command");
     assert_eq!(backup_row(&cluster, "wal_archived"), "passed");
