@@ -16,7 +16,8 @@ pub const RECHECK_DIRECTORY: Duration = Duration::from_millis(500);
 pub const RECHECK_SERVER: Duration = Duration::from_secs(1);
 
 /// The first segment of `range` from `from` on that is not in `dir` (plain, compressed,
-/// pgBackRest's `-sha1` names, also in pgBackRest's 16-digit subdirectories).
+/// pgBackRest's `-sha1` names, also in pgBackRest's 16-digit subdirectories). A plain copy
+/// shorter than a segment does not count yet: an archive_command's `cp` may still be writing it.
 pub(super) fn first_missing_in(dir: &Path, range: &SegmentRange, from: u64) -> u64 {
     let mut listings: std::collections::HashMap<PathBuf, Vec<String>> = Default::default();
     let mut list = |dir: PathBuf| -> Vec<String> {
@@ -38,9 +39,12 @@ pub(super) fn first_missing_in(dir: &Path, range: &SegmentRange, from: u64) -> u
         let present = [dir.to_path_buf(), dir.join(&name[..16])]
             .into_iter()
             .any(|dir| {
-                list(dir)
-                    .iter()
-                    .any(|file| wal::is_archived_name(file, &name))
+                list(dir.clone()).iter().any(|file| {
+                    wal::is_archived_name(file, &name)
+                        && (file != &name
+                            || std::fs::metadata(dir.join(file))
+                                .is_ok_and(|meta| meta.len() == range.segment_size))
+                })
             });
         if !present {
             return segment;
@@ -315,11 +319,20 @@ mod tests {
             b"",
         )
         .unwrap();
-        std::fs::write(dir.join("000000010000000000000005"), b"").unwrap();
+        // A plain copy counts once it is a whole segment (sparse here).
+        let whole = |name: &str| {
+            std::fs::File::create(dir.join(name))
+                .and_then(|file| file.set_len(wal::DEFAULT_SEGMENT_SIZE))
+                .unwrap()
+        };
+        whole("000000010000000000000005");
         assert_eq!(first_missing_in(&dir, &range, range.first), 4);
         std::fs::write(dir.join("000000010000000000000004.partial"), b"").unwrap();
         assert_eq!(first_missing_in(&dir, &range, 3), 4);
-        std::fs::write(dir.join("000000010000000000000004"), b"").unwrap();
+        // Still being copied: shorter than a segment.
+        std::fs::write(dir.join("000000010000000000000004"), b"half").unwrap();
+        assert_eq!(first_missing_in(&dir, &range, 4), 4);
+        whole("000000010000000000000004");
         assert_eq!(first_missing_in(&dir, &range, 4), 6);
         std::fs::remove_dir_all(&dir).unwrap();
     }
