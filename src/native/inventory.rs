@@ -13,9 +13,13 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 12] = [
+pub const SUPPORTED_KINDS: [&str; 16] = [
     "schema",
     "enum type",
+    "domain",
+    "domain constraint",
+    "composite type",
+    "range type",
     "table",
     "sequence",
     "view",
@@ -163,7 +167,10 @@ fn kind_sql(version: ServerVersion) -> String {
 fn unsupported_sql(version: ServerVersion) -> String {
     let v = version.num();
     let mut class = vec![
-        ("c.relpersistence = 'u'", "unlogged"),
+        (
+            "c.relpersistence = 'u' AND c.relkind NOT IN ('r', 'i')",
+            "unlogged",
+        ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_class t \
              WHERE t.oid = c.reltoastrelid AND t.reloptions IS NOT NULL)",
@@ -201,8 +208,11 @@ fn unsupported_sql(version: ServerVersion) -> String {
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL)",
-            "column privileges",
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             AND a.attacl IS NOT NULL AND (pg_catalog.cardinality(a.attacl) = 0 \
+               OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(a.attacl) g \
+                 WHERE g.grantor <> c.relowner)))",
+            "column privileges emptied or granted by a role other than the owner",
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
@@ -232,9 +242,10 @@ fn unsupported_sql(version: ServerVersion) -> String {
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+             JOIN pg_catalog.pg_class x ON x.oid = t.typrelid \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-             AND t.typrelid <> 0)",
-            "column of a row type",
+             AND x.relkind <> 'c')",
+            "column of a table's row type",
         ),
     ];
     class.push(match v >= 170000 {
@@ -277,8 +288,9 @@ fn unsupported_sql(version: ServerVersion) -> String {
              JOIN pg_catalog.pg_type t ON t.oid = d.refobjid \
              WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid \
              AND d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass \
-             AND (t.typrelid <> 0 OR t.typelem IN \
-               (SELECT e.oid FROM pg_catalog.pg_type e WHERE e.typrelid <> 0)))",
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_type e \
+               JOIN pg_catalog.pg_class x ON x.oid = e.typrelid \
+               WHERE e.oid IN (t.oid, t.typelem) AND x.relkind <> 'c'))",
             "uses the row type of a table or view",
         ),
         (
@@ -305,24 +317,56 @@ fn unsupported_sql(version: ServerVersion) -> String {
              AND (x.reltablespace <> 0 OR x.reloptions IS NOT NULL))",
             "index tablespace or options",
         ),
+        (
+            "k.contypid <> 0 AND k.contype = 'n' AND (NOT k.convalidated \
+             OR k.conname <> (SELECT y.typname || '_not_null' FROM pg_catalog.pg_type y \
+               WHERE y.oid = k.contypid) \
+             OR pg_catalog.obj_description(k.oid, 'pg_constraint') IS NOT NULL)",
+            "a domain's named, NOT VALID or commented NOT NULL",
+        ),
     ];
     let namespace = [(
         "EXISTS (SELECT 1 FROM pg_catalog.aclexplode(n.nspacl) g WHERE g.grantor <> n.nspowner)",
         "privilege granted by a role other than the owner",
     )];
-    let types = [
+    let mut types = vec![
         (
             "EXISTS (SELECT 1 FROM pg_catalog.aclexplode(t.typacl) g \
              WHERE g.grantor <> t.typowner)",
             "privilege granted by a role other than the owner",
         ),
         (
-            "t.typtype = 'e' AND EXISTS (SELECT 1 FROM pg_catalog.pg_type a \
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_type a \
              WHERE a.oid = t.typarray AND a.typacl IS NOT NULL)",
             "privileges on its array type",
         ),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid \
+             AND (r.rngcanonical::pg_catalog.oid >= 16384 OR r.rngsubdiff::pg_catalog.oid >= 16384))",
+            "a canonical or subtype_diff function of its own",
+        ),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+             JOIN pg_catalog.pg_type u ON u.oid = d.refobjid \
+             LEFT JOIN pg_catalog.pg_type e ON e.oid = u.typelem \
+             WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass \
+             AND ((d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid) \
+               OR (t.typrelid <> 0 AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                 AND d.objid = t.typrelid)) \
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_class x \
+               WHERE x.oid IN (u.typrelid, e.typrelid) AND x.relkind <> 'c'))",
+            "uses the row type of a table or view",
+        ),
     ];
-    let trigger = [("g.tgenabled <> 'O'", "disabled, replica or always trigger")];
+    if v >= 140000 {
+        types.push((
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_range r \
+             JOIN pg_catalog.pg_type m ON m.oid = r.rngmultitypid WHERE r.rngtypid = t.oid \
+             AND (m.typacl IS NOT NULL OR m.typowner <> t.typowner))",
+            "privileges or owner of its multirange type",
+        ));
+    }
+    let trigger: [(&str, &str); 0] = [];
     let array = |table: &str, alias: &str, checks: &[(&str, &str)]| {
         let items: Vec<String> = checks
             .iter()
