@@ -72,6 +72,9 @@ pub async fn export(
         out.text(&format!("CREATE SCHEMA {};\n\n", schema.name))
             .await?;
     }
+    let collation_oids = inventory.oids("collation");
+    out.text(&types::collations(client, snapshot.version, &collation_oids).await?)
+        .await?;
     let enums = objects::enums(client, &enum_oids).await?;
     for enum_type in &enums {
         out.text(&enum_type.definition).await?;

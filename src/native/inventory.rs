@@ -13,8 +13,9 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 16] = [
+pub const SUPPORTED_KINDS: [&str; 17] = [
     "schema",
+    "collation",
     "enum type",
     "domain",
     "domain constraint",
@@ -245,7 +246,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
              JOIN pg_catalog.pg_class x ON x.oid = t.typrelid \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
              AND x.relkind <> 'c')",
-            "column of a table's row type",
+            "column of the row type of a table or view",
         ),
     ];
     class.push(match v >= 170000 {
@@ -322,7 +323,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
              OR k.conname <> (SELECT y.typname || '_not_null' FROM pg_catalog.pg_type y \
                WHERE y.oid = k.contypid) \
              OR pg_catalog.obj_description(k.oid, 'pg_constraint') IS NOT NULL)",
-            "a domain's named, NOT VALID or commented NOT NULL",
+            "named, NOT VALID or commented NOT NULL of a domain",
         ),
     ];
     let namespace = [(

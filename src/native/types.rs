@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use super::ddl::{privileges, view_order, Grant};
 use super::error::NativeError;
 use super::objects::{grants, read_rows};
-use crate::server::ServerVersion;
+use crate::server::{quote_literal, ServerVersion};
 
 /// What makes a type: a domain over a base type, a composite's attributes, a range's subtype.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -435,6 +435,146 @@ pub async fn read(
     })
 }
 
+/// A collation: its provider and locales, as `CREATE COLLATION` takes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collation {
+    /// Quoted, qualified name.
+    pub name: String,
+    /// Quoted owner.
+    pub owner: String,
+    /// `pg_collation.collprovider`: `c` libc, `i` ICU, `b` builtin (17+).
+    pub provider: String,
+    /// `collisdeterministic` (12+; always true before).
+    pub deterministic: bool,
+    /// `collcollate` (libc).
+    pub lc_collate: Option<String>,
+    /// `collctype` (libc).
+    pub lc_ctype: Option<String>,
+    /// The ICU or builtin locale: `collcollate` before 15, `colliculocale` on 15 and 16,
+    /// `colllocale` from 17.
+    pub locale: Option<String>,
+    /// ICU tailoring rules (`collicurules`, 16+).
+    pub rules: Option<String>,
+}
+
+/// The collations of `$1` (oid order): name, owner, provider, deterministic, lc_collate,
+/// lc_ctype, the ICU or builtin locale, ICU rules; each column as the major names it.
+pub fn collations_sql(version: ServerVersion) -> String {
+    let v = version.num();
+    let deterministic = match v >= 120000 {
+        true => "c.collisdeterministic",
+        false => "true",
+    };
+    let locale = match v {
+        v if v >= 170000 => "c.colllocale",
+        v if v >= 150000 => "c.colliculocale",
+        _ => "CASE WHEN c.collprovider = 'i' THEN c.collcollate::text END",
+    };
+    let rules = match v >= 160000 {
+        true => "c.collicurules",
+        false => "NULL::text",
+    };
+    format!(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.collname), \
+         pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.collowner)), \
+         c.collprovider::text, {deterministic}, c.collcollate::text, c.collctype::text, \
+         {locale}::text, {rules} \
+         FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace \
+         WHERE c.oid = ANY($1) ORDER BY c.oid"
+    )
+}
+
+/// `CREATE COLLATION` with its provider, locale(s) and determinism, and its owner.
+pub fn create_collation(c: &Collation) -> String {
+    let literal = |s: &Option<String>| quote_literal(s.as_deref().unwrap_or(""));
+    let mut items = Vec::new();
+    match c.provider.as_str() {
+        "i" => {
+            items.push("provider = icu".to_string());
+            items.push(format!("locale = {}", literal(&c.locale)));
+            if let Some(rules) = &c.rules {
+                items.push(format!("rules = {}", quote_literal(rules)));
+            }
+        }
+        "b" => {
+            items.push("provider = builtin".to_string());
+            items.push(format!("locale = {}", literal(&c.locale)));
+        }
+        _ => {
+            items.push("provider = libc".to_string());
+            match c.lc_collate == c.lc_ctype {
+                true => items.push(format!("locale = {}", literal(&c.lc_collate))),
+                false => {
+                    items.push(format!("lc_collate = {}", literal(&c.lc_collate)));
+                    items.push(format!("lc_ctype = {}", literal(&c.lc_ctype)));
+                }
+            }
+        }
+    }
+    if !c.deterministic {
+        items.push("deterministic = false".to_string());
+    }
+    format!(
+        "CREATE COLLATION {} ({});\nALTER COLLATION {} OWNER TO {};\n\n",
+        c.name,
+        items.join(", "),
+        c.name,
+        c.owner
+    )
+}
+
+/// Comments on the collations of `$1`.
+const COLLATION_COMMENTS_SQL: &str =
+    "SELECT pg_catalog.format('COMMENT ON COLLATION %I.%I IS %L;', \
+      n.nspname, c.collname, d.description) \
+    FROM pg_catalog.pg_description d JOIN pg_catalog.pg_collation c ON c.oid = d.objoid \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace \
+    WHERE d.classoid = 'pg_catalog.pg_collation'::pg_catalog.regclass AND c.oid = ANY($1)";
+
+/// The collations of `list`: `CREATE COLLATION`, owner and comment each, to be written before
+/// the types and tables that use them.
+pub async fn collations(
+    client: &Client,
+    version: ServerVersion,
+    list: &[u32],
+) -> Result<String, NativeError> {
+    let list = list.to_vec();
+    let what = "reading collations";
+    let collations = read_rows(
+        client,
+        &collations_sql(version),
+        &[&list],
+        what,
+        |row: &Row| {
+            Ok(Collation {
+                name: row.try_get(0)?,
+                owner: row.try_get(1)?,
+                provider: row.try_get(2)?,
+                deterministic: row.try_get(3)?,
+                lc_collate: row.try_get(4)?,
+                lc_ctype: row.try_get(5)?,
+                locale: row.try_get(6)?,
+                rules: row.try_get(7)?,
+            })
+        },
+    )
+    .await?;
+    let comments: Vec<String> = read_rows(
+        client,
+        COLLATION_COMMENTS_SQL,
+        &[&list],
+        what,
+        |row: &Row| row.try_get(0),
+    )
+    .await?;
+    let mut sql: String = collations.iter().map(create_collation).collect();
+    for comment in comments {
+        sql.push_str(&comment);
+        sql.push('\n');
+    }
+    Ok(sql)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,5 +692,52 @@ mod tests {
         assert!(ranges_sql(ServerVersion(140000)).contains("r.rngmultitypid"));
         assert!(!ranges_sql(ServerVersion(130000)).contains("rngmultitypid"));
         assert!(ranges_sql(ServerVersion(100000)).contains("NULL::text"));
+    }
+
+    #[test]
+    fn collations_by_provider_and_major() {
+        let libc = Collation {
+            name: "app.\"Fr\"".into(),
+            owner: "nat_owner".into(),
+            provider: "c".into(),
+            deterministic: true,
+            lc_collate: Some("C".into()),
+            lc_ctype: Some("C".into()),
+            locale: None,
+            rules: None,
+        };
+        assert_eq!(
+            create_collation(&libc),
+            "CREATE COLLATION app.\"Fr\" (provider = libc, locale = 'C');\n\
+             ALTER COLLATION app.\"Fr\" OWNER TO nat_owner;\n\n"
+        );
+        let split = Collation {
+            lc_ctype: Some("POSIX".into()),
+            ..libc.clone()
+        };
+        assert!(create_collation(&split)
+            .contains("(provider = libc, lc_collate = 'C', lc_ctype = 'POSIX')"));
+        let icu = Collation {
+            provider: "i".into(),
+            deterministic: false,
+            locale: Some("und-u-ks-level2".into()),
+            rules: Some("&a < b".into()),
+            ..libc.clone()
+        };
+        assert!(create_collation(&icu).contains(
+            "(provider = icu, locale = 'und-u-ks-level2', rules = '&a < b', deterministic = false)"
+        ));
+        let builtin = Collation {
+            provider: "b".into(),
+            locale: Some("C.UTF-8".into()),
+            ..libc
+        };
+        assert!(create_collation(&builtin).contains("(provider = builtin, locale = 'C.UTF-8')"));
+        let sql = |v| collations_sql(ServerVersion(v));
+        assert!(sql(100000).contains(", true, ") && sql(100000).contains("NULL::text"));
+        assert!(sql(120000).contains("c.collisdeterministic"));
+        assert!(sql(150000).contains("c.colliculocale") && !sql(150000).contains("collicurules"));
+        assert!(sql(160000).contains("c.collicurules"));
+        assert!(sql(170000).contains("c.colllocale") && !sql(170000).contains("colliculocale"));
     }
 }
