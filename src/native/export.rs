@@ -8,6 +8,7 @@ use futures_util::{pin_mut, TryStreamExt as _};
 
 use super::ddl::{self, COPY_END};
 use super::error::{query, NativeError};
+use super::extensions;
 use super::objects::{self, Owned};
 use super::output::SqlWriter;
 use super::session::Snapshot;
@@ -72,6 +73,8 @@ pub async fn export(
         out.text(&format!("CREATE SCHEMA {};\n\n", schema.name))
             .await?;
     }
+    out.text(&extensions::extensions(client, &inventory.oids("extension")).await?)
+        .await?;
     let collation_oids = inventory.oids("collation");
     out.text(&types::collations(client, snapshot.version, &collation_oids).await?)
         .await?;

@@ -5,7 +5,8 @@
 //! `pg_identify_object` and given a kind of our own (finer than its type: a partitioned table,
 //! an enum, a window function...) and the properties we do not reproduce. Objects that are a
 //! part of another (`pg_depend` deptype `i`: a row type, an array type, a constraint's index, a
-//! view's rule, an FK's triggers) and extension members (`e`) go with their owner object.
+//! view's rule, an FK's triggers) and extension members (`e`, and the operators and support
+//! functions added to an extension's operator family, `a`) go with their owner object.
 //! Besides: privileges changed on a system object (against `pg_init_privs`), security labels,
 //! a changed `public` schema, subscriptions. [`classify`] turns the rows into the objects we
 //! export and the refusals; a refusal names the object and why.
@@ -13,8 +14,9 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 17] = [
+pub const SUPPORTED_KINDS: [&str; 18] = [
     "schema",
+    "extension",
     "collation",
     "enum type",
     "domain",
@@ -368,6 +370,44 @@ fn unsupported_sql(version: ServerVersion) -> String {
         ));
     }
     let trigger: [(&str, &str); 0] = [];
+    let extension = [
+        ("x.extconfig IS NOT NULL", "configuration tables"),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+             LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = d.classid \
+               AND ip.objoid = d.objid AND ip.objsubid = 0 \
+             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass \
+             AND d.refobjid = x.oid AND d.deptype = 'e' AND ip.initprivs IS DISTINCT FROM \
+             CASE d.classid \
+             WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN \
+               (SELECT y.relacl FROM pg_catalog.pg_class y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN \
+               (SELECT y.proacl FROM pg_catalog.pg_proc y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN \
+               (SELECT y.typacl FROM pg_catalog.pg_type y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_namespace'::pg_catalog.regclass THEN \
+               (SELECT y.nspacl FROM pg_catalog.pg_namespace y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass THEN \
+               (SELECT y.fdwacl FROM pg_catalog.pg_foreign_data_wrapper y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_foreign_server'::pg_catalog.regclass THEN \
+               (SELECT y.srvacl FROM pg_catalog.pg_foreign_server y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_language'::pg_catalog.regclass THEN \
+               (SELECT y.lanacl FROM pg_catalog.pg_language y WHERE y.oid = d.objid) \
+             ELSE ip.initprivs END)",
+            "privileges changed on its members",
+        ),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = d.objid \
+             LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = d.classid \
+               AND ip.objoid = d.objid AND ip.objsubid = a.attnum \
+             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass \
+             AND d.refobjid = x.oid AND d.deptype = 'e' \
+             AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND a.attnum > 0 \
+             AND a.attacl IS DISTINCT FROM ip.initprivs)",
+            "column privileges changed on its members",
+        ),
+    ];
     let array = |table: &str, alias: &str, checks: &[(&str, &str)]| {
         let items: Vec<String> = checks
             .iter()
@@ -382,13 +422,14 @@ fn unsupported_sql(version: ServerVersion) -> String {
     format!(
         "CASE o.catalog WHEN 'pg_class' THEN {} WHEN 'pg_proc' THEN {} \
          WHEN 'pg_constraint' THEN {} WHEN 'pg_namespace' THEN {} WHEN 'pg_type' THEN {} \
-         WHEN 'pg_trigger' THEN {} ELSE '{{}}'::text[] END",
+         WHEN 'pg_trigger' THEN {} WHEN 'pg_extension' THEN {} ELSE '{{}}'::text[] END",
         array("pg_class", "c", &class),
         array("pg_proc", "p", &proc),
         array("pg_constraint", "k", &constraint),
         array("pg_namespace", "n", &namespace),
         array("pg_type", "t", &types),
         array("pg_trigger", "g", &trigger),
+        array("pg_extension", "x", &extension),
     )
 }
 
@@ -417,7 +458,10 @@ pub fn inventory_sql(version: ServerVersion, catalogs: &[String]) -> String {
          ({unsupported}) AS unsupported \
          FROM o CROSS JOIN LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, 0) i \
          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid \
-           AND d.objid = o.objid AND d.objsubid = 0 AND d.deptype IN ('i', 'e')) \
+           AND d.objid = o.objid AND d.objsubid = 0 AND (d.deptype IN ('i', 'e') \
+             OR (o.catalog IN ('pg_amop', 'pg_amproc') AND d.deptype = 'a' \
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.refclassid \
+                 AND x.objid = d.refobjid AND x.deptype = 'e')))) \
          AND coalesce(i.schema, '') !~ '^pg_(toast|temp_[0-9]+|toast_temp_[0-9]+)$' \
          AND NOT (o.catalog = 'pg_namespace' \
            AND i.identity ~ '^pg_(toast|temp_[0-9]+|toast_temp_[0-9]+)$') \
