@@ -223,7 +223,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
             "column options",
         ),
         (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+            "c.relkind NOT IN ('i', 'I') AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
              AND (a.attstorage <> t.typstorage OR a.attcollation <> t.typcollation))",
