@@ -8,9 +8,12 @@ use futures_util::{pin_mut, TryStreamExt as _};
 
 use super::ddl::{self, COPY_END};
 use super::error::{query, NativeError};
+use super::extensions;
 use super::objects::{self, Owned};
 use super::output::SqlWriter;
 use super::session::Snapshot;
+use super::table_extras;
+use super::types;
 
 /// A marker no text of the database can know in advance: 16 random bytes, in hex.
 fn new_marker() -> Result<String, NativeError> {
@@ -70,10 +73,28 @@ pub async fn export(
         out.text(&format!("CREATE SCHEMA {};\n\n", schema.name))
             .await?;
     }
+    out.text(&extensions::extensions(client, &inventory.oids("extension")).await?)
+        .await?;
+    let collation_oids = inventory.oids("collation");
+    out.text(&types::collations(client, snapshot.version, &collation_oids).await?)
+        .await?;
     let enums = objects::enums(client, &enum_oids).await?;
     for enum_type in &enums {
         out.text(&enum_type.definition).await?;
     }
+    let user_types = types::read(
+        client,
+        snapshot.version,
+        &[
+            inventory.oids("domain"),
+            inventory.oids("composite type"),
+            inventory.oids("range type"),
+        ]
+        .concat(),
+        &inventory.oids("domain constraint"),
+    )
+    .await?;
+    out.text(&user_types.creates()).await?;
     let functions = objects::functions(client, &function_oids).await?;
     for function in &functions {
         out.text(&ddl::section(
@@ -88,7 +109,9 @@ pub async fn export(
     for (sequence, _) in &sequences {
         out.text(&ddl::create_sequence(sequence)).await?;
     }
+    out.text(&user_types.domain_parts()).await?;
     let tables = objects::relations(client, &table_oids).await?;
+    let unlogged = table_extras::unlogged(client, &table_oids).await?;
     let mut columns = objects::columns(client, snapshot.version, &table_oids).await?;
     // Identity columns' sequences: their state is set with the others'.
     let identity_sequences: Vec<String> = columns
@@ -100,8 +123,12 @@ pub async fn export(
         let cols = columns.get(&table.oid).map(Vec::as_slice).unwrap_or(&[]);
         out.text(&ddl::section(marker, &format!("table {}", table.name)))
             .await?;
-        out.text(&ddl::create_table(&table.name, cols, &table.options))
-            .await?;
+        let create = ddl::create_table(&table.name, cols, &table.options);
+        out.text(&table_extras::persistence(
+            create,
+            unlogged.contains(&table.oid),
+        ))
+        .await?;
     }
     let constraints = objects::constraints(client, &constraint_oids).await?;
     for check in constraints
@@ -199,10 +226,13 @@ pub async fn export(
         out.text(&late.statement).await?;
         out.text("\n").await?;
     }
+    out.text(&user_types.not_valid_checks()).await?;
     for trigger in objects::triggers(client, &trigger_oids).await? {
         out.text(&trigger).await?;
         out.text("\n").await?;
     }
+    out.text(&table_extras::trigger_states(client, &trigger_oids).await?)
+        .await?;
     let populated = objects::populated(client, &matview_oids).await?;
     for oid in order.iter().filter(|oid| populated.contains(oid)) {
         if let Some(view) = matviews.iter().find(|v| v.oid == *oid) {
@@ -239,6 +269,7 @@ pub async fn export(
         out.text("\n").await?;
     }
 
+    out.text(&user_types.ownership()).await?;
     let sequence_rels = objects::relations(client, &sequence_oids).await?;
     let owned: [(&str, &str, &[Owned]); 7] = [
         ("SCHEMA", "pg_namespace", &schemas),
@@ -279,6 +310,8 @@ pub async fn export(
             .await?;
         }
     }
+    out.text(&table_extras::column_grants(client, &relation_oids).await?)
+        .await?;
     out.text(&ddl::batch_line(marker)).await?;
     out.text(&format!("\n{}\n", ddl::END_LINE)).await?;
     let bytes = out.finish().await?;

@@ -5,7 +5,8 @@
 //! `pg_identify_object` and given a kind of our own (finer than its type: a partitioned table,
 //! an enum, a window function...) and the properties we do not reproduce. Objects that are a
 //! part of another (`pg_depend` deptype `i`: a row type, an array type, a constraint's index, a
-//! view's rule, an FK's triggers) and extension members (`e`) go with their owner object.
+//! view's rule, an FK's triggers) and extension members (`e`, and the operators and support
+//! functions added to an extension's operator family, `a`) go with their owner object.
 //! Besides: privileges changed on a system object (against `pg_init_privs`), security labels,
 //! a changed `public` schema, subscriptions. [`classify`] turns the rows into the objects we
 //! export and the refusals; a refusal names the object and why.
@@ -13,9 +14,15 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 12] = [
+pub const SUPPORTED_KINDS: [&str; 18] = [
     "schema",
+    "extension",
+    "collation",
     "enum type",
+    "domain",
+    "domain constraint",
+    "composite type",
+    "range type",
     "table",
     "sequence",
     "view",
@@ -163,7 +170,10 @@ fn kind_sql(version: ServerVersion) -> String {
 fn unsupported_sql(version: ServerVersion) -> String {
     let v = version.num();
     let mut class = vec![
-        ("c.relpersistence = 'u'", "unlogged"),
+        (
+            "c.relpersistence = 'u' AND c.relkind NOT IN ('r', 'i')",
+            "unlogged",
+        ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_class t \
              WHERE t.oid = c.reltoastrelid AND t.reloptions IS NOT NULL)",
@@ -201,8 +211,11 @@ fn unsupported_sql(version: ServerVersion) -> String {
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL)",
-            "column privileges",
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             AND a.attacl IS NOT NULL AND (pg_catalog.cardinality(a.attacl) = 0 \
+               OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(a.attacl) g \
+                 WHERE g.grantor <> c.relowner)))",
+            "column privileges emptied or granted by a role other than the owner",
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
@@ -210,7 +223,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
             "column options",
         ),
         (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+            "c.relkind NOT IN ('i', 'I') AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
              AND (a.attstorage <> t.typstorage OR a.attcollation <> t.typcollation))",
@@ -232,9 +245,10 @@ fn unsupported_sql(version: ServerVersion) -> String {
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+             JOIN pg_catalog.pg_class x ON x.oid = t.typrelid \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-             AND t.typrelid <> 0)",
-            "column of a row type",
+             AND x.relkind <> 'c')",
+            "column of the row type of a table or view",
         ),
     ];
     class.push(match v >= 170000 {
@@ -277,8 +291,9 @@ fn unsupported_sql(version: ServerVersion) -> String {
              JOIN pg_catalog.pg_type t ON t.oid = d.refobjid \
              WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid \
              AND d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass \
-             AND (t.typrelid <> 0 OR t.typelem IN \
-               (SELECT e.oid FROM pg_catalog.pg_type e WHERE e.typrelid <> 0)))",
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_type e \
+               JOIN pg_catalog.pg_class x ON x.oid = e.typrelid \
+               WHERE e.oid IN (t.oid, t.typelem) AND x.relkind <> 'c'))",
             "uses the row type of a table or view",
         ),
         (
@@ -305,24 +320,94 @@ fn unsupported_sql(version: ServerVersion) -> String {
              AND (x.reltablespace <> 0 OR x.reloptions IS NOT NULL))",
             "index tablespace or options",
         ),
+        (
+            "k.contypid <> 0 AND k.contype = 'n' AND (NOT k.convalidated \
+             OR k.conname <> (SELECT y.typname || '_not_null' FROM pg_catalog.pg_type y \
+               WHERE y.oid = k.contypid) \
+             OR pg_catalog.obj_description(k.oid, 'pg_constraint') IS NOT NULL)",
+            "named, NOT VALID or commented NOT NULL of a domain",
+        ),
     ];
     let namespace = [(
         "EXISTS (SELECT 1 FROM pg_catalog.aclexplode(n.nspacl) g WHERE g.grantor <> n.nspowner)",
         "privilege granted by a role other than the owner",
     )];
-    let types = [
+    let mut types = vec![
         (
             "EXISTS (SELECT 1 FROM pg_catalog.aclexplode(t.typacl) g \
              WHERE g.grantor <> t.typowner)",
             "privilege granted by a role other than the owner",
         ),
         (
-            "t.typtype = 'e' AND EXISTS (SELECT 1 FROM pg_catalog.pg_type a \
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_type a \
              WHERE a.oid = t.typarray AND a.typacl IS NOT NULL)",
             "privileges on its array type",
         ),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid \
+             AND (r.rngcanonical::pg_catalog.oid >= 16384 OR r.rngsubdiff::pg_catalog.oid >= 16384))",
+            "a canonical or subtype_diff function of its own",
+        ),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+             JOIN pg_catalog.pg_type u ON u.oid = d.refobjid \
+             LEFT JOIN pg_catalog.pg_type e ON e.oid = u.typelem \
+             WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass \
+             AND ((d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid) \
+               OR (t.typrelid <> 0 AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                 AND d.objid = t.typrelid)) \
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_class x \
+               WHERE x.oid IN (u.typrelid, e.typrelid) AND x.relkind <> 'c'))",
+            "uses the row type of a table or view",
+        ),
     ];
-    let trigger = [("g.tgenabled <> 'O'", "disabled, replica or always trigger")];
+    if v >= 140000 {
+        types.push((
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_range r \
+             JOIN pg_catalog.pg_type m ON m.oid = r.rngmultitypid WHERE r.rngtypid = t.oid \
+             AND (m.typacl IS NOT NULL OR m.typowner <> t.typowner))",
+            "privileges or owner of its multirange type",
+        ));
+    }
+    let trigger: [(&str, &str); 0] = [];
+    let extension = [
+        ("x.extconfig IS NOT NULL", "configuration tables"),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+             LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = d.classid \
+               AND ip.objoid = d.objid AND ip.objsubid = 0 \
+             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass \
+             AND d.refobjid = x.oid AND d.deptype = 'e' AND ip.initprivs IS DISTINCT FROM \
+             CASE d.classid \
+             WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN \
+               (SELECT y.relacl FROM pg_catalog.pg_class y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN \
+               (SELECT y.proacl FROM pg_catalog.pg_proc y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN \
+               (SELECT y.typacl FROM pg_catalog.pg_type y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_namespace'::pg_catalog.regclass THEN \
+               (SELECT y.nspacl FROM pg_catalog.pg_namespace y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass THEN \
+               (SELECT y.fdwacl FROM pg_catalog.pg_foreign_data_wrapper y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_foreign_server'::pg_catalog.regclass THEN \
+               (SELECT y.srvacl FROM pg_catalog.pg_foreign_server y WHERE y.oid = d.objid) \
+             WHEN 'pg_catalog.pg_language'::pg_catalog.regclass THEN \
+               (SELECT y.lanacl FROM pg_catalog.pg_language y WHERE y.oid = d.objid) \
+             ELSE ip.initprivs END)",
+            "privileges changed on its members",
+        ),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = d.objid \
+             LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = d.classid \
+               AND ip.objoid = d.objid AND ip.objsubid = a.attnum \
+             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass \
+             AND d.refobjid = x.oid AND d.deptype = 'e' \
+             AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND a.attnum > 0 \
+             AND a.attacl IS DISTINCT FROM ip.initprivs)",
+            "column privileges changed on its members",
+        ),
+    ];
     let array = |table: &str, alias: &str, checks: &[(&str, &str)]| {
         let items: Vec<String> = checks
             .iter()
@@ -337,13 +422,14 @@ fn unsupported_sql(version: ServerVersion) -> String {
     format!(
         "CASE o.catalog WHEN 'pg_class' THEN {} WHEN 'pg_proc' THEN {} \
          WHEN 'pg_constraint' THEN {} WHEN 'pg_namespace' THEN {} WHEN 'pg_type' THEN {} \
-         WHEN 'pg_trigger' THEN {} ELSE '{{}}'::text[] END",
+         WHEN 'pg_trigger' THEN {} WHEN 'pg_extension' THEN {} ELSE '{{}}'::text[] END",
         array("pg_class", "c", &class),
         array("pg_proc", "p", &proc),
         array("pg_constraint", "k", &constraint),
         array("pg_namespace", "n", &namespace),
         array("pg_type", "t", &types),
         array("pg_trigger", "g", &trigger),
+        array("pg_extension", "x", &extension),
     )
 }
 
@@ -372,7 +458,10 @@ pub fn inventory_sql(version: ServerVersion, catalogs: &[String]) -> String {
          ({unsupported}) AS unsupported \
          FROM o CROSS JOIN LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, 0) i \
          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid \
-           AND d.objid = o.objid AND d.objsubid = 0 AND d.deptype IN ('i', 'e')) \
+           AND d.objid = o.objid AND d.objsubid = 0 AND (d.deptype IN ('i', 'e') \
+             OR (o.catalog IN ('pg_amop', 'pg_amproc') AND d.deptype = 'a' \
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.refclassid \
+                 AND x.objid = d.refobjid AND x.deptype = 'e')))) \
          AND coalesce(i.schema, '') !~ '^pg_(toast|temp_[0-9]+|toast_temp_[0-9]+)$' \
          AND NOT (o.catalog = 'pg_namespace' \
            AND i.identity ~ '^pg_(toast|temp_[0-9]+|toast_temp_[0-9]+)$') \

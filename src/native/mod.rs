@@ -10,6 +10,9 @@
 //! - `output`: the export's bytes, over a bounded channel, to the pipeline's reader.
 //! - `error`: what fails.
 //! - `objects`: the typed catalog reads of the exported objects.
+//! - `extensions`: `CREATE EXTENSION` (never their members), in the order they require.
+//! - `table_extras`: unlogged tables, column privileges, triggers' states.
+//! - `types`: collations; domains, composite and range types (in `pg_depend` order).
 //! - `session`: the snapshot session (pg_dump's settings, `REPEATABLE READ READ ONLY`, locks).
 //! - `export`: one database's SQL, in pg_dump's order, data streamed with COPY.
 //! - `load`: the native restore of such a file: batches of statements, COPY FROM STDIN.
@@ -17,11 +20,14 @@
 mod ddl;
 mod error;
 mod export;
+mod extensions;
 mod inventory;
 mod load;
 mod objects;
 mod output;
 mod session;
+mod table_extras;
+mod types;
 
 pub use ddl::{NATIVE_GLOBALS_HEADER, NATIVE_HEADER};
 pub use error::NativeError;

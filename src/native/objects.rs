@@ -32,7 +32,7 @@ fn oids(list: &[u32]) -> Vec<u32> {
 }
 
 /// Runs `sql` with `params` and turns each row into a `T`; errors say `what` was being read.
-async fn read_rows<T>(
+pub async fn read_rows<T>(
     client: &Client,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
