@@ -103,6 +103,45 @@ pub(super) struct WrongCopy {
     pub short: bool,
 }
 
+/// A copy shorter than a segment, seen by the last fetch: what the archiver said right after
+/// it (the first segment it had not archived), and the problem, reported if the wait runs out
+/// on that segment.
+pub(super) struct ShortCopy {
+    archived: Option<u64>,
+    pub segment: u64,
+    pub problem: String,
+}
+
+/// [`fetch_in_order`]'s outcome as the wait reads it: a short copy is taken as not there yet
+/// (it may still be on its way into the archive), unless it is short again although the
+/// archiver had archived it before this fetch, which makes it final.
+pub(super) async fn short_copies(
+    client: &Client,
+    range: &SegmentRange,
+    fetched: Result<u64, WrongCopy>,
+    last_short: &mut Option<ShortCopy>,
+) -> Result<u64, (u64, String)> {
+    match fetched {
+        Ok(first_missing) => Ok(first_missing),
+        Err(wrong) if !wrong.short => Err((wrong.segment, wrong.problem)),
+        Err(wrong) => {
+            let archived_before = last_short.as_ref().is_some_and(|short| {
+                short.segment == wrong.segment
+                    && short.archived.is_some_and(|first| first > wrong.segment)
+            });
+            if archived_before {
+                return Err((wrong.segment, wrong.problem));
+            }
+            *last_short = Some(ShortCopy {
+                archived: archived_by_server(client, range).await.ok(),
+                segment: wrong.segment,
+                problem: wrong.problem,
+            });
+            Ok(wrong.segment)
+        }
+    }
+}
+
 /// Fetches segments from `from` on with the restore_command, in order, and checks each one's
 /// header. Ok with the first one it could not fetch; Err with a segment that came back wrong.
 pub(super) async fn fetch_in_order(

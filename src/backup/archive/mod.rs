@@ -22,7 +22,9 @@ use crate::config::BackupConfig;
 use crate::conn::{ConnSettings, Session};
 use crate::server::{self, ServerVersion};
 use crate::wal::{self, Lsn, SegmentRange};
-use look::{archived_by_server, fetch_in_order, first_missing_in, PrivateDir};
+use look::{
+    archived_by_server, fetch_in_order, first_missing_in, short_copies, PrivateDir, ShortCopy,
+};
 pub use look::{RECHECK_DIRECTORY, RECHECK_SERVER};
 
 /// Where the check looks: a directory, a restore_command, the server's archiver.
@@ -493,9 +495,7 @@ async fn wait_for_range(
 ) -> Result<(), Missing> {
     let mut patience = Patience::new(options.timeout, range.first);
     let mut fetch_dir: Option<PrivateDir> = None;
-    // A short copy: what the archiver said after it (the first segment it had not archived),
-    // and the problem, reported if the wait runs out on that segment.
-    let mut short_copy: Option<(Option<u64>, u64, String)> = None;
+    let mut short_copy: Option<ShortCopy> = None;
     loop {
         let found = match &options.source {
             ArchiveSource::Off => return Ok(()),
@@ -526,26 +526,7 @@ async fn wait_for_range(
                     patience.left(),
                 )
                 .await;
-                match fetched {
-                    Ok(first_missing) => Ok(first_missing),
-                    // Short again, and the archiver had archived it before this fetch: final.
-                    Err(wrong)
-                        if wrong.short
-                            && short_copy.as_ref().is_some_and(|(archived, segment, _)| {
-                                *segment == wrong.segment
-                                    && archived.is_some_and(|first| first > wrong.segment)
-                            }) =>
-                    {
-                        Err((wrong.segment, wrong.problem))
-                    }
-                    // Perhaps still being copied into the archive: asked again after a pause.
-                    Err(wrong) if wrong.short => {
-                        let archived = archived_by_server(client, range).await.ok();
-                        short_copy = Some((archived, wrong.segment, wrong.problem));
-                        Ok(wrong.segment)
-                    }
-                    Err(wrong) => Err((wrong.segment, wrong.problem)),
-                }
+                short_copies(client, range, fetched, &mut short_copy).await
             }
         };
         match found {
@@ -572,8 +553,8 @@ async fn wait_for_range(
         if patience.ran_out() {
             let problem = short_copy
                 .take()
-                .filter(|(_, segment, _)| *segment == patience.next)
-                .map(|(_, _, problem)| problem);
+                .filter(|short| short.segment == patience.next)
+                .map(|short| short.problem);
             return Err(Missing {
                 segment: range.name(patience.next),
                 problem,
