@@ -1,15 +1,20 @@
 //! The export of one database into plain SQL, in pg_dump's order: schemas, functions (bodies
-//! unchecked), sequences, tables with their columns, defaults, NOT NULL and valid CHECKs,
-//! views (each after the views it reads), OWNED BY; the data, streamed table by table with
-//! `COPY ... TO STDOUT`; the sequences' `setval`; then primary keys and unique constraints,
-//! indexes, foreign keys and NOT VALID constraints; comments, owners, privileges.
+//! unchecked), procedures and aggregates, sequences, tables with their columns, defaults, NOT
+//! NULL and valid CHECKs, views (each after the views it reads), OWNED BY; the data, streamed
+//! table by table with `COPY ... TO STDOUT`, and the large objects; the sequences' `setval`;
+//! then primary keys and unique constraints, indexes, foreign keys and NOT VALID constraints,
+//! triggers, row-level security, policies and rules; comments, owners, privileges; default
+//! privileges last.
 
 use futures_util::{pin_mut, TryStreamExt as _};
 
+use super::behaviour;
 use super::ddl::{self, COPY_END};
 use super::error::{query, NativeError};
+use super::large_objects;
 use super::objects::{self, Owned};
 use super::output::SqlWriter;
+use super::routines;
 use super::session::Snapshot;
 
 /// A marker no text of the database can know in advance: 16 random bytes, in hex.
@@ -84,6 +89,7 @@ pub async fn export(
         out.text(function.definition.trim_end()).await?;
         out.text(";\n\n").await?;
     }
+    let routines = routines::create(client, snapshot.version, inventory, marker, &mut out).await?;
     let sequences = objects::sequences(client, &sequence_oids).await?;
     for (sequence, _) in &sequences {
         out.text(&ddl::create_sequence(sequence)).await?;
@@ -172,6 +178,7 @@ pub async fn export(
         }
         out.text(COPY_END).await?;
     }
+    large_objects::export(client, inventory, marker, &mut out).await?;
     out.text(&ddl::batch_line(marker)).await?;
     let sequence_names = sequences.iter().map(|(s, _)| &s.name);
     for name in sequence_names.chain(&identity_sequences) {
@@ -210,6 +217,7 @@ pub async fn export(
                 .await?;
         }
     }
+    behaviour::after_data(client, inventory, &mut out).await?;
     out.text("\n").await?;
 
     out.text(&ddl::batch_line(marker)).await?;
@@ -279,6 +287,8 @@ pub async fn export(
             .await?;
         }
     }
+    routines::ownership(client, &routines, &mut out).await?;
+    behaviour::default_acls(client, inventory, &mut out).await?;
     out.text(&ddl::batch_line(marker)).await?;
     out.text(&format!("\n{}\n", ddl::END_LINE)).await?;
     let bytes = out.finish().await?;

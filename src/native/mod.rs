@@ -11,16 +11,23 @@
 //! - `error`: what fails.
 //! - `objects`: the typed catalog reads of the exported objects.
 //! - `session`: the snapshot session (pg_dump's settings, `REPEATABLE READ READ ONLY`, locks).
+//! - `large_objects`: large objects' data (`lo_get` in chunks), owners, privileges, comments.
+//! - `routines`: procedures and aggregates (`CREATE AGGREGATE` built from `pg_aggregate`).
+//! - `behaviour`: row-level security (flags, policies) and rules, after the data; default
+//!   privileges, last.
 //! - `export`: one database's SQL, in pg_dump's order, data streamed with COPY.
 //! - `load`: the native restore of such a file: batches of statements, COPY FROM STDIN.
 
+mod behaviour;
 mod ddl;
 mod error;
 mod export;
 mod inventory;
+mod large_objects;
 mod load;
 mod objects;
 mod output;
+mod routines;
 mod session;
 
 pub use ddl::{NATIVE_GLOBALS_HEADER, NATIVE_HEADER};
