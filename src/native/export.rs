@@ -1,16 +1,21 @@
 //! The export of one database into plain SQL, in pg_dump's order: schemas, functions (bodies
-//! unchecked), sequences, tables with their columns, defaults, NOT NULL and valid CHECKs,
-//! views (each after the views it reads), OWNED BY; the data, streamed table by table with
-//! `COPY ... TO STDOUT`; the sequences' `setval`; then primary keys and unique constraints,
-//! indexes, foreign keys and NOT VALID constraints; comments, owners, privileges.
+//! unchecked), procedures and aggregates, sequences, tables with their columns, defaults, NOT
+//! NULL and valid CHECKs, views (each after the views it reads), OWNED BY; the data, streamed
+//! table by table with `COPY ... TO STDOUT`, and the large objects; the sequences' `setval`;
+//! then primary keys and unique constraints, indexes, foreign keys and NOT VALID constraints,
+//! triggers, row-level security, policies and rules; comments, owners, privileges; default
+//! privileges last.
 
 use futures_util::{pin_mut, TryStreamExt as _};
 
+use super::behaviour;
 use super::ddl::{self, COPY_END};
 use super::error::{query, NativeError};
 use super::extensions;
+use super::large_objects;
 use super::objects::{self, Owned};
 use super::output::SqlWriter;
+use super::routines;
 use super::session::Snapshot;
 use super::table_extras;
 use super::types;
@@ -105,6 +110,7 @@ pub async fn export(
         out.text(function.definition.trim_end()).await?;
         out.text(";\n\n").await?;
     }
+    let routines = routines::create(client, snapshot.version, inventory, marker, &mut out).await?;
     let sequences = objects::sequences(client, &sequence_oids).await?;
     for (sequence, _) in &sequences {
         out.text(&ddl::create_sequence(sequence)).await?;
@@ -199,6 +205,7 @@ pub async fn export(
         }
         out.text(COPY_END).await?;
     }
+    large_objects::export(client, inventory, marker, &mut out).await?;
     out.text(&ddl::batch_line(marker)).await?;
     let sequence_names = sequences.iter().map(|(s, _)| &s.name);
     for name in sequence_names.chain(&identity_sequences) {
@@ -240,6 +247,7 @@ pub async fn export(
                 .await?;
         }
     }
+    behaviour::after_data(client, inventory, &mut out).await?;
     out.text("\n").await?;
 
     out.text(&ddl::batch_line(marker)).await?;
@@ -312,6 +320,8 @@ pub async fn export(
     }
     out.text(&table_extras::column_grants(client, &relation_oids).await?)
         .await?;
+    routines::ownership(client, &routines, &mut out).await?;
+    behaviour::default_acls(client, inventory, &mut out).await?;
     out.text(&ddl::batch_line(marker)).await?;
     out.text(&format!("\n{}\n", ddl::END_LINE)).await?;
     let bytes = out.finish().await?;

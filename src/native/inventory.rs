@@ -14,7 +14,7 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 18] = [
+pub const SUPPORTED_KINDS: [&str; 24] = [
     "schema",
     "extension",
     "collation",
@@ -33,6 +33,12 @@ pub const SUPPORTED_KINDS: [&str; 18] = [
     "table constraint",
     "not-null constraint",
     "default value",
+    "policy",
+    "rule",
+    "procedure",
+    "aggregate",
+    "default acl",
+    "large object",
 ];
 
 /// One object of the inventory.
@@ -181,10 +187,6 @@ fn unsupported_sql(version: ServerVersion) -> String {
         ),
         ("c.reltablespace <> 0", "tablespace"),
         ("c.reloftype <> 0", "typed table"),
-        (
-            "c.relrowsecurity OR c.relforcerowsecurity",
-            "row-level security",
-        ),
         (
             "c.relkind = 'r' AND c.relreplident <> 'd'",
             "replica identity",
@@ -408,6 +410,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
             "column privileges changed on its members",
         ),
     ];
+    let rule = [("r.ev_enabled <> 'O'", "disabled, replica or always rule")];
     let array = |table: &str, alias: &str, checks: &[(&str, &str)]| {
         let items: Vec<String> = checks
             .iter()
@@ -422,7 +425,8 @@ fn unsupported_sql(version: ServerVersion) -> String {
     format!(
         "CASE o.catalog WHEN 'pg_class' THEN {} WHEN 'pg_proc' THEN {} \
          WHEN 'pg_constraint' THEN {} WHEN 'pg_namespace' THEN {} WHEN 'pg_type' THEN {} \
-         WHEN 'pg_trigger' THEN {} WHEN 'pg_extension' THEN {} ELSE '{{}}'::text[] END",
+         WHEN 'pg_trigger' THEN {} WHEN 'pg_extension' THEN {} WHEN 'pg_rewrite' THEN {} \
+         ELSE '{{}}'::text[] END",
         array("pg_class", "c", &class),
         array("pg_proc", "p", &proc),
         array("pg_constraint", "k", &constraint),
@@ -430,6 +434,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
         array("pg_type", "t", &types),
         array("pg_trigger", "g", &trigger),
         array("pg_extension", "x", &extension),
+        array("pg_rewrite", "r", &rule),
     )
 }
 
@@ -547,7 +552,7 @@ mod tests {
     fn unsupported_kinds_and_properties_are_refused_by_name() {
         let inventory = classify(vec![
             object("table", &[]),
-            object("rule", &[]),
+            object("cast", &[]),
             object("table", &["unlogged", "tablespace"]),
         ]);
         assert_eq!(inventory.objects, vec![object("table", &[])]);
@@ -555,7 +560,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "rule public.t (kind not supported)",
+                "cast public.t (kind not supported)",
                 "table public.t (unlogged, tablespace)"
             ]
         );

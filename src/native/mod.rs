@@ -14,17 +14,24 @@
 //! - `table_extras`: unlogged tables, column privileges, triggers' states.
 //! - `types`: collations; domains, composite and range types (in `pg_depend` order).
 //! - `session`: the snapshot session (pg_dump's settings, `REPEATABLE READ READ ONLY`, locks).
+//! - `large_objects`: large objects' data (`lo_get` in chunks), owners, privileges, comments.
+//! - `routines`: procedures and aggregates (`CREATE AGGREGATE` built from `pg_aggregate`).
+//! - `behaviour`: row-level security (flags, policies) and rules, after the data; default
+//!   privileges, last.
 //! - `export`: one database's SQL, in pg_dump's order, data streamed with COPY.
 //! - `load`: the native restore of such a file: batches of statements, COPY FROM STDIN.
 
+mod behaviour;
 mod ddl;
 mod error;
 mod export;
 mod extensions;
 mod inventory;
+mod large_objects;
 mod load;
 mod objects;
 mod output;
+mod routines;
 mod session;
 mod table_extras;
 mod types;

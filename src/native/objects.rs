@@ -104,6 +104,8 @@ pub async fn grants(
         "pg_class" => "relacl",
         "pg_proc" => "proacl",
         "pg_type" => "typacl",
+        "pg_default_acl" => "defaclacl",
+        "pg_largeobject_metadata" => "lomacl",
         _ => "nspacl",
     };
     let sql = format!(
