@@ -10,6 +10,7 @@ use super::ddl::{self, COPY_END};
 use super::error::{query, NativeError};
 use super::objects::{self, Owned};
 use super::output::SqlWriter;
+use super::partitions;
 use super::session::Snapshot;
 
 /// A marker no text of the database can know in advance: 16 random bytes, in hex.
@@ -56,12 +57,14 @@ pub async fn export(
 
     let schema_oids = inventory.oids("schema");
     let function_oids = inventory.oids("function");
-    let table_oids = inventory.oids("table");
+    let mut table_oids = inventory.oids("table");
+    table_oids.extend(inventory.oids("partitioned table"));
     let sequence_oids = inventory.oids("sequence");
     let view_oids = inventory.oids("view");
     let matview_oids = inventory.oids("materialized view");
     let trigger_oids = inventory.oids("trigger");
-    let index_oids = inventory.oids("index");
+    let mut index_oids = inventory.oids("index");
+    index_oids.extend(inventory.oids("partitioned index"));
     let constraint_oids = inventory.oids("table constraint");
 
     let enum_oids = inventory.oids("enum type");
@@ -88,7 +91,8 @@ pub async fn export(
     for (sequence, _) in &sequences {
         out.text(&ddl::create_sequence(sequence)).await?;
     }
-    let tables = objects::relations(client, &table_oids).await?;
+    let hierarchy = partitions::read(client, snapshot.version, &table_oids).await?;
+    let tables = hierarchy.order(objects::relations(client, &table_oids).await?);
     let mut columns = objects::columns(client, snapshot.version, &table_oids).await?;
     // Identity columns' sequences: their state is set with the others'.
     let identity_sequences: Vec<String> = columns
@@ -97,13 +101,14 @@ pub async fn export(
         .filter_map(|c| c.identity.as_ref().map(|(_, s)| s.name.clone()))
         .collect();
     for table in &tables {
-        let cols = columns.get(&table.oid).map(Vec::as_slice).unwrap_or(&[]);
         out.text(&ddl::section(marker, &format!("table {}", table.name)))
             .await?;
-        out.text(&ddl::create_table(&table.name, cols, &table.options))
-            .await?;
+        out.text(&hierarchy.create_table(table, &columns)).await?;
     }
-    let constraints = objects::constraints(client, &constraint_oids).await?;
+    out.text(&hierarchy.attach_partitions(&tables)).await?;
+    let fits = partitions::constraint_fits(client, snapshot.version, &constraint_oids).await?;
+    let mut constraints = objects::constraints(client, &fits.written).await?;
+    fits.apply(&mut constraints);
     for check in constraints
         .iter()
         .filter(|k| k.contype == "c" && k.validated)
@@ -154,12 +159,15 @@ pub async fn export(
             .filter(|c| !c.generated)
             .map(|c| c.name)
             .collect();
+        let Some(copy) = hierarchy.copy_query(table, &names) else {
+            continue;
+        };
         out.text(&ddl::section(marker, &format!("data of {}", table.name)))
             .await?;
         out.text(&ddl::copy_lines(marker, &table.name, &names))
             .await?;
         let stream = client
-            .copy_out(&ddl::copy_to_stdout(&table.name, &names))
+            .copy_out(&copy)
             .await
             .map_err(query("copying a table's rows"))?;
         pin_mut!(stream);
@@ -192,6 +200,8 @@ pub async fn export(
     for index in &indexes {
         out.text(&format!("{};\n", index.definition)).await?;
     }
+    out.text(&partitions::attach_indexes(client, &table_oids).await?)
+        .await?;
     for late in constraints
         .iter()
         .filter(|k| k.contype == "f" || (k.contype == "c" && !k.validated))
@@ -199,7 +209,9 @@ pub async fn export(
         out.text(&late.statement).await?;
         out.text("\n").await?;
     }
-    for trigger in objects::triggers(client, &trigger_oids).await? {
+    let own_triggers =
+        partitions::without_trigger_clones(client, snapshot.version, &trigger_oids).await?;
+    for trigger in objects::triggers(client, &own_triggers).await? {
         out.text(&trigger).await?;
         out.text("\n").await?;
     }

@@ -13,14 +13,16 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 12] = [
+pub const SUPPORTED_KINDS: [&str; 14] = [
     "schema",
     "enum type",
     "table",
+    "partitioned table",
     "sequence",
     "view",
     "materialized view",
     "index",
+    "partitioned index",
     "trigger",
     "function",
     "table constraint",
@@ -180,9 +182,9 @@ fn unsupported_sql(version: ServerVersion) -> String {
             "replica identity",
         ),
         (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h \
-             WHERE h.inhrelid = c.oid OR h.inhparent = c.oid)",
-            "inheritance or partition",
+            "(c.relkind = 'p' OR c.relispartition) AND EXISTS (SELECT 1 \
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity <> '')",
+            "identity column in a partitioned table or partition",
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_index x \
@@ -292,10 +294,10 @@ fn unsupported_sql(version: ServerVersion) -> String {
     }
     let constraint = [
         (
-            "k.contype = 'n' AND (k.conname <> \
+            "k.contype = 'n' AND ((k.conname <> \
              (SELECT r.relname || '_' || a.attname || '_not_null' \
               FROM pg_catalog.pg_class r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid \
-              WHERE r.oid = k.conrelid AND a.attnum = k.conkey[1]) \
+              WHERE r.oid = k.conrelid AND a.attnum = k.conkey[1]) AND k.coninhcount = 0) \
              OR NOT k.convalidated OR k.connoinherit)",
             "named, NOT VALID or NO INHERIT",
         ),

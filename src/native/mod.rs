@@ -10,6 +10,8 @@
 //! - `output`: the export's bytes, over a bounded channel, to the pipeline's reader.
 //! - `error`: what fails.
 //! - `objects`: the typed catalog reads of the exported objects.
+//! - `partitions`: partitioned tables, partitions and inheritance: their tables, attachments,
+//!   inherited constraints, clones, and which rows are copied.
 //! - `session`: the snapshot session (pg_dump's settings, `REPEATABLE READ READ ONLY`, locks).
 //! - `export`: one database's SQL, in pg_dump's order, data streamed with COPY.
 //! - `load`: the native restore of such a file: batches of statements, COPY FROM STDIN.
@@ -21,6 +23,7 @@ mod inventory;
 mod load;
 mod objects;
 mod output;
+mod partitions;
 mod session;
 
 pub use ddl::{NATIVE_GLOBALS_HEADER, NATIVE_HEADER};

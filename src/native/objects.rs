@@ -360,7 +360,7 @@ pub async fn comments(
     triggers: &[u32],
 ) -> Result<Vec<String>, NativeError> {
     let sql = "SELECT pg_catalog.format('COMMENT ON %s %s IS %L;', CASE c.relkind \
-          WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' \
+          WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' \
           WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'INDEX' END, \
           c.oid::pg_catalog.regclass, d.description) \
         FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid \
