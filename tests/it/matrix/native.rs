@@ -77,7 +77,7 @@ const PARTS_12: &str = "CREATE TABLE app.ledger_notes (id integer, region text, 
      INSERT INTO app.measures_noted (cm, note) VALUES (10, 'ten')";
 
 /// Databases holding one object the export refuses, and what the refusal must say.
-const REFUSED: [(&str, &str, &[&str]); 15] = [
+const REFUSED: [(&str, &str, &[&str]); 16] = [
     (
         "r_disabled_trigger",
         "CREATE TABLE t (i int); CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql \
@@ -106,6 +106,12 @@ const REFUSED: [(&str, &str, &[&str]); 15] = [
         "CREATE TABLE pi (i int GENERATED ALWAYS AS IDENTITY, k int) PARTITION BY RANGE (k); \
          CREATE TABLE pi1 PARTITION OF pi FOR VALUES FROM (0) TO (10)",
         &["partitioned table public.pi (identity column in a partitioned table or partition)"],
+    ),
+    (
+        "r_inherit_order",
+        "CREATE TABLE parent (a int, b int); CREATE TABLE child (b int, a int); \
+         ALTER TABLE child INHERIT parent",
+        &["table public.child (columns in an order INHERITS does not make (ALTER TABLE ... INHERIT))"],
     ),
     (
         "r_unlogged",
