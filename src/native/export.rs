@@ -151,6 +151,7 @@ pub async fn export(
         }
     }
 
+    let mut copied = 0;
     for table in &tables {
         let names: Vec<String> = columns
             .remove(&table.oid)
@@ -179,6 +180,7 @@ pub async fn export(
             out.write(&bytes).await?;
         }
         out.text(COPY_END).await?;
+        copied += 1;
     }
     out.text(&ddl::batch_line(marker)).await?;
     let sequence_names = sequences.iter().map(|(s, _)| &s.name);
@@ -296,7 +298,7 @@ pub async fn export(
     let bytes = out.finish().await?;
     Ok(ExportSummary {
         objects: inventory.objects.len(),
-        tables: tables.len(),
+        tables: copied,
         bytes,
     })
 }
