@@ -1,8 +1,10 @@
 //! The export of one database into plain SQL, in pg_dump's order: schemas, functions (bodies
-//! unchecked), sequences, tables with their columns, defaults, NOT NULL and valid CHECKs,
-//! views (each after the views it reads), OWNED BY; the data, streamed table by table with
-//! `COPY ... TO STDOUT`; the sequences' `setval`; then primary keys and unique constraints,
-//! indexes, foreign keys and NOT VALID constraints; comments, owners, privileges.
+//! unchecked), sequences, tables with their columns, defaults, NOT NULL (inheritance parents
+//! first), partitions attached, valid CHECKs, views (each after the views it reads), OWNED BY;
+//! the data, streamed table by table with `COPY ... TO STDOUT` (none of a partitioned table);
+//! the sequences' `setval`; then primary keys and unique constraints, indexes, partition
+//! indexes attached, foreign keys and NOT VALID constraints; triggers (not the partitions'
+//! clones); comments, owners, privileges. Partitions and inheritance: see [`partitions`].
 
 use futures_util::{pin_mut, TryStreamExt as _};
 
