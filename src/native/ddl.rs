@@ -160,43 +160,47 @@ pub fn with_options(options: &[String]) -> String {
     format!(" WITH ({})", items.join(", "))
 }
 
-/// `CREATE TABLE`, columns with types, defaults and NOT NULL, and its storage parameters.
-pub fn create_table(name: &str, columns: &[Column], options: &[String]) -> String {
+/// One column's line of a `CREATE TABLE`: type, default or generation expression, identity,
+/// NOT NULL.
+pub fn column_line(c: &Column) -> String {
+    let mut line = format!("    {} {}", c.name, c.type_name);
+    match (&c.default, c.generated) {
+        (Some(expression), true) => {
+            line.push_str(&format!(" GENERATED ALWAYS AS ({expression}) STORED"))
+        }
+        (Some(default), false) => {
+            line.push_str(" DEFAULT ");
+            line.push_str(default);
+        }
+        (None, _) => {}
+    }
+    if let Some((identity, sequence)) = &c.identity {
+        line.push_str(&format!(
+            " GENERATED {} AS IDENTITY (SEQUENCE NAME {} {})",
+            match identity {
+                Identity::Always => "ALWAYS",
+                Identity::ByDefault => "BY DEFAULT",
+            },
+            sequence.name,
+            sequence_options(sequence)
+        ));
+    }
+    if c.not_null {
+        line.push_str(" NOT NULL");
+    }
+    line
+}
+
+/// `CREATE TABLE name (lines){clauses} WITH (options);`: `clauses` (` INHERITS (...)`,
+/// ` PARTITION BY ...`) go between the column list and the storage parameters.
+pub fn table_statement(name: &str, lines: &[String], clauses: &str, options: &[String]) -> String {
     let with = with_options(options);
-    let lines: Vec<String> = columns
-        .iter()
-        .map(|c| {
-            let mut line = format!("    {} {}", c.name, c.type_name);
-            match (&c.default, c.generated) {
-                (Some(expression), true) => {
-                    line.push_str(&format!(" GENERATED ALWAYS AS ({expression}) STORED"))
-                }
-                (Some(default), false) => {
-                    line.push_str(" DEFAULT ");
-                    line.push_str(default);
-                }
-                (None, _) => {}
-            }
-            if let Some((identity, sequence)) = &c.identity {
-                line.push_str(&format!(
-                    " GENERATED {} AS IDENTITY (SEQUENCE NAME {} {})",
-                    match identity {
-                        Identity::Always => "ALWAYS",
-                        Identity::ByDefault => "BY DEFAULT",
-                    },
-                    sequence.name,
-                    sequence_options(sequence)
-                ));
-            }
-            if c.not_null {
-                line.push_str(" NOT NULL");
-            }
-            line
-        })
-        .collect();
     match lines.is_empty() {
-        true => format!("CREATE TABLE {name} (\n){with};\n\n"),
-        false => format!("CREATE TABLE {name} (\n{}\n){with};\n\n", lines.join(",\n")),
+        true => format!("CREATE TABLE {name} (\n){clauses}{with};\n\n"),
+        false => format!(
+            "CREATE TABLE {name} (\n{}\n){clauses}{with};\n\n",
+            lines.join(",\n")
+        ),
     }
 }
 
@@ -338,6 +342,11 @@ pub fn view_order(views: &[u32], depends: &[(u32, u32)]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn create_table(name: &str, columns: &[Column], options: &[String]) -> String {
+        let lines: Vec<String> = columns.iter().map(column_line).collect();
+        table_statement(name, &lines, "", options)
+    }
 
     #[test]
     fn tables_sequences_and_copy_framing() {

@@ -1,10 +1,12 @@
 //! The export of one database into plain SQL, in pg_dump's order: schemas, functions (bodies
 //! unchecked), procedures and aggregates, sequences, tables with their columns, defaults, NOT
-//! NULL and valid CHECKs, views (each after the views it reads), OWNED BY; the data, streamed
-//! table by table with `COPY ... TO STDOUT`, and the large objects; the sequences' `setval`;
-//! then primary keys and unique constraints, indexes, foreign keys and NOT VALID constraints,
-//! triggers, row-level security, policies and rules; comments, owners, privileges; default
-//! privileges last.
+//! NULL (inheritance parents first), partitions attached, valid CHECKs, views (each after the
+//! views it reads), OWNED BY; the data, streamed table by table with `COPY ... TO STDOUT` (none
+//! of a partitioned table), and the large objects; the sequences' `setval`; then primary keys
+//! and unique constraints, indexes, partition indexes attached, foreign keys and NOT VALID
+//! constraints, triggers (not the partitions' clones), row-level security, policies and rules;
+//! comments, owners, privileges; default privileges last. Partitions and inheritance: see
+//! [`partitions`].
 
 use futures_util::{pin_mut, TryStreamExt as _};
 
@@ -15,6 +17,7 @@ use super::extensions;
 use super::large_objects;
 use super::objects::{self, Owned};
 use super::output::SqlWriter;
+use super::partitions;
 use super::routines;
 use super::session::Snapshot;
 use super::table_extras;
@@ -64,12 +67,14 @@ pub async fn export(
 
     let schema_oids = inventory.oids("schema");
     let function_oids = inventory.oids("function");
-    let table_oids = inventory.oids("table");
+    let mut table_oids = inventory.oids("table");
+    table_oids.extend(inventory.oids("partitioned table"));
     let sequence_oids = inventory.oids("sequence");
     let view_oids = inventory.oids("view");
     let matview_oids = inventory.oids("materialized view");
     let trigger_oids = inventory.oids("trigger");
-    let index_oids = inventory.oids("index");
+    let mut index_oids = inventory.oids("index");
+    index_oids.extend(inventory.oids("partitioned index"));
     let constraint_oids = inventory.oids("table constraint");
 
     let enum_oids = inventory.oids("enum type");
@@ -116,7 +121,8 @@ pub async fn export(
         out.text(&ddl::create_sequence(sequence)).await?;
     }
     out.text(&user_types.domain_parts()).await?;
-    let tables = objects::relations(client, &table_oids).await?;
+    let hierarchy = partitions::read(client, snapshot.version, &table_oids).await?;
+    let tables = hierarchy.order(objects::relations(client, &table_oids).await?);
     let unlogged = table_extras::unlogged(client, &table_oids).await?;
     let mut columns = objects::columns(client, snapshot.version, &table_oids).await?;
     // Identity columns' sequences: their state is set with the others'.
@@ -126,17 +132,19 @@ pub async fn export(
         .filter_map(|c| c.identity.as_ref().map(|(_, s)| s.name.clone()))
         .collect();
     for table in &tables {
-        let cols = columns.get(&table.oid).map(Vec::as_slice).unwrap_or(&[]);
         out.text(&ddl::section(marker, &format!("table {}", table.name)))
             .await?;
-        let create = ddl::create_table(&table.name, cols, &table.options);
+        let create = hierarchy.create_table(table, &columns);
         out.text(&table_extras::persistence(
             create,
             unlogged.contains(&table.oid),
         ))
         .await?;
     }
-    let constraints = objects::constraints(client, &constraint_oids).await?;
+    out.text(&hierarchy.attach_partitions(&tables)).await?;
+    let fits = partitions::constraint_fits(client, snapshot.version, &constraint_oids).await?;
+    let mut constraints = objects::constraints(client, &fits.written).await?;
+    fits.apply(&mut constraints);
     for check in constraints
         .iter()
         .filter(|k| k.contype == "c" && k.validated)
@@ -179,6 +187,7 @@ pub async fn export(
         }
     }
 
+    let mut copied = 0;
     for table in &tables {
         let names: Vec<String> = columns
             .remove(&table.oid)
@@ -187,12 +196,15 @@ pub async fn export(
             .filter(|c| !c.generated)
             .map(|c| c.name)
             .collect();
+        let Some(copy) = hierarchy.copy_query(table, &names) else {
+            continue;
+        };
         out.text(&ddl::section(marker, &format!("data of {}", table.name)))
             .await?;
         out.text(&ddl::copy_lines(marker, &table.name, &names))
             .await?;
         let stream = client
-            .copy_out(&ddl::copy_to_stdout(&table.name, &names))
+            .copy_out(&copy)
             .await
             .map_err(query("copying a table's rows"))?;
         pin_mut!(stream);
@@ -204,6 +216,7 @@ pub async fn export(
             out.write(&bytes).await?;
         }
         out.text(COPY_END).await?;
+        copied += 1;
     }
     large_objects::export(client, inventory, marker, &mut out).await?;
     out.text(&ddl::batch_line(marker)).await?;
@@ -226,6 +239,8 @@ pub async fn export(
     for index in &indexes {
         out.text(&format!("{};\n", index.definition)).await?;
     }
+    out.text(&partitions::attach_indexes(client, &table_oids).await?)
+        .await?;
     for late in constraints
         .iter()
         .filter(|k| k.contype == "f" || (k.contype == "c" && !k.validated))
@@ -234,7 +249,9 @@ pub async fn export(
         out.text("\n").await?;
     }
     out.text(&user_types.not_valid_checks()).await?;
-    for trigger in objects::triggers(client, &trigger_oids).await? {
+    let own_triggers =
+        partitions::without_trigger_clones(client, snapshot.version, &trigger_oids).await?;
+    for trigger in objects::triggers(client, &own_triggers).await? {
         out.text(&trigger).await?;
         out.text("\n").await?;
     }
@@ -327,7 +344,7 @@ pub async fn export(
     let bytes = out.finish().await?;
     Ok(ExportSummary {
         objects: inventory.objects.len(),
-        tables: tables.len(),
+        tables: copied,
         bytes,
     })
 }

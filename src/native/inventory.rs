@@ -14,7 +14,7 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 24] = [
+pub const SUPPORTED_KINDS: [&str; 26] = [
     "schema",
     "extension",
     "collation",
@@ -24,10 +24,12 @@ pub const SUPPORTED_KINDS: [&str; 24] = [
     "composite type",
     "range type",
     "table",
+    "partitioned table",
     "sequence",
     "view",
     "materialized view",
     "index",
+    "partitioned index",
     "trigger",
     "function",
     "table constraint",
@@ -192,9 +194,24 @@ fn unsupported_sql(version: ServerVersion) -> String {
             "replica identity",
         ),
         (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h \
-             WHERE h.inhrelid = c.oid OR h.inhparent = c.oid)",
-            "inheritance or partition",
+            "NOT c.relispartition AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute x \
+             JOIN pg_catalog.pg_attribute y ON y.attrelid = x.attrelid AND y.attnum > x.attnum \
+               AND NOT y.attisdropped \
+             WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped \
+             AND coalesce((SELECT min(h.inhseqno * 10000 + p.attnum) \
+               FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_attribute p \
+               ON p.attrelid = h.inhparent AND p.attname = x.attname AND NOT p.attisdropped \
+               WHERE h.inhrelid = x.attrelid), 2147483647) \
+             > coalesce((SELECT min(h.inhseqno * 10000 + p.attnum) \
+               FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_attribute p \
+               ON p.attrelid = h.inhparent AND p.attname = y.attname AND NOT p.attisdropped \
+               WHERE h.inhrelid = y.attrelid), 2147483647))",
+            "columns in an order INHERITS does not make (ALTER TABLE ... INHERIT)",
+        ),
+        (
+            "(c.relkind = 'p' OR c.relispartition) AND EXISTS (SELECT 1 \
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity <> '')",
+            "identity column in a partitioned table or partition",
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_index x \
@@ -309,10 +326,10 @@ fn unsupported_sql(version: ServerVersion) -> String {
     }
     let constraint = [
         (
-            "k.contype = 'n' AND (k.conname <> \
+            "k.contype = 'n' AND ((k.conname <> \
              (SELECT r.relname || '_' || a.attname || '_not_null' \
               FROM pg_catalog.pg_class r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid \
-              WHERE r.oid = k.conrelid AND a.attnum = k.conkey[1]) \
+              WHERE r.oid = k.conrelid AND a.attnum = k.conkey[1]) AND k.coninhcount = 0) \
              OR NOT k.convalidated OR k.connoinherit)",
             "named, NOT VALID or NO INHERIT",
         ),
@@ -591,6 +608,8 @@ mod tests {
         assert!(!ten.contains("attcompression"));
         assert!(!ten.contains("prosqlbody"));
         assert!(ten.contains("a.attstattarget <> -1"));
+        assert!(ten.contains("an order INHERITS does not make"));
+        assert!(ten.contains("identity column in a partitioned table or partition"));
         let fourteen = inventory_sql(ServerVersion(140000), &["pg_class".into()]);
         assert!(fourteen.contains("attcompression") && fourteen.contains("prosqlbody"));
         assert!(system_changes_sql(ServerVersion(150000)).contains("pg_database_owner"));

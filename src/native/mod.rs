@@ -13,6 +13,8 @@
 //! - `extensions`: `CREATE EXTENSION` (never their members), in the order they require.
 //! - `table_extras`: unlogged tables, column privileges, triggers' states.
 //! - `types`: collations; domains, composite and range types (in `pg_depend` order).
+//! - `partitions`: partitioned tables, partitions and inheritance: their tables, attachments,
+//!   inherited constraints, clones, and which rows are copied.
 //! - `session`: the snapshot session (pg_dump's settings, `REPEATABLE READ READ ONLY`, locks).
 //! - `large_objects`: large objects' data (`lo_get` in chunks), owners, privileges, comments.
 //! - `routines`: procedures and aggregates (`CREATE AGGREGATE` built from `pg_aggregate`).
@@ -32,6 +34,7 @@ mod load;
 mod objects;
 mod output;
 mod routines;
+mod partitions;
 mod session;
 mod table_extras;
 mod types;

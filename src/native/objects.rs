@@ -87,7 +87,7 @@ pub async fn relations(client: &Client, list: &[u32]) -> Result<Vec<Owned>, Nati
     let sql = "SELECT c.oid, c.oid::pg_catalog.regclass::text, \
         pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)), c.relacl IS NOT NULL, \
         CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) \
-          WHEN c.relkind = 'i' THEN pg_catalog.pg_get_indexdef(c.oid) ELSE '' END, \
+          WHEN c.relkind IN ('i', 'I') THEN pg_catalog.pg_get_indexdef(c.oid) ELSE '' END, \
         coalesce(c.reloptions, '{}') \
         FROM pg_catalog.pg_class c WHERE c.oid = ANY($1) ORDER BY c.oid";
     owned(client, sql, list, "reading relations").await
@@ -362,7 +362,7 @@ pub async fn comments(
     triggers: &[u32],
 ) -> Result<Vec<String>, NativeError> {
     let sql = "SELECT pg_catalog.format('COMMENT ON %s %s IS %L;', CASE c.relkind \
-          WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' \
+          WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' \
           WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'INDEX' END, \
           c.oid::pg_catalog.regclass, d.description) \
         FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid \

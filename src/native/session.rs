@@ -120,7 +120,8 @@ async fn read_inventory(client: &Client, version: ServerVersion) -> Result<Inven
 
 /// `LOCK TABLE ... IN ACCESS SHARE MODE` on every table of the inventory, a few at a time.
 async fn lock_tables(client: &Client, inventory: &Inventory) -> Result<(), NativeError> {
-    let tables = inventory.oids("table");
+    let mut tables = inventory.oids("table");
+    tables.extend(inventory.oids("partitioned table"));
     for batch in tables.chunks(500) {
         let names: Vec<String> = client
             .query(
