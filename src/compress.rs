@@ -299,7 +299,6 @@ pub fn decompressing_reader<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
 
     fn some(side: Side, method: Method, level: Option<i32>) -> Option<Compression> {
         Some(Compression {
