@@ -89,7 +89,8 @@ fn compressed_native_dumps_restore_without_client_tools() {
     std::fs::create_dir_all(&empty_path).unwrap();
     for (name, spec, suffix, sealed) in SETS {
         let dir = backups.path().join(name);
-        let mut args = vec!["--native", "-Z", spec];
+        // One stamp for the set: the restore takes the newest stamp's files.
+        let mut args = vec!["--native", "--uniform-timestamp", "-Z", spec];
         if sealed {
             args.push("--encrypt");
         }
