@@ -89,8 +89,7 @@ fn compressed_native_dumps_restore_without_client_tools() {
     std::fs::create_dir_all(&empty_path).unwrap();
     for (name, spec, suffix, sealed) in SETS {
         let dir = backups.path().join(name);
-        // One stamp for the set: the restore takes the newest stamp's files.
-        let mut args = vec!["--native", "--uniform-timestamp", "-Z", spec];
+        let mut args = vec!["--native", "-Z", spec];
         if sealed {
             args.push("--encrypt");
         }
