@@ -25,6 +25,8 @@
 //! - [`server`]: `ServerVersion` and its one reader; the version-specific SQL, as pure builders.
 //! - [`wal`]: WAL positions (`Lsn`) and segment names, computed without a server.
 //! - [`naming`]: a dump set's pg_back-compatible file names and stamps.
+//! - [`compress`]: gzip, lz4 and zstd: the `-Z` parser, the compressing writer and reader, and
+//!   the one decompressing reader.
 //! - [`checksum`]: checksums computed while writing, and checksum files verified.
 //! - [`files`]: atomic writes, private directories, temporary names, `fsync_dir`, `file_name`.
 //! - [`glob`]: the one glob of the DBNAME patterns; a malformed one is refused (exit 2).
@@ -53,6 +55,7 @@ pub mod process;
 pub mod server;
 pub mod wal;
 pub mod naming;
+pub mod compress;
 pub mod checksum;
 pub mod files;
 pub mod glob;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use crate::args::{ArchiveArgs, Checkpoint, LogArgs, ServerArgs};
 use crate::backup::ArchiveOptions;
-use crate::base::compress::{parse_compression, Compression};
 use crate::base::error::BaseError;
+use crate::compress::{parse_compression, Compression};
 use crate::config::{take_passphrase_from_env, BackupConfig, EncryptionConfig, EncryptionFlags};
 use crate::config::{
     BaseFlags, Config, ConnectionConfig, RemoteFlags, RemoteSettings, SetupError, StoreKind,

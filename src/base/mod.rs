@@ -3,17 +3,16 @@
 //! temporary slot (`-X stream`), fetched (`-X fetch`) or left to the archive (`-X none`).
 //!
 //! Uses: dump, backup, replication, remote, config, crypt, args, conn, secret, metrics, server,
-//! wal, naming, checksum, files, shutdown, values, exit.
+//! wal, naming, compress, checksum, files, shutdown, values, exit.
 //!
 //! # Layout
 //! In dependency order: each file uses only files above it (tests aside).
 //! - `error.rs`: [`BaseError`] with its exit status and hint, the incomplete marker's name.
-//! - `compress.rs`: the `-Z` parser and the compressing writer.
-//! - `command.rs`: [`PgbaseArgs`] (clap) and the validated [`Request`]. Uses error, compress.
+//! - `command.rs`: [`PgbaseArgs`] (clap) and the validated [`Request`]. Uses error.
 //! - `tar.rs`: a push-style tar reader and the header of a WAL segment entry.
 //! - `output.rs`: [`TarFiles`] (`-F t`, compressed, hashed, pgback's checksum files, each
 //!   final file reported for upload) and [`PlainTree`] (`-F p`, unpacked, tablespaces
-//!   relocated by `-T`). Uses error, compress, tar.
+//!   relocated by `-T`). Uses error, tar.
 //! - `unpack.rs`: a tar backup read back (archives found, decrypted, decompressed, unpacked);
 //!   pgdrill's too. Uses error, output.
 //! - `offsite.rs`: `--upload` (pgback's upload stage, the remote incomplete marker) and the
@@ -26,7 +25,6 @@
 //! - this file: [`main`], the binary's body (runtime, logging, the one-line report).
 
 mod command;
-mod compress;
 mod error;
 mod offsite;
 mod output;
@@ -40,7 +38,6 @@ mod wal;
 use std::process::ExitCode;
 
 pub use command::{Format, Mode, PgbaseArgs, Request, RestoreRequest, WalMethod};
-pub use compress::{parse_compression, Compression, Compressor, Method, Side};
 pub use error::{BaseError, INCOMPLETE_MARKER};
 pub use output::{Packing, PlainTree, TarFiles};
 pub use restore::{restore, restore_command_line, RestoreSummary};

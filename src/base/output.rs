@@ -7,10 +7,10 @@ use std::io::{self, BufWriter, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
-use crate::base::compress::{Compressor, Method};
 use crate::base::error::BaseError;
 use crate::base::tar::{Entry, EntryKind, TarParser, TarVisitor, BLOCK};
 use crate::checksum::{checksum_line, write_checksum_file, ChecksumWriter};
+use crate::compress::{Compressor, Method};
 use crate::crypt::EncryptKey;
 use crate::dump::{FinalFiles, WrittenFile};
 use crate::files::FileOptions;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::base::error::BaseError;
 use crate::base::output::{create_private_dir, PlainTree};
+use crate::compress::{decompressing_reader, Method};
 use crate::crypt::{open_decryptor, payload_error, DecryptKey};
 use crate::shutdown::Stoppable;
 
@@ -80,15 +81,8 @@ pub fn unpack_archive(
         }
         None => Box::new(BufReader::new(file)),
     };
-    reader = if name.ends_with(".gz") {
-        Box::new(flate2::read::GzDecoder::new(reader))
-    } else if name.ends_with(".lz4") {
-        Box::new(lz4_flex::frame::FrameDecoder::new(reader))
-    } else if name.ends_with(".zst") {
-        Box::new(zstd::stream::read::Decoder::new(reader).map_err(|e| e.to_string())?)
-    } else {
-        reader
-    };
+    reader =
+        decompressing_reader(Method::of_file_name(&name), reader).map_err(|e| e.to_string())?;
     // A SIGINT or SIGTERM ends the unpacking within one read (see shutdown::stop_on_signals).
     let mut reader = Stoppable::new(reader);
     tree.begin(tar_name, location).map_err(|e| e.to_string())?;

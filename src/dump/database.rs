@@ -10,7 +10,7 @@ use super::context::{RunContext, ToolOutput};
 use super::createdb::createdb_script;
 use super::encrypt::{run_tool, write_small, Encryption};
 use super::lock::lock_database;
-use super::native::dump_native;
+use super::native::{dump_native, native_compression};
 use super::output::{self, WrittenFile};
 use super::report::{DatabaseOutcome, DumpError};
 use super::tools::pg_dump_args;
@@ -76,9 +76,21 @@ async fn dump_files(
     }
     let stamp = ctx.stamp();
     if native {
-        let path = dump_path(base, dbname, &stamp, "sql");
+        let ext = dump_extension(Format::Plain, &settings.compress_level);
+        let path = dump_path(base, dbname, &stamp, &ext);
         let checksum = settings.checksum_algorithm;
-        files.extend(dump_native(ctx, encryption, server_version, dbname, &path, checksum).await?);
+        let compression =
+            native_compression(&settings.compress_level).map_err(DumpError::Native)?;
+        let native = dump_native(
+            ctx,
+            encryption,
+            server_version,
+            dbname,
+            &path,
+            checksum,
+            compression,
+        );
+        files.extend(native.await?);
     } else {
         dump_with_pg_dump(ctx, &settings, &stamp, encryption, dbname, files).await?;
     }

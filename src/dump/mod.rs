@@ -2,7 +2,7 @@
 //! per-database pg_dump streamed through checksums, purge, hooks, standby replay pause).
 //!
 //! Uses: restore, native, remote, config, crypt, args, programs, conn, secret, metrics, pump, process,
-//! server, naming, checksum, files, glob, table, shutdown, values, exit.
+//! server, naming, compress, checksum, files, glob, table, shutdown, values, exit.
 //!
 //! # Layout (each file uses only those above it)
 //! - `select`: which databases to dump.

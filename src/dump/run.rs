@@ -17,7 +17,7 @@ use super::context::RunContext;
 use super::database::dump_database;
 use super::encrypt::Encryption;
 use super::hooks::{run_hook, HookError, HookKind, HookOutcome};
-use super::native::{refused_databases, unsupported_settings};
+use super::native::{refused_databases, unsupported_compression, unsupported_settings};
 use super::offsite::{self, FinalFiles, Offsite};
 use super::output::{self, OutputError};
 use super::progress::Progress;
@@ -65,6 +65,9 @@ pub enum RunError {
     /// `--native` with a setting it cannot honour.
     #[error("{0}")]
     NativeSettings(String),
+    /// `--native` with a `-Z` level its method does not take (the range named).
+    #[error("{0}")]
+    NativeCompression(String),
     /// `--native`: databases hold objects the native export cannot reproduce.
     #[error("--native refuses {}", refusal_list(.0))]
     NativeRefused(Vec<(String, Vec<Refusal>)>),
@@ -96,7 +99,9 @@ impl Failure for RunError {
             RunError::Output(_) => ExitStatus::Output,
             RunError::Standby(e) => e.exit_status(),
             RunError::Interrupted => ExitStatus::BackupFailed,
-            RunError::NativeSettings(_) | RunError::NativeRefused(_) => ExitStatus::Usage,
+            RunError::NativeSettings(_)
+            | RunError::NativeCompression(_)
+            | RunError::NativeRefused(_) => ExitStatus::Usage,
             RunError::NativeInventory(..) => ExitStatus::Server,
         }
     }
@@ -122,6 +127,10 @@ impl Failure for RunError {
             RunError::NativeSettings(_) => {
                 Some("leave these settings unset with --native, or leave --native off".into())
             }
+            RunError::NativeCompression(_) => Some(
+                "give -Z a level in the method's range, or the method alone for its default level"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -335,6 +344,9 @@ async fn native_databases(
     }
     if let Some(message) = unsupported_settings(&ctx.dump, databases) {
         return Err(RunError::NativeSettings(message));
+    }
+    if let Some(message) = unsupported_compression(&ctx.dump, databases) {
+        return Err(RunError::NativeCompression(message));
     }
     let refused = refused_databases(ctx, version, databases)
         .await

@@ -108,13 +108,16 @@ async fn save_native_globals(
     server: &ServerInfo,
     encryption: Option<&Encryption>,
 ) -> Result<Vec<WrittenFile>, DumpError> {
+    // The stamp first, before any await: the globals file opens the dump set, so no database
+    // of the run may take an earlier stamp (its dump would fall out of the set).
+    let stamp = ctx.stamp();
     let with_passwords = server.superuser && ctx.dump.with_role_passwords;
     let globals = read_globals(client, server.version, with_passwords)
         .await
         .map_err(|e| DumpError::Catalog(e.to_string()))?;
     let script = globals_script(&globals).map_err(|e| DumpError::Catalog(e.to_string()))?;
     let base = Path::new(&ctx.dump.backup_directory);
-    let path = dump_path(base, GLOBALS, &ctx.stamp(), "sql");
+    let path = dump_path(base, GLOBALS, &stamp, "sql");
     output::ensure_dir(&backup_dir(base, GLOBALS))?;
     tracing::info!(
         "[{GLOBALS}] written natively: {} role(s), {} membership(s), {} tablespace(s)",

@@ -1,7 +1,8 @@
 //! Encrypted sets (`--encrypt`), decrypted on the fly: the small files (globals, createdb.sql,
 //! the plaintext checksum lists `<file>.<algo>.age`) into memory, each dump as a stream copied
 //! from a blocking thread into the stdin of pg_restore or psql ([`Input::Stream`]). No plaintext
-//! byte is written to disk.
+//! byte is written to disk. A compressed native dump (`.sql.gz[.age]`...) is decompressed on
+//! the same thread for the native load, encrypted or not: no decompressing program runs.
 //!
 //! Before anything is touched, every encrypted file of the restore has its header opened with
 //! the key (a wrong key stops the restore there), and the small files are checked against their
@@ -20,6 +21,7 @@ use super::exec::{Input, ToolError};
 use super::set::{is_encrypted_file, DumpSet};
 use crate::checksum::Hasher;
 use crate::checksum::{parse_checksum_line, VerifyError, ALGORITHMS};
+use crate::compress::{decompressing_reader, Method};
 use crate::crypt::{decrypted_path, encrypted_plain_checksum_path};
 use crate::crypt::{open_decryptor, payload_error, CryptError, DecryptKey};
 use crate::exit::{ExitStatus, Failure};
@@ -48,9 +50,13 @@ pub struct EncryptedSource {
     pub native: bool,
 }
 
-/// Whether the plaintext of `plain` opens with a native dump's header line (read up to its
-/// first newline, at most a few hundred bytes). A read error says no: the stream reports it.
-fn opens_native_dump(plain: &mut impl Read) -> bool {
+/// Whether the plaintext of `plain`, decompressed with `compression`, opens with a native
+/// dump's header line (read up to its first newline, at most a few hundred bytes). A read
+/// error says no: the stream reports it.
+pub fn opens_native_dump(plain: impl Read, compression: Option<Method>) -> bool {
+    let Ok(mut plain) = decompressing_reader(compression, plain) else {
+        return false;
+    };
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while head.len() < 256 && !head.ends_with(b"\n") {
@@ -260,8 +266,10 @@ impl Decryption {
         }
         for dump in dumps.iter().filter(|f| is_encrypted_file(f)) {
             let opened = File::open(dump).map_err(read_error(dump))?;
-            let mut plain = open_decryptor(opened, dump, &self.key)?;
-            let native = opens_native_dump(&mut plain);
+            let plain = open_decryptor(opened, dump, &self.key)?;
+            let compression =
+                decrypted_path(dump).and_then(|p| Method::of_file_name(&p.to_string_lossy()));
+            let native = opens_native_dump(plain, compression);
             let plain_checksum = self.plain_checksum(dump)?;
             self.streams.insert(
                 dump.clone(),
@@ -276,42 +284,109 @@ impl Decryption {
     }
 }
 
+/// A stream's bytes as read from its file (after decryption), hashed on the way; `failed`
+/// tells a read error of its own from one of the decompressor reading it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Option<Hasher>,
+    failed: bool,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|e| {
+            self.failed = e.kind() != io::ErrorKind::Interrupted;
+        })?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// How a stream's file is read and what its errors mean.
+struct StreamFile<'a> {
+    path: &'a Path,
+    /// Its bytes are decompressed with this, for the native load.
+    decompress: Option<Method>,
+    /// A read error of the file itself (decryption's, or the disk's).
+    read_error: fn(&Path, io::Error) -> ToolError,
+}
+
+/// Copies `raw` (decompressed as `file` says) into `writer` from a blocking thread, then reads
+/// the rest of `raw` (after a tool that stopped reading early, or bytes after the compressed
+/// stream) so that it is all hashed; gives back the hasher.
+fn pump_stream(
+    raw: impl Read,
+    hasher: Option<Hasher>,
+    file: &StreamFile<'_>,
+    mut writer: tokio::io::DuplexStream,
+    handle: &tokio::runtime::Handle,
+) -> Result<Option<Hasher>, ToolError> {
+    let mut raw = HashingReader {
+        inner: raw,
+        hasher,
+        failed: false,
+    };
+    let decompress_error = |method: Method, e: io::Error| {
+        ToolError::Native(format!(
+            "{}: decompressing ({}): {e}",
+            file.path.display(),
+            method.as_str()
+        ))
+    };
+    let copied = (|| {
+        let mut plain = decompressing_reader(file.decompress, &mut raw)?;
+        let mut buf = vec![0u8; BATCH_BYTES];
+        loop {
+            let n = match plain.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if handle.block_on(writer.write_all(&buf[..n])).is_err() {
+                return Ok(());
+            }
+        }
+    })();
+    match (copied, file.decompress) {
+        (Err(e), Some(method)) if !raw.failed => return Err(decompress_error(method, e)),
+        (Err(e), _) => return Err((file.read_error)(file.path, e)),
+        (Ok(()), _) => {}
+    }
+    // End of file for the tool.
+    drop(writer);
+    io::copy(&mut raw, &mut io::sink()).map_err(|e| (file.read_error)(file.path, e))?;
+    Ok(raw.hasher)
+}
+
 /// Decrypts `source` on a blocking thread into the returned [`Input::Stream`], computing the
-/// plaintext checksum on the way. The task ends with the decryption's outcome: a damaged file,
-/// or a plaintext that does not match its checksum. A tool that stops reading early does not
-/// stop the decryption: the rest is read (not sent) so that the whole file is still checked.
+/// plaintext checksum on the way (and decompressing it with `decompress`, for the native
+/// load). The task ends with the decryption's outcome: a damaged file, or a plaintext that
+/// does not match its checksum. A tool that stops reading early does not stop the
+/// decryption: the rest is read (not sent) so that the whole file is still checked.
 pub fn decrypting_input(
     source: EncryptedSource,
     key: Arc<DecryptKey>,
+    decompress: Option<Method>,
 ) -> (Input, tokio::task::JoinHandle<Result<(), ToolError>>) {
-    let (mut writer, reader) = tokio::io::duplex(BATCH_BYTES);
+    let (writer, reader) = tokio::io::duplex(BATCH_BYTES);
     let handle = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let path = source.file.as_path();
         let opened = File::open(path).map_err(read_error(path))?;
-        let mut plain = open_decryptor(opened, path, &key)?;
-        let mut hasher = source
+        let plain = open_decryptor(opened, path, &key)?;
+        let hasher = source
             .plain_checksum
             .as_ref()
             .and_then(|c| Hasher::new(c.algorithm));
-        let mut buf = vec![0u8; BATCH_BYTES];
-        let mut reading = true;
-        loop {
-            let n = match plain.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(payload_error(path, e).into()),
-            };
-            if let Some(hasher) = &mut hasher {
-                hasher.update(&buf[..n]);
-            }
-            if reading && handle.block_on(writer.write_all(&buf[..n])).is_err() {
-                reading = false;
-            }
-        }
-        // End of file for the tool.
-        drop(writer);
+        let file = StreamFile {
+            path,
+            decompress,
+            read_error: |path, e| payload_error(path, e).into(),
+        };
+        let hasher = pump_stream(plain, hasher, &file, writer, &handle)?;
         if let (Some(hasher), Some(expected)) = (hasher, source.plain_checksum) {
             if hasher.finish_hex() != expected.hex {
                 return Err(ToolError::PlainMismatch {
@@ -321,6 +396,26 @@ pub fn decrypting_input(
             }
         }
         Ok(())
+    });
+    (Input::Stream(Box::new(reader)), task)
+}
+
+/// The unencrypted compressed native dump `path`, decompressed with `method` on a blocking
+/// thread into the returned [`Input::Stream`] (its checksum was verified before).
+pub fn decompressing_input(
+    path: PathBuf,
+    method: Method,
+) -> (Input, tokio::task::JoinHandle<Result<(), ToolError>>) {
+    let (writer, reader) = tokio::io::duplex(BATCH_BYTES);
+    let handle = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || {
+        let file = StreamFile {
+            path: &path,
+            decompress: Some(method),
+            read_error: |path, e| ToolError::Native(format!("{}: {e}", path.display())),
+        };
+        let opened = File::open(&path).map_err(|e| (file.read_error)(&path, e))?;
+        pump_stream(opened, None, &file, writer, &handle).map(drop)
     });
     (Input::Stream(Box::new(reader)), task)
 }
@@ -365,10 +460,83 @@ mod tests {
         key: &Arc<DecryptKey>,
         script: &str,
     ) -> Result<(), ToolError> {
-        let (input, task) = decrypting_input(source, key.clone());
+        let (input, task) = decrypting_input(source, key.clone(), None);
         let tool = ToolCommand::new("sh".into(), vec!["-c".into(), script.into()]);
         let ran = run_tool(&tool, &conn(), input, "test").await;
         finish_stream(task, ran).await
+    }
+
+    #[tokio::test]
+    async fn native_streams_are_decompressed_by_pgback_checked_as_compressed() {
+        use crate::compress::CompressingReader;
+        let tmp = tempfile::tempdir().unwrap();
+        let plain: Vec<u8> = (0..300_000u32).map(|i| (i % 97) as u8).collect();
+        let mut packed = Vec::new();
+        CompressingReader::new(&plain[..], Method::Zstd, None)
+            .unwrap()
+            .read_to_end(&mut packed)
+            .unwrap();
+        let file = tmp.path().join("a_s.sql.zst");
+        std::fs::write(&file, &packed).unwrap();
+        let out = tmp.path().join("out");
+        let cat = ToolCommand::new(
+            "sh".into(),
+            vec!["-c".into(), format!("cat > '{}'", out.display())],
+        );
+        let (input, task) = decompressing_input(file.clone(), Method::Zstd);
+        let ran = run_tool(&cat, &conn(), input, "test").await;
+        finish_stream(task, ran).await.unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), plain);
+        // Encrypted: the checksum is of the compressed bytes, the tool reads the plain ones.
+        let identity = crate::crypt::new_x25519_identity();
+        let encrypt = EncryptKey::recipients(&[identity.to_public().to_string()]).unwrap();
+        let sealed = tmp.path().join("a_s.sql.zst.age");
+        std::fs::write(&sealed, encrypt_to_vec(&encrypt, &packed).unwrap()).unwrap();
+        let secret = age::secrecy::ExposeSecret::expose_secret(&identity.to_string()).to_string();
+        let key =
+            Arc::new(DecryptKey::from_identity_text(&Secret::new(secret), Path::new("k")).unwrap());
+        let mut decryption = Decryption::new(key.clone());
+        decryption
+            .prepare(&[], std::slice::from_ref(&sealed))
+            .unwrap();
+        let mut source = decryption.stream(&sealed).unwrap().clone();
+        assert!(!source.native, "zstd bytes of no native header");
+        source.plain_checksum = Some(PlainChecksum {
+            algorithm: ChecksumAlgorithm::Sha256,
+            hex: sha256(&packed),
+            checksum_file: tmp.path().join("a_s.sql.zst.sha256.age"),
+        });
+        let (input, task) = decrypting_input(source.clone(), key.clone(), Some(Method::Zstd));
+        std::fs::remove_file(&out).unwrap();
+        let ran = run_tool(&cat, &conn(), input, "test").await;
+        finish_stream(task, ran).await.unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), plain);
+        // A tool that stops at once: the rest is still read and checked.
+        let stop = ToolCommand::new("sh".into(), vec!["-c".into(), "exit 0".into()]);
+        let (input, task) = decrypting_input(source, key, Some(Method::Zstd));
+        let ran = run_tool(&stop, &conn(), input, "test").await;
+        finish_stream(task, ran).await.unwrap();
+        // Damaged compressed bytes: a decompression error naming the file, not a decryption one.
+        packed.truncate(packed.len() / 2);
+        packed.extend_from_slice(&[0x55; 64]);
+        std::fs::write(&file, &packed).unwrap();
+        let (input, task) = decompressing_input(file.clone(), Method::Zstd);
+        let ran = run_tool(&cat, &conn(), input, "test").await;
+        let error = finish_stream(task, ran).await.unwrap_err().to_string();
+        assert!(
+            error.contains("a_s.sql.zst: decompressing (zstd)"),
+            "{error}"
+        );
+        // A native header is seen through the compression.
+        let header = b"-- pgback native dump, format 1, marker 0a1b\nSET x = 1;\n";
+        let mut head = Vec::new();
+        CompressingReader::new(&header[..], Method::Gzip, None)
+            .unwrap()
+            .read_to_end(&mut head)
+            .unwrap();
+        assert!(opens_native_dump(&head[..], Some(Method::Gzip)));
+        assert!(!opens_native_dump(&head[..], None));
+        assert!(!opens_native_dump(&head[..], Some(Method::Zstd)));
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! `pgback --restore DIR [DBNAME globs]`: restoring a dump set into the target server.
 //!
 //! Uses: native, config, crypt, args, programs, conn, secret, metrics, pump, process, server, naming,
-//! checksum, files, glob, table, values, exit.
+//! compress, checksum, files, glob, table, values, exit.
 //!
 //! In order: pick the set (the newest, or `--timestamp`), select databases by globs, verify
 //! every selected file against its checksum file (nothing is touched when one does not match),
@@ -11,9 +11,10 @@
 //! its rewrite for a database that exists) and `pg_restore -j N` or psql (pg_restore 17+ into
 //! a server before 17: `pg_restore -f -` into psql, without `SET transaction_timeout`).
 //! `pg_settings`, `hba_file` and `ident_file` are never applied; the summary names them.
-//! `--dry-run` stops after the plan. A native dump (`pgback --native`, uncompressed; when
-//! encrypted, from the decrypting stream) is loaded by pgback itself: no psql for its statements and rows; and a native
-//! set's globals and createdb.sql are run by pgback itself, statement by statement.
+//! `--dry-run` stops after the plan. A native dump (`pgback --native`; `.sql.gz`, `.sql.lz4` or
+//! `.sql.zst` decompressed by pgback, with no decompressing program; when encrypted, from the
+//! decrypting stream) is loaded by pgback itself: no psql for its statements and rows; and a
+//! native set's globals and createdb.sql are run by pgback itself, statement by statement.
 //!
 //! Encrypted sets (age) are verified as ciphertext against `<file>.age.<algo>`, their headers
 //! opened with the key before anything is touched, then restored from a decrypting stream

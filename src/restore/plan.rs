@@ -13,9 +13,10 @@ use super::decrypt::{self, DecryptError, Decryption, EncryptedSource};
 use super::error::RestoreError;
 use super::exec::ToolCommand;
 use super::script;
-use super::set::{self, DatabaseDump, DumpFormat, DumpSet, PlainCompression};
+use super::set::{self, DatabaseDump, DumpFormat, DumpSet};
 use super::target::{self, TargetState};
 use crate::checksum::{self, Verified};
+use crate::compress::Method;
 use crate::config::EncryptionError;
 use crate::conn::ConnSettings;
 use crate::crypt::DecryptKey;
@@ -115,8 +116,8 @@ pub struct DatabasePlan {
     pub load: LoadStep,
     /// An encrypted dump: decrypted in memory into the load step's stdin.
     pub stream: Option<EncryptedSource>,
-    /// A native dump (`pgback --native`), uncompressed and unencrypted: loaded by pgback
-    /// itself instead of the load step's psql.
+    /// A native dump (`pgback --native`; compressed or not, encrypted or not): loaded by
+    /// pgback itself (decompressed by it too) instead of the load step's psql.
     pub native: bool,
 }
 
@@ -361,9 +362,9 @@ impl DatabaseSteps<'_> {
         let clean = matches!(action, DatabaseAction::Clean { .. });
         let stream = self.decryption.and_then(|d| d.stream(&db.dump)).cloned();
         let load = self.load(db, stream.is_some(), clean, notes);
-        let native = db.format == DumpFormat::Plain(PlainCompression::None)
+        let native = matches!(db.format, DumpFormat::Plain(_))
             && match &stream {
-                None => is_native_file(&db.dump),
+                None => is_native_file(&db.dump, db.format.plain_method()),
                 Some(source) => source.native,
             };
         Ok(DatabasePlan {
@@ -466,14 +467,10 @@ impl DatabaseSteps<'_> {
     }
 }
 
-/// Whether `path` opens with a native dump's header line.
-fn is_native_file(path: &Path) -> bool {
-    use std::io::BufRead as _;
-    let mut first = String::new();
+/// Whether `path`, decompressed with `compression`, opens with a native dump's header line.
+fn is_native_file(path: &Path, compression: Option<Method>) -> bool {
     std::fs::File::open(path)
-        .map(std::io::BufReader::new)
-        .and_then(|mut reader| reader.read_line(&mut first))
-        .is_ok_and(|_| crate::native::is_native_dump(&first))
+        .is_ok_and(|file| decrypt::opens_native_dump(std::io::BufReader::new(file), compression))
 }
 
 /// The globals step: the file as it is, or without CREATE ROLE for the roles that exist

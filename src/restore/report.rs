@@ -201,8 +201,12 @@ impl fmt::Display for RestorePlan {
                 _ if db.native => {
                     let _ = writeln!(
                         out,
-                        "      {decrypt}native load (no psql): {} into {}: batches of statements and COPY FROM STDIN",
+                        "      {decrypt}native load (no psql): {}{} into {}: batches of statements and COPY FROM STDIN",
                         file_name(&db.dump),
+                        db.format
+                            .plain_method()
+                            .map(|m| format!(" (decompressed by pgback: {})", m.as_str()))
+                            .unwrap_or_default(),
                         shell_words::quote(&db.name)
                     );
                 }

@@ -148,7 +148,7 @@ async fn run_sql_natively(
 }
 
 /// The native load of a native dump into `db`, through one session of pgback's own: from
-/// the decrypting stream `input` when encrypted, else from the file.
+/// the decrypting or decompressing stream `input`, else from the file.
 async fn load_native(
     db: &DatabasePlan,
     conn: &ConnSettings,
@@ -201,9 +201,16 @@ async fn restore_database(
     );
     let result = async {
         run_sql(&db.prepare, sql, &db.name).await?;
-        let (input, decrypting) = match (&db.stream, key) {
-            (Some(source), Some(key)) => {
-                let (input, task) = decrypt::decrypting_input(source.clone(), key.clone());
+        // pgback decompresses a native dump itself; pg_dump's go through the program.
+        let decompress = db.format.plain_method().filter(|_| db.native);
+        let (input, decrypting) = match (&db.stream, key, decompress) {
+            (Some(source), Some(key), _) => {
+                let (input, task) =
+                    decrypt::decrypting_input(source.clone(), key.clone(), decompress);
+                (input, Some(task))
+            }
+            (None, _, Some(method)) => {
+                let (input, task) = decrypt::decompressing_input(db.dump.clone(), method);
                 (input, Some(task))
             }
             _ => (Input::Null, None),

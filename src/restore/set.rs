@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
 
+use crate::compress::Method;
 use crate::glob::{Glob, GlobError};
 use crate::naming::{parse_stamp, split_name};
 
@@ -47,6 +48,16 @@ pub enum PlainCompression {
 }
 
 impl PlainCompression {
+    /// Its method, for pgback's own decompression of a native dump.
+    pub fn method(self) -> Option<Method> {
+        match self {
+            PlainCompression::None => None,
+            PlainCompression::Gzip => Some(Method::Gzip),
+            PlainCompression::Lz4 => Some(Method::Lz4),
+            PlainCompression::Zstd => Some(Method::Zstd),
+        }
+    }
+
     /// The decompressing program, which writes the script to its stdout.
     pub fn decompressor(self) -> Option<&'static str> {
         match self {
@@ -59,6 +70,14 @@ impl PlainCompression {
 }
 
 impl DumpFormat {
+    /// The compression method of a plain dump, if compressed.
+    pub fn plain_method(self) -> Option<Method> {
+        match self {
+            DumpFormat::Plain(compression) => compression.method(),
+            _ => None,
+        }
+    }
+
     /// The format of a dump extension; `None` for anything else.
     pub fn from_extension(ext: &str) -> Option<DumpFormat> {
         Some(match ext {

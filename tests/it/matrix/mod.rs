@@ -12,6 +12,7 @@ mod field;
 mod hooks;
 mod named;
 mod native;
+mod native_zip;
 mod pgback;
 pub(crate) mod pgbase;
 mod pgbase_faults;

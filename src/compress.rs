@@ -1,8 +1,10 @@
-//! `-Z [client-|server-]METHOD[:LEVEL]` (pg_basebackup's syntax, bare levels too): the pure
-//! parser, and [`Compressor`], the writer that compresses a tar file on its way to disk
-//! (gzip with flate2, lz4 frames with lz4_flex, zstd with libzstd).
+//! gzip (flate2), lz4 frames (lz4_flex) and zstd (libzstd), for pgbase's tar files and pgback's
+//! native dumps: `-Z [client-|server-]METHOD[:LEVEL]` (pg_basebackup's syntax, bare levels too)
+//! and its pure parser; [`Compressor`], the writer that compresses on the way to disk;
+//! [`CompressingReader`], the same as a reader (a pipeline's blocking source); and
+//! [`decompressing_reader`], the one way back, whatever wrote the file.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// A compression method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +36,15 @@ impl Method {
         }
     }
 
-    fn levels(self) -> std::ops::RangeInclusive<i32> {
+    /// The method a file's name says by its suffix (`.gz`, `.lz4`, `.zst`), if any.
+    pub fn of_file_name(name: &str) -> Option<Method> {
+        [Method::Gzip, Method::Lz4, Method::Zstd]
+            .into_iter()
+            .find(|method| name.ends_with(method.suffix()))
+    }
+
+    /// The levels it takes.
+    pub fn levels(self) -> std::ops::RangeInclusive<i32> {
         match self {
             Method::Gzip => 1..=9,
             Method::Lz4 => 1..=12,
@@ -164,6 +174,16 @@ impl<W: Write> Compressor<W> {
         })
     }
 
+    /// The writer the compressed bytes go to (for a reader to drain what is written so far).
+    pub fn inner_mut(&mut self) -> &mut W {
+        match self {
+            Compressor::Plain(inner) => inner,
+            Compressor::Gzip(encoder) => encoder.get_mut(),
+            Compressor::Lz4(encoder) => encoder.get_mut(),
+            Compressor::Zstd(encoder) => encoder.get_mut(),
+        }
+    }
+
     /// Ends the compressed stream and gives back the inner writer.
     pub fn finish(self) -> io::Result<W> {
         match self {
@@ -195,10 +215,90 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
+/// Plain bytes read per step by a [`CompressingReader`].
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A blocking reader that yields the bytes of `R` compressed: one chunk of input at a time
+/// goes through a [`Compressor`] into memory, which is drained before the next is read, so
+/// the memory held is one chunk and its compressed bytes.
+pub struct CompressingReader<R: Read> {
+    source: R,
+    /// `None` once the stream is finished.
+    compressor: Option<Compressor<Vec<u8>>>,
+    chunk: Vec<u8>,
+    /// Compressed bytes not yet read, from `position` on.
+    ready: Vec<u8>,
+    position: usize,
+}
+
+impl<R: Read> CompressingReader<R> {
+    /// Compresses `source` with `method` (at `level`, or its default).
+    pub fn new(source: R, method: Method, level: Option<i32>) -> io::Result<CompressingReader<R>> {
+        Ok(CompressingReader {
+            source,
+            compressor: Some(Compressor::new(Vec::new(), Some((method, level)))?),
+            chunk: vec![0; READ_CHUNK],
+            ready: Vec::new(),
+            position: 0,
+        })
+    }
+
+    /// Compresses the next chunk of the source into `ready`; at its end, finishes the stream.
+    fn refill(&mut self, compressor: &mut Compressor<Vec<u8>>) -> io::Result<bool> {
+        let read = loop {
+            match self.source.read(&mut self.chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        if read == 0 {
+            return Ok(false);
+        }
+        compressor.write_all(&self.chunk[..read])?;
+        self.ready.clear();
+        self.position = 0;
+        std::mem::swap(compressor.inner_mut(), &mut self.ready);
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for CompressingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.ready.len() {
+            let Some(mut compressor) = self.compressor.take() else {
+                return Ok(0);
+            };
+            if self.refill(&mut compressor)? {
+                self.compressor = Some(compressor);
+            } else {
+                self.ready = compressor.finish()?;
+                self.position = 0;
+            }
+        }
+        let n = out.len().min(self.ready.len() - self.position);
+        out[..n].copy_from_slice(&self.ready[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+/// `reader`'s bytes decompressed with `method` (as `gzip -d`, `lz4 -d` and `zstd -d` read
+/// them, concatenated gzip members and frames included), or as they are for `None`.
+pub fn decompressing_reader<'a>(
+    method: Option<Method>,
+    reader: impl Read + 'a,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match method {
+        None => Box::new(reader),
+        Some(Method::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Some(Method::Lz4) => Box::new(lz4_flex::frame::FrameDecoder::new(reader)),
+        Some(Method::Zstd) => Box::new(zstd::stream::read::Decoder::new(reader)?),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
 
     fn some(side: Side, method: Method, level: Option<i32>) -> Option<Compression> {
         Some(Compression {
@@ -242,6 +342,52 @@ mod tests {
         ] {
             assert!(parse_compression(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `reader` read to its end in reads of `step` bytes.
+    fn read_in_steps(mut reader: impl Read, step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buffer = vec![0; step];
+        loop {
+            match reader.read(&mut buffer).unwrap() {
+                0 => return out,
+                n => out.extend_from_slice(&buffer[..n]),
+            }
+        }
+    }
+
+    #[test]
+    fn the_reader_round_trips_each_method() {
+        let large: Vec<u8> = (0..3_000_000u32)
+            .map(|n| (n.wrapping_mul(2_654_435_761) >> 24) as u8 % 7 + b'a')
+            .collect();
+        for method in [Method::Gzip, Method::Lz4, Method::Zstd] {
+            for (plain, step) in [
+                (&b""[..], 100),
+                (&b"one line\n"[..], 3),
+                (&large[..], 77_777),
+            ] {
+                let reader = CompressingReader::new(plain, method, None).unwrap();
+                let packed = read_in_steps(reader, step);
+                assert!(!packed.is_empty(), "{method:?}: a stream even for no input");
+                let back = decompressing_reader(Some(method), &packed[..]).unwrap();
+                assert_eq!(
+                    read_in_steps(back, 4099),
+                    plain,
+                    "{method:?} in reads of {step}"
+                );
+                assert_eq!(
+                    Method::of_file_name(&format!("a.sql{}", method.suffix())),
+                    Some(method)
+                );
+            }
+        }
+        let level = CompressingReader::new(&large[..], Method::Zstd, Some(19)).unwrap();
+        let fast = CompressingReader::new(&large[..], Method::Zstd, Some(1)).unwrap();
+        assert!(read_in_steps(level, 65_536).len() < read_in_steps(fast, 65_536).len());
+        let passed = decompressing_reader(None, &large[..1000]).unwrap();
+        assert_eq!(read_in_steps(passed, 10), &large[..1000]);
+        assert_eq!(Method::of_file_name("a.sql"), None);
     }
 
     #[test]
