@@ -134,9 +134,9 @@ const EXPORTED: [&str; 8] = [
 
 /// The databases also dumped with `--encrypt`, and restored from their encrypted files.
 const ENCRYPTED: [&str; 2] = ["native", "latin1"];
-pub(super) const PASSPHRASE: &str = "native passphrase";
+pub(crate) const PASSPHRASE: &str = "native passphrase";
 
-pub(super) fn source_cluster(space: &Path) -> Cluster {
+pub(crate) fn source_cluster(space: &Path) -> Cluster {
     let source = Cluster::start(ClusterOptions::default().without_archive());
     populate(&source, true);
     source.pgbench_init(1);
@@ -185,7 +185,7 @@ pub(super) fn source_cluster(space: &Path) -> Cluster {
 
 /// pgback against `source`; without client tools (no `-B`, a `PATH` of an empty directory)
 /// unless `tools`.
-pub(super) fn pgback(source: &Cluster, dir: &Path, args: &[&str], tools: bool) -> Run {
+pub(crate) fn pgback(source: &Cluster, dir: &Path, args: &[&str], tools: bool) -> Run {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.with_extension("toml");
     std::fs::write(&config, "").unwrap();
@@ -223,7 +223,7 @@ fn globals_of(cluster: &Cluster) -> String {
 }
 
 /// `pg_dump --schema-only` of `db`.
-pub(super) fn schema_of(cluster: &Cluster, db: &str) -> String {
+pub(crate) fn schema_of(cluster: &Cluster, db: &str) -> String {
     let dbname = format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"));
     dump_text(
         cluster,
@@ -234,7 +234,7 @@ pub(super) fn schema_of(cluster: &Cluster, db: &str) -> String {
 
 /// Each table and populated materialized view of `db`: its name, `count(*)` and the md5 of
 /// its rows in a stable order; each sequence's state.
-pub(super) fn data_of(cluster: &Cluster, db: &str) -> String {
+pub(crate) fn data_of(cluster: &Cluster, db: &str) -> String {
     let tables = cluster
         .try_psql_in(
             db,
@@ -301,7 +301,7 @@ pub(super) fn data_of(cluster: &Cluster, db: &str) -> String {
 }
 
 /// Runs `file` through psql (`-f`) in `db`, stopping at the first error when `strict`.
-pub(super) fn psql_file(target: &Cluster, db: &str, file: &Path, strict: bool) {
+pub(crate) fn psql_file(target: &Cluster, db: &str, file: &Path, strict: bool) {
     let psql = cluster::pg_binaries().client_tool("psql");
     let mut command = target.command(&psql);
     command
@@ -329,7 +329,7 @@ pub(super) fn psql_file(target: &Cluster, db: &str, file: &Path, strict: bool) {
 }
 
 /// The file name prefix of `db` in a dump set (as pg_back names it).
-pub(super) fn prefix(db: &str) -> String {
+pub(crate) fn prefix(db: &str) -> String {
     let name = db.replace('/', "_");
     match name.starts_with('.') {
         true => format!("_{name}_"),

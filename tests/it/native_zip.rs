@@ -1,4 +1,5 @@
-//! `pgback --native -Z`, on every major: the native fixture and a larger table dumped with
+//! `pgback --native -Z` (outside the matrix: the compression is pgback's own, the same on every
+//! major; run on 10 to 18 through `PG_BINDIR`): the native fixture and a larger table dumped with
 //! gzip, lz4 and zstd (and once encrypted), each set restored by `pgback --restore` with no
 //! client tool reachable (pgback decompresses, loads natively) and compared with the source as
 //! the fidelity test does; each file is what `gzip -d`, `lz4 -d` and `zstd -d` read, and one
@@ -8,8 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::native::{data_of, pgback, prefix, psql_file, schema_of, source_cluster, PASSPHRASE};
 use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::matrix::native::{
+    data_of, pgback, prefix, psql_file, schema_of, source_cluster, PASSPHRASE,
+};
 use crate::restore_dump::file_of;
 use crate::util::TestCommand;
 
