@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 
 use super::ddl::{self, Column};
 use super::error::{query, NativeError};
-use super::objects::{Constraint, Owned};
+use super::objects::{read_rows, Constraint, Owned};
 use crate::server::ServerVersion;
 
 /// Where a table stands in its hierarchy.
@@ -393,15 +393,14 @@ pub async fn without_trigger_clones(
     version: ServerVersion,
     list: &[u32],
 ) -> Result<Vec<u32>, NativeError> {
-    let what = "reading the partitions' triggers";
-    let clones: Vec<u32> = client
-        .query(trigger_clones_sql(version), &[&list.to_vec()])
-        .await
-        .map_err(query(what))?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(query(what))?;
+    let clones: Vec<u32> = read_rows(
+        client,
+        trigger_clones_sql(version),
+        &[&list.to_vec()],
+        "reading the partitions' triggers",
+        |row| row.try_get(0),
+    )
+    .await?;
     Ok(list
         .iter()
         .copied()

@@ -11,6 +11,7 @@ use super::inventory::{
     classify, inventory_sql, system_changes_sql, Inventory, InventoryObject, Refusal,
     CATALOGS_WITH_OIDS_SQL,
 };
+use super::objects::read_rows;
 use crate::server::{session_guard_sql, ServerVersion};
 
 /// Settings of the export's session (the output sets the same for the restore).
@@ -81,14 +82,10 @@ pub async fn open(
 /// Reads and classifies every object of the database.
 async fn read_inventory(client: &Client, version: ServerVersion) -> Result<Inventory, NativeError> {
     let what = "reading the inventory";
-    let catalogs: Vec<String> = client
-        .query(CATALOGS_WITH_OIDS_SQL, &[])
-        .await
-        .map_err(query(what))?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(query(what))?;
+    let catalogs: Vec<String> = read_rows(client, CATALOGS_WITH_OIDS_SQL, &[], what, |row| {
+        row.try_get(0)
+    })
+    .await?;
     let rows = client
         .query(&inventory_sql(version, &catalogs), &[])
         .await
