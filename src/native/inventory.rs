@@ -175,6 +175,39 @@ fn kind_sql(version: ServerVersion) -> String {
 }
 
 /// The properties of a supported kind that we do not reproduce, as a `text[]` expression.
+/// The catalogs whose objects an extension may have as members, with their ACL column.
+const MEMBER_ACLS: [(&str, &str); 7] = [
+    ("pg_class", "relacl"),
+    ("pg_proc", "proacl"),
+    ("pg_type", "typacl"),
+    ("pg_namespace", "nspacl"),
+    ("pg_foreign_data_wrapper", "fdwacl"),
+    ("pg_foreign_server", "srvacl"),
+    ("pg_language", "lanacl"),
+];
+
+/// Whether a member (`pg_depend` deptype `e`) of the extension `x` has privileges other than
+/// `pg_init_privs` says it was created with.
+fn member_privileges_changed_sql() -> String {
+    let cases: String = MEMBER_ACLS
+        .iter()
+        .map(|(catalog, acl)| {
+            format!(
+                "WHEN 'pg_catalog.{catalog}'::pg_catalog.regclass THEN \
+                 (SELECT y.{acl} FROM pg_catalog.{catalog} y WHERE y.oid = d.objid) "
+            )
+        })
+        .collect();
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+         LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = d.classid \
+           AND ip.objoid = d.objid AND ip.objsubid = 0 \
+         WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass \
+         AND d.refobjid = x.oid AND d.deptype = 'e' AND ip.initprivs IS DISTINCT FROM \
+         CASE d.classid {cases}ELSE ip.initprivs END)"
+    )
+}
+
 fn unsupported_sql(version: ServerVersion) -> String {
     let v = version.num();
     let mut class = vec![
@@ -389,30 +422,11 @@ fn unsupported_sql(version: ServerVersion) -> String {
         ));
     }
     let trigger: [(&str, &str); 0] = [];
+    let member_privileges = member_privileges_changed_sql();
     let extension = [
         ("x.extconfig IS NOT NULL", "configuration tables"),
         (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
-             LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = d.classid \
-               AND ip.objoid = d.objid AND ip.objsubid = 0 \
-             WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass \
-             AND d.refobjid = x.oid AND d.deptype = 'e' AND ip.initprivs IS DISTINCT FROM \
-             CASE d.classid \
-             WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN \
-               (SELECT y.relacl FROM pg_catalog.pg_class y WHERE y.oid = d.objid) \
-             WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN \
-               (SELECT y.proacl FROM pg_catalog.pg_proc y WHERE y.oid = d.objid) \
-             WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN \
-               (SELECT y.typacl FROM pg_catalog.pg_type y WHERE y.oid = d.objid) \
-             WHEN 'pg_catalog.pg_namespace'::pg_catalog.regclass THEN \
-               (SELECT y.nspacl FROM pg_catalog.pg_namespace y WHERE y.oid = d.objid) \
-             WHEN 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass THEN \
-               (SELECT y.fdwacl FROM pg_catalog.pg_foreign_data_wrapper y WHERE y.oid = d.objid) \
-             WHEN 'pg_catalog.pg_foreign_server'::pg_catalog.regclass THEN \
-               (SELECT y.srvacl FROM pg_catalog.pg_foreign_server y WHERE y.oid = d.objid) \
-             WHEN 'pg_catalog.pg_language'::pg_catalog.regclass THEN \
-               (SELECT y.lanacl FROM pg_catalog.pg_language y WHERE y.oid = d.objid) \
-             ELSE ip.initprivs END)",
+            member_privileges.as_str(),
             "privileges changed on its members",
         ),
         (
@@ -540,6 +554,20 @@ pub fn system_changes_sql(version: ServerVersion) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_extension_members_acl_is_read_from_its_own_catalog() {
+        let sql = member_privileges_changed_sql();
+        for (catalog, acl) in MEMBER_ACLS {
+            let case = format!(
+                "WHEN 'pg_catalog.{catalog}'::pg_catalog.regclass THEN \
+                 (SELECT y.{acl} FROM pg_catalog.{catalog} y WHERE y.oid = d.objid)"
+            );
+            assert_eq!(sql.matches(&case).count(), 1, "{case}\n{sql}");
+        }
+        assert!(sql.ends_with("ELSE ip.initprivs END)"), "{sql}");
+        assert!(!sql.contains("  "), "{sql}");
+    }
+
     #[test]
     fn a_refusal_is_one_line_whatever_the_name() {
         let refusal = Refusal {
