@@ -300,6 +300,42 @@ pub fn decompressing_reader<'a>(
 mod tests {
     use super::*;
 
+    /// Each method's speed through a [`CompressingReader`], on 256 MB shaped like a plain dump
+    /// of pgbench_accounts (numbers, then 84 blanks): a benchmark, run by hand with
+    /// `cargo test --release --lib compression_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a benchmark"]
+    fn compression_throughput() {
+        let mut plain = Vec::with_capacity(256 << 20);
+        let mut row = 0u64;
+        while plain.len() < 256 << 20 {
+            row += 1;
+            let line = format!("{row}\t{}\t0\t{:84}\n", row / 100_000 + 1, "");
+            plain.extend_from_slice(line.as_bytes());
+        }
+        let mb = plain.len() as f64 / 1e6;
+        for (method, level) in [
+            (Method::Gzip, Some(6)),
+            (Method::Zstd, Some(3)),
+            (Method::Lz4, None),
+        ] {
+            let start = std::time::Instant::now();
+            let mut reader = CompressingReader::new(&plain[..], method, level).unwrap();
+            let mut buf = vec![0; 128 * 1024];
+            let mut out = 0;
+            loop {
+                let n = reader.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out += n;
+            }
+            let wall = start.elapsed().as_secs_f64();
+            println!("{}: {:.0} MB/s, {out} bytes", method.as_str(), mb / wall);
+            assert!(out > 0);
+        }
+    }
+
     fn some(side: Side, method: Method, level: Option<i32>) -> Option<Compression> {
         Some(Compression {
             side,
