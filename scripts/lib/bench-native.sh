@@ -104,7 +104,7 @@ native_restore_rounds() {
                 done
                 start=$EPOCHREALTIME
                 for db in "${DBS[@]}"; do
-                    file=$(find "$set" -name "${db}_*.sql" | head -n 1)
+                    file=$(find "$set" -name "${db}_*.sql" ! -name '*.createdb.sql' | head -n 1)
                     "$PG18_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$CONNINFO dbname=$db" \
                         -f "$file" >"$WORK/psql.out" 2>&1 ||
                         die "psql -f failed: $(tail -n 20 "$WORK/psql.out")"
