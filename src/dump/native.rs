@@ -128,12 +128,21 @@ pub async fn dump_native(
     checksum: ChecksumAlgorithm,
     compression: NativeCompression,
 ) -> Result<Vec<WrittenFile>, DumpError> {
-    let session = connect(ctx, dbname).await?;
+    // Two sessions: the main one exports its snapshot, the data worker imports it.
+    let (session, worker_session) = tokio::try_join!(connect(ctx, dbname), async {
+        connect(ctx, dbname).await.map_err(|e| match e {
+            DumpError::Native(e) => DumpError::Native(format!("the data worker {e}")),
+            other => other,
+        })
+    })?;
     let snapshot = native::open(&session.client, version, true)
         .await
         .map_err(native_error)?;
+    let worker = native::Worker::open(&worker_session.client, &snapshot)
+        .await
+        .map_err(native_error)?;
     tracing::info!(
-        "[{dbname}] exporting natively to {} (snapshot {})",
+        "[{dbname}] exporting natively to {} (snapshot {}, shared with the data worker)",
         path.display(),
         snapshot.snapshot_id
     );
@@ -145,7 +154,7 @@ pub async fn dump_native(
                 .map_err(|e| DumpError::Native(format!("starting {}: {e}", method.as_str())))?,
         )),
     };
-    let export = native::export(&snapshot, dbname, writer);
+    let export = native::export(&snapshot, &worker, dbname, writer);
     let mode = ctx.dump.backup_file_mode;
     let mut progress = ctx.progress().start(dbname);
     output::remove_partial(path);

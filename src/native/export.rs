@@ -2,26 +2,25 @@
 //! unchecked), procedures and aggregates, sequences, tables with their columns, defaults, NOT
 //! NULL (inheritance parents first), partitions attached, valid CHECKs, views (each after the
 //! views it reads), OWNED BY; the data, streamed table by table with `COPY ... TO STDOUT` (none
-//! of a partitioned table), and the large objects; the sequences' `setval`; then primary keys
-//! and unique constraints, indexes, partition indexes attached, foreign keys and NOT VALID
-//! constraints, triggers (not the partitions' clones), row-level security, policies and rules;
-//! comments, owners, privileges; default privileges last. Partitions and inheritance: see
-//! [`partitions`].
+//! of a partitioned table) by the data worker ([`worker`]) in the main session's snapshot, and
+//! the large objects; then the definitions the main session read while the rows streamed
+//! ([`post_data`]): the sequences' `setval`, keys, indexes, foreign keys, triggers, row-level
+//! security, policies and rules, comments, owners, privileges, default privileges last.
+//! Partitions and inheritance: see [`partitions`].
 
-use futures_util::{pin_mut, TryStreamExt as _};
-
-use super::behaviour;
-use super::ddl::{self, COPY_END};
-use super::error::{query, NativeError};
+use super::ddl;
+use super::error::NativeError;
 use super::extensions;
 use super::large_objects;
-use super::objects::{self, Owned};
+use super::objects;
 use super::output::SqlWriter;
 use super::partitions;
+use super::post_data;
 use super::routines;
 use super::session::Snapshot;
 use super::table_extras;
 use super::types;
+use super::worker::Worker;
 
 /// A marker no text of the database can know in advance: 16 random bytes, in hex.
 fn new_marker() -> Result<String, NativeError> {
@@ -44,9 +43,11 @@ pub struct ExportSummary {
     pub bytes: u64,
 }
 
-/// Writes the database of `snapshot` into `out`; refused when its inventory has refusals.
+/// Writes the database of `snapshot` into `out`, its rows copied by `worker` (opened in that
+/// snapshot); refused when its inventory has refusals.
 pub async fn export(
     snapshot: &Snapshot<'_>,
+    worker: &Worker<'_>,
     dbname: &str,
     mut out: SqlWriter,
 ) -> Result<ExportSummary, NativeError> {
@@ -124,7 +125,7 @@ pub async fn export(
     let hierarchy = partitions::read(client, snapshot.version, &table_oids).await?;
     let tables = hierarchy.order(objects::relations(client, &table_oids).await?);
     let unlogged = table_extras::unlogged(client, &table_oids).await?;
-    let mut columns = objects::columns(client, snapshot.version, &table_oids).await?;
+    let columns = objects::columns(client, snapshot.version, &table_oids).await?;
     // Identity columns' sequences: their state is set with the others'.
     let identity_sequences: Vec<String> = columns
         .values()
@@ -187,159 +188,37 @@ pub async fn export(
         }
     }
 
-    let mut copied = 0;
-    for table in &tables {
-        let names: Vec<String> = columns
-            .remove(&table.oid)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| !c.generated)
-            .map(|c| c.name)
-            .collect();
-        let Some(copy) = hierarchy.copy_query(table, &names) else {
-            continue;
-        };
-        out.text(&ddl::section(marker, &format!("data of {}", table.name)))
-            .await?;
-        out.text(&ddl::copy_lines(marker, &table.name, &names))
-            .await?;
-        let stream = client
-            .copy_out(&copy)
-            .await
-            .map_err(query("copying a table's rows"))?;
-        pin_mut!(stream);
-        while let Some(bytes) = stream
-            .try_next()
-            .await
-            .map_err(query("copying a table's rows"))?
-        {
-            out.write(&bytes).await?;
-        }
-        out.text(COPY_END).await?;
-        copied += 1;
-    }
+    // The data, on the worker; meanwhile this session reads the definitions written after it.
+    let defined = post_data::Defined {
+        schema_oids,
+        function_oids,
+        table_oids,
+        sequence_oids,
+        view_oids,
+        matview_oids,
+        trigger_oids,
+        index_oids,
+        constraint_oids,
+        enum_oids,
+        schemas,
+        enums,
+        functions,
+        routines,
+        sequences,
+        identity_sequences,
+        tables,
+        views,
+        matviews,
+        order,
+        constraints,
+        user_types,
+    };
+    let (copied, definitions) = tokio::try_join!(
+        worker.copy(&defined.tables, &columns, &hierarchy, marker, &mut out),
+        post_data::read(snapshot, marker, &defined),
+    )?;
     large_objects::export(client, inventory, marker, &mut out).await?;
-    out.text(&ddl::batch_line(marker)).await?;
-    let sequence_names = sequences.iter().map(|(s, _)| &s.name);
-    for name in sequence_names.chain(&identity_sequences) {
-        let (last_value, is_called) = objects::sequence_state(client, name).await?;
-        out.text(&ddl::setval(name, last_value, is_called)).await?;
-    }
-    out.text("\n").await?;
-
-    out.text(&ddl::batch_line(marker)).await?;
-    for key in constraints
-        .iter()
-        .filter(|k| matches!(k.contype.as_str(), "p" | "u"))
-    {
-        out.text(&key.statement).await?;
-        out.text("\n").await?;
-    }
-    let indexes = objects::relations(client, &index_oids).await?;
-    for index in &indexes {
-        out.text(&format!("{};\n", index.definition)).await?;
-    }
-    out.text(&partitions::attach_indexes(client, &table_oids).await?)
-        .await?;
-    for late in constraints
-        .iter()
-        .filter(|k| k.contype == "f" || (k.contype == "c" && !k.validated))
-    {
-        out.text(&late.statement).await?;
-        out.text("\n").await?;
-    }
-    out.text(&user_types.not_valid_checks()).await?;
-    let own_triggers =
-        partitions::without_trigger_clones(client, snapshot.version, &trigger_oids).await?;
-    for trigger in objects::triggers(client, &own_triggers).await? {
-        out.text(&trigger).await?;
-        out.text("\n").await?;
-    }
-    out.text(&table_extras::trigger_states(client, &trigger_oids).await?)
-        .await?;
-    let populated = objects::populated(client, &matview_oids).await?;
-    for oid in order.iter().filter(|oid| populated.contains(oid)) {
-        if let Some(view) = matviews.iter().find(|v| v.oid == *oid) {
-            out.text(&format!("REFRESH MATERIALIZED VIEW {};\n", view.name))
-                .await?;
-        }
-    }
-    behaviour::after_data(client, inventory, &mut out).await?;
-    out.text("\n").await?;
-
-    out.text(&ddl::batch_line(marker)).await?;
-    let relation_oids: Vec<u32> = [
-        &table_oids,
-        &sequence_oids,
-        &view_oids,
-        &matview_oids,
-        &index_oids,
-    ]
-    .into_iter()
-    .flatten()
-    .copied()
-    .collect();
-    for comment in objects::comments(
-        client,
-        &relation_oids,
-        &function_oids,
-        &schema_oids,
-        &constraint_oids,
-        &enum_oids,
-        &trigger_oids,
-    )
-    .await?
-    {
-        out.text(&comment).await?;
-        out.text("\n").await?;
-    }
-
-    out.text(&user_types.ownership()).await?;
-    let sequence_rels = objects::relations(client, &sequence_oids).await?;
-    let owned: [(&str, &str, &[Owned]); 7] = [
-        ("SCHEMA", "pg_namespace", &schemas),
-        ("TYPE", "pg_type", &enums),
-        ("FUNCTION", "pg_proc", &functions),
-        ("TABLE", "pg_class", &tables),
-        ("SEQUENCE", "pg_class", &sequence_rels),
-        ("VIEW", "pg_class", &views),
-        ("MATERIALIZED VIEW", "pg_class", &matviews),
-    ];
-    for (object_type, _, list) in owned {
-        for object in list {
-            out.text(&format!(
-                "ALTER {object_type} {} OWNER TO {};\n",
-                object.name, object.owner
-            ))
-            .await?;
-        }
-    }
-    for (object_type, catalog, list) in owned {
-        let with_acl: Vec<u32> = list.iter().filter(|o| o.has_acl).map(|o| o.oid).collect();
-        if with_acl.is_empty() {
-            continue;
-        }
-        let grants = objects::grants(client, catalog, &with_acl).await?;
-        let acl_type = match object_type {
-            "VIEW" | "MATERIALIZED VIEW" => "TABLE",
-            other => other,
-        };
-        for object in list.iter().filter(|o| o.has_acl) {
-            let granted = grants.get(&object.oid).map(Vec::as_slice).unwrap_or(&[]);
-            out.text(&ddl::privileges(
-                acl_type,
-                &object.name,
-                &object.owner,
-                granted,
-            ))
-            .await?;
-        }
-    }
-    out.text(&table_extras::column_grants(client, &relation_oids).await?)
-        .await?;
-    routines::ownership(client, &routines, &mut out).await?;
-    behaviour::default_acls(client, inventory, &mut out).await?;
-    out.text(&ddl::batch_line(marker)).await?;
+    out.append(definitions).await?;
     out.text(&format!("\n{}\n", ddl::END_LINE)).await?;
     let bytes = out.finish().await?;
     Ok(ExportSummary {

@@ -16,10 +16,12 @@
 //! - `partitions`: partitioned tables, partitions and inheritance: their tables, attachments,
 //!   inherited constraints, clones, and which rows are copied.
 //! - `session`: the snapshot session (pg_dump's settings, `REPEATABLE READ READ ONLY`, locks).
+//! - `worker`: the data worker, a second session in the exported snapshot, copying the rows.
 //! - `large_objects`: large objects' data (`lo_get` in chunks), owners, privileges, comments.
 //! - `routines`: procedures and aggregates (`CREATE AGGREGATE` built from `pg_aggregate`).
 //! - `behaviour`: row-level security (flags, policies) and rules, after the data; default
 //!   privileges, last.
+//! - `post_data`: the definitions after the data, read while the worker copies the rows.
 //! - `export`: one database's SQL, in pg_dump's order, data streamed with COPY.
 //! - `load`: the native restore of such a file: batches of statements, COPY FROM STDIN.
 
@@ -35,9 +37,11 @@ mod objects;
 mod output;
 mod routines;
 mod partitions;
+mod post_data;
 mod session;
 mod table_extras;
 mod types;
+mod worker;
 
 pub use ddl::{NATIVE_GLOBALS_HEADER, NATIVE_HEADER};
 pub use error::NativeError;
@@ -46,3 +50,4 @@ pub use inventory::{Inventory, Refusal, SUPPORTED_KINDS};
 pub use load::{is_native_dump, load, run_statement, LoadSummary};
 pub use output::{sql_stream, ChunkReader, SqlWriter};
 pub use session::{open, Snapshot};
+pub use worker::Worker;

@@ -1,7 +1,9 @@
 //! The export's bytes on their way to the backup file: [`SqlWriter`] buffers them and sends
 //! them over a bounded channel, [`ChunkReader`] reads them on the pipeline's blocking thread.
 //! A stream ends only with [`Chunk::End`]: an export that stopped (an error, a dropped task)
-//! makes the reader fail, so a partial dump is never put in place.
+//! makes the reader fail, so a partial dump is never put in place. A writer made with
+//! [`SqlWriter::in_memory`] keeps what it is given instead (definitions read while the data
+//! streams, never table data), for [`SqlWriter::append`] to send later.
 
 use std::io::{self, Read};
 
@@ -29,7 +31,8 @@ pub struct OutputClosed;
 /// The export's side: buffers, then sends chunks.
 #[derive(Debug)]
 pub struct SqlWriter {
-    tx: mpsc::Sender<Chunk>,
+    /// Where full chunks go; `None` for a writer that keeps everything in memory.
+    tx: Option<mpsc::Sender<Chunk>>,
     buf: Vec<u8>,
     bytes: u64,
 }
@@ -38,7 +41,7 @@ pub struct SqlWriter {
 pub fn sql_stream() -> (SqlWriter, ChunkReader) {
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let writer = SqlWriter {
-        tx,
+        tx: Some(tx),
         buf: Vec::with_capacity(CHUNK_BYTES),
         bytes: 0,
     };
@@ -52,16 +55,33 @@ pub fn sql_stream() -> (SqlWriter, ChunkReader) {
 }
 
 impl SqlWriter {
-    /// Appends `bytes`; sends a chunk when the buffer is full.
+    /// A writer that keeps all it is given, for [`SqlWriter::append`]: only for definitions
+    /// (their size is the catalogs'), never for table data.
+    pub fn in_memory() -> SqlWriter {
+        SqlWriter {
+            tx: None,
+            buf: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Appends `bytes`; sends a chunk when the buffer is full (kept, in memory).
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), OutputClosed> {
         self.buf.extend_from_slice(bytes);
         self.bytes += bytes.len() as u64;
-        if self.buf.len() >= CHUNK_BYTES {
-            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-            self.tx
-                .send(Chunk::Data(full))
-                .await
-                .map_err(|_| OutputClosed)?;
+        if let Some(tx) = &self.tx {
+            if self.buf.len() >= CHUNK_BYTES {
+                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+                tx.send(Chunk::Data(full)).await.map_err(|_| OutputClosed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends what an in-memory writer kept, a chunk at a time.
+    pub async fn append(&mut self, kept: SqlWriter) -> Result<(), OutputClosed> {
+        for part in kept.buf.chunks(CHUNK_BYTES) {
+            self.write(part).await?;
         }
         Ok(())
     }
@@ -71,16 +91,15 @@ impl SqlWriter {
         self.write(text.as_bytes()).await
     }
 
-    /// Sends what is buffered and the end; returns the bytes written.
+    /// Sends what is buffered and the end; returns the bytes written (an in-memory writer
+    /// has nowhere to send them: it is closed).
     pub async fn finish(mut self) -> Result<u64, OutputClosed> {
+        let tx = self.tx.take().ok_or(OutputClosed)?;
         let rest = std::mem::take(&mut self.buf);
         if !rest.is_empty() {
-            self.tx
-                .send(Chunk::Data(rest))
-                .await
-                .map_err(|_| OutputClosed)?;
+            tx.send(Chunk::Data(rest)).await.map_err(|_| OutputClosed)?;
         }
-        self.tx.send(Chunk::End).await.map_err(|_| OutputClosed)?;
+        tx.send(Chunk::End).await.map_err(|_| OutputClosed)?;
         Ok(self.bytes)
     }
 }
@@ -143,5 +162,26 @@ mod tests {
         let all = read.await.unwrap().unwrap();
         assert_eq!(all.len(), big.len() + 3);
         assert!(all.ends_with(b"xend"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kept_definitions_follow_what_was_streamed() {
+        let (mut writer, mut reader) = sql_stream();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut all = Vec::new();
+            reader.read_to_end(&mut all).map(|_| all)
+        });
+        let mut kept = SqlWriter::in_memory();
+        let big = vec![b'k'; 2 * CHUNK_BYTES + 5];
+        kept.write(&big).await.unwrap();
+        kept.text("end;\n").await.unwrap();
+        writer.text("data\n").await.unwrap();
+        writer.append(kept).await.unwrap();
+        assert_eq!(writer.finish().await.unwrap(), 5 + big.len() as u64 + 5);
+        let all = read.await.unwrap().unwrap();
+        assert!(all.starts_with(b"data\nkkk"));
+        assert!(all.ends_with(b"kend;\n"));
+        assert_eq!(all.len(), 5 + big.len() + 5);
+        assert!(SqlWriter::in_memory().finish().await.is_err());
     }
 }

@@ -19,6 +19,12 @@ const SESSION_SQL: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
     SET extra_float_digits = 3; SET row_security = off; \
     SELECT pg_catalog.set_config('search_path', '', false)";
 
+/// The session's settings, in the order they are sent: the guards (no timeout ends the
+/// export), then pg_dump's. The main session and its data worker send the same.
+pub fn settings_sql(version: ServerVersion) -> [&'static str; 2] {
+    [session_guard_sql(version), SESSION_SQL]
+}
+
 /// An open export: the transaction, its snapshot and what the database holds.
 #[derive(Debug)]
 pub struct Snapshot<'a> {
@@ -42,14 +48,9 @@ pub async fn open(
     lock: bool,
 ) -> Result<Snapshot<'_>, NativeError> {
     let what = "opening the export's session";
-    client
-        .batch_execute(session_guard_sql(version))
-        .await
-        .map_err(query(what))?;
-    client
-        .batch_execute(SESSION_SQL)
-        .await
-        .map_err(query(what))?;
+    for settings in settings_sql(version) {
+        client.batch_execute(settings).await.map_err(query(what))?;
+    }
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
@@ -68,7 +69,7 @@ pub async fn open(
         .map_err(query(what))?;
     let inventory = read_inventory(client, version).await?;
     if lock {
-        lock_tables(client, &inventory).await?;
+        lock_tables(client, &inventory, Wait::Queue).await?;
     }
     Ok(Snapshot {
         client,
@@ -115,8 +116,23 @@ async fn read_inventory(client: &Client, version: ServerVersion) -> Result<Inven
     Ok(inventory)
 }
 
+/// Whether a lock waits its turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// It waits behind the sessions before it (the main session).
+    Queue,
+    /// `NOWAIT`: a data worker would wait behind an `ACCESS EXCLUSIVE` request that itself
+    /// waits for the main session, which waits for the worker: a deadlock the server cannot
+    /// see, so the worker fails instead (as pg_dump's workers do).
+    Fail,
+}
+
 /// `LOCK TABLE ... IN ACCESS SHARE MODE` on every table of the inventory, a few at a time.
-async fn lock_tables(client: &Client, inventory: &Inventory) -> Result<(), NativeError> {
+pub async fn lock_tables(
+    client: &Client,
+    inventory: &Inventory,
+    wait: Wait,
+) -> Result<(), NativeError> {
     let mut tables = inventory.oids("table");
     tables.extend(inventory.oids("partitioned table"));
     for batch in tables.chunks(500) {
@@ -136,16 +152,57 @@ async fn lock_tables(client: &Client, inventory: &Inventory) -> Result<(), Nativ
             continue;
         }
         client
-            .batch_execute(&format!(
-                "LOCK TABLE {} IN ACCESS SHARE MODE",
-                names
-                    .iter()
-                    .map(|n| format!("ONLY {n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            .batch_execute(&lock_sql(&names, wait))
             .await
-            .map_err(query("locking the tables"))?;
+            .map_err(query(match wait {
+                Wait::Queue => "locking the tables",
+                Wait::Fail => {
+                    "the data worker locking the tables (a session asked for an \
+                    ACCESS EXCLUSIVE lock on one after the export had locked them)"
+                }
+            }))?;
     }
     Ok(())
+}
+
+/// `LOCK TABLE ONLY ... IN ACCESS SHARE MODE` of the quoted `names`, `NOWAIT` when `wait` fails.
+pub fn lock_sql(names: &[String], wait: Wait) -> String {
+    format!(
+        "LOCK TABLE {} IN ACCESS SHARE MODE{}",
+        names
+            .iter()
+            .map(|n| format!("ONLY {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        match wait {
+            Wait::Queue => "",
+            Wait::Fail => " NOWAIT",
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_sessions_send_the_guards_then_pg_dumps_settings() {
+        let [guards, settings] = settings_sql(ServerVersion(180000));
+        assert_eq!(guards, session_guard_sql(ServerVersion(180000)));
+        assert!(settings.contains("SET row_security = off"));
+        assert!(settings.contains("set_config('search_path', '', false)"));
+    }
+
+    #[test]
+    fn a_worker_locks_without_waiting() {
+        let names = ["public.t".to_string(), "\"A b\".\"c\"".to_string()];
+        assert_eq!(
+            lock_sql(&names, Wait::Queue),
+            "LOCK TABLE ONLY public.t, ONLY \"A b\".\"c\" IN ACCESS SHARE MODE"
+        );
+        assert_eq!(
+            lock_sql(&names[..1], Wait::Fail),
+            "LOCK TABLE ONLY public.t IN ACCESS SHARE MODE NOWAIT"
+        );
+    }
 }

@@ -1,0 +1,224 @@
+//! The definitions written after the data, read by the main session while the data worker
+//! copies the rows: the sequences' `setval`; primary keys and unique constraints, indexes,
+//! partition indexes attached, foreign keys and NOT VALID constraints, triggers (not the
+//! partitions' clones) and their states, materialized views refreshed, row-level security,
+//! policies and rules; comments, owners, privileges, column privileges; default privileges
+//! last. They are kept in memory (the catalogs' size, never table data) and written after the
+//! data and the large objects, in the same order as if read then.
+
+use super::behaviour;
+use super::ddl::{self, Sequence};
+use super::error::NativeError;
+use super::objects::{self, Constraint, Owned};
+use super::output::SqlWriter;
+use super::partitions;
+use super::routines::{self, Routines};
+use super::session::Snapshot;
+use super::table_extras;
+use super::types::Types;
+
+/// What the export read and defined before the data, which the definitions after it use.
+#[derive(Debug)]
+pub struct Defined {
+    /// The schemas' oids.
+    pub schema_oids: Vec<u32>,
+    /// The functions' oids.
+    pub function_oids: Vec<u32>,
+    /// The tables' and partitioned tables' oids.
+    pub table_oids: Vec<u32>,
+    /// The sequences' oids.
+    pub sequence_oids: Vec<u32>,
+    /// The views' oids.
+    pub view_oids: Vec<u32>,
+    /// The materialized views' oids.
+    pub matview_oids: Vec<u32>,
+    /// The triggers' oids.
+    pub trigger_oids: Vec<u32>,
+    /// The indexes' and partitioned indexes' oids.
+    pub index_oids: Vec<u32>,
+    /// The table constraints' oids.
+    pub constraint_oids: Vec<u32>,
+    /// The enum types' oids.
+    pub enum_oids: Vec<u32>,
+    /// The schemas.
+    pub schemas: Vec<Owned>,
+    /// The enum types.
+    pub enums: Vec<Owned>,
+    /// The functions.
+    pub functions: Vec<Owned>,
+    /// The procedures and aggregates.
+    pub routines: Routines,
+    /// The sequences, each with the column that owns it.
+    pub sequences: Vec<(Sequence, Option<String>)>,
+    /// The identity columns' sequences (their state is set with the others').
+    pub identity_sequences: Vec<String>,
+    /// The tables, in the order they were created (and are copied).
+    pub tables: Vec<Owned>,
+    /// The views.
+    pub views: Vec<Owned>,
+    /// The materialized views.
+    pub matviews: Vec<Owned>,
+    /// Views and materialized views, each after those it reads.
+    pub order: Vec<u32>,
+    /// The table constraints, as written.
+    pub constraints: Vec<Constraint>,
+    /// Collations aside, the user-defined types.
+    pub user_types: Types,
+}
+
+/// Reads, on the main session of `snapshot`, the definitions written after the data.
+pub async fn read(
+    snapshot: &Snapshot<'_>,
+    marker: &str,
+    defined: &Defined,
+) -> Result<SqlWriter, NativeError> {
+    let client = snapshot.client;
+    let inventory = &snapshot.inventory;
+    let Defined {
+        schema_oids,
+        function_oids,
+        table_oids,
+        sequence_oids,
+        view_oids,
+        matview_oids,
+        trigger_oids,
+        index_oids,
+        constraint_oids,
+        enum_oids,
+        schemas,
+        enums,
+        functions,
+        routines,
+        sequences,
+        identity_sequences,
+        tables,
+        views,
+        matviews,
+        order,
+        constraints,
+        user_types,
+    } = defined;
+    let mut out = SqlWriter::in_memory();
+    out.text(&ddl::batch_line(marker)).await?;
+    let sequence_names = sequences.iter().map(|(s, _)| &s.name);
+    for name in sequence_names.chain(identity_sequences) {
+        let (last_value, is_called) = objects::sequence_state(client, name).await?;
+        out.text(&ddl::setval(name, last_value, is_called)).await?;
+    }
+    out.text("\n").await?;
+
+    out.text(&ddl::batch_line(marker)).await?;
+    for key in constraints
+        .iter()
+        .filter(|k| matches!(k.contype.as_str(), "p" | "u"))
+    {
+        out.text(&key.statement).await?;
+        out.text("\n").await?;
+    }
+    let indexes = objects::relations(client, index_oids).await?;
+    for index in &indexes {
+        out.text(&format!("{};\n", index.definition)).await?;
+    }
+    out.text(&partitions::attach_indexes(client, table_oids).await?)
+        .await?;
+    for late in constraints
+        .iter()
+        .filter(|k| k.contype == "f" || (k.contype == "c" && !k.validated))
+    {
+        out.text(&late.statement).await?;
+        out.text("\n").await?;
+    }
+    out.text(&user_types.not_valid_checks()).await?;
+    let own_triggers =
+        partitions::without_trigger_clones(client, snapshot.version, trigger_oids).await?;
+    for trigger in objects::triggers(client, &own_triggers).await? {
+        out.text(&trigger).await?;
+        out.text("\n").await?;
+    }
+    out.text(&table_extras::trigger_states(client, trigger_oids).await?)
+        .await?;
+    let populated = objects::populated(client, matview_oids).await?;
+    for oid in order.iter().filter(|oid| populated.contains(oid)) {
+        if let Some(view) = matviews.iter().find(|v| v.oid == *oid) {
+            out.text(&format!("REFRESH MATERIALIZED VIEW {};\n", view.name))
+                .await?;
+        }
+    }
+    behaviour::after_data(client, inventory, &mut out).await?;
+    out.text("\n").await?;
+
+    out.text(&ddl::batch_line(marker)).await?;
+    let relation_oids: Vec<u32> = [
+        table_oids,
+        sequence_oids,
+        view_oids,
+        matview_oids,
+        index_oids,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+    .collect();
+    for comment in objects::comments(
+        client,
+        &relation_oids,
+        function_oids,
+        schema_oids,
+        constraint_oids,
+        enum_oids,
+        trigger_oids,
+    )
+    .await?
+    {
+        out.text(&comment).await?;
+        out.text("\n").await?;
+    }
+
+    out.text(&user_types.ownership()).await?;
+    let sequence_rels = objects::relations(client, sequence_oids).await?;
+    let owned: [(&str, &str, &[Owned]); 7] = [
+        ("SCHEMA", "pg_namespace", schemas),
+        ("TYPE", "pg_type", enums),
+        ("FUNCTION", "pg_proc", functions),
+        ("TABLE", "pg_class", tables),
+        ("SEQUENCE", "pg_class", &sequence_rels),
+        ("VIEW", "pg_class", views),
+        ("MATERIALIZED VIEW", "pg_class", matviews),
+    ];
+    for (object_type, _, list) in owned {
+        for object in list {
+            out.text(&format!(
+                "ALTER {object_type} {} OWNER TO {};\n",
+                object.name, object.owner
+            ))
+            .await?;
+        }
+    }
+    for (object_type, catalog, list) in owned {
+        let with_acl: Vec<u32> = list.iter().filter(|o| o.has_acl).map(|o| o.oid).collect();
+        if with_acl.is_empty() {
+            continue;
+        }
+        let grants = objects::grants(client, catalog, &with_acl).await?;
+        let acl_type = match object_type {
+            "VIEW" | "MATERIALIZED VIEW" => "TABLE",
+            other => other,
+        };
+        for object in list.iter().filter(|o| o.has_acl) {
+            let granted = grants.get(&object.oid).map(Vec::as_slice).unwrap_or(&[]);
+            out.text(&ddl::privileges(
+                acl_type,
+                &object.name,
+                &object.owner,
+                granted,
+            ))
+            .await?;
+        }
+    }
+    out.text(&table_extras::column_grants(client, &relation_oids).await?)
+        .await?;
+    routines::ownership(client, routines, &mut out).await?;
+    behaviour::default_acls(client, inventory, &mut out).await?;
+    out.text(&ddl::batch_line(marker)).await?;
+    Ok(out)
+}
