@@ -11,6 +11,7 @@
 use futures_util::{pin_mut, TryStreamExt as _};
 
 use super::behaviour;
+use super::column_props;
 use super::ddl::{self, COPY_END};
 use super::error::{query, NativeError};
 use super::extensions;
@@ -18,9 +19,11 @@ use super::large_objects;
 use super::objects::{self, Owned};
 use super::output::SqlWriter;
 use super::partitions;
+use super::public_schema;
 use super::routines;
 use super::session::Snapshot;
 use super::table_extras;
+use super::table_marks;
 use super::types;
 
 /// A marker no text of the database can know in advance: 16 random bytes, in hex.
@@ -142,6 +145,8 @@ pub async fn export(
         .await?;
     }
     out.text(&hierarchy.attach_partitions(&tables)).await?;
+    out.text(&column_props::alter_columns(client, snapshot.version, &table_oids).await?)
+        .await?;
     let fits = partitions::constraint_fits(client, snapshot.version, &constraint_oids).await?;
     let mut constraints = objects::constraints(client, &fits.written).await?;
     fits.apply(&mut constraints);
@@ -241,6 +246,10 @@ pub async fn export(
     }
     out.text(&partitions::attach_indexes(client, &table_oids).await?)
         .await?;
+    out.text(
+        &table_marks::after_indexes(client, &[&table_oids[..], &matview_oids].concat()).await?,
+    )
+    .await?;
     for late in constraints
         .iter()
         .filter(|k| k.contype == "f" || (k.contype == "c" && !k.validated))
@@ -265,6 +274,8 @@ pub async fn export(
         }
     }
     behaviour::after_data(client, inventory, &mut out).await?;
+    out.text(&table_marks::rule_states(client, &inventory.oids("rule")).await?)
+        .await?;
     out.text("\n").await?;
 
     out.text(&ddl::batch_line(marker)).await?;
@@ -338,6 +349,8 @@ pub async fn export(
     out.text(&table_extras::column_grants(client, &relation_oids).await?)
         .await?;
     routines::ownership(client, &routines, &mut out).await?;
+    out.text(&public_schema::export(client, snapshot.version).await?)
+        .await?;
     behaviour::default_acls(client, inventory, &mut out).await?;
     out.text(&ddl::batch_line(marker)).await?;
     out.text(&format!("\n{}\n", ddl::END_LINE)).await?;
