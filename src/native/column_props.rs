@@ -34,22 +34,24 @@ pub struct ColumnProps {
 pub fn column_props_sql(version: ServerVersion) -> String {
     let statistics = match version.num() >= 170000 {
         true => "a.attstattarget::integer",
-        false => "pg_catalog.nullif(a.attstattarget, -1)::integer",
+        false => "(CASE WHEN a.attstattarget <> -1 THEN a.attstattarget END)::integer",
     };
     let compression = match version.num() >= 140000 {
         true => "CASE WHEN a.attcompression <> '' THEN a.attcompression::text END",
         false => "NULL::text",
     };
     format!(
-        "SELECT * FROM (SELECT a.attrelid::pg_catalog.regclass::text, \
-         pg_catalog.quote_ident(a.attname), {statistics} AS statistics, \
+        "SELECT p.relation, p.name, p.statistics, p.storage, p.compression, p.options \
+         FROM (SELECT a.attrelid::pg_catalog.regclass::text AS relation, \
+         pg_catalog.quote_ident(a.attname) AS name, {statistics} AS statistics, \
          CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage, \
          {compression} AS compression, \
-         pg_catalog.array_to_string(a.attoptions, ', ') AS options, a.attrelid, a.attnum \
+         pg_catalog.array_to_string(a.attoptions, ', ') AS options, a.attrelid AS relid, \
+         a.attnum \
          FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
          WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped) p \
          WHERE p.statistics IS NOT NULL OR p.storage IS NOT NULL OR p.compression IS NOT NULL \
-         OR p.options IS NOT NULL ORDER BY p.attrelid, p.attnum"
+         OR p.options IS NOT NULL ORDER BY p.relid, p.attnum"
     )
 }
 
@@ -161,11 +163,13 @@ mod tests {
 
     #[test]
     fn statistics_and_compression_by_version() {
+        let sql = column_props_sql(ServerVersion(180000));
+        assert!(sql.starts_with("SELECT p.relation, p.name, p.statistics, p.storage, "));
         let ten = column_props_sql(ServerVersion(100023));
-        assert!(ten.contains("nullif(a.attstattarget, -1)") && ten.contains("NULL::text AS"));
+        assert!(ten.contains("WHEN a.attstattarget <> -1") && ten.contains("NULL::text AS"));
         let fourteen = column_props_sql(ServerVersion(140000));
         assert!(fourteen.contains("a.attcompression <> ''"));
-        assert!(fourteen.contains("nullif(a.attstattarget, -1)"));
+        assert!(fourteen.contains("WHEN a.attstattarget <> -1"));
         let seventeen = column_props_sql(ServerVersion(170000));
         assert!(seventeen.contains("a.attstattarget::integer AS statistics"));
     }

@@ -77,7 +77,7 @@ const PARTS_12: &str = "CREATE TABLE app.journal_notes (id integer, region text,
      INSERT INTO app.measures_noted (cm, note) VALUES (10, 'ten')";
 
 /// Databases holding one object the export refuses, and what the refusal must say.
-const REFUSED: [(&str, &str, &[&str]); 7] = [
+const REFUSED: [(&str, &str, &[&str]); 8] = [
     (
         "r_extension_acl",
         "CREATE EXTENSION pg_trgm; GRANT EXECUTE ON FUNCTION similarity(text, text) TO nat_reader",
