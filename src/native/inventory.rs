@@ -7,8 +7,9 @@
 //! part of another (`pg_depend` deptype `i`: a row type, an array type, a constraint's index, a
 //! view's rule, an FK's triggers) and extension members (`e`, and the operators and support
 //! functions added to an extension's operator family, `a`) go with their owner object.
-//! Besides: privileges changed on a system object (against `pg_init_privs`), security labels,
-//! a changed `public` schema, subscriptions. [`classify`] turns the rows into the objects we
+//! Besides: privileges changed on a system object (against `pg_init_privs`; the `public`
+//! schema's are exported), security labels, a dropped or renamed `public` schema (or one with a
+//! privilege granted by a role other than its owner), subscriptions. [`classify`] turns the rows into the objects we
 //! export and the refusals; a refusal names the object and why.
 
 use crate::server::ServerVersion;
