@@ -112,6 +112,8 @@ pub struct Column {
     pub name: String,
     /// `format_type()` with its typmod.
     pub type_name: String,
+    /// Its collation (quoted, qualified) where it is not its type's.
+    pub collation: Option<String>,
     /// NOT NULL.
     pub not_null: bool,
     /// `pg_get_expr()` of its default, or of its generation expression.
@@ -164,6 +166,9 @@ pub fn with_options(options: &[String]) -> String {
 /// NOT NULL.
 pub fn column_line(c: &Column) -> String {
     let mut line = format!("    {} {}", c.name, c.type_name);
+    if let Some(collation) = &c.collation {
+        line.push_str(&format!(" COLLATE {collation}"));
+    }
     match (&c.default, c.generated) {
         (Some(expression), true) => {
             line.push_str(&format!(" GENERATED ALWAYS AS ({expression}) STORED"))
@@ -354,6 +359,7 @@ mod tests {
             Column {
                 name: "id".into(),
                 type_name: "integer".into(),
+                collation: None,
                 not_null: true,
                 default: Some("nextval('public.t_id_seq'::regclass)".into()),
                 generated: false,
@@ -362,6 +368,7 @@ mod tests {
             Column {
                 name: "\"Odd\"".into(),
                 type_name: "character varying(10)[]".into(),
+                collation: Some("pg_catalog.\"C\"".into()),
                 not_null: false,
                 default: None,
                 generated: false,
@@ -370,7 +377,7 @@ mod tests {
         ];
         assert_eq!(
             create_table("public.t", &columns, &[]),
-            "CREATE TABLE public.t (\n    id integer DEFAULT nextval('public.t_id_seq'::regclass) NOT NULL,\n    \"Odd\" character varying(10)[]\n);\n\n"
+            "CREATE TABLE public.t (\n    id integer DEFAULT nextval('public.t_id_seq'::regclass) NOT NULL,\n    \"Odd\" character varying(10)[] COLLATE pg_catalog.\"C\"\n);\n\n"
         );
         assert_eq!(
             create_table("public.e", &[], &["fillfactor=70".into()]),
@@ -423,6 +430,7 @@ mod tests {
             Column {
                 name: "i".into(),
                 type_name: "integer".into(),
+                collation: None,
                 not_null: true,
                 default: None,
                 generated: false,
@@ -431,6 +439,7 @@ mod tests {
             Column {
                 name: "twice".into(),
                 type_name: "integer".into(),
+                collation: None,
                 not_null: false,
                 default: Some("(i * 2)".into()),
                 generated: true,

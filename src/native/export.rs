@@ -8,6 +8,7 @@
 //! security, policies and rules, comments, owners, privileges, default privileges last.
 //! Partitions and inheritance: see [`partitions`].
 
+use super::column_props;
 use super::ddl;
 use super::error::NativeError;
 use super::extensions;
@@ -143,6 +144,8 @@ pub async fn export(
         .await?;
     }
     out.text(&hierarchy.attach_partitions(&tables)).await?;
+    out.text(&column_props::alter_columns(client, snapshot.version, &table_oids).await?)
+        .await?;
     let fits = partitions::constraint_fits(client, snapshot.version, &constraint_oids).await?;
     let mut constraints = objects::constraints(client, &fits.written).await?;
     fits.apply(&mut constraints);

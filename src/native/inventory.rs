@@ -7,8 +7,9 @@
 //! part of another (`pg_depend` deptype `i`: a row type, an array type, a constraint's index, a
 //! view's rule, an FK's triggers) and extension members (`e`, and the operators and support
 //! functions added to an extension's operator family, `a`) go with their owner object.
-//! Besides: privileges changed on a system object (against `pg_init_privs`), security labels,
-//! a changed `public` schema, subscriptions. [`classify`] turns the rows into the objects we
+//! Besides: privileges changed on a system object (against `pg_init_privs`; the `public`
+//! schema's are exported), security labels, a dropped or renamed `public` schema (or one with a
+//! privilege granted by a role other than its owner), subscriptions. [`classify`] turns the rows into the objects we
 //! export and the refusals; a refusal names the object and why.
 
 use crate::server::ServerVersion;
@@ -223,10 +224,6 @@ fn unsupported_sql(version: ServerVersion) -> String {
         ("c.reltablespace <> 0", "tablespace"),
         ("c.reloftype <> 0", "typed table"),
         (
-            "c.relkind = 'r' AND c.relreplident <> 'd'",
-            "replica identity",
-        ),
-        (
             "NOT c.relispartition AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute x \
              JOIN pg_catalog.pg_attribute y ON y.attrelid = x.attrelid AND y.attnum > x.attnum \
                AND NOT y.attisdropped \
@@ -248,11 +245,6 @@ fn unsupported_sql(version: ServerVersion) -> String {
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_index x \
-             WHERE (x.indrelid = c.oid OR x.indexrelid = c.oid) AND x.indisclustered)",
-            "CLUSTER mark",
-        ),
-        (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_index x \
              WHERE x.indexrelid = c.oid AND NOT (x.indisvalid AND x.indisready))",
             "invalid index",
         ),
@@ -270,12 +262,12 @@ fn unsupported_sql(version: ServerVersion) -> String {
             "column privileges emptied or granted by a role other than the owner",
         ),
         (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+            "c.relkind NOT IN ('r', 'p') AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attoptions IS NOT NULL)",
             "column options",
         ),
         (
-            "c.relkind NOT IN ('i', 'I') AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+            "c.relkind NOT IN ('i', 'I', 'r', 'p') AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
              AND (a.attstorage <> t.typstorage OR a.attcollation <> t.typcollation))",
@@ -305,12 +297,12 @@ fn unsupported_sql(version: ServerVersion) -> String {
     ];
     class.push(match v >= 170000 {
         true => (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+            "c.relkind NOT IN ('r', 'p') AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attstattarget IS NOT NULL)",
             "column statistics target",
         ),
         false => (
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+            "c.relkind NOT IN ('r', 'p') AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attstattarget <> -1)",
             "column statistics target",
         ),
@@ -332,7 +324,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
     }
     if v >= 140000 {
         class.push((
-            "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+            "c.relkind NOT IN ('r', 'p') AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attcompression <> '')",
             "column compression",
         ));
@@ -441,7 +433,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
             "column privileges changed on its members",
         ),
     ];
-    let rule = [("r.ev_enabled <> 'O'", "disabled, replica or always rule")];
+    let rule: [(&str, &str); 0] = [];
     let array = |table: &str, alias: &str, checks: &[(&str, &str)]| {
         let items: Vec<String> = checks
             .iter()
@@ -509,14 +501,10 @@ pub fn inventory_sql(version: ServerVersion, catalogs: &[String]) -> String {
 }
 
 /// Changes to what initdb made, which pg_dump reproduces and we do not yet: privileges changed
-/// on a system object, security labels, a changed `public` schema; rows of (kind, identity).
-pub fn system_changes_sql(version: ServerVersion) -> String {
-    let public_owner = match version.num() >= 150000 {
-        true => "'pg_database_owner'::pg_catalog.regrole",
-        false => "10::pg_catalog.oid",
-    };
-    format!(
-        "SELECT 'privileges on a system object'::text, \
+/// on a system object (but the `public` schema's: `public_schema` writes them), security
+/// labels, a dropped or renamed `public` schema, one with no ACL or a privilege granted by a
+/// role other than its owner; rows of (kind, identity).
+pub const SYSTEM_CHANGES_SQL: &str = "SELECT 'privileges on a system object'::text, \
            pg_catalog.pg_describe_object(s.classid, s.objid, s.objsubid) \
          FROM (SELECT 'pg_catalog.pg_class'::pg_catalog.regclass::oid AS classid, c.oid AS objid, \
                  0 AS objsubid, c.relacl AS acl, c.relnamespace::pg_catalog.regnamespace::text \
@@ -529,7 +517,8 @@ pub fn system_changes_sql(version: ServerVersion) -> String {
                  p.pronamespace::pg_catalog.regnamespace::text \
                  FROM pg_catalog.pg_proc p WHERE p.oid < 16384 \
                UNION ALL SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass::oid, n.oid, 0, \
-                 n.nspacl, n.nspname::text FROM pg_catalog.pg_namespace n WHERE n.oid < 16384 \
+                 n.nspacl, n.nspname::text FROM pg_catalog.pg_namespace n \
+                 WHERE n.oid < 16384 AND n.oid <> 2200 \
                UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::oid, t.oid, 0, t.typacl, \
                  t.typnamespace::pg_catalog.regnamespace::text \
                  FROM pg_catalog.pg_type t WHERE t.oid < 16384 \
@@ -542,15 +531,14 @@ pub fn system_changes_sql(version: ServerVersion) -> String {
            l.objsubid) FROM pg_catalog.pg_seclabel l \
          UNION ALL SELECT 'schema', 'public (dropped)' WHERE NOT EXISTS \
            (SELECT 1 FROM pg_catalog.pg_namespace WHERE oid = 2200) \
-         UNION ALL SELECT 'schema', 'public (owner, comment or name changed)' \
-           FROM pg_catalog.pg_namespace n WHERE n.oid = 2200 AND (n.nspowner <> {public_owner} \
-           OR n.nspname <> 'public' OR pg_catalog.obj_description(n.oid, 'pg_namespace') \
-             IS DISTINCT FROM 'standard public schema') \
+         UNION ALL SELECT 'schema', 'public (renamed, without an ACL, or a privilege granted by \
+           a role other than its owner)' \
+           FROM pg_catalog.pg_namespace n WHERE n.oid = 2200 AND (n.nspname <> 'public' \
+           OR n.nspacl IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(n.nspacl) g \
+             WHERE g.grantor <> n.nspowner)) \
          UNION ALL SELECT 'subscription', pg_catalog.quote_ident(s.subname) \
            FROM pg_catalog.pg_subscription s WHERE s.subdbid = \
-           (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())"
-    )
-}
+           (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())";
 
 #[cfg(test)]
 mod tests {
@@ -640,7 +628,8 @@ mod tests {
         assert!(ten.contains("identity column in a partitioned table or partition"));
         let fourteen = inventory_sql(ServerVersion(140000), &["pg_class".into()]);
         assert!(fourteen.contains("attcompression") && fourteen.contains("prosqlbody"));
-        assert!(system_changes_sql(ServerVersion(150000)).contains("pg_database_owner"));
-        assert!(system_changes_sql(ServerVersion(140000)).contains("10::pg_catalog.oid"));
+        let public = SYSTEM_CHANGES_SQL;
+        assert!(public.contains("n.oid < 16384 AND n.oid <> 2200"));
+        assert!(public.contains("public (renamed, without an ACL"));
     }
 }

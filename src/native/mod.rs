@@ -12,6 +12,9 @@
 //! - `objects`: the typed catalog reads of the exported objects.
 //! - `extensions`: `CREATE EXTENSION` (never their members), in the order they require.
 //! - `table_extras`: unlogged tables, column privileges, triggers' states.
+//! - `column_props`: columns' statistics targets, storage, compression and options.
+//! - `table_marks`: replica identities, CLUSTER marks, rules' states.
+//! - `public_schema`: what differs in the `public` schema from initdb's (owner, comment, ACL).
 //! - `types`: collations; domains, composite and range types (in `pg_depend` order).
 //! - `partitions`: partitioned tables, partitions and inheritance: their tables, attachments,
 //!   inherited constraints, clones, and which rows are copied.
@@ -26,6 +29,7 @@
 //! - `load`: the native restore of such a file: batches of statements, COPY FROM STDIN.
 
 mod behaviour;
+mod column_props;
 mod ddl;
 mod error;
 mod export;
@@ -38,8 +42,10 @@ mod output;
 mod routines;
 mod partitions;
 mod post_data;
+mod public_schema;
 mod session;
 mod table_extras;
+mod table_marks;
 mod types;
 mod worker;
 

@@ -136,7 +136,7 @@ pub async fn grants(
 }
 
 /// The columns of tables, in attnum order (dropped ones left out), with an identity's
-/// sequence; `attgenerated` from 12 on.
+/// sequence and a collation other than the type's; `attgenerated` from 12 on.
 pub fn columns_sql(version: ServerVersion) -> String {
     let generated = match version.num() >= 120000 {
         true => "a.attgenerated = 's'",
@@ -147,7 +147,11 @@ pub fn columns_sql(version: ServerVersion) -> String {
          pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, \
          pg_catalog.pg_get_expr(d.adbin, d.adrelid), {generated}, a.attidentity::text, \
          q.seqrelid::pg_catalog.regclass::text, q.seqstart, q.seqincrement, q.seqmin, \
-         q.seqmax, q.seqcache, q.seqcycle \
+         q.seqmax, q.seqcache, q.seqcycle, \
+         (SELECT pg_catalog.format('%I.%I', n.nspname, o.collname) \
+           FROM pg_catalog.pg_collation o JOIN pg_catalog.pg_namespace n \
+             ON n.oid = o.collnamespace JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+           WHERE o.oid = a.attcollation AND a.attcollation <> t.typcollation) \
          FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d \
            ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          LEFT JOIN pg_catalog.pg_depend i ON a.attidentity <> '' \
@@ -202,6 +206,7 @@ pub async fn columns(
             .push(Column {
                 name: row.try_get(1).map_err(query(what))?,
                 type_name: row.try_get(2).map_err(query(what))?,
+                collation: row.try_get(14).map_err(query(what))?,
                 not_null: row.try_get(3).map_err(query(what))?,
                 default: row.try_get(4).map_err(query(what))?,
                 generated: row.try_get(5).map_err(query(what))?,

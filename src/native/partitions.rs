@@ -441,6 +441,7 @@ mod tests {
         Column {
             name: name.into(),
             type_name: "integer".into(),
+            collation: None,
             not_null,
             default: default.map(String::from),
             generated: false,

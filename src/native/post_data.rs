@@ -12,9 +12,11 @@ use super::error::NativeError;
 use super::objects::{self, Constraint, Owned};
 use super::output::SqlWriter;
 use super::partitions;
+use super::public_schema;
 use super::routines::{self, Routines};
 use super::session::Snapshot;
 use super::table_extras;
+use super::table_marks;
 use super::types::Types;
 
 /// What the export read and defined before the data, which the definitions after it use.
@@ -121,6 +123,8 @@ pub async fn read(
     }
     out.text(&partitions::attach_indexes(client, table_oids).await?)
         .await?;
+    out.text(&table_marks::after_indexes(client, &[&table_oids[..], matview_oids].concat()).await?)
+        .await?;
     for late in constraints
         .iter()
         .filter(|k| k.contype == "f" || (k.contype == "c" && !k.validated))
@@ -145,6 +149,8 @@ pub async fn read(
         }
     }
     behaviour::after_data(client, inventory, &mut out).await?;
+    out.text(&table_marks::rule_states(client, &inventory.oids("rule")).await?)
+        .await?;
     out.text("\n").await?;
 
     out.text(&ddl::batch_line(marker)).await?;
@@ -218,6 +224,8 @@ pub async fn read(
     out.text(&table_extras::column_grants(client, &relation_oids).await?)
         .await?;
     routines::ownership(client, routines, &mut out).await?;
+    out.text(&public_schema::export(client, snapshot.version).await?)
+        .await?;
     behaviour::default_acls(client, inventory, &mut out).await?;
     out.text(&ddl::batch_line(marker)).await?;
     Ok(out)

@@ -8,8 +8,8 @@ use tokio_postgres::Client;
 
 use super::error::{query, NativeError};
 use super::inventory::{
-    classify, inventory_sql, system_changes_sql, Inventory, InventoryObject, Refusal,
-    CATALOGS_WITH_OIDS_SQL,
+    classify, inventory_sql, Inventory, InventoryObject, Refusal, CATALOGS_WITH_OIDS_SQL,
+    SYSTEM_CHANGES_SQL,
 };
 use super::objects::read_rows;
 use crate::server::{session_guard_sql, ServerVersion};
@@ -103,7 +103,7 @@ async fn read_inventory(client: &Client, version: ServerVersion) -> Result<Inven
     }
     let mut inventory = classify(objects);
     for row in client
-        .query(&system_changes_sql(version), &[])
+        .query(SYSTEM_CHANGES_SQL, &[])
         .await
         .map_err(query(what))?
     {

@@ -83,16 +83,17 @@ pub async fn column_grants(client: &Client, relations: &[u32]) -> Result<String,
     Ok(grants.iter().map(column_grant).collect())
 }
 
-/// The statement that gives a trigger its state (`pg_trigger.tgenabled`), after its
-/// creation; `None` for an enabled one (`O`, the state `CREATE TRIGGER` gives).
-pub fn trigger_state(table: &str, trigger: &str, tgenabled: &str) -> Option<String> {
-    let action = match tgenabled {
+/// The statement that gives a trigger or a rule (`object`: `TRIGGER`, `RULE`) its state
+/// (`pg_trigger.tgenabled`, `pg_rewrite.ev_enabled`), after its creation; `None` for an
+/// enabled one (`O`, the state `CREATE` gives).
+pub fn firing_state(table: &str, object: &str, name: &str, enabled: &str) -> Option<String> {
+    let action = match enabled {
         "D" => "DISABLE",
         "R" => "ENABLE REPLICA",
         "A" => "ENABLE ALWAYS",
         _ => return None,
     };
-    Some(format!("ALTER TABLE {table} {action} TRIGGER {trigger};\n"))
+    Some(format!("ALTER TABLE {table} {action} {object} {name};\n"))
 }
 
 /// The states of the triggers of `triggers` that are not simply enabled.
@@ -109,7 +110,7 @@ pub async fn trigger_states(client: &Client, triggers: &[u32]) -> Result<String,
     .await?;
     Ok(rows
         .iter()
-        .filter_map(|(table, trigger, state)| trigger_state(table, trigger, state))
+        .filter_map(|(table, trigger, state)| firing_state(table, "TRIGGER", trigger, state))
         .collect())
 }
 
@@ -155,7 +156,7 @@ mod tests {
     fn each_trigger_state_has_its_statement() {
         let states: Vec<Option<String>> = ["O", "D", "R", "A"]
             .iter()
-            .map(|s| trigger_state("app.t", "\"Tg\"", s))
+            .map(|s| firing_state("app.t", "TRIGGER", "\"Tg\"", s))
             .collect();
         assert_eq!(
             states,

@@ -113,23 +113,51 @@ const REFUSED: [(&str, &str, &[&str]); 8] = [
         &["foreign-data wrapper w (kind not supported)"],
     ),
     (
-        "r_disabled_rule",
-        "CREATE TABLE rt (i int); CREATE RULE r AS ON INSERT TO rt DO INSTEAD NOTHING; \
-         ALTER TABLE rt DISABLE RULE r",
-        &["rule r on public.rt (disabled, replica or always rule)"],
+        "r_public_renamed",
+        "ALTER SCHEMA public RENAME TO old_public",
+        &["schema public (renamed, without an ACL, or a privilege granted by a role other than its owner)"],
     ),
     (
-        "r_public_schema",
-        "REVOKE USAGE ON SCHEMA public FROM PUBLIC",
-        &["privileges on a system object schema public (kind not supported)"],
+        "r_public_grantor",
+        "GRANT USAGE ON SCHEMA public TO nat_owner WITH GRANT OPTION; \
+         SET ROLE nat_owner; GRANT USAGE ON SCHEMA public TO nat_reader; RESET ROLE",
+        &["schema public (renamed, without an ACL, or a privilege granted by a role other than its owner)"],
+    ),
+];
+
+/// npublic: databases whose `public` schema differs from initdb's (exported): privileges
+/// revoked and granted, a comment; another owner, its comment dropped.
+const PUBLIC_SCHEMAS: [(&str, &str); 2] = [
+    (
+        "pubschema",
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC; REVOKE USAGE ON SCHEMA public FROM PUBLIC; \
+         GRANT USAGE ON SCHEMA public TO nat_reader WITH GRANT OPTION; \
+         COMMENT ON SCHEMA public IS 'hardened, it''s ours'; \
+         CREATE TABLE public.kept (i int); INSERT INTO public.kept VALUES (1)",
+    ),
+    (
+        "pubowner",
+        "ALTER SCHEMA public OWNER TO nat_owner; COMMENT ON SCHEMA public IS NULL; \
+         GRANT CREATE ON SCHEMA public TO nat_reader; \
+         CREATE TABLE public.kept (i int); INSERT INTO public.kept VALUES (2)",
     ),
 ];
 
 /// The databases exported natively: the native fixture, pgbench's (in postgres, with
 /// pg_back's fixture's table), b1 of pg_back's fixture, the odd names, and a LATIN1 database
 /// (the export's session is UTF-8: the file must say so, whatever the database's encoding).
-const EXPORTED: [&str; 8] = [
-    "native", "postgres", "b1", "a\"b", "x=y z", ".hidden", "név", "latin1",
+const EXPORTED: [&str; 11] = [
+    "native",
+    "postgres",
+    "b1",
+    "b2",
+    "a\"b",
+    "x=y z",
+    ".hidden",
+    "név",
+    "latin1",
+    "pubschema",
+    "pubowner",
 ];
 
 /// The databases also dumped with `--encrypt`, and restored from their encrypted files.
@@ -176,7 +204,11 @@ pub(crate) fn source_cluster(space: &Path) -> Cluster {
              COMMENT ON TABLE \"wörter\" IS 'élan'",
         )
         .unwrap();
-    for (db, sql, _) in REFUSED {
+    for (db, sql) in REFUSED
+        .iter()
+        .map(|(db, sql, _)| (db, sql))
+        .chain(PUBLIC_SCHEMAS.iter().map(|(db, sql)| (db, sql)))
+    {
         source.psql(&format!("CREATE DATABASE {db}"));
         source.try_psql_in(db, sql).unwrap();
     }
@@ -353,7 +385,8 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
             refused.assert_stderr(needle);
         }
     }
-    refused.assert_stderr("database \"b2\": privileges on a system object schema public");
+    // b2's public schema has a privilege granted (pg_back's fixture): exported natively.
+    assert!(!refused.stderr.contains("database \"b2\""), "{refused}");
     refused.assert_stderr("hint: add --fallback-tools");
     assert_eq!(
         crate::dump::files_in(&refused_dir),
@@ -361,13 +394,13 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
         "a refused run writes nothing"
     );
 
-    // --fallback-tools: pg_dump is looked for only now that b2 needs it, and without
-    // client tools that fails before anything is written.
+    // --fallback-tools: pg_dump is looked for only now that r_foreign_data needs it, and
+    // without client tools that fails before anything is written.
     let no_tools_dir = backups.path().join("no-tools");
     let no_tools = pgback(
         &source,
         &no_tools_dir,
-        &["--native", "--fallback-tools", "b2", "native"],
+        &["--native", "--fallback-tools", "r_foreign_data", "native"],
         false,
     );
     no_tools.assert_code(2, "pgback --native --fallback-tools without pg_dump");
@@ -375,17 +408,17 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
     no_tools.assert_stderr("hint: install PostgreSQL's client tools");
     assert_eq!(crate::dump::files_in(&no_tools_dir), Vec::<String>::new());
 
-    // --fallback-tools: b2 with pg_dump, said so; native natively.
+    // --fallback-tools: r_foreign_data with pg_dump, said so; native natively.
     let fallback_dir = backups.path().join("fallback");
     let fallback = pgback(
         &source,
         &fallback_dir,
-        &["--native", "--fallback-tools", "b2", "native"],
+        &["--native", "--fallback-tools", "r_foreign_data", "native"],
         true,
     );
-    fallback.assert_ok("pgback --native --fallback-tools b2 native");
-    fallback.assert_stderr("database \"b2\" dumped with pg_dump (--fallback-tools)");
-    file_of(&fallback_dir, "b2_", ".dump");
+    fallback.assert_ok("pgback --native --fallback-tools r_foreign_data native");
+    fallback.assert_stderr("database \"r_foreign_data\" dumped with pg_dump (--fallback-tools)");
+    file_of(&fallback_dir, "r_foreign_data_", ".dump");
     let native_sql = std::fs::read_to_string(file_of(&fallback_dir, "native_", ".sql")).unwrap();
     assert!(
         native_sql.starts_with("-- pgback native dump"),
@@ -628,8 +661,45 @@ fn native_dumps_restore_identical_with_psql_and_pgback() {
         "ATTACH PARTITION app.readings_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
         "INHERITS (app.things, app.tag_parent)",
         "ALTER TABLE ONLY app.tagged_things ALTER COLUMN id SET DEFAULT 7;",
+        "title text NOT NULL COLLATE pg_catalog.\"C\",",
+        "body text COLLATE app.\"Bytes\",",
+        "short app.code COLLATE pg_catalog.\"POSIX\"",
+        "ALTER TABLE ONLY app.notes ALTER COLUMN body SET STORAGE EXTERNAL;",
+        "ALTER TABLE ONLY app.notes ALTER COLUMN id SET STATISTICS 500;",
+        "ALTER TABLE ONLY app.notes ALTER COLUMN code SET (n_distinct=-0.5, n_distinct_inherited=3);",
+        "ALTER TABLE ONLY app.note_log ALTER COLUMN n SET STATISTICS 50;",
+        "ALTER TABLE ONLY app.note_log_2026 ALTER COLUMN what SET STORAGE EXTERNAL;",
+        "ALTER TABLE ONLY app.note_parent ALTER COLUMN label SET STORAGE EXTERNAL;",
+        "ALTER TABLE ONLY app.note_child ALTER COLUMN extra SET STORAGE MAIN;",
+        "ALTER TABLE ONLY app.notes REPLICA IDENTITY USING INDEX notes_title;",
+        "ALTER TABLE ONLY app.note_log_2026 REPLICA IDENTITY FULL;",
+        "ALTER TABLE ONLY app.note_parent REPLICA IDENTITY NOTHING;",
+        "ALTER TABLE app.notes CLUSTER ON notes_pk;",
+        "ALTER TABLE app.notes DISABLE RULE notes_kept;",
+        "ALTER TABLE app.notes ENABLE REPLICA RULE \"Notes seen\";",
+        "ALTER TABLE app.note_parent ENABLE ALWAYS RULE note_parent_always;",
     ] {
         assert!(native.contains(needle), "{needle}");
+    }
+    if source.version_num() >= 140000 {
+        let needle = "ALTER TABLE ONLY app.notes ALTER COLUMN body SET COMPRESSION pglz;";
+        assert!(native.contains(needle), "{needle}");
+    }
+    // npublic: the public schemas' changes are in what is compared.
+    let hardened = schema_of(&source, "pubschema");
+    for needle in [
+        "COMMENT ON SCHEMA public IS 'hardened, it''s ours';",
+        "REVOKE USAGE ON SCHEMA public FROM PUBLIC;",
+        "GRANT USAGE ON SCHEMA public TO nat_reader WITH GRANT OPTION;",
+    ] {
+        assert!(hardened.contains(needle), "{needle}\n{hardened}");
+    }
+    let moved = schema_of(&source, "pubowner");
+    for needle in [
+        "ALTER SCHEMA public OWNER TO nat_owner;",
+        "GRANT CREATE ON SCHEMA public TO nat_reader;",
+    ] {
+        assert!(moved.contains(needle), "{needle}\n{moved}");
     }
     if source.version_num() >= 110000 {
         for needle in [
