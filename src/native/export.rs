@@ -13,8 +13,10 @@ use futures_util::{pin_mut, TryStreamExt as _};
 use super::behaviour;
 use super::ddl::{self, COPY_END};
 use super::error::{query, NativeError};
+use super::extension_data;
 use super::extensions;
 use super::large_objects;
+use super::member_privileges;
 use super::objects::{self, Owned};
 use super::output::SqlWriter;
 use super::partitions;
@@ -218,6 +220,14 @@ pub async fn export(
         out.text(COPY_END).await?;
         copied += 1;
     }
+    copied += extension_data::export(
+        client,
+        snapshot.version,
+        &inventory.oids("extension"),
+        marker,
+        &mut out,
+    )
+    .await?;
     large_objects::export(client, inventory, marker, &mut out).await?;
     out.text(&ddl::batch_line(marker)).await?;
     let sequence_names = sequences.iter().map(|(s, _)| &s.name);
@@ -338,6 +348,7 @@ pub async fn export(
     out.text(&table_extras::column_grants(client, &relation_oids).await?)
         .await?;
     routines::ownership(client, &routines, &mut out).await?;
+    member_privileges::write(client, &inventory.oids("extension"), &mut out).await?;
     behaviour::default_acls(client, inventory, &mut out).await?;
     out.text(&ddl::batch_line(marker)).await?;
     out.text(&format!("\n{}\n", ddl::END_LINE)).await?;
