@@ -69,15 +69,16 @@ pub fn statements(change: &MemberChange) -> String {
 }
 
 /// The changed ACL items of the members of the extensions `$1`, one row per item, in the order
-/// pg_dump writes them.
+/// pg_dump writes them; each item's privileges in alphabetical order (`aclexplode`'s differs by
+/// major).
 pub fn changes_sql() -> String {
     format!(
         "SELECT i.type, i.identity, k.revoke, \
          CASE WHEN g.grantee = 0 THEN NULL \
            ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END, \
-         coalesce(pg_catalog.string_agg(g.privilege_type, ', ') \
+         coalesce(pg_catalog.string_agg(g.privilege_type, ', ' ORDER BY g.privilege_type) \
            FILTER (WHERE k.revoke OR NOT g.is_grantable), ''), \
-         coalesce(pg_catalog.string_agg(g.privilege_type, ', ') \
+         coalesce(pg_catalog.string_agg(g.privilege_type, ', ' ORDER BY g.privilege_type) \
            FILTER (WHERE NOT k.revoke AND g.is_grantable), '') \
          FROM ({}) m \
          CROSS JOIN LATERAL pg_catalog.pg_identify_object(m.classid, m.objid, 0) i \
