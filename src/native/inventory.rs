@@ -8,8 +8,8 @@
 //! view's rule, an FK's triggers) and extension members (`e`, and what is a part of a member,
 //! `a`: the operators and support functions added to an extension's operator family, a
 //! member table's constraints, defaults, indexes, triggers and rules, all of which pg_dump
-//! leaves to `CREATE EXTENSION`; but for a policy, which pg_dump writes) go with their owner
-//! object.
+//! leaves out too; not a policy, which is exported though pg_dump 18 loses it) go with their
+//! owner object.
 //! Besides: privileges changed on a system object (against `pg_init_privs`), security labels,
 //! a changed `public` schema, subscriptions. [`classify`] turns the rows into the objects we
 //! export and the refusals; a refusal names the object and why.

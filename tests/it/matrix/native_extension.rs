@@ -5,6 +5,7 @@
 //! foreign key references another created after it, a serial's sequence and a sequence) that
 //! users added rows to; privileges changed on extensions' members (pg_trgm's `similarity`
 //! granted, nat_cfg's table and function revoked from PUBLIC and granted, with grant option);
+//! a policy on a configuration table (which pg_dump 18 loses; compared through `pg_policy`);
 //! an identity column in a partition tree of two levels. Dumped with `--native` with no client
 //! tool reachable, restored into a fresh cluster with psql and with `pgback --restore`, and
 //! compared with the source as the fidelity test compares (PostgreSQL 18's `pg_dump
@@ -57,6 +58,7 @@ const DATABASE: &str = "CREATE SCHEMA app; \
      GRANT SELECT, UPDATE ON app.nat_cfg_settings TO nat_reader WITH GRANT OPTION; \
      REVOKE EXECUTE ON FUNCTION app.nat_cfg_value(text) FROM PUBLIC; \
      GRANT EXECUTE ON FUNCTION app.nat_cfg_value(text) TO nat_owner; \
+     CREATE POLICY numbered ON app.nat_cfg_rules USING (id > 0); \
      CREATE TABLE app.ids (i integer GENERATED ALWAYS AS IDENTITY (START WITH 5), \
        k integer, note text) PARTITION BY RANGE (k); \
      CREATE TABLE app.ids_low PARTITION OF app.ids FOR VALUES FROM (0) TO (10); \
@@ -148,6 +150,11 @@ fn extension_configuration_member_privileges_and_partition_identity_restore_iden
     ] {
         assert!(sql.contains(needle), "{needle:?} not in the dump:\n{sql}");
     }
+    // A member table's policy: pg_dump 18 loses it, the native export does not.
+    assert!(
+        sql.contains("CREATE POLICY numbered ON app.nat_cfg_rules"),
+        "{sql}"
+    );
     // The built-in rows are the extension's: CREATE EXTENSION makes them again.
     assert!(!sql.contains("\tfast\tt\n"), "{sql}");
     assert!(
@@ -200,6 +207,7 @@ fn extension_configuration_member_privileges_and_partition_identity_restore_iden
         "app.ids_high_a 40:",
         "sequence app.nat_cfg_ticket 3|t",
         "sequence app.nat_cfg_settings_id_seq 5|t",
+        "policy app.nat_cfg_rules numbered {PUBLIC}",
     ] {
         assert!(
             data.contains(needle),
