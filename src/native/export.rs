@@ -11,6 +11,7 @@
 use super::column_props;
 use super::ddl;
 use super::error::NativeError;
+use super::extension_data;
 use super::extensions;
 use super::large_objects;
 use super::objects;
@@ -216,10 +217,18 @@ pub async fn export(
         constraints,
         user_types,
     };
-    let (copied, definitions) = tokio::try_join!(
+    let (mut copied, definitions) = tokio::try_join!(
         worker.copy(&defined.tables, &columns, &hierarchy, marker, &mut out),
         post_data::read(snapshot, marker, &defined),
     )?;
+    copied += extension_data::export(
+        client,
+        snapshot.version,
+        &inventory.oids("extension"),
+        marker,
+        &mut out,
+    )
+    .await?;
     large_objects::export(client, inventory, marker, &mut out).await?;
     out.append(definitions).await?;
     out.text(&format!("\n{}\n", ddl::END_LINE)).await?;

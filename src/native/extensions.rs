@@ -1,7 +1,8 @@
 //! Extensions: `CREATE EXTENSION name WITH SCHEMA s VERSION 'v'`, each after the extensions
 //! it requires, and their comments; never their member objects (the inventory leaves out
-//! `pg_depend` deptype `e` members), and it refuses an extension whose configuration tables'
-//! rows or members' privileges would be lost.
+//! `pg_depend` deptype `e` members). Their configuration tables' rows are written with the
+//! data (`extension_data`), their members' changed privileges with the others
+//! (`member_privileges`).
 
 use tokio_postgres::Client;
 

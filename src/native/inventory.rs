@@ -5,11 +5,15 @@
 //! `pg_identify_object` and given a kind of our own (finer than its type: a partitioned table,
 //! an enum, a window function...) and the properties we do not reproduce. Objects that are a
 //! part of another (`pg_depend` deptype `i`: a row type, an array type, a constraint's index, a
-//! view's rule, an FK's triggers) and extension members (`e`, and the operators and support
-//! functions added to an extension's operator family, `a`) go with their owner object.
+//! view's rule, an FK's triggers) and extension members (`e`, and what is a part of a member,
+//! `a`: the operators and support functions added to an extension's operator family, a
+//! member table's constraints, defaults, indexes, triggers and rules, all of which pg_dump
+//! leaves out too; not a policy, which is exported though pg_dump 18 loses it) go with their
+//! owner object.
 //! Besides: privileges changed on a system object (against `pg_init_privs`; the `public`
 //! schema's are exported), security labels, a dropped or renamed `public` schema (or one with a
-//! privilege granted by a role other than its owner), subscriptions. [`classify`] turns the rows into the objects we
+//! privilege granted by a role other than its owner), subscriptions. [`classify`] turns the
+//! rows into the objects we
 //! export and the refusals; a refusal names the object and why.
 
 use crate::server::ServerVersion;
@@ -175,40 +179,68 @@ fn kind_sql(version: ServerVersion) -> String {
     )
 }
 
-/// The properties of a supported kind that we do not reproduce, as a `text[]` expression.
-/// The catalogs whose objects an extension may have as members, with their ACL column.
-const MEMBER_ACLS: [(&str, &str); 7] = [
-    ("pg_class", "relacl"),
-    ("pg_proc", "proacl"),
-    ("pg_type", "typacl"),
-    ("pg_namespace", "nspacl"),
-    ("pg_foreign_data_wrapper", "fdwacl"),
-    ("pg_foreign_server", "srvacl"),
-    ("pg_language", "lanacl"),
+/// The catalogs whose objects an extension may have as members: ACL column, owner column, and
+/// the object type letter of `acldefault` (an expression of the row `y`).
+const MEMBER_ACLS: [(&str, &str, &str, &str); 7] = [
+    (
+        "pg_class",
+        "relacl",
+        "relowner",
+        "CASE y.relkind WHEN 'S' THEN 's' ELSE 'r' END",
+    ),
+    ("pg_proc", "proacl", "proowner", "'f'"),
+    ("pg_type", "typacl", "typowner", "'T'"),
+    ("pg_namespace", "nspacl", "nspowner", "'n'"),
+    ("pg_foreign_data_wrapper", "fdwacl", "fdwowner", "'F'"),
+    ("pg_foreign_server", "srvacl", "srvowner", "'S'"),
+    ("pg_language", "lanacl", "lanowner", "'l'"),
 ];
 
-/// Whether a member (`pg_depend` deptype `e`) of the extension `x` has privileges other than
-/// `pg_init_privs` says it was created with.
-fn member_privileges_changed_sql() -> String {
-    let cases: String = MEMBER_ACLS
+/// The members (`pg_depend` deptype `e`) of the extensions `extension` (an SQL expression of an
+/// extension's oid, or `ANY(...)` of a list) that have privileges: rows of (classid, objid,
+/// owner, acl, base), `acl` their ACL and `base` the one they were created with
+/// (`pg_init_privs`), each the object's default (`acldefault`) when null. pg_dump writes the
+/// difference: REVOKE what is in `base` only, GRANT what is in `acl` only.
+pub fn member_acls_sql(extension: &str) -> String {
+    let members: Vec<String> = MEMBER_ACLS
         .iter()
-        .map(|(catalog, acl)| {
+        .map(|(catalog, acl, owner, kind)| {
             format!(
-                "WHEN 'pg_catalog.{catalog}'::pg_catalog.regclass THEN \
-                 (SELECT y.{acl} FROM pg_catalog.{catalog} y WHERE y.oid = d.objid) "
+                "SELECT y.{acl} AS acl, y.{owner} AS owner, {kind}::\"char\" AS kind \
+                 FROM pg_catalog.{catalog} y \
+                 WHERE d.classid = 'pg_catalog.{catalog}'::pg_catalog.regclass AND y.oid = d.objid"
             )
         })
         .collect();
     format!(
-        "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+        "SELECT d.classid, d.objid, m.owner, \
+         coalesce(m.acl, pg_catalog.acldefault(m.kind, m.owner)) AS acl, \
+         coalesce(ip.initprivs, pg_catalog.acldefault(m.kind, m.owner)) AS base \
+         FROM pg_catalog.pg_depend d CROSS JOIN LATERAL ({}) m \
          LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = d.classid \
            AND ip.objoid = d.objid AND ip.objsubid = 0 \
          WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass \
-         AND d.refobjid = x.oid AND d.deptype = 'e' AND ip.initprivs IS DISTINCT FROM \
-         CASE d.classid {cases}ELSE ip.initprivs END)"
+         AND d.refobjid = {extension} AND d.deptype = 'e'",
+        members.join(" UNION ALL ")
     )
 }
 
+/// Whether a member of the extension `x` has privileges, granted or revoked since its
+/// creation, of a grantor other than its owner (a REVOKE or GRANT run by the restoring
+/// superuser acts as the owner).
+fn member_privileges_of_others_sql() -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM ({}) m \
+         CROSS JOIN LATERAL (\
+           SELECT a FROM pg_catalog.unnest(m.acl) a WHERE NOT a = ANY(m.base) UNION ALL \
+           SELECT b FROM pg_catalog.unnest(m.base) b WHERE NOT b = ANY(m.acl)) k(item) \
+         CROSS JOIN LATERAL pg_catalog.aclexplode(ARRAY[k.item]) g \
+         WHERE g.grantor <> m.owner)",
+        member_acls_sql("x.oid")
+    )
+}
+
+/// The properties of a supported kind that we do not reproduce, as a `text[]` expression.
 fn unsupported_sql(version: ServerVersion) -> String {
     let v = version.num();
     let mut class = vec![
@@ -237,11 +269,6 @@ fn unsupported_sql(version: ServerVersion) -> String {
                ON p.attrelid = h.inhparent AND p.attname = y.attname AND NOT p.attisdropped \
                WHERE h.inhrelid = y.attrelid), 2147483647))",
             "columns in an order INHERITS does not make (ALTER TABLE ... INHERIT)",
-        ),
-        (
-            "(c.relkind = 'p' OR c.relispartition) AND EXISTS (SELECT 1 \
-             FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attidentity <> '')",
-            "identity column in a partitioned table or partition",
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_index x \
@@ -414,12 +441,16 @@ fn unsupported_sql(version: ServerVersion) -> String {
         ));
     }
     let trigger: [(&str, &str); 0] = [];
-    let member_privileges = member_privileges_changed_sql();
+    let member_privileges = member_privileges_of_others_sql();
     let extension = [
-        ("x.extconfig IS NOT NULL", "configuration tables"),
+        (
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+             WHERE c.oid = ANY(x.extconfig) AND c.relkind = 'm')",
+            "materialized view as a configuration table",
+        ),
         (
             member_privileges.as_str(),
-            "privileges changed on its members",
+            "privileges on its members granted or revoked by a role other than their owner",
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
@@ -487,7 +518,7 @@ pub fn inventory_sql(version: ServerVersion, catalogs: &[String]) -> String {
          FROM o CROSS JOIN LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, 0) i \
          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.classid \
            AND d.objid = o.objid AND d.objsubid = 0 AND (d.deptype IN ('i', 'e') \
-             OR (o.catalog IN ('pg_amop', 'pg_amproc') AND d.deptype = 'a' \
+             OR (o.catalog <> 'pg_policy' AND d.deptype = 'a' \
                AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.refclassid \
                  AND x.objid = d.refobjid AND x.deptype = 'e')))) \
          AND coalesce(i.schema, '') !~ '^pg_(toast|temp_[0-9]+|toast_temp_[0-9]+)$' \
@@ -544,16 +575,26 @@ pub const SYSTEM_CHANGES_SQL: &str = "SELECT 'privileges on a system object'::te
 mod tests {
     #[test]
     fn an_extension_members_acl_is_read_from_its_own_catalog() {
-        let sql = member_privileges_changed_sql();
-        for (catalog, acl) in MEMBER_ACLS {
-            let case = format!(
-                "WHEN 'pg_catalog.{catalog}'::pg_catalog.regclass THEN \
-                 (SELECT y.{acl} FROM pg_catalog.{catalog} y WHERE y.oid = d.objid)"
-            );
+        let sql = member_acls_sql("x.oid");
+        for (catalog, acl, owner, _) in MEMBER_ACLS {
+            let case = format!("SELECT y.{acl} AS acl, y.{owner} AS owner, ");
             assert_eq!(sql.matches(&case).count(), 1, "{case}\n{sql}");
+            let of_catalog = format!(
+                "FROM pg_catalog.{catalog} y \
+                 WHERE d.classid = 'pg_catalog.{catalog}'::pg_catalog.regclass AND y.oid = d.objid"
+            );
+            assert_eq!(sql.matches(&of_catalog).count(), 1, "{of_catalog}\n{sql}");
         }
-        assert!(sql.ends_with("ELSE ip.initprivs END)"), "{sql}");
+        assert_eq!(sql.matches(" UNION ALL ").count(), MEMBER_ACLS.len() - 1);
+        assert!(
+            sql.contains("AND d.refobjid = x.oid AND d.deptype = 'e'"),
+            "{sql}"
+        );
+        assert!(sql.contains("CASE y.relkind WHEN 'S' THEN 's' ELSE 'r' END::\"char\""));
         assert!(!sql.contains("  "), "{sql}");
+        let others = member_privileges_of_others_sql();
+        assert!(others.contains("WHERE g.grantor <> m.owner)"), "{others}");
+        assert!(!others.contains("  "), "{others}");
     }
 
     #[test]
@@ -625,7 +666,9 @@ mod tests {
         assert!(!ten.contains("prosqlbody"));
         assert!(ten.contains("a.attstattarget <> -1"));
         assert!(ten.contains("an order INHERITS does not make"));
-        assert!(ten.contains("identity column in a partitioned table or partition"));
+        assert!(!ten.contains("identity column in a partitioned table"));
+        assert!(ten.contains("materialized view as a configuration table"));
+        assert!(!ten.contains("x.extconfig IS NOT NULL"));
         let fourteen = inventory_sql(ServerVersion(140000), &["pg_class".into()]);
         assert!(fourteen.contains("attcompression") && fourteen.contains("prosqlbody"));
         let public = SYSTEM_CHANGES_SQL;

@@ -20,6 +20,9 @@
 //!   inherited constraints, clones, and which rows are copied.
 //! - `session`: the snapshot session (pg_dump's settings, `REPEATABLE READ READ ONLY`, locks).
 //! - `worker`: the data worker, a second session in the exported snapshot, copying the rows.
+//! - `extension_data`: the rows of extensions' configuration tables (their condition applied)
+//!   and their configuration sequences' state.
+//! - `member_privileges`: privileges changed on extensions' members (against `pg_init_privs`).
 //! - `large_objects`: large objects' data (`lo_get` in chunks), owners, privileges, comments.
 //! - `routines`: procedures and aggregates (`CREATE AGGREGATE` built from `pg_aggregate`).
 //! - `behaviour`: row-level security (flags, policies) and rules, after the data; default
@@ -33,9 +36,11 @@ mod column_props;
 mod ddl;
 mod error;
 mod export;
+mod extension_data;
 mod extensions;
 mod inventory;
 mod large_objects;
+mod member_privileges;
 mod load;
 mod objects;
 mod output;

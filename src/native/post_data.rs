@@ -9,6 +9,7 @@
 use super::behaviour;
 use super::ddl::{self, Sequence};
 use super::error::NativeError;
+use super::member_privileges;
 use super::objects::{self, Constraint, Owned};
 use super::output::SqlWriter;
 use super::partitions;
@@ -224,6 +225,7 @@ pub async fn read(
     out.text(&table_extras::column_grants(client, &relation_oids).await?)
         .await?;
     routines::ownership(client, routines, &mut out).await?;
+    member_privileges::write(client, &inventory.oids("extension"), &mut out).await?;
     out.text(&public_schema::export(client, snapshot.version).await?)
         .await?;
     behaviour::default_acls(client, inventory, &mut out).await?;

@@ -12,6 +12,7 @@ mod field;
 mod hooks;
 mod named;
 pub(crate) mod native;
+mod native_extension;
 mod pgback;
 pub(crate) mod pgbase;
 mod pgbase_faults;
