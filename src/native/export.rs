@@ -75,7 +75,9 @@ pub async fn export(
     let sequence_oids = inventory.oids("sequence");
     let view_oids = inventory.oids("view");
     let matview_oids = inventory.oids("materialized view");
-    let trigger_oids = inventory.oids("trigger");
+    let mut trigger_oids = inventory.oids("trigger");
+    trigger_oids
+        .extend(objects::constraint_triggers(client, &inventory.oids("constraint trigger")).await?);
     let mut index_oids = inventory.oids("index");
     index_oids.extend(inventory.oids("partitioned index"));
     let constraint_oids = inventory.oids("table constraint");

@@ -19,7 +19,7 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 26] = [
+pub const SUPPORTED_KINDS: [&str; 27] = [
     "schema",
     "extension",
     "collation",
@@ -38,6 +38,7 @@ pub const SUPPORTED_KINDS: [&str; 26] = [
     "trigger",
     "function",
     "table constraint",
+    "constraint trigger",
     "not-null constraint",
     "default value",
     "policy",
@@ -169,7 +170,7 @@ fn kind_sql(version: ServerVersion) -> String {
            WHEN 'm' THEN 'multirange type' WHEN 'b' THEN 'base type' \
            ELSE 'pseudo-type' END FROM pg_catalog.pg_type t WHERE t.oid = o.objid) \
          WHEN 'pg_constraint' THEN (SELECT CASE WHEN k.contypid <> 0 THEN 'domain constraint' \
-           WHEN k.contype IN ('c', 'f', 'p', 'u') THEN 'table constraint' \
+           WHEN k.contype IN ('c', 'f', 'p', 'u', 'x') THEN 'table constraint' \
            WHEN k.contype = 'n' THEN 'not-null constraint' \
            WHEN k.contype = 'x' THEN 'exclusion constraint' \
            WHEN k.contype = 't' THEN 'constraint trigger' \
@@ -387,7 +388,7 @@ fn unsupported_sql(version: ServerVersion) -> String {
         ),
         (
             "EXISTS (SELECT 1 FROM pg_catalog.pg_class x \
-             WHERE x.oid = k.conindid AND k.contype IN ('p', 'u') \
+             WHERE x.oid = k.conindid AND k.contype IN ('p', 'u', 'x') \
              AND (x.reltablespace <> 0 OR x.reloptions IS NOT NULL))",
             "index tablespace or options",
         ),

@@ -226,6 +226,22 @@ pub async fn triggers(client: &Client, list: &[u32]) -> Result<Vec<String>, Nati
     .await
 }
 
+/// The triggers of the constraint triggers of `list` (`pg_constraint` rows of contype `t`, whose
+/// trigger is a part of them): written with the other triggers, by `pg_get_triggerdef`.
+pub async fn constraint_triggers(client: &Client, list: &[u32]) -> Result<Vec<u32>, NativeError> {
+    let sql = "SELECT g.oid FROM pg_catalog.pg_trigger g \
+        JOIN pg_catalog.pg_constraint k ON k.oid = g.tgconstraint \
+        WHERE k.contype = 't' AND k.oid = ANY($1) ORDER BY g.oid";
+    read_rows(
+        client,
+        sql,
+        &[&oids(list)],
+        "reading constraint triggers",
+        |row| row.try_get(0),
+    )
+    .await
+}
+
 /// The materialized views of `list` that hold data (refreshed after the data).
 pub async fn populated(client: &Client, list: &[u32]) -> Result<Vec<u32>, NativeError> {
     let sql = "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = ANY($1) AND c.relispopulated";

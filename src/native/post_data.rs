@@ -113,7 +113,7 @@ pub async fn read(
     out.text(&ddl::batch_line(marker)).await?;
     for key in constraints
         .iter()
-        .filter(|k| matches!(k.contype.as_str(), "p" | "u"))
+        .filter(|k| matches!(k.contype.as_str(), "p" | "u" | "x"))
     {
         out.text(&key.statement).await?;
         out.text("\n").await?;
