@@ -112,9 +112,21 @@ const TABLESPACES: &str = "SELECT t.spcname::text, pg_catalog.pg_get_userbyid(t.
      pg_catalog.shobj_description(t.oid, 'pg_tablespace') \
      FROM pg_catalog.pg_tablespace t WHERE t.spcname !~ '^pg_' ORDER BY 1";
 
-/// Privileges on configuration parameters (15+): not reproduced yet, so their presence fails
-/// the globals file rather than leaving them out silently.
-const PARAMETER_ACLS: &str = "SELECT count(*) FROM pg_catalog.pg_parameter_acl";
+/// What the native globals do not reproduce yet, so that its presence fails the globals file
+/// rather than being left out silently: (the first major that has it, a count, what it is).
+const NOT_WRITTEN: [(u32, &str, &str); 2] = [
+    (
+        150_000,
+        "SELECT count(*) FROM pg_catalog.pg_parameter_acl",
+        "privileges on configuration parameters (GRANT ON PARAMETER), which \
+         --native does not write yet",
+    ),
+    (
+        0,
+        "SELECT count(*) FROM pg_catalog.pg_shseclabel",
+        "security labels on roles, tablespaces or databases, which --native does not write yet",
+    ),
+];
 
 fn reading(what: &'static str) -> impl Fn(tokio_postgres::Error) -> CatalogError {
     move |source| CatalogError::Query { what, source }
@@ -126,18 +138,20 @@ pub async fn read_globals(
     version: ServerVersion,
     with_passwords: bool,
 ) -> Result<Globals, CatalogError> {
-    if version.num() >= 150_000 {
-        let what = reading("reading parameter privileges");
+    for (since, sql, what) in NOT_WRITTEN {
+        if version.num() < since {
+            continue;
+        }
+        let reading = reading("reading what the globals cannot write");
         let count: i64 = client
-            .query_one(PARAMETER_ACLS, &[])
+            .query_one(sql, &[])
             .await
-            .map_err(&what)?
+            .map_err(&reading)?
             .try_get(0)
-            .map_err(&what)?;
+            .map_err(&reading)?;
         if count > 0 {
             return Err(CatalogError::Value {
-                what: "privileges on configuration parameters (GRANT ON PARAMETER), which \
-                       --native does not write yet",
+                what,
                 value: count.to_string(),
             });
         }

@@ -12,6 +12,7 @@ mod dump;
 mod encrypt;
 mod harness_selftest;
 mod matrix;
+mod native_globals;
 mod native_snapshot;
 mod native_zip;
 mod offsite;
