@@ -19,7 +19,7 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 27] = [
+pub const SUPPORTED_KINDS: [&str; 29] = [
     "schema",
     "extension",
     "collation",
@@ -39,6 +39,8 @@ pub const SUPPORTED_KINDS: [&str; 27] = [
     "function",
     "table constraint",
     "constraint trigger",
+    "statistics object",
+    "event trigger",
     "not-null constraint",
     "default value",
     "policy",

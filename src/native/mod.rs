@@ -27,6 +27,8 @@
 //! - `routines`: procedures and aggregates (`CREATE AGGREGATE` built from `pg_aggregate`).
 //! - `behaviour`: row-level security (flags, policies) and rules, after the data; default
 //!   privileges, last.
+//! - `statistics`: extended statistics (`CREATE STATISTICS`), target, comment, owner.
+//! - `event_triggers`: event triggers, last (state, comment, owner).
 //! - `post_data`: the definitions after the data, read while the worker copies the rows.
 //! - `export`: one database's SQL, in pg_dump's order, data streamed with COPY.
 //! - `load`: the native restore of such a file: batches of statements, COPY FROM STDIN.
@@ -35,6 +37,7 @@ mod behaviour;
 mod column_props;
 mod ddl;
 mod error;
+mod event_triggers;
 mod export;
 mod extension_data;
 mod extensions;
@@ -47,6 +50,7 @@ mod output;
 mod routines;
 mod partitions;
 mod post_data;
+mod statistics;
 mod public_schema;
 mod session;
 mod table_extras;

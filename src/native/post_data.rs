@@ -9,6 +9,7 @@
 use super::behaviour;
 use super::ddl::{self, Sequence};
 use super::error::NativeError;
+use super::event_triggers;
 use super::member_privileges;
 use super::objects::{self, Constraint, Owned};
 use super::output::SqlWriter;
@@ -16,6 +17,7 @@ use super::partitions;
 use super::public_schema;
 use super::routines::{self, Routines};
 use super::session::Snapshot;
+use super::statistics;
 use super::table_extras;
 use super::table_marks;
 use super::types::Types;
@@ -124,6 +126,15 @@ pub async fn read(
     }
     out.text(&partitions::attach_indexes(client, table_oids).await?)
         .await?;
+    out.text(
+        &statistics::create(
+            client,
+            snapshot.version,
+            &inventory.oids("statistics object"),
+        )
+        .await?,
+    )
+    .await?;
     out.text(&table_marks::after_indexes(client, &[&table_oids[..], matview_oids].concat()).await?)
         .await?;
     for late in constraints
@@ -229,6 +240,10 @@ pub async fn read(
     out.text(&public_schema::export(client, snapshot.version).await?)
         .await?;
     behaviour::default_acls(client, inventory, &mut out).await?;
+    out.text(
+        &event_triggers::create(client, snapshot.version, &inventory.oids("event trigger")).await?,
+    )
+    .await?;
     out.text(&ddl::batch_line(marker)).await?;
     Ok(out)
 }
