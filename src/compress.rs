@@ -304,7 +304,7 @@ mod tests {
     /// of pgbench_accounts (numbers, then 84 blanks): a benchmark, run by hand with
     /// `cargo test --release --lib compression_throughput -- --ignored --nocapture`.
     #[test]
-    #[ignore = "a benchmark"]
+    #[ignore = "prints throughput figures; run in release"]
     fn compression_throughput() {
         let mut plain = Vec::with_capacity(256 << 20);
         let mut row = 0u64;
