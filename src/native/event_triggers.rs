@@ -5,7 +5,7 @@
 use tokio_postgres::Client;
 
 use super::error::NativeError;
-use super::objects::read_rows;
+use super::objects::statements;
 use crate::server::ServerVersion;
 
 /// The statements of each event trigger of `$1`, in oid order: one text per trigger.
@@ -43,19 +43,13 @@ pub async fn create(
     version: ServerVersion,
     list: &[u32],
 ) -> Result<String, NativeError> {
-    if list.is_empty() {
-        return Ok(String::new());
-    }
-    let list = list.to_vec();
-    let statements = read_rows(
+    statements(
         client,
         &event_triggers_sql(version),
-        &[&list],
+        list,
         "reading event triggers",
-        |row| row.try_get::<_, String>(0),
     )
-    .await?;
-    Ok(statements.concat())
+    .await
 }
 
 #[cfg(test)]

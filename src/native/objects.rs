@@ -45,6 +45,24 @@ pub async fn read_rows<T>(
         .collect()
 }
 
+/// The text of each row of `sql` (one text column, `$1` the oids of `list`), concatenated:
+/// for objects whose statements the server writes whole. Nothing is read for an empty list.
+pub async fn statements(
+    client: &Client,
+    sql: &str,
+    list: &[u32],
+    what: &'static str,
+) -> Result<String, NativeError> {
+    if list.is_empty() {
+        return Ok(String::new());
+    }
+    let texts = read_rows(client, sql, &[&oids(list)], what, |row| {
+        row.try_get::<_, String>(0)
+    })
+    .await?;
+    Ok(texts.concat())
+}
+
 async fn owned(
     client: &Client,
     sql: &str,

@@ -5,7 +5,7 @@
 use tokio_postgres::Client;
 
 use super::error::NativeError;
-use super::objects::read_rows;
+use super::objects::statements;
 use crate::server::ServerVersion;
 
 /// The statements of each statistics object of `$1`, in oid order: one text per object.
@@ -38,19 +38,13 @@ pub async fn create(
     version: ServerVersion,
     list: &[u32],
 ) -> Result<String, NativeError> {
-    if list.is_empty() {
-        return Ok(String::new());
-    }
-    let list = list.to_vec();
-    let statements = read_rows(
+    statements(
         client,
         &statistics_sql(version),
-        &[&list],
+        list,
         "reading extended statistics",
-        |row| row.try_get::<_, String>(0),
     )
-    .await?;
-    Ok(statements.concat())
+    .await
 }
 
 #[cfg(test)]
