@@ -19,7 +19,7 @@
 use crate::server::ServerVersion;
 
 /// The kinds [`classify`] accepts; every other kind is refused.
-pub const SUPPORTED_KINDS: [&str; 29] = [
+pub const SUPPORTED_KINDS: [&str; 32] = [
     "schema",
     "extension",
     "collation",
@@ -41,6 +41,9 @@ pub const SUPPORTED_KINDS: [&str; 29] = [
     "constraint trigger",
     "statistics object",
     "event trigger",
+    "publication",
+    "publication relation",
+    "publication namespace",
     "not-null constraint",
     "default value",
     "policy",

@@ -28,6 +28,7 @@
 //! - `behaviour`: row-level security (flags, policies) and rules, after the data; default
 //!   privileges, last.
 //! - `statistics`: extended statistics (`CREATE STATISTICS`), target, comment, owner.
+//! - `publications`: publications, their tables (column lists, row filters) and schemas.
 //! - `event_triggers`: event triggers, last (state, comment, owner).
 //! - `post_data`: the definitions after the data, read while the worker copies the rows.
 //! - `export`: one database's SQL, in pg_dump's order, data streamed with COPY.
@@ -52,6 +53,7 @@ mod partitions;
 mod post_data;
 mod statistics;
 mod public_schema;
+mod publications;
 mod session;
 mod table_extras;
 mod table_marks;

@@ -15,6 +15,7 @@ use super::objects::{self, Constraint, Owned};
 use super::output::SqlWriter;
 use super::partitions;
 use super::public_schema;
+use super::publications;
 use super::routines::{self, Routines};
 use super::session::Snapshot;
 use super::statistics;
@@ -131,6 +132,17 @@ pub async fn read(
             client,
             snapshot.version,
             &inventory.oids("statistics object"),
+        )
+        .await?,
+    )
+    .await?;
+    out.text(
+        &publications::create(
+            client,
+            snapshot.version,
+            &inventory.oids("publication"),
+            &inventory.oids("publication relation"),
+            &inventory.oids("publication namespace"),
         )
         .await?,
     )
