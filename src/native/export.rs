@@ -68,22 +68,8 @@ pub async fn export(
     ))
     .await?;
 
-    let schema_oids = inventory.oids("schema");
-    let function_oids = inventory.oids("function");
-    let mut table_oids = inventory.oids("table");
-    table_oids.extend(inventory.oids("partitioned table"));
-    let sequence_oids = inventory.oids("sequence");
-    let view_oids = inventory.oids("view");
-    let matview_oids = inventory.oids("materialized view");
-    let mut trigger_oids = inventory.oids("trigger");
-    trigger_oids
-        .extend(objects::constraint_triggers(client, &inventory.oids("constraint trigger")).await?);
-    let mut index_oids = inventory.oids("index");
-    index_oids.extend(inventory.oids("partitioned index"));
-    let constraint_oids = inventory.oids("table constraint");
-
-    let enum_oids = inventory.oids("enum type");
-    let schemas = objects::schemas(client, &schema_oids).await?;
+    let oids = post_data::Oids::read(client, inventory).await?;
+    let schemas = objects::schemas(client, &oids.schema).await?;
     for schema in &schemas {
         out.text(&format!("CREATE SCHEMA {};\n\n", schema.name))
             .await?;
@@ -93,7 +79,7 @@ pub async fn export(
     let collation_oids = inventory.oids("collation");
     out.text(&types::collations(client, snapshot.version, &collation_oids).await?)
         .await?;
-    let enums = objects::enums(client, &enum_oids).await?;
+    let enums = objects::enums(client, &oids.r#enum).await?;
     for enum_type in &enums {
         out.text(&enum_type.definition).await?;
     }
@@ -110,7 +96,7 @@ pub async fn export(
     )
     .await?;
     out.text(&user_types.creates()).await?;
-    let functions = objects::functions(client, &function_oids).await?;
+    let functions = objects::functions(client, &oids.function).await?;
     for function in &functions {
         out.text(&ddl::section(
             marker,
@@ -121,15 +107,15 @@ pub async fn export(
         out.text(";\n\n").await?;
     }
     let routines = routines::create(client, snapshot.version, inventory, marker, &mut out).await?;
-    let sequences = objects::sequences(client, &sequence_oids).await?;
+    let sequences = objects::sequences(client, &oids.sequence).await?;
     for (sequence, _) in &sequences {
         out.text(&ddl::create_sequence(sequence)).await?;
     }
     out.text(&user_types.domain_parts()).await?;
-    let hierarchy = partitions::read(client, snapshot.version, &table_oids).await?;
-    let tables = hierarchy.order(objects::relations(client, &table_oids).await?);
-    let unlogged = table_extras::unlogged(client, &table_oids).await?;
-    let columns = objects::columns(client, snapshot.version, &table_oids).await?;
+    let hierarchy = partitions::read(client, snapshot.version, &oids.table).await?;
+    let tables = hierarchy.order(objects::relations(client, &oids.table).await?);
+    let unlogged = table_extras::unlogged(client, &oids.table).await?;
+    let columns = objects::columns(client, snapshot.version, &oids.table).await?;
     // Identity columns' sequences: their state is set with the others'.
     let identity_sequences: Vec<String> = columns
         .values()
@@ -147,9 +133,9 @@ pub async fn export(
         .await?;
     }
     out.text(&hierarchy.attach_partitions(&tables)).await?;
-    out.text(&column_props::alter_columns(client, snapshot.version, &table_oids).await?)
+    out.text(&column_props::alter_columns(client, snapshot.version, &oids.table).await?)
         .await?;
-    let fits = partitions::constraint_fits(client, snapshot.version, &constraint_oids).await?;
+    let fits = partitions::constraint_fits(client, snapshot.version, &oids.constraint).await?;
     let mut constraints = objects::constraints(client, &fits.written).await?;
     fits.apply(&mut constraints);
     for check in constraints
@@ -160,9 +146,9 @@ pub async fn export(
         out.text("\n").await?;
     }
     // Views and materialized views in one order: each after those it reads.
-    let views = objects::relations(client, &view_oids).await?;
-    let matviews = objects::relations(client, &matview_oids).await?;
-    let all_views: Vec<u32> = view_oids.iter().chain(&matview_oids).copied().collect();
+    let views = objects::relations(client, &oids.view).await?;
+    let matviews = objects::relations(client, &oids.matview).await?;
+    let all_views: Vec<u32> = oids.view.iter().chain(&oids.matview).copied().collect();
     let order = ddl::view_order(
         &all_views,
         &objects::view_dependencies(client, &all_views).await?,
@@ -196,16 +182,7 @@ pub async fn export(
 
     // The data, on the worker; meanwhile this session reads the definitions written after it.
     let defined = post_data::Defined {
-        schema_oids,
-        function_oids,
-        table_oids,
-        sequence_oids,
-        view_oids,
-        matview_oids,
-        trigger_oids,
-        index_oids,
-        constraint_oids,
-        enum_oids,
+        oids,
         schemas,
         enums,
         functions,

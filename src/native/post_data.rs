@@ -6,10 +6,13 @@
 //! last. They are kept in memory (the catalogs' size, never table data) and written after the
 //! data and the large objects, in the same order as if read then.
 
+use tokio_postgres::Client;
+
 use super::behaviour;
 use super::ddl::{self, Sequence};
 use super::error::NativeError;
 use super::event_triggers;
+use super::inventory::Inventory;
 use super::member_privileges;
 use super::objects::{self, Constraint, Owned};
 use super::output::SqlWriter;
@@ -23,29 +26,59 @@ use super::table_extras;
 use super::table_marks;
 use super::types::Types;
 
+/// The oids of the objects of an export, by kind (the inventory's, some kinds merged).
+#[derive(Debug)]
+pub struct Oids {
+    /// Schemas.
+    pub schema: Vec<u32>,
+    /// Plain functions.
+    pub function: Vec<u32>,
+    /// Tables and partitioned tables.
+    pub table: Vec<u32>,
+    /// Sequences.
+    pub sequence: Vec<u32>,
+    /// Views.
+    pub view: Vec<u32>,
+    /// Materialized views.
+    pub matview: Vec<u32>,
+    /// Triggers, and the triggers of constraint triggers.
+    pub trigger: Vec<u32>,
+    /// Indexes and partitioned indexes.
+    pub index: Vec<u32>,
+    /// Table constraints.
+    pub constraint: Vec<u32>,
+    /// Enum types.
+    pub r#enum: Vec<u32>,
+}
+
+impl Oids {
+    /// The oids of `inventory`'s objects; the constraint triggers' triggers read on `client`.
+    pub async fn read(client: &Client, inventory: &Inventory) -> Result<Oids, NativeError> {
+        let both = |a: &str, b: &str| [inventory.oids(a), inventory.oids(b)].concat();
+        let mut trigger = inventory.oids("trigger");
+        trigger.extend(
+            objects::constraint_triggers(client, &inventory.oids("constraint trigger")).await?,
+        );
+        Ok(Oids {
+            schema: inventory.oids("schema"),
+            function: inventory.oids("function"),
+            table: both("table", "partitioned table"),
+            sequence: inventory.oids("sequence"),
+            view: inventory.oids("view"),
+            matview: inventory.oids("materialized view"),
+            trigger,
+            index: both("index", "partitioned index"),
+            constraint: inventory.oids("table constraint"),
+            r#enum: inventory.oids("enum type"),
+        })
+    }
+}
+
 /// What the export read and defined before the data, which the definitions after it use.
 #[derive(Debug)]
 pub struct Defined {
-    /// The schemas' oids.
-    pub schema_oids: Vec<u32>,
-    /// The functions' oids.
-    pub function_oids: Vec<u32>,
-    /// The tables' and partitioned tables' oids.
-    pub table_oids: Vec<u32>,
-    /// The sequences' oids.
-    pub sequence_oids: Vec<u32>,
-    /// The views' oids.
-    pub view_oids: Vec<u32>,
-    /// The materialized views' oids.
-    pub matview_oids: Vec<u32>,
-    /// The triggers' oids.
-    pub trigger_oids: Vec<u32>,
-    /// The indexes' and partitioned indexes' oids.
-    pub index_oids: Vec<u32>,
-    /// The table constraints' oids.
-    pub constraint_oids: Vec<u32>,
-    /// The enum types' oids.
-    pub enum_oids: Vec<u32>,
+    /// The oids of what is defined, by kind.
+    pub oids: Oids,
     /// The schemas.
     pub schemas: Vec<Owned>,
     /// The enum types.
@@ -81,16 +114,7 @@ pub async fn read(
     let client = snapshot.client;
     let inventory = &snapshot.inventory;
     let Defined {
-        schema_oids,
-        function_oids,
-        table_oids,
-        sequence_oids,
-        view_oids,
-        matview_oids,
-        trigger_oids,
-        index_oids,
-        constraint_oids,
-        enum_oids,
+        oids,
         schemas,
         enums,
         functions,
@@ -121,11 +145,11 @@ pub async fn read(
         out.text(&key.statement).await?;
         out.text("\n").await?;
     }
-    let indexes = objects::relations(client, index_oids).await?;
+    let indexes = objects::relations(client, &oids.index).await?;
     for index in &indexes {
         out.text(&format!("{};\n", index.definition)).await?;
     }
-    out.text(&partitions::attach_indexes(client, table_oids).await?)
+    out.text(&partitions::attach_indexes(client, &oids.table).await?)
         .await?;
     out.text(
         &statistics::create(
@@ -147,8 +171,10 @@ pub async fn read(
         .await?,
     )
     .await?;
-    out.text(&table_marks::after_indexes(client, &[&table_oids[..], matview_oids].concat()).await?)
-        .await?;
+    out.text(
+        &table_marks::after_indexes(client, &[&oids.table[..], &oids.matview].concat()).await?,
+    )
+    .await?;
     for late in constraints
         .iter()
         .filter(|k| k.contype == "f" || (k.contype == "c" && !k.validated))
@@ -158,14 +184,14 @@ pub async fn read(
     }
     out.text(&user_types.not_valid_checks()).await?;
     let own_triggers =
-        partitions::without_trigger_clones(client, snapshot.version, trigger_oids).await?;
+        partitions::without_trigger_clones(client, snapshot.version, &oids.trigger).await?;
     for trigger in objects::triggers(client, &own_triggers).await? {
         out.text(&trigger).await?;
         out.text("\n").await?;
     }
-    out.text(&table_extras::trigger_states(client, trigger_oids).await?)
+    out.text(&table_extras::trigger_states(client, &oids.trigger).await?)
         .await?;
-    let populated = objects::populated(client, matview_oids).await?;
+    let populated = objects::populated(client, &oids.matview).await?;
     for oid in order.iter().filter(|oid| populated.contains(oid)) {
         if let Some(view) = matviews.iter().find(|v| v.oid == *oid) {
             out.text(&format!("REFRESH MATERIALIZED VIEW {};\n", view.name))
@@ -179,11 +205,11 @@ pub async fn read(
 
     out.text(&ddl::batch_line(marker)).await?;
     let relation_oids: Vec<u32> = [
-        table_oids,
-        sequence_oids,
-        view_oids,
-        matview_oids,
-        index_oids,
+        &oids.table,
+        &oids.sequence,
+        &oids.view,
+        &oids.matview,
+        &oids.index,
     ]
     .into_iter()
     .flatten()
@@ -192,11 +218,11 @@ pub async fn read(
     for comment in objects::comments(
         client,
         &relation_oids,
-        function_oids,
-        schema_oids,
-        constraint_oids,
-        enum_oids,
-        trigger_oids,
+        &oids.function,
+        &oids.schema,
+        &oids.constraint,
+        &oids.r#enum,
+        &oids.trigger,
     )
     .await?
     {
@@ -205,7 +231,7 @@ pub async fn read(
     }
 
     out.text(&user_types.ownership()).await?;
-    let sequence_rels = objects::relations(client, sequence_oids).await?;
+    let sequence_rels = objects::relations(client, &oids.sequence).await?;
     let owned: [(&str, &str, &[Owned]); 7] = [
         ("SCHEMA", "pg_namespace", schemas),
         ("TYPE", "pg_type", enums),
