@@ -14,8 +14,19 @@ use crate::util::{backup_row, coprocesses, run, wait_for, TestCommand};
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Sessions of pgpre, its co-process or pgpre --exec still connected.
+/// pgpre's sessions still in pg_stat_activity, once none is left or after 10 s: a backend
+/// ends a moment after its client hung up, and no event says when (a slow bounded re-check).
 fn pgpre_sessions(cluster: &Cluster) -> String {
-    cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgpre%'")
+    let count = || {
+        cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgpre%'")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut sessions = count();
+    while sessions != "0" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        sessions = count();
+    }
+    sessions
 }
 
 #[test]
